@@ -1,0 +1,1 @@
+//! Kernel tc-netem backend: qdisc construction and detection. (Skeleton.)

@@ -1,0 +1,18 @@
+//! quicbench-netem: the emulated link.
+//!
+//! * [`spec`]: the tc-netem option language (parse and print back).
+//! * [`model`]: a sans-IO per-direction link model: `(now, packet) -> verdict`,
+//!   seeded RNG, simulated clock, no I/O.
+//! * [`kernel`]: the kernel tc-netem backend (qdisc construction, detection).
+//! * [`ns`], [`tun`], [`relay`], [`pcap`], [`link`]: the user-space backend shell
+//!   (namespaces held by file descriptors, TUN devices, the timed relay and NAT)
+//!   and the `Link` that joins a client and a server namespace.
+//!
+//! netem knows nothing of HTTP.
+
+pub mod kernel;
+pub mod model;
+pub mod spec;
+
+pub use model::{Counters, Departure, DropReason, LinkModel, Verdict};
+pub use spec::{LinkSpec, SpecError};

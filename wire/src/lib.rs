@@ -1,0 +1,19 @@
+//! quicbench-wire: what servers and clients must agree on, and nothing else.
+//!
+//! * [`pattern`]: the deterministic body of `GET /bytes/N`, so a client can verify
+//!   every byte it received without the server sending a checksum.
+//! * [`resource`]: the resources every HTTP server serves, parsed once for all.
+//! * [`probe`]: the UDP probe datagram format (echo, sink, source).
+//! * [`tls`]: the one certificate and the TLS 1.3 / QUIC configurations shared
+//!   by every protocol, so comparisons are like with like.
+//! * [`Protocol`] and [`CongestionControl`]: names used on the command line,
+//!   in matrices and in results.
+
+pub mod clock;
+pub mod pattern;
+pub mod probe;
+pub mod resource;
+pub mod tls;
+
+mod names;
+pub use names::{CongestionControl, Protocol, UnknownName};

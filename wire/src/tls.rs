@@ -1,0 +1,298 @@
+//! The one identity (certificate) and the TLS 1.3 configurations every protocol
+//! uses: same certificate, same cipher-suite preference, same key-exchange groups
+//! for TCP+TLS and QUIC, so a comparison is like with like.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::crypto::CryptoProvider;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::CongestionControl;
+
+pub const ALPN_H1: &[u8] = b"http/1.1";
+pub const ALPN_H1_0: &[u8] = b"http/1.0";
+pub const ALPN_H2: &[u8] = b"h2";
+pub const ALPN_H3: &[u8] = b"h3";
+
+/// TLS set-up failures, naming the file or the step.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("{path}: no PEM certificate found")]
+    NoCert { path: String },
+    #[error("{path}: no PEM private key found ({detail})")]
+    NoKey { path: String, detail: String },
+    #[error("certificate generation failed: {0}")]
+    Generate(String),
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// The crypto provider of every endpoint: ring, TLS 1.3 suites in a fixed order
+/// (AES-128-GCM first: it is also QUIC's Initial suite), default groups.
+pub fn provider() -> Arc<CryptoProvider> {
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites = vec![
+        rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+        rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
+        rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    Arc::new(p)
+}
+
+/// A server identity: certificate chain, key, and the PEM a client must trust.
+#[derive(Debug)]
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// PEM of the certificates a client should trust to accept `chain`.
+    pub trust_pem: String,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            trust_pem: self.trust_pem.clone(),
+        }
+    }
+}
+
+impl Identity {
+    /// A fresh CA and a server certificate it signs, with SANs localhost,
+    /// 127.0.0.1, ::1 and `extra_sans` (the addresses served). The CA and the leaf
+    /// are both in `trust_pem`: strict verifiers (Python's, OpenSSL's) want a CA
+    /// as trust anchor, lenient ones accept the leaf itself.
+    pub fn generate(extra_sans: &[String]) -> Result<Identity, TlsError> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let gen = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen)?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "quicbench test CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_key = KeyPair::generate().map_err(gen)?;
+        let ca_cert = ca_params.self_signed(&ca_key).map_err(gen)?;
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+        let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+        for s in extra_sans {
+            if !sans.contains(s) {
+                sans.push(s.clone());
+            }
+        }
+        let mut leaf_params = CertificateParams::new(sans).map_err(gen)?;
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "quicbench server");
+        leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_key = KeyPair::generate().map_err(gen)?;
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).map_err(gen)?;
+
+        let key = PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(|e| TlsError::Generate(e.to_string()))?;
+        Ok(Identity {
+            chain: vec![leaf.der().clone(), ca_cert.der().clone()],
+            key,
+            trust_pem: format!("{}{}", ca_cert.pem(), leaf.pem()),
+        })
+    }
+
+    /// Load a PEM chain and a PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Identity, TlsError> {
+        let pem = std::fs::read(cert_path).map_err(|source| TlsError::Read {
+            path: cert_path.display().to_string(),
+            source,
+        })?;
+        let chain = certs_from_pem(&pem);
+        if chain.is_empty() {
+            return Err(TlsError::NoCert {
+                path: cert_path.display().to_string(),
+            });
+        }
+        let key_pem = std::fs::read(key_path).map_err(|source| TlsError::Read {
+            path: key_path.display().to_string(),
+            source,
+        })?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::NoKey {
+            path: key_path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok(Identity {
+            chain,
+            key,
+            trust_pem: String::from_utf8_lossy(&pem).into_owned(),
+        })
+    }
+
+    /// Write the PEM a client must trust (`--cert-out`).
+    pub fn write_trust(&self, path: &Path) -> Result<(), TlsError> {
+        std::fs::write(path, &self.trust_pem).map_err(|source| TlsError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// The certificates to put in a client's root store.
+    pub fn trust_anchors(&self) -> Vec<CertificateDer<'static>> {
+        certs_from_pem(self.trust_pem.as_bytes())
+    }
+}
+
+/// Every certificate in a PEM blob (other sections ignored).
+pub fn certs_from_pem(pem: &[u8]) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_slice_iter(pem).filter_map(Result::ok).collect()
+}
+
+/// Read a PEM file of trusted certificates (`--cacert`).
+pub fn load_trust(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let certs = certs_from_pem(&pem);
+    if certs.is_empty() {
+        return Err(TlsError::NoCert {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Server TLS config: TLS 1.3 only, session tickets, key log (SSLKEYLOGFILE).
+/// `quic` allows 0-RTT (quinn requires `max_early_data_size = u32::MAX`); over
+/// TCP early data stays off (hyper has no 0-RTT replay protection), so TCP
+/// resumption is 1-RTT TLS resumption.
+pub fn server_config(id: &Identity, alpn: &[&[u8]], quic: bool) -> Result<rustls::ServerConfig, TlsError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(|e| TlsError::Config(format!("certificate/key mismatch or unsupported key: {e}")))?;
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
+    cfg.send_tls13_tickets = 4;
+    cfg.key_log = Arc::new(rustls::KeyLogFile::new());
+    if quic {
+        cfg.max_early_data_size = u32::MAX;
+    }
+    Ok(cfg)
+}
+
+/// Client TLS config trusting `anchors`: TLS 1.3 only, in-memory resumption
+/// store (shared by every connection made with this config), key log.
+/// `early_data` enables 0-RTT (QUIC only).
+pub fn client_config(
+    anchors: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+    early_data: bool,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(anchors.iter().cloned());
+    if added == 0 {
+        return Err(TlsError::Config("no usable trusted certificate".into()));
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    cfg.enable_early_data = early_data;
+    cfg.key_log = Arc::new(rustls::KeyLogFile::new());
+    Ok(cfg)
+}
+
+/// QUIC transport parameters shared by client and server.
+///
+/// Windows mirror Linux TCP's autotuning ceiling (tcp_rmem max 6 MiB) so neither
+/// transport is window-limited where the other is not.
+pub fn transport_config(cc: CongestionControl) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    match cc {
+        CongestionControl::Cubic => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()));
+        }
+        CongestionControl::NewReno => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default()));
+        }
+        CongestionControl::Bbr => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+        }
+    }
+    t.stream_receive_window(quinn::VarInt::from_u32(6 << 20));
+    t.receive_window(quinn::VarInt::from_u32(24 << 20));
+    t.send_window(24 << 20);
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(1024));
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(100));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(30)) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t
+}
+
+/// A quinn server config: TLS as [`server_config`] with ALPN h3 and 0-RTT,
+/// migration allowed, congestion controller `cc`.
+pub fn quic_server_config(id: &Identity, cc: CongestionControl) -> Result<quinn::ServerConfig, TlsError> {
+    let tls = server_config(id, &[ALPN_H3], true)?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| TlsError::Config(format!("QUIC server TLS: {e}")))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    cfg.transport_config(Arc::new(transport_config(cc)));
+    cfg.migration(true);
+    Ok(cfg)
+}
+
+/// A quinn client config over a TLS client config (keep the same `Arc` across
+/// connections to resume sessions and use 0-RTT).
+pub fn quic_client_config(tls: Arc<rustls::ClientConfig>, cc: CongestionControl) -> Result<quinn::ClientConfig, TlsError> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| TlsError::Config(format!("QUIC client TLS: {e}")))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    cfg.transport_config(Arc::new(transport_config(cc)));
+    Ok(cfg)
+}
+
+/// Name of a negotiated cipher suite, e.g. "TLS13_AES_128_GCM_SHA256".
+pub fn suite_name(s: rustls::SupportedCipherSuite) -> String {
+    format!("{:?}", s.suite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_identity_builds_every_config_and_round_trips_pem() {
+        let id = Identity::generate(&["198.18.1.1".into()]).unwrap();
+        assert_eq!(id.chain.len(), 2);
+        assert!(id.trust_anchors().len() >= 2);
+        server_config(&id, &[ALPN_H2, ALPN_H1], false).unwrap();
+        quic_server_config(&id, CongestionControl::Bbr).unwrap();
+        let c = client_config(&id.trust_anchors(), &[ALPN_H3], true).unwrap();
+        quic_client_config(Arc::new(c), CongestionControl::Cubic).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ca.pem");
+        id.write_trust(&p).unwrap();
+        assert_eq!(load_trust(&p).unwrap().len(), id.trust_anchors().len());
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("empty.pem");
+        std::fs::write(&p, "nothing here").unwrap();
+        let e = load_trust(&p).unwrap_err().to_string();
+        assert!(e.contains("empty.pem"), "{e}");
+        let e = Identity::load(&dir.path().join("missing.pem"), &p).unwrap_err().to_string();
+        assert!(e.contains("missing.pem"), "{e}");
+    }
+}
