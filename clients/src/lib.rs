@@ -1,0 +1,216 @@
+//! quicbench-clients: one client per protocol, each a library that performs
+//! requests and returns timings. Clients never print.
+//!
+//! Every client is reached through [`Client`] (per protocol, holds the TLS
+//! session store so later connections can resume) and [`Connection`] (one
+//! transport connection; for HTTP/1.0 a factory that opens one per request).
+//! [`Connection::run`] issues a batch of [`Request`]s with the protocol's own
+//! concurrency: sequential for HTTP/1.x keep-alive, back to back for pipelining,
+//! multiplexed streams for HTTP/2 and HTTP/3.
+
+pub mod h1;
+pub mod h2;
+pub mod h3;
+pub mod pipelined;
+pub mod udp;
+
+mod record;
+pub use record::{ClientError, ConnInfo, Epoch, Progress, Request, RequestRecord};
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quicbench_wire::tls::{self, ALPN_H1, ALPN_H2, ALPN_H3};
+use quicbench_wire::{CongestionControl, Protocol};
+use rustls_pki_types::CertificateDer;
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Server address (the port of the protocol: cleartext, TLS or QUIC).
+    pub server: SocketAddr,
+    /// TLS server name (SNI and certificate check), e.g. "localhost" or an IP.
+    pub server_name: String,
+    /// Certificates to trust.
+    pub trust: Vec<CertificateDer<'static>>,
+    /// QUIC congestion controller (TCP uses the kernel's).
+    pub cc: CongestionControl,
+    /// Keep TLS sessions across connections (resumption, QUIC 0-RTT).
+    pub resume: bool,
+    /// Record per-request progress (bytes vs time) for waterfall and migration charts.
+    pub track_progress: bool,
+    /// Give up on one request (or connect) after this long.
+    pub timeout: Duration,
+    /// Bind the client's sockets to this local address (None: the OS picks).
+    pub local_ip: Option<IpAddr>,
+}
+
+impl ClientOptions {
+    pub fn new(server: SocketAddr, trust: Vec<CertificateDer<'static>>) -> Self {
+        ClientOptions {
+            server,
+            server_name: server.ip().to_string(),
+            trust,
+            cc: CongestionControl::default(),
+            resume: true,
+            track_progress: false,
+            timeout: Duration::from_secs(60),
+            local_ip: None,
+        }
+    }
+}
+
+/// What every connection of a [`Client`] shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub proto: Protocol,
+    pub opts: ClientOptions,
+    pub epoch: Epoch,
+    /// TLS config (None for cleartext). Shared so its session store lets later
+    /// connections resume.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    next_conn: AtomicU64,
+}
+
+impl Shared {
+    /// A fresh connection id, unique within this client.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A client for one protocol.
+#[derive(Debug, Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl Client {
+    pub fn new(proto: Protocol, opts: ClientOptions) -> Result<Client, ClientError> {
+        Self::with_epoch(proto, opts, Epoch::new())
+    }
+
+    /// Like [`Client::new`], with times relative to a given epoch (so several
+    /// clients share one time axis).
+    pub fn with_epoch(proto: Protocol, opts: ClientOptions, epoch: Epoch) -> Result<Client, ClientError> {
+        let alpn: Option<(&[&[u8]], bool)> = match proto {
+            Protocol::H10 | Protocol::H11 | Protocol::Udp => None,
+            Protocol::H10Tls | Protocol::H11Tls | Protocol::H11Pipelined => Some((&[ALPN_H1], false)),
+            Protocol::H2 => Some((&[ALPN_H2], false)),
+            Protocol::H3 => Some((&[ALPN_H3], true)),
+        };
+        let tls = match alpn {
+            None => None,
+            Some((alpn, early)) => {
+                let mut cfg = tls::client_config(&opts.trust, alpn, early && opts.resume)
+                    .map_err(|e| ClientError::Setup(e.to_string()))?;
+                if !opts.resume {
+                    cfg.resumption = rustls::client::Resumption::disabled();
+                }
+                Some(Arc::new(cfg))
+            }
+        };
+        Ok(Client {
+            shared: Arc::new(Shared {
+                proto,
+                opts,
+                epoch,
+                tls,
+                next_conn: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.shared.proto
+    }
+
+    pub fn epoch(&self) -> &Epoch {
+        &self.shared.epoch
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Open a connection (handshake included; timings in its [`ConnInfo`]).
+    pub async fn connect(&self) -> Result<Connection, ClientError> {
+        let s = &self.shared;
+        let fut = async {
+            Ok(match s.proto {
+                Protocol::H10 | Protocol::H10Tls => Connection::H10(h1::H10Conn::connect(s.clone()).await?),
+                Protocol::H11 | Protocol::H11Tls => Connection::H11(h1::H11Conn::connect(s.clone()).await?),
+                Protocol::H11Pipelined => Connection::Pipelined(pipelined::PipelinedConn::connect(s.clone()).await?),
+                Protocol::H2 => Connection::H2(h2::H2Conn::connect(s.clone()).await?),
+                Protocol::H3 => Connection::H3(h3::H3Conn::connect(s.clone()).await?),
+                Protocol::Udp => {
+                    return Err(ClientError::Setup(
+                        "the UDP probe has no connections: use clients::udp".into(),
+                    ))
+                }
+            })
+        };
+        match tokio::time::timeout(s.opts.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout(format!("connect to {}", s.opts.server))),
+        }
+    }
+}
+
+/// One connection of any protocol.
+#[derive(Debug)]
+pub enum Connection {
+    H10(h1::H10Conn),
+    H11(h1::H11Conn),
+    Pipelined(pipelined::PipelinedConn),
+    H2(h2::H2Conn),
+    H3(h3::H3Conn),
+}
+
+impl Connection {
+    /// Handshake facts and timings of this connection (for HTTP/1.0, of the
+    /// first connection it opened).
+    pub fn info(&self) -> &ConnInfo {
+        match self {
+            Connection::H10(c) => c.info(),
+            Connection::H11(c) => c.info(),
+            Connection::Pipelined(c) => c.info(),
+            Connection::H2(c) => c.info(),
+            Connection::H3(c) => c.info(),
+        }
+    }
+
+    /// Issue `reqs` (each at its `at` offset from now, if given) with the
+    /// protocol's concurrency; one record per request, in request order.
+    /// A failed request has `error` set; it never aborts the batch.
+    pub async fn run(&mut self, reqs: &[Request]) -> Vec<RequestRecord> {
+        match self {
+            Connection::H10(c) => c.run(reqs).await,
+            Connection::H11(c) => c.run(reqs).await,
+            Connection::Pipelined(c) => c.run(reqs).await,
+            Connection::H2(c) => c.run(reqs).await,
+            Connection::H3(c) => c.run(reqs).await,
+        }
+    }
+
+    /// The HTTP/3 connection, for active migration.
+    pub fn as_h3(&self) -> Option<&h3::H3Conn> {
+        match self {
+            Connection::H3(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Close gracefully.
+    pub async fn close(self) {
+        match self {
+            Connection::H10(c) => c.close().await,
+            Connection::H11(c) => c.close().await,
+            Connection::Pipelined(c) => c.close().await,
+            Connection::H2(c) => c.close().await,
+            Connection::H3(c) => c.close().await,
+        }
+    }
+}

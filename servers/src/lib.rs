@@ -1,0 +1,256 @@
+//! quicbench-servers: one server per protocol, all serving the same resources
+//! (see `quicbench_wire::resource`) with the same headers:
+//!
+//! * [`tcp`]: HTTP/1.0 and HTTP/1.1 cleartext, and HTTP/1.1 + HTTP/2 over TLS 1.3
+//!   (ALPN `http/1.1`, `h2`), on hyper.
+//! * [`h3`]: HTTP/3 over QUIC (quinn + h3), session tickets, 0-RTT for GET,
+//!   client migration allowed.
+//! * [`udp`]: the UDP probe (echo, sink, source).
+//!
+//! [`start`] binds them all on one or more addresses. Servers know nothing of
+//! namespaces: the caller picks the addresses (and the namespace it runs in).
+
+pub mod h3;
+pub mod tcp;
+pub mod udp;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quicbench_wire::tls::{self, Identity, ALPN_H1, ALPN_H2};
+use quicbench_wire::CongestionControl;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What to serve and where.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Addresses to listen on (each gets every server).
+    pub listen: Vec<IpAddr>,
+    /// Cleartext HTTP/1.0 + HTTP/1.1 (TCP). 0: an ephemeral port.
+    pub http_port: u16,
+    /// HTTP/1.1 + HTTP/2 over TLS (TCP).
+    pub tls_port: u16,
+    /// HTTP/3 (QUIC, UDP).
+    pub quic_port: u16,
+    /// UDP probe.
+    pub udp_port: u16,
+    pub identity: Identity,
+    /// Cap on `/bytes/N` (413 above).
+    pub max_bytes: u64,
+    /// QUIC congestion controller.
+    pub cc: CongestionControl,
+    /// Close an HTTP/1.x connection whose request head has not fully arrived in
+    /// this long (slowloris defence).
+    pub header_timeout: Duration,
+    /// Most concurrent connections per server (TCP and QUIC each); beyond it new
+    /// ones are refused (TCP: 503 and close; QUIC: CONNECTION_REFUSED).
+    pub max_connections: usize,
+    /// Largest request head (HTTP/1.x) or header list (h2/h3) accepted.
+    pub max_header_bytes: usize,
+}
+
+impl ServerOptions {
+    /// Defaults on 127.0.0.1 with the standard ports (8080, 8443 TCP+UDP, 9000).
+    pub fn new(identity: Identity) -> Self {
+        ServerOptions {
+            listen: vec![IpAddr::from([127, 0, 0, 1])],
+            http_port: 8080,
+            tls_port: 8443,
+            quic_port: 8443,
+            udp_port: 9000,
+            identity,
+            max_bytes: quicbench_wire::resource::DEFAULT_MAX_BYTES,
+            cc: CongestionControl::default(),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 100_000,
+            max_header_bytes: 16 * 1024,
+        }
+    }
+
+    /// Same, every port ephemeral (tests).
+    pub fn ephemeral(identity: Identity) -> Self {
+        let mut o = Self::new(identity);
+        o.http_port = 0;
+        o.tls_port = 0;
+        o.quic_port = 0;
+        o.udp_port = 0;
+        o
+    }
+}
+
+/// Counters every server updates (relaxed atomics: statistics, not control).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub tcp_accepted: AtomicU64,
+    pub tcp_refused: AtomicU64,
+    pub quic_accepted: AtomicU64,
+    pub quic_refused: AtomicU64,
+    pub requests: AtomicU64,
+    pub bad_requests: AtomicU64,
+    pub tls_failures: AtomicU64,
+    pub udp_datagrams: AtomicU64,
+    pub udp_garbage: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    /// Connections open now (TCP + QUIC).
+    pub open_connections: AtomicU64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            tcp_accepted: l(&self.tcp_accepted),
+            tcp_refused: l(&self.tcp_refused),
+            quic_accepted: l(&self.quic_accepted),
+            quic_refused: l(&self.quic_refused),
+            requests: l(&self.requests),
+            bad_requests: l(&self.bad_requests),
+            tls_failures: l(&self.tls_failures),
+            udp_datagrams: l(&self.udp_datagrams),
+            udp_garbage: l(&self.udp_garbage),
+            bytes_sent: l(&self.bytes_sent),
+            open_connections: l(&self.open_connections),
+        }
+    }
+}
+
+/// A copy of [`Stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatsSnapshot {
+    pub tcp_accepted: u64,
+    pub tcp_refused: u64,
+    pub quic_accepted: u64,
+    pub quic_refused: u64,
+    pub requests: u64,
+    pub bad_requests: u64,
+    pub tls_failures: u64,
+    pub udp_datagrams: u64,
+    pub udp_garbage: u64,
+    pub bytes_sent: u64,
+    pub open_connections: u64,
+}
+
+/// What every server task shares.
+#[derive(Debug)]
+pub struct ServerCtx {
+    pub max_bytes: u64,
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub stats: Stats,
+    /// Flips to true on shutdown; tasks stop accepting and finish.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Where each server ended up listening.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BoundAddrs {
+    pub http: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
+    pub quic: Vec<SocketAddr>,
+    pub udp: Vec<SocketAddr>,
+}
+
+/// Running servers; dropping it does not stop them, call [`Servers::shutdown`].
+#[derive(Debug)]
+pub struct Servers {
+    pub addrs: BoundAddrs,
+    pub ctx: Arc<ServerCtx>,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    quic_endpoints: Vec<quinn::Endpoint>,
+}
+
+/// Failures to start, naming the address.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot bind {proto} on {addr}: {source}")]
+    Bind {
+        proto: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS set-up: {0}")]
+    Tls(#[from] quicbench_wire::tls::TlsError),
+}
+
+/// Bind and start every server on every address in `opts.listen`.
+pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ctx = Arc::new(ServerCtx {
+        max_bytes: opts.max_bytes,
+        header_timeout: opts.header_timeout,
+        max_connections: opts.max_connections,
+        max_header_bytes: opts.max_header_bytes,
+        stats: Stats::default(),
+        shutdown: shutdown_rx,
+    });
+    let tls_cfg = Arc::new(tls::server_config(&opts.identity, &[ALPN_H2, ALPN_H1], false)?);
+    let quic_cfg = tls::quic_server_config(&opts.identity, opts.cc)?;
+    let mut addrs = BoundAddrs::default();
+    let mut tasks = Vec::new();
+    let mut quic_endpoints = Vec::new();
+    for ip in &opts.listen {
+        let a = SocketAddr::new(*ip, opts.http_port);
+        let l = tcp::bind(a).map_err(|source| ServeError::Bind { proto: "http (tcp)", addr: a, source })?;
+        addrs.http.push(l.local_addr().unwrap_or(a));
+        tasks.push(tcp::spawn(l, None, ctx.clone()));
+
+        let a = SocketAddr::new(*ip, opts.tls_port);
+        let l = tcp::bind(a).map_err(|source| ServeError::Bind { proto: "https (tcp)", addr: a, source })?;
+        let tls_addr = l.local_addr().unwrap_or(a);
+        addrs.tls.push(tls_addr);
+        tasks.push(tcp::spawn(l, Some(tls_cfg.clone()), ctx.clone()));
+
+        // QUIC defaults to the TLS port number (like real deployments: 443/tcp + 443/udp).
+        let qport = if opts.quic_port == 0 && opts.tls_port == 0 { tls_addr.port() } else { opts.quic_port };
+        let a = SocketAddr::new(*ip, qport);
+        let ep = h3::bind(a, quic_cfg.clone()).or_else(|e| {
+            if opts.quic_port == 0 {
+                // The TLS port's number may be taken on UDP: any free port then.
+                h3::bind(SocketAddr::new(*ip, 0), quic_cfg.clone())
+            } else {
+                Err(e)
+            }
+        });
+        let ep = ep.map_err(|source| ServeError::Bind { proto: "h3 (quic/udp)", addr: a, source })?;
+        addrs.quic.push(ep.local_addr().unwrap_or(a));
+        quic_endpoints.push(ep.clone());
+        tasks.push(h3::spawn(ep, ctx.clone()));
+
+        let a = SocketAddr::new(*ip, opts.udp_port);
+        let s = udp::bind(a).map_err(|source| ServeError::Bind { proto: "udp probe", addr: a, source })?;
+        addrs.udp.push(s.local_addr().unwrap_or(a));
+        tasks.push(udp::spawn(s, ctx.clone()));
+    }
+    Ok(Servers {
+        addrs,
+        ctx,
+        shutdown_tx,
+        tasks,
+        quic_endpoints,
+    })
+}
+
+impl Servers {
+    pub fn stats(&self) -> StatsSnapshot {
+        self.ctx.stats.snapshot()
+    }
+
+    /// Stop accepting, close QUIC endpoints, and wait (at most `grace`) for tasks.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.shutdown_tx.send(true);
+        for ep in &self.quic_endpoints {
+            ep.close(quinn::VarInt::from_u32(0), b"server shutdown");
+        }
+        let all = futures::future::join_all(self.tasks.into_iter().map(|t| async move {
+            let _ = t.await;
+        }));
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::debug!("server tasks still running after {grace:?}; abandoning them");
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! HTTP/2 over TLS (hyper). STUB: to be implemented.
+use std::sync::Arc;
+
+use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
+
+#[derive(Debug)]
+pub struct H2Conn {
+    info: ConnInfo,
+}
+
+impl H2Conn {
+    pub async fn connect(shared: Arc<Shared>) -> Result<Self, ClientError> {
+        let _ = shared;
+        Err(ClientError::Setup("h2 not implemented yet".into()))
+    }
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
+    }
+    pub async fn run(&mut self, reqs: &[Request]) -> Vec<RequestRecord> {
+        let _ = reqs;
+        Vec::new()
+    }
+    pub async fn close(self) {}
+}

@@ -1,0 +1,1 @@
+//! The UDP probe client. STUB: to be implemented.
