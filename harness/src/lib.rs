@@ -1,0 +1,14 @@
+//! quicbench-harness: the coordinator. A matrix ([`matrix`]) becomes cells
+//! ([`plan`]); each cell builds its link, starts servers, runs a workload
+//! ([`workloads`]) and is written as it ends ([`cell`], [`run`]).
+
+pub mod cell;
+pub mod headline;
+pub mod matrix;
+pub mod plan;
+pub mod run;
+pub mod workloads;
+
+pub use matrix::{Matrix, MatrixError};
+pub use plan::{Cell, Shard, Workload};
+pub use run::{run, RunOptions, RunOutcome};

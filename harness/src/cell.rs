@@ -1,0 +1,290 @@
+//! One cell's life: build its link, start the servers in the server namespace,
+//! run the workload in the client namespace, collect, tear down. Nothing
+//! survives a cell but the result (and, inside a workload, what it asks for:
+//! the resumption ticket of a warm handshake).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use quicbench_netem::link::{Backend, Link, LinkConfig, RebindKind};
+use quicbench_results::{CellResult, CellStatus, LinkInfo, Metric};
+use quicbench_servers::{ServerOptions, StatsSnapshot};
+use quicbench_wire::tls::Identity;
+use quicbench_wire::Protocol;
+
+use crate::matrix::{LinkDef, Matrix};
+use crate::plan::{Cell, Workload};
+use crate::workloads::{self, Env, Output, Ports, RebindFn};
+
+/// What every cell of a run shares.
+pub struct CellCtx {
+    pub identity: Identity,
+    pub backend: Backend,
+    /// Capture each cell's link traffic under this directory (`<dir>/<cell id>/`).
+    pub pcap_dir: Option<PathBuf>,
+    /// Set on Ctrl-C: the cell in flight is abandoned quickly.
+    pub stop: Arc<AtomicBool>,
+}
+
+pub fn link_info(l: &LinkDef) -> LinkInfo {
+    LinkInfo {
+        label: l.label.clone(),
+        up: l.up.to_string(),
+        down: l.down.to_string(),
+        rtt_ms: l.rtt_ms,
+        loss: l.loss,
+        rate_bps: l.rate_bps,
+    }
+}
+
+struct ServerThread {
+    stop: tokio::sync::oneshot::Sender<()>,
+    join: std::thread::JoinHandle<std::io::Result<Option<StatsSnapshot>>>,
+}
+
+/// Start the servers on a thread inside the server namespace; returns their ports.
+fn start_servers(link: &Link, ip: IpAddr, identity: Identity, m: &Matrix) -> anyhow::Result<(ServerThread, Ports)> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<Ports, String>>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let cc = m.cc;
+    let join = link.server_ns().spawn_thread("qb-servers", move || {
+        let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(format!("server runtime: {e}")));
+                return None;
+            }
+        };
+        rt.block_on(async move {
+            let mut o = ServerOptions::new(identity);
+            o.listen = vec![ip];
+            o.cc = cc;
+            let servers = match quicbench_servers::start(o).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return None;
+                }
+            };
+            let a = &servers.addrs;
+            let port = |v: &Vec<std::net::SocketAddr>| v.first().map(|a| a.port()).unwrap_or(0);
+            let _ = ready_tx.send(Ok(Ports {
+                http: port(&a.http),
+                tls: port(&a.tls),
+                quic: port(&a.quic),
+                udp: port(&a.udp),
+            }));
+            let _ = stop_rx.await;
+            let stats = servers.stats();
+            servers.shutdown(Duration::from_millis(500)).await;
+            Some(stats)
+        })
+    })?;
+    let ports = ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| anyhow::anyhow!("servers did not start within 10 s"))?
+        .map_err(|e| anyhow::anyhow!("servers: {e}"))?;
+    Ok((ServerThread { stop: stop_tx, join }, ports))
+}
+
+/// Run one cell to a result. Never panics on a workload failure: the cell is
+/// marked failed with the reason.
+pub fn execute(ctx: &CellCtx, m: &Matrix, cell: &Cell) -> CellResult {
+    let ldef = &m.links[cell.link];
+    let mut res = CellResult::new(
+        cell.id.clone(),
+        cell.protocol.name(),
+        cell.workload.name(),
+        cell.variant.clone(),
+        link_info(ldef),
+        cell.repetition,
+        cell.seed,
+    );
+    res.params = params_of(m, cell);
+    let t0 = Instant::now();
+    if let Err(e) = execute_inner(ctx, m, cell, ldef, &mut res) {
+        res.status = CellStatus::Failed { reason: format!("{e:#}") };
+    }
+    res.finished = quicbench_results::now_rfc3339();
+    res.duration_s = t0.elapsed().as_secs_f64();
+    res
+}
+
+fn params_of(m: &Matrix, cell: &Cell) -> serde_json::Value {
+    let w = &m.workloads;
+    let v = match cell.workload {
+        Workload::Handshake => serde_json::to_value(&w.handshake),
+        Workload::Hol => serde_json::to_value(&w.hol),
+        Workload::Migration => serde_json::to_value(&w.migration),
+        Workload::Goodput => serde_json::to_value(&w.goodput),
+        Workload::Udp => serde_json::to_value(&w.udp),
+    };
+    let mut v = v.unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("warmup".into(), m.warmup.into());
+        o.insert("cc".into(), m.cc.name().into());
+        o.insert("mtu".into(), m.mtu.into());
+    }
+    v
+}
+
+fn execute_inner(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef, res: &mut CellResult) -> anyhow::Result<()> {
+    let mut cfg = LinkConfig::new(ldef.up.clone(), ldef.down.clone());
+    cfg.seed = cell.seed;
+    cfg.mtu = m.mtu;
+    cfg.backend = ctx.backend;
+    if let Some(d) = &ctx.pcap_dir {
+        cfg.pcap_dir = Some(d.join(&cell.id));
+    }
+    let link = Arc::new(Link::build(cfg)?);
+    let server_ip = link.server_ip();
+    let (servers, ports) = start_servers(&link, server_ip, ctx.identity.clone(), m)?;
+    let rebind: Option<RebindFn> = if cell.workload == Workload::Migration && cell.variant != "active" {
+        let l = link.clone();
+        Some(Arc::new(move |kind: &str| {
+            let k = if kind == "address" { RebindKind::Address } else { RebindKind::Port };
+            l.rebind_now(k).map(|ev| format!("{ev}")).map_err(|e| e.to_string())
+        }))
+    } else {
+        None
+    };
+    let env = Env {
+        server_ip,
+        ports,
+        trust: ctx.identity.trust_anchors(),
+        cc: m.cc,
+        rtt_ms: ldef.rtt_ms,
+        rate_bps: ldef.rate_bps,
+        warmup: m.warmup,
+        timeout: Duration::from_secs(m.cell_timeout_s.clamp(5, 3600)),
+        rebind,
+    };
+    let cell_limit = Duration::from_secs(m.cell_timeout_s.max(5));
+    let stop = ctx.stop.clone();
+    let w = m.workloads.clone();
+    let c = cell.clone();
+    let out = link.client_ns().try_run(move || -> anyhow::Result<Output> {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        rt.block_on(async move {
+            let work = run_workload(&env, &c, &w);
+            let stopper = async {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            tokio::select! {
+                r = tokio::time::timeout(cell_limit, work) => r.map_err(|_| anyhow::anyhow!("cell timed out after {} s (cell_timeout_s)", cell_limit.as_secs())),
+                _ = stopper => Err(anyhow::anyhow!("interrupted")),
+            }
+        })
+    })??;
+    let _ = servers.stop.send(());
+    let server_stats = match servers.join.join() {
+        Ok(Ok(s)) => s,
+        _ => None,
+    };
+    res.link_counters = serde_json::to_value(link.counters()).ok();
+    if let (Some(v), Some(s)) = (res.link_counters.as_mut(), server_stats) {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("servers".into(), serde_json::to_value(s).unwrap_or_default());
+            o.insert("backend".into(), link.backend().to_string().into());
+            if let Ok(ev) = serde_json::to_value(link.rebind_events()) {
+                o.insert("rebind_events".into(), ev);
+            }
+        }
+    }
+    fill(res, out, cell.protocol);
+    Ok(())
+}
+
+async fn run_workload(env: &Env, c: &Cell, w: &crate::matrix::Workloads) -> Output {
+    let missing = || {
+        let mut o = Output::default();
+        o.notes.push("workload parameters missing".into());
+        o.failures = 1;
+        o
+    };
+    match c.workload {
+        Workload::Handshake => match &w.handshake {
+            Some(p) => workloads::handshake(env, c.protocol, &c.variant, p).await,
+            None => missing(),
+        },
+        Workload::Hol => match &w.hol {
+            Some(p) if c.variant == "parallel" => workloads::hol_parallel(env, c.protocol, p).await,
+            Some(p) => workloads::hol_paced(env, c.protocol, p).await,
+            None => missing(),
+        },
+        Workload::Migration => match &w.migration {
+            Some(p) => workloads::migration(env, c.protocol, &c.variant, p).await,
+            None => missing(),
+        },
+        Workload::Goodput => match &w.goodput {
+            Some(p) => workloads::goodput(env, c.protocol, p).await,
+            None => missing(),
+        },
+        Workload::Udp => match &w.udp {
+            Some(p) => workloads::udp(env, p).await,
+            None => missing(),
+        },
+    }
+}
+
+/// Records above this many are summarised, not kept raw.
+const MAX_RAW_RECORDS: usize = 2000;
+
+fn fill(res: &mut CellResult, out: Output, p: Protocol) {
+    for (name, (unit, samples)) in out.metrics {
+        res.metrics.insert(name, Metric { unit, samples });
+    }
+    res.timelines = out.timelines;
+    res.theory = out.theory;
+    res.notes = out.notes;
+    if out.records.len() <= MAX_RAW_RECORDS {
+        // Progress is in timelines already; keep records lean.
+        let lean: Vec<_> = out
+            .records
+            .into_iter()
+            .map(|mut r| {
+                r.progress.clear();
+                r
+            })
+            .collect();
+        res.records = serde_json::to_value(lean).ok();
+    }
+    if let Some(ci) = out.conn {
+        let mut v = serde_json::to_value(&ci).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            if !matches!(p, Protocol::H3 | Protocol::Udp) {
+                o.insert("congestion_control".into(), tcp_cc().into());
+            }
+        }
+        res.tls = Some(v);
+    }
+    if !out.extra.is_empty() {
+        res.notes.push(format!("extra: {}", serde_json::to_string(&out.extra).unwrap_or_default()));
+    }
+    let measured = res.metrics.values().any(|m| !m.samples.is_empty());
+    if out.failures > 0 {
+        res.notes.push(format!("{} request(s)/step(s) failed", out.failures));
+        if !measured {
+            res.status = CellStatus::Failed {
+                reason: res.notes.first().cloned().unwrap_or_else(|| "nothing measured".into()),
+            };
+        }
+    }
+    if let Some(f) = res.metrics.get_mut("failures") {
+        f.samples.push(out.failures as f64);
+    } else {
+        res.metrics.insert("failures".into(), Metric { unit: "count".into(), samples: vec![out.failures as f64] });
+    }
+}
+
+/// The kernel's TCP congestion controller (what every TCP protocol used).
+pub fn tcp_cc() -> String {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .map(|s| format!("{} (kernel)", s.trim()))
+        .unwrap_or_else(|_| "kernel default".into())
+}

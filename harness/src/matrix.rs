@@ -1,0 +1,583 @@
+//! The matrix: what to run. A TOML file or an embedded preset, validated into a
+//! [`Matrix`] whose errors name the file, the line and the field.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use quicbench_netem::LinkSpec;
+use quicbench_wire::{CongestionControl, Protocol};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+pub const QUICK: &str = include_str!("../presets/quick.toml");
+pub const FULL: &str = include_str!("../presets/full.toml");
+
+/// An invalid matrix: where and what.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}:{line}: {field}: {message}")]
+pub struct MatrixError {
+    pub file: String,
+    /// 1-based; 0 when unknown.
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixFile {
+    pub name: Option<String>,
+    pub seed: Option<u64>,
+    pub repetitions: Option<u32>,
+    pub warmup: Option<u32>,
+    pub protocols: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub links: Vec<LinkEntry>,
+    pub grid: Option<Grid>,
+    #[serde(default)]
+    pub workloads: Workloads,
+    /// QUIC congestion controller: cubic (default), newreno, bbr.
+    pub cc: Option<Spanned<String>>,
+    pub mtu: Option<u32>,
+    /// Per-cell time limit, seconds (default 120).
+    pub cell_timeout_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkEntry {
+    pub label: Option<String>,
+    /// Both directions (one-way impairments: `delay 10ms` is a 20 ms RTT).
+    pub spec: Option<Spanned<String>>,
+    /// Client → server only.
+    pub up: Option<Spanned<String>>,
+    /// Server → client only.
+    pub down: Option<Spanned<String>>,
+}
+
+/// A grid of links: every RTT × loss (× rate) combination. Delay is split
+/// evenly between the directions; loss and rate apply to each direction.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grid {
+    pub rtt_ms: Vec<f64>,
+    #[serde(default)]
+    pub loss: Vec<f64>,
+    #[serde(default)]
+    pub rate_mbit: Vec<f64>,
+    /// Extra netem options appended to every grid link, e.g. "limit 500".
+    pub extra: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workloads {
+    pub handshake: Option<HandshakeParams>,
+    pub hol: Option<HolParams>,
+    pub migration: Option<MigrationParams>,
+    pub goodput: Option<GoodputParams>,
+    pub udp: Option<UdpParams>,
+}
+
+fn d_connections() -> u32 {
+    5
+}
+fn d_small() -> u64 {
+    1024
+}
+fn d_modes() -> Vec<String> {
+    vec!["cold".into(), "resumed".into()]
+}
+fn d_interval_ms() -> u64 {
+    20
+}
+fn d_duration_ms() -> u64 {
+    2000
+}
+fn d_parallel() -> u32 {
+    12
+}
+fn d_parallel_size() -> u64 {
+    32 * 1024
+}
+fn d_mig_size() -> u64 {
+    8 << 20
+}
+fn d_at_ms() -> u64 {
+    500
+}
+fn d_kinds() -> Vec<String> {
+    vec!["port".into(), "address".into(), "active".into()]
+}
+fn d_goodput_size() -> u64 {
+    4 << 20
+}
+fn d_count() -> u32 {
+    500
+}
+fn d_interval_us() -> u64 {
+    1000
+}
+fn d_probe_size() -> u32 {
+    200
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandshakeParams {
+    /// Measured fresh connections per cell.
+    #[serde(default = "d_connections")]
+    pub connections: u32,
+    /// Size of the object fetched on each connection.
+    #[serde(default = "d_small")]
+    pub size: u64,
+    /// "cold" (no session state) and/or "resumed" (TLS ticket; QUIC 0-RTT).
+    #[serde(default = "d_modes")]
+    pub modes: Vec<String>,
+    pub protocols: Option<Vec<String>>,
+    pub links: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HolParams {
+    /// Paced: one request every `interval_ms`...
+    #[serde(default = "d_interval_ms")]
+    pub interval_ms: u64,
+    /// ...for `duration_ms`.
+    #[serde(default = "d_duration_ms")]
+    pub duration_ms: u64,
+    /// Size of each paced request's object.
+    #[serde(default = "d_small")]
+    pub size: u64,
+    /// Parallel objects: K objects requested at once (0 disables the variant).
+    #[serde(default = "d_parallel")]
+    pub parallel_objects: u32,
+    #[serde(default = "d_parallel_size")]
+    pub parallel_size: u64,
+    pub protocols: Option<Vec<String>>,
+    pub links: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationParams {
+    /// Size of the long transfer.
+    #[serde(default = "d_mig_size")]
+    pub size: u64,
+    /// When the event happens, after the transfer starts.
+    #[serde(default = "d_at_ms")]
+    pub at_ms: u64,
+    /// "port" (NAT port rebinding), "address" (NAT address rebinding),
+    /// "active" (the HTTP/3 client migrates to a new socket).
+    #[serde(default = "d_kinds")]
+    pub kinds: Vec<String>,
+    pub protocols: Option<Vec<String>>,
+    pub links: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoodputParams {
+    #[serde(default = "d_goodput_size")]
+    pub size: u64,
+    pub protocols: Option<Vec<String>>,
+    pub links: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpParams {
+    #[serde(default = "d_count")]
+    pub count: u32,
+    #[serde(default = "d_interval_us")]
+    pub interval_us: u64,
+    #[serde(default = "d_probe_size")]
+    pub size: u32,
+    pub links: Option<Vec<String>>,
+}
+
+/// One link of the matrix, both directions parsed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkDef {
+    pub label: String,
+    pub up: LinkSpec,
+    pub down: LinkSpec,
+    /// Configured base RTT (sum of both directions' base delays), ms.
+    pub rtt_ms: f64,
+    /// Configured nominal loss probability per packet (up direction).
+    pub loss: f64,
+    /// Configured rate, bits/s (up direction).
+    pub rate_bps: Option<u64>,
+}
+
+/// A validated matrix.
+#[derive(Debug, Clone, Serialize)]
+pub struct Matrix {
+    pub name: String,
+    pub seed: u64,
+    pub repetitions: u32,
+    pub warmup: u32,
+    pub protocols: Vec<Protocol>,
+    pub links: Vec<LinkDef>,
+    pub workloads: Workloads,
+    pub cc: CongestionControl,
+    pub mtu: u32,
+    pub cell_timeout_s: u64,
+    /// The source text, for run.json.
+    pub source: String,
+}
+
+/// 1-based line of a byte offset.
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+impl Matrix {
+    /// An embedded preset by name.
+    pub fn preset(name: &str) -> Result<Matrix, MatrixError> {
+        let src = match name {
+            "quick" => QUICK,
+            "full" => FULL,
+            other => {
+                return Err(MatrixError {
+                    file: "<preset>".into(),
+                    line: 0,
+                    field: "preset".into(),
+                    message: format!("unknown preset {other:?}: expected quick or full"),
+                })
+            }
+        };
+        Self::parse(src, &format!("<preset {name}>"))
+    }
+
+    /// Load a matrix file.
+    pub fn load(path: &Path) -> Result<Matrix, MatrixError> {
+        let src = std::fs::read_to_string(path).map_err(|e| MatrixError {
+            file: path.display().to_string(),
+            line: 0,
+            field: "-".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&src, &path.display().to_string())
+    }
+
+    /// Parse and validate TOML text; `file` names it in errors.
+    pub fn parse(src: &str, file: &str) -> Result<Matrix, MatrixError> {
+        let err = |line: usize, field: &str, message: String| MatrixError {
+            file: file.to_string(),
+            line,
+            field: field.to_string(),
+            message,
+        };
+        let f: MatrixFile = toml::from_str(src).map_err(|e| {
+            let line = e.span().map(|s| line_of(src, s.start)).unwrap_or(0);
+            // toml's message names the field (e.g. "unknown field `x`, expected ...").
+            err(line, "toml", e.message().trim().to_string())
+        })?;
+
+        let protocols = match &f.protocols {
+            None => Protocol::ALL.to_vec(),
+            Some(list) => {
+                let mut out = Vec::new();
+                for p in list {
+                    let proto: Protocol = p
+                        .get_ref()
+                        .parse()
+                        .map_err(|e: quicbench_wire::UnknownName| err(line_of(src, p.span().start), "protocols", e.to_string()))?;
+                    if !out.contains(&proto) {
+                        out.push(proto);
+                    }
+                }
+                if out.is_empty() {
+                    return Err(err(0, "protocols", "the list is empty".into()));
+                }
+                out
+            }
+        };
+
+        let parse_spec = |s: &Spanned<String>, field: &str| -> Result<LinkSpec, MatrixError> {
+            s.get_ref()
+                .parse::<LinkSpec>()
+                .map_err(|e| err(line_of(src, s.span().start), field, e.to_string()))
+        };
+
+        let mut links = Vec::new();
+        for (i, l) in f.links.iter().enumerate() {
+            let field = format!("links[{i}]");
+            let (up, down) = match (&l.spec, &l.up, &l.down) {
+                (Some(s), None, None) => {
+                    let s = parse_spec(s, &format!("{field}.spec"))?;
+                    (s.clone(), s)
+                }
+                (None, up, down) if up.is_some() || down.is_some() => {
+                    let up = match up {
+                        Some(u) => parse_spec(u, &format!("{field}.up"))?,
+                        None => LinkSpec::default(),
+                    };
+                    let down = match down {
+                        Some(d) => parse_spec(d, &format!("{field}.down"))?,
+                        None => LinkSpec::default(),
+                    };
+                    (up, down)
+                }
+                (Some(s), _, _) => {
+                    return Err(err(
+                        line_of(src, s.span().start),
+                        &field,
+                        "give either `spec` (both directions) or `up`/`down`, not both".into(),
+                    ))
+                }
+                _ => return Err(err(0, &field, "a link needs `spec`, or `up` and/or `down`".into())),
+            };
+            let label = l.label.clone().unwrap_or_else(|| default_label(&up, &down));
+            links.push(link_def(label, up, down));
+        }
+        if let Some(g) = &f.grid {
+            if g.rtt_ms.is_empty() {
+                return Err(err(0, "grid.rtt_ms", "needs at least one RTT".into()));
+            }
+            let losses = if g.loss.is_empty() { vec![0.0] } else { g.loss.clone() };
+            let rates: Vec<Option<f64>> = if g.rate_mbit.is_empty() {
+                vec![None]
+            } else {
+                g.rate_mbit.iter().map(|r| Some(*r)).collect()
+            };
+            for &rtt in &g.rtt_ms {
+                if !(rtt.is_finite() && rtt >= 0.0) {
+                    return Err(err(0, "grid.rtt_ms", format!("RTT must be ≥ 0 ms, got {rtt}")));
+                }
+                for &loss in &losses {
+                    if !(0.0..1.0).contains(&loss) {
+                        return Err(err(0, "grid.loss", format!("loss is a probability in [0, 1), got {loss}")));
+                    }
+                    for rate in &rates {
+                        let text = grid_spec_text(rtt, loss, *rate, g.extra.as_deref());
+                        let spec: LinkSpec = text
+                            .parse()
+                            .map_err(|e: quicbench_netem::SpecError| err(0, "grid", format!("{text:?}: {e}")))?;
+                        let mut label = format!("rtt{}ms-loss{}%", fmt_num(rtt), fmt_num(loss * 100.0));
+                        if let Some(r) = rate {
+                            label.push_str(&format!("-{}mbit", fmt_num(*r)));
+                        }
+                        links.push(link_def(label, spec.clone(), spec));
+                    }
+                }
+            }
+        }
+        if links.is_empty() {
+            links.push(link_def("direct".into(), LinkSpec::default(), LinkSpec::default()));
+        }
+        let mut seen = BTreeSet::new();
+        for l in &links {
+            if !seen.insert(l.label.clone()) {
+                return Err(err(0, "links", format!("duplicate link label {:?}", l.label)));
+            }
+        }
+
+        let cc = match &f.cc {
+            None => CongestionControl::default(),
+            Some(s) => s
+                .get_ref()
+                .parse()
+                .map_err(|e: quicbench_wire::UnknownName| err(line_of(src, s.span().start), "cc", e.to_string()))?,
+        };
+
+        let wl = &f.workloads;
+        if wl.handshake.is_none() && wl.hol.is_none() && wl.migration.is_none() && wl.goodput.is_none() && wl.udp.is_none() {
+            return Err(err(0, "workloads", "no workload: add at least one of [workloads.handshake], .hol, .migration, .goodput, .udp".into()));
+        }
+        let labels: BTreeSet<&str> = links.iter().map(|l| l.label.as_str()).collect();
+        let check_subset = |field: &str, protos: &Option<Vec<String>>, ls: &Option<Vec<String>>| -> Result<(), MatrixError> {
+            for p in protos.iter().flatten() {
+                p.parse::<Protocol>().map_err(|e| err(0, field, e.to_string()))?;
+            }
+            for l in ls.iter().flatten() {
+                if !labels.contains(l.as_str()) {
+                    return Err(err(0, field, format!("unknown link label {l:?}; links are {labels:?}")));
+                }
+            }
+            Ok(())
+        };
+        if let Some(h) = &wl.handshake {
+            check_subset("workloads.handshake", &h.protocols, &h.links)?;
+            for m in &h.modes {
+                if m != "cold" && m != "resumed" {
+                    return Err(err(0, "workloads.handshake.modes", format!("unknown mode {m:?}: expected cold, resumed")));
+                }
+            }
+            if h.connections == 0 {
+                return Err(err(0, "workloads.handshake.connections", "must be ≥ 1".into()));
+            }
+        }
+        if let Some(h) = &wl.hol {
+            check_subset("workloads.hol", &h.protocols, &h.links)?;
+            if h.interval_ms == 0 || h.duration_ms < h.interval_ms {
+                return Err(err(0, "workloads.hol", "need interval_ms ≥ 1 and duration_ms ≥ interval_ms".into()));
+            }
+        }
+        if let Some(m) = &wl.migration {
+            check_subset("workloads.migration", &m.protocols, &m.links)?;
+            for k in &m.kinds {
+                if !["port", "address", "active"].contains(&k.as_str()) {
+                    return Err(err(0, "workloads.migration.kinds", format!("unknown kind {k:?}: expected port, address, active")));
+                }
+            }
+        }
+        if let Some(g) = &wl.goodput {
+            check_subset("workloads.goodput", &g.protocols, &g.links)?;
+            if g.size == 0 {
+                return Err(err(0, "workloads.goodput.size", "must be ≥ 1 byte".into()));
+            }
+        }
+        if let Some(u) = &wl.udp {
+            check_subset("workloads.udp", &None, &u.links)?;
+            if u.size < 48 || u.size > 65_507 {
+                return Err(err(0, "workloads.udp.size", format!("datagram size must be 48..=65507, got {}", u.size)));
+            }
+        }
+        let repetitions = f.repetitions.unwrap_or(3);
+        if repetitions == 0 {
+            return Err(err(0, "repetitions", "must be ≥ 1".into()));
+        }
+        let mtu = f.mtu.unwrap_or(1500);
+        if !(1280..=65_535).contains(&mtu) {
+            return Err(err(0, "mtu", format!("must be 1280..=65535 (IPv6 minimum is 1280), got {mtu}")));
+        }
+        Ok(Matrix {
+            name: f.name.clone().unwrap_or_else(|| "matrix".into()),
+            seed: f.seed.unwrap_or(1),
+            repetitions,
+            warmup: f.warmup.unwrap_or(1),
+            protocols,
+            links,
+            workloads: f.workloads.clone(),
+            cc,
+            mtu,
+            cell_timeout_s: f.cell_timeout_s.unwrap_or(120),
+            source: src.to_string(),
+        })
+    }
+
+    pub fn link(&self, label: &str) -> Option<&LinkDef> {
+        self.links.iter().find(|l| l.label == label)
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    let s = format!("{x:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// The netem text of one grid point (one direction).
+pub fn grid_spec_text(rtt_ms: f64, loss: f64, rate_mbit: Option<f64>, extra: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    let one_way_us = (rtt_ms * 1000.0 / 2.0).round() as u64;
+    if one_way_us > 0 {
+        parts.push(format!("delay {one_way_us}us"));
+    }
+    if loss > 0.0 {
+        parts.push(format!("loss random {}%", fmt_num(loss * 100.0)));
+    }
+    if let Some(r) = rate_mbit {
+        parts.push(format!("rate {}kbit", (r * 1000.0).round() as u64));
+    }
+    if let Some(e) = extra {
+        parts.push(e.to_string());
+    }
+    parts.join(" ")
+}
+
+fn default_label(up: &LinkSpec, down: &LinkSpec) -> String {
+    if up == down {
+        let s = up.to_string();
+        if s.is_empty() {
+            "direct".into()
+        } else {
+            s
+        }
+    } else {
+        format!("up[{up}] down[{down}]")
+    }
+}
+
+/// A link with its derived figures.
+pub fn link_def(label: String, up: LinkSpec, down: LinkSpec) -> LinkDef {
+    let rtt_ms = (up.base_delay_ns() + down.base_delay_ns()) as f64 / 1e6;
+    LinkDef {
+        label,
+        rtt_ms,
+        loss: up.loss_probability(),
+        rate_bps: up.rate_bps(),
+        up,
+        down,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_parse() {
+        let q = Matrix::preset("quick").unwrap();
+        assert_eq!(q.protocols.len(), 8);
+        assert!(q.links.len() >= 2);
+        assert!((q.links[0].rtt_ms - 20.0).abs() < 1e-9);
+        let f = Matrix::preset("full").unwrap();
+        assert_eq!(f.links.len(), 3 * 4 * 2);
+        assert!(Matrix::preset("nope").is_err());
+    }
+
+    #[test]
+    fn errors_name_file_line_field() {
+        let src = "name = \"x\"\nprotocols = [\"h3\", \"h4\"]\n[workloads.goodput]\n";
+        let e = Matrix::parse(src, "m.toml").unwrap_err();
+        assert_eq!((e.file.as_str(), e.line, e.field.as_str()), ("m.toml", 2, "protocols"));
+        assert!(e.message.contains("h4"), "{e}");
+
+        let src = "protocols = [\"h3\"]\n\n[[links]]\nspec = \"delay 10 parsecs\"\n[workloads.goodput]\n";
+        let e = Matrix::parse(src, "m.toml").unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (4, "links[0].spec"), "{e}");
+
+        let src = "protocols = [\"h3\"]\nrepetitons = 3\n[workloads.goodput]\n";
+        let e = Matrix::parse(src, "m.toml").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("repetitons"), "{e}");
+
+        let src = "protocols = [\"h3\"]\n[workloads.hol]\ninterval_ms = \"fast\"\n";
+        let e = Matrix::parse(src, "m.toml").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+
+        let src = "protocols = [\"h3\"]\n";
+        let e = Matrix::parse(src, "m.toml").unwrap_err();
+        assert_eq!(e.field, "workloads");
+
+        let src = "[workloads.migration]\nkinds = [\"teleport\"]\n";
+        assert!(Matrix::parse(src, "m.toml").unwrap_err().message.contains("teleport"));
+        let src = "[workloads.goodput]\nlinks = [\"nowhere\"]\n";
+        assert!(Matrix::parse(src, "m.toml").unwrap_err().message.contains("nowhere"));
+        let src = "[[links]]\nspec = \"delay 1ms\"\nup = \"delay 2ms\"\n[workloads.goodput]\n";
+        assert!(Matrix::parse(src, "m.toml").unwrap_err().message.contains("not both"));
+    }
+
+    #[test]
+    fn grid_expands_and_labels() {
+        let src = "[grid]\nrtt_ms = [20, 100]\nloss = [0, 0.01]\nrate_mbit = [10]\n[workloads.goodput]\n";
+        let m = Matrix::parse(src, "g.toml").unwrap();
+        assert_eq!(m.links.len(), 4);
+        let l = m.link("rtt100ms-loss1%-10mbit").unwrap();
+        assert!((l.rtt_ms - 100.0).abs() < 1e-9);
+        assert!((l.loss - 0.01).abs() < 1e-9);
+        assert_eq!(l.rate_bps, Some(10_000_000));
+        assert_eq!(grid_spec_text(20.0, 0.0, None, None), "delay 10000us");
+    }
+
+    #[test]
+    fn up_down_links() {
+        let src = "[[links]]\nlabel = \"asym\"\nup = \"delay 5ms\"\ndown = \"delay 15ms rate 10mbit\"\n[workloads.goodput]\n";
+        let m = Matrix::parse(src, "a.toml").unwrap();
+        assert!((m.links[0].rtt_ms - 20.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,239 @@
+//! A whole run: plan, shard, resume, execute cell after cell (each written
+//! atomically as it ends), progress, Ctrl-C, summary and headline findings.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use quicbench_netem::link::Backend;
+use quicbench_results::{CellResult, HostInfo, RunDir, RunMeta, SCHEMA_VERSION};
+use quicbench_wire::tls::Identity;
+
+use crate::cell::{self, CellCtx};
+use crate::matrix::Matrix;
+use crate::plan::{self, Shard};
+
+/// How to run a matrix.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where run directories go (`<out>/<UTC timestamp>-<name>/`).
+    pub out: PathBuf,
+    /// Run name (default: the matrix name).
+    pub name: Option<String>,
+    pub shard: Option<Shard>,
+    /// Continue this run directory: skip its finished cells.
+    pub resume: Option<PathBuf>,
+    pub backend: Backend,
+    pub pcap: bool,
+    /// Show a progress bar (else one line per cell on stderr).
+    pub progress_bar: bool,
+    /// Stop after this many cells (tests, smoke runs).
+    pub max_cells: Option<usize>,
+    /// Identifier of the source tree, if known.
+    pub git_commit: Option<String>,
+    pub quicbench_version: String,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub planned: usize,
+    pub skipped_finished: usize,
+    pub ran: usize,
+    pub failed: usize,
+    pub interrupted: bool,
+    pub elapsed_s: f64,
+}
+
+/// Versions of the protocol stacks this binary was built with (from Cargo.lock
+/// at build time, see build.rs of the harness).
+pub fn crate_versions() -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for line in env!("QUICBENCH_STACK_VERSIONS").split(';') {
+        if let Some((k, v)) = line.split_once('=') {
+            m.insert(k.to_string(), v.to_string());
+        }
+    }
+    m
+}
+
+pub fn host_info() -> HostInfo {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu_model = read("/proc/cpuinfo")
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    let memory_bytes = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0);
+    HostInfo {
+        hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+        cpu_model,
+        cores: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        memory_bytes,
+    }
+}
+
+/// Run (or resume) a matrix. Cells are written as they end; Ctrl-C (via `stop`)
+/// finishes with everything done so far kept.
+pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<RunOutcome> {
+    let started = Instant::now();
+    let all = plan::cells(m);
+    let planned_total = all.len();
+    let mine = plan::shard(all, opts.shard);
+    let (backend, backend_reason) = quicbench_netem::link::choose_backend(opts.backend);
+
+    let dir = match &opts.resume {
+        Some(p) => RunDir::open(p).with_context(|| format!("resuming {}", p.display()))?,
+        None => {
+            let name = opts.name.clone().unwrap_or_else(|| m.name.clone());
+            RunDir::create(&opts.out, &crate::plan::slug(&name)).with_context(|| format!("creating a run directory under {}", opts.out.display()))?
+        }
+    };
+    let finished = dir.finished_cells()?;
+    let meta = RunMeta {
+        schema_version: SCHEMA_VERSION,
+        quicbench_version: opts.quicbench_version.clone(),
+        git_commit: opts.git_commit.clone(),
+        started: quicbench_results::now_rfc3339(),
+        finished: None,
+        name: opts.name.clone().unwrap_or_else(|| m.name.clone()),
+        host: host_info(),
+        crate_versions: crate_versions(),
+        backend: backend.to_string(),
+        backend_reason: backend_reason.clone(),
+        matrix: serde_json::json!({"resolved": m, "source": m.source}),
+        shard: opts.shard.map(|s| (s.index, s.count)),
+        seed: m.seed,
+        calibration: None,
+        planned_cells: planned_total as u64,
+        cell_ids: mine.iter().map(|c| c.id.clone()).collect(),
+    };
+    if opts.resume.is_some() {
+        // The matrix must be the one the directory was started with.
+        if let Ok(old) = dir.read_meta() {
+            if old.cell_ids != meta.cell_ids {
+                anyhow::bail!(
+                    "{}: this run directory was made with a different matrix or shard ({} planned cells there, {} now); resume with the same --matrix/--preset and --shard",
+                    dir.path().display(),
+                    old.cell_ids.len(),
+                    meta.cell_ids.len()
+                );
+            }
+        }
+    }
+    dir.write_meta(&meta)?;
+
+    let todo: Vec<_> = mine.iter().filter(|c| !finished.contains(&c.id)).cloned().collect();
+    let skipped_finished = mine.len() - todo.len();
+    let identity = Identity::generate(&["198.18.1.1".into(), "2001:2:0:1::1".into()])?;
+    let ctx = CellCtx {
+        identity,
+        backend,
+        pcap_dir: if opts.pcap { Some(dir.path().join("pcap")) } else { None },
+        stop: stop.clone(),
+    };
+    let limit = opts.max_cells.unwrap_or(usize::MAX).min(todo.len());
+    let pb = progress(opts.progress_bar, limit as u64);
+    eprintln!(
+        "quicbench: run {} — {} cell(s) to run ({} planned{}, {} already done), backend {} ({})",
+        dir.path().display(),
+        limit,
+        planned_total,
+        opts.shard.map(|s| format!(", shard {}/{}", s.index, s.count)).unwrap_or_default(),
+        skipped_finished,
+        backend,
+        backend_reason
+    );
+    let (mut ran, mut failed, mut interrupted) = (0usize, 0usize, false);
+    for (i, c) in todo.iter().take(limit).enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
+        if let Some(pb) = &pb {
+            pb.set_message(c.id.clone());
+        }
+        let res = cell::execute(&ctx, m, c);
+        if stop.load(Ordering::Relaxed) && !res.status.is_ok() {
+            // Cut short by Ctrl-C: not a result; it will run on --resume.
+            interrupted = true;
+            break;
+        }
+        let ok = res.status.is_ok();
+        dir.write_cell(&res)?;
+        ran += 1;
+        if !ok {
+            failed += 1;
+        }
+        let line = format!(
+            "[{}/{}] {} {} ({:.1} s){}",
+            i + 1,
+            limit,
+            c.id,
+            if ok { "ok" } else { "FAILED" },
+            res.duration_s,
+            match &res.status {
+                quicbench_results::CellStatus::Failed { reason } => format!(": {reason}"),
+                _ => String::new(),
+            }
+        );
+        match &pb {
+            Some(pb) => {
+                if !ok {
+                    pb.println(line);
+                }
+                pb.inc(1);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let cells = dir.read_cells()?;
+    let rows = quicbench_results::summarize(&cells);
+    dir.write_summary(&rows)?;
+    let mut meta = meta;
+    let complete = meta.cell_ids.iter().all(|id| cells.iter().any(|c| &c.cell_id == id));
+    if complete {
+        meta.finished = Some(quicbench_results::now_rfc3339());
+    }
+    dir.write_meta(&meta)?;
+    Ok(RunOutcome {
+        dir: dir.path().to_path_buf(),
+        planned: mine.len(),
+        skipped_finished,
+        ran,
+        failed,
+        interrupted,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn progress(enabled: bool, len: u64) -> Option<indicatif::ProgressBar> {
+    if !enabled {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} cells, ETA {eta} — {msg}") {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    Some(pb)
+}
+
+/// Read a finished run's cells (for headline tables and reports).
+pub fn load_cells(dir: &Path) -> anyhow::Result<Vec<CellResult>> {
+    Ok(RunDir::open(dir)?.read_cells()?)
+}

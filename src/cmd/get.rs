@@ -1,0 +1,269 @@
+//! `quicbench get` (curl-like, any protocol) and `quicbench udp-probe`.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use quicbench_clients::udp::{ProbeConfig, ProbeMode};
+use quicbench_clients::{Client, ClientOptions, Request, RequestRecord};
+use quicbench_wire::{CongestionControl, Protocol};
+
+use crate::safety::check_target;
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// h1.0, h1.0-tls, h1.1, h1.1-tls, h1.1-pipelined, h2, h3.
+    #[arg(long, default_value = "h3")]
+    proto: Protocol,
+    /// e.g. https://127.0.0.1:8443/bytes/1048576 (the scheme is informative:
+    /// the protocol decides TLS).
+    url: String,
+    /// Number of requests.
+    #[arg(short = 'n', long, default_value_t = 1)]
+    requests: u32,
+    /// Concurrency: connections for HTTP/1.x, concurrent streams (or pipeline
+    /// depth) for h1.1-pipelined, h2 and h3.
+    #[arg(short = 'c', long, default_value_t = 1)]
+    concurrency: u32,
+    /// PEM file of certificates to trust (from `quicbench serve --cert-out`).
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// TLS server name (default: the URL's host).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// QUIC congestion controller.
+    #[arg(long, default_value = "cubic")]
+    cc: CongestionControl,
+    /// Per-request timeout, seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Print every request's record as JSON lines.
+    #[arg(long)]
+    json: bool,
+    /// Allow targets outside loopback and 198.18.0.0/15, 2001:2::/48.
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Server address, e.g. 127.0.0.1:9000.
+    addr: String,
+    /// echo (RTT), sink (upstream loss), source (downstream loss and delay).
+    #[arg(long, default_value = "echo")]
+    mode: String,
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    count: u32,
+    /// Interval between datagrams, microseconds.
+    #[arg(long, default_value_t = 1000)]
+    interval_us: u64,
+    /// Datagram size, bytes (48..=65507).
+    #[arg(long, default_value_t = 200)]
+    size: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+struct Target {
+    addr: SocketAddr,
+    host: String,
+    path: String,
+}
+
+fn parse_url(url: &str, proto: Protocol) -> anyhow::Result<Target> {
+    let uri: http::Uri = url.parse().with_context(|| format!("bad URL {url:?}"))?;
+    let host = uri.host().with_context(|| format!("URL {url:?} has no host"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let default_port = match proto {
+        Protocol::H10 | Protocol::H11 => 8080,
+        Protocol::Udp => 9000,
+        _ => 8443,
+    };
+    let port = uri.port_u16().unwrap_or(default_port);
+    let addr = match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => (host.as_str(), port)
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve {host:?}"))?
+            .next()
+            .with_context(|| format!("{host:?} resolves to no address"))?,
+    };
+    let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    Ok(Target { addr, host, path })
+}
+
+fn pct(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn line(name: &str, mut v: Vec<f64>) {
+    if v.is_empty() {
+        return;
+    }
+    v.sort_by(f64::total_cmp);
+    if v.len() == 1 {
+        println!("  {name:<10} {:>10.3} ms", v[0]);
+    } else {
+        println!(
+            "  {name:<10} p50 {:>9.3}  p90 {:>9.3}  p99 {:>9.3}  max {:>9.3} ms",
+            pct(&v, 0.5),
+            pct(&v, 0.9),
+            pct(&v, 0.99),
+            v[v.len() - 1]
+        );
+    }
+}
+
+pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
+    if a.proto == Protocol::Udp {
+        bail!("--proto udp: use `quicbench udp-probe ADDR`");
+    }
+    if a.requests == 0 || a.concurrency == 0 {
+        bail!("-n and -c must be ≥ 1");
+    }
+    let t = parse_url(&a.url, a.proto)?;
+    check_target(t.addr.ip(), a.allow_remote)?;
+    let trust = match &a.cacert {
+        Some(p) => quicbench_wire::tls::load_trust(p)?,
+        None if a.proto.uses_tls() => bail!("--proto {} uses TLS: give --cacert PEM (from `quicbench serve --cert-out`)", a.proto),
+        None => Vec::new(),
+    };
+    let mut o = ClientOptions::new(t.addr, trust);
+    o.server_name = a.server_name.clone().unwrap_or(t.host.clone());
+    o.cc = a.cc;
+    o.timeout = Duration::from_secs(a.timeout);
+    let client = Client::new(a.proto, o)?;
+    let rt = super::runtime()?;
+    let (records, infos, wall) = rt.block_on(async {
+        let started = std::time::Instant::now();
+        let per_conn = matches!(a.proto, Protocol::H10 | Protocol::H10Tls | Protocol::H11 | Protocol::H11Tls);
+        let nconn = if per_conn { a.concurrency.min(a.requests) } else { 1 };
+        let mut conns = Vec::new();
+        for _ in 0..nconn {
+            conns.push(client.connect().await?);
+        }
+        let mut futs = Vec::new();
+        for (ci, conn) in conns.iter_mut().enumerate() {
+            let mine: Vec<u32> = (0..a.requests).filter(|i| *i % nconn == ci as u32).collect();
+            let batch = if per_conn { mine.len().max(1) } else { a.concurrency as usize };
+            let path = t.path.clone();
+            futs.push(async move {
+                let mut recs = Vec::new();
+                for chunk in mine.chunks(batch) {
+                    let reqs: Vec<Request> = chunk.iter().map(|_| Request::get(path.clone())).collect();
+                    recs.extend(conn.run(&reqs).await);
+                }
+                recs
+            });
+        }
+        let records: Vec<RequestRecord> = futures_join(futs).await.into_iter().flatten().collect();
+        let infos: Vec<_> = conns.iter().map(|c| c.info().clone()).collect();
+        for c in conns {
+            c.close().await;
+        }
+        Ok::<_, anyhow::Error>((records, infos, started.elapsed()))
+    })?;
+    if a.json {
+        for r in &records {
+            println!("{}", serde_json::to_string(r)?);
+        }
+    }
+    let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok()).collect();
+    let failed = records.len() - ok.len();
+    let info = infos.first();
+    println!("{} {} -> {} ({} request(s), {} connection(s))", a.proto, t.path, t.addr, records.len(), infos.len());
+    if let Some(i) = info {
+        if let (Some(v), Some(c)) = (&i.tls_version, &i.cipher) {
+            println!(
+                "  tls        {v} {c} alpn={} resumed={} 0-rtt={}",
+                i.alpn.as_deref().unwrap_or("-"),
+                i.resumed.map(|b| b.to_string()).unwrap_or("-".into()),
+                i.early_data_accepted.map(|b| b.to_string()).unwrap_or("-".into())
+            );
+        }
+        if let Some(cc) = &i.congestion_control {
+            println!("  cc         {cc}");
+        }
+        let ms = |a: Option<u64>| a.map(|t| t.saturating_sub(i.start_ns) as f64 / 1e6);
+        if let Some(v) = ms(i.transport_ready_ns) {
+            println!("  connect    {v:>10.3} ms");
+        }
+        if let Some(v) = ms(i.tls_ready_ns).filter(|_| a.proto.uses_tls()) {
+            println!("  tls ready  {v:>10.3} ms");
+        }
+    }
+    line("ttfb", ok.iter().filter_map(|r| r.ttfb_ns()).map(|n| n as f64 / 1e6).collect());
+    line("total", ok.iter().filter_map(|r| r.total_ns()).map(|n| n as f64 / 1e6).collect());
+    let bytes: u64 = ok.iter().map(|r| r.bytes).sum();
+    let secs = wall.as_secs_f64();
+    println!(
+        "  bytes      {bytes} in {:.3} s = {:.1} Mbit/s; {:.1} req/s; verified {}/{}",
+        secs,
+        bytes as f64 * 8.0 / secs / 1e6,
+        records.len() as f64 / secs,
+        ok.iter().filter(|r| r.verified == Some(true)).count(),
+        ok.iter().filter(|r| r.verified.is_some()).count()
+    );
+    if let Some(s) = ok.first().and_then(|r| r.status) {
+        println!("  status     {s}");
+    }
+    if failed > 0 {
+        for r in records.iter().filter(|r| !r.ok()).take(5) {
+            eprintln!(
+                "  failed #{}: {}",
+                r.index,
+                r.error.clone().unwrap_or_else(|| format!("status {:?} verified {:?}", r.status, r.verified))
+            );
+        }
+        eprintln!("{failed} request(s) failed");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn futures_join<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    futures::future::join_all(futs).await
+}
+
+pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let addr: SocketAddr = a
+        .addr
+        .to_socket_addrs()
+        .with_context(|| format!("bad address {:?} (expected HOST:PORT)", a.addr))?
+        .next()
+        .with_context(|| format!("{:?} resolves to no address", a.addr))?;
+    check_target(addr.ip(), a.allow_remote)?;
+    let mode = match a.mode.as_str() {
+        "echo" => ProbeMode::Echo,
+        "sink" => ProbeMode::Sink,
+        "source" => ProbeMode::Source,
+        m => bail!("unknown probe mode {m:?}: expected echo, sink or source"),
+    };
+    quicbench_wire::probe::check_size(a.size)?;
+    let cfg = ProbeConfig {
+        server: addr,
+        mode,
+        count: a.count,
+        interval: Duration::from_micros(a.interval_us),
+        size: a.size,
+        ..ProbeConfig::default()
+    };
+    let rt = super::runtime()?;
+    let rep = rt.block_on(quicbench_clients::udp::probe(cfg))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+    } else {
+        println!("{rep}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
