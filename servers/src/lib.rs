@@ -11,6 +11,7 @@
 //! namespaces: the caller picks the addresses (and the namespace it runs in).
 
 pub mod h3;
+pub mod respond;
 pub mod tcp;
 pub mod udp;
 
