@@ -82,14 +82,11 @@ pub struct RunMeta {
     /// in run order.
     #[serde(default)]
     pub cell_ids: Vec<String>,
-    /// Set by [`crate::merge`]: where each merged shard came from (empty for a
-    /// run made in one directory).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub merged_from: Vec<ShardSource>,
 }
 
-/// One shard directory folded into a merged run: what differs between shards
-/// (machine, backend, times, calibration) is kept here rather than lost.
+/// One shard directory folded into a merged run (`sources.json` of a merged
+/// run directory): what differs between shards (machine, backend, times,
+/// calibration) is kept there rather than lost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardSource {
     /// The shard directory as given to merge.

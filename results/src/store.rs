@@ -6,6 +6,7 @@
 //!     cells/<id>.json   one CellResult per cell, written as each cell ends
 //!     summary.csv       tidy summary (SummaryRow), one row per group × metric
 //!     summary.json      the same rows as a JSON array
+//!     sources.json      merged runs only: the shards it was made from
 //! ```
 //!
 //! Every file is written atomically (temporary file in the same directory,
@@ -32,6 +33,8 @@ pub const META_FILE: &str = "run.json";
 pub const CELLS_DIR: &str = "cells";
 pub const SUMMARY_CSV: &str = "summary.csv";
 pub const SUMMARY_JSON: &str = "summary.json";
+/// Written by [`merge`]: one [`ShardSource`] per merged shard.
+pub const SOURCES_FILE: &str = "sources.json";
 
 /// A run directory.
 #[derive(Debug, Clone)]
@@ -287,9 +290,7 @@ impl RunDir {
         for path in files {
             match read_cell_file(&path) {
                 Ok(cell) => {
-                    if !cell.status.is_ok()
-                        && matches!(cell.status, crate::CellStatus::Failed { .. })
-                    {
+                    if matches!(cell.status, crate::CellStatus::Failed { .. }) {
                         scan.failed.insert(cell.cell_id.clone());
                     }
                     scan.finished.insert(cell.cell_id);
@@ -351,6 +352,16 @@ impl RunDir {
         write_atomic(&csv_path, &bytes)?;
         let json_path = self.path.join(SUMMARY_JSON);
         write_atomic(&json_path, &to_json(&rows, &json_path)?)
+    }
+
+    /// Provenance of a merged run (`sources.json`); empty for a run made in one
+    /// directory.
+    pub fn read_sources(&self) -> Result<Vec<ShardSource>, ResultsError> {
+        let path = self.path.join(SOURCES_FILE);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        read_json(&path)
     }
 
     /// The rows of `summary.json`.
@@ -566,7 +577,7 @@ fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
 /// Combines shard run directories into one run at `out` (which must not exist
 /// or be an empty directory): the union of their cells (a cell present in two
 /// shards must be identical in both), `run.json` with `shard: None`, the union
-/// of the planned cell ids, the shards' provenance in `merged_from`, and a fresh
+/// of the planned cell ids, the shards' provenance in `sources.json`, and a fresh
 /// summary. All shards must share schema version, matrix, seed and planned cell
 /// count. Cell ids are listed in plan order when the shards come from the
 /// harness's round-robin sharding (cell i in shard i mod count): shards are
@@ -681,7 +692,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunMeta, ResultsError> {
             ),
         )
     };
-    let merged_from = shards
+    let merged_from: Vec<ShardSource> = shards
         .iter()
         .map(|(d, _, m, cs)| ShardSource {
             dir: d.display().to_string(),
@@ -703,7 +714,6 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunMeta, ResultsError> {
         backend,
         backend_reason,
         cell_ids,
-        merged_from,
         ..first.clone()
     };
 
@@ -729,6 +739,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunMeta, ResultsError> {
         rd.write_cell(c)?;
     }
     rd.write_meta(&meta)?;
+    let sources_path = rd.path().join(SOURCES_FILE);
+    write_atomic(&sources_path, &to_json(&merged_from, &sources_path)?)?;
     let all: Vec<CellResult> = cells.into_values().map(|(c, _)| c).collect();
     rd.write_summary(&summarize(&all))?;
     Ok(meta)
