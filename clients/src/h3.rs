@@ -1,24 +1,626 @@
-//! HTTP/3 over QUIC (h3 + h3-quinn). STUB: to be implemented.
+//! HTTP/3 over QUIC (quinn + h3 + h3-quinn).
+//!
+//! * One quinn [`Endpoint`](quinn::Endpoint) per connection, bound to
+//!   `opts.local_ip` (or the unspecified address of the server's family), so
+//!   [`Migrator::migrate`] can move exactly this connection to a new socket.
+//! * Resumption and 0-RTT: the client's TLS config (`Shared::tls`) holds the
+//!   session store, so a later connection of the same [`crate::Client`] finds a
+//!   ticket; then the connection is used before the handshake completes
+//!   (`Connecting::into_0rtt`) and the first batch's requests go out in 0-RTT.
+//!   Whether the server accepted them is quinn's `ZeroRttAccepted` verdict,
+//!   recorded in [`ConnInfo::early_data_accepted`]. If the server rejected 0-RTT,
+//!   the requests sent early are lost by design (RFC 9001 §4.6.2): the client
+//!   reconnects once and re-issues them, as a real client must.
+//! * `run`: every request of a batch is a concurrent stream on the connection.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use quicbench_wire::pattern::Verifier;
+use quicbench_wire::resource::Resource;
+use quicbench_wire::tls;
+use tokio::task::JoinHandle;
 
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
 
-#[derive(Debug)]
+type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
+
+/// Longest `close` waits for the endpoint to drain.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// At most one progress sample per this interval.
+const PROGRESS_EVERY: Duration = Duration::from_millis(1);
+
+/// One HTTP/3 connection.
 pub struct H3Conn {
+    shared: Arc<Shared>,
     info: ConnInfo,
+    endpoint: quinn::Endpoint,
+    bind_ip: IpAddr,
+    conn: quinn::Connection,
+    send: SendRequest,
+    driver: JoinHandle<()>,
+    /// Handshake completion (time, 0-RTT accepted) when the connection was
+    /// used in 0-RTT; consumed by the first `run`.
+    pending_0rtt: Option<JoinHandle<(Instant, bool)>>,
+    /// `transport_ready_ns` still to be put on the first request's record.
+    ready_unreported: bool,
+    /// Early data was attempted (a ticket was held and resumption is on).
+    attempted_0rtt: bool,
+}
+
+impl fmt::Debug for H3Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("H3Conn")
+            .field("info", &self.info)
+            .field("bind_ip", &self.bind_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handle that moves a connection to a new local UDP port (active migration),
+/// usable while the connection is busy in `run` on another task.
+#[derive(Debug, Clone)]
+pub struct Migrator {
+    endpoint: quinn::Endpoint,
+    ip: IpAddr,
+}
+
+impl Migrator {
+    /// Bind a new UDP socket on the same local IP (new port) and move the
+    /// endpoint onto it; returns the new local address. quinn then probes the
+    /// new path and the server follows the connection ID.
+    pub fn migrate(&self) -> Result<SocketAddr, ClientError> {
+        let sock = std::net::UdpSocket::bind(SocketAddr::new(self.ip, 0)).map_err(|e| {
+            ClientError::Io(format!(
+                "migration: cannot bind a new socket on {}: {e}",
+                self.ip
+            ))
+        })?;
+        let addr = sock
+            .local_addr()
+            .map_err(|e| ClientError::Io(format!("migration: new socket address: {e}")))?;
+        self.endpoint
+            .rebind(sock)
+            .map_err(|e| ClientError::Io(format!("migration: rebind to {addr}: {e}")))?;
+        Ok(addr)
+    }
+
+    /// The endpoint's current local address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.local_addr().ok()
+    }
+}
+
+/// What one handshake produced.
+struct Established {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    send: SendRequest,
+    driver: JoinHandle<()>,
+    /// Some: used in 0-RTT, verdict pending.
+    pending_0rtt: Option<JoinHandle<(Instant, bool)>>,
+    /// Handshake completed (1-RTT case).
+    ready: Option<Instant>,
+    /// A first attempt in 0-RTT was rejected; this is the second, 1-RTT one.
+    rejected_0rtt: bool,
+}
+
+fn connect_error(addr: SocketAddr, e: quinn::ConnectionError) -> ClientError {
+    use quinn::ConnectionError as E;
+    match &e {
+        E::TimedOut => ClientError::Timeout(format!("QUIC handshake with {addr}")),
+        // QUIC carries TLS alerts as transport codes 0x100..=0x1ff (RFC 9001 §4.8).
+        E::TransportError(t) if u64::from(t.code) & !0xff == 0x100 => ClientError::Tls {
+            addr,
+            detail: e.to_string(),
+        },
+        E::ConnectionClosed(c) if u64::from(c.error_code) & !0xff == 0x100 => ClientError::Tls {
+            addr,
+            detail: e.to_string(),
+        },
+        _ => ClientError::Connect {
+            addr,
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// Connect, using 0-RTT when allowed and possible. If the server rejects the
+/// early data while HTTP/3 is being set up (the control stream sent in 0-RTT is
+/// lost), connect again without 0-RTT; `rejected_0rtt` then says so.
+async fn establish(
+    shared: &Shared,
+    bind_ip: IpAddr,
+    allow_0rtt: bool,
+) -> Result<Established, ClientError> {
+    match establish_once(shared, bind_ip, allow_0rtt).await {
+        Ok(e) => Ok(e),
+        Err((_, true)) => {
+            let mut e = establish_once(shared, bind_ip, false)
+                .await
+                .map_err(|(e, _)| e)?;
+            e.rejected_0rtt = true;
+            Ok(e)
+        }
+        Err((e, false)) => Err(e),
+    }
+}
+
+/// One connection attempt; on failure, the error and whether 0-RTT was rejected.
+async fn establish_once(
+    shared: &Shared,
+    bind_ip: IpAddr,
+    allow_0rtt: bool,
+) -> Result<Established, (ClientError, bool)> {
+    let fail = |e: ClientError| (e, false);
+    let opts = &shared.opts;
+    let addr = opts.server;
+    let tls_cfg = shared.tls.clone().ok_or_else(|| {
+        fail(ClientError::Setup(
+            "HTTP/3 needs a TLS configuration".into(),
+        ))
+    })?;
+    let cfg = tls::quic_client_config(tls_cfg, opts.cc)
+        .map_err(|e| fail(ClientError::Setup(e.to_string())))?;
+    let mut endpoint = quinn::Endpoint::client(SocketAddr::new(bind_ip, 0)).map_err(|e| {
+        fail(ClientError::Connect {
+            addr,
+            detail: format!("cannot bind a UDP socket on {bind_ip}: {e}"),
+        })
+    })?;
+    endpoint.set_default_client_config(cfg);
+    let connecting = endpoint.connect(addr, &opts.server_name).map_err(|e| {
+        fail(ClientError::Connect {
+            addr,
+            detail: e.to_string(),
+        })
+    })?;
+    let (conn, pending_0rtt, ready) = match connecting.into_0rtt() {
+        Ok((conn, accepted)) if allow_0rtt => {
+            // The verdict arrives with the handshake: note its time as it happens.
+            let verdict = tokio::spawn(async move {
+                let ok = accepted.await;
+                (Instant::now(), ok)
+            });
+            (conn, Some(verdict), None)
+        }
+        Ok((conn, accepted)) => {
+            // 0-RTT not wanted (reconnect after a rejection): wait for 1-RTT keys.
+            let _ = accepted.await;
+            if let Some(e) = conn.close_reason() {
+                return Err(fail(connect_error(addr, e)));
+            }
+            (conn, None, Some(Instant::now()))
+        }
+        Err(connecting) => {
+            let conn = connecting.await.map_err(|e| fail(connect_error(addr, e)))?;
+            (conn, None, Some(Instant::now()))
+        }
+    };
+    let built = h3::client::builder()
+        .build::<_, _, Bytes>(h3_quinn::Connection::new(conn.clone()))
+        .await;
+    let (mut driver, send) = match built {
+        Ok(x) => x,
+        Err(e) => {
+            let err = ClientError::Protocol(format!("HTTP/3 set-up with {addr}: {e}"));
+            let mut rejected = false;
+            if let Some(verdict) = pending_0rtt {
+                let t = shared.opts.timeout;
+                rejected = matches!(tokio::time::timeout(t, verdict).await, Ok(Ok((_, false))));
+            }
+            conn.close(quinn::VarInt::from_u32(0x100), b"");
+            return Err((err, rejected));
+        }
+    };
+    let driver = tokio::spawn(async move {
+        let e = futures::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        tracing::debug!("h3 connection closed: {e}");
+    });
+    Ok(Established {
+        endpoint,
+        conn,
+        send,
+        driver,
+        pending_0rtt,
+        ready,
+        rejected_0rtt: false,
+    })
 }
 
 impl H3Conn {
+    /// Open a connection: handshake (or 0-RTT set-up when a ticket is held).
     pub async fn connect(shared: Arc<Shared>) -> Result<Self, ClientError> {
-        let _ = shared;
-        Err(ClientError::Setup("h3 not implemented yet".into()))
+        let opts = &shared.opts;
+        let bind_ip = opts.local_ip.unwrap_or(if opts.server.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        });
+        let conn_id = shared.next_conn_id();
+        let start = Instant::now();
+        let est = establish(&shared, bind_ip, opts.resume).await?;
+        let epoch = shared.epoch;
+        let mut info = ConnInfo {
+            conn_id,
+            protocol: shared.proto.name().to_string(),
+            local: est.endpoint.local_addr().ok(),
+            peer: Some(est.conn.remote_address()),
+            start_ns: epoch.ns(start),
+            transport_ready_ns: est.ready.map(|t| epoch.ns(t)),
+            tls_ready_ns: est.ready.map(|t| epoch.ns(t)),
+            // QUIC v1 is TLS 1.3 only (RFC 9001 §4.2), and our config allows nothing else.
+            tls_version: Some("TLSv1_3".into()),
+            cipher: None,
+            alpn: None,
+            resumed: None,
+            early_data_accepted: None,
+            congestion_control: Some(opts.cc.name().to_string()),
+        };
+        if est.pending_0rtt.is_none() {
+            // No 0-RTT: no ticket was held, resumption is off, or the server
+            // rejected the early data (then `resumed` is unknown).
+            info.early_data_accepted = Some(false);
+            if !opts.resume {
+                info.resumed = Some(false);
+            }
+            fill_alpn(&mut info, &est.conn);
+        }
+        let attempted_0rtt = est.pending_0rtt.is_some() || est.rejected_0rtt;
+        Ok(H3Conn {
+            shared,
+            info,
+            endpoint: est.endpoint,
+            bind_ip,
+            conn: est.conn,
+            send: est.send,
+            driver: est.driver,
+            pending_0rtt: est.pending_0rtt,
+            ready_unreported: true,
+            attempted_0rtt,
+        })
     }
+
     pub fn info(&self) -> &ConnInfo {
         &self.info
     }
-    pub async fn run(&mut self, reqs: &[Request]) -> Vec<RequestRecord> {
-        let _ = reqs;
-        Vec::new()
+
+    /// Whether this connection tried 0-RTT (accepted or not: see
+    /// [`ConnInfo::early_data_accepted`]).
+    pub fn attempted_0rtt(&self) -> bool {
+        self.attempted_0rtt
     }
-    pub async fn close(self) {}
+
+    /// The underlying QUIC connection (statistics, RTT, path).
+    pub fn quic(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// A handle for active migration, usable while `run` is in progress.
+    pub fn migrator(&self) -> Migrator {
+        Migrator {
+            endpoint: self.endpoint.clone(),
+            ip: self.bind_ip,
+        }
+    }
+
+    /// Move the connection to a new local port now; returns the new address.
+    pub fn migrate(&self) -> Result<SocketAddr, ClientError> {
+        self.migrator().migrate()
+    }
+
+    /// Issue `reqs` as concurrent streams; one record per request, in order.
+    pub async fn run(&mut self, reqs: &[Request]) -> Vec<RequestRecord> {
+        let batch_start = Instant::now();
+        let mut records = self.issue(reqs, batch_start, None).await;
+
+        if let Some(verdict) = self.pending_0rtt.take() {
+            let timeout = self.shared.opts.timeout;
+            let (at, accepted) = match tokio::time::timeout(timeout, verdict).await {
+                Ok(Ok(v)) => v,
+                _ => (Instant::now(), false),
+            };
+            let epoch = self.shared.epoch;
+            let handshake_ok = self.conn.close_reason().is_none();
+            if handshake_ok {
+                self.info.transport_ready_ns = Some(epoch.ns(at));
+                self.info.tls_ready_ns = Some(epoch.ns(at));
+            }
+            self.info.early_data_accepted = Some(accepted);
+            // TLS 1.3 accepts early data only with the PSK (RFC 8446 §4.2.10):
+            // accepted 0-RTT proves resumption; a rejection tells nothing about it.
+            self.info.resumed = if accepted { Some(true) } else { None };
+            fill_alpn(&mut self.info, &self.conn);
+            if !accepted {
+                self.recover_from_rejected_0rtt(reqs, batch_start, &mut records)
+                    .await;
+            }
+        }
+        if self.ready_unreported {
+            self.ready_unreported = false;
+            if let Some(first) = records.first_mut() {
+                first.transport_ready_ns = self.info.transport_ready_ns;
+                first.tls_ready_ns = self.info.tls_ready_ns;
+            }
+        }
+        records
+    }
+
+    /// The server refused our 0-RTT data: reconnect (1-RTT) and re-issue what failed.
+    async fn recover_from_rejected_0rtt(
+        &mut self,
+        reqs: &[Request],
+        batch_start: Instant,
+        records: &mut [RequestRecord],
+    ) {
+        let failed: Vec<usize> = records
+            .iter()
+            .filter(|r| !r.ok())
+            .map(|r| r.index)
+            .collect();
+        if failed.is_empty() {
+            return;
+        }
+        self.driver.abort();
+        self.conn.close(
+            quinn::VarInt::from_u32(0x100),
+            b"0-RTT rejected; reconnecting",
+        );
+        match establish(&self.shared, self.bind_ip, false).await {
+            Ok(est) => {
+                self.endpoint = est.endpoint;
+                self.conn = est.conn;
+                self.send = est.send;
+                self.driver = est.driver;
+                self.info.local = self.endpoint.local_addr().ok();
+                if let Some(t) = est.ready {
+                    let epoch = self.shared.epoch;
+                    self.info.transport_ready_ns = Some(epoch.ns(t));
+                    self.info.tls_ready_ns = Some(epoch.ns(t));
+                }
+                let again = self.issue(reqs, batch_start, Some(&failed)).await;
+                for r in again {
+                    let i = r.index;
+                    if let Some(slot) = records.get_mut(i) {
+                        *slot = r;
+                    }
+                }
+            }
+            Err(e) => {
+                for i in failed {
+                    if let Some(r) = records.get_mut(i) {
+                        r.error = Some(format!("0-RTT rejected and reconnect failed: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Issue `reqs` (or only the indices in `only`) concurrently.
+    async fn issue(
+        &self,
+        reqs: &[Request],
+        batch_start: Instant,
+        only: Option<&[usize]>,
+    ) -> Vec<RequestRecord> {
+        let opts = &self.shared.opts;
+        let authority = authority(&opts.server_name, opts.server.port());
+        let futs = reqs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| only.is_none_or(|o| o.contains(i)))
+            .map(|(i, r)| {
+                let job = Job {
+                    index: i,
+                    req: r,
+                    conn_id: self.info.conn_id,
+                    scheduled: batch_start + r.at.unwrap_or_default(),
+                    authority: &authority,
+                    shared: &self.shared,
+                };
+                one_request(job, self.send.clone())
+            });
+        futures::future::join_all(futs).await
+    }
+
+    /// Close the connection and wait (bounded) for the endpoint to drain.
+    pub async fn close(self) {
+        let H3Conn {
+            endpoint,
+            conn,
+            send,
+            driver,
+            pending_0rtt,
+            ..
+        } = self;
+        drop(send);
+        conn.close(quinn::VarInt::from_u32(0x100), b"done"); // H3_NO_ERROR
+        if let Some(p) = pending_0rtt {
+            p.abort();
+        }
+        let _ = tokio::time::timeout(CLOSE_WAIT, endpoint.wait_idle()).await;
+        driver.abort();
+    }
+}
+
+fn fill_alpn(info: &mut ConnInfo, conn: &quinn::Connection) {
+    if let Some(hd) = conn.handshake_data() {
+        if let Ok(hd) = hd.downcast::<quinn::crypto::rustls::HandshakeData>() {
+            info.alpn = hd
+                .protocol
+                .map(|p| String::from_utf8_lossy(&p).into_owned());
+        }
+    }
+}
+
+/// `host:port` for the `:authority` pseudo-header (IPv6 literals bracketed).
+fn authority(server_name: &str, port: u16) -> String {
+    if server_name.parse::<Ipv6Addr>().is_ok() {
+        format!("[{server_name}]:{port}")
+    } else {
+        format!("{server_name}:{port}")
+    }
+}
+
+struct Job<'a> {
+    index: usize,
+    req: &'a Request,
+    conn_id: u64,
+    scheduled: Instant,
+    authority: &'a str,
+    shared: &'a Shared,
+}
+
+/// Where a pattern body starts and how long it must be, from the status and
+/// Content-Range; None when the response is not a pattern body.
+fn expected_body(path: &str, status: u16, content_range: Option<&str>) -> Option<(u64, u64)> {
+    let Resource::Bytes(n) = Resource::parse(path, u64::MAX) else {
+        return None;
+    };
+    match status {
+        200 => Some((0, n)),
+        206 => {
+            // "bytes a-b/len"
+            let spec = content_range?.trim().strip_prefix("bytes ")?;
+            let (range, _len) = spec.split_once('/')?;
+            let (a, b) = range.split_once('-')?;
+            let (a, b) = (a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?);
+            (b >= a).then(|| (a, b - a + 1))
+        }
+        _ => None,
+    }
+}
+
+async fn one_request(job: Job<'_>, mut send: SendRequest) -> RequestRecord {
+    let epoch = job.shared.epoch;
+    let opts = &job.shared.opts;
+    let mut rec = RequestRecord::new(
+        job.index,
+        &job.req.path,
+        job.conn_id,
+        epoch.ns(job.scheduled),
+    );
+    tokio::time::sleep_until(job.scheduled.into()).await;
+    let fut = async {
+        let uri = format!("https://{}{}", job.authority, job.req.path);
+        let mut b = http::Request::get(uri);
+        if let Some(from) = job.req.range_from {
+            b = b.header(http::header::RANGE, format!("bytes={from}-"));
+        }
+        let req = b
+            .body(())
+            .map_err(|e| format!("bad request {:?}: {e}", job.req.path))?;
+        let mut stream = send
+            .send_request(req)
+            .await
+            .map_err(|e| format!("send request: {e}"))?;
+        rec.stream_id = Some(stream.id().into_inner());
+        stream
+            .finish()
+            .await
+            .map_err(|e| format!("finish request stream: {e}"))?;
+        rec.request_sent_ns = Some(epoch.now_ns());
+        let resp = stream
+            .recv_response()
+            .await
+            .map_err(|e| format!("receive response: {e}"))?;
+        let t = Instant::now();
+        rec.first_byte_ns = Some(epoch.ns(t));
+        let status = resp.status().as_u16();
+        rec.status = Some(status);
+        let cr = resp
+            .headers()
+            .get(http::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok());
+        let expect = expected_body(&job.req.path, status, cr);
+        let mut verifier = expect.map(|(start, _)| Verifier::new(start));
+        let mut last_sample = t;
+        while let Some(mut chunk) = stream
+            .recv_data()
+            .await
+            .map_err(|e| format!("receive body: {e}"))?
+        {
+            while chunk.has_remaining() {
+                let c = chunk.chunk();
+                let n = c.len();
+                if let Some(v) = verifier.as_mut() {
+                    v.update(c);
+                }
+                rec.bytes += n as u64;
+                chunk.advance(n);
+            }
+            let now = Instant::now();
+            rec.last_byte_ns = Some(epoch.ns(now));
+            if opts.track_progress && now.duration_since(last_sample) >= PROGRESS_EVERY {
+                rec.progress.push((epoch.ns(now), rec.bytes));
+                last_sample = now;
+            }
+        }
+        if rec.last_byte_ns.is_none() {
+            // Empty body: complete when the stream ended.
+            rec.last_byte_ns = Some(epoch.now_ns());
+        }
+        if opts.track_progress && rec.progress.last().map(|p| p.1) != Some(rec.bytes) {
+            if let Some(t) = rec.last_byte_ns {
+                rec.progress.push((t, rec.bytes));
+            }
+        }
+        if let (Some((start, len)), Some(v)) = (expect, verifier) {
+            if let Some(at) = v.first_error() {
+                rec.verified = Some(false);
+                return Err(format!("body differs from the pattern at byte {at}"));
+            }
+            if rec.bytes != len {
+                rec.verified = Some(false);
+                return Err(format!(
+                    "body has {} bytes, expected {len} (from byte {start})",
+                    rec.bytes
+                ));
+            }
+            rec.verified = Some(true);
+        }
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(opts.timeout, fut).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => rec.error = Some(e),
+        Err(_) => {
+            rec.error = Some(format!(
+                "timed out after {:?} ({} body bytes received)",
+                opts.timeout, rec.bytes
+            ))
+        }
+    }
+    rec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_bodies() {
+        assert_eq!(expected_body("/bytes/100", 200, None), Some((0, 100)));
+        assert_eq!(
+            expected_body("/bytes/100", 206, Some("bytes 10-99/100")),
+            Some((10, 90))
+        );
+        assert_eq!(
+            expected_body("/bytes/100", 206, Some("bytes 10-9/100")),
+            None
+        );
+        assert_eq!(expected_body("/bytes/100", 206, None), None);
+        assert_eq!(expected_body("/bytes/100", 404, None), None);
+        assert_eq!(expected_body("/", 200, None), None);
+    }
+
+    #[test]
+    fn authorities() {
+        assert_eq!(authority("localhost", 443), "localhost:443");
+        assert_eq!(authority("127.0.0.1", 8443), "127.0.0.1:8443");
+        assert_eq!(authority("::1", 8443), "[::1]:8443");
+    }
 }

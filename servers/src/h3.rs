@@ -1,10 +1,33 @@
-//! HTTP/3 over QUIC (quinn + h3). STUB.
+//! HTTP/3 over QUIC (quinn + h3): the same resources, headers and bytes as the
+//! TCP servers (all built by [`crate::respond`]; one DATA frame per chunk).
+//!
+//! * 0-RTT: every accepted connection is turned into a 0.5-RTT connection
+//!   (`Connecting::into_0rtt`), so requests a resuming client sent in 0-RTT are
+//!   answered at once instead of after the client's Finished. Only GET and HEAD
+//!   are served (anything else is 405 with no side effect), so replayed early
+//!   data can do no harm.
+//! * Limits: beyond `max_connections` live connections, new ones are refused
+//!   (CONNECTION_REFUSED, counted in `quic_refused`). When more than
+//!   [`RETRY_ABOVE_HANDSHAKES`] handshakes are in progress, a client whose
+//!   address is not yet validated is sent a Retry first (a stateless round trip
+//!   that proves it owns its address before we spend a handshake on it).
+//! * Migration: allowed by the server config (`quicbench_wire::tls`); quinn
+//!   validates the new path itself.
+//! * Garbage datagrams never reach this code: quinn drops what does not parse
+//!   as QUIC.
+
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::task::JoinHandle;
 
+use crate::respond::{self, BodyPlan, PatternChunks, Reply};
 use crate::ServerCtx;
+
+/// Handshakes in progress above which unvalidated clients get a Retry.
+pub const RETRY_ABOVE_HANDSHAKES: usize = 64;
 
 /// Bind a QUIC endpoint (must be called inside a tokio runtime).
 pub fn bind(addr: SocketAddr, cfg: quinn::ServerConfig) -> std::io::Result<quinn::Endpoint> {
@@ -13,8 +36,216 @@ pub fn bind(addr: SocketAddr, cfg: quinn::ServerConfig) -> std::io::Result<quinn
 
 /// Accept connections on `ep` and serve HTTP/3.
 pub fn spawn(ep: quinn::Endpoint, ctx: Arc<ServerCtx>) -> JoinHandle<()> {
-    let _ = ctx;
-    tokio::spawn(async move {
-        let _ep = ep;
-    })
+    tokio::spawn(accept_loop(ep, ctx))
+}
+
+/// Decrements a counter when dropped (live connections, handshakes).
+struct CountGuard(Arc<AtomicUsize>);
+
+impl Drop for CountGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct OpenGuard(Arc<ServerCtx>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0
+            .stats
+            .open_connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn accept_loop(ep: quinn::Endpoint, ctx: Arc<ServerCtx>) {
+    let mut shutdown = ctx.shutdown.clone();
+    let live = Arc::new(AtomicUsize::new(0));
+    let handshaking = Arc::new(AtomicUsize::new(0));
+    let mut watch_alive = true;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let incoming = tokio::select! {
+            i = ep.accept() => match i {
+                Some(i) => i,
+                None => break, // endpoint closed
+            },
+            r = shutdown.changed(), if watch_alive => {
+                watch_alive = r.is_ok();
+                continue;
+            }
+        };
+        if live.load(Ordering::Relaxed) >= ctx.max_connections {
+            ctx.stats.quic_refused.fetch_add(1, Ordering::Relaxed);
+            incoming.refuse();
+            continue;
+        }
+        if handshaking.load(Ordering::Relaxed) > RETRY_ABOVE_HANDSHAKES
+            && !incoming.remote_address_validated()
+            && incoming.may_retry()
+        {
+            if let Err(e) = incoming.retry() {
+                tracing::debug!("quic retry failed: {e}");
+            }
+            continue;
+        }
+        live.fetch_add(1, Ordering::Relaxed);
+        handshaking.fetch_add(1, Ordering::Relaxed);
+        let live_guard = CountGuard(live.clone());
+        let hs_guard = CountGuard(handshaking.clone());
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let _live = live_guard;
+            serve_connection(incoming, ctx, hs_guard).await;
+        });
+    }
+}
+
+async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<ServerCtx>, hs_guard: CountGuard) {
+    let peer = incoming.remote_address();
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("quic accept from {peer}: {e}");
+            ctx.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    // Servers always get Ok here (0.5-RTT); the Err arm is quinn's type, not a case.
+    let mut hs_guard = Some(hs_guard);
+    let (conn, established) = match connecting.into_0rtt() {
+        Ok((c, z)) => (c, Some(z)),
+        Err(connecting) => match connecting.await {
+            Ok(c) => {
+                ctx.stats.quic_accepted.fetch_add(1, Ordering::Relaxed);
+                hs_guard = None;
+                (c, None)
+            }
+            Err(e) => {
+                tracing::debug!("quic handshake with {peer}: {e}");
+                ctx.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        },
+    };
+    ctx.stats.open_connections.fetch_add(1, Ordering::Relaxed);
+    let _open = OpenGuard(ctx.clone());
+    if let Some(established) = established {
+        // Count the connection when its handshake completes (or fails).
+        let (ctx2, conn2) = (ctx.clone(), conn.clone());
+        tokio::spawn(async move {
+            let _ = established.await;
+            drop(hs_guard);
+            // quinn's value is meaningless on a server; a failed handshake closes.
+            if conn2.close_reason().is_none() {
+                ctx2.stats.quic_accepted.fetch_add(1, Ordering::Relaxed);
+            } else {
+                ctx2.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    let mut h3 = match h3::server::builder()
+        .max_field_section_size(ctx.max_header_bytes as u64)
+        .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone()))
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!("h3 set-up with {peer}: {e}");
+            return;
+        }
+    };
+    let mut shutdown = ctx.shutdown.clone();
+    let mut watch_alive = true;
+    loop {
+        let next = tokio::select! {
+            r = h3.accept() => r,
+            r = shutdown.changed(), if watch_alive => {
+                watch_alive = r.is_ok();
+                if *shutdown.borrow() {
+                    conn.close(quinn::VarInt::from_u32(0x100), b"server shutdown"); // H3_NO_ERROR
+                    break;
+                }
+                continue;
+            }
+        };
+        match next {
+            Ok(Some(resolver)) => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    match resolver.resolve_request().await {
+                        Ok((req, stream)) => serve_request(req, stream, &ctx).await,
+                        Err(e) => tracing::debug!("h3 request from {peer}: {e}"),
+                    }
+                });
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!("h3 connection with {peer} ended: {e}");
+                break;
+            }
+        }
+    }
+}
+
+async fn serve_request<S>(
+    req: http::Request<()>,
+    mut stream: h3::server::RequestStream<S, Bytes>,
+    ctx: &ServerCtx,
+) where
+    S: h3::quic::BidiStream<Bytes>,
+{
+    ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let reply = respond::reply(
+        req.method(),
+        target,
+        req.headers().get(http::header::RANGE),
+        ctx.max_bytes,
+    );
+    if reply.is_client_error() {
+        ctx.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Err(e) = send(&reply, &mut stream, ctx).await {
+        // The client went away or reset the stream: nothing to answer to.
+        tracing::debug!("h3 response to {target}: {e}");
+    }
+}
+
+async fn send<S>(
+    reply: &Reply,
+    stream: &mut h3::server::RequestStream<S, Bytes>,
+    ctx: &ServerCtx,
+) -> Result<(), h3::error::StreamError>
+where
+    S: h3::quic::BidiStream<Bytes>,
+{
+    stream.send_response(reply.head()).await?;
+    match &reply.body {
+        BodyPlan::Empty => {}
+        BodyPlan::Small(b) => {
+            if !b.is_empty() {
+                stream.send_data(b.clone()).await?;
+                ctx.stats
+                    .bytes_sent
+                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+        }
+        BodyPlan::Pattern(r) => {
+            for chunk in PatternChunks::new(*r) {
+                let n = chunk.len() as u64;
+                stream.send_data(chunk).await?;
+                ctx.stats.bytes_sent.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+    stream.finish().await
 }

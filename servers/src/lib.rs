@@ -51,6 +51,9 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// Largest request head (HTTP/1.x) or header list (h2/h3) accepted.
     pub max_header_bytes: usize,
+    /// Serve UDP probe source runs to any peer. Off: only to loopback and the
+    /// benchmarking ranges 198.18.0.0/15, 2001:2::/48 (source mode amplifies).
+    pub udp_source_any: bool,
 }
 
 impl ServerOptions {
@@ -68,6 +71,7 @@ impl ServerOptions {
             header_timeout: Duration::from_secs(10),
             max_connections: 100_000,
             max_header_bytes: 16 * 1024,
+            udp_source_any: false,
         }
     }
 
@@ -141,6 +145,8 @@ pub struct ServerCtx {
     pub header_timeout: Duration,
     pub max_connections: usize,
     pub max_header_bytes: usize,
+    /// See [`ServerOptions::udp_source_any`].
+    pub udp_source_any: bool,
     pub stats: Stats,
     /// Flips to true on shutdown; tasks stop accepting and finish.
     pub shutdown: watch::Receiver<bool>,
@@ -186,6 +192,7 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
         header_timeout: opts.header_timeout,
         max_connections: opts.max_connections,
         max_header_bytes: opts.max_header_bytes,
+        udp_source_any: opts.udp_source_any,
         stats: Stats::default(),
         shutdown: shutdown_rx,
     });

@@ -26,6 +26,11 @@ pub const HEADER_LEN: usize = 48;
 /// Largest datagram the probe sends or accepts (fits an IPv4 UDP payload).
 pub const MAX_DATAGRAM: usize = 65_507;
 
+/// Most datagrams one [`Kind::SourceRequest`] may ask for.
+pub const SOURCE_MAX_COUNT: u32 = 1_000_000;
+/// Longest a source run may last (`count × interval_us`), µs: 120 s.
+pub const SOURCE_MAX_DURATION_US: u64 = 120_000_000;
+
 /// Datagram kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -184,6 +189,29 @@ pub fn encode(header: &Header, body: &[u8], size: usize) -> Result<Vec<u8>, Prob
 }
 
 impl SourceRequest {
+    /// Check the request against the server's bounds ([`SOURCE_MAX_COUNT`],
+    /// [`SOURCE_MAX_DURATION_US`], sizes 48..=65507); the reason if out of bounds.
+    pub fn check(&self) -> Result<(), String> {
+        if self.count == 0 || self.count > SOURCE_MAX_COUNT {
+            return Err(format!(
+                "source count {} outside 1..={SOURCE_MAX_COUNT}",
+                self.count
+            ));
+        }
+        check_size(self.size as usize).map_err(|e| e.to_string())?;
+        let total = u64::from(self.count).saturating_sub(1) * u64::from(self.interval_us);
+        if total > SOURCE_MAX_DURATION_US {
+            return Err(format!(
+                "source run of {} datagrams every {} µs lasts {} s, more than {} s",
+                self.count,
+                self.interval_us,
+                total / 1_000_000,
+                SOURCE_MAX_DURATION_US / 1_000_000
+            ));
+        }
+        Ok(())
+    }
+
     pub fn to_bytes(&self) -> [u8; 12] {
         let mut b = [0u8; 12];
         b[0..4].copy_from_slice(&self.count.to_be_bytes());
@@ -193,10 +221,12 @@ impl SourceRequest {
     }
     /// Parse from a whole datagram (header included).
     pub fn from_datagram(buf: &[u8]) -> Result<Self, ProbeError> {
-        let body = buf.get(HEADER_LEN..HEADER_LEN + 12).ok_or(ProbeError::ShortBody {
-            kind: Kind::SourceRequest,
-            len: buf.len().saturating_sub(HEADER_LEN),
-        })?;
+        let body = buf
+            .get(HEADER_LEN..HEADER_LEN + 12)
+            .ok_or(ProbeError::ShortBody {
+                kind: Kind::SourceRequest,
+                len: buf.len().saturating_sub(HEADER_LEN),
+            })?;
         let u = |o: usize| u32::from_be_bytes([body[o], body[o + 1], body[o + 2], body[o + 3]]);
         Ok(SourceRequest {
             count: u(0),
@@ -215,10 +245,12 @@ impl SinkReport {
         b
     }
     pub fn from_datagram(buf: &[u8]) -> Result<Self, ProbeError> {
-        let body = buf.get(HEADER_LEN..HEADER_LEN + 24).ok_or(ProbeError::ShortBody {
-            kind: Kind::SinkReport,
-            len: buf.len().saturating_sub(HEADER_LEN),
-        })?;
+        let body = buf
+            .get(HEADER_LEN..HEADER_LEN + 24)
+            .ok_or(ProbeError::ShortBody {
+                kind: Kind::SinkReport,
+                len: buf.len().saturating_sub(HEADER_LEN),
+            })?;
         let u = |o: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&body[o..o + 8]);
@@ -255,10 +287,49 @@ mod tests {
 
     #[test]
     fn bodies_round_trip() {
-        let r = SourceRequest { count: 1000, size: 1200, interval_us: 100 };
-        let d = encode(&Header::new(Kind::SourceRequest, 1, 0, 0), &r.to_bytes(), 48).unwrap();
+        let r = SourceRequest {
+            count: 1000,
+            size: 1200,
+            interval_us: 100,
+        };
+        let d = encode(
+            &Header::new(Kind::SourceRequest, 1, 0, 0),
+            &r.to_bytes(),
+            48,
+        )
+        .unwrap();
         assert_eq!(SourceRequest::from_datagram(&d).unwrap(), r);
-        let s = SinkReport { received: 3, bytes: 4, max_seq_plus_one: 5 };
+        assert_eq!(r.check(), Ok(()));
+        assert!(SourceRequest { count: 0, ..r }.check().is_err());
+        assert!(SourceRequest {
+            count: SOURCE_MAX_COUNT + 1,
+            interval_us: 0,
+            ..r
+        }
+        .check()
+        .is_err());
+        assert!(SourceRequest { size: 47, ..r }.check().is_err());
+        assert!(SourceRequest {
+            count: 1_000_000,
+            interval_us: 121,
+            ..r
+        }
+        .check()
+        .is_err());
+        assert_eq!(
+            SourceRequest {
+                count: 1_000_001 - 1,
+                interval_us: 120,
+                ..r
+            }
+            .check(),
+            Ok(())
+        );
+        let s = SinkReport {
+            received: 3,
+            bytes: 4,
+            max_seq_plus_one: 5,
+        };
         let d = encode(&Header::new(Kind::SinkReport, 1, 0, 0), &s.to_bytes(), 48).unwrap();
         assert_eq!(d.len(), 72);
         assert_eq!(SinkReport::from_datagram(&d).unwrap(), s);
@@ -268,7 +339,10 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert_eq!(Header::read(&[]), Err(ProbeError::TooShort(0)));
-        assert!(matches!(Header::read(&[0u8; 48]), Err(ProbeError::BadMagic(_))));
+        assert!(matches!(
+            Header::read(&[0u8; 48]),
+            Err(ProbeError::BadMagic(_))
+        ));
         let mut d = encode(&Header::new(Kind::EchoRequest, 1, 1, 1), &[], 48).unwrap();
         d[4] = 99;
         assert_eq!(Header::read(&d), Err(ProbeError::UnknownKind(99)));

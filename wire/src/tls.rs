@@ -21,9 +21,15 @@ pub const ALPN_H3: &[u8] = b"h3";
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: no PEM certificate found")]
     NoCert { path: String },
     #[error("{path}: no PEM private key found ({detail})")]
@@ -83,7 +89,11 @@ impl Identity {
         let ca_cert = ca_params.self_signed(&ca_key).map_err(gen)?;
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
-        let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+        let mut sans = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
         for s in extra_sans {
             if !sans.contains(s) {
                 sans.push(s.clone());
@@ -97,7 +107,8 @@ impl Identity {
         let leaf_key = KeyPair::generate().map_err(gen)?;
         let leaf = leaf_params.signed_by(&leaf_key, &issuer).map_err(gen)?;
 
-        let key = PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(|e| TlsError::Generate(e.to_string()))?;
+        let key = PrivateKeyDer::try_from(leaf_key.serialize_der())
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
         Ok(Identity {
             chain: vec![leaf.der().clone(), ca_cert.der().clone()],
             key,
@@ -140,6 +151,36 @@ impl Identity {
         })
     }
 
+    /// Write the private key as PEM (PKCS#8), for foreign servers in interop tests
+    /// that must present the same certificate (e.g. aioquic). Mode 0600.
+    pub fn write_key(&self, path: &Path) -> Result<(), TlsError> {
+        let der = match &self.key {
+            PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
+            _ => {
+                return Err(TlsError::Config(
+                    "only PKCS#8 keys can be written as PEM".into(),
+                ))
+            }
+        };
+        let pair = rcgen::KeyPair::try_from(der.as_slice())
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)?;
+            f.write_all(pair.serialize_pem().as_bytes())
+        };
+        write().map_err(|source| TlsError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
     /// The certificates to put in a client's root store.
     pub fn trust_anchors(&self) -> Vec<CertificateDer<'static>> {
         certs_from_pem(self.trust_pem.as_bytes())
@@ -148,7 +189,9 @@ impl Identity {
 
 /// Every certificate in a PEM blob (other sections ignored).
 pub fn certs_from_pem(pem: &[u8]) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_slice_iter(pem).filter_map(Result::ok).collect()
+    CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect()
 }
 
 /// Read a PEM file of trusted certificates (`--cacert`).
@@ -167,22 +210,36 @@ pub fn load_trust(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 /// Server TLS config: TLS 1.3 only, session tickets, key log (SSLKEYLOGFILE).
-/// `quic` allows 0-RTT (quinn requires `max_early_data_size = u32::MAX`); over
+/// `quic` allows 0-RTT (quinn requires `max_early_data_size = u32::MAX`; rustls
+/// then needs stateful, single-use tickets instead of a ticketer); over
 /// TCP early data stays off (hyper has no 0-RTT replay protection), so TCP
 /// resumption is 1-RTT TLS resumption.
-pub fn server_config(id: &Identity, alpn: &[&[u8]], quic: bool) -> Result<rustls::ServerConfig, TlsError> {
+pub fn server_config(
+    id: &Identity,
+    alpn: &[&[u8]],
+    quic: bool,
+) -> Result<rustls::ServerConfig, TlsError> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(id.chain.clone(), id.key.clone_key())
-        .map_err(|e| TlsError::Config(format!("certificate/key mismatch or unsupported key: {e}")))?;
+        .map_err(|e| {
+            TlsError::Config(format!("certificate/key mismatch or unsupported key: {e}"))
+        })?;
     cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
-    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
     cfg.send_tls13_tickets = 4;
     cfg.key_log = Arc::new(rustls::KeyLogFile::new());
     if quic {
+        // rustls offers 0-RTT only with stateful resumption (RFC 8446 §8.1: a
+        // server-side cache whose entries are single use is the anti-replay
+        // defence), so no ticketer here: tickets are ids into this cache.
+        // 4 tickets per connection: room for a few thousand clients.
+        cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(16_384);
         cfg.max_early_data_size = u32::MAX;
+    } else {
+        cfg.ticketer =
+            rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
     }
     Ok(cfg)
 }
@@ -241,7 +298,10 @@ pub fn transport_config(cc: CongestionControl) -> quinn::TransportConfig {
 
 /// A quinn server config: TLS as [`server_config`] with ALPN h3 and 0-RTT,
 /// migration allowed, congestion controller `cc`.
-pub fn quic_server_config(id: &Identity, cc: CongestionControl) -> Result<quinn::ServerConfig, TlsError> {
+pub fn quic_server_config(
+    id: &Identity,
+    cc: CongestionControl,
+) -> Result<quinn::ServerConfig, TlsError> {
     let tls = server_config(id, &[ALPN_H3], true)?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| TlsError::Config(format!("QUIC server TLS: {e}")))?;
@@ -253,7 +313,10 @@ pub fn quic_server_config(id: &Identity, cc: CongestionControl) -> Result<quinn:
 
 /// A quinn client config over a TLS client config (keep the same `Arc` across
 /// connections to resume sessions and use 0-RTT).
-pub fn quic_client_config(tls: Arc<rustls::ClientConfig>, cc: CongestionControl) -> Result<quinn::ClientConfig, TlsError> {
+pub fn quic_client_config(
+    tls: Arc<rustls::ClientConfig>,
+    cc: CongestionControl,
+) -> Result<quinn::ClientConfig, TlsError> {
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TlsError::Config(format!("QUIC client TLS: {e}")))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
@@ -283,6 +346,10 @@ mod tests {
         let p = dir.path().join("ca.pem");
         id.write_trust(&p).unwrap();
         assert_eq!(load_trust(&p).unwrap().len(), id.trust_anchors().len());
+        let k = dir.path().join("key.pem");
+        id.write_key(&k).unwrap();
+        let back = Identity::load(&p, &k).unwrap();
+        assert_eq!(back.key.secret_der(), id.key.secret_der());
     }
 
     #[test]
@@ -292,7 +359,9 @@ mod tests {
         std::fs::write(&p, "nothing here").unwrap();
         let e = load_trust(&p).unwrap_err().to_string();
         assert!(e.contains("empty.pem"), "{e}");
-        let e = Identity::load(&dir.path().join("missing.pem"), &p).unwrap_err().to_string();
+        let e = Identity::load(&dir.path().join("missing.pem"), &p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing.pem"), "{e}");
     }
 }

@@ -1,0 +1,207 @@
+//! HTTP/3 client against our HTTP/3 server over real sockets on 127.0.0.1.
+
+use std::time::Duration;
+
+use quicbench_clients::{Client, ClientOptions, Connection, Request};
+use quicbench_servers::{ServerOptions, Servers};
+use quicbench_wire::tls::Identity;
+use quicbench_wire::Protocol;
+
+async fn server() -> (Servers, ClientOptions) {
+    let id = Identity::generate(&[]).unwrap();
+    let trust = id.trust_anchors();
+    let s = quicbench_servers::start(ServerOptions::ephemeral(id))
+        .await
+        .unwrap();
+    let mut o = ClientOptions::new(s.addrs.quic[0], trust);
+    o.server_name = "localhost".into();
+    o.timeout = Duration::from_secs(30);
+    (s, o)
+}
+
+fn h3(c: &Connection) -> &quicbench_clients::h3::H3Conn {
+    c.as_h3().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_arrive_intact() {
+    let (s, o) = server().await;
+    let client = Client::new(Protocol::H3, o).unwrap();
+    let mut c = client.connect().await.unwrap();
+    let info = c.info().clone();
+    assert_eq!(info.alpn.as_deref(), Some("h3"));
+    assert_eq!(info.early_data_accepted, Some(false));
+    assert!(!h3(&c).attempted_0rtt());
+    assert!(info.transport_ready_ns.is_some());
+    for n in [0u64, 1, 1 << 20, 50 << 20] {
+        let recs = c.run(&[Request::bytes(n)]).await;
+        let r = &recs[0];
+        assert!(r.ok(), "{n}: {r:?}");
+        assert_eq!(
+            (r.bytes, r.status, r.verified),
+            (n, Some(200), Some(true)),
+            "{n}"
+        );
+        assert!(
+            r.first_byte_ns.unwrap() >= r.start_ns
+                && r.last_byte_ns.unwrap() >= r.first_byte_ns.unwrap()
+        );
+    }
+    // Range, health and errors.
+    let recs = c
+        .run(&[
+            Request::bytes(1000).range_from(999),
+            Request::get("/"),
+            Request::get("/bytes/x"),
+            Request::get("/nope"),
+            Request::bytes(100).range_from(100),
+        ])
+        .await;
+    assert_eq!(
+        (recs[0].status, recs[0].bytes, recs[0].verified),
+        (Some(206), 1, Some(true))
+    );
+    assert_eq!((recs[1].status, recs[1].bytes), (Some(200), 13));
+    assert_eq!(recs[2].status, Some(400));
+    assert_eq!(recs[3].status, Some(404));
+    assert_eq!(recs[4].status, Some(416));
+    c.close().await;
+    let st = s.stats();
+    assert_eq!(st.quic_accepted, 1);
+    assert_eq!(st.requests, 9);
+    assert_eq!(st.bad_requests, 3);
+    s.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_streams_share_one_connection() {
+    let (s, mut o) = server().await;
+    o.track_progress = true;
+    let client = Client::new(Protocol::H3, o).unwrap();
+    let mut c = client.connect().await.unwrap();
+    let reqs: Vec<Request> = (0..8).map(|i| Request::bytes(100_000 + i * 1000)).collect();
+    let recs = c.run(&reqs).await;
+    let mut ids: Vec<u64> = recs.iter().map(|r| r.stream_id.unwrap()).collect();
+    for (i, r) in recs.iter().enumerate() {
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(r.index, i);
+        assert_eq!(r.bytes, 100_000 + i as u64 * 1000);
+        assert_eq!(r.conn_id, c.info().conn_id);
+        assert_eq!(r.progress.last().map(|p| p.1), Some(r.bytes));
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "distinct stream ids");
+    // Paced requests start at their offsets.
+    let recs = c
+        .run(&[
+            Request::bytes(10),
+            Request::bytes(10).at(Duration::from_millis(50)),
+        ])
+        .await;
+    assert!(recs[1].start_ns >= recs[0].start_ns + 50_000_000);
+    assert!(recs[1].request_sent_ns.unwrap() >= recs[1].start_ns);
+    c.close().await;
+    assert_eq!(s.stats().quic_accepted, 1);
+    s.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumed_connection_uses_0rtt() {
+    let (s, o) = server().await;
+    let client = Client::new(Protocol::H3, o).unwrap();
+    let mut first = client.connect().await.unwrap();
+    assert!(first.run(&[Request::bytes(10)]).await[0].ok());
+    // Give the server's session tickets time to arrive before closing.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.close().await;
+
+    let mut second = client.connect().await.unwrap();
+    // Not known before the handshake completes.
+    assert_eq!(second.info().early_data_accepted, None);
+    let recs = second
+        .run(&[Request::bytes(1 << 20), Request::get("/")])
+        .await;
+    assert!(recs.iter().all(|r| r.ok()), "{recs:?}");
+    let info = second.info().clone();
+    assert!(h3(&second).attempted_0rtt());
+    assert_eq!(info.early_data_accepted, Some(true), "{info:?}");
+    assert_eq!(info.resumed, Some(true));
+    assert_eq!(info.alpn.as_deref(), Some("h3"));
+    // (No ordering check between request_sent and transport_ready: on loopback
+    // the handshake completes within microseconds, often before the request.)
+    assert_eq!(recs[0].transport_ready_ns, info.transport_ready_ns);
+    second.close().await;
+    assert_eq!(s.stats().quic_accepted, 2);
+    s.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_0rtt_is_recovered() {
+    // The server restarts on the same port with a new ticket key: the client's
+    // ticket is useless, the early data is rejected, and the client must re-issue.
+    let id = Identity::generate(&[]).unwrap();
+    let trust = id.trust_anchors();
+    let a = quicbench_servers::start(ServerOptions::ephemeral(id.clone()))
+        .await
+        .unwrap();
+    let addr = a.addrs.quic[0];
+    let mut o = ClientOptions::new(addr, trust);
+    o.server_name = "localhost".into();
+    o.timeout = Duration::from_secs(20);
+    let client = Client::new(Protocol::H3, o).unwrap();
+    let mut c = client.connect().await.unwrap();
+    assert!(c.run(&[Request::bytes(10)]).await[0].ok());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.close().await;
+    a.shutdown(Duration::from_secs(1)).await;
+
+    let mut b = None;
+    for _ in 0..50 {
+        let mut so = ServerOptions::ephemeral(id.clone());
+        so.quic_port = addr.port();
+        match quicbench_servers::start(so).await {
+            Ok(s) => {
+                b = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let b = b.expect("restart on the same UDP port");
+    let mut c = client.connect().await.unwrap();
+    let recs = c.run(&[Request::bytes(100_000), Request::get("/")]).await;
+    assert!(recs.iter().all(|r| r.ok()), "{recs:?}");
+    assert!(h3(&c).attempted_0rtt());
+    assert_eq!(c.info().early_data_accepted, Some(false));
+    c.close().await;
+    b.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_migration_mid_transfer() {
+    let (s, mut o) = server().await;
+    o.local_ip = Some("127.0.0.1".parse().unwrap());
+    o.track_progress = true;
+    let client = Client::new(Protocol::H3, o).unwrap();
+    let mut c = client.connect().await.unwrap();
+    let m = h3(&c).migrator();
+    let before = m.local_addr().unwrap();
+    let migrate = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let after = m.migrate().unwrap();
+        (after, m.local_addr().unwrap())
+    });
+    let recs = c.run(&[Request::bytes(50 << 20)]).await;
+    let (after, now) = migrate.await.unwrap();
+    assert!(recs[0].ok(), "{:?}", recs[0].error);
+    assert_eq!(recs[0].bytes, 50 << 20);
+    assert_ne!(before, after);
+    assert_eq!(after, now);
+    // The migration happened during the transfer, not after it.
+    let p = &recs[0].progress;
+    assert!(p.len() > 2 && p.first().unwrap().1 < 50 << 20);
+    c.close().await;
+    assert_eq!(s.stats().quic_accepted, 1);
+    s.shutdown(Duration::from_secs(1)).await;
+}
