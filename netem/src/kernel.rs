@@ -1,1 +1,225 @@
-//! Kernel tc-netem backend: qdisc construction and detection. (Skeleton.)
+//! Kernel tc-netem backend: the `tc` command line for a [`LinkSpec`], detection of
+//! `sch_netem` in the running kernel, and applying a spec with `tc`.
+//!
+//! `tc` runs in the network namespace of the *calling thread* (a child process inherits
+//! it), so callers configure a namespace's device from a thread that has entered it.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use crate::spec::{LinkSpec, SlotDelay, DEFAULT_LIMIT};
+use crate::spec::Distribution;
+
+/// What tc says when the kernel lacks the qdisc.
+const UNKNOWN_QDISC: &str = "Specified qdisc kind is unknown";
+
+/// The arguments after `tc` that install `spec` as the root qdisc of `dev`:
+/// `qdisc replace dev DEV root netem limit N ...`. `replace` so it works whether or not a
+/// root qdisc is there; `limit` always explicit so the kernel state is fully given.
+///
+/// One translation: `slot distribution uniform D J` becomes `slot D-J D+J` (the same
+/// uniform law), because tc has no uniform.dist table file to load. (`distribution
+/// uniform` for the delay is netem's default and is simply left out.)
+pub fn tc_args(dev: &str, spec: &LinkSpec) -> Vec<String> {
+    let mut spec = spec.clone();
+    if let Some(slot) = spec.slot.as_mut() {
+        if let SlotDelay::Distribution { distribution: Distribution::Uniform, delay_ns, jitter_ns } =
+            slot.delay
+        {
+            slot.delay = SlotDelay::Range {
+                min_ns: delay_ns.saturating_sub(jitter_ns),
+                max_ns: delay_ns.saturating_add(jitter_ns),
+            };
+        }
+    }
+    let mut args: Vec<String> =
+        ["qdisc", "replace", "dev", dev, "root", "netem"].iter().map(|s| s.to_string()).collect();
+    if spec.limit == DEFAULT_LIMIT {
+        args.push("limit".into());
+        args.push(DEFAULT_LIMIT.to_string());
+    }
+    args.extend(spec.to_tokens());
+    args
+}
+
+/// The arguments after `tc` that remove the root qdisc of `dev`.
+pub fn tc_del_args(dev: &str) -> Vec<String> {
+    ["qdisc", "del", "dev", dev, "root"].iter().map(|s| s.to_string()).collect()
+}
+
+/// Result of [`netem_available`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetemProbe {
+    pub available: bool,
+    /// Why: how it was found, or what failed (tc's own words included).
+    pub reason: String,
+}
+
+impl NetemProbe {
+    /// `Ok(reason)` when available, `Err(reason)` when not.
+    pub fn into_result(self) -> Result<String, String> {
+        if self.available {
+            Ok(self.reason)
+        } else {
+            Err(self.reason)
+        }
+    }
+}
+
+/// Does the running kernel have `sch_netem`?
+///
+/// Loaded module (`/sys/module/sch_netem`) answers yes at once. Otherwise the definitive
+/// test: `tc qdisc add dev lo root netem delay 1ms` inside a throwaway network namespace
+/// (the child process unshares before exec; as non-root also a user namespace mapping it to
+/// root), so no real interface is touched; the kernel autoloads the module if it exists.
+pub fn netem_available() -> NetemProbe {
+    if Path::new("/sys/module/sch_netem").exists() {
+        return NetemProbe {
+            available: true,
+            reason: "sch_netem is loaded (/sys/module/sch_netem exists)".into(),
+        };
+    }
+    let args = ["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"];
+    let mut cmd = Command::new("tc");
+    cmd.args(args).stdin(Stdio::null());
+    if let Err(e) = in_throwaway_netns(&mut cmd) {
+        return NetemProbe { available: false, reason: e };
+    }
+    match cmd.output() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => NetemProbe {
+            available: false,
+            reason: "tc (iproute2) is not installed or not in PATH".into(),
+        },
+        Err(e) => NetemProbe {
+            available: false,
+            reason: format!(
+                "could not run tc in a throwaway network namespace to probe for netem: {e}"
+            ),
+        },
+        Ok(out) if out.status.success() => NetemProbe {
+            available: true,
+            reason: "tc installed a netem qdisc in a throwaway network namespace".into(),
+        },
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            let reason = if stderr.contains(UNKNOWN_QDISC) {
+                format!("the kernel has no sch_netem (tc {}: {stderr})", args.join(" "))
+            } else {
+                format!("tc could not install a netem qdisc (tc {}: {stderr})", args.join(" "))
+            };
+            NetemProbe { available: false, reason }
+        }
+    }
+}
+
+/// Makes `cmd` start in a fresh network namespace of its own.
+fn in_throwaway_netns(cmd: &mut Command) -> Result<(), String> {
+    // SAFETY: plain libc getters, no memory involved.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    // Built before fork: the child may only make async-signal-safe calls.
+    let maps = if uid == 0 {
+        None
+    } else {
+        let c = |s: &str| CString::new(s).map_err(|e| e.to_string());
+        Some((
+            c("/proc/self/setgroups")?,
+            c("/proc/self/uid_map")?,
+            c("/proc/self/gid_map")?,
+            format!("0 {uid} 1"),
+            format!("0 {gid} 1"),
+        ))
+    };
+    // SAFETY: the closure runs between fork and exec and only calls unshare, open, write
+    // and close on memory prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let flags = match maps {
+                None => libc::CLONE_NEWNET,
+                Some(_) => libc::CLONE_NEWUSER | libc::CLONE_NEWNET,
+            };
+            if libc::unshare(flags) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some((setgroups, uid_map, gid_map, uid_line, gid_line)) = &maps {
+                write_proc(setgroups, b"deny")?;
+                write_proc(uid_map, uid_line.as_bytes())?;
+                write_proc(gid_map, gid_line.as_bytes())?;
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// open/write/close only: usable between fork and exec.
+fn write_proc(path: &CString, data: &[u8]) -> io::Result<()> {
+    // SAFETY: path is a valid C string, data a valid buffer; the fd is closed on all paths.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        let err = io::Error::last_os_error();
+        libc::close(fd);
+        if n != data.len() as isize {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// Why `tc` did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum TcError {
+    #[error("the spec is not valid for tc: {0}")]
+    Spec(#[from] crate::spec::SpecError),
+    #[error("tc (iproute2) is not installed or not in PATH")]
+    NotFound,
+    #[error("could not run tc: {0}")]
+    Spawn(io::Error),
+    #[error("the kernel has no sch_netem (tc {args}: {stderr})")]
+    NoNetem { args: String, stderr: String },
+    #[error("no network device {dev:?} in this network namespace (tc {args}: {stderr})")]
+    NoDevice { dev: String, args: String, stderr: String },
+    #[error("not permitted: changing qdiscs needs CAP_NET_ADMIN (tc {args}: {stderr})")]
+    Permission { args: String, stderr: String },
+    #[error("tc {args} failed ({status}): {stderr}")]
+    Failed { args: String, status: String, stderr: String },
+}
+
+/// Installs `spec` as the root qdisc of `dev` (in the calling thread's network namespace).
+pub fn apply(dev: &str, spec: &LinkSpec) -> Result<(), TcError> {
+    spec.validate()?;
+    run_tc(dev, &tc_args(dev, spec))
+}
+
+/// Removes the root qdisc of `dev` (back to the device default).
+pub fn clear(dev: &str) -> Result<(), TcError> {
+    run_tc(dev, &tc_del_args(dev))
+}
+
+fn run_tc(dev: &str, args: &[String]) -> Result<(), TcError> {
+    let out: Output = Command::new("tc")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| if e.kind() == io::ErrorKind::NotFound { TcError::NotFound } else { TcError::Spawn(e) })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let args = args.join(" ");
+    Err(if stderr.contains(UNKNOWN_QDISC) {
+        TcError::NoNetem { args, stderr }
+    } else if stderr.contains("Cannot find device") {
+        TcError::NoDevice { dev: dev.to_string(), args, stderr }
+    } else if stderr.contains("Operation not permitted") {
+        TcError::Permission { args, stderr }
+    } else {
+        TcError::Failed { args, status: out.status.to_string(), stderr }
+    })
+}

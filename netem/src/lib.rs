@@ -15,4 +15,5 @@ pub mod model;
 pub mod spec;
 
 pub use model::{Counters, Departure, DropReason, LinkModel, Verdict};
-pub use spec::{LinkSpec, SpecError};
+pub use kernel::{NetemProbe, TcError};
+pub use spec::{Chance, Delay, Distribution, Loss, Rate, Reorder, Slot, SlotDelay, SpecError, LinkSpec};
