@@ -1,0 +1,114 @@
+//! UDP probe client against our probe server over real sockets on 127.0.0.1.
+
+use std::time::Duration;
+
+use quicbench_clients::udp::{probe, ProbeConfig, ProbeMode};
+use quicbench_servers::{ServerOptions, Servers};
+use quicbench_wire::tls::Identity;
+
+async fn server() -> Servers {
+    quicbench_servers::start(ServerOptions::ephemeral(Identity::generate(&[]).unwrap()))
+        .await
+        .unwrap()
+}
+
+fn cfg(s: &Servers, mode: ProbeMode, count: u64) -> ProbeConfig {
+    let mut c = ProbeConfig::new(s.addrs.udp[0], mode);
+    c.count = count;
+    c.interval = Duration::from_micros(500);
+    c.size = 300;
+    c.timeout = Duration::from_millis(300);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_over_loopback() {
+    let s = server().await;
+    let t = std::time::Instant::now();
+    let r = probe(cfg(&s, ProbeMode::Echo, 500)).await.unwrap();
+    // Paced: 500 datagrams every 0.5 ms take about 250 ms (not a timing assertion
+    // on the link, only that pacing did not collapse into a burst).
+    assert!(
+        t.elapsed() >= Duration::from_millis(240),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        (r.sent, r.received, r.lost, r.loss_rate),
+        (500, 500, 0, 0.0)
+    );
+    assert_eq!((r.duplicates, r.reordered), (Some(0), Some(0)));
+    let rtt = r.rtt.clone().unwrap();
+    assert_eq!(rtt.count, 500);
+    assert!(
+        rtt.min_us > 0.0 && rtt.min_us <= rtt.p50_us && rtt.p50_us <= rtt.max_us,
+        "{rtt:?}"
+    );
+    let (up, down) = (r.owd_up.clone().unwrap(), r.owd_down.clone().unwrap());
+    // One-way delays are parts of the round trip (same clock on both ends).
+    assert!(
+        up.min_us + down.min_us <= rtt.max_us,
+        "{up:?} {down:?} {rtt:?}"
+    );
+    assert!(r.jitter_us.unwrap() >= 0.0);
+    assert_eq!(r.samples_us.len(), 500);
+    assert!(r.histogram_v2_hex.is_some());
+    let st = s.stats();
+    assert_eq!(st.udp_datagrams, 500);
+    assert_eq!(st.udp_garbage, 0);
+    // The report serialises.
+    let j = serde_json::to_string(&r).unwrap();
+    assert_eq!(
+        serde_json::from_str::<quicbench_clients::udp::ProbeReport>(&j).unwrap(),
+        r
+    );
+    s.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_report() {
+    let s = server().await;
+    let r = probe(cfg(&s, ProbeMode::Sink, 300)).await.unwrap();
+    assert_eq!((r.sent, r.received, r.lost), (300, 300, 0));
+    assert_eq!(r.rtt, None);
+    // Two sessions from one client are counted apart.
+    let mut c = cfg(&s, ProbeMode::Sink, 7);
+    c.session = 42;
+    let r = probe(c).await.unwrap();
+    assert_eq!((r.sent, r.received), (7, 7));
+    s.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_mode() {
+    let s = server().await;
+    let r = probe(cfg(&s, ProbeMode::Source, 400)).await.unwrap();
+    assert_eq!((r.sent, r.received, r.lost), (400, 400, 0));
+    assert_eq!((r.duplicates, r.reordered), (Some(0), Some(0)));
+    assert_eq!(r.owd_down.clone().unwrap().count, 400);
+    assert!(r.jitter_us.is_some());
+    assert_eq!(r.rtt, None);
+    // Bounds are checked before anything is sent.
+    let mut c = cfg(&s, ProbeMode::Source, 2_000_000);
+    c.interval = Duration::from_micros(1);
+    assert!(probe(c).await.is_err());
+    s.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_listening_means_total_loss_not_an_error() {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    drop(sock);
+    let mut c = ProbeConfig::new(addr, ProbeMode::Echo);
+    c.count = 20;
+    c.interval = Duration::from_millis(1);
+    c.timeout = Duration::from_millis(100);
+    let r = probe(c).await.unwrap();
+    assert_eq!((r.sent, r.received, r.lost, r.loss_rate), (20, 0, 20, 1.0));
+    assert_eq!(r.rtt, None);
+    let mut c = ProbeConfig::new(addr, ProbeMode::Source);
+    c.count = 5;
+    c.timeout = Duration::from_millis(100);
+    assert!(probe(c).await.is_err());
+}
