@@ -11,9 +11,18 @@
 //! netem knows nothing of HTTP.
 
 pub mod kernel;
+pub mod link;
 pub mod model;
+pub mod nat;
+pub mod ns;
+pub mod pcap;
+pub mod relay;
 pub mod spec;
+pub mod tun;
 
 pub use model::{Counters, Departure, DropReason, LinkModel, Verdict};
 pub use kernel::{NetemProbe, TcError};
 pub use spec::{Chance, Delay, Distribution, Loss, Rate, Reorder, Slot, SlotDelay, SpecError, LinkSpec};
+pub use link::{Backend, Link, LinkConfig, LinkCounters, LinkError};
+pub use nat::{NatSchedule, RebindEvent, RebindKind};
+pub use ns::NetNs;

@@ -1,0 +1,581 @@
+//! The emulated link: a client and a server network namespace joined by an
+//! impaired path, user space (two TUN devices and the timed relay) or kernel
+//! (a veth pair with tc-netem qdiscs).
+//!
+//! Addressing (all in the benchmarking ranges, see [`addr`]):
+//!
+//! | | IPv4 | IPv6 |
+//! | --- | --- | --- |
+//! | client address i (0-based) | 198.18.0.(1+i) | 2001:2::(1+i) |
+//! | server | 198.18.1.1 | 2001:2:0:1::1 |
+//! | NAT external pool | 198.19.0.0/16 | 2001:2:0:2::/64 |
+//!
+//! Each namespace routes 198.18.0.0/15 and 2001:2::/48 through its link
+//! device (`qbc` in the client namespace, `qbs` in the server's).
+
+mod kernel_backend;
+
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use crate::model::LinkModel;
+use crate::nat::{Nat, NatCounters};
+use crate::ns::{NetNs, NsError};
+use crate::pcap::PcapWriter;
+use crate::relay::{Clock, Dir, DirPcap, DirShared, DirectionCfg, NatShared, Relay};
+use crate::spec::LinkSpec;
+use crate::tun::Tun;
+
+pub use crate::nat::{Binding, NatSchedule, RebindEvent, RebindKind};
+pub use crate::relay::{DirCounters, RelayCounters};
+
+/// Addresses of the link (benchmarking ranges only).
+pub mod addr {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// The client's first IPv4 address; address i is this plus i.
+    pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    /// The client's first IPv6 address; address i is this plus i.
+    pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+    pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+    pub const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 1);
+    /// Routed through the link in both namespaces.
+    pub const ROUTE_V4: &str = "198.18.0.0/15";
+    pub const ROUTE_V6: &str = "2001:2::/48";
+    /// Most client addresses (198.18.0.1 ..= 198.18.0.250).
+    pub const MAX_CLIENT_ADDRS: usize = 250;
+
+    pub fn client_v4(i: usize) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(CLIENT_V4) + i as u32)
+    }
+    pub fn client_v6(i: usize) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(CLIENT_V6) + i as u128)
+    }
+}
+
+/// Interface name of the link in the client namespace.
+pub const CLIENT_DEV: &str = "qbc";
+/// Interface name of the link in the server namespace.
+pub const SERVER_DEV: &str = "qbs";
+
+/// Which implementation carries the link.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Kernel netem where the kernel has it (and no user-space-only feature is
+    /// asked for), else user space.
+    #[default]
+    Auto,
+    UserSpace,
+    Kernel,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Auto => "auto",
+            Backend::UserSpace => "userspace",
+            Backend::Kernel => "kernel",
+        })
+    }
+}
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Backend::Auto),
+            "userspace" | "user-space" | "user" | "tun" => Ok(Backend::UserSpace),
+            "kernel" | "netem" => Ok(Backend::Kernel),
+            other => Err(format!(
+                "unknown backend {other:?}: expected auto, userspace or kernel"
+            )),
+        }
+    }
+}
+
+/// Whether the kernel can run tc-netem here, and why (probed once per process:
+/// the probe may start `tc` in a throwaway namespace).
+pub fn kernel_netem_available() -> (bool, String) {
+    static PROBE: std::sync::OnceLock<(bool, String)> = std::sync::OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            let p = crate::kernel::netem_available();
+            (p.available, p.reason)
+        })
+        .clone()
+}
+
+/// Resolve `Auto` for this machine: the backend used and why.
+pub fn choose_backend(requested: Backend) -> (Backend, String) {
+    match requested {
+        Backend::UserSpace => (Backend::UserSpace, "user-space TUN relay requested".into()),
+        Backend::Kernel => (Backend::Kernel, "kernel tc-netem requested".into()),
+        Backend::Auto => match kernel_netem_available() {
+            (true, why) => (
+                Backend::Kernel,
+                format!("kernel tc-netem on a veth pair: {why}"),
+            ),
+            (false, why) => (Backend::UserSpace, format!("user-space TUN relay: {why}")),
+        },
+    }
+}
+
+/// How to build a link.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LinkConfig {
+    /// client -> server impairments.
+    pub up: LinkSpec,
+    /// server -> client impairments.
+    pub down: LinkSpec,
+    /// Seeds both directions' models (the down model gets a derived seed).
+    pub seed: u64,
+    /// MTU of the link devices, 1280..=65535.
+    pub mtu: u32,
+    pub backend: Backend,
+    /// Scheduled NAT rebinds (user space only); times from `Link::build`.
+    pub nat: Option<NatSchedule>,
+    /// Capture `{up,down}-{in,out}.pcap` here (user space only).
+    pub pcap_dir: Option<PathBuf>,
+    /// Client addresses per family (1..=250).
+    pub client_addrs: usize,
+}
+
+impl LinkConfig {
+    pub fn new(up: LinkSpec, down: LinkSpec) -> Self {
+        LinkConfig {
+            up,
+            down,
+            seed: 0,
+            mtu: 1500,
+            backend: Backend::Auto,
+            nat: None,
+            pcap_dir: None,
+            client_addrs: 1,
+        }
+    }
+
+    /// The same impairments both ways.
+    pub fn symmetric(spec: LinkSpec) -> Self {
+        Self::new(spec.clone(), spec)
+    }
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self::new(LinkSpec::default(), LinkSpec::default())
+    }
+}
+
+/// What went wrong building or driving a link.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error(transparent)]
+    Ns(#[from] NsError),
+    #[error("{what}: {source}")]
+    Setup { what: String, source: io::Error },
+    #[error("bad link configuration: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+fn setup(what: impl Into<String>) -> impl FnOnce(io::Error) -> LinkError {
+    let what = what.into();
+    move |source| LinkError::Setup { what, source }
+}
+
+/// Counters of both directions, serialisable into the results.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LinkCounters {
+    pub backend: String,
+    pub up: DirCounters,
+    pub down: DirCounters,
+    pub nat: NatCounters,
+}
+
+impl fmt::Display for RebindEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            RebindKind::Port => "port",
+            RebindKind::Address => "address",
+        };
+        write!(
+            f,
+            "rebind #{} ({kind}{}) at {:.3} ms: {} port+{} -> {} port+{} ({} flows forgotten)",
+            self.generation,
+            if self.scheduled { ", scheduled" } else { "" },
+            self.at_ns as f64 / 1e6,
+            self.old.v4,
+            self.old.port_shift,
+            self.new.v4,
+            self.new.port_shift,
+            self.flows_forgotten
+        )
+    }
+}
+
+struct UserSpace {
+    // Field order matters for drop: the relay threads stop before the TUN
+    // devices close.
+    relay: Option<Relay>,
+    up: Arc<Mutex<DirShared>>,
+    down: Arc<Mutex<DirShared>>,
+    nat: Arc<NatShared>,
+    _tuns: (Arc<Tun>, Arc<Tun>),
+}
+
+enum Inner {
+    User(UserSpace),
+    Kernel,
+}
+
+/// A built link. Dropping it stops the relay, closes the devices, kills the
+/// processes started with `NetNs::spawn` and lets both namespaces vanish.
+pub struct Link {
+    inner: Inner,
+    backend: Backend,
+    reason: String,
+    clock: Clock,
+    cfg: LinkConfig,
+    // Namespaces last: everything inside them is gone by then.
+    client_ns: NetNs,
+    server_ns: NetNs,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("backend", &self.backend)
+            .field("reason", &self.reason)
+            .field("client_ns", &self.client_ns)
+            .field("server_ns", &self.server_ns)
+            .finish()
+    }
+}
+
+impl Link {
+    /// Create both namespaces, the path between them and (user space) the relay.
+    pub fn build(cfg: LinkConfig) -> Result<Link, LinkError> {
+        if !(1280..=65_535).contains(&cfg.mtu) {
+            return Err(LinkError::Config(format!(
+                "mtu {} outside 1280..=65535 (IPv6 needs at least 1280)",
+                cfg.mtu
+            )));
+        }
+        if cfg.client_addrs == 0 || cfg.client_addrs > addr::MAX_CLIENT_ADDRS {
+            return Err(LinkError::Config(format!(
+                "client_addrs {} outside 1..={}",
+                cfg.client_addrs,
+                addr::MAX_CLIENT_ADDRS
+            )));
+        }
+        let userspace_only = cfg.nat.is_some() || cfg.pcap_dir.is_some();
+        let (backend, reason) = match cfg.backend {
+            Backend::Auto if userspace_only => (
+                Backend::UserSpace,
+                "NAT rebinding or pcap capture requested: user-space TUN relay".to_string(),
+            ),
+            b => choose_backend(b),
+        };
+        if backend == Backend::Kernel && userspace_only {
+            return Err(LinkError::Unsupported(
+                "NAT rebinding and pcap capture need the user-space backend".into(),
+            ));
+        }
+        let clock = Clock::new();
+        let client_ns = NetNs::with_label("client")?;
+        let server_ns = NetNs::with_label("server")?;
+        let inner = match backend {
+            Backend::Kernel => {
+                kernel_backend::build(&cfg, &client_ns, &server_ns)?;
+                Inner::Kernel
+            }
+            _ => Inner::User(build_userspace(&cfg, &client_ns, &server_ns, clock)?),
+        };
+        tracing::debug!(%backend, %reason, "link built");
+        Ok(Link {
+            inner,
+            backend,
+            reason,
+            clock,
+            cfg,
+            client_ns,
+            server_ns,
+        })
+    }
+
+    pub fn client_ns(&self) -> &NetNs {
+        &self.client_ns
+    }
+
+    pub fn server_ns(&self) -> &NetNs {
+        &self.server_ns
+    }
+
+    /// The client's first IPv4 address.
+    pub fn client_ip(&self) -> IpAddr {
+        IpAddr::V4(addr::CLIENT_V4)
+    }
+
+    /// The client's first IPv6 address.
+    pub fn client_ip6(&self) -> IpAddr {
+        IpAddr::V6(addr::CLIENT_V6)
+    }
+
+    /// All client IPv4 addresses (`LinkConfig::client_addrs` of them).
+    pub fn client_ips_v4(&self) -> Vec<Ipv4Addr> {
+        (0..self.cfg.client_addrs).map(addr::client_v4).collect()
+    }
+
+    /// All client IPv6 addresses.
+    pub fn client_ips_v6(&self) -> Vec<Ipv6Addr> {
+        (0..self.cfg.client_addrs).map(addr::client_v6).collect()
+    }
+
+    pub fn server_ip(&self) -> IpAddr {
+        IpAddr::V4(addr::SERVER_V4)
+    }
+
+    pub fn server_ip6(&self) -> IpAddr {
+        IpAddr::V6(addr::SERVER_V6)
+    }
+
+    pub fn mtu(&self) -> u32 {
+        self.cfg.mtu
+    }
+
+    pub fn config(&self) -> &LinkConfig {
+        &self.cfg
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Why this backend was chosen.
+    pub fn backend_reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The link clock (ns since `build`), on which counters and rebind events are stamped.
+    pub fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Ground truth of both directions so far.
+    pub fn counters(&self) -> LinkCounters {
+        match &self.inner {
+            Inner::User(u) => {
+                let snap = |s: &Arc<Mutex<DirShared>>| {
+                    s.lock().unwrap_or_else(|p| p.into_inner()).snapshot()
+                };
+                LinkCounters {
+                    backend: self.backend.to_string(),
+                    up: snap(&u.up),
+                    down: snap(&u.down),
+                    nat: u.nat.lock().counters().clone(),
+                }
+            }
+            Inner::Kernel => LinkCounters {
+                backend: self.backend.to_string(),
+                up: kernel_backend::counters(&self.client_ns, CLIENT_DEV),
+                down: kernel_backend::counters(&self.server_ns, SERVER_DEV),
+                nat: NatCounters::default(),
+            },
+        }
+    }
+
+    /// Rebind the client's NAT mapping now (user space only).
+    pub fn rebind_now(&self, kind: RebindKind) -> Result<RebindEvent, LinkError> {
+        match &self.inner {
+            Inner::User(u) => {
+                let mut nat = u.nat.lock();
+                let ev = nat.rebind(kind, self.clock.now_ns(), false);
+                u.nat.generation.store(ev.generation, Ordering::Release);
+                Ok(ev)
+            }
+            Inner::Kernel => Err(LinkError::Unsupported(
+                "NAT rebinding needs the user-space backend (build with Backend::UserSpace)".into(),
+            )),
+        }
+    }
+
+    /// Every rebind so far, in order.
+    pub fn rebind_events(&self) -> Vec<RebindEvent> {
+        match &self.inner {
+            Inner::User(u) => u.nat.lock().events().to_vec(),
+            Inner::Kernel => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Inner::User(u) = &mut self.inner {
+            // Join the relay threads (which flush the captures) before the
+            // devices and namespaces go.
+            u.relay.take();
+        }
+    }
+}
+
+fn build_userspace(
+    cfg: &LinkConfig,
+    client_ns: &NetNs,
+    server_ns: &NetNs,
+    clock: Clock,
+) -> Result<UserSpace, LinkError> {
+    let tun_c = client_ns
+        .try_run(|| Tun::create(CLIENT_DEV))
+        .map_err(setup("entering the client namespace"))?
+        .map_err(setup("creating the client TUN device"))?;
+    let tun_s = server_ns
+        .try_run(|| Tun::create(SERVER_DEV))
+        .map_err(setup("entering the server namespace"))?
+        .map_err(setup("creating the server TUN device"))?;
+
+    let n = cfg.client_addrs;
+    let mut client = format!(
+        "link set dev {CLIENT_DEV} mtu {mtu}\nlink set dev {CLIENT_DEV} addrgenmode none\n",
+        mtu = cfg.mtu
+    );
+    for i in 0..n {
+        client += &format!("addr add {}/32 dev {CLIENT_DEV}\n", addr::client_v4(i));
+        client += &format!(
+            "addr add {}/128 dev {CLIENT_DEV} nodad\n",
+            addr::client_v6(i)
+        );
+    }
+    client += &format!(
+        "link set dev {CLIENT_DEV} up\nroute add {} dev {CLIENT_DEV} src {}\nroute add {} dev {CLIENT_DEV} src {}\n",
+        addr::ROUTE_V4,
+        addr::CLIENT_V4,
+        addr::ROUTE_V6,
+        addr::CLIENT_V6
+    );
+    let server = format!(
+        "link set dev {SERVER_DEV} mtu {mtu}\nlink set dev {SERVER_DEV} addrgenmode none\n\
+         addr add {s4}/32 dev {SERVER_DEV}\naddr add {s6}/128 dev {SERVER_DEV} nodad\n\
+         link set dev {SERVER_DEV} up\nroute add {r4} dev {SERVER_DEV} src {s4}\n\
+         route add {r6} dev {SERVER_DEV} src {s6}\n",
+        mtu = cfg.mtu,
+        s4 = addr::SERVER_V4,
+        s6 = addr::SERVER_V6,
+        r4 = addr::ROUTE_V4,
+        r6 = addr::ROUTE_V6,
+    );
+    ip_batch(client_ns, &client)?;
+    ip_batch(server_ns, &server)?;
+
+    let mut pcaps = [DirPcap::default(), DirPcap::default()];
+    if let Some(dir) = &cfg.pcap_dir {
+        std::fs::create_dir_all(dir).map_err(setup(format!("creating {}", dir.display())))?;
+        for (i, d) in ["up", "down"].iter().enumerate() {
+            let open = |stage: &str| {
+                let p = dir.join(format!("{d}-{stage}.pcap"));
+                PcapWriter::create(&p).map_err(setup(format!("creating {}", p.display())))
+            };
+            pcaps[i].input = Some(open("in")?);
+            pcaps[i].output = Some(open("out")?);
+        }
+    }
+    let [pcap_up, pcap_down] = pcaps;
+
+    let up = Arc::new(Mutex::new(DirShared::new(LinkModel::new(
+        &cfg.up, cfg.seed,
+    ))));
+    // A distinct, fixed derivation so the directions draw independent streams.
+    let down_seed = cfg.seed ^ 0x9e37_79b9_7f4a_7c15;
+    let down = Arc::new(Mutex::new(DirShared::new(LinkModel::new(
+        &cfg.down, down_seed,
+    ))));
+    let nat = Arc::new(NatShared::new(
+        Nat::new(
+            (0..n).map(addr::client_v4).collect(),
+            (0..n).map(addr::client_v6).collect(),
+        ),
+        cfg.nat.clone(),
+    ));
+    let tun_c = Arc::new(tun_c);
+    let tun_s = Arc::new(tun_s);
+    // Room for the largest packet the devices can hand us.
+    let buf_len = cfg.mtu as usize + 64;
+    let relay = Relay::start(
+        DirectionCfg {
+            dir: Dir::Up,
+            src: tun_c.clone(),
+            dst: tun_s.clone(),
+            shared: up.clone(),
+            nat: nat.clone(),
+            pcap: pcap_up,
+            clock,
+            buf_len,
+        },
+        DirectionCfg {
+            dir: Dir::Down,
+            src: tun_s.clone(),
+            dst: tun_c.clone(),
+            shared: down.clone(),
+            nat: nat.clone(),
+            pcap: pcap_down,
+            clock,
+            buf_len,
+        },
+    )
+    .map_err(setup("starting the relay threads"))?;
+    Ok(UserSpace {
+        relay: Some(relay),
+        up,
+        down,
+        nat,
+        _tuns: (tun_c, tun_s),
+    })
+}
+
+/// Run `ip -batch -` inside `ns` with `script` on stdin.
+pub(crate) fn ip_batch(ns: &NetNs, script: &str) -> Result<(), LinkError> {
+    let mut cmd = ns.command("ip");
+    cmd.args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = ns
+        .spawn(cmd)
+        .map_err(setup("running `ip` (iproute2 must be installed)"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(setup("writing to `ip -batch -`"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(setup("waiting for `ip -batch -`"))?;
+    if !out.status.success() {
+        return Err(LinkError::Setup {
+            what: format!(
+                "configuring namespace {} with `ip -batch -`:\n{script}",
+                ns.label()
+            ),
+            source: io::Error::other(format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        });
+    }
+    Ok(())
+}

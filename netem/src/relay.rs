@@ -1,0 +1,633 @@
+//! The timed relay: moves IP packets between the client's and the server's TUN
+//! device through one [`LinkModel`] per direction.
+//!
+//! One thread per direction both reads and schedules (two threads in all: on a
+//! 2-core machine a reader+writer pair per direction would compete with the
+//! endpoints for nothing). Each thread:
+//!
+//! 1. drains its source TUN (non-blocking reads until `EAGAIN`, at most
+//!    [`READ_BATCH`] at a time), stamps each packet with the monotonic link clock,
+//!    offers it to the model (and, going up, to the NAT) and queues the
+//!    departures in a heap ordered by `(at_ns, seq)` (equal times keep FIFO order);
+//! 2. writes every departure that is due (applying corruption; going down,
+//!    translating back through the NAT);
+//! 3. waits for the next packet or the next deadline: `ppoll` with a
+//!    nanosecond timeout and a 1 ns timer slack, ending a *margin* before the
+//!    deadline, then spins the rest (re-reading the source between spins).
+//!    The margin adapts to the measured wake-up lateness of `ppoll` (twice its
+//!    moving average, 15..150 µs): spinning only the last tens of µs keeps two
+//!    cores free for the endpoints while hitting deadlines within a few µs.
+//!
+//! Tokio timers are never used: they tick in milliseconds.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::model::{Counters, LinkModel, Verdict};
+use crate::nat::{DownAction, Nat, NatSchedule};
+use crate::pcap::PcapWriter;
+use crate::tun::Tun;
+
+/// Packets read per batch before the thread looks at its deadlines again.
+pub const READ_BATCH: usize = 64;
+/// Packets held in the relay's queue at most (beyond the model's own limit):
+/// a memory bound, counted as `dropped_overflow`.
+pub const MAX_QUEUED: usize = 65_536;
+const MARGIN_MIN_NS: u64 = 15_000;
+const MARGIN_MAX_NS: u64 = 150_000;
+const SPIN_SLICE_NS: u64 = 4_000;
+
+/// The link clock: monotonic ns since the link was built, plus the wall-clock
+/// time of that origin (for pcap timestamps).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    epoch: Instant,
+    realtime_epoch_ns: u64,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let epoch = Instant::now();
+        let realtime_epoch_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Clock {
+            epoch,
+            realtime_epoch_ns,
+        }
+    }
+
+    /// Monotonic ns since the origin (`CLOCK_MONOTONIC` underneath).
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Wall-clock ns since the Unix epoch of a link-clock instant.
+    pub fn realtime_ns(&self, link_ns: u64) -> u64 {
+        self.realtime_epoch_ns + link_ns
+    }
+
+    /// The origin as an `Instant`.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// What the relay itself did in one direction (the model's counters say what
+/// the *link* did).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RelayCounters {
+    pub packets_read: u64,
+    pub bytes_read: u64,
+    pub read_errors: u64,
+    pub packets_written: u64,
+    pub bytes_written: u64,
+    /// Writes the destination refused (a corrupted version nibble, device gone...).
+    pub write_errors: u64,
+    /// Packets dropped because the relay queue held [`MAX_QUEUED`] packets.
+    pub dropped_overflow: u64,
+    /// Packets the NAT dropped (no mapping after a rebind); down only.
+    pub nat_dropped: u64,
+    pub max_queued: u64,
+    /// Write time minus scheduled departure time, over all written packets.
+    pub lateness_p50_ns: u64,
+    pub lateness_p99_ns: u64,
+    pub lateness_max_ns: u64,
+    /// The current sleep-to-spin margin (see the module doc).
+    pub spin_margin_ns: u64,
+}
+
+/// Counters of one direction: the model's ground truth and the relay's own.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DirCounters {
+    pub model: Counters,
+    pub relay: RelayCounters,
+}
+
+/// Which way a relay thread moves packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// client -> server
+    Up,
+    /// server -> client
+    Down,
+}
+
+impl Dir {
+    fn name(self) -> &'static str {
+        match self {
+            Dir::Up => "up",
+            Dir::Down => "down",
+        }
+    }
+}
+
+/// State a direction shares with the `Link` (behind a mutex, taken once per batch).
+#[derive(Debug)]
+pub(crate) struct DirShared {
+    pub model: LinkModel,
+    pub relay: RelayCounters,
+    lateness: hdrhistogram::Histogram<u64>,
+}
+
+impl DirShared {
+    pub fn new(model: LinkModel) -> Self {
+        DirShared {
+            model,
+            relay: RelayCounters::default(),
+            // 1 ns .. 100 s, 2 significant digits: small and cheap to record.
+            lateness: hdrhistogram::Histogram::new_with_bounds(1, 100_000_000_000, 2)
+                .unwrap_or_else(|_| hdrhistogram::Histogram::new(2).expect("2 sigfig is valid")),
+        }
+    }
+
+    pub fn snapshot(&self) -> DirCounters {
+        let mut relay = self.relay.clone();
+        if !self.lateness.is_empty() {
+            relay.lateness_p50_ns = self.lateness.value_at_quantile(0.5);
+            relay.lateness_p99_ns = self.lateness.value_at_quantile(0.99);
+            relay.lateness_max_ns = self.lateness.max();
+        }
+        DirCounters {
+            model: self.model.counters().clone(),
+            relay,
+        }
+    }
+}
+
+/// The NAT as both relay threads and the `Link` see it.
+#[derive(Debug)]
+pub(crate) struct NatShared {
+    pub nat: Mutex<Nat>,
+    /// Mirrors "at least one rebind happened": while 0 the data path skips the
+    /// lock entirely (the NAT is transparent until then).
+    pub generation: AtomicU32,
+    pub schedule: Option<NatSchedule>,
+}
+
+impl NatShared {
+    pub fn new(nat: Nat, schedule: Option<NatSchedule>) -> Self {
+        NatShared {
+            nat: Mutex::new(nat),
+            generation: AtomicU32::new(0),
+            schedule,
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Nat> {
+        // A panic while holding the lock leaves a consistent Nat (every method
+        // finishes its table updates before anything can panic), so recover it.
+        self.nat.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Optional capture of one direction before and after impairment.
+#[derive(Debug, Default)]
+pub(crate) struct DirPcap {
+    pub input: Option<PcapWriter>,
+    pub output: Option<PcapWriter>,
+}
+
+/// Everything one direction thread needs.
+pub(crate) struct DirectionCfg {
+    pub dir: Dir,
+    pub src: Arc<Tun>,
+    pub dst: Arc<Tun>,
+    pub shared: Arc<Mutex<DirShared>>,
+    pub nat: Arc<NatShared>,
+    pub pcap: DirPcap,
+    pub clock: Clock,
+    pub buf_len: usize,
+}
+
+/// The two relay threads; stopped and joined on drop.
+pub(crate) struct Relay {
+    stop: Arc<AtomicBool>,
+    stop_fd: Arc<OwnedFd>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Relay {
+    pub fn start(up: DirectionCfg, down: DirectionCfg) -> io::Result<Relay> {
+        // SAFETY: plain eventfd(2); the result is checked.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: raw is a fresh fd we own.
+        let stop_fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut relay = Relay {
+            stop: stop.clone(),
+            stop_fd: stop_fd.clone(),
+            threads: Vec::new(),
+        };
+        for cfg in [up, down] {
+            let stop = stop.clone();
+            let stop_fd = stop_fd.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("relay-{}", cfg.dir.name()))
+                .spawn(move || Worker::new(cfg, stop, stop_fd).run())?;
+            relay.threads.push(h);
+        }
+        Ok(relay)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a valid u64 to our eventfd.
+        unsafe {
+            libc::write(self.stop_fd.as_raw_fd(), (&one as *const u64).cast(), 8);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Pending {
+    at_ns: u64,
+    seq: u64,
+    len: usize,
+    corrupt: Option<(usize, u8)>,
+    buf: Vec<u8>,
+}
+
+// Reversed so that BinaryHeap (a max-heap) pops the earliest (at_ns, seq).
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> CmpOrdering {
+        (o.at_ns, o.seq).cmp(&(self.at_ns, self.seq))
+    }
+}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(o))
+    }
+}
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at_ns, self.seq) == (o.at_ns, o.seq)
+    }
+}
+impl Eq for Pending {}
+
+struct Worker {
+    cfg: DirectionCfg,
+    stop: Arc<AtomicBool>,
+    stop_fd: Arc<OwnedFd>,
+    heap: BinaryHeap<Pending>,
+    pool: Vec<Vec<u8>>,
+    seq: u64,
+    /// Moving average of ppoll's wake-up lateness (ns).
+    late_avg_ns: u64,
+    next_rebind: u32,
+    batch: Vec<(Vec<u8>, usize, u64)>,
+    // Local counters, folded into the shared ones under the lock.
+    written: u64,
+    bytes_written: u64,
+    write_errors: u64,
+    nat_dropped: u64,
+    lateness: Vec<u64>,
+}
+
+impl Worker {
+    fn new(cfg: DirectionCfg, stop: Arc<AtomicBool>, stop_fd: Arc<OwnedFd>) -> Worker {
+        Worker {
+            cfg,
+            stop,
+            stop_fd,
+            heap: BinaryHeap::new(),
+            pool: Vec::new(),
+            seq: 0,
+            late_avg_ns: 20_000,
+            next_rebind: 0,
+            batch: Vec::with_capacity(READ_BATCH),
+            written: 0,
+            bytes_written: 0,
+            write_errors: 0,
+            nat_dropped: 0,
+            lateness: Vec::with_capacity(256),
+        }
+    }
+
+    fn margin_ns(&self) -> u64 {
+        (2 * self.late_avg_ns).clamp(MARGIN_MIN_NS, MARGIN_MAX_NS)
+    }
+
+    fn shared(&self) -> MutexGuard<'_, DirShared> {
+        // The data in DirShared stays consistent across a panic (plain counters).
+        self.cfg.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.pool
+            .pop()
+            .unwrap_or_else(|| vec![0u8; self.cfg.buf_len])
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        if self.pool.len() < 4096 {
+            self.pool.push(buf);
+        }
+    }
+
+    fn run(mut self) {
+        // ppoll's timeout is padded by the thread's timer slack (50 µs by
+        // default): ask for none.
+        // SAFETY: prctl with integer arguments.
+        unsafe {
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+        }
+        while !self.stop.load(Ordering::Relaxed) {
+            let full = self.read_batch();
+            self.write_due();
+            if self.cfg.dir == Dir::Up {
+                self.fire_rebinds();
+            }
+            if full {
+                continue; // more may be queued: read before sleeping
+            }
+            self.wait();
+        }
+        // Flush captures; queued packets are dropped with the link.
+        if let Some(w) = self.cfg.pcap.input.as_mut() {
+            let _ = w.flush();
+        }
+        if let Some(w) = self.cfg.pcap.output.as_mut() {
+            let _ = w.flush();
+        }
+    }
+
+    /// Read up to READ_BATCH packets; true if the batch filled (more may wait).
+    fn read_batch(&mut self) -> bool {
+        let mut read_errors = 0u64;
+        while self.batch.len() < READ_BATCH {
+            let mut buf = self.buffer();
+            match self.cfg.src.recv(&mut buf) {
+                Ok(n) => {
+                    let t = self.cfg.clock.now_ns();
+                    self.batch.push((buf, n, t));
+                }
+                Err(e) => {
+                    self.recycle(buf);
+                    if e.kind() != io::ErrorKind::WouldBlock
+                        && e.kind() != io::ErrorKind::Interrupted
+                    {
+                        read_errors += 1;
+                    }
+                    break;
+                }
+            }
+        }
+        if self.batch.is_empty() && read_errors == 0 {
+            return false;
+        }
+        let full = self.batch.len() == READ_BATCH;
+        let mut batch = std::mem::take(&mut self.batch);
+        if let Some(w) = self.cfg.pcap.input.as_mut() {
+            for (buf, n, t) in &batch {
+                let _ = w.write(self.cfg.clock.realtime_ns(*t), &buf[..*n]);
+            }
+        }
+        if self.cfg.dir == Dir::Up && self.cfg.nat.generation.load(Ordering::Acquire) != 0 {
+            let mut nat = self.cfg.nat.lock();
+            for (buf, n, _) in batch.iter_mut() {
+                nat.translate_up(&mut buf[..*n]);
+            }
+        }
+        let shared = Arc::clone(&self.cfg.shared);
+        let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
+        g.relay.read_errors += read_errors;
+        let mut overflow = 0u64;
+        for (buf, n, t) in batch.drain(..) {
+            g.relay.packets_read += 1;
+            g.relay.bytes_read += n as u64;
+            match g.model.enqueue(t, n) {
+                Verdict::Drop(_) => self.recycle(buf),
+                Verdict::Deliver(deps) => {
+                    let k = deps.len();
+                    let mut buf = Some(buf);
+                    for (i, d) in deps.into_iter().enumerate() {
+                        if self.heap.len() >= MAX_QUEUED {
+                            overflow += 1;
+                            continue;
+                        }
+                        // The last copy takes the buffer; duplicates copy it.
+                        let b = if i + 1 == k {
+                            match buf.take() {
+                                Some(b) => b,
+                                None => continue,
+                            }
+                        } else {
+                            match buf.as_ref() {
+                                Some(src) => {
+                                    let mut c = self.buffer();
+                                    c[..n].copy_from_slice(&src[..n]);
+                                    c
+                                }
+                                None => continue,
+                            }
+                        };
+                        self.seq += 1;
+                        self.heap.push(Pending {
+                            at_ns: d.at_ns,
+                            seq: self.seq,
+                            len: n,
+                            corrupt: d.corrupt,
+                            buf: b,
+                        });
+                    }
+                    if let Some(b) = buf {
+                        self.recycle(b);
+                    }
+                }
+            }
+        }
+        g.relay.dropped_overflow += overflow;
+        g.relay.max_queued = g.relay.max_queued.max(self.heap.len() as u64);
+        drop(g);
+        self.batch = batch;
+        full
+    }
+
+    fn write_due(&mut self) {
+        let mut now = self.cfg.clock.now_ns();
+        let mut did = false;
+        while self.heap.peek().is_some_and(|p| p.at_ns <= now) {
+            let Some(mut p) = self.heap.pop() else { break };
+            did = true;
+            let pkt = &mut p.buf[..p.len];
+            if self.cfg.dir == Dir::Down && self.cfg.nat.generation.load(Ordering::Acquire) != 0 {
+                let action = self.cfg.nat.lock().translate_down(pkt);
+                if action == DownAction::Drop {
+                    self.nat_dropped += 1;
+                    self.recycle(p.buf);
+                    continue;
+                }
+            }
+            if let Some((byte, bit)) = p.corrupt {
+                if let Some(b) = pkt.get_mut(byte) {
+                    *b ^= 1 << (bit & 7);
+                }
+            }
+            match self.cfg.dst.send(pkt) {
+                Ok(n) => {
+                    self.written += 1;
+                    self.bytes_written += n as u64;
+                }
+                Err(_) => self.write_errors += 1,
+            }
+            now = self.cfg.clock.now_ns();
+            self.lateness.push(now.saturating_sub(p.at_ns));
+            if let Some(w) = self.cfg.pcap.output.as_mut() {
+                let _ = w.write(self.cfg.clock.realtime_ns(now), pkt);
+            }
+            self.recycle(p.buf);
+        }
+        if did {
+            let margin = self.margin_ns();
+            let (written, bytes, errs, natd) = (
+                self.written,
+                self.bytes_written,
+                self.write_errors,
+                self.nat_dropped,
+            );
+            let lateness = std::mem::take(&mut self.lateness);
+            {
+                let mut g = self.shared();
+                g.relay.packets_written += written;
+                g.relay.bytes_written += bytes;
+                g.relay.write_errors += errs;
+                g.relay.nat_dropped += natd;
+                g.relay.spin_margin_ns = margin;
+                for l in &lateness {
+                    let _ = g.lateness.record((*l).max(1));
+                }
+            }
+            self.lateness = lateness;
+            self.lateness.clear();
+            self.written = 0;
+            self.bytes_written = 0;
+            self.write_errors = 0;
+            self.nat_dropped = 0;
+        }
+    }
+
+    fn next_rebind_ns(&self) -> Option<u64> {
+        if self.cfg.dir != Dir::Up {
+            return None;
+        }
+        self.cfg.nat.schedule.as_ref()?.event_ns(self.next_rebind)
+    }
+
+    fn fire_rebinds(&mut self) {
+        let Some(sched) = self.cfg.nat.schedule.clone() else {
+            return;
+        };
+        let now = self.cfg.clock.now_ns();
+        while let Some(t) = sched.event_ns(self.next_rebind) {
+            if t > now {
+                break;
+            }
+            let mut nat = self.cfg.nat.lock();
+            let ev = nat.rebind(sched.kind, now, true);
+            self.cfg
+                .nat
+                .generation
+                .store(ev.generation, Ordering::Release);
+            drop(nat);
+            tracing::debug!(?ev, "scheduled NAT rebind");
+            self.next_rebind += 1;
+        }
+    }
+
+    fn wait(&mut self) {
+        let now = self.cfg.clock.now_ns();
+        let next = match (self.heap.peek().map(|p| p.at_ns), self.next_rebind_ns()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(deadline) = next else {
+            self.poll(None);
+            return;
+        };
+        if deadline <= now {
+            return;
+        }
+        let left = deadline - now;
+        let margin = self.margin_ns();
+        if left > margin {
+            let target = deadline - margin;
+            let timed_out = self.poll(Some(left - margin));
+            if timed_out {
+                let late = self
+                    .cfg
+                    .clock
+                    .now_ns()
+                    .saturating_sub(target)
+                    .min(10_000_000);
+                // EWMA with weight 1/16: follows load changes within ~16 wake-ups.
+                self.late_avg_ns = (self.late_avg_ns * 15 + late) / 16;
+            }
+        } else {
+            // Spin a short slice, then go round again (which re-reads the source,
+            // so arrivals are stamped on time while we spin).
+            let until = now + left.min(SPIN_SLICE_NS);
+            while self.cfg.clock.now_ns() < until {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Wait until the source is readable, the relay is stopped, or `timeout_ns`
+    /// passed (`None`: no timeout). True when it timed out.
+    fn poll(&self, timeout_ns: Option<u64>) -> bool {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.cfg.src.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.stop_fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ts = timeout_ns.map(|ns| libc::timespec {
+            tv_sec: (ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+        });
+        let tsp = ts
+            .as_ref()
+            .map(|t| t as *const libc::timespec)
+            .unwrap_or(std::ptr::null());
+        // SAFETY: fds and the timespec outlive the call.
+        let r = unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                tsp,
+                std::ptr::null(),
+            )
+        };
+        r == 0
+    }
+}

@@ -1,0 +1,422 @@
+//! The user-space link over real namespaces and TUN devices: UDP and TCP both
+//! ways (IPv4 and IPv6), several client addresses, counters, NAT rebinding,
+//! pcap capture.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::{skip, tcp_client, tcp_server, udp_roundtrip, userspace, UdpEcho};
+use quicbench_netem::link::addr;
+use quicbench_netem::{LinkConfig, NatSchedule, RebindKind};
+
+fn client_udp(link: &quicbench_netem::Link, ip: IpAddr) -> UdpSocket {
+    let s = link
+        .client_ns()
+        .run(|| UdpSocket::bind(SocketAddr::new(ip, 0)))
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s
+}
+
+#[test]
+fn udp_crosses_both_ways_v4_and_v6() {
+    if skip("udp_crosses_both_ways_v4_and_v6") {
+        return;
+    }
+    let link = userspace(LinkConfig::default());
+    assert_eq!(link.backend().to_string(), "userspace");
+    for (cip, sip) in [
+        (link.client_ip(), link.server_ip()),
+        (link.client_ip6(), link.server_ip6()),
+    ] {
+        let echo = UdpEcho::start(link.server_ns(), sip);
+        let c = client_udp(&link, cip);
+        for i in 0..20u32 {
+            let msg = format!("hello {i} over {sip}");
+            let (seen, back) = udp_roundtrip(&c, echo.addr, msg.as_bytes()).expect("echo");
+            assert_eq!(back, msg.as_bytes());
+            let seen: SocketAddr = seen.parse().unwrap();
+            assert_eq!(
+                seen,
+                c.local_addr().unwrap(),
+                "the server sees the client as it is"
+            );
+        }
+    }
+    // Server-initiated traffic reaches a client socket too.
+    let c = client_udp(&link, link.client_ip());
+    let s = link
+        .server_ns()
+        .run(|| UdpSocket::bind(SocketAddr::new(link.server_ip(), 0)))
+        .unwrap();
+    s.send_to(b"from server", c.local_addr().unwrap()).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = c.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"from server");
+    assert_eq!(from, s.local_addr().unwrap());
+
+    let k = link.counters();
+    assert!(k.up.model.packets_in >= 40, "{k:?}");
+    assert!(k.down.model.packets_in >= 41, "{k:?}");
+    assert_eq!(k.up.relay.packets_written, k.up.model.delivered, "{k:?}");
+    assert_eq!(k.up.relay.write_errors, 0);
+    let json = serde_json::to_string(&k).unwrap();
+    assert!(json.contains("\"up\"") && json.contains("lateness_p99_ns"));
+}
+
+#[test]
+fn udp_is_isolated_from_the_root_namespace() {
+    if skip("udp_is_isolated_from_the_root_namespace") {
+        return;
+    }
+    let link = userspace(LinkConfig::default());
+    // The server address exists only inside the server namespace.
+    assert!(UdpSocket::bind(SocketAddr::new(link.server_ip(), 0)).is_err());
+    let out = link
+        .client_ns()
+        .exec("ip", &["-o", "addr", "show", "dev", "qbc"])
+        .unwrap();
+    assert!(
+        out.contains("198.18.0.1/32") && out.contains("2001:2::1/128"),
+        "{out}"
+    );
+    let out = link
+        .client_ns()
+        .exec("ip", &["link", "show", "dev", "qbc"])
+        .unwrap();
+    assert!(out.contains("mtu 1500"), "{out}");
+}
+
+#[test]
+fn tcp_bulk_both_ways_v4_and_v6() {
+    if skip("tcp_bulk_both_ways_v4_and_v6") {
+        return;
+    }
+    let link = userspace(LinkConfig::default());
+    for (cip, sip) in [
+        (link.client_ip(), link.server_ip()),
+        (link.client_ip6(), link.server_ip6()),
+    ] {
+        let _ = cip;
+        let (addr, server) = tcp_server(link.server_ns(), sip);
+        let (d, u) = tcp_client(link.client_ns(), addr, 8 << 20, 8 << 20);
+        assert_eq!(server.join().unwrap(), 8 << 20);
+        eprintln!("tcp {sip}: 8 MiB down in {d:?}, 8 MiB up in {u:?}");
+    }
+    let k = link.counters();
+    assert!(
+        k.up.model.bytes_in > 8 << 20 && k.down.model.bytes_in > 8 << 20,
+        "{k:?}"
+    );
+}
+
+#[test]
+fn several_client_addresses_and_custom_mtu() {
+    if skip("several_client_addresses_and_custom_mtu") {
+        return;
+    }
+    let mut cfg = LinkConfig::default();
+    cfg.client_addrs = 3;
+    cfg.mtu = 9000;
+    let link = userspace(cfg);
+    assert_eq!(link.client_ips_v4().len(), 3);
+    let echo = UdpEcho::start(link.server_ns(), link.server_ip());
+    for ip in link.client_ips_v4() {
+        let c = client_udp(&link, IpAddr::V4(ip));
+        let (seen, _) = udp_roundtrip(&c, echo.addr, b"which address?").unwrap();
+        assert_eq!(seen.parse::<SocketAddr>().unwrap().ip(), IpAddr::V4(ip));
+    }
+    let echo6 = UdpEcho::start(link.server_ns(), link.server_ip6());
+    let c6 = client_udp(&link, IpAddr::V6(link.client_ips_v6()[2]));
+    assert!(udp_roundtrip(&c6, echo6.addr, b"v6").is_some());
+    // A jumbo datagram crosses whole.
+    let c = client_udp(&link, link.client_ip());
+    let big = vec![7u8; 8500];
+    let (_, back) = udp_roundtrip(&c, echo.addr, &big).unwrap();
+    assert_eq!(back.len(), 8500);
+    assert!(link.counters().up.model.bytes_in >= 8500 + 28);
+    let out = link
+        .server_ns()
+        .exec("ip", &["link", "show", "dev", "qbs"])
+        .unwrap();
+    assert!(out.contains("mtu 9000"), "{out}");
+}
+
+#[test]
+fn bad_configs_are_refused() {
+    let mut cfg = LinkConfig::default();
+    cfg.mtu = 1000;
+    assert!(quicbench_netem::Link::build(cfg)
+        .unwrap_err()
+        .to_string()
+        .contains("mtu"));
+    let mut cfg = LinkConfig::default();
+    cfg.client_addrs = 0;
+    assert!(quicbench_netem::Link::build(cfg).is_err());
+    let mut cfg = LinkConfig::default();
+    cfg.backend = quicbench_netem::Backend::Kernel;
+    cfg.pcap_dir = Some("/nonexistent".into());
+    assert!(quicbench_netem::Link::build(cfg)
+        .unwrap_err()
+        .to_string()
+        .contains("user-space"));
+}
+
+#[test]
+fn nat_port_and_address_rebinding_on_demand() {
+    if skip("nat_port_and_address_rebinding_on_demand") {
+        return;
+    }
+    let link = userspace(LinkConfig::default());
+    for (cip, sip) in [
+        (link.client_ip(), link.server_ip()),
+        (link.client_ip6(), link.server_ip6()),
+    ] {
+        let echo = UdpEcho::start(link.server_ns(), sip);
+        let c = client_udp(&link, cip);
+        let (seen0, _) = udp_roundtrip(&c, echo.addr, b"before").unwrap();
+        let seen0: SocketAddr = seen0.parse().unwrap();
+        if link.rebind_events().is_empty() {
+            assert_eq!(
+                seen0,
+                c.local_addr().unwrap(),
+                "transparent before the first rebind"
+            );
+        }
+
+        let ev = link.rebind_now(RebindKind::Port).unwrap();
+        let (seen1, _) =
+            udp_roundtrip(&c, echo.addr, b"after port").expect("reply after port rebind");
+        let seen1: SocketAddr = seen1.parse().unwrap();
+        assert_eq!(seen1.ip(), seen0.ip(), "port rebind keeps the address");
+        assert_ne!(seen1.port(), seen0.port(), "port rebind changes the port");
+        assert!(ev.to_string().contains("port"));
+
+        // The old mapping is gone: the server's packet to it is dropped.
+        let before = link.counters().nat.dropped_no_mapping;
+        let srv = link
+            .server_ns()
+            .run(|| UdpSocket::bind(SocketAddr::new(sip, 0)))
+            .unwrap();
+        srv.send_to(b"stale", seen0).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while link.counters().nat.dropped_no_mapping == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(link.counters().nat.dropped_no_mapping, before + 1);
+
+        link.rebind_now(RebindKind::Address).unwrap();
+        let (seen2, _) =
+            udp_roundtrip(&c, echo.addr, b"after address").expect("reply after address rebind");
+        let seen2: SocketAddr = seen2.parse().unwrap();
+        assert_ne!(seen2.ip(), seen1.ip(), "address rebind changes the address");
+        match seen2.ip() {
+            IpAddr::V4(a) => assert_eq!(a.octets()[..2], [198, 19]),
+            IpAddr::V6(a) => assert_eq!(a.segments()[..4], [0x2001, 2, 0, 2]),
+        }
+        assert_eq!(
+            seen2.port(),
+            seen1.port(),
+            "address rebind keeps the (already shifted) port"
+        );
+    }
+    let ev = link.rebind_events();
+    assert_eq!(ev.len(), 4);
+    assert_eq!(
+        ev.iter().map(|e| e.generation).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert!(ev.windows(2).all(|w| w[0].at_ns <= w[1].at_ns));
+    assert!(!ev[0].scheduled);
+    assert!(link.counters().nat.translated_up > 0 && link.counters().nat.translated_down > 0);
+}
+
+#[test]
+fn nat_scheduled_rebinds_change_a_live_udp_flow() {
+    if skip("nat_scheduled_rebinds_change_a_live_udp_flow") {
+        return;
+    }
+    let mut cfg = LinkConfig::default();
+    cfg.nat = Some(NatSchedule {
+        kind: RebindKind::Port,
+        first_at: Duration::from_millis(300),
+        every: Some(Duration::from_millis(300)),
+        count: Some(2),
+    });
+    let link = userspace(cfg);
+    let echo = UdpEcho::start(link.server_ns(), link.server_ip());
+    let c = client_udp(&link, link.client_ip());
+    let mut ports = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(1100) {
+        // A reply in flight at a rebind is dropped (old mapping): short timeout.
+        if let Some((seen, _)) =
+            common::udp_roundtrip_within(&c, echo.addr, b"tick", Duration::from_millis(100))
+        {
+            let p = seen.parse::<SocketAddr>().unwrap().port();
+            if ports.last() != Some(&p) {
+                ports.push(p);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        ports.len(),
+        3,
+        "two scheduled rebinds, three ports seen: {ports:?}"
+    );
+    let ev = link.rebind_events();
+    assert_eq!(ev.len(), 2);
+    assert!(ev.iter().all(|e| e.scheduled));
+    // Fired on time (the relay's timer, not a millisecond tick).
+    assert!(
+        (ev[0].at_ns as i64 - 300_000_000).abs() < 5_000_000,
+        "{ev:?}"
+    );
+    assert!(
+        (ev[1].at_ns as i64 - 600_000_000).abs() < 5_000_000,
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn nat_port_rebind_breaks_a_tcp_connection_like_a_real_nat() {
+    if skip("nat_port_rebind_breaks_a_tcp_connection_like_a_real_nat") {
+        return;
+    }
+    use std::io::{Read, Write};
+    let link = userspace(LinkConfig::default());
+    let l = link
+        .server_ns()
+        .run(|| std::net::TcpListener::bind((link.server_ip(), 0)))
+        .unwrap();
+    let to = l.local_addr().unwrap();
+    let srv = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 1024];
+        let mut total = 0;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => {
+                    total += n;
+                    if s.write_all(&buf[..n]).is_err() {
+                        return total;
+                    }
+                }
+            }
+        }
+    });
+    let mut c = link
+        .client_ns()
+        .run(|| std::net::TcpStream::connect(to))
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 4];
+    c.write_all(b"ping").unwrap();
+    c.read_exact(&mut buf).unwrap();
+    link.rebind_now(RebindKind::Port).unwrap();
+    // The server sees an unknown 4-tuple and resets it; the client's
+    // connection dies (TCP cannot migrate).
+    let r = c.write_all(b"ping").and_then(|_| c.read_exact(&mut buf));
+    assert!(r.is_err(), "TCP survived a port rebind?");
+    drop(c);
+    assert_eq!(srv.join().unwrap(), 4);
+}
+
+#[test]
+fn pcap_captures_both_directions_before_and_after() {
+    if skip("pcap_captures_both_directions_before_and_after") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = LinkConfig::default();
+    cfg.pcap_dir = Some(dir.path().join("cap"));
+    let link = userspace(cfg);
+    let echo = UdpEcho::start(link.server_ns(), link.server_ip());
+    let c = client_udp(&link, link.client_ip());
+    for i in 0..5 {
+        udp_roundtrip(&c, echo.addr, format!("cap {i}").as_bytes()).unwrap();
+    }
+    link.rebind_now(RebindKind::Address).unwrap();
+    udp_roundtrip(&c, echo.addr, b"cap nat").unwrap();
+    drop(echo);
+    drop(link); // joins the relay, which flushes the files
+    let read = |n: &str| quicbench_netem::pcap::read_file(&dir.path().join("cap").join(n)).unwrap();
+    let (ui, uo, di, dout) = (
+        read("up-in.pcap"),
+        read("up-out.pcap"),
+        read("down-in.pcap"),
+        read("down-out.pcap"),
+    );
+    let udp_from = |recs: &[quicbench_netem::pcap::Record], src: [u8; 4]| {
+        recs.iter()
+            .filter(|r| r.data[0] >> 4 == 4 && r.data[9] == 17 && r.data[12..16] == src)
+            .count()
+    };
+    assert_eq!(udp_from(&ui, [198, 18, 0, 1]), 6);
+    assert_eq!(
+        udp_from(&uo, [198, 18, 0, 1]),
+        5,
+        "the last one left translated"
+    );
+    assert_eq!(udp_from(&uo, [198, 19, 0, 1]), 1);
+    assert_eq!(udp_from(&di, [198, 18, 1, 1]), 6);
+    assert_eq!(udp_from(&dout, [198, 18, 1, 1]), 6);
+    // The translated packet going down was addressed to the NAT address and
+    // left translated back to the client.
+    assert!(di
+        .iter()
+        .any(|r| r.data.len() > 20 && r.data[16..20] == [198, 19, 0, 1]));
+    assert!(dout
+        .iter()
+        .all(|r| r.data[0] >> 4 != 4 || r.data[16..20] == [198, 18, 0, 1]));
+    for r in ui.iter().chain(&uo).chain(&di).chain(&dout) {
+        if let Some(h) = quicbench_netem::nat::parse(&r.data) {
+            let _ = h;
+            assert!(
+                quicbench_netem::nat::checksums_ok(&r.data),
+                "bad checksum in capture"
+            );
+        }
+    }
+    // Timestamps are wall-clock ns, increasing within a file.
+    assert!(ui.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    assert!(ui[0].ts_ns < now && ui[0].ts_ns > now - 60_000_000_000);
+    // tshark, when installed, reads the files.
+    match std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(dir.path().join("cap/up-out.pcap"))
+        .arg("-T")
+        .arg("fields")
+        .arg("-e")
+        .arg("ip.src")
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains("198.19.0.1") && text.contains("198.18.0.1"),
+                "{text}"
+            );
+        }
+        _ => eprintln!("tshark not installed: pcap checked with the built-in reader only"),
+    }
+}
+
+#[test]
+fn addresses_are_in_benchmarking_ranges() {
+    for i in 0..addr::MAX_CLIENT_ADDRS {
+        let a = addr::client_v4(i).octets();
+        assert_eq!(a[..3], [198, 18, 0]);
+        assert_eq!(addr::client_v6(i).segments()[..4], [0x2001, 2, 0, 0]);
+    }
+}
