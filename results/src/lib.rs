@@ -11,6 +11,23 @@
 //!
 //! This crate knows nothing of sockets or HTTP: it is data, statistics and files.
 //! See `docs/results-schema.md` and `docs/statistics.md`.
+//!
+//! ```
+//! use quicbench_results::{summarize, CellResult, LinkInfo, RunDir};
+//!
+//! let base = tempfile::tempdir()?;
+//! let dir = RunDir::create(base.path(), "smoke")?;
+//! let mut cell = CellResult::new("h3-cold-r0", "h3", "handshake", "cold", LinkInfo::default(), 0, 42);
+//! for ms in [101.3, 99.8, 100.4] {
+//!     cell.push_sample("ttfb_ms", "ms", ms)?;
+//! }
+//! dir.write_cell(&cell)?;
+//! assert!(dir.finished_cells()?.contains("h3-cold-r0"));
+//! let rows = summarize(&dir.read_cells()?);
+//! assert_eq!(rows[0].median, 100.4);
+//! dir.write_summary(&rows)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod error;
 pub mod hist;

@@ -24,7 +24,7 @@ fn order_statistic_ranks_match_tables() {
     for (n, j, k) in table {
         let (gj, gk, conf) = order_statistic_ranks(n, 0.95).unwrap();
         assert_eq!((gj, gk), (j, k), "n = {n}");
-        assert!(conf >= 0.95 && conf < 1.0, "n = {n}: {conf}");
+        assert!((0.95..1.0).contains(&conf), "n = {n}: {conf}");
     }
     // Exact confidences.
     assert!((order_statistic_ranks(6, 0.95).unwrap().2 - 0.96875).abs() < 1e-12);
@@ -38,7 +38,7 @@ fn order_statistic_ranks_match_tables() {
     assert_eq!(j + k, 100_001);
     // Normal approximation: n/2 − 1.96·√n/2 ≈ 49690.
     assert!((49_680..=49_700).contains(&j), "{j}");
-    assert!(c >= 0.95 && c < 0.951);
+    assert!((0.95..0.951).contains(&c));
     assert_eq!(order_statistic_ranks(10, 1.0), None);
     assert_eq!(order_statistic_ranks(10, 0.0), None);
 }
@@ -69,7 +69,10 @@ fn small_n_gives_the_range_flagged() {
         assert!(ci.confidence < 0.95);
     }
     let one = median_ci(&[4.2]).unwrap();
-    assert_eq!((one.median, one.low, one.high, one.confidence), (4.2, 4.2, 4.2, 0.0));
+    assert_eq!(
+        (one.median, one.low, one.high, one.confidence),
+        (4.2, 4.2, 4.2, 0.0)
+    );
 }
 
 #[test]
@@ -79,15 +82,24 @@ fn bad_input_is_an_error() {
         median_ci(&[1.0, f64::NAN]).unwrap_err().to_string(),
         "sample 1 is NaN: samples must be finite"
     );
-    assert!(matches!(mean(&[f64::INFINITY]), Err(StatsError::NonFinite { index: 0, .. })));
+    assert!(matches!(
+        mean(&[f64::INFINITY]),
+        Err(StatsError::NonFinite { index: 0, .. })
+    ));
     assert!(median(&[]).is_err());
     assert!(std_dev(&[]).is_err());
     assert!(describe(&[1.0, f64::NEG_INFINITY]).is_err());
     assert_eq!(quantile(&[1.0], 1.5), Err(StatsError::BadQuantile(1.5)));
-    assert!(matches!(quantile(&[1.0], f64::NAN), Err(StatsError::BadQuantile(_))));
+    assert!(matches!(
+        quantile(&[1.0], f64::NAN),
+        Err(StatsError::BadQuantile(_))
+    ));
     assert_eq!(median_ci_level(&[1.0], 1.0), Err(StatsError::BadLevel(1.0)));
     assert!(bootstrap_median_ci(&[], 0.95, 10, 1).is_err());
-    assert_eq!(bootstrap_median_ci(&[1.0], 0.95, 0, 1), Err(StatsError::NoResamples));
+    assert_eq!(
+        bootstrap_median_ci(&[1.0], 0.95, 0, 1),
+        Err(StatsError::NoResamples)
+    );
     assert!(bootstrap_median_ci(&[f64::NAN], 0.95, 10, 1).is_err());
     assert!(compare(&[], &[1.0]).is_err());
     assert!(compare(&[1.0], &[f64::NAN]).is_err());
@@ -152,9 +164,19 @@ fn order_statistic_ci_covers_the_true_median() {
         let os = |xs: &[f64], _| median_ci(xs).unwrap();
         let u = coverage(&Uniform::new(0.0, 1.0).unwrap(), 0.5, n, trials, 1, os);
         let g = coverage(&Normal::new(10.0, 2.0).unwrap(), 10.0, n, trials, 2, os);
-        let e = coverage(&Exp::new(1.0).unwrap(), std::f64::consts::LN_2, n, trials, 3, os);
+        let e = coverage(
+            &Exp::new(1.0).unwrap(),
+            std::f64::consts::LN_2,
+            n,
+            trials,
+            3,
+            os,
+        );
         for (name, c) in [("uniform", u), ("normal", g), ("exponential", e)] {
-            assert!((c - conf).abs() <= tol, "{name} n={n}: coverage {c}, expected {conf} ± {tol}");
+            assert!(
+                (c - conf).abs() <= tol,
+                "{name} n={n}: coverage {c}, expected {conf} ± {tol}"
+            );
         }
     }
 }
@@ -162,7 +184,9 @@ fn order_statistic_ci_covers_the_true_median() {
 #[test]
 fn bootstrap_is_deterministic_and_roughly_covers() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let xs: Vec<f64> = (0..40).map(|_| Exp::new(2.0).unwrap().sample(&mut rng)).collect();
+    let xs: Vec<f64> = (0..40)
+        .map(|_| Exp::new(2.0).unwrap().sample(&mut rng))
+        .collect();
     let a = bootstrap_median_ci(&xs, 0.95, 1000, 42).unwrap();
     let b = bootstrap_median_ci(&xs, 0.95, 1000, 42).unwrap();
     assert_eq!(a, b);
@@ -213,7 +237,10 @@ fn mann_whitney_known_values() {
     let (u, _) = mann_whitney_u(&[4.0, 5.0, 6.0], &[1.0, 2.0, 3.0]).unwrap();
     assert_eq!(u, 9.0);
     // Ties: all equal → p = 1.
-    assert_eq!(mann_whitney_u(&[1.0, 1.0], &[1.0, 1.0]).unwrap(), (2.0, 1.0));
+    assert_eq!(
+        mann_whitney_u(&[1.0, 1.0], &[1.0, 1.0]).unwrap(),
+        (2.0, 1.0)
+    );
     // With ties, by hand: U = 2.5 (pairs a > b, ties ½); tie term Σ(t³−t) = 30,
     // var = 4·3/12·(8 − 30/42), z = (|2.5 − 6| − ½)/√var, p = erfc(z/√2).
     let (u, p) = mann_whitney_u(&[1.0, 2.0, 2.0, 3.0], &[2.0, 3.0, 4.0]).unwrap();
@@ -233,6 +260,9 @@ fn erfc_accuracy() {
         (4.0, 1.541_725_790_028_002e-8),
     ] {
         let got = erfc(x);
-        assert!(((got - want) / want).abs() < 2e-7, "erfc({x}) = {got}, want {want}");
+        assert!(
+            ((got - want) / want).abs() < 2e-7,
+            "erfc({x}) = {got}, want {want}"
+        );
     }
 }

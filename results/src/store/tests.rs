@@ -14,7 +14,15 @@ fn link(label: &str, rtt: f64) -> LinkInfo {
 }
 
 fn cell(id: &str, proto: &str, var: &str, lnk: &str, rep: u32, ttfb: &[f64]) -> CellResult {
-    let mut c = CellResult::new(id, proto, "handshake", var, link(lnk, 50.0), rep, 7 + rep as u64);
+    let mut c = CellResult::new(
+        id,
+        proto,
+        "handshake",
+        var,
+        link(lnk, 50.0),
+        rep,
+        7 + rep as u64,
+    );
     c.started = "2026-11-24T06:00:00Z".into();
     c.finished = "2026-11-24T06:00:01.5Z".into();
     c.duration_s = 1.5;
@@ -26,7 +34,14 @@ fn cell(id: &str, proto: &str, var: &str, lnk: &str, rep: u32, ttfb: &[f64]) -> 
 }
 
 fn rich_cell() -> CellResult {
-    let mut c = cell("h3-hol-rtt50-r0", "h3", "paced", "rtt50", 0, &[1.0, 2.5, 3.25]);
+    let mut c = cell(
+        "h3-hol-rtt50-r0",
+        "h3",
+        "paced",
+        "rtt50",
+        0,
+        &[1.0, 2.5, 3.25],
+    );
     c.workload = "hol".into();
     c.params = serde_json::json!({"requests": 20, "size": 1024});
     c.histograms.insert(
@@ -34,7 +49,8 @@ fn rich_cell() -> CellResult {
         HistogramData::from_values(&[100, 200, 300], "us").unwrap(),
     );
     c.records = Some(serde_json::json!([{"i": 0, "ttfb_ms": 1.0}]));
-    c.timelines.insert("bytes_vs_time".into(), vec![(0.0, 0.0), (10.5, 1200.0)]);
+    c.timelines
+        .insert("bytes_vs_time".into(), vec![(0.0, 0.0), (10.5, 1200.0)]);
     c.link_counters = Some(serde_json::json!({"up": {"sent": 10, "dropped": 1}}));
     c.tls = Some(serde_json::json!({"version": "TLSv1.3", "alpn": "h3", "resumed": false}));
     c.notes.push("a note".into());
@@ -81,11 +97,21 @@ fn create_names_directories_by_utc_time() {
     let b = RunDir::create_at(base.path(), "smoke", t0()).unwrap();
     assert_eq!(b.path(), base.path().join("20261124T060102Z-smoke-2"));
     let now = RunDir::create(base.path(), "now").unwrap();
-    assert!(now.path().file_name().unwrap().to_string_lossy().ends_with("Z-now"));
+    assert!(now
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .ends_with("Z-now"));
     for bad in ["", "a/b", "../x", ".hidden", "sp ace"] {
-        assert!(RunDir::create_at(base.path(), bad, t0()).is_err(), "{bad:?}");
+        assert!(
+            RunDir::create_at(base.path(), bad, t0()).is_err(),
+            "{bad:?}"
+        );
     }
-    let err = RunDir::open(&base.path().join("missing")).unwrap_err().to_string();
+    let err = RunDir::open(&base.path().join("missing"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing"), "{err}");
 }
 
@@ -107,7 +133,10 @@ fn cell_and_meta_round_trip() {
     assert_eq!(back, vec![failed.clone(), c.clone()]);
     let reopened = RunDir::open(rd.path()).unwrap();
     let scan = reopened.scan_cells().unwrap();
-    assert_eq!(scan.finished, BTreeSet::from(["f".to_string(), c.cell_id.clone()]));
+    assert_eq!(
+        scan.finished,
+        BTreeSet::from(["f".to_string(), c.cell_id.clone()])
+    );
     assert_eq!(scan.failed, BTreeSet::from(["f".to_string()]));
     // Status is tagged JSON.
     let text = fs::read_to_string(rd.cell_path("f")).unwrap();
@@ -147,14 +176,23 @@ fn serialized_field_names_match_the_documented_schema() {
     assert_eq!(keys, want);
     let doc = include_str!("../../../docs/results-schema.md");
     for k in want {
-        assert!(doc.contains(&format!("`{k}`")), "docs/results-schema.md lacks `{k}`");
+        assert!(
+            doc.contains(&format!("`{k}`")),
+            "docs/results-schema.md lacks `{k}`"
+        );
     }
     let m = serde_json::to_value(meta("x", None, vec![])).unwrap();
     for k in m.as_object().unwrap().keys() {
-        assert!(doc.contains(&format!("`{k}`")), "docs/results-schema.md lacks `{k}`");
+        assert!(
+            doc.contains(&format!("`{k}`")),
+            "docs/results-schema.md lacks `{k}`"
+        );
     }
     for k in SUMMARY_COLUMNS {
-        assert!(doc.contains(&format!("`{k}`")), "docs/results-schema.md lacks `{k}`");
+        assert!(
+            doc.contains(&format!("`{k}`")),
+            "docs/results-schema.md lacks `{k}`"
+        );
     }
 }
 
@@ -167,9 +205,17 @@ fn write_cell_refuses_what_json_cannot_carry() {
     assert!(err.contains("metrics.ttfb_ms.samples[1] is NaN"), "{err}");
     c.metrics.clear();
     c.timelines.insert("t".into(), vec![(f64::INFINITY, 1.0)]);
-    assert!(rd.write_cell(&c).unwrap_err().to_string().contains("timelines.t[0].t"));
+    assert!(rd
+        .write_cell(&c)
+        .unwrap_err()
+        .to_string()
+        .contains("timelines.t[0].t"));
     let bad_id = cell("../escape", "h3", "cold", "l", 0, &[1.0]);
-    assert!(rd.write_cell(&bad_id).unwrap_err().to_string().contains("cell id"));
+    assert!(rd
+        .write_cell(&bad_id)
+        .unwrap_err()
+        .to_string()
+        .contains("cell id"));
     let mut c = cell("u", "h3", "cold", "l", 0, &[1.0]);
     let err = c.push_sample("ttfb_ms", "s", 1.0).unwrap_err().to_string();
     assert!(err.contains("unit \"s\""), "{err}");
@@ -200,7 +246,11 @@ fn stray_temp_and_truncated_files_are_not_finished() {
     let (p, e) = &scan.invalid[0];
     assert_eq!(p, &cut);
     assert!(e.contains("cut.json") && e.contains("line"), "{e}");
-    assert!(scan.invalid[1].1.contains("holds cell_id \"good\""), "{}", scan.invalid[1].1);
+    assert!(
+        scan.invalid[1].1.contains("holds cell_id \"good\""),
+        "{}",
+        scan.invalid[1].1
+    );
     assert_eq!(rd.finished_cells().unwrap(), scan.finished);
 
     // read_cells is strict and names the file, line and column.
@@ -208,7 +258,8 @@ fn stray_temp_and_truncated_files_are_not_finished() {
     assert!(err.contains("cut.json") && err.contains("column"), "{err}");
 
     // Resume: the cell is written again, atomically replacing the bad file.
-    rd.write_cell(&cell("cut", "h2", "cold", "l", 0, &[3.0])).unwrap();
+    rd.write_cell(&cell("cut", "h2", "cold", "l", 0, &[3.0]))
+        .unwrap();
     fs::remove_file(rd.cell_path("renamed")).unwrap();
     assert_eq!(rd.read_cells().unwrap().len(), 2);
     assert_eq!(rd.remove_temp_files().unwrap(), vec![stray.clone()]);
@@ -224,12 +275,18 @@ fn other_schema_versions_are_named() {
     v["schema_version"] = 99.into();
     fs::write(rd.cell_path("old"), serde_json::to_vec(&v).unwrap()).unwrap();
     let err = rd.read_cells().unwrap_err().to_string();
-    assert!(err.contains("old.json") && err.contains("schema version 99"), "{err}");
+    assert!(
+        err.contains("old.json") && err.contains("schema version 99"),
+        "{err}"
+    );
     let mut m = serde_json::to_value(meta("ver", None, vec![])).unwrap();
     m["schema_version"] = 2.into();
     fs::write(rd.meta_path(), serde_json::to_vec(&m).unwrap()).unwrap();
     let err = rd.read_meta().unwrap_err().to_string();
-    assert!(err.contains("run.json") && err.contains("schema version 2"), "{err}");
+    assert!(
+        err.contains("run.json") && err.contains("schema version 2"),
+        "{err}"
+    );
     let mut bad = meta("ver", None, vec![]);
     bad.schema_version = 0;
     assert!(rd.write_meta(&bad).is_err());
@@ -269,21 +326,35 @@ fn summary_pools_repetitions() {
         .collect();
     assert_eq!(
         keys,
-        vec![("h2", "cold", "ttfb_ms"), ("h3", "cold", "ttfb_ms"), ("h3", "resumed", "latency")]
+        vec![
+            ("h2", "cold", "ttfb_ms"),
+            ("h3", "cold", "ttfb_ms"),
+            ("h3", "resumed", "latency")
+        ]
     );
     let h2 = &rows[0];
-    assert_eq!((h2.n, h2.cells, h2.median), (2, 1, 30.5), "failed/skipped cells excluded");
+    assert_eq!(
+        (h2.n, h2.cells, h2.median),
+        (2, 1, 30.5),
+        "failed/skipped cells excluded"
+    );
     assert_eq!(h2.ci_method, "range-small-n");
     let h3 = &rows[1];
     assert_eq!((h3.n, h3.cells, h3.median), (12, 3, 15.5));
     // n = 12: ranks 3 and 10.
     assert_eq!((h3.ci_low, h3.ci_high), (12.0, 19.0));
     assert_eq!(h3.ci_method, "order-statistic");
-    assert_eq!((h3.unit.as_str(), h3.link.as_str(), h3.workload.as_str()), ("ms", "rtt50", "handshake"));
+    assert_eq!(
+        (h3.unit.as_str(), h3.link.as_str(), h3.workload.as_str()),
+        ("ms", "rtt50", "handshake")
+    );
     assert_eq!((h3.min, h3.max, h3.mean), (10.0, 21.0, 15.5));
     assert_eq!(h3.source, "samples");
     let hist = &rows[2];
-    assert_eq!((hist.n, hist.unit.as_str(), hist.source.as_str()), (100, "us", "histogram"));
+    assert_eq!(
+        (hist.n, hist.unit.as_str(), hist.source.as_str()),
+        (100, "us", "histogram")
+    );
     // 1..=100 are exact at 3 significant digits: ranks 40 and 61.
     assert_eq!((hist.median, hist.ci_low, hist.ci_high), (50.5, 40.0, 61.0));
     assert_eq!((hist.min, hist.max), (1.0, 100.0));
@@ -302,15 +373,20 @@ fn summary_files() {
     rd.write_summary(&[]).unwrap();
     let empty = fs::read_to_string(rd.path().join(SUMMARY_CSV)).unwrap();
     assert_eq!(empty.trim_end(), SUMMARY_COLUMNS.join(","));
-    rd.write_cell(&cell("a", "h3", "cold", "rtt50", 0, &[1.0, 2.0, 3.0])).unwrap();
-    rd.write_cell(&cell("b", "h3", "cold", "rtt50", 1, &[4.0])).unwrap();
+    rd.write_cell(&cell("a", "h3", "cold", "rtt50", 0, &[1.0, 2.0, 3.0]))
+        .unwrap();
+    rd.write_cell(&cell("b", "h3", "cold", "rtt50", 1, &[4.0]))
+        .unwrap();
     let rows = rd.resummarize().unwrap();
     let csv_text = fs::read_to_string(rd.path().join(SUMMARY_CSV)).unwrap();
     let mut lines = csv_text.lines();
     assert_eq!(lines.next().unwrap(), SUMMARY_COLUMNS.join(","));
     assert!(csv_text.starts_with("protocol,workload,link,metric,unit,median,ci_low,ci_high,n,"));
     let row = lines.next().unwrap();
-    assert!(row.starts_with("h3,handshake,rtt50,ttfb_ms,ms,2.5,1.0,4.0,4,cold,range-small-n,"), "{row}");
+    assert!(
+        row.starts_with("h3,handshake,rtt50,ttfb_ms,ms,2.5,1.0,4.0,4,cold,range-small-n,"),
+        "{row}"
+    );
     assert_eq!(lines.next(), None);
     assert_eq!(rd.read_summary().unwrap(), rows);
     // Readable back through csv + serde as well.
@@ -328,7 +404,14 @@ fn plan() -> Vec<CellResult> {
             for (var, lnk) in [("cold", "rtt50"), ("resumed", "rtt100")] {
                 let base = if proto == "h3" { 100.0 } else { 150.0 } + rep as f64;
                 let xs: Vec<f64> = (0..7).map(|i| base + (i * 37 % 11) as f64 * 0.1).collect();
-                let mut c = cell(&format!("{proto}-{var}-{lnk}-r{rep}"), proto, var, lnk, rep, &xs);
+                let mut c = cell(
+                    &format!("{proto}-{var}-{lnk}-r{rep}"),
+                    proto,
+                    var,
+                    lnk,
+                    rep,
+                    &xs,
+                );
                 c.histograms.insert(
                     "lat".into(),
                     HistogramData::from_values(&[rep as u64 * 10 + 1, 500, 900], "us").unwrap(),
@@ -345,7 +428,10 @@ fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap(),
+            )
         })
         .collect()
 }
@@ -368,7 +454,11 @@ fn merged_shards_equal_one_whole_run() {
     for i in 0..n {
         let rd = RunDir::create_at(base.path(), &format!("shard{i}"), t0()).unwrap();
         let mine: Vec<&CellResult> = cells.iter().skip(i).step_by(n).collect();
-        let mut m = meta("m", Some((i as u32, n as u32)), mine.iter().map(|c| c.cell_id.clone()).collect());
+        let mut m = meta(
+            "m",
+            Some((i as u32, n as u32)),
+            mine.iter().map(|c| c.cell_id.clone()).collect(),
+        );
         m.started = format!("2026-11-24T06:0{i}:00.{}Z", 5 - i);
         m.host.hostname = format!("host{i}");
         rd.write_meta(&m).unwrap();
@@ -421,33 +511,58 @@ fn merge_refuses_inconsistent_shards() {
         rd.path().to_path_buf()
     };
     let c = cell("x", "h3", "cold", "l", 0, &[1.0]);
-    let a = mk("a", meta("m", Some((0, 2)), vec!["x".into()]), &[c.clone()]);
+    let a = mk(
+        "a",
+        meta("m", Some((0, 2)), vec!["x".into()]),
+        std::slice::from_ref(&c),
+    );
     let mut c2 = c.clone();
     c2.metrics.get_mut("ttfb_ms").unwrap().samples[0] = 2.0;
     let b = mk("b", meta("m", Some((1, 2)), vec!["x".into()]), &[c2]);
-    let err = merge(&[a.clone(), b.clone()], &base.path().join("o1")).unwrap_err().to_string();
-    assert!(err.contains("cell x differs") && err.contains("-a") && err.contains("-b"), "{err}");
+    let err = merge(&[a.clone(), b.clone()], &base.path().join("o1"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cell x differs") && err.contains("-a") && err.contains("-b"),
+        "{err}"
+    );
 
     let mut other = meta("m", Some((1, 2)), vec![]);
     other.matrix = serde_json::json!({"protocols": ["h1.1"]});
     let d = mk("d", other, &[]);
-    let err = merge(&[a.clone(), d.clone()], &base.path().join("o2")).unwrap_err().to_string();
-    assert!(err.contains("different matrix") && err.contains("-d"), "{err}");
+    let err = merge(&[a.clone(), d.clone()], &base.path().join("o2"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("different matrix") && err.contains("-d"),
+        "{err}"
+    );
 
     let mut seed = meta("m", Some((1, 2)), vec![]);
     seed.seed = 2;
     let e = mk("e", seed, &[]);
-    assert!(merge(&[a.clone(), e], &base.path().join("o3")).unwrap_err().to_string().contains("seed"));
+    assert!(merge(&[a.clone(), e], &base.path().join("o3"))
+        .unwrap_err()
+        .to_string()
+        .contains("seed"));
 
     let full = base.path().join("full");
     fs::create_dir_all(full.join("junk")).unwrap();
-    let err = merge(&[a.clone()], &full).unwrap_err().to_string();
+    let err = merge(std::slice::from_ref(&a), &full)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not empty"), "{err}");
     assert!(merge(&[], &base.path().join("o4")).is_err());
 
     // A shard with a broken cell file is an error naming the file.
-    fs::write(RunDir::open(&a).unwrap().cell_path("y"), b"{\"schema_version\": 1, ").unwrap();
-    let err = merge(&[a], &base.path().join("o5")).unwrap_err().to_string();
+    fs::write(
+        RunDir::open(&a).unwrap().cell_path("y"),
+        b"{\"schema_version\": 1, ",
+    )
+    .unwrap();
+    let err = merge(&[a], &base.path().join("o5"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("y.json"), "{err}");
 }
 
@@ -461,6 +576,43 @@ fn atomic_write_replaces_whole_files() {
     // Only the file itself remains: no temporary left behind.
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     // A write into a missing directory fails naming the temporary path's dir.
-    let err = write_atomic(&dir.path().join("nope/f.json"), b"x").unwrap_err().to_string();
+    let err = write_atomic(&dir.path().join("nope/f.json"), b"x")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn floats_read_back_bit_for_bit() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut xs = Vec::new();
+    while xs.len() < 5000 {
+        let x = f64::from_bits(rng.random::<u64>());
+        if x.is_finite() {
+            xs.push(x);
+        }
+    }
+    xs.extend([
+        0.1 + 0.2,
+        3.9699999999999998,
+        f64::MIN_POSITIVE,
+        f64::MAX,
+        -0.0,
+        5e-324,
+    ]);
+    let base = tempfile::tempdir().unwrap();
+    let rd = RunDir::create_at(base.path(), "bits", t0()).unwrap();
+    let c = cell("bits", "udp", "probe", "l", 0, &xs);
+    rd.write_cell(&c).unwrap();
+    let back = rd.read_cells().unwrap().remove(0);
+    let got = &back.metrics["ttfb_ms"].samples;
+    assert_eq!(got.len(), xs.len());
+    for (a, b) in xs.iter().zip(got) {
+        assert_eq!(a.to_bits(), b.to_bits(), "{a:e} read back as {b:e}");
+    }
+    // Written again, the file is byte-identical.
+    let first = fs::read(rd.cell_path("bits")).unwrap();
+    rd.write_cell(&back).unwrap();
+    assert_eq!(fs::read(rd.cell_path("bits")).unwrap(), first);
 }
