@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Behaviour tests of the container scripts (docker/entrypoint.sh, shard.sh,
+# merge.sh) against a stub quicbench that records its arguments and fakes run
+# directories. They check the scripts' own logic: argument handling, resume
+# after a failed shard, idempotent re-runs, waiting, merge cell-count check,
+# partial merges. The real quicbench is exercised by the Rust test suites.
+# Needs only bash and coreutils; run by scripts/validate-deploy.sh.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export ROOT
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+
+passed=0
+failed=0
+check() { # check NAME COMMAND...
+	local name=$1
+	shift
+	if "$@" >"$T/check.out" 2>&1; then
+		passed=$((passed + 1))
+		echo "  ok: $name"
+	else
+		failed=$((failed + 1))
+		echo "  FAILED: $name"
+		sed 's/^/    | /' "$T/check.out"
+	fi
+}
+
+# ---- the stub ------------------------------------------------------------------
+# Cells 0..STUB_CELLS-1; shard I of N owns the cells k with k % N == I (the
+# harness's rule). STUB_FAIL_AFTER=k makes a fresh run die after writing k
+# cells, as a killed pod would.
+cat >"$T/quicbench" <<'EOF'
+#!/usr/bin/env bash
+set -euo pipefail
+echo "$*" >>"$STUB_LOG"
+cmd=$1; shift
+total=${STUB_CELLS:-10}
+case "$cmd" in
+doctor) echo "stub doctor: backend userspace" ;;
+run)
+	out= name= shard=0/1 resume=
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--out) out=$2; shift ;;
+		--name) name=$2; shift ;;
+		--shard) shard=$2; shift ;;
+		--resume) resume=$2; shift ;;
+		esac
+		shift
+	done
+	if [ -n "$resume" ]; then
+		dir=$resume
+		shard=$(cat "$dir/run.json")
+	else
+		dir=$out/$(date -u +%Y%m%dT%H%M%S%N)-$name
+		mkdir -p "$dir/cells"
+		echo "$shard" >"$dir/run.json"
+	fi
+	i=${shard%/*} n=${shard#*/} written=0
+	for ((k = 0; k < total; k++)); do
+		((k % n == i)) || continue
+		[ -f "$dir/cells/c$k.json" ] && continue
+		if [ -z "$resume" ] && [ -n "${STUB_FAIL_AFTER:-}" ] && ((written >= STUB_FAIL_AFTER)); then
+			echo "stub: simulated crash" >&2; exit 3
+		fi
+		echo "{\"cell\":$k}" >"$dir/cells/c$k.json"
+		written=$((written + 1))
+	done
+	echo "a,b" >"$dir/summary.csv"
+	;;
+merge)
+	dirs=()
+	while [ $# -gt 0 ]; do
+		case "$1" in --out) out=$2; shift ;; *) dirs+=("$1") ;; esac
+		shift
+	done
+	mkdir -p "$out/cells"
+	for d in "${dirs[@]}"; do cp "$d"/cells/*.json "$out/cells/"; done
+	if [ -n "${STUB_MERGE_DROP:-}" ]; then rm -f "$out/cells/c0.json"; fi
+	echo merged >"$out/run.json"
+	;;
+report)
+	run=$1 out=$3
+	mkdir -p "$out"
+	echo "<html>$(find "$run/cells" -name '*.json' | wc -l) cells</html>" >"$out/index.html"
+	;;
+*) echo "stub: unknown command $cmd" >&2; exit 2 ;;
+esac
+EOF
+chmod +x "$T/quicbench"
+export QUICBENCH_BIN=$T/quicbench STUB_LOG=$T/log RESULTS_DIR=$T/results
+: >"$STUB_LOG"
+
+shard() { RUN_NAME=$1 SHARDS=$2 JOB_COMPLETION_INDEX=$3 bash "$ROOT/docker/shard.sh"; }
+merge() { RUN_NAME=$1 SHARDS=$2 WAIT_TIMEOUT=${WAIT_TIMEOUT:-0} WAIT_POLL=1 bash "$ROOT/docker/merge.sh"; }
+cells() { find "$1" -name '*.json' | wc -l; }
+
+# ---- shard.sh --------------------------------------------------------------------
+echo "shard.sh / merge.sh:"
+check "shard 0/3 runs fresh with --shard 0/3 --preset quick --backend auto" \
+	bash -c "$(declare -f shard); shard r1 3 0 && grep -q -- 'run --preset quick --out $T/results/r1/shards --name shard-0-of-3 --shard 0/3 --backend auto' $STUB_LOG"
+check "a crashed shard leaves no done marker" \
+	bash -c "$(declare -f shard); ! STUB_FAIL_AFTER=1 shard r1 3 1 && [ ! -e $T/results/r1/done/shard-1-of-3 ]"
+check "the retried shard resumes its run directory" \
+	bash -c "$(declare -f shard); shard r1 3 1 && grep -q -- '--resume $T/results/r1/shards/.*-shard-1-of-3 --backend auto' $STUB_LOG && [ -f $T/results/r1/done/shard-1-of-3 ]"
+check "shard 2/3 with MATRIX and SEED" \
+	bash -c "$(declare -f shard); echo 'x=1' > $T/m.toml; MATRIX=$T/m.toml SEED=7 shard r1 3 2 && grep -q -- 'run --matrix $T/m.toml --seed 7 --out' $STUB_LOG"
+check "a finished shard is not run again" \
+	bash -c "$(declare -f shard); n=\$(wc -l < $STUB_LOG); shard r1 3 0 && [ \$(wc -l < $STUB_LOG) = \$n ]"
+check "index out of range is refused" bash -c "$(declare -f shard); ! shard r1 3 3"
+check "a missing index is refused" bash -c "! RUN_NAME=r1 SHARDS=3 bash $ROOT/docker/shard.sh"
+check "a RUN_NAME with a slash is refused" bash -c "$(declare -f shard); ! shard ../x 3 0"
+
+# ---- merge.sh --------------------------------------------------------------------
+check "merge: all 10 cells merged, report written" \
+	bash -c "$(declare -f merge cells); merge r1 3 && [ \$(cells $T/results/r1/merged/cells) = 10 ] && grep -q '10 cells' $T/results/r1/site/index.html"
+check "merge again replaces the merge whole" \
+	bash -c "$(declare -f merge cells); touch $T/results/r1/merged/cells/stale.json; merge r1 3 && [ \$(cells $T/results/r1/merged/cells) = 10 ]"
+check "merge: a lost cell is detected and the previous merge kept" \
+	bash -c "$(declare -f merge cells); ! STUB_MERGE_DROP=1 merge r1 3 && [ \$(cells $T/results/r1/merged/cells) = 10 ]"
+check "merge: a missing shard fails after the timeout" \
+	bash -c "$(declare -f shard merge); shard r2 2 0 && ! WAIT_TIMEOUT=1 merge r2 2"
+check "merge: ALLOW_PARTIAL=1 merges the finished shards" \
+	bash -c "$(declare -f merge cells); ALLOW_PARTIAL=1 merge r2 2 && [ \$(cells $T/results/r2/merged/cells) = 5 ]"
+check "merge: waits for a shard that finishes meanwhile" \
+	bash -c "$(declare -f shard merge cells); shard r3 2 0; (sleep 2; shard r3 2 1) & WAIT_TIMEOUT=20 merge r3 2; s=\$?; wait; [ \$s = 0 ] && [ \$(cells $T/results/r3/merged/cells) = 10 ]"
+
+# ---- entrypoint.sh ---------------------------------------------------------------
+echo "entrypoint.sh:"
+ep() { QUICBENCH_BACKEND=${QUICBENCH_BACKEND-auto} bash "$ROOT/docker/entrypoint.sh" "$@"; }
+check "run gets --backend \$QUICBENCH_BACKEND and doctor runs first" \
+	bash -c "$(declare -f ep); : > $STUB_LOG; ep run --preset quick --out $T/ep && sed -n 1p $STUB_LOG | grep -qx doctor && sed -n 2p $STUB_LOG | grep -qx -- 'run --preset quick --out $T/ep --backend auto'"
+check "an explicit --backend is kept as is" \
+	bash -c "$(declare -f ep); : > $STUB_LOG; ep run --out=$T/ep --backend kernel && tail -n 1 $STUB_LOG | grep -qx -- 'run --out=$T/ep --backend kernel'"
+check "QUICBENCH_DOCTOR=0 skips doctor" \
+	bash -c "$(declare -f ep); : > $STUB_LOG; QUICBENCH_DOCTOR=0 ep run --out $T/ep && ! grep -q doctor $STUB_LOG"
+check "an unwritable results directory stops the run" \
+	bash -c "$(declare -f ep); : > $STUB_LOG; touch $T/file; ! ep run --out $T/file/sub && [ ! -s $STUB_LOG ]"
+check "'link' goes to quicbench, not coreutils' link" \
+	bash -c "$(declare -f ep); : > $STUB_LOG; ep link --spec x 2>/dev/null; grep -qx -- 'link --spec x' $STUB_LOG"
+check "another program runs as is" bash -c "$(declare -f ep); [ \"\$(ep echo hello)\" = hello ]"
+check "merge passes through untouched" \
+	bash -c "$(declare -f ep); : > $STUB_LOG; ep merge a b --out c; grep -qx -- 'merge a b --out c' $STUB_LOG"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
