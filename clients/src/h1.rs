@@ -1,44 +1,303 @@
-//! HTTP/1.0 (a connection per request) and HTTP/1.1 keep-alive (hyper). STUB: to be implemented.
+//! HTTP/1.0 (a new connection per request) and HTTP/1.1 keep-alive (one
+//! connection, one request at a time).
+//!
+//! HTTP/1.0 is written by hand (a request line, Host, `Connection: close`) and
+//! read with the same sans-IO response parser as pipelining
+//! ([`crate::pipelined::parse`]): hyper's client would need a fresh handshake
+//! and a spawned connection task per request to say the same few bytes, and its
+//! HTTP/1.0 mode still offers keep-alive. HTTP/1.1 uses hyper's
+//! `client::conn::http1`.
+
+pub(crate) mod transport;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
 
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
+use transport::{
+    authority, open, range_value, BodySink, ResponseReader, Schedule, Stream, TimedIo,
+};
 
+/// HTTP/1.0: every request opens its own TCP (+TLS) connection and the server
+/// closes it after the response.
 #[derive(Debug)]
 pub struct H10Conn {
+    shared: Arc<Shared>,
     info: ConnInfo,
+    /// The connection opened by `connect`, used by the first request.
+    first: Option<Stream>,
 }
 
 impl H10Conn {
+    /// Opens the first connection (its handshake timings are [`Self::info`]);
+    /// the first request uses it, later ones open their own.
     pub async fn connect(shared: Arc<Shared>) -> Result<Self, ClientError> {
-        let _ = shared;
-        Err(ClientError::Setup("h1.0 not implemented yet".into()))
+        let (stream, info) = open(&shared, shared.next_conn_id()).await?;
+        Ok(H10Conn {
+            shared,
+            info,
+            first: Some(stream),
+        })
     }
+
     pub fn info(&self) -> &ConnInfo {
         &self.info
     }
+
+    /// Requests one after the other (each at its scheduled time, or when the
+    /// previous one is done if later), each on a new connection.
     pub async fn run(&mut self, reqs: &[Request]) -> Vec<RequestRecord> {
-        let _ = reqs;
-        Vec::new()
+        let sched = Schedule::new(reqs);
+        let epoch = self.shared.epoch;
+        let mut records: Vec<Option<RequestRecord>> = vec![None; reqs.len()];
+        for &i in &sched.order {
+            let req = &reqs[i];
+            let due = sched.due(req);
+            tokio::time::sleep_until(due.into()).await;
+            let start_ns = epoch.ns(due);
+            let timeout = self.shared.opts.timeout;
+            let mut rec = RequestRecord::new(i, &req.path, 0, start_ns);
+            let r = tokio::time::timeout(timeout, self.one(req, &mut rec)).await;
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => rec.error = Some(e.to_string()),
+                Err(_) => {
+                    rec.error = Some(
+                        ClientError::Timeout(format!("{} after {timeout:?}", req.path)).to_string(),
+                    )
+                }
+            }
+            records[i] = Some(rec);
+        }
+        records.into_iter().flatten().collect()
     }
+
+    async fn one(&mut self, req: &Request, rec: &mut RequestRecord) -> Result<(), ClientError> {
+        let mut stream = match self.first.take() {
+            Some(s) => {
+                rec.conn_id = self.info.conn_id;
+                s
+            }
+            None => {
+                let conn_id = self.shared.next_conn_id();
+                rec.conn_id = conn_id;
+                let (s, info) = open(&self.shared, conn_id).await?;
+                rec.transport_ready_ns = info.transport_ready_ns;
+                rec.tls_ready_ns = info.tls_ready_ns;
+                s
+            }
+        };
+        rec.stream_id = Some(0);
+        let mut head = format!(
+            "GET {} HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n",
+            req.path,
+            authority(&self.shared)
+        );
+        if let Some(r) = range_value(req) {
+            head.push_str(&format!("Range: {r}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .map_err(|e| ClientError::Io(format!("writing the request: {e}")))?;
+        stream
+            .flush()
+            .await
+            .map_err(|e| ClientError::Io(format!("writing the request: {e}")))?;
+        rec.request_sent_ns = Some(self.shared.epoch.now_ns());
+        let mut reader = ResponseReader::new();
+        reader
+            .read_response(
+                &mut stream,
+                req,
+                rec,
+                self.shared.epoch,
+                self.shared.opts.track_progress,
+            )
+            .await?;
+        // The server closes; close our side without waiting for it.
+        drop(stream);
+        Ok(())
+    }
+
     pub async fn close(self) {}
 }
 
+/// HTTP/1.1 keep-alive on hyper: one connection, one request in flight; a
+/// request due while another is in flight waits (its latency counts the wait:
+/// head-of-line blocking). After a failed request the connection is not reused
+/// and later requests fail (a new connection is the caller's decision).
 #[derive(Debug)]
 pub struct H11Conn {
+    shared: Arc<Shared>,
     info: ConnInfo,
+    sender: Option<http1::SendRequest<Empty<Bytes>>>,
+    conn_task: Option<JoinHandle<()>>,
+    last_write_ns: Arc<AtomicU64>,
+    authority: String,
+    /// Requests issued on this connection so far (the `stream_id` of records).
+    position: u64,
+    broken: Option<String>,
 }
 
 impl H11Conn {
     pub async fn connect(shared: Arc<Shared>) -> Result<Self, ClientError> {
-        let _ = shared;
-        Err(ClientError::Setup("h1.1 not implemented yet".into()))
+        let (stream, info) = open(&shared, shared.next_conn_id()).await?;
+        let (io, last_write_ns) = TimedIo::new(stream, shared.epoch);
+        let (sender, conn) = http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| ClientError::Protocol(format!("HTTP/1.1 handshake: {e}")))?;
+        let conn_task = tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("HTTP/1.1 connection ended: {e}");
+            }
+        });
+        Ok(H11Conn {
+            authority: authority(&shared),
+            shared,
+            info,
+            sender: Some(sender),
+            conn_task: Some(conn_task),
+            last_write_ns,
+            position: 0,
+            broken: None,
+        })
     }
+
     pub fn info(&self) -> &ConnInfo {
         &self.info
     }
+
     pub async fn run(&mut self, reqs: &[Request]) -> Vec<RequestRecord> {
-        let _ = reqs;
-        Vec::new()
+        let sched = Schedule::new(reqs);
+        let epoch = self.shared.epoch;
+        let conn_id = self.info.conn_id;
+        let mut records: Vec<Option<RequestRecord>> = vec![None; reqs.len()];
+        for &i in &sched.order {
+            let req = &reqs[i];
+            let due = sched.due(req);
+            tokio::time::sleep_until(due.into()).await;
+            let mut rec = RequestRecord::new(i, &req.path, conn_id, epoch.ns(due));
+            rec.stream_id = Some(self.position);
+            self.position += 1;
+            if let Some(why) = &self.broken {
+                rec.error = Some(format!(
+                    "not sent: connection unusable after an earlier failure ({why})"
+                ));
+                records[i] = Some(rec);
+                continue;
+            }
+            let timeout = self.shared.opts.timeout;
+            let r = tokio::time::timeout(timeout, self.one(req, &mut rec)).await;
+            let err = match r {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(
+                    ClientError::Timeout(format!("{} after {timeout:?}", req.path)).to_string(),
+                ),
+            };
+            if let Some(e) = err {
+                self.broken = Some(e.clone());
+                rec.error = Some(e);
+            }
+            records[i] = Some(rec);
+        }
+        records.into_iter().flatten().collect()
     }
-    pub async fn close(self) {}
+
+    async fn one(&mut self, req: &Request, rec: &mut RequestRecord) -> Result<(), ClientError> {
+        let epoch = self.shared.epoch;
+        let sender = self
+            .sender
+            .as_mut()
+            .ok_or_else(|| ClientError::Protocol("connection closed".into()))?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| ClientError::Protocol(format!("connection not ready: {e}")))?;
+        let mut b = http::Request::get(req.path.as_str())
+            .header(http::header::HOST, self.authority.as_str());
+        if let Some(r) = range_value(req) {
+            b = b.header(http::header::RANGE, r);
+        }
+        let hreq = b
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| ClientError::Setup(format!("request for {:?}: {e}", req.path)))?;
+        let issued_ns = epoch.now_ns();
+        let resp = sender
+            .send_request(hreq)
+            .await
+            .map_err(|e| ClientError::Protocol(format!("HTTP/1.1 request: {e}")))?;
+        let now = epoch.now_ns();
+        rec.first_byte_ns = Some(now);
+        // The only write since we issued it was this request.
+        let sent = self.last_write_ns.load(Ordering::Relaxed);
+        rec.request_sent_ns = Some(if sent >= issued_ns { sent } else { issued_ns });
+        read_hyper_body(resp, req, rec, epoch, self.shared.opts.track_progress).await
+    }
+
+    pub async fn close(mut self) {
+        self.sender = None;
+        if let Some(t) = self.conn_task.take() {
+            // The connection task ends once the sender is gone; do not hang on it.
+            let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+        }
+    }
+}
+
+impl Drop for H11Conn {
+    fn drop(&mut self) {
+        if let Some(t) = self.conn_task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Stream a hyper response body into `rec` (status, bytes, verification,
+/// progress, last byte). Shared by HTTP/1.1 and HTTP/2.
+pub(crate) async fn read_hyper_body(
+    resp: http::Response<hyper::body::Incoming>,
+    req: &Request,
+    rec: &mut RequestRecord,
+    epoch: crate::Epoch,
+    track: bool,
+) -> Result<(), ClientError> {
+    let status = resp.status().as_u16();
+    rec.status = Some(status);
+    let range_start = resp
+        .headers()
+        .get(http::header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes "))
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(a, _)| a.trim().parse().ok());
+    let mut sink = BodySink::new(epoch, req, status, range_start, track);
+    let mut body = resp.into_body();
+    let r = loop {
+        match body.frame().await {
+            None => break Ok(()),
+            Some(Ok(f)) => {
+                if let Some(d) = f.data_ref() {
+                    sink.data(d);
+                }
+            }
+            Some(Err(e)) => {
+                break Err(ClientError::Protocol(format!(
+                    "response body cut after {} bytes: {e}",
+                    sink.bytes()
+                )))
+            }
+        }
+    };
+    sink.finish(rec, epoch.now_ns(), r.is_ok());
+    r
 }

@@ -1,24 +1,209 @@
-//! HTTP/1.1 pipelining (hand-written on httparse). STUB: to be implemented.
-use std::sync::Arc;
+//! HTTP/1.1 pipelining over TLS: requests are written back to back as soon as
+//! each is due, without waiting for responses; responses come back in request
+//! order and are matched FIFO.
+//!
+//! Hand-written on [`parse`] (httparse for heads) because hyper's client cannot
+//! pipeline: its HTTP/1 dispatcher holds one request in flight per connection.
 
+pub mod parse;
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
+
+use crate::h1::transport::{
+    authority, fail_all, open, range_value, ResponseReader, Schedule, Stream,
+};
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
 
 #[derive(Debug)]
 pub struct PipelinedConn {
+    shared: Arc<Shared>,
     info: ConnInfo,
+    stream: Option<Stream>,
+    reader: ResponseReader,
+    authority: String,
+    /// Requests written on this connection so far (the `stream_id` of records).
+    position: u64,
+    /// Why the connection can no longer be used.
+    broken: Option<String>,
 }
 
 impl PipelinedConn {
     pub async fn connect(shared: Arc<Shared>) -> Result<Self, ClientError> {
-        let _ = shared;
-        Err(ClientError::Setup("pipelined not implemented yet".into()))
+        let (stream, info) = open(&shared, shared.next_conn_id()).await?;
+        Ok(PipelinedConn {
+            authority: authority(&shared),
+            shared,
+            info,
+            stream: Some(stream),
+            reader: ResponseReader::new(),
+            position: 0,
+            broken: None,
+        })
     }
+
     pub fn info(&self) -> &ConnInfo {
         &self.info
     }
+
+    /// Write each request when due (in order of due time) while a reader takes
+    /// the responses off the connection in the same order. Each response must
+    /// complete within `opts.timeout` of its request being due (or of the
+    /// previous response, if later); a failure ends the connection and fails
+    /// every later request.
     pub async fn run(&mut self, reqs: &[Request]) -> Vec<RequestRecord> {
-        let _ = reqs;
-        Vec::new()
+        let sched = Schedule::new(reqs);
+        let epoch = self.shared.epoch;
+        let conn_id = self.info.conn_id;
+        let stream = match (&mut self.stream, &self.broken) {
+            (Some(s), None) => s,
+            (_, b) => {
+                let why = format!(
+                    "not sent: connection unusable after an earlier failure ({})",
+                    b.as_deref().unwrap_or("closed")
+                );
+                return fail_all(reqs, conn_id, &epoch, &sched, &why);
+            }
+        };
+        let n = reqs.len();
+        let mut records: Vec<RequestRecord> = reqs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RequestRecord::new(i, &r.path, conn_id, epoch.ns(sched.due(r))))
+            .collect();
+        for (k, &i) in sched.order.iter().enumerate() {
+            records[i].stream_id = Some(self.position + k as u64);
+        }
+        let sent_ns: Vec<Cell<Option<u64>>> = (0..n).map(|_| Cell::new(None)).collect();
+        let sent = Cell::new(0usize);
+        let write_error: Cell<Option<String>> = Cell::new(None);
+        let writer_done = Notify::new();
+        let writer_stopped = Cell::new(false);
+        let stop = Cell::new(false);
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let authority = &self.authority;
+        let timeout = self.shared.opts.timeout;
+        let track = self.shared.opts.track_progress;
+
+        let writer = async {
+            for &i in &sched.order {
+                let req = &reqs[i];
+                tokio::time::sleep_until(sched.due(req).into()).await;
+                if stop.get() {
+                    break;
+                }
+                let mut head = format!("GET {} HTTP/1.1\r\nHost: {authority}\r\n", req.path);
+                if let Some(r) = range_value(req) {
+                    head.push_str(&format!("Range: {r}\r\n"));
+                }
+                head.push_str("\r\n");
+                let w = async {
+                    wr.write_all(head.as_bytes()).await?;
+                    wr.flush().await
+                };
+                if let Err(e) = w.await {
+                    write_error.set(Some(format!("writing request {i}: {e}")));
+                    break;
+                }
+                sent_ns[i].set(Some(epoch.now_ns()));
+                sent.set(sent.get() + 1);
+            }
+            writer_stopped.set(true);
+            writer_done.notify_one();
+        };
+
+        let reader = &mut self.reader;
+        let records_ref = &mut records;
+        let read_all = async {
+            // Ok: all read; Err((k, why)): response k (in send order) and later failed.
+            for (k, &i) in sched.order.iter().enumerate() {
+                let req = &reqs[i];
+                let deadline = sched.due(req).max(Instant::now()) + timeout;
+                let rec = &mut records_ref[i];
+                let not_sent = || {
+                    let e = write_error
+                        .take()
+                        .unwrap_or_else(|| "writer stopped".into());
+                    write_error.set(Some(e.clone()));
+                    format!("not sent: {e}")
+                };
+                if writer_stopped.get() && sent.get() <= k {
+                    return Err((k, not_sent()));
+                }
+                let read = tokio::time::timeout_at(
+                    deadline.into(),
+                    reader.read_response(&mut rd, req, rec, epoch, track),
+                );
+                tokio::pin!(read);
+                let r = loop {
+                    tokio::select! {
+                        r = &mut read => break r,
+                        _ = writer_done.notified() => {
+                            // Writer stopped: if this request never went out, stop waiting.
+                            if sent.get() <= k {
+                                return Err((k, not_sent()));
+                            }
+                        }
+                    }
+                };
+                match r {
+                    Ok(Ok(outcome)) => {
+                        if outcome.close && k + 1 < n {
+                            return Err((k + 1, "not answered: the server closed the connection after an earlier response".to_string()));
+                        }
+                    }
+                    Ok(Err(e)) => return Err((k, e.to_string())),
+                    Err(_) => {
+                        return Err((
+                            k,
+                            ClientError::Timeout(format!("{} after {timeout:?}", req.path))
+                                .to_string(),
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        };
+
+        let outcome = {
+            tokio::pin!(writer);
+            tokio::pin!(read_all);
+            let mut writer_finished = false;
+            loop {
+                tokio::select! {
+                    _ = &mut writer, if !writer_finished => writer_finished = true,
+                    r = &mut read_all => break r,
+                }
+            }
+        };
+        stop.set(true);
+        if let Err((k, why)) = outcome {
+            for (kk, &i) in sched.order.iter().enumerate().skip(k) {
+                let rec = &mut records[i];
+                if rec.error.is_none() {
+                    rec.error = Some(if kk == k {
+                        why.clone()
+                    } else {
+                        format!("not answered: an earlier response failed ({why})")
+                    });
+                }
+            }
+            self.broken = Some(why);
+        }
+        for (i, rec) in records.iter_mut().enumerate() {
+            rec.request_sent_ns = sent_ns[i].get();
+        }
+        self.position += n as u64;
+        records
     }
-    pub async fn close(self) {}
+
+    pub async fn close(mut self) {
+        if let Some(mut s) = self.stream.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), s.shutdown()).await;
+        }
+    }
 }

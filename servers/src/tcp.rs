@@ -1,24 +1,313 @@
-//! HTTP/1.0 + HTTP/1.1 cleartext and HTTP/1.1 + HTTP/2 over TLS 1.3. STUB.
+//! HTTP/1.0 + HTTP/1.1 cleartext, and HTTP/1.1 + HTTP/2 over TLS 1.3, on hyper.
+//!
+//! One accept loop per listener, one task per connection. Cleartext connections
+//! speak HTTP/1.x (hyper's http1 server: keep-alive, HTTP/1.0 closes unless the
+//! request asked `Connection: keep-alive`, pipelined requests answered in order).
+//! TLS connections pick HTTP/2 or HTTP/1.1 by ALPN (`h2`, else http/1.1).
+//!
+//! Limits (see docs/servers.md): `max_connections` concurrent connections per
+//! listener (beyond: one 503 with `Connection: close`); `header_timeout` bounds
+//! the TLS handshake and every HTTP/1.x request head (slowloris defence, also an
+//! idle timeout between keep-alive requests); `max_header_bytes` bounds a request
+//! head (431) or an HTTP/2 header list.
+
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::TcpListener;
+use http::header::{HeaderValue, CONNECTION, RANGE};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
+use crate::respond::{self, Body};
 use crate::ServerCtx;
+
+/// HTTP/2 flow-control windows, the same as QUIC's (`wire::tls::transport_config`)
+/// so neither transport is window-limited where the other is not.
+pub const H2_STREAM_WINDOW: u32 = 6 << 20;
+pub const H2_CONN_WINDOW: u32 = 24 << 20;
+/// Concurrent HTTP/2 streams a client may open (QUIC allows as many bidi streams).
+pub const H2_MAX_STREAMS: u32 = 1024;
+/// Connections being refused (503) at once per listener; beyond, new ones are
+/// closed at once without a response (a flood must not grow tasks without bound).
+const MAX_REFUSING: usize = 1024;
 
 /// Bind a listener (SO_REUSEADDR, large backlog) from a sync context.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
     sock.set_reuseaddr(true)?;
     sock.bind(addr)?;
     sock.listen(4096)
 }
 
 /// Serve HTTP on `listener`; with `tls`, TLS 1.3 with ALPN h2/http/1.1.
-pub fn spawn(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, ctx: Arc<ServerCtx>) -> JoinHandle<()> {
-    let _ = (tls, ctx);
-    tokio::spawn(async move {
-        let _l = listener;
-    })
+/// The task ends when `ctx.shutdown` flips; open connections then finish their
+/// in-flight responses (graceful shutdown) on their own tasks.
+pub fn spawn(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    ctx: Arc<ServerCtx>,
+) -> JoinHandle<()> {
+    tokio::spawn(accept_loop(listener, tls.map(TlsAcceptor::from), ctx))
+}
+
+/// Per-listener connection counts.
+#[derive(Debug, Default)]
+struct Slots {
+    serving: AtomicUsize,
+    refusing: AtomicUsize,
+}
+
+/// Releases a connection's slot and `open_connections` when its task ends,
+/// however it ends.
+struct SlotGuard {
+    ctx: Arc<ServerCtx>,
+    slots: Arc<Slots>,
+    refused: bool,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let c = if self.refused {
+            &self.slots.refusing
+        } else {
+            &self.slots.serving
+        };
+        c.fetch_sub(1, Ordering::Relaxed);
+        self.ctx
+            .stats
+            .open_connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Resolves once shutdown is requested. If the sender is gone (the `Servers`
+/// handle was dropped without `shutdown`), never: dropping does not stop servers.
+async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<ServerCtx>) {
+    let slots = Arc::new(Slots::default());
+    let mut sd = ctx.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown_requested(&mut sd) => break,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE, ECONNABORTED...: transient; back off briefly so a full
+                // fd table does not turn the loop into a spin.
+                tracing::debug!("accept on {:?}: {e}", listener.local_addr());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // Responses are written whole by hyper; Nagle would only delay the tail.
+        let _ = stream.set_nodelay(true);
+        let refused = slots.serving.load(Ordering::Relaxed) >= ctx.max_connections;
+        if refused {
+            ctx.stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+            if slots.refusing.load(Ordering::Relaxed) >= MAX_REFUSING {
+                drop(stream);
+                continue;
+            }
+            slots.refusing.fetch_add(1, Ordering::Relaxed);
+        } else {
+            ctx.stats.tcp_accepted.fetch_add(1, Ordering::Relaxed);
+            slots.serving.fetch_add(1, Ordering::Relaxed);
+        }
+        ctx.stats.open_connections.fetch_add(1, Ordering::Relaxed);
+        let guard = SlotGuard {
+            ctx: ctx.clone(),
+            slots: slots.clone(),
+            refused,
+        };
+        let (tls, ctx) = (tls.clone(), ctx.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            if refused {
+                // A refused connection gets one 503 and no more of our time.
+                let limit = ctx.header_timeout.max(Duration::from_millis(100));
+                let _ = tokio::time::timeout(limit, serve(stream, peer, tls, ctx, true)).await;
+            } else {
+                serve(stream, peer, tls, ctx, false).await;
+            }
+        });
+    }
+}
+
+/// Serve one connection: TLS handshake (if any), then HTTP/1.x or HTTP/2.
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    ctx: Arc<ServerCtx>,
+    refuse: bool,
+) {
+    let Some(acceptor) = tls else {
+        serve_h1(stream, ctx, refuse).await;
+        return;
+    };
+    let tls_stream = match tokio::time::timeout(ctx.header_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            ctx.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("TLS handshake with {peer}: {e}");
+            return;
+        }
+        Err(_) => {
+            ctx.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                "TLS handshake with {peer}: not done after {:?}",
+                ctx.header_timeout
+            );
+            return;
+        }
+    };
+    let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(quicbench_wire::tls::ALPN_H2);
+    if h2 {
+        serve_h2(tls_stream, ctx, refuse).await;
+    } else {
+        serve_h1(tls_stream, ctx, refuse).await;
+    }
+}
+
+/// The request handler shared by HTTP/1.x and HTTP/2. `refused` is notified once
+/// a 503 was produced so the connection can be wound down.
+fn handle(
+    ctx: &Arc<ServerCtx>,
+    req: &http::Request<Incoming>,
+    refuse: Option<&Notify>,
+) -> http::Response<Body> {
+    ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(done) = refuse {
+        let mut r = respond::refused();
+        if req.version() < http::Version::HTTP_2 {
+            r.headers
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        done.notify_one();
+        return r.into_hyper(Some(ctx.clone()));
+    }
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let reply = respond::reply(
+        req.method(),
+        target,
+        req.headers().get(RANGE),
+        ctx.max_bytes,
+    );
+    if reply.is_client_error() {
+        ctx.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+    }
+    reply.into_hyper(Some(ctx.clone()))
+}
+
+fn note_conn_error(ctx: &ServerCtx, proto: &str, e: &hyper::Error) {
+    // hyper answered a malformed or oversized head itself (400/431) before
+    // closing: our handler never saw it, so count it here.
+    if e.is_parse() || e.is_parse_too_large() {
+        ctx.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::debug!("{proto} connection: {e}");
+}
+
+async fn serve_h1<S>(io: S, ctx: Arc<ServerCtx>, refuse: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let refused = Arc::new(Notify::new());
+    let svc = {
+        let (ctx, refused) = (ctx.clone(), refused.clone());
+        service_fn(move |req: http::Request<Incoming>| {
+            let resp = handle(&ctx, &req, refuse.then_some(&*refused));
+            async move { Ok::<_, Infallible>(resp) }
+        })
+    };
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(ctx.header_timeout)
+        .max_header_size(ctx.max_header_bytes)
+        // The same header set on every protocol: no Date (h3 sends none).
+        .auto_date_header(false)
+        // Pipelined requests: coalesce the responses' flushes.
+        .pipeline_flush(true)
+        .keep_alive(!refuse);
+    let conn = b.serve_connection(TokioIo::new(io), svc);
+    let mut sd = ctx.shutdown.clone();
+    tokio::pin!(conn);
+    let r = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown_requested(&mut sd) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = r {
+        note_conn_error(&ctx, "HTTP/1", &e);
+    }
+}
+
+async fn serve_h2<S>(io: S, ctx: Arc<ServerCtx>, refuse: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let refused = Arc::new(Notify::new());
+    let svc = {
+        let (ctx, refused) = (ctx.clone(), refused.clone());
+        service_fn(move |req: http::Request<Incoming>| {
+            let resp = handle(&ctx, &req, refuse.then_some(&*refused));
+            async move { Ok::<_, Infallible>(resp) }
+        })
+    };
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(ctx.max_header_bytes).unwrap_or(u32::MAX))
+        .auto_date_header(false)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONN_WINDOW)
+        .max_concurrent_streams(H2_MAX_STREAMS);
+    let conn = b.serve_connection(TokioIo::new(io), svc);
+    let mut sd = ctx.shutdown.clone();
+    tokio::pin!(conn);
+    let r = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown_requested(&mut sd) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+        _ = refused.notified() => {
+            // GOAWAY after the 503: streams in flight finish, no new ones.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = r {
+        note_conn_error(&ctx, "HTTP/2", &e);
+    }
 }

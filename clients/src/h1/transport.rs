@@ -1,0 +1,455 @@
+//! What the TCP clients (HTTP/1.0, HTTP/1.1, pipelining, HTTP/2) share: opening
+//! a TCP (+TLS 1.3) connection with its [`ConnInfo`], scheduling a batch, and
+//! turning a streamed body into a [`RequestRecord`] (bytes, verification,
+//! progress). Nothing here prints.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use quicbench_wire::pattern::Verifier;
+use quicbench_wire::resource::Resource;
+use rustls::HandshakeKind;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::pipelined::parse::{Event, ResponseParser};
+use crate::{ClientError, ConnInfo, Epoch, Request, RequestRecord, Shared};
+
+/// A TCP connection, with or without TLS.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Wraps a stream to remember when the last write (or flush) completed, in ns
+/// since the epoch: hyper hides when it wrote a request, and for a sequential
+/// HTTP/1.1 connection the last write before a response head is that request.
+#[derive(Debug)]
+pub(crate) struct TimedIo<S> {
+    inner: S,
+    epoch: Epoch,
+    last_write_ns: Arc<AtomicU64>,
+}
+
+impl<S> TimedIo<S> {
+    pub(crate) fn new(inner: S, epoch: Epoch) -> (Self, Arc<AtomicU64>) {
+        let last = Arc::new(AtomicU64::new(0));
+        (
+            TimedIo {
+                inner,
+                epoch,
+                last_write_ns: last.clone(),
+            },
+            last,
+        )
+    }
+    fn mark(&self) {
+        self.last_write_ns
+            .store(self.epoch.now_ns(), Ordering::Relaxed);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.mark();
+        }
+        r
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            this.mark();
+        }
+        r
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// `host[:port]` for the Host header / :authority (IPv6 literals bracketed).
+pub(crate) fn authority(shared: &Shared) -> String {
+    let name = &shared.opts.server_name;
+    let host = if name.contains(':') && !name.starts_with('[') {
+        format!("[{name}]")
+    } else {
+        name.clone()
+    };
+    format!("{host}:{}", shared.opts.server.port())
+}
+
+/// Open a TCP connection (bound to `opts.local_ip` if set, TCP_NODELAY) and, if
+/// the client has a TLS config, run the TLS handshake. Fills every handshake
+/// fact of the returned [`ConnInfo`].
+pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnInfo), ClientError> {
+    let epoch = &shared.epoch;
+    let addr = shared.opts.server;
+    let mut info = ConnInfo {
+        conn_id,
+        protocol: shared.proto.name().to_string(),
+        peer: Some(addr),
+        start_ns: epoch.now_ns(),
+        ..Default::default()
+    };
+    let connect_err = |e: std::io::Error| ClientError::Connect {
+        addr,
+        detail: e.to_string(),
+    };
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(connect_err)?;
+    if let Some(ip) = shared.opts.local_ip {
+        sock.bind(SocketAddr::new(ip, 0))
+            .map_err(|e| ClientError::Connect {
+                addr,
+                detail: format!("bind to local address {ip}: {e}"),
+            })?;
+    }
+    let tcp = sock.connect(addr).await.map_err(connect_err)?;
+    info.transport_ready_ns = Some(epoch.now_ns());
+    // Requests are small single writes: never hold them back for an ACK.
+    tcp.set_nodelay(true).map_err(connect_err)?;
+    info.local = tcp.local_addr().ok();
+    let Some(cfg) = &shared.tls else {
+        return Ok((Stream::Plain(tcp), info));
+    };
+    let name = ServerName::try_from(shared.opts.server_name.clone()).map_err(|e| {
+        ClientError::Setup(format!(
+            "TLS server name {:?}: {e}",
+            shared.opts.server_name
+        ))
+    })?;
+    let tls = TlsConnector::from(cfg.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ClientError::Tls {
+            addr,
+            detail: e.to_string(),
+        })?;
+    info.tls_ready_ns = Some(epoch.now_ns());
+    let conn = tls.get_ref().1;
+    info.tls_version = conn.protocol_version().map(|v| format!("{v:?}"));
+    info.cipher = conn
+        .negotiated_cipher_suite()
+        .map(quicbench_wire::tls::suite_name);
+    info.alpn = conn
+        .alpn_protocol()
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    info.resumed = Some(conn.handshake_kind() == Some(HandshakeKind::Resumed));
+    Ok((Stream::Tls(Box::new(tls)), info))
+}
+
+/// When each request of a batch is due, and the order to issue them in
+/// (by scheduled time, ties in request order).
+pub(crate) struct Schedule {
+    pub start: Instant,
+    pub order: Vec<usize>,
+}
+
+impl Schedule {
+    pub(crate) fn new(reqs: &[Request]) -> Self {
+        let mut order: Vec<usize> = (0..reqs.len()).collect();
+        order.sort_by_key(|&i| reqs[i].at.unwrap_or(Duration::ZERO));
+        Schedule {
+            start: Instant::now(),
+            order,
+        }
+    }
+    pub(crate) fn due(&self, req: &Request) -> Instant {
+        self.start + req.at.unwrap_or(Duration::ZERO)
+    }
+}
+
+/// Records of requests that were never issued because of `why`.
+pub(crate) fn fail_all(
+    reqs: &[Request],
+    conn_id: u64,
+    epoch: &Epoch,
+    sched: &Schedule,
+    why: &str,
+) -> Vec<RequestRecord> {
+    reqs.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut rec = RequestRecord::new(i, &r.path, conn_id, epoch.ns(sched.due(r)));
+            rec.error = Some(why.to_string());
+            rec
+        })
+        .collect()
+}
+
+/// The request line's target plus the `Range` header value, if any.
+pub(crate) fn range_value(req: &Request) -> Option<String> {
+    req.range_from.map(|from| format!("bytes={from}-"))
+}
+
+/// Consumes a response body as it streams in: counts, verifies `/bytes/N`
+/// bodies against the pattern, samples progress. Never holds the body.
+pub(crate) struct BodySink {
+    epoch: Epoch,
+    verifier: Option<Verifier>,
+    expected: Option<u64>,
+    bytes: u64,
+    progress: Option<Vec<(u64, u64)>>,
+    last_sample_ns: u64,
+}
+
+impl BodySink {
+    /// For a response with `status` to `req`; `range_start` is the first byte
+    /// of a 206 body (from Content-Range), if known.
+    pub(crate) fn new(
+        epoch: Epoch,
+        req: &Request,
+        status: u16,
+        range_start: Option<u64>,
+        track: bool,
+    ) -> Self {
+        let n = match Resource::parse(&req.path, u64::MAX) {
+            Resource::Bytes(n) => Some(n),
+            _ => None,
+        };
+        let start = match status {
+            200 => Some(0),
+            206 => range_start.or(req.range_from),
+            _ => None,
+        };
+        let (verifier, expected) = match (n, start) {
+            (Some(n), Some(s)) => (Some(Verifier::new(s)), Some(n.saturating_sub(s))),
+            _ => (None, None),
+        };
+        BodySink {
+            epoch,
+            verifier,
+            expected,
+            bytes: 0,
+            progress: track.then(Vec::new),
+            last_sample_ns: 0,
+        }
+    }
+
+    pub(crate) fn data(&mut self, chunk: &[u8]) {
+        if chunk.is_empty() {
+            return;
+        }
+        self.bytes += chunk.len() as u64;
+        if let Some(v) = &mut self.verifier {
+            v.update(chunk);
+        }
+        if let Some(p) = &mut self.progress {
+            let now = self.epoch.now_ns();
+            // At most one sample per ms: a 1 GiB transfer stays a few thousand points.
+            if p.is_empty() || now >= self.last_sample_ns + 1_000_000 {
+                p.push((now, self.bytes));
+                self.last_sample_ns = now;
+            }
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Write bytes, verification and progress into `rec`; `end_ns` is when the
+    /// response was complete (or abandoned).
+    pub(crate) fn finish(self, rec: &mut RequestRecord, end_ns: u64, complete: bool) {
+        rec.bytes = self.bytes;
+        if let (Some(v), Some(expected)) = (&self.verifier, self.expected) {
+            rec.verified = Some(complete && v.first_error().is_none() && self.bytes == expected);
+            if let Some(off) = v.first_error() {
+                if rec.error.is_none() {
+                    rec.error = Some(format!("body differs from the pattern at byte {off}"));
+                }
+            }
+        }
+        if let Some(mut p) = self.progress {
+            if p.last() != Some(&(end_ns, self.bytes)) {
+                p.push((end_ns, self.bytes));
+            }
+            rec.progress = p;
+        }
+        if complete {
+            rec.last_byte_ns = Some(end_ns);
+        }
+    }
+}
+
+/// Reads responses off a hand-parsed HTTP/1.x connection (HTTP/1.0 and
+/// pipelining), one after the other, into records. The buffer and parser live
+/// as long as the connection: bytes of the next response may already be here.
+#[derive(Debug)]
+pub(crate) struct ResponseReader {
+    buf: BytesMut,
+    parser: ResponseParser,
+    eof: bool,
+}
+
+/// How a response ended.
+pub(crate) struct ReadOutcome {
+    /// The server will close the connection after this response.
+    pub close: bool,
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+impl ResponseReader {
+    pub(crate) fn new() -> Self {
+        ResponseReader {
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            parser: ResponseParser::new(),
+            eof: false,
+        }
+    }
+
+    /// Read one whole response to `req` from `rd` into `rec`: first byte (head
+    /// complete), last byte, status, bytes, verification, progress.
+    pub(crate) async fn read_response<R: AsyncRead + Unpin>(
+        &mut self,
+        rd: &mut R,
+        req: &Request,
+        rec: &mut RequestRecord,
+        epoch: Epoch,
+        track: bool,
+    ) -> Result<ReadOutcome, ClientError> {
+        let mut sink: Option<BodySink> = None;
+        let mut keep_alive = false;
+        let r = self
+            .read_into(rd, req, rec, epoch, track, &mut sink, &mut keep_alive)
+            .await;
+        let now = epoch.now_ns();
+        if let Some(s) = sink {
+            s.finish(rec, now, r.is_ok());
+        } else if r.is_ok() {
+            rec.last_byte_ns = Some(now);
+        }
+        r.map(|()| ReadOutcome { close: !keep_alive })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn read_into<R: AsyncRead + Unpin>(
+        &mut self,
+        rd: &mut R,
+        req: &Request,
+        rec: &mut RequestRecord,
+        epoch: Epoch,
+        track: bool,
+        sink: &mut Option<BodySink>,
+        keep_alive: &mut bool,
+    ) -> Result<(), ClientError> {
+        loop {
+            let (used, ev) = self
+                .parser
+                .advance(&self.buf)
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let need_more = ev == Event::NeedMore;
+            match ev {
+                Event::Head(h) => {
+                    rec.first_byte_ns = Some(epoch.now_ns());
+                    rec.status = Some(h.status);
+                    *keep_alive = h.keep_alive;
+                    *sink = Some(BodySink::new(
+                        epoch,
+                        req,
+                        h.status,
+                        h.content_range_start,
+                        track,
+                    ));
+                }
+                Event::Data(d) => {
+                    if let Some(s) = sink {
+                        s.data(d);
+                    }
+                }
+                Event::End => {
+                    self.buf.advance(used);
+                    return Ok(());
+                }
+                Event::NeedMore => {}
+            }
+            self.buf.advance(used);
+            if !need_more {
+                continue;
+            }
+            if self.eof {
+                // A body delimited by the close ends here; anything else is cut short.
+                return self.parser.eof().map_err(|e| {
+                    let got = sink.as_ref().map(BodySink::bytes).unwrap_or(0);
+                    ClientError::Protocol(format!("{e} (after {got} body bytes)"))
+                });
+            }
+            self.buf.reserve(READ_CHUNK);
+            match rd.read_buf(&mut self.buf).await {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) => return Err(ClientError::Io(format!("reading the response: {e}"))),
+            }
+        }
+    }
+}
