@@ -39,6 +39,7 @@ fn row(protocol: &str, workload: &str, variant: &str, link: &str, metric: &str, 
         p99: d.p99,
         max: d.max,
         cells,
+        source: "derived".into(),
     })
 }
 

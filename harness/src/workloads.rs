@@ -322,7 +322,7 @@ pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams)
             return out;
         }
     };
-    let mut conn = match c.connect().await {
+    let conn = match c.connect().await {
         Ok(conn) => conn,
         Err(e) => {
             out.fail(format!("connect: {e}"));
@@ -342,7 +342,7 @@ pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams)
         let t = epoch.now_ns();
         let what = match kind_s.as_str() {
             "active" => match migrator {
-                Some(m) => m.migrate().await.map(|a| format!("client migrated to {a}")).map_err(|e| e.to_string()),
+                Some(m) => m.migrate().map(|a| format!("client migrated to {a}")).map_err(|e| e.to_string()),
                 None => Err("active migration needs HTTP/3".into()),
             },
             k => match rebind {
@@ -515,27 +515,32 @@ pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
 /// The raw UDP baseline: the probe in echo mode.
 pub async fn udp(env: &Env, up: &UdpParams) -> Output {
     let mut out = Output::default();
-    let cfg = ProbeConfig {
-        server: SocketAddr::new(env.server_ip, env.ports.udp),
-        mode: ProbeMode::Echo,
-        count: up.count,
-        interval: Duration::from_micros(up.interval_us),
-        size: up.size as usize,
-        timeout: Duration::from_millis((env.rtt_ms * 4.0) as u64 + 500),
-        ..ProbeConfig::default()
-    };
+    let mut cfg = ProbeConfig::new(SocketAddr::new(env.server_ip, env.ports.udp), ProbeMode::Echo);
+    cfg.count = up.count as u64;
+    cfg.interval = Duration::from_micros(up.interval_us);
+    cfg.size = up.size as usize;
+    cfg.timeout = Duration::from_millis((env.rtt_ms * 4.0) as u64 + 500);
     match quicbench_clients::udp::probe(cfg).await {
         Ok(rep) => {
-            for v in &rep.rtt_samples_us {
+            for v in &rep.samples_us {
                 out.push("rtt_ms", "ms", *v as f64 / 1000.0);
             }
-            for v in &rep.owd_up_samples_us {
-                out.push("owd_up_ms", "ms", *v as f64 / 1000.0);
+            if let Some(s) = &rep.owd_up {
+                out.push("owd_up_p50_ms", "ms", s.p50_us / 1000.0);
+            }
+            if let Some(s) = &rep.owd_down {
+                out.push("owd_down_p50_ms", "ms", s.p50_us / 1000.0);
             }
             out.push("loss_rate", "fraction", rep.loss_rate);
-            out.push("reordered", "packets", rep.reordered as f64);
-            out.push("duplicates", "packets", rep.duplicates as f64);
-            out.push("jitter_ms", "ms", rep.jitter_us / 1000.0);
+            if let Some(r) = rep.reordered {
+                out.push("reordered", "packets", r as f64);
+            }
+            if let Some(d) = rep.duplicates {
+                out.push("duplicates", "packets", d as f64);
+            }
+            if let Some(j) = rep.jitter_us {
+                out.push("jitter_ms", "ms", j / 1000.0);
+            }
             out.extra.insert("probe".into(), serde_json::to_value(&rep).unwrap_or_default());
         }
         Err(e) => out.fail(format!("probe: {e}")),

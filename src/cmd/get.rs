@@ -250,20 +250,41 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         m => bail!("unknown probe mode {m:?}: expected echo, sink or source"),
     };
     quicbench_wire::probe::check_size(a.size)?;
-    let cfg = ProbeConfig {
-        server: addr,
-        mode,
-        count: a.count,
-        interval: Duration::from_micros(a.interval_us),
-        size: a.size,
-        ..ProbeConfig::default()
-    };
+    let mut cfg = ProbeConfig::new(addr, mode);
+    cfg.count = a.count as u64;
+    cfg.interval = Duration::from_micros(a.interval_us);
+    cfg.size = a.size;
     let rt = super::runtime()?;
     let rep = rt.block_on(quicbench_clients::udp::probe(cfg))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
-        println!("{rep}");
+        println!("udp probe {} -> {addr}: {} datagrams of {} B every {} µs", a.mode, rep.sent, rep.size, rep.interval_us);
+        println!("  received {} lost {} ({:.3}%)", rep.received, rep.lost, rep.loss_rate * 100.0);
+        if let Some(d) = rep.duplicates {
+            println!("  duplicates {d}");
+        }
+        if let Some(r) = rep.reordered {
+            println!("  reordered {r}");
+        }
+        let show = |name: &str, s: &Option<quicbench_clients::udp::Summary>| {
+            if let Some(s) = s {
+                println!(
+                    "  {name:<8} min {:.3}  p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3} ms",
+                    s.min_us / 1000.0,
+                    s.p50_us / 1000.0,
+                    s.p90_us / 1000.0,
+                    s.p99_us / 1000.0,
+                    s.max_us / 1000.0
+                );
+            }
+        };
+        show("rtt", &rep.rtt);
+        show("owd up", &rep.owd_up);
+        show("owd down", &rep.owd_down);
+        if let Some(j) = rep.jitter_us {
+            println!("  jitter   {:.3} ms (RFC 3550)", j / 1000.0);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -21,7 +21,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let out = a.out.clone().unwrap_or_else(|| a.run.join("site"));
     let mut runs = vec![a.run.clone()];
     runs.extend(a.compare.iter().cloned());
-    let index = quicbench_results::report::build_site(&runs, &out)?;
+    let index = quicbench_report::build_site(&runs, &out)?;
     println!("site written: {}", index.display());
     Ok(ExitCode::SUCCESS)
 }
