@@ -10,8 +10,8 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::spec::{LinkSpec, SlotDelay, DEFAULT_LIMIT};
 use crate::spec::Distribution;
+use crate::spec::{LinkSpec, SlotDelay, DEFAULT_LIMIT};
 
 /// What tc says when the kernel lacks the qdisc.
 const UNKNOWN_QDISC: &str = "Specified qdisc kind is unknown";
@@ -26,8 +26,11 @@ const UNKNOWN_QDISC: &str = "Specified qdisc kind is unknown";
 pub fn tc_args(dev: &str, spec: &LinkSpec) -> Vec<String> {
     let mut spec = spec.clone();
     if let Some(slot) = spec.slot.as_mut() {
-        if let SlotDelay::Distribution { distribution: Distribution::Uniform, delay_ns, jitter_ns } =
-            slot.delay
+        if let SlotDelay::Distribution {
+            distribution: Distribution::Uniform,
+            delay_ns,
+            jitter_ns,
+        } = slot.delay
         {
             slot.delay = SlotDelay::Range {
                 min_ns: delay_ns.saturating_sub(jitter_ns),
@@ -35,8 +38,10 @@ pub fn tc_args(dev: &str, spec: &LinkSpec) -> Vec<String> {
             };
         }
     }
-    let mut args: Vec<String> =
-        ["qdisc", "replace", "dev", dev, "root", "netem"].iter().map(|s| s.to_string()).collect();
+    let mut args: Vec<String> = ["qdisc", "replace", "dev", dev, "root", "netem"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     if spec.limit == DEFAULT_LIMIT {
         args.push("limit".into());
         args.push(DEFAULT_LIMIT.to_string());
@@ -47,7 +52,10 @@ pub fn tc_args(dev: &str, spec: &LinkSpec) -> Vec<String> {
 
 /// The arguments after `tc` that remove the root qdisc of `dev`.
 pub fn tc_del_args(dev: &str) -> Vec<String> {
-    ["qdisc", "del", "dev", dev, "root"].iter().map(|s| s.to_string()).collect()
+    ["qdisc", "del", "dev", dev, "root"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// Result of [`netem_available`].
@@ -86,7 +94,10 @@ pub fn netem_available() -> NetemProbe {
     let mut cmd = Command::new("tc");
     cmd.args(args).stdin(Stdio::null());
     if let Err(e) = in_throwaway_netns(&mut cmd) {
-        return NetemProbe { available: false, reason: e };
+        return NetemProbe {
+            available: false,
+            reason: e,
+        };
     }
     match cmd.output() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => NetemProbe {
@@ -106,11 +117,20 @@ pub fn netem_available() -> NetemProbe {
         Ok(out) => {
             let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
             let reason = if stderr.contains(UNKNOWN_QDISC) {
-                format!("the kernel has no sch_netem (tc {}: {stderr})", args.join(" "))
+                format!(
+                    "the kernel has no sch_netem (tc {}: {stderr})",
+                    args.join(" ")
+                )
             } else {
-                format!("tc could not install a netem qdisc (tc {}: {stderr})", args.join(" "))
+                format!(
+                    "tc could not install a netem qdisc (tc {}: {stderr})",
+                    args.join(" ")
+                )
             };
-            NetemProbe { available: false, reason }
+            NetemProbe {
+                available: false,
+                reason,
+            }
         }
     }
 }
@@ -184,11 +204,19 @@ pub enum TcError {
     #[error("the kernel has no sch_netem (tc {args}: {stderr})")]
     NoNetem { args: String, stderr: String },
     #[error("no network device {dev:?} in this network namespace (tc {args}: {stderr})")]
-    NoDevice { dev: String, args: String, stderr: String },
+    NoDevice {
+        dev: String,
+        args: String,
+        stderr: String,
+    },
     #[error("not permitted: changing qdiscs needs CAP_NET_ADMIN (tc {args}: {stderr})")]
     Permission { args: String, stderr: String },
     #[error("tc {args} failed ({status}): {stderr}")]
-    Failed { args: String, status: String, stderr: String },
+    Failed {
+        args: String,
+        status: String,
+        stderr: String,
+    },
 }
 
 /// Installs `spec` as the root qdisc of `dev` (in the calling thread's network namespace).
@@ -207,7 +235,13 @@ fn run_tc(dev: &str, args: &[String]) -> Result<(), TcError> {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| if e.kind() == io::ErrorKind::NotFound { TcError::NotFound } else { TcError::Spawn(e) })?;
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                TcError::NotFound
+            } else {
+                TcError::Spawn(e)
+            }
+        })?;
     if out.status.success() {
         return Ok(());
     }
@@ -216,10 +250,190 @@ fn run_tc(dev: &str, args: &[String]) -> Result<(), TcError> {
     Err(if stderr.contains(UNKNOWN_QDISC) {
         TcError::NoNetem { args, stderr }
     } else if stderr.contains("Cannot find device") {
-        TcError::NoDevice { dev: dev.to_string(), args, stderr }
+        TcError::NoDevice {
+            dev: dev.to_string(),
+            args,
+            stderr,
+        }
     } else if stderr.contains("Operation not permitted") {
         TcError::Permission { args, stderr }
     } else {
-        TcError::Failed { args, status: out.status.to_string(), stderr }
+        TcError::Failed {
+            args,
+            status: out.status.to_string(),
+            stderr,
+        }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(spec: &str) -> String {
+        let spec: LinkSpec = spec.parse().unwrap();
+        tc_args("veth0", &spec).join(" ")
+    }
+
+    #[test]
+    fn tc_args_for_every_option() {
+        let head = "qdisc replace dev veth0 root netem";
+        let cases = [
+            ("", "limit 1000"),
+            ("limit 50", "limit 50"),
+            ("delay 20ms", "limit 1000 delay 20ms"),
+            ("delay 20ms 5ms", "limit 1000 delay 20ms 5ms"),
+            ("delay 20ms 5ms 25%", "limit 1000 delay 20ms 5ms 25%"),
+            (
+                "delay 20ms 5ms distribution normal",
+                "limit 1000 delay 20ms 5ms distribution normal",
+            ),
+            (
+                "delay 20ms 5ms distribution pareto",
+                "limit 1000 delay 20ms 5ms distribution pareto",
+            ),
+            (
+                "delay 20ms 5ms distribution paretonormal",
+                "limit 1000 delay 20ms 5ms distribution paretonormal",
+            ),
+            (
+                "delay 20ms 5ms distribution uniform",
+                "limit 1000 delay 20ms 5ms",
+            ),
+            ("delay 1.5ms", "limit 1000 delay 1.5ms"),
+            ("loss 1%", "limit 1000 loss 1%"),
+            ("loss random 1% 25%", "limit 1000 loss 1% 25%"),
+            (
+                "loss state 1% 30% 2% 80% 0.5%",
+                "limit 1000 loss state 1% 30% 2% 80% 0.5%",
+            ),
+            (
+                "loss gemodel 1% 10% 70% 0.1%",
+                "limit 1000 loss gemodel 1% 10% 70% 0.1%",
+            ),
+            ("loss 1% ecn", "limit 1000 loss 1% ecn"),
+            ("duplicate 1% 10%", "limit 1000 duplicate 1% 10%"),
+            ("corrupt 0.1%", "limit 1000 corrupt 0.1%"),
+            (
+                "delay 10ms reorder 25% 50% gap 5",
+                "limit 1000 delay 10ms reorder 25% 50% gap 5",
+            ),
+            ("rate 10mbit", "limit 1000 rate 10mbit"),
+            ("rate 5kbit 20 100 5", "limit 1000 rate 5kbit 20 100 5"),
+            ("rate 1mbit -14", "limit 1000 rate 1mbit -14"),
+            (
+                "slot 1ms 5ms packets 10 bytes 3000",
+                "limit 1000 slot 1ms 5ms packets 10 bytes 3000",
+            ),
+            (
+                "slot distribution normal 2ms 500us",
+                "limit 1000 slot distribution normal 2ms 500us",
+            ),
+            (
+                "slot distribution uniform 2ms 500us packets 4",
+                "limit 1000 slot 1.5ms 2.5ms packets 4",
+            ),
+            ("seed 42 loss 1%", "limit 1000 loss 1% seed 42"),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(args(spec), format!("{head} {want}"), "{spec:?}");
+        }
+        assert_eq!(tc_del_args("eth1").join(" "), "qdisc del dev eth1 root");
+        // What tc receives parses back to the same spec.
+        let spec: LinkSpec =
+            "delay 20ms 5ms 25% distribution normal loss gemodel 1% 10% duplicate 1% \
+             reorder 5% gap 2 corrupt 1% rate 10mbit 14 limit 77 seed 3"
+                .parse()
+                .unwrap();
+        let tokens = tc_args("x", &spec)[5..].join(" ");
+        assert_eq!(tokens.parse::<LinkSpec>().unwrap(), spec);
+    }
+
+    /// Runs `f` on a thread moved into a fresh network namespace (root only), so `tc`
+    /// touches nothing real. None when namespaces cannot be made here.
+    fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        std::thread::spawn(move || {
+            // SAFETY: unshare only changes this thread's namespace membership.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            Some(f())
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn probe_agrees_with_a_real_attempt() {
+        let probe = netem_available();
+        eprintln!("netem probe: {probe:?}");
+        assert!(!probe.reason.is_empty());
+        let spec: LinkSpec = "delay 10ms loss 1%".parse().unwrap();
+        let Some(result) = in_fresh_netns(move || apply("lo", &spec)) else {
+            eprintln!("skipped: cannot create a network namespace here");
+            return;
+        };
+        match result {
+            Ok(()) => assert!(probe.available, "{probe:?}"),
+            Err(TcError::NotFound) => assert!(!probe.available),
+            Err(TcError::NoNetem { stderr, .. }) => {
+                assert!(!probe.available);
+                assert!(
+                    stderr.contains("Specified qdisc kind is unknown"),
+                    "{stderr}"
+                );
+                assert!(
+                    probe.reason.contains("the kernel has no sch_netem"),
+                    "{}",
+                    probe.reason
+                );
+                assert!(probe.reason.contains("Specified qdisc kind is unknown"));
+                assert!(probe.clone().into_result().is_err());
+            }
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+
+    /// On this project's machine the kernel has no sch_netem: say so, with tc's reason.
+    #[test]
+    fn probe_says_no_where_the_module_is_absent() {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let module_dir = format!("/lib/modules/{}", release.trim());
+        if Path::new("/sys/module/sch_netem").exists() || Path::new(&module_dir).exists() {
+            eprintln!("skipped: sch_netem may exist on this kernel");
+            return;
+        }
+        let probe = netem_available();
+        if probe.reason.contains("not installed") || probe.reason.contains("namespace") {
+            eprintln!("skipped: {}", probe.reason);
+            return;
+        }
+        assert!(!probe.available, "{probe:?}");
+        assert!(
+            probe.reason.contains("Specified qdisc kind is unknown"),
+            "{}",
+            probe.reason
+        );
+    }
+
+    #[test]
+    fn apply_maps_failures() {
+        let spec: LinkSpec = "delay 10ms".parse().unwrap();
+        let Some(result) = in_fresh_netns(move || apply("qbnosuchdev0", &spec)) else {
+            eprintln!("skipped: cannot create a network namespace here");
+            return;
+        };
+        match result {
+            Err(TcError::NoDevice { dev, .. }) => assert_eq!(dev, "qbnosuchdev0"),
+            Err(TcError::NotFound) => eprintln!("skipped: no tc"),
+            other => panic!("expected NoDevice, got {other:?}"),
+        }
+        let bad = LinkSpec {
+            limit: 0,
+            ..LinkSpec::default()
+        };
+        let e = apply("lo", &bad).unwrap_err();
+        assert!(matches!(e, TcError::Spec(_)), "{e}");
+        assert!(e.to_string().contains("limit"), "{e}");
+    }
 }

@@ -113,7 +113,10 @@ struct Crnd {
 
 impl Crnd {
     fn new(correlation_percent: f64, rng: &mut ChaCha8Rng) -> Self {
-        Crnd { last: rng.next_u32(), rho: prob_u32(correlation_percent) }
+        Crnd {
+            last: rng.next_u32(),
+            rho: prob_u32(correlation_percent),
+        }
     }
 
     fn next(&mut self, rng: &mut ChaCha8Rng) -> u32 {
@@ -137,7 +140,7 @@ fn inverse_normal_cdf(p: f64) -> f64 {
         -3.969683028665376e+01,
         2.209460984245205e+02,
         -2.759285104469687e+02,
-        1.383577518672690e+02,
+        1.38357751867269e+02,
         -3.066479806614716e+01,
         2.506628277459239e+00,
     ];
@@ -156,8 +159,12 @@ fn inverse_normal_cdf(p: f64) -> f64 {
         4.374664141464968e+00,
         2.938163982698783e+00,
     ];
-    const D: [f64; 4] =
-        [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00];
+    const D: [f64; 4] = [
+        7.784695709041462e-03,
+        3.224671290700398e-01,
+        2.445134137142996e+00,
+        3.754408661907416e+00,
+    ];
     const P_LOW: f64 = 0.02425;
     let tail = |q: f64| {
         (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
@@ -201,11 +208,13 @@ fn dist_table(d: Distribution) -> Option<&'static [i16]> {
     match d {
         Distribution::Uniform => None,
         Distribution::Normal => Some(NORMAL.get_or_init(|| {
-            (0..TABLE_SIZE).map(|k| clip_s16(normal_raw(k).round_ties_even() as i64)).collect()
+            (0..TABLE_SIZE)
+                .map(|k| clip_s16(normal_raw(k).round_ties_even() as i64))
+                .collect()
         })),
-        Distribution::Pareto => {
-            Some(PARETO.get_or_init(|| (0..TABLE_SIZE).map(|k| clip_s16(pareto_entry(k))).collect()))
-        }
+        Distribution::Pareto => Some(
+            PARETO.get_or_init(|| (0..TABLE_SIZE).map(|k| clip_s16(pareto_entry(k))).collect()),
+        ),
         Distribution::ParetoNormal => Some(PARETONORMAL.get_or_init(|| {
             (0..TABLE_SIZE)
                 .map(|k| {
@@ -220,7 +229,13 @@ fn dist_table(d: Distribution) -> Option<&'static [i16]> {
 
 /// netem's `tabledist()`: `mu` plus a `sigma`-scaled sample; uniform in [mu - sigma,
 /// mu + sigma) without a table. No random draw at all when sigma is 0.
-fn tabledist(mu: i64, sigma: i64, crnd: Option<&mut Crnd>, rng: &mut ChaCha8Rng, table: Option<&[i16]>) -> i64 {
+fn tabledist(
+    mu: i64,
+    sigma: i64,
+    crnd: Option<&mut Crnd>,
+    rng: &mut ChaCha8Rng,
+    table: Option<&[i16]>,
+) -> i64 {
     if sigma == 0 {
         return mu;
     }
@@ -246,11 +261,27 @@ fn tabledist(mu: i64, sigma: i64, crnd: Option<&mut Crnd>, rng: &mut ChaCha8Rng,
 #[derive(Debug)]
 enum LossModel {
     None,
-    Random { p: u32, cor: Crnd },
+    Random {
+        p: u32,
+        cor: Crnd,
+    },
     /// `loss_4state`: a1 = p13, a2 = p31, a3 = p32, a4 = p14, a5 = p23.
-    FourState { state: FourState, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64 },
+    FourState {
+        state: FourState,
+        a1: u64,
+        a2: u64,
+        a3: u64,
+        a4: u64,
+        a5: u64,
+    },
     /// `loss_gilb_ell`: a1 = p, a2 = r, a3 = h, a4 = 1-k.
-    Gilbert { bad: bool, a1: u32, a2: u32, a3: u32, a4: u32 },
+    Gilbert {
+        bad: bool,
+        a1: u32,
+        a2: u32,
+        a3: u32,
+        a4: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,8 +305,7 @@ impl RateCfg {
     /// the rate to whole bytes/s; we keep the exact bit rate).
     fn packet_time_ns(&self, len: usize) -> i64 {
         let mut len = (len as i64 + self.packet_overhead).max(0) as u64;
-        if self.cell_size != 0 {
-            let mut cells = len / self.cell_size;
+        if let Some(mut cells) = len.checked_div(self.cell_size) {
             if len > cells * self.cell_size {
                 cells += 1;
             }
@@ -304,7 +334,11 @@ impl SlotState {
             SlotDelay::Range { min_ns, max_ns } => {
                 min_ns + (((max_ns - min_ns) as u128 * rng.next_u32() as u128) >> 32) as u64
             }
-            SlotDelay::Distribution { delay_ns, jitter_ns, .. } => {
+            SlotDelay::Distribution {
+                delay_ns,
+                jitter_ns,
+                ..
+            } => {
                 let sigma = jitter_ns.min(i32::MAX as u64) as i64;
                 tabledist(delay_ns as i64, sigma, None, rng, self.table).max(0) as u64
             }
@@ -382,10 +416,17 @@ impl LinkModel {
         let delay_cor = Crnd::new(delay.correlation, &mut rng);
         let loss = match spec.loss {
             None => LossModel::None,
-            Some(Loss::Random(c)) => {
-                LossModel::Random { p: prob_u32(c.percent), cor: Crnd::new(c.correlation, &mut rng) }
-            }
-            Some(Loss::State { p13, p31, p32, p23, p14 }) => LossModel::FourState {
+            Some(Loss::Random(c)) => LossModel::Random {
+                p: prob_u32(c.percent),
+                cor: Crnd::new(c.correlation, &mut rng),
+            },
+            Some(Loss::State {
+                p13,
+                p31,
+                p32,
+                p23,
+                p14,
+            }) => LossModel::FourState {
                 state: FourState::TxInGap,
                 a1: prob_u32(p13) as u64,
                 a2: prob_u32(p31) as u64,
@@ -393,7 +434,12 @@ impl LinkModel {
                 a4: prob_u32(p14) as u64,
                 a5: prob_u32(p23) as u64,
             },
-            Some(Loss::GilbertElliott { p, r, one_minus_h, one_minus_k }) => LossModel::Gilbert {
+            Some(Loss::GilbertElliott {
+                p,
+                r,
+                one_minus_h,
+                one_minus_k,
+            }) => LossModel::Gilbert {
                 bad: false,
                 a1: prob_u32(p),
                 a2: prob_u32(r),
@@ -402,9 +448,13 @@ impl LinkModel {
                 a4: prob_u32(one_minus_k),
             },
         };
-        let dup = spec.duplicate.map_or((0, 0.0), |c| (prob_u32(c.percent), c.correlation));
+        let dup = spec
+            .duplicate
+            .map_or((0, 0.0), |c| (prob_u32(c.percent), c.correlation));
         let dup_cor = Crnd::new(dup.1, &mut rng);
-        let cor = spec.corrupt.map_or((0, 0.0), |c| (prob_u32(c.percent), c.correlation));
+        let cor = spec
+            .corrupt
+            .map_or((0, 0.0), |c| (prob_u32(c.percent), c.correlation));
         let corrupt_cor = Crnd::new(cor.1, &mut rng);
         // tc leaves gap 0 (no reordering) unless the reorder probability is non-zero.
         let (reorder, reorder_corr, gap) = match spec.reorder {
@@ -419,8 +469,16 @@ impl LinkModel {
             cell_overhead: r.cell_overhead as i64,
         });
         let slot = spec.slot.map(|s| {
-            let max_packets = if s.max_packets == 0 { i32::MAX as i64 } else { s.max_packets as i64 };
-            let max_bytes = if s.max_bytes == 0 { i32::MAX as i64 } else { s.max_bytes as i64 };
+            let max_packets = if s.max_packets == 0 {
+                i32::MAX as i64
+            } else {
+                s.max_packets as i64
+            };
+            let max_bytes = if s.max_bytes == 0 {
+                i32::MAX as i64
+            } else {
+                s.max_bytes as i64
+            };
             SlotState {
                 delay: s.delay,
                 table: match s.delay {
@@ -537,7 +595,14 @@ impl LinkModel {
         match &mut self.loss {
             LossModel::None => false,
             LossModel::Random { p, cor } => *p != 0 && *p >= cor.next(rng),
-            LossModel::FourState { state, a1, a2, a3, a4, a5 } => {
+            LossModel::FourState {
+                state,
+                a1,
+                a2,
+                a3,
+                a4,
+                a5,
+            } => {
                 let rnd = rng.next_u32() as u64;
                 match *state {
                     FourState::TxInGap => {
@@ -578,7 +643,13 @@ impl LinkModel {
             }
             // The loss draw uses the state the packet found, the transition happens first
             // (as in the kernel).
-            LossModel::Gilbert { bad, a1, a2, a3, a4 } => {
+            LossModel::Gilbert {
+                bad,
+                a1,
+                a2,
+                a3,
+                a4,
+            } => {
                 if !*bad {
                     if rng.next_u32() < *a1 {
                         *bad = true;
@@ -613,8 +684,13 @@ impl LinkModel {
             || self.counter < self.gap - 1
             || self.reorder < self.reorder_cor.next(&mut self.rng);
         let at_ns = if delayed {
-            let mut delay =
-                tabledist(self.latency, self.jitter, Some(&mut self.delay_cor), &mut self.rng, self.table);
+            let mut delay = tabledist(
+                self.latency,
+                self.jitter,
+                Some(&mut self.delay_cor),
+                &mut self.rng,
+                self.table,
+            );
             let mut base = now;
             if let Some(rate) = &self.rate {
                 // Serialise behind the last packet still queued: its send time becomes the
@@ -640,6 +716,636 @@ impl LinkModel {
             now_ns
         };
         self.queue.push(Reverse(at_ns));
-        Departure { at_ns, corrupt, reordered: !delayed }
+        Departure {
+            at_ns,
+            corrupt,
+            reordered: !delayed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+    const US: u64 = 1_000;
+
+    fn spec(s: &str) -> LinkSpec {
+        s.parse().unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    /// `n` packets of `len` bytes, one every `every_ns`, starting at 0.
+    fn run(s: &str, seed: u64, n: usize, every_ns: u64, len: usize) -> (Vec<Verdict>, LinkModel) {
+        let mut m = LinkModel::new(&spec(s), seed);
+        let v = (0..n)
+            .map(|i| m.enqueue(i as u64 * every_ns, len))
+            .collect();
+        (v, m)
+    }
+
+    /// |k - n p| within the two-sided 99.9 % normal interval of a binomial.
+    fn assert_binomial(k: usize, n: usize, p: f64, what: &str) {
+        let mean = n as f64 * p;
+        let sd = (n as f64 * p * (1.0 - p)).sqrt();
+        assert!(
+            (k as f64 - mean).abs() <= 3.2905 * sd + 1.0,
+            "{what}: {k} of {n}, expected {mean:.1} ± {:.1}",
+            3.2905 * sd
+        );
+    }
+
+    fn mean_sd(x: &[f64]) -> (f64, f64) {
+        let n = x.len() as f64;
+        let mean = x.iter().sum::<f64>() / n;
+        let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (mean, var.sqrt())
+    }
+
+    fn lag1_autocorrelation(x: &[f64]) -> f64 {
+        let (mean, sd) = mean_sd(x);
+        let cov = x
+            .windows(2)
+            .map(|w| (w[0] - mean) * (w[1] - mean))
+            .sum::<f64>()
+            / (x.len() - 1) as f64;
+        cov / (sd * sd)
+    }
+
+    /// Delay of every single delivered copy (ns), from a run of evenly spaced packets.
+    fn delays(s: &str, n: usize, every_ns: u64) -> Vec<f64> {
+        let (v, _) = run(s, 1, n, every_ns, 100);
+        v.iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Verdict::Deliver(d) if d.len() == 1 => (d[0].at_ns - i as u64 * every_ns) as f64,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn losses(v: &[Verdict]) -> Vec<bool> {
+        v.iter()
+            .map(|v| matches!(v, Verdict::Drop(DropReason::Loss)))
+            .collect()
+    }
+
+    /// Mean length of runs of consecutive `true`.
+    fn mean_run(x: &[bool]) -> f64 {
+        let (mut runs, mut total, mut cur) = (0usize, 0usize, 0usize);
+        for &b in x.iter().chain([false].iter()) {
+            if b {
+                cur += 1;
+            } else if cur > 0 {
+                runs += 1;
+                total += cur;
+                cur = 0;
+            }
+        }
+        total as f64 / runs as f64
+    }
+
+    fn assert_invariant(c: &Counters) {
+        assert_eq!(
+            c.packets_in + c.duplicated,
+            c.delivered + c.dropped_loss + c.dropped_queue,
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn no_impairment_delivers_at_once() {
+        let (v, m) = run("", 1, 1000, US, 1200);
+        for (i, v) in v.iter().enumerate() {
+            assert_eq!(
+                v,
+                &Verdict::Deliver(vec![Departure {
+                    at_ns: i as u64 * US,
+                    corrupt: None,
+                    reordered: false
+                }])
+            );
+        }
+        let c = m.counters();
+        assert_eq!(
+            (c.packets_in, c.delivered, c.bytes_in, c.bytes_delivered),
+            (1000, 1000, 1_200_000, 1_200_000)
+        );
+    }
+
+    #[test]
+    fn random_loss_rate_is_binomial() {
+        let n = 100_000;
+        for (s, p) in [
+            ("loss 0.1%", 0.001),
+            ("loss 1%", 0.01),
+            ("loss 5%", 0.05),
+            ("loss 20%", 0.2),
+            ("loss 50%", 0.5),
+        ] {
+            let (v, m) = run(s, 11, n, US, 100);
+            let k = losses(&v).iter().filter(|&&l| l).count();
+            assert_binomial(k, n, p, s);
+            assert_eq!(m.counters().dropped_loss, k as u64);
+            assert_invariant(m.counters());
+        }
+        let (v, _) = run("loss 0%", 1, 10_000, US, 100);
+        assert!(!losses(&v).contains(&true));
+        let (v, _) = run("loss 100%", 1, 10_000, US, 100);
+        assert!(!losses(&v).contains(&false));
+    }
+
+    #[test]
+    fn gilbert_elliott_mean_loss_and_burst_length() {
+        let n = 1_000_000;
+        // Simple Gilbert: bad state always loses, good never: loss p/(p+r), bursts 1/r.
+        let (v, m) = run("loss gemodel 1% 10%", 3, n, US, 100);
+        let l = losses(&v);
+        let rate = l.iter().filter(|&&x| x).count() as f64 / n as f64;
+        let want = 0.01 / 0.11;
+        assert!((rate / want - 1.0).abs() < 0.06, "loss {rate} vs {want}");
+        let burst = mean_run(&l);
+        assert!((burst / 10.0 - 1.0).abs() < 0.05, "burst {burst} vs 10");
+        assert_invariant(m.counters());
+        // Full Gilbert-Elliott: lossy in both states.
+        let s = "loss gemodel 2% 20% 60% 1%";
+        let (v, _) = run(s, 4, n, US, 100);
+        let rate = losses(&v).iter().filter(|&&x| x).count() as f64 / n as f64;
+        let want = spec(s).loss_probability();
+        assert!((rate / want - 1.0).abs() < 0.05, "loss {rate} vs {want}");
+    }
+
+    #[test]
+    fn four_state_mean_loss_and_burst_length() {
+        let n = 1_000_000;
+        // With tc's defaults for p32/p23/p14 it is the 2-state Gilbert chain.
+        let (v, _) = run("loss state 1% 10%", 5, n, US, 100);
+        let l = losses(&v);
+        let rate = l.iter().filter(|&&x| x).count() as f64 / n as f64;
+        let want = 0.01 / 0.11;
+        assert!((rate / want - 1.0).abs() < 0.06, "loss {rate} vs {want}");
+        let burst = mean_run(&l);
+        assert!((burst / 10.0 - 1.0).abs() < 0.05, "burst {burst} vs 10");
+        // All four states in play: compare with the chain's stationary loss.
+        let s = "loss state 2% 30% 20% 40% 1%";
+        let (v, _) = run(s, 6, n, US, 100);
+        let rate = losses(&v).iter().filter(|&&x| x).count() as f64 / n as f64;
+        let want = spec(s).loss_probability();
+        assert!((rate / want - 1.0).abs() < 0.05, "loss {rate} vs {want}");
+        // Only isolated losses (p14): never two in a row.
+        let (v, _) = run("loss state 0% 100% 0% 100% 10%", 7, 100_000, US, 100);
+        let l = losses(&v);
+        assert!(l.windows(2).all(|w| !(w[0] && w[1])));
+        let k = l.iter().filter(|&&x| x).count();
+        assert!((k as f64 / 100_000.0 - 0.1 / 1.1).abs() < 0.005, "{k}");
+    }
+
+    #[test]
+    fn constant_delay_without_jitter() {
+        let d = delays("delay 20ms", 10_000, 137 * US);
+        assert!(d.iter().all(|&x| x == 20.0 * MS as f64));
+    }
+
+    #[test]
+    fn uniform_jitter_mean_and_spread() {
+        let d = delays("delay 50ms 10ms", 100_000, 100 * US);
+        let (mean, sd) = mean_sd(&d);
+        assert!((mean - 50e6).abs() < 100e3, "mean {mean}");
+        let want_sd = 10e6 / 3f64.sqrt();
+        assert!((sd / want_sd - 1.0).abs() < 0.01, "sd {sd} vs {want_sd}");
+        assert!(d.iter().all(|&x| (40e6..60e6).contains(&x)));
+    }
+
+    #[test]
+    fn normal_jitter_mean_and_spread() {
+        let d = delays("delay 50ms 10ms distribution normal", 100_000, 100 * US);
+        let (mean, sd) = mean_sd(&d);
+        assert!((mean - 50e6).abs() < 150e3, "mean {mean}");
+        assert!((sd / 10e6 - 1.0).abs() < 0.02, "sd {sd}");
+        // about 95.4 % within two sigma
+        let within = d.iter().filter(|&&x| (x - 50e6).abs() < 20e6).count() as f64 / d.len() as f64;
+        assert!((within - 0.9545).abs() < 0.005, "{within}");
+    }
+
+    #[test]
+    fn pareto_tails_are_heavier() {
+        let tail = |s: &str| {
+            let d = delays(s, 100_000, 100 * US);
+            let beyond =
+                d.iter().filter(|&&x| x > 50e6 + 2.0 * 10e6).count() as f64 / d.len() as f64;
+            let (mean, sd) = mean_sd(&d);
+            let skew = d.iter().map(|x| ((x - mean) / sd).powi(3)).sum::<f64>() / d.len() as f64;
+            let min = d.iter().cloned().fold(f64::INFINITY, f64::min);
+            (beyond, skew, min)
+        };
+        let (normal, normal_skew, _) = tail("delay 50ms 10ms distribution normal");
+        let (pareto, pareto_skew, pareto_min) = tail("delay 50ms 10ms distribution pareto");
+        let (pn, pn_skew, _) = tail("delay 50ms 10ms distribution paretonormal");
+        assert!(pareto > 1.4 * normal, "pareto {pareto} vs normal {normal}");
+        assert!(pn > normal, "paretonormal {pn} vs normal {normal}");
+        assert!(normal_skew.abs() < 0.05, "{normal_skew}");
+        assert!(
+            pareto_skew > 1.0 && pn_skew > 0.5,
+            "{pareto_skew} {pn_skew}"
+        );
+        // iproute2's pareto table starts at (1 - 1.5) * 4/3 sigma
+        assert!(pareto_min >= 50e6 - 0.667 * 10e6, "{pareto_min}");
+    }
+
+    #[test]
+    fn jitter_reorders_unless_rate_serialises() {
+        let inversions = |s: &str| {
+            let (v, _) = run(s, 9, 10_000, MS, 100);
+            let t: Vec<u64> = v.iter().map(|v| v.departures()[0].at_ns).collect();
+            t.windows(2).filter(|w| w[1] < w[0]).count()
+        };
+        assert!(
+            inversions("delay 50ms 10ms") > 1000,
+            "jitter through the time-sorted queue reorders"
+        );
+        assert_eq!(
+            inversions("delay 50ms 10ms rate 100mbit"),
+            0,
+            "rate bases each packet on the last"
+        );
+    }
+
+    #[test]
+    fn correlation_raises_lag1_autocorrelation() {
+        let n = 200_000;
+        let ac = |s: &str| {
+            let (v, _) = run(s, 13, n, US, 100);
+            let x: Vec<f64> = losses(&v).iter().map(|&l| l as u8 as f64).collect();
+            lag1_autocorrelation(&x)
+        };
+        let plain = ac("loss 50%");
+        let correlated = ac("loss 50% 50%");
+        assert!(plain.abs() < 0.015, "{plain}");
+        assert!(correlated > 0.2, "{correlated}");
+        // Duplicates too.
+        let dup_ac = |s: &str| {
+            let (v, _) = run(s, 14, n, US, 100);
+            let x: Vec<f64> = v
+                .iter()
+                .map(|v| (v.departures().len() == 2) as u8 as f64)
+                .collect();
+            lag1_autocorrelation(&x)
+        };
+        assert!(dup_ac("duplicate 50%").abs() < 0.015);
+        assert!(dup_ac("duplicate 50% 50%") > 0.2);
+    }
+
+    /// netem's correlated generator narrows the distribution of its output around 2^31,
+    /// so a correlated loss below 50 % loses far less than asked (the reason the man page
+    /// deprecates loss correlation). Faithfully reproduced.
+    #[test]
+    fn loss_correlation_biases_the_rate_like_netem() {
+        let n = 200_000;
+        let rate = |s: &str| {
+            let (v, _) = run(s, 21, n, US, 100);
+            losses(&v).iter().filter(|&&l| l).count() as f64 / n as f64
+        };
+        assert!((rate("loss 10%") - 0.1).abs() < 0.005);
+        assert!(rate("loss 10% 25%") < 0.09);
+        assert!(rate("loss 10% 75%") < 0.001);
+        assert!(
+            (rate("loss 50% 75%") - 0.5).abs() < 0.02,
+            "symmetric around 50 %"
+        );
+    }
+
+    /// netem picks the jitter with `rnd % (2 * jitter)`, which keeps the correlation only
+    /// when the jitter is comparable to 2^32 ns: a faithful quirk (docs/link-model.md).
+    #[test]
+    fn delay_correlation_is_as_weak_as_netems() {
+        let small = lag1_autocorrelation(&delays("delay 100ms 10ms 90% limit 100000", 50_000, MS));
+        let huge = lag1_autocorrelation(&delays("delay 2s 1s 90% limit 100000", 50_000, MS));
+        assert!(small.abs() < 0.03, "{small}");
+        assert!(huge > 0.5, "{huge}");
+    }
+
+    #[test]
+    fn reorder_fraction_and_gap() {
+        let n = 100_000;
+        let (v, m) = run("delay 10ms reorder 25% limit 100000", 15, n, US, 100);
+        let mut k = 0;
+        for (i, v) in v.iter().enumerate() {
+            let d = v.departures()[0];
+            let now = i as u64 * US;
+            if d.reordered {
+                k += 1;
+                assert_eq!(d.at_ns, now, "reordered packets go out at once");
+            } else {
+                assert_eq!(d.at_ns, now + 10 * MS);
+            }
+        }
+        assert_binomial(k, n, 0.25, "reorder 25%");
+        assert_eq!(m.counters().reordered, k as u64);
+
+        // gap 5 with 100 %: exactly every 5th packet goes out at once.
+        let (v, _) = run("delay 10ms reorder 100% gap 5", 1, 100, US, 100);
+        for (i, v) in v.iter().enumerate() {
+            assert_eq!(v.departures()[0].reordered, i % 5 == 4, "packet {i}");
+        }
+        // gap 3 with 50 %: two delayed packets after each reordered one, then a coin flip
+        // per packet: cycles of 2 + 2 packets on average, so a quarter reordered.
+        let (v, _) = run("delay 10ms reorder 50% gap 3 limit 100000", 2, n, US, 100);
+        let r: Vec<bool> = v.iter().map(|v| v.departures()[0].reordered).collect();
+        let positions: Vec<usize> = r.iter().enumerate().filter(|x| *x.1).map(|x| x.0).collect();
+        assert!(positions[0] >= 2);
+        assert!(positions.windows(2).all(|w| w[1] - w[0] >= 3));
+        let frac = positions.len() as f64 / n as f64;
+        assert!((frac - 0.25).abs() < 0.01, "{frac}");
+        // reorder 0 % never reorders
+        let (v, _) = run("delay 10ms reorder 0% limit 100000", 2, 10_000, US, 100);
+        assert!(v.iter().all(|v| !v.departures()[0].reordered));
+    }
+
+    #[test]
+    fn duplicate_rate_and_copies() {
+        let n = 100_000;
+        let (v, m) = run("delay 5ms duplicate 5% limit 100000", 17, n, US, 700);
+        let k = v.iter().filter(|v| v.departures().len() == 2).count();
+        assert_binomial(k, n, 0.05, "duplicate 5%");
+        for (i, v) in v.iter().enumerate() {
+            for d in v.departures() {
+                assert_eq!(d.at_ns, i as u64 * US + 5 * MS);
+            }
+        }
+        let c = m.counters();
+        assert_eq!(c.duplicated, k as u64);
+        assert_eq!(c.delivered, (n + k) as u64);
+        assert_eq!(c.bytes_delivered, (n + k) as u64 * 700);
+        assert_invariant(c);
+        // A duplicate draw and a loss draw on the same packet cancel: one copy leaves.
+        let (v, m) = run("duplicate 100% loss 100%", 1, 1000, US, 100);
+        assert!(v.iter().all(|v| v.departures().len() == 1));
+        let c = m.counters();
+        assert_eq!(
+            (c.duplicated, c.dropped_loss, c.delivered),
+            (1000, 1000, 1000)
+        );
+        assert_invariant(c);
+        // Otherwise the duplicate has its own loss draw.
+        let (_, m) = run("duplicate 100% loss 30%", 1, 100_000, US, 100);
+        let c = m.counters();
+        assert_invariant(c);
+        // The original's loss draw cancels the duplicate (1 copy, p 0.3); otherwise the
+        // clone's own draw: 1 copy (0.7 * 0.3) or 2 (0.7 * 0.7). Mean 1.49 copies.
+        let mean = c.delivered as f64 / 100_000.0;
+        assert!((mean - 1.49).abs() < 0.01, "{mean}");
+    }
+
+    #[test]
+    fn corrupt_rate_and_positions() {
+        let n = 100_000;
+        let (v, m) = run("corrupt 10%", 19, n, US, 100);
+        let flips: Vec<(usize, u8)> = v.iter().filter_map(|v| v.departures()[0].corrupt).collect();
+        assert_binomial(flips.len(), n, 0.1, "corrupt 10%");
+        assert!(flips.iter().all(|&(byte, bit)| byte < 100 && bit < 8));
+        assert_eq!(flips.iter().map(|f| f.0).min(), Some(0));
+        assert_eq!(flips.iter().map(|f| f.0).max(), Some(99));
+        assert_eq!(flips.iter().map(|f| f.1).max(), Some(7));
+        assert_eq!(m.counters().corrupted, flips.len() as u64);
+        let (v, m) = run("corrupt 100%", 1, 100, US, 0);
+        assert!(
+            v.iter().all(|v| v.departures()[0].corrupt.is_none()),
+            "nothing to flip in 0 bytes"
+        );
+        assert_eq!(m.counters().corrupted, 0);
+        let (v, _) = run("corrupt 100%", 1, 100, US, 1);
+        assert!(v
+            .iter()
+            .all(|v| matches!(v.departures()[0].corrupt, Some((0, _)))));
+    }
+
+    #[test]
+    fn rate_spacing_is_exact() {
+        // 1500 bytes at 10 Mbit/s take 1.2 ms; a burst leaves back to back.
+        let (v, _) = run("rate 10mbit", 1, 10, 0, 1500);
+        let t: Vec<u64> = v.iter().map(|v| v.departures()[0].at_ns).collect();
+        assert_eq!(t, (1..=10).map(|k| k * 1_200_000).collect::<Vec<_>>());
+        // Behind a delay: the first waits delay + 1.2 ms, the next ones 1.2 ms after it.
+        let (v, _) = run("delay 10ms rate 10mbit", 1, 3, 0, 1500);
+        let t: Vec<u64> = v.iter().map(|v| v.departures()[0].at_ns).collect();
+        assert_eq!(t, vec![11_200_000, 12_400_000, 13_600_000]);
+        // Below the rate nothing queues.
+        let (v, _) = run("rate 10mbit", 1, 100, 2 * MS, 1500);
+        for (i, v) in v.iter().enumerate() {
+            assert_eq!(v.departures()[0].at_ns, i as u64 * 2 * MS + 1_200_000);
+        }
+        // Overhead and cells (the man page's ATM example: 50 bytes = 2 cells of 48 + 5).
+        let one = |s: &str, len: usize| run(s, 1, 1, 0, len).0[0].departures()[0].at_ns;
+        assert_eq!(one("rate 1mbit 0 48 5", 50), 106 * 8 * 1000);
+        assert_eq!(one("rate 1mbit 14", 100), 114 * 8 * 1000);
+        assert_eq!(one("rate 1mbit -14", 100), 86 * 8 * 1000);
+        assert_eq!(one("rate 1mbit 0 48", 96), 96 * 8 * 1000);
+        assert_eq!(one("rate 1mbit 0 48", 97), 144 * 8 * 1000);
+    }
+
+    #[test]
+    fn long_run_throughput_equals_rate() {
+        // Offered 24 Mbit/s into a 10 Mbit/s link with room to queue everything.
+        let n = 2000;
+        let (v, m) = run("rate 10mbit limit 100000", 1, n, 500 * US, 1500);
+        let t: Vec<u64> = v.iter().map(|v| v.departures()[0].at_ns).collect();
+        let bits = ((n - 1) * 1500 * 8) as f64;
+        let secs = (t[n - 1] - t[0]) as f64 / 1e9;
+        assert!((bits / secs - 10e6).abs() < 1.0, "{}", bits / secs);
+        assert_eq!(m.counters().dropped_queue, 0);
+    }
+
+    #[test]
+    fn queue_limit_tail_drops() {
+        let mut m = LinkModel::new(&spec("delay 100ms limit 10"), 1);
+        let v: Vec<Verdict> = (0..20).map(|i| m.enqueue(i * US, 100)).collect();
+        assert!(v[..10].iter().all(|v| v.departures().len() == 1));
+        assert!(v[10..]
+            .iter()
+            .all(|v| *v == Verdict::Drop(DropReason::QueueFull)));
+        assert_eq!(m.counters().dropped_queue, 10);
+        assert_eq!(m.in_flight(50 * MS), 10);
+        // The first ones have left at 100 ms + 0..9 us.
+        assert_eq!(m.in_flight(100 * MS + 4 * US), 5);
+        assert!(!m.enqueue(100 * MS + 4 * US, 100).departures().is_empty());
+        assert_eq!(m.in_flight(100 * MS + 20 * US), 1);
+        assert_invariant(m.counters());
+        // A rate-limited burst fills the queue too.
+        let (v, m) = run("rate 1mbit limit 5", 1, 20, 0, 1000);
+        assert_eq!(v.iter().filter(|v| !v.departures().is_empty()).count(), 5);
+        assert_eq!(m.counters().dropped_queue, 15);
+        // A duplicate dropped for the limit counts as a queue drop.
+        let (v, m) = run("delay 1s duplicate 100% limit 3", 1, 3, US, 100);
+        assert_eq!(v[0].departures().len(), 2);
+        // As in netem: the original passes the check at 2 < 3, then its duplicate (2 < 3)
+        // and the original are both queued: one over the limit.
+        assert_eq!(v[1].departures().len(), 2);
+        assert_eq!(v[2], Verdict::Drop(DropReason::QueueFull));
+        assert_eq!(
+            m.counters().dropped_queue,
+            2,
+            "the original and its duplicate"
+        );
+        assert_invariant(m.counters());
+    }
+
+    fn rich(seed: u64) -> Vec<Verdict> {
+        let s = spec(
+            "delay 20ms 5ms 25% distribution normal loss gemodel 1% 30% duplicate 1% \
+             corrupt 1% reorder 5% 10% rate 50mbit limit 200",
+        );
+        let mut m = LinkModel::new(&s, seed);
+        let mut arrivals = ChaCha8Rng::seed_from_u64(99);
+        let mut now = 0;
+        let v = (0..50_000)
+            .map(|_| {
+                now += arrivals.random_range(0..200 * US);
+                m.enqueue(now, arrivals.random_range(40..1500))
+            })
+            .collect();
+        assert_invariant(m.counters());
+        v
+    }
+
+    #[test]
+    fn same_seed_same_verdicts_different_seed_differs() {
+        let a = rich(42);
+        assert_eq!(a, rich(42));
+        assert_ne!(a, rich(43));
+        // Every kind of outcome occurred in this run.
+        assert!(a
+            .iter()
+            .any(|v| matches!(v, Verdict::Drop(DropReason::Loss))));
+        assert!(a.iter().any(|v| v.departures().len() == 2));
+        assert!(a
+            .iter()
+            .any(|v| v.departures().iter().any(|d| d.corrupt.is_some())));
+        assert!(a.iter().any(|v| v.departures().iter().any(|d| d.reordered)));
+        // A seed in the spec wins over the caller's.
+        let s = spec("delay 10ms 5ms loss 10% seed 5");
+        let mut x = LinkModel::new(&s, 1);
+        let mut y = LinkModel::new(&s, 2);
+        for i in 0..1000 {
+            assert_eq!(x.enqueue(i * US, 100), y.enqueue(i * US, 100));
+        }
+    }
+
+    #[test]
+    fn slots_release_in_bursts() {
+        // Fixed 5 ms slots, at most 2 packets each: 1 ms arrivals leave in pairs.
+        let (v, _) = run("slot 5ms packets 2", 1, 200, MS, 100);
+        let t: Vec<u64> = v.iter().map(|v| v.departures()[0].at_ns).collect();
+        for (i, &at) in t.iter().enumerate() {
+            assert!(at >= i as u64 * MS);
+        }
+        assert!(t.windows(2).all(|w| w[1] >= w[0]));
+        let mut per_slot = std::collections::BTreeMap::new();
+        for &at in &t {
+            *per_slot.entry(at).or_insert(0) += 1;
+        }
+        assert!(per_slot.values().all(|&c| c <= 2));
+        let times: Vec<u64> = per_slot.keys().copied().collect();
+        assert!(
+            times.windows(2).skip(1).all(|w| w[1] - w[0] == 5 * MS),
+            "{times:?}"
+        );
+        // Byte budget: two 1500-byte packets per slot.
+        let (v, _) = run("slot 1ms bytes 3000", 1, 100, 0, 1500);
+        let t: Vec<u64> = v.iter().map(|v| v.departures()[0].at_ns).collect();
+        assert!(t.chunks(2).skip(1).all(|c| c[0] == c[1]));
+        // Random slot spacing within [min, max).
+        let (v, _) = run("slot 2ms 6ms packets 1 limit 10000", 3, 2000, 0, 100);
+        let t: Vec<u64> = v.iter().map(|v| v.departures()[0].at_ns).collect();
+        let gaps: Vec<u64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&g| (2 * MS..6 * MS).contains(&g)));
+        let mean = gaps.iter().sum::<u64>() as f64 / gaps.len() as f64;
+        assert!((mean - 4e6).abs() < 0.1e6, "{mean}");
+        // Uniform slot distribution: delay ± jitter.
+        let (v, _) = run(
+            "slot distribution uniform 10ms 2ms packets 1 limit 10000",
+            3,
+            2000,
+            0,
+            100,
+        );
+        let t: Vec<u64> = v.iter().map(|v| v.departures()[0].at_ns).collect();
+        assert!(t
+            .windows(2)
+            .all(|w| (8 * MS..12 * MS).contains(&(w[1] - w[0]))));
+    }
+
+    #[test]
+    fn inverse_normal_cdf_is_accurate() {
+        for (p, z) in [
+            (0.5, 0.0),
+            (0.975, 1.959963984540054),
+            (0.001, -3.090232306167813),
+            (0.8413447460685429, 1.0),
+            (1e-6, -4.753424308822899),
+        ] {
+            assert!((inverse_normal_cdf(p) - z).abs() < 1e-8, "{p}");
+            assert!((inverse_normal_cdf(1.0 - p) + z).abs() < 1e-7, "{p}");
+        }
+    }
+
+    #[test]
+    fn tables_have_iproute2_shape() {
+        for d in [
+            Distribution::Normal,
+            Distribution::Pareto,
+            Distribution::ParetoNormal,
+        ] {
+            let t = dist_table(d).unwrap();
+            assert_eq!(t.len(), 4096);
+            assert!(
+                t.windows(2).all(|w| w[0] <= w[1]),
+                "{d:?} is a quantile table"
+            );
+        }
+        let n = dist_table(Distribution::Normal).unwrap();
+        assert_eq!(n[0], i16::MIN, "4 sigma below, clipped as iproute2 does");
+        // quantiles at (4k + 0.5) / 16384: entries 2047 and 2048 straddle the median
+        assert_eq!((n[2047], n[2048]), (-4, 1));
+        let p = dist_table(Distribution::Pareto).unwrap();
+        assert_eq!(p[0], -5461);
+        assert_eq!(p[4095], 32767);
+        assert!(dist_table(Distribution::Uniform).is_none());
+    }
+
+    #[test]
+    fn crandom_without_correlation_is_the_plain_stream() {
+        let mut a = ChaCha8Rng::seed_from_u64(1);
+        let mut b = ChaCha8Rng::seed_from_u64(1);
+        let mut c = Crnd { last: 123, rho: 0 };
+        for _ in 0..100 {
+            assert_eq!(c.next(&mut a), b.next_u32());
+        }
+        let mut full = Crnd {
+            last: 77,
+            rho: u32::MAX,
+        };
+        assert_eq!(
+            full.next(&mut a),
+            77,
+            "100 % correlation repeats the last value"
+        );
+        assert_eq!(prob_u32(100.0), u32::MAX);
+        assert_eq!(prob_u32(0.0), 0);
+        assert_eq!(prob_u32(50.0), 2_147_483_648);
+    }
+
+    #[test]
+    fn enqueue_is_cheap() {
+        // Not a benchmark: a guard against accidental O(n) work per packet. 200k packets
+        // with a deep queue (2 s delay at 1 us spacing keeps all of them in flight).
+        let s = spec("delay 2s 10ms loss 1% duplicate 1% corrupt 1% reorder 1% limit 1000000");
+        let mut m = LinkModel::new(&s, 1);
+        let start = std::time::Instant::now();
+        for i in 0..200_000u64 {
+            m.enqueue(i * US, 1200);
+        }
+        let per_packet = start.elapsed().as_nanos() as f64 / 200_000.0;
+        assert!(m.in_flight(200_000 * US) > 190_000);
+        assert!(per_packet < 5_000.0, "{per_packet} ns per packet");
     }
 }

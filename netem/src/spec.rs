@@ -130,10 +130,21 @@ pub enum Loss {
     Random(Chance),
     /// `loss state p13 p31 p32 p23 p14`: the 4-state Markov (GI) model, all in percent.
     /// tc's defaults when omitted: p31 = 100 - p13, p32 = 0, p23 = 100, p14 = 0.
-    State { p13: f64, p31: f64, p32: f64, p23: f64, p14: f64 },
+    State {
+        p13: f64,
+        p31: f64,
+        p32: f64,
+        p23: f64,
+        p14: f64,
+    },
     /// `loss gemodel p r 1-h 1-k`: Gilbert-Elliott, all in percent.
     /// tc's defaults: r = 100 - p, 1-h = 100 (bad state always loses), 1-k = 0.
-    GilbertElliott { p: f64, r: f64, one_minus_h: f64, one_minus_k: f64 },
+    GilbertElliott {
+        p: f64,
+        r: f64,
+        one_minus_h: f64,
+        one_minus_k: f64,
+    },
 }
 
 /// `reorder P [CORR]` plus `gap N` (tc sets gap 1 when it is not given).
@@ -162,7 +173,11 @@ pub enum SlotDelay {
     /// `slot MIN [MAX]`: uniform in [min, max).
     Range { min_ns: u64, max_ns: u64 },
     /// `slot distribution D DELAY JITTER`.
-    Distribution { distribution: Distribution, delay_ns: u64, jitter_ns: u64 },
+    Distribution {
+        distribution: Distribution,
+        delay_ns: u64,
+        jitter_ns: u64,
+    },
 }
 
 /// `slot ... [packets N] [bytes N]`: packets leave only in slots, at most N packets /
@@ -390,11 +405,13 @@ fn parse_uint<T: FromStr>(tok: &str, what: &str) -> Result<T, String> {
     if tok.starts_with('-') {
         return Err(format!("a non-negative {what}"));
     }
-    tok.parse::<T>().map_err(|_| format!("a whole-number {what}"))
+    tok.parse::<T>()
+        .map_err(|_| format!("a whole-number {what}"))
 }
 
 fn parse_int<T: FromStr>(tok: &str, what: &str) -> Result<T, String> {
-    tok.parse::<T>().map_err(|_| format!("a whole-number {what}"))
+    tok.parse::<T>()
+        .map_err(|_| format!("a whole-number {what}"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -479,14 +496,25 @@ impl LinkSpec {
                     push(fmt_pct(c.correlation));
                 }
             }
-            Some(Loss::State { p13, p31, p32, p23, p14 }) => {
+            Some(Loss::State {
+                p13,
+                p31,
+                p32,
+                p23,
+                p14,
+            }) => {
                 push("loss".into());
                 push("state".into());
                 for p in [p13, p31, p32, p23, p14] {
                     push(fmt_pct(*p));
                 }
             }
-            Some(Loss::GilbertElliott { p, r, one_minus_h, one_minus_k }) => {
+            Some(Loss::GilbertElliott {
+                p,
+                r,
+                one_minus_h,
+                one_minus_k,
+            }) => {
                 push("loss".into());
                 push("gemodel".into());
                 for v in [p, r, one_minus_h, one_minus_k] {
@@ -544,7 +572,11 @@ impl LinkSpec {
                         push(fmt_time(max_ns));
                     }
                 }
-                SlotDelay::Distribution { distribution, delay_ns, jitter_ns } => {
+                SlotDelay::Distribution {
+                    distribution,
+                    delay_ns,
+                    jitter_ns,
+                } => {
                     push("distribution".into());
                     push(distribution.name().into());
                     push(fmt_time(delay_ns));
@@ -663,7 +695,11 @@ impl<'a> Tokens<'a> {
         if let Some(st) = start {
             toks.push((st, &s[st..]));
         }
-        Tokens { toks, next: 0, end: s.len() }
+        Tokens {
+            toks,
+            next: 0,
+            end: s.len(),
+        }
     }
 
     fn peek(&self) -> Option<&'a str> {
@@ -725,7 +761,10 @@ impl FromStr for LinkSpec {
         }
 
         while let Some((pos, tok)) = t.take() {
-            let Some(kw) = KEYWORDS.iter().find(|(name, _)| matches(tok, name)).map(|k| k.1)
+            let Some(kw) = KEYWORDS
+                .iter()
+                .find(|(name, _)| matches(tok, name))
+                .map(|k| k.1)
             else {
                 let looks_numeric = split_number(tok).is_some();
                 return Err(SpecError {
@@ -760,8 +799,7 @@ impl FromStr for LinkSpec {
                     })?;
                 }
                 Kw::Delay => {
-                    let latency_ns =
-                        t.value("a time like 20ms after \"delay\"", parse_time_us)?;
+                    let latency_ns = t.value("a time like 20ms after \"delay\"", parse_time_us)?;
                     let mut d = Delay {
                         latency_ns,
                         jitter_ns: 0,
@@ -794,8 +832,11 @@ impl FromStr for LinkSpec {
                 Kw::Corrupt => spec.corrupt = Some(parse_chance(&mut t, "corrupt")?),
                 Kw::Reorder => {
                     let c = parse_chance(&mut t, "reorder")?;
-                    spec.reorder =
-                        Some(Reorder { percent: c.percent, correlation: c.correlation, gap: 1 });
+                    spec.reorder = Some(Reorder {
+                        percent: c.percent,
+                        correlation: c.correlation,
+                        gap: 1,
+                    });
                 }
                 Kw::Gap => {
                     gap = Some(t.value("a packet distance like 5 after \"gap\"", |v| {
@@ -806,9 +847,8 @@ impl FromStr for LinkSpec {
                 Kw::Slot => spec.slot = Some(parse_slot(&mut t)?),
                 Kw::Ecn => spec.ecn = true,
                 Kw::Seed => {
-                    spec.seed = Some(t.value("a number after \"seed\"", |v| {
-                        parse_uint::<u64>(v, "seed")
-                    })?);
+                    spec.seed =
+                        Some(t.value("a number after \"seed\"", |v| parse_uint::<u64>(v, "seed"))?);
                 }
             }
         }
@@ -850,19 +890,27 @@ impl FromStr for LinkSpec {
                 }
             }
         }
-        spec.validate().map_err(|e| match KEYWORDS.iter().find(|(n, _)| *n == e.token) {
-            Some((_, kw)) => {
-                let (token, position) = at(*kw);
-                SpecError { token, position, ..e }
-            }
-            None => e,
-        })?;
+        spec.validate()
+            .map_err(|e| match KEYWORDS.iter().find(|(n, _)| *n == e.token) {
+                Some((_, kw)) => {
+                    let (token, position) = at(*kw);
+                    SpecError {
+                        token,
+                        position,
+                        ..e
+                    }
+                }
+                None => e,
+            })?;
         Ok(spec)
     }
 }
 
 fn parse_chance(t: &mut Tokens<'_>, kw: &str) -> Result<Chance, SpecError> {
-    let percent = t.value(&format!("a percentage like 1% after \"{kw}\""), parse_percent)?;
+    let percent = t.value(
+        &format!("a percentage like 1% after \"{kw}\""),
+        parse_percent,
+    )?;
     let mut correlation = 0.0;
     if t.peek_is_number() {
         correlation = t.value(
@@ -870,7 +918,10 @@ fn parse_chance(t: &mut Tokens<'_>, kw: &str) -> Result<Chance, SpecError> {
             parse_percent,
         )?;
     }
-    Ok(Chance { percent, correlation })
+    Ok(Chance {
+        percent,
+        correlation,
+    })
 }
 
 fn parse_loss(t: &mut Tokens<'_>) -> Result<Loss, SpecError> {
@@ -895,9 +946,18 @@ fn parse_loss(t: &mut Tokens<'_>) -> Result<Loss, SpecError> {
                 if !t.peek_is_number() {
                     break;
                 }
-                v[i + 1] = t.value(&format!("the percentage {name} of \"loss state\""), parse_percent)?;
+                v[i + 1] = t.value(
+                    &format!("the percentage {name} of \"loss state\""),
+                    parse_percent,
+                )?;
             }
-            Ok(Loss::State { p13: v[0], p31: v[1], p32: v[2], p23: v[3], p14: v[4] })
+            Ok(Loss::State {
+                p13: v[0],
+                p31: v[1],
+                p32: v[2],
+                p23: v[3],
+                p14: v[4],
+            })
         }
         _ => {
             let p = t.value("the percentage p after \"loss gemodel\"", parse_percent)?;
@@ -907,28 +967,41 @@ fn parse_loss(t: &mut Tokens<'_>) -> Result<Loss, SpecError> {
                 if !t.peek_is_number() {
                     break;
                 }
-                v[i + 1] =
-                    t.value(&format!("the percentage {name} of \"loss gemodel\""), parse_percent)?;
+                v[i + 1] = t.value(
+                    &format!("the percentage {name} of \"loss gemodel\""),
+                    parse_percent,
+                )?;
             }
-            Ok(Loss::GilbertElliott { p: v[0], r: v[1], one_minus_h: v[2], one_minus_k: v[3] })
+            Ok(Loss::GilbertElliott {
+                p: v[0],
+                r: v[1],
+                one_minus_h: v[2],
+                one_minus_k: v[3],
+            })
         }
     }
 }
 
 fn parse_rate_opt(t: &mut Tokens<'_>) -> Result<Rate, SpecError> {
     let bits_per_sec = t.value("a rate like 10mbit after \"rate\"", parse_rate)?;
-    let mut r = Rate { bits_per_sec, packet_overhead: 0, cell_size: 0, cell_overhead: 0 };
+    let mut r = Rate {
+        bits_per_sec,
+        packet_overhead: 0,
+        cell_size: 0,
+        cell_overhead: 0,
+    };
     if t.peek_is_number() {
-        r.packet_overhead = t.value("a packet overhead in bytes (may be negative) after the rate", |v| {
-            parse_int::<i32>(v, "byte count")
-        })?;
+        r.packet_overhead = t.value(
+            "a packet overhead in bytes (may be negative) after the rate",
+            |v| parse_int::<i32>(v, "byte count"),
+        )?;
         if t.peek_is_number() {
             r.cell_size = t.value("a cell size in bytes after the packet overhead", |v| {
                 parse_uint::<u32>(v, "byte count")
             })?;
             if t.peek_is_number() {
-                r.cell_overhead =
-                    t.value("a per-cell overhead in bytes after the cell size", |v| {
+                r.cell_overhead = t
+                    .value("a per-cell overhead in bytes after the cell size", |v| {
                         parse_int::<i32>(v, "byte count")
                     })?;
             }
@@ -939,7 +1012,10 @@ fn parse_rate_opt(t: &mut Tokens<'_>) -> Result<Rate, SpecError> {
 
 fn parse_slot(t: &mut Tokens<'_>) -> Result<Slot, SpecError> {
     let delay = if t.peek_is_number() {
-        let min_ns = t.value("a minimum slot delay like 1ms after \"slot\"", parse_time_ns)?;
+        let min_ns = t.value(
+            "a minimum slot delay like 1ms after \"slot\"",
+            parse_time_ns,
+        )?;
         let max_ns = if t.peek_is_number() {
             let pos = t.toks.get(t.next).map(|p| p.0).unwrap_or(t.end);
             let max = t.value("a maximum slot delay after the minimum", parse_time_ns)?;
@@ -956,18 +1032,24 @@ fn parse_slot(t: &mut Tokens<'_>) -> Result<Slot, SpecError> {
         };
         SlotDelay::Range { min_ns, max_ns }
     } else {
-        t.value("a slot delay like 1ms, or \"distribution\", after \"slot\"", |v| {
-            if v == "distribution" {
-                Ok(())
-            } else {
-                Err("a time or \"distribution\"".into())
-            }
-        })?;
+        t.value(
+            "a slot delay like 1ms, or \"distribution\", after \"slot\"",
+            |v| {
+                if v == "distribution" {
+                    Ok(())
+                } else {
+                    Err("a time or \"distribution\"".into())
+                }
+            },
+        )?;
         let distribution = t.value(
             "a distribution (uniform, normal, pareto or paretonormal) after \"slot distribution\"",
             |v| Distribution::from_name(v).ok_or_else(|| "a known distribution".into()),
         )?;
-        let delay_ns = t.value("a mean slot delay after the slot distribution", parse_time_ns)?;
+        let delay_ns = t.value(
+            "a mean slot delay after the slot distribution",
+            parse_time_ns,
+        )?;
         let jitter_ns = t.value("a slot jitter after the slot delay", |v| {
             let j = parse_time_ns(v)?;
             if j == 0 {
@@ -975,9 +1057,17 @@ fn parse_slot(t: &mut Tokens<'_>) -> Result<Slot, SpecError> {
             }
             Ok(j)
         })?;
-        SlotDelay::Distribution { distribution, delay_ns, jitter_ns }
+        SlotDelay::Distribution {
+            distribution,
+            delay_ns,
+            jitter_ns,
+        }
     };
-    let mut slot = Slot { delay, max_packets: 0, max_bytes: 0 };
+    let mut slot = Slot {
+        delay,
+        max_packets: 0,
+        max_bytes: 0,
+    };
     if t.peek().is_some_and(|p| matches(p, "packets")) {
         t.take();
         slot.max_packets = t.value("a packet count after \"slot ... packets\"", |v| {
@@ -998,7 +1088,11 @@ fn parse_slot(t: &mut Tokens<'_>) -> Result<Slot, SpecError> {
 // ---------------------------------------------------------------------------------------
 
 fn invalid(kw: &str, expected: impl Into<String>) -> SpecError {
-    SpecError { token: kw.to_string(), position: 0, expected: expected.into() }
+    SpecError {
+        token: kw.to_string(),
+        position: 0,
+        expected: expected.into(),
+    }
 }
 
 fn check_pct(kw: &str, what: &str, v: f64) -> Result<(), SpecError> {
@@ -1023,8 +1117,7 @@ impl LinkSpec {
             if d.latency_ns > u32::MAX as u64 * 1000 || d.jitter_ns > u32::MAX as u64 * 1000 {
                 return Err(invalid("delay", "delays below 4294s (tc's limit)"));
             }
-            if d.distribution != Distribution::Uniform && (d.latency_ns == 0 || d.jitter_ns == 0)
-            {
+            if d.distribution != Distribution::Uniform && (d.latency_ns == 0 || d.jitter_ns == 0) {
                 return Err(invalid(
                     "distribution",
                     "a delay with a jitter (\"delay 20ms 5ms\") for the distribution to shape",
@@ -1037,9 +1130,20 @@ impl LinkSpec {
                 check_pct("loss", "a loss percentage", c.percent)?;
                 check_pct("loss", "a loss correlation", c.correlation)?;
             }
-            Some(Loss::State { p13, p31, p32, p23, p14 }) => {
-                for (n, v) in [("p13", p13), ("p31", p31), ("p32", p32), ("p23", p23), ("p14", p14)]
-                {
+            Some(Loss::State {
+                p13,
+                p31,
+                p32,
+                p23,
+                p14,
+            }) => {
+                for (n, v) in [
+                    ("p13", p13),
+                    ("p31", p31),
+                    ("p32", p32),
+                    ("p23", p23),
+                    ("p14", p14),
+                ] {
                     check_pct("loss", &format!("loss state {n}"), *v)?;
                 }
                 if p13 + p14 > 100.0 + 1e-9 {
@@ -1055,8 +1159,18 @@ impl LinkSpec {
                     ));
                 }
             }
-            Some(Loss::GilbertElliott { p, r, one_minus_h, one_minus_k }) => {
-                for (n, v) in [("p", p), ("r", r), ("1-h", one_minus_h), ("1-k", one_minus_k)] {
+            Some(Loss::GilbertElliott {
+                p,
+                r,
+                one_minus_h,
+                one_minus_k,
+            }) => {
+                for (n, v) in [
+                    ("p", p),
+                    ("r", r),
+                    ("1-h", one_minus_h),
+                    ("1-k", one_minus_k),
+                ] {
                     check_pct("loss", &format!("loss gemodel {n}"), *v)?;
                 }
             }
@@ -1086,7 +1200,10 @@ impl LinkSpec {
         if let Some(s) = &self.slot {
             match s.delay {
                 SlotDelay::Range { min_ns, max_ns } if max_ns < min_ns => {
-                    return Err(invalid("slot", "a maximum slot delay not below the minimum"));
+                    return Err(invalid(
+                        "slot",
+                        "a maximum slot delay not below the minimum",
+                    ));
                 }
                 SlotDelay::Distribution { jitter_ns: 0, .. } => {
                     return Err(invalid("slot", "a positive slot jitter"));
@@ -1098,7 +1215,10 @@ impl LinkSpec {
             }
         }
         if self.ecn && self.loss.is_none() {
-            return Err(invalid("ecn", "a loss model for ecn to mark instead of dropping"));
+            return Err(invalid(
+                "ecn",
+                "a loss model for ecn to mark instead of dropping",
+            ));
         }
         Ok(())
     }
@@ -1131,10 +1251,18 @@ impl LinkSpec {
             ));
         }
         if loss_percent > 0.0 {
-            spec.loss = Some(Loss::Random(Chance { percent: loss_percent, correlation: 0.0 }));
+            spec.loss = Some(Loss::Random(Chance {
+                percent: loss_percent,
+                correlation: 0.0,
+            }));
         }
         if let Some(bits_per_sec) = rate_bps {
-            spec.rate = Some(Rate { bits_per_sec, packet_overhead: 0, cell_size: 0, cell_overhead: 0 });
+            spec.rate = Some(Rate {
+                bits_per_sec,
+                packet_overhead: 0,
+                cell_size: 0,
+                cell_overhead: 0,
+            });
         }
         spec.validate()?;
         Ok(spec)
@@ -1162,10 +1290,25 @@ impl LinkSpec {
         match self.loss {
             None => 0.0,
             Some(Loss::Random(c)) => c.percent / 100.0,
-            Some(Loss::State { p13, p31, p32, p23, p14 }) => {
-                four_state_loss(p13 / 100.0, p31 / 100.0, p32 / 100.0, p23 / 100.0, p14 / 100.0)
-            }
-            Some(Loss::GilbertElliott { p, r, one_minus_h, one_minus_k }) => {
+            Some(Loss::State {
+                p13,
+                p31,
+                p32,
+                p23,
+                p14,
+            }) => four_state_loss(
+                p13 / 100.0,
+                p31 / 100.0,
+                p32 / 100.0,
+                p23 / 100.0,
+                p14 / 100.0,
+            ),
+            Some(Loss::GilbertElliott {
+                p,
+                r,
+                one_minus_h,
+                one_minus_k,
+            }) => {
                 let (p, r) = (p / 100.0, r / 100.0);
                 let (loss_bad, loss_good) = (one_minus_h / 100.0, one_minus_k / 100.0);
                 if p == 0.0 {
@@ -1236,14 +1379,14 @@ impl<'de> serde::Deserialize<'de> for LinkSpec {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
     fn p(s: &str) -> LinkSpec {
-        s.parse().unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
+        s.parse()
+            .unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
     }
 
     fn err(s: &str) -> SpecError {
@@ -1255,8 +1398,9 @@ mod tests {
 
     fn assert_round_trip(spec: &LinkSpec) {
         let text = spec.to_string();
-        let back: LinkSpec =
-            text.parse().unwrap_or_else(|e| panic!("{text:?} (from {spec:?}) should parse: {e}"));
+        let back: LinkSpec = text
+            .parse()
+            .unwrap_or_else(|e| panic!("{text:?} (from {spec:?}) should parse: {e}"));
         assert_eq!(&back, spec, "round trip through {text:?}");
     }
 
@@ -1274,8 +1418,10 @@ mod tests {
         let cases = [
             ("delay 20ms", "delay 20ms"),
             ("latency 20000", "delay 20ms"),
-            ("loss 1% delay 20ms 5ms 25% distribution normal limit 500 rate 10mbit",
-             "limit 500 delay 20ms 5ms 25% distribution normal loss 1% rate 10mbit"),
+            (
+                "loss 1% delay 20ms 5ms 25% distribution normal limit 500 rate 10mbit",
+                "limit 500 delay 20ms 5ms 25% distribution normal loss 1% rate 10mbit",
+            ),
             ("delay 1.5ms 0.25ms", "delay 1.5ms 250us"),
             ("delay 2s", "delay 2s"),
             ("delay 10ms 1ms distribution uniform", "delay 10ms 1ms"),
@@ -1283,20 +1429,34 @@ mod tests {
             ("loss state 1%", "loss state 1% 99% 0% 100% 0%"),
             ("loss gemodel 2%", "loss gemodel 2% 98% 100% 0%"),
             ("loss gemodel 2% 30% 60% 1%", "loss gemodel 2% 30% 60% 1%"),
-            ("delay 10ms reorder 25% 50% gap 5", "delay 10ms reorder 25% 50% gap 5"),
-            ("gap 5 delay 10ms reorder 25%", "delay 10ms reorder 25% gap 5"),
+            (
+                "delay 10ms reorder 25% 50% gap 5",
+                "delay 10ms reorder 25% 50% gap 5",
+            ),
+            (
+                "gap 5 delay 10ms reorder 25%",
+                "delay 10ms reorder 25% gap 5",
+            ),
             ("delay 10ms reorder 25% gap 1", "delay 10ms reorder 25%"),
             ("rate 5kbit 20 100 5", "rate 5kbit 20 100 5"),
             ("rate 1500000", "rate 1.5mbit"),
             ("rate 1mbit 0 48", "rate 1mbit 0 48"),
             ("rate 100mbps", "rate 800mbit"),
             ("slot 1ms 1ms", "slot 1ms"),
-            ("slot 800us 1ms packets 32 bytes 64kb", "slot 800us 1ms packets 32 bytes 65536"),
-            ("slot distribution pareto 1ms 200us packets 10",
-             "slot distribution pareto 1ms 200us packets 10"),
+            (
+                "slot 800us 1ms packets 32 bytes 64kb",
+                "slot 800us 1ms packets 32 bytes 65536",
+            ),
+            (
+                "slot distribution pareto 1ms 200us packets 10",
+                "slot distribution pareto 1ms 200us packets 10",
+            ),
             ("slot 500ns 2500ns", "slot 500ns 2.5us"),
             ("loss 1% ecn seed 42", "loss 1% ecn seed 42"),
-            ("duplicate 1% corrupt 0.1% 5%", "duplicate 1% corrupt 0.1% 5%"),
+            (
+                "duplicate 1% corrupt 0.1% 5%",
+                "duplicate 1% corrupt 0.1% 5%",
+            ),
             ("limit 1000", ""),
         ];
         for (input, want) in cases {
@@ -1309,13 +1469,31 @@ mod tests {
     #[test]
     fn time_units() {
         let delay = |s: &str| p(&format!("delay {s}")).base_delay_ns();
-        for s in ["1s", "1sec", "1secs", "1S", "1000ms", "1000msec", "1000msecs", "1000MS",
-                  "1000000us", "1000000usec", "1000000usecs", "1000000", "1e6", "0.001e3s"] {
+        for s in [
+            "1s",
+            "1sec",
+            "1secs",
+            "1S",
+            "1000ms",
+            "1000msec",
+            "1000msecs",
+            "1000MS",
+            "1000000us",
+            "1000000usec",
+            "1000000usecs",
+            "1000000",
+            "1e6",
+            "0.001e3s",
+        ] {
             assert_eq!(delay(s), 1_000_000_000, "{s}");
         }
         assert_eq!(delay("1.5ms"), 1_500_000);
         assert_eq!(delay("0.25ms"), 250_000);
-        assert_eq!(delay("1.4us"), 1_000, "tc's resolution is whole microseconds");
+        assert_eq!(
+            delay("1.4us"),
+            1_000,
+            "tc's resolution is whole microseconds"
+        );
         assert_eq!(delay("0"), 0);
         assert_eq!(delay("+3ms"), 3_000_000);
         assert_eq!(p("delay 10ms 7").jitter_ns(), 7_000);
@@ -1324,9 +1502,19 @@ mod tests {
             SlotDelay::Range { min_ns, .. } => min_ns,
             d => panic!("{d:?}"),
         };
-        for (s, ns) in [("7ns", 7), ("7nsec", 7), ("7nsecs", 7), ("7", 7_000), ("7us", 7_000),
-                        ("7usec", 7_000), ("7ms", 7_000_000), ("7msecs", 7_000_000),
-                        ("7s", 7_000_000_000), ("7SEC", 7_000_000_000), ("1.5ns", 2)] {
+        for (s, ns) in [
+            ("7ns", 7),
+            ("7nsec", 7),
+            ("7nsecs", 7),
+            ("7", 7_000),
+            ("7us", 7_000),
+            ("7usec", 7_000),
+            ("7ms", 7_000_000),
+            ("7msecs", 7_000_000),
+            ("7s", 7_000_000_000),
+            ("7SEC", 7_000_000_000),
+            ("1.5ns", 2),
+        ] {
             assert_eq!(slot_min(s), ns, "{s}");
         }
     }
@@ -1336,13 +1524,32 @@ mod tests {
         let rate = |s: &str| p(&format!("rate {s}")).rate_bps().unwrap();
         let k = 1024u64;
         let cases: &[(&str, u64)] = &[
-            ("1000", 1000), ("8bit", 8), ("1kbit", 1000), ("1Kbit", 1000), ("1kibit", k),
-            ("1Kibit", k), ("1mbit", 1_000_000), ("1Mbit", 1_000_000), ("1mibit", k * k),
-            ("1gbit", 1_000_000_000), ("1gibit", k * k * k), ("1tbit", 1_000_000_000_000),
-            ("1tibit", k * k * k * k), ("1bps", 8), ("1Bps", 8), ("1kbps", 8_000),
-            ("1KBps", 8_000), ("1kibps", 8 * k), ("1mbps", 8_000_000), ("1mibps", 8 * k * k),
-            ("1gbps", 8_000_000_000), ("1gibps", 8 * k * k * k), ("1tbps", 8_000_000_000_000),
-            ("1tibps", 8 * k * k * k * k), ("10mbit", 10_000_000), ("1.5gbit", 1_500_000_000),
+            ("1000", 1000),
+            ("8bit", 8),
+            ("1kbit", 1000),
+            ("1Kbit", 1000),
+            ("1kibit", k),
+            ("1Kibit", k),
+            ("1mbit", 1_000_000),
+            ("1Mbit", 1_000_000),
+            ("1mibit", k * k),
+            ("1gbit", 1_000_000_000),
+            ("1gibit", k * k * k),
+            ("1tbit", 1_000_000_000_000),
+            ("1tibit", k * k * k * k),
+            ("1bps", 8),
+            ("1Bps", 8),
+            ("1kbps", 8_000),
+            ("1KBps", 8_000),
+            ("1kibps", 8 * k),
+            ("1mbps", 8_000_000),
+            ("1mibps", 8 * k * k),
+            ("1gbps", 8_000_000_000),
+            ("1gibps", 8 * k * k * k),
+            ("1tbps", 8_000_000_000_000),
+            ("1tibps", 8 * k * k * k * k),
+            ("10mbit", 10_000_000),
+            ("1.5gbit", 1_500_000_000),
             ("2.5kbit", 2_500),
         ];
         for (s, bits) in cases {
@@ -1384,7 +1591,10 @@ mod tests {
         assert_eq!(p("ra 1mbit"), p("rate 1mbit"));
         assert_eq!(p("sl 1ms"), p("slot 1ms"));
         assert_eq!(p("s 5").seed, Some(5), "s is seed, as in tc");
-        assert_eq!(p("delay 1ms 1ms di normal"), p("delay 1ms 1ms distribution normal"));
+        assert_eq!(
+            p("delay 1ms 1ms di normal"),
+            p("delay 1ms 1ms distribution normal")
+        );
         assert!(p("loss 1% e").ecn);
         assert_eq!(p("delay 1ms reorder 5% g 3").reorder.unwrap().gap, 3);
         assert_eq!(p("slot 1ms p 3 b 100"), p("slot 1ms packets 3 bytes 100"));
@@ -1392,7 +1602,9 @@ mod tests {
 
     #[test]
     fn delay_forms() {
-        let d = p("delay 100ms 10ms 25% distribution paretonormal").delay.unwrap();
+        let d = p("delay 100ms 10ms 25% distribution paretonormal")
+            .delay
+            .unwrap();
         assert_eq!(d.latency_ns, 100_000_000);
         assert_eq!(d.jitter_ns, 10_000_000);
         assert_eq!(d.correlation, 25.0);
@@ -1414,27 +1626,58 @@ mod tests {
     fn loss_models_and_tc_defaults() {
         assert_eq!(
             p("loss state 1%").loss,
-            Some(Loss::State { p13: 1.0, p31: 99.0, p32: 0.0, p23: 100.0, p14: 0.0 })
+            Some(Loss::State {
+                p13: 1.0,
+                p31: 99.0,
+                p32: 0.0,
+                p23: 100.0,
+                p14: 0.0
+            })
         );
         assert_eq!(
             p("loss state 1% 20%").loss,
-            Some(Loss::State { p13: 1.0, p31: 20.0, p32: 0.0, p23: 100.0, p14: 0.0 })
+            Some(Loss::State {
+                p13: 1.0,
+                p31: 20.0,
+                p32: 0.0,
+                p23: 100.0,
+                p14: 0.0
+            })
         );
         assert_eq!(
             p("loss state 1% 20% 30% 40% 5%").loss,
-            Some(Loss::State { p13: 1.0, p31: 20.0, p32: 30.0, p23: 40.0, p14: 5.0 })
+            Some(Loss::State {
+                p13: 1.0,
+                p31: 20.0,
+                p32: 30.0,
+                p23: 40.0,
+                p14: 5.0
+            })
         );
         assert_eq!(
             p("loss gemodel 1%").loss,
-            Some(Loss::GilbertElliott { p: 1.0, r: 99.0, one_minus_h: 100.0, one_minus_k: 0.0 })
+            Some(Loss::GilbertElliott {
+                p: 1.0,
+                r: 99.0,
+                one_minus_h: 100.0,
+                one_minus_k: 0.0
+            })
         );
         assert_eq!(
             p("loss gemodel 1% 10% 70% 0.1%").loss,
-            Some(Loss::GilbertElliott { p: 1.0, r: 10.0, one_minus_h: 70.0, one_minus_k: 0.1 })
+            Some(Loss::GilbertElliott {
+                p: 1.0,
+                r: 10.0,
+                one_minus_h: 70.0,
+                one_minus_k: 0.1
+            })
         );
         assert_eq!(
             p("loss random 3% 40%").loss,
-            Some(Loss::Random(Chance { percent: 3.0, correlation: 40.0 }))
+            Some(Loss::Random(Chance {
+                percent: 3.0,
+                correlation: 40.0
+            }))
         );
         // Nominal loss: Bernoulli special cases equal p, otherwise the stationary value.
         assert!((p("loss state 3%").loss_probability() - 0.03).abs() < 1e-12);
@@ -1479,7 +1722,11 @@ mod tests {
             }
             let want = pi[2] + pi[3];
             let got = four_state_loss(p13, p31, p32, p23, p14);
-            assert!((got - want).abs() < 1e-6, "{:?}: {got} vs {want}", [p13, p31, p32, p23, p14]);
+            assert!(
+                (got - want).abs() < 1e-6,
+                "{:?}: {got} vs {want}",
+                [p13, p31, p32, p23, p14]
+            );
         }
     }
 
@@ -1487,20 +1734,36 @@ mod tests {
     fn reorder_gap_rate_slot_forms() {
         assert_eq!(
             p("delay 10ms reorder 25% 50% gap 5").reorder,
-            Some(Reorder { percent: 25.0, correlation: 50.0, gap: 5 })
+            Some(Reorder {
+                percent: 25.0,
+                correlation: 50.0,
+                gap: 5
+            })
         );
-        assert_eq!(p("delay 10ms reorder 25%").reorder.unwrap().gap, 1, "tc's default gap");
+        assert_eq!(
+            p("delay 10ms reorder 25%").reorder.unwrap().gap,
+            1,
+            "tc's default gap"
+        );
         assert_eq!(p("delay 10ms reorder 25% gap 0").reorder.unwrap().gap, 1);
         assert_eq!(
             p("rate 5kbit 20 100 5").rate,
-            Some(Rate { bits_per_sec: 5000, packet_overhead: 20, cell_size: 100, cell_overhead: 5 })
+            Some(Rate {
+                bits_per_sec: 5000,
+                packet_overhead: 20,
+                cell_size: 100,
+                cell_overhead: 5
+            })
         );
         assert_eq!(p("rate 1mbit -14").rate.unwrap().packet_overhead, -14);
         assert_eq!(p("rate 1mbit 0 53 -5").rate.unwrap().cell_overhead, -5);
         assert_eq!(
             p("slot 1ms 5ms packets 10 bytes 3000").slot,
             Some(Slot {
-                delay: SlotDelay::Range { min_ns: 1_000_000, max_ns: 5_000_000 },
+                delay: SlotDelay::Range {
+                    min_ns: 1_000_000,
+                    max_ns: 5_000_000
+                },
                 max_packets: 10,
                 max_bytes: 3000
             })
@@ -1518,9 +1781,18 @@ mod tests {
             })
         );
         let bytes = |s: &str| p(&format!("slot 1ms bytes {s}")).slot.unwrap().max_bytes;
-        for (s, b) in [("100", 100), ("100b", 100), ("2k", 2048), ("2kb", 2048), ("1m", 1 << 20),
-                       ("1MB", 1 << 20), ("1g", 1 << 30), ("8kbit", 1024), ("8mbit", 1 << 20),
-                       ("1gbit", 1 << 27)] {
+        for (s, b) in [
+            ("100", 100),
+            ("100b", 100),
+            ("2k", 2048),
+            ("2kb", 2048),
+            ("1m", 1 << 20),
+            ("1MB", 1 << 20),
+            ("1g", 1 << 30),
+            ("8kbit", 1024),
+            ("8mbit", 1 << 20),
+            ("1gbit", 1 << 27),
+        ] {
             assert_eq!(bytes(s), b, "{s}");
         }
     }
@@ -1537,15 +1809,35 @@ mod tests {
             ("delay 20ms -5ms", "-5ms", 11, "non-negative"),
             ("delay 20ms 5ms 150%", "150%", 15, "between 0% and 100%"),
             ("delay 20ms 5ms 15%%", "15%%", 15, "only a % sign"),
-            ("delay 10ms 5ms distribution gauss", "gauss", 28, "known distribution"),
-            ("distribution normal", "distribution", 0, "delay with a jitter"),
-            ("delay 10ms distribution normal", "distribution", 11, "delay with a jitter"),
+            (
+                "delay 10ms 5ms distribution gauss",
+                "gauss",
+                28,
+                "known distribution",
+            ),
+            (
+                "distribution normal",
+                "distribution",
+                0,
+                "delay with a jitter",
+            ),
+            (
+                "delay 10ms distribution normal",
+                "distribution",
+                11,
+                "delay with a jitter",
+            ),
             ("loss", "", 4, "a loss percentage like 1%"),
             ("loss 101%", "101%", 5, "between 0% and 100%"),
             ("loss -1%", "-1%", 5, "between 0% and 100%"),
             ("loss 1e3%", "1e3%", 5, "between 0% and 100%"),
             ("loss foo", "foo", 5, "a loss model"),
-            ("loss random", "", 11, "percentage like 1% after \"loss random\""),
+            (
+                "loss random",
+                "",
+                11,
+                "percentage like 1% after \"loss random\"",
+            ),
             ("loss 1% 120%", "120%", 8, "correlation"),
             ("loss state", "", 10, "p13"),
             ("loss state 1% 2% 3% 4% 200%", "200%", 23, "p14"),
@@ -1559,7 +1851,12 @@ mod tests {
             ("5ms", "5ms", 0, "follows nothing"),
             ("delay 10ms 5ms 25% 30%", "30%", 19, "follows nothing"),
             ("reorder 25%", "reorder", 0, "a \"delay\" as well"),
-            ("delay 0ms 5ms reorder 25%", "reorder", 14, "a \"delay\" as well"),
+            (
+                "delay 0ms 5ms reorder 25%",
+                "reorder",
+                14,
+                "a \"delay\" as well",
+            ),
             ("delay 10ms gap 5", "gap", 11, "reorder PERCENT"),
             ("delay 10ms reorder 0% gap 5", "gap", 22, "reorder PERCENT"),
             ("delay 10ms reorder 5% gap -1", "-1", 26, "non-negative"),
@@ -1581,8 +1878,18 @@ mod tests {
             ("slot foo", "foo", 5, "a time or \"distribution\""),
             ("slot 5ms 1ms", "1ms", 9, "not below the minimum"),
             ("slot 5xs", "5xs", 5, "known time unit"),
-            ("slot distribution normal 1ms 0ms", "0ms", 29, "positive jitter"),
-            ("slot distribution weird 1ms 1ms", "weird", 18, "known distribution"),
+            (
+                "slot distribution normal 1ms 0ms",
+                "0ms",
+                29,
+                "positive jitter",
+            ),
+            (
+                "slot distribution weird 1ms 1ms",
+                "weird",
+                18,
+                "known distribution",
+            ),
             ("slot distribution normal 1ms", "", 28, "slot jitter"),
             ("slot 1ms packets", "", 16, "packet count"),
             ("slot 1ms packets -3", "-3", 17, "non-negative"),
@@ -1594,13 +1901,22 @@ mod tests {
             ("duplicate 1% -2%", "-2%", 13, "correlation"),
             ("corrupt 1% 200%", "200%", 11, "correlation"),
             ("corrupt x", "x", 8, "percentage"),
-            ("delay 1ms\treorder 5% gap 2 foo", "foo", 27, "a netem option"),
+            (
+                "delay 1ms\treorder 5% gap 2 foo",
+                "foo",
+                27,
+                "a netem option",
+            ),
         ];
         for (input, token, position, expected) in cases {
             let e = err(input);
             assert_eq!(e.token, *token, "token for {input:?}: {e}");
             assert_eq!(e.position, *position, "position for {input:?}: {e}");
-            assert!(e.expected.contains(expected), "{input:?}: {:?} lacks {expected:?}", e.expected);
+            assert!(
+                e.expected.contains(expected),
+                "{input:?}: {:?} lacks {expected:?}",
+                e.expected
+            );
         }
         let e = err("delay 20xs");
         assert_eq!(
@@ -1615,10 +1931,17 @@ mod tests {
     fn validate_holds_built_specs_to_the_same_rules() {
         let mut s = LinkSpec::default();
         assert!(s.validate().is_ok());
-        s.loss = Some(Loss::Random(Chance { percent: 150.0, correlation: 0.0 }));
+        s.loss = Some(Loss::Random(Chance {
+            percent: 150.0,
+            correlation: 0.0,
+        }));
         assert_eq!(s.validate().unwrap_err().token, "loss");
         s.loss = None;
-        s.reorder = Some(Reorder { percent: 10.0, correlation: 0.0, gap: 1 });
+        s.reorder = Some(Reorder {
+            percent: 10.0,
+            correlation: 0.0,
+            gap: 1,
+        });
         assert_eq!(s.validate().unwrap_err().token, "reorder");
         s.reorder = None;
         s.limit = 0;
@@ -1630,8 +1953,8 @@ mod tests {
 
     #[test]
     fn from_rtt_loss_rate_builds_one_direction() {
-        let s = LinkSpec::from_rtt_loss_rate(Duration::from_millis(50), 1.0, Some(10_000_000))
-            .unwrap();
+        let s =
+            LinkSpec::from_rtt_loss_rate(Duration::from_millis(50), 1.0, Some(10_000_000)).unwrap();
         assert_eq!(s.to_string(), "delay 25ms loss 1% rate 10mbit");
         assert_eq!(s.base_delay_ns(), 25_000_000);
         let s = LinkSpec::from_rtt_loss_rate(Duration::from_micros(1001), 0.0, None).unwrap();
@@ -1676,7 +1999,7 @@ mod tests {
     #[test]
     fn random_specs_round_trip() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let mut pct = |rng: &mut rand_chacha::ChaCha8Rng| {
+        let pct = |rng: &mut rand_chacha::ChaCha8Rng| {
             if rng.random_bool(0.3) {
                 rng.random_range(0..=100) as f64
             } else {
@@ -1690,26 +2013,52 @@ mod tests {
             }
             if rng.random_bool(0.7) {
                 let latency_ns = rng.random_range(0..5_000_000u64) * 1000;
-                let jitter_ns = if rng.random_bool(0.5) { rng.random_range(0..100_000u64) * 1000 } else { 0 };
-                let dists = [Distribution::Uniform, Distribution::Normal, Distribution::Pareto,
-                             Distribution::ParetoNormal];
+                let jitter_ns = if rng.random_bool(0.5) {
+                    rng.random_range(0..100_000u64) * 1000
+                } else {
+                    0
+                };
+                let dists = [
+                    Distribution::Uniform,
+                    Distribution::Normal,
+                    Distribution::Pareto,
+                    Distribution::ParetoNormal,
+                ];
                 let distribution = if latency_ns > 0 && jitter_ns > 0 {
                     dists[rng.random_range(0..4)]
                 } else {
                     Distribution::Uniform
                 };
-                let correlation = if rng.random_bool(0.5) { pct(&mut rng) } else { 0.0 };
-                s.delay = Some(Delay { latency_ns, jitter_ns, correlation, distribution });
+                let correlation = if rng.random_bool(0.5) {
+                    pct(&mut rng)
+                } else {
+                    0.0
+                };
+                s.delay = Some(Delay {
+                    latency_ns,
+                    jitter_ns,
+                    correlation,
+                    distribution,
+                });
             }
             s.loss = match rng.random_range(0..4) {
                 0 => None,
-                1 => Some(Loss::Random(Chance { percent: pct(&mut rng), correlation: pct(&mut rng) })),
+                1 => Some(Loss::Random(Chance {
+                    percent: pct(&mut rng),
+                    correlation: pct(&mut rng),
+                })),
                 2 => {
                     let p13 = pct(&mut rng) / 2.0;
                     let p14 = pct(&mut rng) / 2.0;
                     let p31 = pct(&mut rng) / 2.0;
                     let p32 = pct(&mut rng) / 2.0;
-                    Some(Loss::State { p13, p31, p32, p23: pct(&mut rng), p14 })
+                    Some(Loss::State {
+                        p13,
+                        p31,
+                        p32,
+                        p23: pct(&mut rng),
+                        p14,
+                    })
                 }
                 _ => Some(Loss::GilbertElliott {
                     p: pct(&mut rng),
@@ -1719,28 +2068,53 @@ mod tests {
                 }),
             };
             if rng.random_bool(0.3) {
-                s.duplicate = Some(Chance { percent: pct(&mut rng), correlation: pct(&mut rng) });
+                s.duplicate = Some(Chance {
+                    percent: pct(&mut rng),
+                    correlation: pct(&mut rng),
+                });
             }
             if rng.random_bool(0.3) {
-                s.corrupt = Some(Chance { percent: pct(&mut rng), correlation: 0.0 });
+                s.corrupt = Some(Chance {
+                    percent: pct(&mut rng),
+                    correlation: 0.0,
+                });
             }
             if s.base_delay_ns() > 0 && rng.random_bool(0.4) {
                 let percent = pct(&mut rng);
-                let gap = if percent > 0.0 { rng.random_range(1..20) } else { 1 };
-                s.reorder = Some(Reorder { percent, correlation: pct(&mut rng), gap });
+                let gap = if percent > 0.0 {
+                    rng.random_range(1..20)
+                } else {
+                    1
+                };
+                s.reorder = Some(Reorder {
+                    percent,
+                    correlation: pct(&mut rng),
+                    gap,
+                });
             }
             if rng.random_bool(0.4) {
                 s.rate = Some(Rate {
                     bits_per_sec: rng.random_range(8..100_000_000_000u64),
                     packet_overhead: rng.random_range(-100..100),
-                    cell_size: if rng.random_bool(0.3) { rng.random_range(0..200) } else { 0 },
-                    cell_overhead: if rng.random_bool(0.3) { rng.random_range(-10..10) } else { 0 },
+                    cell_size: if rng.random_bool(0.3) {
+                        rng.random_range(0..200)
+                    } else {
+                        0
+                    },
+                    cell_overhead: if rng.random_bool(0.3) {
+                        rng.random_range(-10..10)
+                    } else {
+                        0
+                    },
                 });
             }
             if rng.random_bool(0.2) {
                 let min_ns = rng.random_range(0..10_000_000u64);
                 let delay = if rng.random_bool(0.5) {
-                    SlotDelay::Range { min_ns, max_ns: min_ns + rng.random_range(0..10_000_000u64) }
+                    SlotDelay::Range {
+                        min_ns,
+                        max_ns: min_ns + rng.random_range(0..10_000_000u64),
+                    }
                 } else {
                     SlotDelay::Distribution {
                         distribution: Distribution::Normal,
