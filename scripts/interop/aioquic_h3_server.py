@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""A tiny aioquic HTTP/3 server with the quicbench resources: GET /bytes/N
+(the splitmix64 pattern), GET / (health), 404 otherwise. Prints
+"LISTENING <port>" on stdout when ready; stops when stdin closes or after
+--max-seconds (so a crashed test never leaves it running).
+"""
+
+import argparse
+import asyncio
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pattern  # noqa: E402
+
+from aioquic.asyncio import serve  # noqa: E402
+from aioquic.asyncio.protocol import QuicConnectionProtocol  # noqa: E402
+from aioquic.h3.connection import H3_ALPN, H3Connection  # noqa: E402
+from aioquic.h3.events import HeadersReceived  # noqa: E402
+from aioquic.quic.configuration import QuicConfiguration  # noqa: E402
+from aioquic.quic.events import ProtocolNegotiated  # noqa: E402
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives.serialization import load_pem_private_key  # noqa: E402
+
+MAX_BYTES = 64 << 20
+
+
+class H3Server(QuicConnectionProtocol):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.h3 = None
+
+    def quic_event_received(self, event):
+        if isinstance(event, ProtocolNegotiated):
+            self.h3 = H3Connection(self._quic)
+        if self.h3 is None:
+            return
+        for ev in self.h3.handle_event(event):
+            if isinstance(ev, HeadersReceived):
+                self.respond(ev.stream_id, dict(ev.headers))
+
+    def respond(self, sid, headers):
+        method = headers.get(b":method", b"")
+        path = headers.get(b":path", b"/").decode(errors="replace").split("?")[0]
+        status, body, ctype = 404, b"404 not found\n", b"text/plain"
+        if method != b"GET":
+            status, body = 405, b"405 method not allowed\n"
+        elif path == "/":
+            status, body = 200, b"quicbench ok\n"
+        elif path.startswith("/bytes/"):
+            n = path[len("/bytes/") :]
+            if not n.isdigit():
+                status, body = 400, b"400 bad request\n"
+            elif int(n) > MAX_BYTES:
+                status, body = 413, b"413 too large\n"
+            else:
+                status, body, ctype = 200, pattern.chunk(0, int(n)), b"application/octet-stream"
+        self.h3.send_headers(
+            sid,
+            [
+                (b":status", str(status).encode()),
+                (b"content-type", ctype),
+                (b"content-length", str(len(body)).encode()),
+                (b"server", b"aioquic-interop"),
+            ],
+        )
+        self.h3.send_data(sid, body, end_stream=True)
+        self.transmit()
+
+
+def configuration(cert_path, key_path):
+    cfg = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
+    with open(cert_path, "rb") as f:
+        certs = x509.load_pem_x509_certificates(f.read())
+
+    def is_ca(c):
+        try:
+            return c.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            return False
+
+    # The PEM may list the CA first (quicbench's trust PEM): serve the leaf first.
+    leaves = [c for c in certs if not is_ca(c)]
+    if not leaves:
+        raise SystemExit(f"{cert_path}: no leaf certificate")
+    cfg.certificate = leaves[0]
+    cfg.certificate_chain = [c for c in certs if c is not leaves[0] and is_ca(c)]
+    with open(key_path, "rb") as f:
+        cfg.private_key = load_pem_private_key(f.read(), password=None)
+    return cfg
+
+
+async def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--max-seconds", type=float, default=120.0)
+    args = ap.parse_args()
+
+    server = await serve(
+        args.host, args.port, configuration=configuration(args.cert, args.key), create_protocol=H3Server
+    )
+    port = server._transport.get_extra_info("sockname")[1]
+    print(f"LISTENING {port}", flush=True)
+
+    loop = asyncio.get_running_loop()
+    stdin_closed = loop.run_in_executor(None, sys.stdin.read)
+    try:
+        await asyncio.wait_for(stdin_closed, args.max_seconds)
+    except asyncio.TimeoutError:
+        pass
+    server.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
