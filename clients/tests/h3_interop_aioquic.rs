@@ -31,7 +31,12 @@ fn python() -> Option<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_fetches_from_aioquic() {
     let Some(py) = python() else {
-        eprintln!("SKIPPED: aioquic not installed (run scripts/install-test-deps.sh)");
+        // Straight to the stderr handle: libtest captures eprintln!, and this must show.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: aioquic not installed (run scripts/install-test-deps.sh)"
+        );
         return;
     };
     let id = Identity::generate(&[]).unwrap();

@@ -29,7 +29,12 @@ fn python() -> Option<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aioquic_client_fetches_from_our_server() {
     let Some(py) = python() else {
-        eprintln!("SKIPPED: aioquic not installed (run scripts/install-test-deps.sh)");
+        // Straight to the stderr handle: libtest captures eprintln!, and this must show.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: aioquic not installed (run scripts/install-test-deps.sh)"
+        );
         return;
     };
     let id = Identity::generate(&[]).unwrap();

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond cargo. Idempotent; run as root
+# (apt) or as a user (the Python part needs no root). Each tool has its own
+# clearly separated block below.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+
+
+# ---------------------------------------------------------------------------
+# aioquic: HTTP/3 interop tests (servers/tests/quic_interop_aioquic.rs,
+# clients/tests/h3_interop_aioquic.rs, scripts/interop/*.py).
+# Installed into a venv under target/ (nothing system-wide changes); the tests
+# look for target/interop-venv/bin/python3 first, then python3 on PATH.
+# A failed install fails this script: CI must not silently skip interop.
+# ---------------------------------------------------------------------------
+install_aioquic() {
+  local venv="$ROOT/target/interop-venv"
+  if [ -x "$venv/bin/python3" ] && "$venv/bin/python3" -c "import aioquic" 2>/dev/null; then
+    echo "aioquic: present in $venv"
+    return 0
+  fi
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "aioquic: python3 missing, installing it with apt"
+    apt-get update -qq && apt-get install -y -qq python3 python3-venv
+  fi
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    echo "aioquic: python3 -m venv failed, installing python3-venv with apt"
+    apt-get update -qq && apt-get install -y -qq python3-venv
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check "aioquic>=1.2,<2"
+  "$venv/bin/python3" -c "import aioquic; print('aioquic:', aioquic.__version__, 'installed in $venv')"
+}
+install_aioquic
+# --------------------------------------------------------------- end aioquic
