@@ -82,7 +82,7 @@ while [ "$i" -lt "$count" ]; do
 	if [ -f "$m" ]; then
 		d=$(cat "$m")
 		[ -f "$d/run.json" ] || die "marker $m names $d, which has no run.json"
-		n=$(find "$d/cells" -name '*.json' | wc -l)
+		n=$(find "$d/cells" -maxdepth 1 -name '*.json' | wc -l)
 		expected=$((expected + n))
 		set -- "$@" "$d"
 	fi
@@ -90,14 +90,15 @@ while [ "$i" -lt "$count" ]; do
 done
 [ "$#" -ge 1 ] || die "no finished shard to merge"
 
-# Merge into a fresh directory, then swap it in: a re-run replaces the old
+# Merge into a fresh directory (quicbench merge wants a new or empty one),
+# then swap it in: a re-run replaces the old
 # merge whole instead of mixing into it.
 tmp=$base/merged.tmp
 rm -rf "$tmp"
 say "merging $# shard(s) of $run_name"
 "$QB" merge "$@" --out "$tmp"
 
-got=$(find "$tmp/cells" -name '*.json' | wc -l)
+got=$(find "$tmp/cells" -maxdepth 1 -name '*.json' | wc -l)
 if [ "$got" -ne "$expected" ]; then
 	die "merged run has $got cell files, the shards have $expected together"
 fi

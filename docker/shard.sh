@@ -70,11 +70,13 @@ for d in "$base"/shards/*-"$tag"; do
 done
 
 if [ -n "$previous" ]; then
-	# --resume continues that run directory: its run.json already records the
-	# matrix and the shard, so only the backend is given again.
+	# --resume skips the cells already in that run directory. quicbench
+	# checks that the matrix and shard given match the ones it was started
+	# with, so they are given again, exactly as the first time.
 	say "resuming shard $index/$count in $previous"
 	# shellcheck disable=SC2086 # RUN_ARGS is a word list by design
-	"$QB" run --resume "$previous" --backend "$backend" ${RUN_ARGS:-}
+	"$QB" run "$@" --resume "$previous" --shard "$index/$count" \
+		--backend "$backend" ${RUN_ARGS:-}
 	dir=$previous
 else
 	say "running shard $index/$count of $run_name (backend $backend)"
@@ -92,4 +94,4 @@ fi
 # for a shard that has not finished.
 printf '%s\n' "$dir" >"$marker.tmp.$$"
 mv "$marker.tmp.$$" "$marker"
-say "shard $index/$count finished: $dir ($(find "$dir/cells" -name '*.json' 2>/dev/null | wc -l) cell files)"
+say "shard $index/$count finished: $dir ($(find "$dir/cells" -maxdepth 1 -name '*.json' 2>/dev/null | wc -l) cell files)"

@@ -8,7 +8,8 @@
 #   quicbench-two-host server serve ARGS...    tc on this side, then quicbench serve
 #   quicbench-two-host client get ARGS...      tc on this side, wait for the
 #                                              server, then quicbench get (once
-#                                              per protocol and repetition)
+#                                              per protocol and repetition),
+#                                              then QB_PROBE_ARGS
 #
 # Environment:
 #   QB_PEER_ADDR      the other container's address; the interface that routes
@@ -23,6 +24,9 @@
 #   QB_PROTOCOLS      client: protocols to loop over; each `{proto}` argument
 #                     is replaced by one of them (default: no loop)
 #   QB_REPS           client: repetitions per protocol (default 1)
+#   QB_PROBE_ARGS     client: quicbench arguments run once per repetition
+#                     after the protocol loop, e.g. "udp-probe ADDR:9000 --json"
+#                     (word-split; empty: none)
 #   QB_OUT            client: directory for each run's output (default
 #                     /results/two-host/<UTC timestamp>)
 #   QB_ALLOW_ANY_ADDR 1: allow a peer outside the benchmarking ranges
@@ -138,5 +142,18 @@ for proto in $protocols; do
 		rep=$((rep + 1))
 	done
 done
+if [ -n "${QB_PROBE_ARGS:-}" ]; then
+	rep=1
+	while [ "$rep" -le "$reps" ]; do
+		log=$out/udp-probe-$rep.out
+		say "client: ${QB_PROBE_ARGS%% *} repetition $rep/$reps -> $log"
+		# shellcheck disable=SC2086 # QB_PROBE_ARGS is a word list by design
+		if ! "$QB" $QB_PROBE_ARGS >"$log"; then
+			say "client: probe repetition $rep failed"
+			status=1
+		fi
+		rep=$((rep + 1))
+	done
+fi
 say "client: outputs in $out"
 exit "$status"
