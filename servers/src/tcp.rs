@@ -255,8 +255,10 @@ where
         .max_header_size(ctx.max_header_bytes)
         // The same header set on every protocol: no Date (h3 sends none).
         .auto_date_header(false)
-        // Pipelined requests: coalesce the responses' flushes.
-        .pipeline_flush(true)
+        // No `pipeline_flush`: it skips flushing while unparsed bytes remain
+        // in the read buffer, which swallows the 400 for a malformed head
+        // (hyper 1.12). Pipelined responses are still written in order, each
+        // flushed on its own, as most servers do.
         .keep_alive(!refuse);
     let conn = b.serve_connection(TokioIo::new(io), svc);
     let mut sd = ctx.shutdown.clone();
