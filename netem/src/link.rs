@@ -33,7 +33,7 @@ use crate::spec::LinkSpec;
 use crate::tun::Tun;
 
 pub use crate::nat::{Binding, NatSchedule, RebindEvent, RebindKind};
-pub use crate::relay::{DirCounters, RelayCounters};
+pub use crate::relay::{DirCounters, RelayCounters, RelayPriority};
 
 /// Addresses of the link (benchmarking ranges only).
 pub mod addr {
@@ -147,6 +147,8 @@ pub struct LinkConfig {
     pub pcap_dir: Option<PathBuf>,
     /// Client addresses per family (1..=250).
     pub client_addrs: usize,
+    /// Scheduling of the relay threads (user space).
+    pub relay_priority: RelayPriority,
 }
 
 impl LinkConfig {
@@ -160,6 +162,7 @@ impl LinkConfig {
             nat: None,
             pcap_dir: None,
             client_addrs: 1,
+            relay_priority: RelayPriority::default(),
         }
     }
 
@@ -524,6 +527,7 @@ fn build_userspace(
             pcap: pcap_up,
             clock,
             buf_len,
+            priority: cfg.relay_priority,
         },
         DirectionCfg {
             dir: Dir::Down,
@@ -534,6 +538,7 @@ fn build_userspace(
             pcap: pcap_down,
             clock,
             buf_len,
+            priority: cfg.relay_priority,
         },
     )
     .map_err(setup("starting the relay threads"))?;
