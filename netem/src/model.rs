@@ -1346,6 +1346,7 @@ mod tests {
         }
         let per_packet = start.elapsed().as_nanos() as f64 / 200_000.0;
         assert!(m.in_flight(200_000 * US) > 190_000);
+        eprintln!("enqueue: {per_packet:.0} ns per packet (dev profile, 200k in flight)");
         assert!(per_packet < 5_000.0, "{per_packet} ns per packet");
     }
 }
