@@ -20,9 +20,11 @@ pub mod relay;
 pub mod spec;
 pub mod tun;
 
-pub use model::{Counters, Departure, DropReason, LinkModel, Verdict};
 pub use kernel::{NetemProbe, TcError};
-pub use spec::{Chance, Delay, Distribution, Loss, Rate, Reorder, Slot, SlotDelay, SpecError, LinkSpec};
 pub use link::{Backend, Link, LinkConfig, LinkCounters, LinkError};
+pub use model::{Counters, Departure, DropReason, LinkModel, Verdict};
 pub use nat::{NatSchedule, RebindEvent, RebindKind};
 pub use ns::NetNs;
+pub use spec::{
+    Chance, Delay, Distribution, LinkSpec, Loss, Rate, Reorder, Slot, SlotDelay, SpecError,
+};
