@@ -43,6 +43,11 @@ pub struct ClientOptions {
     pub track_progress: bool,
     /// Give up on one request (or connect) after this long.
     pub timeout: Duration,
+    /// Give up on a response whose body makes no progress for this long (a
+    /// stalled flow, e.g. after a NAT rebinding of a TCP connection); None: only
+    /// `timeout` applies. The record then has `error` set and the bytes received
+    /// so far, so the caller can resume with a Range request.
+    pub stall_timeout: Option<Duration>,
     /// Bind the client's sockets to this local address (None: the OS picks).
     pub local_ip: Option<IpAddr>,
 }
@@ -57,6 +62,7 @@ impl ClientOptions {
             resume: true,
             track_progress: false,
             timeout: Duration::from_secs(60),
+            stall_timeout: None,
             local_ip: None,
         }
     }

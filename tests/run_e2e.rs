@@ -1,0 +1,236 @@
+//! End-to-end runs of the `quicbench` binary over real namespaces, TUN devices
+//! and TLS: the handshake-vs-theory check, resume, shard + merge equivalence,
+//! and bad input. Needs root (or user namespaces); otherwise says loudly what
+//! was skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_quicbench")
+}
+
+fn can_run_links() -> bool {
+    match quicbench_netem::ns::can_create() {
+        Ok(()) => std::fs::metadata("/dev/net/tun").is_ok(),
+        Err(e) => {
+            eprintln!("SKIPPED: end-to-end runs need network namespaces and /dev/net/tun ({e}); run as root");
+            false
+        }
+    }
+}
+
+fn run_dir_in(base: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(base)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("run.json").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("a run directory")
+}
+
+fn quicbench(args: &[&str]) -> std::process::Output {
+    let out = Command::new(bin()).args(args).output().expect("run quicbench");
+    if !out.status.success() {
+        eprintln!("quicbench {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+fn cells(dir: &Path) -> Vec<serde_json::Value> {
+    let mut v: Vec<serde_json::Value> = std::fs::read_dir(dir.join("cells"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap())
+        .collect();
+    v.sort_by_key(|c| c["cell_id"].as_str().unwrap().to_string());
+    v
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn net_devices() -> BTreeSet<String> {
+    std::fs::read_dir("/sys/class/net").map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+}
+
+const HANDSHAKE: &str = r#"
+name = "theory"
+repetitions = 1
+warmup = 1
+protocols = ["h1.0", "h1.1-tls", "h2", "h3"]
+[[links]]
+label = "rtt40ms"
+spec = "delay 20ms"
+[workloads.handshake]
+connections = 5
+size = 100
+modes = ["cold", "resumed"]
+"#;
+
+/// In lossless cells at RTT ≥ 20 ms the measured first-byte time is within 10%
+/// of theory (2 RTT h1 cleartext, 3 RTT TLS over TCP, 2 RTT h3, 1 RTT h3 0-RTT):
+/// this proves the harness measures what it claims.
+#[test]
+fn handshake_ttfb_matches_theory_and_cells_leave_nothing_behind() {
+    if !can_run_links() {
+        return;
+    }
+    let before = net_devices();
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("m.toml");
+    std::fs::write(&m, HANDSHAKE).unwrap();
+    let out = quicbench(&["run", "--matrix", m.to_str().unwrap(), "--out", tmp.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    let dir = run_dir_in(tmp.path());
+    let cs = cells(&dir);
+    assert_eq!(cs.len(), 8, "4 protocols × 2 modes");
+    let mut checked = 0;
+    for c in &cs {
+        let id = c["cell_id"].as_str().unwrap();
+        assert_eq!(c["status"]["kind"], "ok", "{id}: {}", c["status"]);
+        let theory = c["theory"]["ttfb_rtt"].as_f64().unwrap();
+        let samples: Vec<f64> = c["metrics"]["ttfb_rtt"]["samples"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(samples.len(), 5, "{id}");
+        let m = median(samples);
+        assert!((m - theory).abs() <= 0.10 * theory, "{id}: median TTFB {m:.3} RTT vs theory {theory} RTT");
+        checked += 1;
+        if c["protocol"] == "h3" && c["variant"] == "resumed" {
+            assert_eq!(c["tls"]["early_data_accepted"], true, "{id}: 0-RTT must really be used");
+            assert_eq!(theory, 1.0);
+        }
+        if c["protocol"] != "h1.0" {
+            assert_eq!(c["tls"]["tls_version"], "TLSv1_3", "{id}");
+        }
+        // Ground truth from the link: packets crossed both ways, none lost.
+        let lc = &c["link_counters"];
+        assert!(lc["up"]["model"]["delivered"].as_u64().unwrap() > 0, "{id}");
+        assert_eq!(lc["up"]["model"]["dropped_loss"].as_u64().unwrap(), 0, "{id}");
+    }
+    assert_eq!(checked, 8);
+    let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert!(summary.starts_with("protocol,workload,link,metric,unit,median,ci_low,ci_high,n"));
+    assert!(summary.contains("h3,handshake,rtt40ms,ttfb_rtt,RTT,"));
+    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    assert!(run["finished"].is_string());
+    assert!(run["crate_versions"]["quinn"].is_string());
+    // Every cell's namespaces and devices are gone.
+    assert_eq!(before, net_devices());
+}
+
+const SMALL: &str = r#"
+name = "small"
+repetitions = 2
+warmup = 0
+protocols = ["h1.1", "h3", "udp"]
+[[links]]
+label = "rtt10ms-loss1%"
+spec = "delay 5ms loss 1%"
+[workloads.handshake]
+connections = 2
+modes = ["cold"]
+[workloads.goodput]
+size = 65536
+[workloads.udp]
+count = 50
+"#;
+
+fn cell_ids(dir: &Path) -> BTreeSet<String> {
+    cells(dir).iter().map(|c| c["cell_id"].as_str().unwrap().to_string()).collect()
+}
+
+/// Summary keys (protocol, workload, variant, link, metric) → n.
+fn summary_keys(dir: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (p, w, v, l, m, n) = (col("protocol"), col("workload"), col("variant"), col("link"), col("metric"), col("n"));
+    lines
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            (format!("{}/{}/{}/{}/{}", f[p], f[w], f[v], f[l], f[m]), f[n].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn resume_and_shards_merge_to_the_same_run() {
+    if !can_run_links() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("m.toml");
+    std::fs::write(&m, SMALL).unwrap();
+    let ms = m.to_str().unwrap();
+
+    // Whole run.
+    let whole = tmp.path().join("whole");
+    assert!(quicbench(&["run", "--matrix", ms, "--out", whole.to_str().unwrap()]).status.success());
+    let whole_dir = run_dir_in(&whole);
+    let all = cell_ids(&whole_dir);
+    assert_eq!(all.len(), 2 * (2 + 2 + 1), "reps × (handshake h1.1,h3 + goodput h1.1,h3 + udp)");
+
+    // Interrupted run (3 cells), then --resume finishes it.
+    let partial = tmp.path().join("partial");
+    assert!(quicbench(&["run", "--matrix", ms, "--out", partial.to_str().unwrap(), "--max-cells", "3"]).status.success());
+    let pdir = run_dir_in(&partial);
+    assert_eq!(cell_ids(&pdir).len(), 3);
+    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pdir.join("run.json")).unwrap()).unwrap();
+    assert!(run["finished"].is_null(), "an unfinished run says so");
+    let out = quicbench(&["run", "--resume", pdir.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 already done"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(cell_ids(&pdir), all);
+
+    // Three shards, merged.
+    let mut shard_dirs = Vec::new();
+    for i in 0..3 {
+        let base = tmp.path().join(format!("shard{i}"));
+        assert!(quicbench(&["run", "--matrix", ms, "--out", base.to_str().unwrap(), "--shard", &format!("{i}/3")]).status.success());
+        shard_dirs.push(run_dir_in(&base));
+    }
+    let merged = tmp.path().join("merged");
+    let mut args = vec!["merge".to_string()];
+    args.extend(shard_dirs.iter().map(|d| d.to_string_lossy().into_owned()));
+    args.extend(["--out".into(), merged.to_string_lossy().into_owned()]);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(quicbench(&a).status.success());
+    assert_eq!(cell_ids(&merged), all, "shards merged = the whole run's cells");
+    let (sk, wk) = (summary_keys(&merged), summary_keys(&whole_dir));
+    assert_eq!(sk.keys().collect::<Vec<_>>(), wk.keys().collect::<Vec<_>>(), "same summary rows");
+    assert_eq!(sk, wk, "same n per summary row");
+}
+
+#[test]
+fn bad_matrix_is_named_precisely() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("bad.toml");
+    std::fs::write(&m, "protocols = [\"h3\"]\n[[links]]\nspec = \"delay 10 parsecs\"\n[workloads.goodput]\n").unwrap();
+    let out = Command::new(bin()).args(["run", "--matrix", m.to_str().unwrap(), "--out", tmp.path().to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:3") && err.contains("links[0].spec") && err.contains("parsecs"), "{err}");
+    // Nothing was created for an invalid matrix.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn get_refuses_remote_targets() {
+    let out = Command::new(bin()).args(["get", "--proto", "h1.1", "http://192.0.2.1:8080/"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
+    let out = Command::new(bin()).args(["udp-probe", "8.8.8.8:9000"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
+}
