@@ -36,6 +36,8 @@ pub enum ResultsError {
     Invalid { what: String, reason: String },
     #[error("histogram {what}: {reason}")]
     Histogram { what: String, reason: String },
+    #[error("chart {what}: {reason}")]
+    Chart { what: String, reason: String },
     #[error("merge: {0}")]
     Merge(String),
     #[error(transparent)]

@@ -7,7 +7,8 @@
 //! - [`stats`]: medians with distribution-free 95% confidence intervals,
 //!   bootstrap, quantiles, comparisons;
 //! - [`store`]: the run directory (atomic cell files, resume, summary, merge of
-//!   shards).
+//!   shards);
+//! - [`report`]: SVG charts (plotters) and the static HTML site.
 //!
 //! This crate knows nothing of sockets or HTTP: it is data, statistics and files.
 //! See `docs/results-schema.md` and `docs/statistics.md`.
@@ -31,6 +32,7 @@
 
 pub mod error;
 pub mod hist;
+pub mod report;
 pub mod schema;
 pub mod stats;
 pub mod store;

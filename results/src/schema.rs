@@ -361,7 +361,8 @@ pub struct SummaryRow {
     pub max: f64,
     /// Number of cells (repetitions) pooled.
     pub cells: u64,
-    /// `"samples"` (from `metrics`) or `"histogram"` (from `histograms`:
+    /// `"samples"` (from `metrics`), `"derived"` (computed by the harness
+    /// across cells) or `"histogram"` (from `histograms`:
     /// bucket midpoints, within 0.1% at 3 significant digits).
     pub source: String,
 }
