@@ -16,6 +16,8 @@
 #   WAIT_POLL     seconds between looks (default: 15)
 #   ALLOW_PARTIAL 1: after the timeout, merge the shards that did finish
 #                 instead of failing (the report then lacks cells; default 0)
+#   ALLOW_MIXED_BACKENDS  1: merge shards that used different link backends
+#                 (default 0: refuse, the run would not be comparable)
 set -eu
 
 QB=${QUICBENCH_BIN:-/usr/local/bin/quicbench}
@@ -89,6 +91,20 @@ while [ "$i" -lt "$count" ]; do
 	i=$((i + 1))
 done
 [ "$#" -ge 1 ] || die "no finished shard to merge"
+
+# Shards that ran on different link backends (nodes with and without
+# sch_netem under QUICBENCH_BACKEND=auto) do not make one comparable run.
+backends=$(for d in "$@"; do
+	grep -o '"backend": *"[^"]*"' "$d/run.json" | head -n 1 | sed 's/.*"\([^"]*\)"$/\1/'
+done | sort -u | tr '\n' ' ')
+case "$backends" in
+*" "?*)
+	if [ "${ALLOW_MIXED_BACKENDS:-0}" != 1 ]; then
+		die "shards ran on different link backends ($backends); pin QUICBENCH_BACKEND and re-run the odd shards, or set ALLOW_MIXED_BACKENDS=1"
+	fi
+	say "warning: shards ran on different link backends: $backends(ALLOW_MIXED_BACKENDS=1)"
+	;;
+esac
 
 # Merge into a fresh directory (quicbench merge wants a new or empty one),
 # then swap it in: a re-run replaces the old

@@ -53,12 +53,12 @@ run)
 	if [ -n "$resume" ]; then
 		dir=$resume
 		# quicbench refuses to resume with another matrix or shard.
-		[ "$(cat "$dir/run.json")" = "$shard" ] || { echo "stub: shard mismatch" >&2; exit 2; }
+		grep -q "\"shard\": \"$shard\"" "$dir/run.json" || { echo "stub: shard mismatch" >&2; exit 2; }
 	else
 		dir=$out/$(date -u +%Y%m%dT%H%M%S%N)-$name
 		mkdir -p "$dir/cells"
-		echo "$shard" >"$dir/run.json"
 	fi
+	printf '{\n  "shard": "%s",\n  "backend": "%s"\n}\n' "$shard" "${STUB_BACKEND:-userspace}" >"$dir/run.json"
 	i=${shard%/*} n=${shard#*/} written=0
 	for ((k = 0; k < total; k++)); do
 		((k % n == i)) || continue
@@ -121,6 +121,10 @@ check "merge again replaces the merge whole" \
 	bash -c "$(declare -f merge cells); touch $T/results/r1/merged/cells/stale.json; merge r1 3 && [ \$(cells $T/results/r1/merged/cells) = 10 ]"
 check "merge: a lost cell is detected and the previous merge kept" \
 	bash -c "$(declare -f merge cells); ! STUB_MERGE_DROP=1 merge r1 3 && [ \$(cells $T/results/r1/merged/cells) = 10 ]"
+check "merge: shards on different backends are refused" \
+	bash -c "$(declare -f shard merge); shard r4 2 0 && STUB_BACKEND=kernel shard r4 2 1 && ! merge r4 2 2> $T/err && grep -q 'different link backends' $T/err"
+check "merge: ALLOW_MIXED_BACKENDS=1 merges them anyway" \
+	bash -c "$(declare -f merge); ALLOW_MIXED_BACKENDS=1 merge r4 2"
 check "merge: a missing shard fails after the timeout" \
 	bash -c "$(declare -f shard merge); shard r2 2 0 && ! WAIT_TIMEOUT=1 merge r2 2"
 check "merge: ALLOW_PARTIAL=1 merges the finished shards" \
