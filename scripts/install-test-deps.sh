@@ -5,6 +5,23 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
+# ---------------------------------------------------------------------------
+# curl: TCP interop tests (servers/tests/tcp_curl.rs): HTTP/1.0, HTTP/1.1 and
+# HTTP/2 (curl built with nghttp2, as Debian's and Ubuntu's are) against our
+# server. System package; needs root when missing.
+# ---------------------------------------------------------------------------
+install_curl() {
+  if command -v curl >/dev/null 2>&1 && curl --version | grep -qw HTTP2; then
+    echo "curl: present ($(curl --version | head -n1 | cut -d' ' -f1-2)) with HTTP/2"
+    return 0
+  fi
+  echo "curl: missing or without HTTP/2, installing it with apt"
+  apt-get update -qq && apt-get install -y -qq curl ca-certificates
+  curl --version | grep -qw HTTP2 || { echo "curl: installed but without HTTP/2 support" >&2; exit 1; }
+}
+install_curl
+# ------------------------------------------------------------------ end curl
+
 
 # ---------------------------------------------------------------------------
 # aioquic: HTTP/3 interop tests (servers/tests/quic_interop_aioquic.rs,

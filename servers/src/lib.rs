@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use quicbench_wire::tls::{self, Identity, ALPN_H1, ALPN_H2};
+use quicbench_wire::tls::{self, Identity, ALPN_H1, ALPN_H1_0, ALPN_H2};
 use quicbench_wire::CongestionControl;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -196,7 +196,9 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
         stats: Stats::default(),
         shutdown: shutdown_rx,
     });
-    let tls_cfg = Arc::new(tls::server_config(&opts.identity, &[ALPN_H2, ALPN_H1], false)?);
+    // http/1.0 too: curl --http1.0 offers only that over TLS, and rustls refuses
+    // a handshake with no ALPN overlap. The TCP server treats it as HTTP/1.x.
+    let tls_cfg = Arc::new(tls::server_config(&opts.identity, &[ALPN_H2, ALPN_H1, ALPN_H1_0], false)?);
     let quic_cfg = tls::quic_server_config(&opts.identity, opts.cc)?;
     let mut addrs = BoundAddrs::default();
     let mut tasks = Vec::new();

@@ -146,7 +146,7 @@ async fn http10_closes_unless_keep_alive() {
     let mut c = Raw::connect(addr).await;
     c.send(&get("/bytes/1000", "1.0", "")).await;
     let r = c.response(false).await.unwrap();
-    assert_eq!((r.status, r.body.len()), (200, 1000));
+    assert_eq!((r.version, r.status, r.body.len()), (0, 200, 1000));
     assert_eq!(pattern::verify(0, &r.body), Ok(()));
     assert!(
         c.closed_within(Duration::from_secs(2)).await,
