@@ -1274,6 +1274,66 @@ mod tests {
             .all(|w| (8 * MS..12 * MS).contains(&(w[1] - w[0]))));
     }
 
+    /// Whatever the spec: no departure before its arrival, corruption inside the packet,
+    /// the queue never beyond limit + 1, counters consistent.
+    #[test]
+    fn invariants_hold_for_random_specs() {
+        let groups: &[&[&str]] = &[
+            &[
+                "delay 5ms",
+                "delay 5ms 3ms",
+                "delay 5ms 8ms 30%",
+                "delay 5ms 2ms distribution normal",
+                "delay 5ms 4ms distribution pareto",
+                "delay 1ms 1ms distribution paretonormal",
+            ],
+            &[
+                "loss 3%",
+                "loss 30% 50%",
+                "loss state 5% 40% 10% 50% 2%",
+                "loss gemodel 3% 30% 80% 1%",
+            ],
+            &["duplicate 10%", "duplicate 20% 40%"],
+            &["corrupt 10%", "corrupt 5% 50%"],
+            &["rate 20mbit", "rate 5mbit 20 48 5"],
+            &[
+                "slot 1ms 3ms packets 4",
+                "slot distribution normal 2ms 1ms bytes 6000",
+            ],
+            &["limit 20", "limit 3"],
+            &["reorder 10% gap 2", "reorder 30% 20%"],
+        ];
+        let mut g = ChaCha8Rng::seed_from_u64(2024);
+        for round in 0..300 {
+            let mut parts = Vec::new();
+            for group in groups {
+                if g.random_bool(0.5) {
+                    parts.push(group[g.random_range(0..group.len())]);
+                }
+            }
+            if !parts.iter().any(|p| p.starts_with("delay")) {
+                parts.retain(|p| !p.starts_with("reorder"));
+            }
+            let text = parts.join(" ");
+            let s: LinkSpec = text.parse().unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            let mut m = LinkModel::new(&s, round);
+            let mut now = 0u64;
+            for _ in 0..2000 {
+                now += g.random_range(0..300 * US);
+                let len = g.random_range(0..1500);
+                let v = m.enqueue(now, len);
+                for d in v.departures() {
+                    assert!(d.at_ns >= now, "{text:?}: departure before arrival");
+                    if let Some((byte, bit)) = d.corrupt {
+                        assert!(byte < len && bit < 8, "{text:?}");
+                    }
+                }
+                assert!(m.in_flight(now) <= s.limit as usize + 1, "{text:?}");
+            }
+            assert_invariant(m.counters());
+        }
+    }
+
     #[test]
     fn inverse_normal_cdf_is_accurate() {
         for (p, z) in [
