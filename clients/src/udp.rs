@@ -201,13 +201,16 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Start the paced sender thread; resolves with (datagrams sent, time of the last send).
+/// Resolves with (datagrams sent, time of the last send), or why sending stopped.
+type SenderDone = tokio::sync::oneshot::Receiver<Result<(u64, Instant), String>>;
+
+/// Start the paced sender thread.
 fn spawn_sender(
     cfg: &ProbeConfig,
     sock: std::net::UdpSocket,
     kind: Kind,
     stop: Arc<AtomicBool>,
-) -> Result<tokio::sync::oneshot::Receiver<Result<(u64, Instant), String>>, ClientError> {
+) -> Result<SenderDone, ClientError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (count, interval, size, session) = (cfg.count, cfg.interval, cfg.size, cfg.session);
     std::thread::Builder::new()

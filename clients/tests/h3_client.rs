@@ -187,21 +187,66 @@ async fn active_migration_mid_transfer() {
     let mut c = client.connect().await.unwrap();
     let m = h3(&c).migrator();
     let before = m.local_addr().unwrap();
+    let epoch = *client.epoch();
+    let quic = h3(&c).quic().clone();
     let migrate = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        // Migrate once 5 MiB have arrived: mid-transfer whatever the machine's speed.
+        let t = std::time::Instant::now();
+        while quic.stats().udp_rx.bytes < 5 << 20 && t.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let at = epoch.now_ns();
         let after = m.migrate().unwrap();
-        (after, m.local_addr().unwrap())
+        (at, after, m.local_addr().unwrap())
     });
     let recs = c.run(&[Request::bytes(50 << 20)]).await;
-    let (after, now) = migrate.await.unwrap();
-    assert!(recs[0].ok(), "{:?}", recs[0].error);
-    assert_eq!(recs[0].bytes, 50 << 20);
+    let (at, after, now) = migrate.await.unwrap();
+    let r = &recs[0];
+    assert!(r.ok(), "{:?}", r.error);
+    assert_eq!((r.bytes, r.verified), (50 << 20, Some(true)));
     assert_ne!(before, after);
     assert_eq!(after, now);
-    // The migration happened during the transfer, not after it.
-    let p = &recs[0].progress;
-    assert!(p.len() > 2 && p.first().unwrap().1 < 50 << 20);
+    assert_eq!(before.ip(), after.ip());
+    // The migration happened during the transfer: body bytes arrived before and after it.
+    let before_bytes = r
+        .progress
+        .iter()
+        .filter(|p| p.0 <= at)
+        .map(|p| p.1)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        r.first_byte_ns.unwrap() < at && at < r.last_byte_ns.unwrap(),
+        "migrated at {at}, transfer {:?}..{:?}",
+        r.first_byte_ns,
+        r.last_byte_ns
+    );
+    assert!(before_bytes < 50 << 20, "{before_bytes}");
+    // The connection keeps working on the new path.
+    assert!(c.run(&[Request::bytes(1000)]).await[0].ok());
     c.close().await;
     assert_eq!(s.stats().quic_accepted, 1);
+    s.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_ipv6_loopback() {
+    let id = Identity::generate(&[]).unwrap();
+    let trust = id.trust_anchors();
+    let mut so = ServerOptions::ephemeral(id);
+    so.listen = vec!["::1".parse().unwrap()];
+    let s = quicbench_servers::start(so).await.unwrap();
+    let mut o = ClientOptions::new(s.addrs.quic[0], trust);
+    o.timeout = Duration::from_secs(20);
+    // server_name "::1": the certificate has the IP SAN, the authority is bracketed.
+    let client = Client::new(Protocol::H3, o).unwrap();
+    let mut c = client.connect().await.unwrap();
+    let recs = c.run(&[Request::bytes(300_000)]).await;
+    assert!(recs[0].ok(), "{recs:?}");
+    assert!(c.info().peer.unwrap().is_ipv6());
+    let after = h3(&c).migrate().unwrap();
+    assert!(after.is_ipv6());
+    assert!(c.run(&[Request::bytes(1000)]).await[0].ok());
+    c.close().await;
     s.shutdown(Duration::from_secs(1)).await;
 }

@@ -112,3 +112,15 @@ async fn nobody_listening_means_total_loss_not_an_error() {
     c.timeout = Duration::from_millis(100);
     assert!(probe(c).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_and_source_over_ipv6_loopback() {
+    let mut so = ServerOptions::ephemeral(Identity::generate(&[]).unwrap());
+    so.listen = vec!["::1".parse().unwrap()];
+    let s = quicbench_servers::start(so).await.unwrap();
+    let r = probe(cfg(&s, ProbeMode::Echo, 100)).await.unwrap();
+    assert_eq!((r.sent, r.received), (100, 100));
+    let r = probe(cfg(&s, ProbeMode::Source, 100)).await.unwrap();
+    assert_eq!((r.sent, r.received), (100, 100));
+    s.shutdown(Duration::from_secs(1)).await;
+}
