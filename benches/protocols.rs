@@ -1,0 +1,241 @@
+//! Per-protocol benches: handshake (fresh connection to first byte, cold and
+//! resumed/0-RTT), request/response on a warm connection, 1 MiB and 100 MiB
+//! transfers. On loopback by default (and say so); with privileges and
+//! `QUICBENCH_LINK="delay 10ms loss 1%"`, across the emulated link.
+//!
+//! Names are stable (`handshake/<proto>/cold`, `request/<proto>/warm`,
+//! `transfer/<proto>/1MiB`...): compare runs with `--save-baseline` / `--baseline`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use quicbench_clients::{Client, ClientOptions, Request};
+use quicbench_netem::link::{Link, LinkConfig};
+use quicbench_netem::LinkSpec;
+use quicbench_servers::ServerOptions;
+use quicbench_wire::tls::Identity;
+use quicbench_wire::Protocol;
+use tokio::runtime::Runtime;
+
+const PROTOCOLS: [Protocol; 7] = [
+    Protocol::H10,
+    Protocol::H10Tls,
+    Protocol::H11,
+    Protocol::H11Tls,
+    Protocol::H11Pipelined,
+    Protocol::H2,
+    Protocol::H3,
+];
+
+/// Where the benches run: servers and the client runtime, on loopback or on
+/// both ends of an emulated link.
+struct Setup {
+    client_rt: Runtime,
+    _server_rt: Option<Runtime>,
+    _link: Option<Link>,
+    _server_thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    ip: IpAddr,
+    ports: [u16; 3], // http, tls, quic
+    identity: Identity,
+    label: String,
+}
+
+fn setup() -> Setup {
+    let link_spec = std::env::var("QUICBENCH_LINK").ok().filter(|s| !s.trim().is_empty());
+    if let Some(spec) = link_spec {
+        match (spec.parse::<LinkSpec>(), quicbench_netem::ns::can_create()) {
+            (Ok(spec), Ok(())) => match Link::build(LinkConfig::symmetric(spec.clone())) {
+                Ok(link) => return setup_link(link, &spec),
+                Err(e) => eprintln!("quicbench bench: cannot build the link ({e}); falling back to loopback"),
+            },
+            (Err(e), _) => panic!("QUICBENCH_LINK: {e}"),
+            (_, Err(e)) => eprintln!("quicbench bench: QUICBENCH_LINK needs network namespaces ({e}); falling back to loopback"),
+        }
+    } else {
+        eprintln!("quicbench bench: on loopback (set QUICBENCH_LINK=\"delay 10ms loss 1%\" and run as root for the emulated link)");
+    }
+    let identity = Identity::generate(&[]).expect("identity");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let servers = rt
+        .block_on(quicbench_servers::start(ServerOptions::ephemeral(identity.clone())))
+        .expect("servers");
+    let ports = [servers.addrs.http[0].port(), servers.addrs.tls[0].port(), servers.addrs.quic[0].port()];
+    // The servers live as long as the runtime.
+    std::mem::forget(servers);
+    Setup {
+        client_rt: rt,
+        _server_rt: None,
+        _link: None,
+        _server_thread: None,
+        stop: None,
+        ip: IpAddr::from([127, 0, 0, 1]),
+        ports,
+        identity,
+        label: "loopback".into(),
+    }
+}
+
+fn setup_link(link: Link, spec: &LinkSpec) -> Setup {
+    eprintln!("quicbench bench: across the emulated link [{spec}] ({})", link.backend_reason());
+    let ip = link.server_ip();
+    let identity = Identity::generate(&[ip.to_string()]).expect("identity");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let id2 = identity.clone();
+    let th = link
+        .server_ns()
+        .spawn_thread("bench-servers", move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("server runtime");
+            rt.block_on(async move {
+                let mut o = ServerOptions::ephemeral(id2);
+                o.listen = vec![ip];
+                let s = quicbench_servers::start(o).await.expect("servers");
+                let _ = tx.send([s.addrs.http[0].port(), s.addrs.tls[0].port(), s.addrs.quic[0].port()]);
+                let _ = stop_rx.await;
+                s.shutdown(Duration::from_millis(200)).await;
+            })
+        })
+        .expect("server thread");
+    let ports = rx.recv().expect("server ports");
+    // A runtime whose workers live in the client namespace: sockets are created
+    // by tasks spawned onto it (never by block_on on the main thread).
+    let client_rt = link
+        .client_ns()
+        .try_run(|| tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build())
+        .expect("client ns")
+        .expect("client runtime");
+    Setup {
+        client_rt,
+        _server_rt: None,
+        _link: Some(link),
+        _server_thread: Some(th),
+        stop: Some(stop_tx),
+        ip,
+        ports,
+        identity,
+        label: format!("link [{spec}]"),
+    }
+}
+
+impl Setup {
+    fn client(&self, p: Protocol, resume: bool) -> Client {
+        let port = match p {
+            Protocol::H10 | Protocol::H11 => self.ports[0],
+            Protocol::H3 => self.ports[2],
+            _ => self.ports[1],
+        };
+        let mut o = ClientOptions::new(SocketAddr::new(self.ip, port), self.identity.trust_anchors());
+        o.resume = resume;
+        Client::new(p, o).expect("client")
+    }
+
+    /// Run a future on a worker of the client runtime (so its sockets are
+    /// created in the client namespace when there is a link).
+    fn run<F, T>(&self, f: F) -> T
+    where
+        F: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.client_rt.block_on(async { self.client_rt.spawn(f).await.expect("bench task") })
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Fresh connection to first byte, summed over `iters` connections.
+async fn handshakes(c: Client, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let t0 = c.epoch().now_ns();
+        let mut conn = c.connect().await.expect("connect");
+        let r = conn.run(&[Request::bytes(1)]).await.remove(0);
+        assert!(r.ok(), "{:?}", r.error);
+        total += Duration::from_nanos(r.first_byte_ns.expect("first byte").saturating_sub(t0));
+        conn.close().await;
+    }
+    total
+}
+
+fn protocols(cr: &mut Criterion) {
+    let s = setup();
+    eprintln!("quicbench bench: protocol benches on {}", s.label);
+    let mut g = cr.benchmark_group("handshake");
+    g.sample_size(20);
+    for p in PROTOCOLS {
+        g.bench_function(format!("{}/cold", p.name()), |b| {
+            b.iter_custom(|iters| {
+                let c = s.client(p, false);
+                s.run(handshakes(c, iters))
+            })
+        });
+        if p.uses_tls() {
+            g.bench_function(format!("{}/resumed", p.name()), |b| {
+                let c = s.client(p, true);
+                // Obtain a ticket first.
+                s.run(handshakes(c.clone(), 1));
+                b.iter_custom(|iters| s.run(handshakes(c.clone(), iters)))
+            });
+        }
+    }
+    g.finish();
+
+    let mut g = cr.benchmark_group("request");
+    for p in PROTOCOLS {
+        g.bench_function(format!("{}/warm", p.name()), |b| {
+            let c = s.client(p, true);
+            b.iter_custom(|iters| {
+                let c = c.clone();
+                s.run(async move {
+                    let mut conn = c.connect().await.expect("connect");
+                    let _ = conn.run(&[Request::bytes(1)]).await;
+                    let t = std::time::Instant::now();
+                    for _ in 0..iters {
+                        let r = conn.run(&[Request::bytes(1)]).await;
+                        assert!(r[0].ok());
+                    }
+                    let d = t.elapsed();
+                    conn.close().await;
+                    d
+                })
+            })
+        });
+    }
+    g.finish();
+
+    for (name, size, samples) in [("1MiB", 1u64 << 20, 20usize), ("100MiB", 100 << 20, 10)] {
+        let mut g = cr.benchmark_group("transfer");
+        g.throughput(Throughput::Bytes(size));
+        g.sample_size(samples);
+        for p in PROTOCOLS {
+            g.bench_function(format!("{}/{name}", p.name()), |b| {
+                let c = s.client(p, true);
+                b.iter_custom(|iters| {
+                    let c = c.clone();
+                    s.run(async move {
+                        let mut conn = c.connect().await.expect("connect");
+                        let t = std::time::Instant::now();
+                        for _ in 0..iters {
+                            let r = conn.run(&[Request::bytes(size)]).await;
+                            assert!(r[0].ok() && r[0].bytes == size, "{:?}", r[0].error);
+                        }
+                        let d = t.elapsed();
+                        conn.close().await;
+                        d
+                    })
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, protocols);
+criterion_main!(benches);
