@@ -444,3 +444,30 @@ async fn shutdown_stops_accepting_and_closes_idle_connections() {
         assert!(c.closed_within(Duration::from_secs(1)).await);
     }
 }
+
+/// Over TLS the refusal comes after the handshake, in the negotiated protocol:
+/// HTTP/2 gets a 503 stream then GOAWAY, HTTP/1.1 a 503 with `Connection: close`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_beyond_the_limit_get_503() {
+    use quicbench_clients::{Client, ClientOptions, Request};
+    use quicbench_wire::Protocol;
+    let id = Identity::generate(&[]).unwrap();
+    let mut o = ServerOptions::ephemeral(id.clone());
+    o.max_connections = 1;
+    let srv = quicbench_servers::start(o).await.unwrap();
+    let opts = ClientOptions::new(srv.addrs.tls[0], id.trust_anchors());
+    let c = Client::new(Protocol::H2, opts.clone()).unwrap();
+    let mut first = c.connect().await.unwrap();
+    assert_eq!(first.run(&[Request::bytes(1)]).await[0].status, Some(200));
+    for proto in [Protocol::H2, Protocol::H11Tls] {
+        let c = Client::new(proto, opts.clone()).unwrap();
+        let mut over = c.connect().await.unwrap();
+        let r = &over.run(&[Request::bytes(1)]).await[0];
+        assert_eq!(r.status, Some(503), "{proto}: {r:?}");
+        over.close().await;
+    }
+    assert_eq!(srv.stats().tcp_refused, 2);
+    // The first connection is unaffected.
+    assert_eq!(first.run(&[Request::bytes(2)]).await[0].bytes, 2);
+    srv.shutdown(Duration::from_secs(1)).await;
+}
