@@ -401,7 +401,7 @@ fn rewrite(pkt: &mut [u8], h: &L4Header, side: Side, addr: IpAddr, port: u16) {
         }
         pkt[csum_off..csum_off + 2].copy_from_slice(&c.to_be_bytes());
     }
-    if let IpAddr::V4(_) = addr {
+    if addr.is_ipv4() {
         let old_ip = u16::from_be_bytes([pkt[10], pkt[11]]);
         let c = csum_update(old_ip, &old_addr, &new_addr);
         pkt[10..12].copy_from_slice(&c.to_be_bytes());
@@ -602,7 +602,7 @@ mod tests {
             )));
         }
         let mut p = v4_packet(PROTO_UDP, C4, 1, S4, 2, b"x");
-        p[30] ^= 1;
+        p[28] ^= 1; // the payload byte
         assert!(!checksums_ok(&p));
     }
 

@@ -37,10 +37,7 @@ fn ping(link: &Link, n: usize, payload: usize) -> Vec<f64> {
         msg.resize(payload.max(8), 0);
         let t = Instant::now();
         c.send_to(&msg, echo.addr).unwrap();
-        loop {
-            let Ok((k, _)) = c.recv_from(&mut buf) else {
-                break;
-            };
+        while let Ok((k, _)) = c.recv_from(&mut buf) {
             let body = &buf[..k];
             let Some(p) = body.iter().position(|b| *b == b'|') else {
                 continue;
@@ -340,5 +337,37 @@ fn measure_delay_20ms_one_way_error() {
         k.up.relay.lateness_p99_ns,
         k.up.relay.lateness_max_ns,
         k.up.relay.spin_margin_ns
+    );
+}
+
+#[test]
+#[ignore = "measurement: TCP bulk with delay 5ms each way (dense timed departures)"]
+fn measure_tcp_bulk_with_delay() {
+    if skip("measure_tcp_bulk_with_delay") {
+        return;
+    }
+    let link = userspace(LinkConfig::symmetric(spec("delay 5ms")));
+    let bytes: u64 = std::env::var("QB_BULK_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+        << 20;
+    let (addr, server) = tcp_server(link.server_ns(), link.server_ip());
+    let t0 = Instant::now();
+    let (down, _) = tcp_client(link.client_ns(), addr, bytes, 0);
+    assert_eq!(server.join().unwrap(), 0);
+    let k = link.counters();
+    eprintln!(
+        "MEASURE tcp bulk {} MiB, delay 5ms each way: {:.2} Gbit/s ({down:?}); down lateness p50 {} ns p99 {} ns max {} ns, spun {:.0} ms of {:.0} ms, sched {}, dropped queue {} loss {}",
+        bytes >> 20,
+        bytes as f64 * 8.0 / down.as_secs_f64() / 1e9,
+        k.down.relay.lateness_p50_ns,
+        k.down.relay.lateness_p99_ns,
+        k.down.relay.lateness_max_ns,
+        k.down.relay.spin_ns as f64 / 1e6,
+        t0.elapsed().as_secs_f64() * 1e3,
+        k.down.relay.scheduling,
+        k.down.model.dropped_queue,
+        k.down.model.dropped_loss,
     );
 }

@@ -118,10 +118,11 @@ fn several_client_addresses_and_custom_mtu() {
     if skip("several_client_addresses_and_custom_mtu") {
         return;
     }
-    let mut cfg = LinkConfig::default();
-    cfg.client_addrs = 3;
-    cfg.mtu = 9000;
-    let link = userspace(cfg);
+    let link = userspace(LinkConfig {
+        client_addrs: 3,
+        mtu: 9000,
+        ..Default::default()
+    });
     assert_eq!(link.client_ips_v4().len(), 3);
     let echo = UdpEcho::start(link.server_ns(), link.server_ip());
     for ip in link.client_ips_v4() {
@@ -147,18 +148,24 @@ fn several_client_addresses_and_custom_mtu() {
 
 #[test]
 fn bad_configs_are_refused() {
-    let mut cfg = LinkConfig::default();
-    cfg.mtu = 1000;
+    let cfg = LinkConfig {
+        mtu: 1000,
+        ..Default::default()
+    };
     assert!(quicbench_netem::Link::build(cfg)
         .unwrap_err()
         .to_string()
         .contains("mtu"));
-    let mut cfg = LinkConfig::default();
-    cfg.client_addrs = 0;
+    let cfg = LinkConfig {
+        client_addrs: 0,
+        ..Default::default()
+    };
     assert!(quicbench_netem::Link::build(cfg).is_err());
-    let mut cfg = LinkConfig::default();
-    cfg.backend = quicbench_netem::Backend::Kernel;
-    cfg.pcap_dir = Some("/nonexistent".into());
+    let cfg = LinkConfig {
+        backend: quicbench_netem::Backend::Kernel,
+        pcap_dir: Some("/nonexistent".into()),
+        ..Default::default()
+    };
     assert!(quicbench_netem::Link::build(cfg)
         .unwrap_err()
         .to_string()
@@ -239,14 +246,15 @@ fn nat_scheduled_rebinds_change_a_live_udp_flow() {
     if skip("nat_scheduled_rebinds_change_a_live_udp_flow") {
         return;
     }
-    let mut cfg = LinkConfig::default();
-    cfg.nat = Some(NatSchedule {
-        kind: RebindKind::Port,
-        first_at: Duration::from_millis(300),
-        every: Some(Duration::from_millis(300)),
-        count: Some(2),
+    let link = userspace(LinkConfig {
+        nat: Some(NatSchedule {
+            kind: RebindKind::Port,
+            first_at: Duration::from_millis(300),
+            every: Some(Duration::from_millis(300)),
+            count: Some(2),
+        }),
+        ..Default::default()
     });
-    let link = userspace(cfg);
     let echo = UdpEcho::start(link.server_ns(), link.server_ip());
     let c = client_udp(&link, link.client_ip());
     let mut ports = Vec::new();
@@ -334,9 +342,10 @@ fn pcap_captures_both_directions_before_and_after() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = LinkConfig::default();
-    cfg.pcap_dir = Some(dir.path().join("cap"));
-    let link = userspace(cfg);
+    let link = userspace(LinkConfig {
+        pcap_dir: Some(dir.path().join("cap")),
+        ..Default::default()
+    });
     let echo = UdpEcho::start(link.server_ns(), link.server_ip());
     let c = client_udp(&link, link.client_ip());
     for i in 0..5 {
