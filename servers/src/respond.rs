@@ -300,7 +300,7 @@ mod tests {
         reply(&Method::GET, target, h.as_ref(), 1 << 20)
     }
 
-    fn hv<'a>(r: &'a Reply, name: header::HeaderName) -> Option<&'a str> {
+    fn hv(r: &Reply, name: header::HeaderName) -> Option<&str> {
         r.headers.get(name).and_then(|v| v.to_str().ok())
     }
 

@@ -297,7 +297,8 @@ async fn bad_input_is_answered_or_closed_and_server_keeps_serving() {
     };
 
     // Expected statuses (None: any 4xx, or a close without an answer).
-    let cases: Vec<(&str, Vec<u8>, Option<&[u16]>)> = vec![
+    type Case = (&'static str, Vec<u8>, Option<&'static [u16]>);
+    let cases: Vec<Case> = vec![
         ("malformed request line", b"GARBAGE\r\n\r\n".to_vec(), Some(&[400])),
         ("bad version", b"GET / HTTP/9.9\r\n\r\n".to_vec(), Some(&[400])),
         ("oversized headers", {
