@@ -5,7 +5,16 @@ fn main() {
     let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());
     let text = std::fs::read_to_string(&lock).unwrap_or_default();
-    let wanted = ["quinn", "quinn-proto", "rustls", "hyper", "h3", "h3-quinn", "tokio", "h2"];
+    let wanted = [
+        "quinn",
+        "quinn-proto",
+        "rustls",
+        "hyper",
+        "h3",
+        "h3-quinn",
+        "tokio",
+        "h2",
+    ];
     let mut found = Vec::new();
     let mut name: Option<String> = None;
     for line in text.lines() {
@@ -19,5 +28,8 @@ fn main() {
             }
         }
     }
-    println!("cargo:rustc-env=QUICBENCH_STACK_VERSIONS={}", found.join(";"));
+    println!(
+        "cargo:rustc-env=QUICBENCH_STACK_VERSIONS={}",
+        found.join(";")
+    );
 }

@@ -46,12 +46,21 @@ struct ServerThread {
 }
 
 /// Start the servers on a thread inside the server namespace; returns their ports.
-fn start_servers(link: &Link, ip: IpAddr, identity: Identity, m: &Matrix) -> anyhow::Result<(ServerThread, Ports)> {
+fn start_servers(
+    link: &Link,
+    ip: IpAddr,
+    identity: Identity,
+    m: &Matrix,
+) -> anyhow::Result<(ServerThread, Ports)> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Ports, String>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let cc = m.cc;
     let join = link.server_ns().spawn_thread("qb-servers", move || {
-        let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => {
                 let _ = ready_tx.send(Err(format!("server runtime: {e}")));
@@ -87,7 +96,13 @@ fn start_servers(link: &Link, ip: IpAddr, identity: Identity, m: &Matrix) -> any
         .recv_timeout(Duration::from_secs(10))
         .map_err(|_| anyhow::anyhow!("servers did not start within 10 s"))?
         .map_err(|e| anyhow::anyhow!("servers: {e}"))?;
-    Ok((ServerThread { stop: stop_tx, join }, ports))
+    Ok((
+        ServerThread {
+            stop: stop_tx,
+            join,
+        },
+        ports,
+    ))
 }
 
 /// Run one cell to a result. Never panics on a workload failure: the cell is
@@ -106,7 +121,9 @@ pub fn execute(ctx: &CellCtx, m: &Matrix, cell: &Cell) -> CellResult {
     res.params = params_of(m, cell);
     let t0 = Instant::now();
     if let Err(e) = execute_inner(ctx, m, cell, ldef, &mut res) {
-        res.status = CellStatus::Failed { reason: format!("{e:#}") };
+        res.status = CellStatus::Failed {
+            reason: format!("{e:#}"),
+        };
     }
     res.finished = quicbench_results::now_rfc3339();
     res.duration_s = t0.elapsed().as_secs_f64();
@@ -131,7 +148,13 @@ fn params_of(m: &Matrix, cell: &Cell) -> serde_json::Value {
     v
 }
 
-fn execute_inner(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef, res: &mut CellResult) -> anyhow::Result<()> {
+fn execute_inner(
+    ctx: &CellCtx,
+    m: &Matrix,
+    cell: &Cell,
+    ldef: &LinkDef,
+    res: &mut CellResult,
+) -> anyhow::Result<()> {
     let mut cfg = LinkConfig::new(ldef.up.clone(), ldef.down.clone());
     cfg.seed = cell.seed;
     cfg.mtu = m.mtu;
@@ -142,15 +165,22 @@ fn execute_inner(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef, res: &m
     let link = Arc::new(Link::build(cfg)?);
     let server_ip = link.server_ip();
     let (servers, ports) = start_servers(&link, server_ip, ctx.identity.clone(), m)?;
-    let rebind: Option<RebindFn> = if cell.workload == Workload::Migration && cell.variant != "active" {
-        let l = link.clone();
-        Some(Arc::new(move |kind: &str| {
-            let k = if kind == "address" { RebindKind::Address } else { RebindKind::Port };
-            l.rebind_now(k).map(|ev| format!("{ev}")).map_err(|e| e.to_string())
-        }))
-    } else {
-        None
-    };
+    let rebind: Option<RebindFn> =
+        if cell.workload == Workload::Migration && cell.variant != "active" {
+            let l = link.clone();
+            Some(Arc::new(move |kind: &str| {
+                let k = if kind == "address" {
+                    RebindKind::Address
+                } else {
+                    RebindKind::Port
+                };
+                l.rebind_now(k)
+                    .map(|ev| format!("{ev}"))
+                    .map_err(|e| e.to_string())
+            }))
+        } else {
+            None
+        };
     let env = Env {
         server_ip,
         ports,
@@ -189,7 +219,10 @@ fn execute_inner(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef, res: &m
     res.link_counters = serde_json::to_value(link.counters()).ok();
     if let (Some(v), Some(s)) = (res.link_counters.as_mut(), server_stats) {
         if let Some(o) = v.as_object_mut() {
-            o.insert("servers".into(), serde_json::to_value(s).unwrap_or_default());
+            o.insert(
+                "servers".into(),
+                serde_json::to_value(s).unwrap_or_default(),
+            );
             o.insert("backend".into(), link.backend().to_string().into());
             if let Ok(ev) = serde_json::to_value(link.rebind_events()) {
                 o.insert("rebind_events".into(), ev);
@@ -264,21 +297,35 @@ fn fill(res: &mut CellResult, out: Output, p: Protocol) {
         res.tls = Some(v);
     }
     if !out.extra.is_empty() {
-        res.notes.push(format!("extra: {}", serde_json::to_string(&out.extra).unwrap_or_default()));
+        res.notes.push(format!(
+            "extra: {}",
+            serde_json::to_string(&out.extra).unwrap_or_default()
+        ));
     }
     let measured = res.metrics.values().any(|m| !m.samples.is_empty());
     if out.failures > 0 {
-        res.notes.push(format!("{} request(s)/step(s) failed", out.failures));
+        res.notes
+            .push(format!("{} request(s)/step(s) failed", out.failures));
         if !measured {
             res.status = CellStatus::Failed {
-                reason: res.notes.first().cloned().unwrap_or_else(|| "nothing measured".into()),
+                reason: res
+                    .notes
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "nothing measured".into()),
             };
         }
     }
     if let Some(f) = res.metrics.get_mut("failures") {
         f.samples.push(out.failures as f64);
     } else {
-        res.metrics.insert("failures".into(), Metric { unit: "count".into(), samples: vec![out.failures as f64] });
+        res.metrics.insert(
+            "failures".into(),
+            Metric {
+                unit: "count".into(),
+                samples: vec![out.failures as f64],
+            },
+        );
     }
 }
 

@@ -16,7 +16,16 @@ fn pooled(cells: &[CellResult], f: impl Fn(&CellResult) -> bool, metric: &str) -
         .collect()
 }
 
-fn row(protocol: &str, workload: &str, variant: &str, link: &str, metric: &str, unit: &str, samples: &[f64], cells: u64) -> Option<SummaryRow> {
+fn row(
+    protocol: &str,
+    workload: &str,
+    variant: &str,
+    link: &str,
+    metric: &str,
+    unit: &str,
+    samples: &[f64],
+    cells: u64,
+) -> Option<SummaryRow> {
     let ci = median_ci(samples).ok()?;
     let d = quicbench_results::stats::describe(samples).ok()?;
     Some(SummaryRow {
@@ -47,7 +56,12 @@ fn row(protocol: &str, workload: &str, variant: &str, link: &str, metric: &str, 
 fn twin<'a>(cells: &'a [CellResult], c: &CellResult) -> Option<&'a str> {
     cells
         .iter()
-        .find(|o| o.link.loss == 0.0 && (o.link.rtt_ms - c.link.rtt_ms).abs() < 1e-9 && o.link.rate_bps == c.link.rate_bps && o.link.up.contains("loss") == false)
+        .find(|o| {
+            o.link.loss == 0.0
+                && (o.link.rtt_ms - c.link.rtt_ms).abs() < 1e-9
+                && o.link.rate_bps == c.link.rate_bps
+                && o.link.up.contains("loss") == false
+        })
         .map(|o| o.link.label.as_str())
 }
 
@@ -64,13 +78,22 @@ pub fn derived_rows(cells: &[CellResult]) -> Vec<SummaryRow> {
     keys.sort();
     keys.dedup();
     for (proto, label) in keys {
-        let Some(example) = cells.iter().find(|c| c.protocol == proto && c.link.label == label) else { continue };
-        let Some(base_label) = twin(cells, example) else { continue };
+        let Some(example) = cells
+            .iter()
+            .find(|c| c.protocol == proto && c.link.label == label)
+        else {
+            continue;
+        };
+        let Some(base_label) = twin(cells, example) else {
+            continue;
+        };
         let base_label = base_label.to_string();
         let sel = |l: &str| {
             let l = l.to_string();
             let p = proto.clone();
-            move |c: &CellResult| c.workload == "hol" && c.variant == "paced" && c.protocol == p && c.link.label == l
+            move |c: &CellResult| {
+                c.workload == "hol" && c.variant == "paced" && c.protocol == p && c.link.label == l
+            }
         };
         let lossy = pooled(cells, sel(&label), "latency_ms");
         let base = pooled(cells, sel(&base_label), "latency_ms");
@@ -82,7 +105,16 @@ pub fn derived_rows(cells: &[CellResult]) -> Vec<SummaryRow> {
             if let (Ok(a), Ok(b)) = (quantile(&lossy, q), quantile(&base, q)) {
                 if b > 0.0 {
                     // One value per comparison: n counts the lossy samples behind it.
-                    if let Some(mut r) = row(&proto, "hol", "paced", &label, &format!("hol_inflation_{name}"), "ratio", &[a / b], ncells) {
+                    if let Some(mut r) = row(
+                        &proto,
+                        "hol",
+                        "paced",
+                        &label,
+                        &format!("hol_inflation_{name}"),
+                        "ratio",
+                        &[a / b],
+                        ncells,
+                    ) {
                         r.n = lossy.len() as u64;
                         out.push(r);
                     }
@@ -91,8 +123,18 @@ pub fn derived_rows(cells: &[CellResult]) -> Vec<SummaryRow> {
         }
         let rtt = example.link.rtt_ms;
         if let Ok(b50) = quantile(&base, 0.5) {
-            let delayed = lossy.iter().filter(|v| **v > b50 + rtt).count() as f64 / lossy.len() as f64;
-            if let Some(mut r) = row(&proto, "hol", "paced", &label, "hol_delayed_share", "fraction", &[delayed], ncells) {
+            let delayed =
+                lossy.iter().filter(|v| **v > b50 + rtt).count() as f64 / lossy.len() as f64;
+            if let Some(mut r) = row(
+                &proto,
+                "hol",
+                "paced",
+                &label,
+                "hol_delayed_share",
+                "fraction",
+                &[delayed],
+                ncells,
+            ) {
                 r.n = lossy.len() as u64;
                 out.push(r);
             }
@@ -101,9 +143,22 @@ pub fn derived_rows(cells: &[CellResult]) -> Vec<SummaryRow> {
     out
 }
 
-fn med(rows: &[SummaryRow], proto: &str, workload: &str, variant: &str, link: &str, metric: &str) -> Option<f64> {
+fn med(
+    rows: &[SummaryRow],
+    proto: &str,
+    workload: &str,
+    variant: &str,
+    link: &str,
+    metric: &str,
+) -> Option<f64> {
     rows.iter()
-        .find(|r| r.protocol == proto && r.workload == workload && r.variant == variant && r.link == link && r.metric == metric)
+        .find(|r| {
+            r.protocol == proto
+                && r.workload == workload
+                && r.variant == variant
+                && r.link == link
+                && r.metric == metric
+        })
         .map(|r| r.median)
 }
 
@@ -113,34 +168,66 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
     let mut protos: Vec<String> = rows.iter().map(|r| r.protocol.clone()).collect();
     protos.sort();
     protos.dedup();
-    let mut links: Vec<(f64, f64, String)> = cells.iter().map(|c| (c.link.rtt_ms, c.link.loss, c.link.label.clone())).collect();
+    let mut links: Vec<(f64, f64, String)> = cells
+        .iter()
+        .map(|c| (c.link.rtt_ms, c.link.loss, c.link.label.clone()))
+        .collect();
     links.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     links.dedup_by(|a, b| a.2 == b.2);
     let theory: BTreeMap<(String, String), f64> = cells
         .iter()
         .filter(|c| c.workload == "handshake")
-        .filter_map(|c| c.theory.get("ttfb_rtt").map(|t| ((c.protocol.clone(), c.variant.clone()), *t)))
+        .filter_map(|c| {
+            c.theory
+                .get("ttfb_rtt")
+                .map(|t| ((c.protocol.clone(), c.variant.clone()), *t))
+        })
         .collect();
-    if let Some((_, _, l)) = links.iter().find(|(rtt, loss, _)| *loss == 0.0 && *rtt > 0.0) {
-        let _ = writeln!(s, "Handshake: time to first byte in RTTs on {l} (median [theory])");
+    if let Some((_, _, l)) = links
+        .iter()
+        .find(|(rtt, loss, _)| *loss == 0.0 && *rtt > 0.0)
+    {
+        let _ = writeln!(
+            s,
+            "Handshake: time to first byte in RTTs on {l} (median [theory])"
+        );
         for p in &protos {
             let c = med(rows, p, "handshake", "cold", l, "ttfb_rtt");
             let r = med(rows, p, "handshake", "resumed", l, "ttfb_rtt");
             if c.is_none() && r.is_none() {
                 continue;
             }
-            let f = |v: Option<f64>, mode: &str| match (v, theory.get(&(p.clone(), mode.to_string()))) {
+            let f = |v: Option<f64>, mode: &str| match (
+                v,
+                theory.get(&(p.clone(), mode.to_string())),
+            ) {
                 (Some(v), Some(t)) => format!("{v:5.2} [{t}]"),
                 (Some(v), None) => format!("{v:5.2}"),
                 _ => "    -".into(),
             };
-            let _ = writeln!(s, "  {p:<15} cold {}   resumed {}", f(c, "cold"), f(r, "resumed"));
+            let _ = writeln!(
+                s,
+                "  {p:<15} cold {}   resumed {}",
+                f(c, "cold"),
+                f(r, "resumed")
+            );
         }
     }
-    let derived: Vec<&SummaryRow> = rows.iter().filter(|r| r.metric == "hol_inflation_p99").collect();
+    let derived: Vec<&SummaryRow> = rows
+        .iter()
+        .filter(|r| r.metric == "hol_inflation_p99")
+        .collect();
     if let Some(worst) = derived.iter().map(|r| r.link.clone()).max_by(|a, b| {
-        let la = cells.iter().find(|c| &c.link.label == a).map(|c| c.link.loss).unwrap_or(0.0);
-        let lb = cells.iter().find(|c| &c.link.label == b).map(|c| c.link.loss).unwrap_or(0.0);
+        let la = cells
+            .iter()
+            .find(|c| &c.link.label == a)
+            .map(|c| c.link.loss)
+            .unwrap_or(0.0);
+        let lb = cells
+            .iter()
+            .find(|c| &c.link.label == b)
+            .map(|c| c.link.loss)
+            .unwrap_or(0.0);
         la.partial_cmp(&lb).unwrap_or(std::cmp::Ordering::Equal)
     }) {
         let _ = writeln!(s, "HOL blocking (paced requests) on {worst}: latency inflation vs lossless, p50 / p99, share delayed > 1 RTT");
@@ -154,33 +241,65 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
     }
     let mig: Vec<&CellResult> = cells.iter().filter(|c| c.workload == "migration").collect();
     if !mig.is_empty() {
-        let _ = writeln!(s, "Migration: survived without a new handshake (cells), median disruption");
-        let mut keys: Vec<(String, String)> = mig.iter().map(|c| (c.variant.clone(), c.protocol.clone())).collect();
+        let _ = writeln!(
+            s,
+            "Migration: survived without a new handshake (cells), median disruption"
+        );
+        let mut keys: Vec<(String, String)> = mig
+            .iter()
+            .map(|c| (c.variant.clone(), c.protocol.clone()))
+            .collect();
         keys.sort();
         keys.dedup();
         for (v, p) in keys {
-            let cs: Vec<&&CellResult> = mig.iter().filter(|c| c.variant == v && c.protocol == p).collect();
-            let surv: f64 = cs.iter().filter_map(|c| c.metrics.get("survived")).flat_map(|m| m.samples.iter()).sum();
-            let dis = rows.iter().find(|r| r.protocol == p && r.workload == "migration" && r.variant == v && r.metric == "disruption_ms").map(|r| r.median);
+            let cs: Vec<&&CellResult> = mig
+                .iter()
+                .filter(|c| c.variant == v && c.protocol == p)
+                .collect();
+            let surv: f64 = cs
+                .iter()
+                .filter_map(|c| c.metrics.get("survived"))
+                .flat_map(|m| m.samples.iter())
+                .sum();
+            let dis = rows
+                .iter()
+                .find(|r| {
+                    r.protocol == p
+                        && r.workload == "migration"
+                        && r.variant == v
+                        && r.metric == "disruption_ms"
+                })
+                .map(|r| r.median);
             let _ = writeln!(
                 s,
                 "  {v:<8} {p:<15} {}/{}   {}",
                 surv as u64,
                 cs.len(),
-                dis.map(|d| format!("{d:8.1} ms")).unwrap_or_else(|| "       -".into())
+                dis.map(|d| format!("{d:8.1} ms"))
+                    .unwrap_or_else(|| "       -".into())
             );
         }
     }
-    let gp: Vec<&SummaryRow> = rows.iter().filter(|r| r.workload == "goodput" && r.metric == "goodput_mbps").collect();
+    let gp: Vec<&SummaryRow> = rows
+        .iter()
+        .filter(|r| r.workload == "goodput" && r.metric == "goodput_mbps")
+        .collect();
     if !gp.is_empty() {
         let _ = writeln!(s, "Goodput (Mbit/s, median [95% CI])");
         for r in gp {
-            let _ = writeln!(s, "  {:<15} {:<22} {:8.1} [{:.1}, {:.1}]", r.protocol, r.link, r.median, r.ci_low, r.ci_high);
+            let _ = writeln!(
+                s,
+                "  {:<15} {:<22} {:8.1} [{:.1}, {:.1}]",
+                r.protocol, r.link, r.median, r.ci_low, r.ci_high
+            );
         }
     }
     let failed = cells.iter().filter(|c| !c.status.is_ok()).count();
     if failed > 0 {
-        let _ = writeln!(s, "{failed} cell(s) failed: see their \"status\" in cells/*.json");
+        let _ = writeln!(
+            s,
+            "{failed} cell(s) failed: see their \"status\" in cells/*.json"
+        );
     }
     s
 }

@@ -2,6 +2,7 @@
 //! ([`plan`]); each cell builds its link, starts servers, runs a workload
 //! ([`workloads`]) and is written as it ends ([`cell`], [`run`]).
 
+pub mod calibrate;
 pub mod cell;
 pub mod headline;
 pub mod matrix;

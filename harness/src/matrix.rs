@@ -231,7 +231,11 @@ pub struct Matrix {
 
 /// 1-based line of a byte offset.
 fn line_of(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    src[..offset.min(src.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 impl Matrix {
@@ -282,10 +286,12 @@ impl Matrix {
             Some(list) => {
                 let mut out = Vec::new();
                 for p in list {
-                    let proto: Protocol = p
-                        .get_ref()
-                        .parse()
-                        .map_err(|e: quicbench_wire::UnknownName| err(line_of(src, p.span().start), "protocols", e.to_string()))?;
+                    let proto: Protocol =
+                        p.get_ref()
+                            .parse()
+                            .map_err(|e: quicbench_wire::UnknownName| {
+                                err(line_of(src, p.span().start), "protocols", e.to_string())
+                            })?;
                     if !out.contains(&proto) {
                         out.push(proto);
                     }
@@ -329,7 +335,13 @@ impl Matrix {
                         "give either `spec` (both directions) or `up`/`down`, not both".into(),
                     ))
                 }
-                _ => return Err(err(0, &field, "a link needs `spec`, or `up` and/or `down`".into())),
+                _ => {
+                    return Err(err(
+                        0,
+                        &field,
+                        "a link needs `spec`, or `up` and/or `down`".into(),
+                    ))
+                }
             };
             let label = l.label.clone().unwrap_or_else(|| default_label(&up, &down));
             links.push(link_def(label, up, down));
@@ -338,7 +350,11 @@ impl Matrix {
             if g.rtt_ms.is_empty() {
                 return Err(err(0, "grid.rtt_ms", "needs at least one RTT".into()));
             }
-            let losses = if g.loss.is_empty() { vec![0.0] } else { g.loss.clone() };
+            let losses = if g.loss.is_empty() {
+                vec![0.0]
+            } else {
+                g.loss.clone()
+            };
             let rates: Vec<Option<f64>> = if g.rate_mbit.is_empty() {
                 vec![None]
             } else {
@@ -346,18 +362,28 @@ impl Matrix {
             };
             for &rtt in &g.rtt_ms {
                 if !(rtt.is_finite() && rtt >= 0.0) {
-                    return Err(err(0, "grid.rtt_ms", format!("RTT must be ≥ 0 ms, got {rtt}")));
+                    return Err(err(
+                        0,
+                        "grid.rtt_ms",
+                        format!("RTT must be ≥ 0 ms, got {rtt}"),
+                    ));
                 }
                 for &loss in &losses {
                     if !(0.0..1.0).contains(&loss) {
-                        return Err(err(0, "grid.loss", format!("loss is a probability in [0, 1), got {loss}")));
+                        return Err(err(
+                            0,
+                            "grid.loss",
+                            format!("loss is a probability in [0, 1), got {loss}"),
+                        ));
                     }
                     for rate in &rates {
                         let text = grid_spec_text(rtt, loss, *rate, g.extra.as_deref());
-                        let spec: LinkSpec = text
-                            .parse()
-                            .map_err(|e: quicbench_netem::SpecError| err(0, "grid", format!("{text:?}: {e}")))?;
-                        let mut label = format!("rtt{}ms-loss{}%", fmt_num(rtt), fmt_num(loss * 100.0));
+                        let spec: LinkSpec =
+                            text.parse().map_err(|e: quicbench_netem::SpecError| {
+                                err(0, "grid", format!("{text:?}: {e}"))
+                            })?;
+                        let mut label =
+                            format!("rtt{}ms-loss{}%", fmt_num(rtt), fmt_num(loss * 100.0));
                         if let Some(r) = rate {
                             label.push_str(&format!("-{}mbit", fmt_num(*r)));
                         }
@@ -367,12 +393,20 @@ impl Matrix {
             }
         }
         if links.is_empty() {
-            links.push(link_def("direct".into(), LinkSpec::default(), LinkSpec::default()));
+            links.push(link_def(
+                "direct".into(),
+                LinkSpec::default(),
+                LinkSpec::default(),
+            ));
         }
         let mut seen = BTreeSet::new();
         for l in &links {
             if !seen.insert(l.label.clone()) {
-                return Err(err(0, "links", format!("duplicate link label {:?}", l.label)));
+                return Err(err(
+                    0,
+                    "links",
+                    format!("duplicate link label {:?}", l.label),
+                ));
             }
         }
 
@@ -381,21 +415,36 @@ impl Matrix {
             Some(s) => s
                 .get_ref()
                 .parse()
-                .map_err(|e: quicbench_wire::UnknownName| err(line_of(src, s.span().start), "cc", e.to_string()))?,
+                .map_err(|e: quicbench_wire::UnknownName| {
+                    err(line_of(src, s.span().start), "cc", e.to_string())
+                })?,
         };
 
         let wl = &f.workloads;
-        if wl.handshake.is_none() && wl.hol.is_none() && wl.migration.is_none() && wl.goodput.is_none() && wl.udp.is_none() {
+        if wl.handshake.is_none()
+            && wl.hol.is_none()
+            && wl.migration.is_none()
+            && wl.goodput.is_none()
+            && wl.udp.is_none()
+        {
             return Err(err(0, "workloads", "no workload: add at least one of [workloads.handshake], .hol, .migration, .goodput, .udp".into()));
         }
         let labels: BTreeSet<&str> = links.iter().map(|l| l.label.as_str()).collect();
-        let check_subset = |field: &str, protos: &Option<Vec<String>>, ls: &Option<Vec<String>>| -> Result<(), MatrixError> {
+        let check_subset = |field: &str,
+                            protos: &Option<Vec<String>>,
+                            ls: &Option<Vec<String>>|
+         -> Result<(), MatrixError> {
             for p in protos.iter().flatten() {
-                p.parse::<Protocol>().map_err(|e| err(0, field, e.to_string()))?;
+                p.parse::<Protocol>()
+                    .map_err(|e| err(0, field, e.to_string()))?;
             }
             for l in ls.iter().flatten() {
                 if !labels.contains(l.as_str()) {
-                    return Err(err(0, field, format!("unknown link label {l:?}; links are {labels:?}")));
+                    return Err(err(
+                        0,
+                        field,
+                        format!("unknown link label {l:?}; links are {labels:?}"),
+                    ));
                 }
             }
             Ok(())
@@ -404,24 +453,40 @@ impl Matrix {
             check_subset("workloads.handshake", &h.protocols, &h.links)?;
             for m in &h.modes {
                 if m != "cold" && m != "resumed" {
-                    return Err(err(0, "workloads.handshake.modes", format!("unknown mode {m:?}: expected cold, resumed")));
+                    return Err(err(
+                        0,
+                        "workloads.handshake.modes",
+                        format!("unknown mode {m:?}: expected cold, resumed"),
+                    ));
                 }
             }
             if h.connections == 0 {
-                return Err(err(0, "workloads.handshake.connections", "must be ≥ 1".into()));
+                return Err(err(
+                    0,
+                    "workloads.handshake.connections",
+                    "must be ≥ 1".into(),
+                ));
             }
         }
         if let Some(h) = &wl.hol {
             check_subset("workloads.hol", &h.protocols, &h.links)?;
             if h.interval_ms == 0 || h.duration_ms < h.interval_ms {
-                return Err(err(0, "workloads.hol", "need interval_ms ≥ 1 and duration_ms ≥ interval_ms".into()));
+                return Err(err(
+                    0,
+                    "workloads.hol",
+                    "need interval_ms ≥ 1 and duration_ms ≥ interval_ms".into(),
+                ));
             }
         }
         if let Some(m) = &wl.migration {
             check_subset("workloads.migration", &m.protocols, &m.links)?;
             for k in &m.kinds {
                 if !["port", "address", "active"].contains(&k.as_str()) {
-                    return Err(err(0, "workloads.migration.kinds", format!("unknown kind {k:?}: expected port, address, active")));
+                    return Err(err(
+                        0,
+                        "workloads.migration.kinds",
+                        format!("unknown kind {k:?}: expected port, address, active"),
+                    ));
                 }
             }
         }
@@ -434,7 +499,11 @@ impl Matrix {
         if let Some(u) = &wl.udp {
             check_subset("workloads.udp", &None, &u.links)?;
             if u.size < 48 || u.size > 65_507 {
-                return Err(err(0, "workloads.udp.size", format!("datagram size must be 48..=65507, got {}", u.size)));
+                return Err(err(
+                    0,
+                    "workloads.udp.size",
+                    format!("datagram size must be 48..=65507, got {}", u.size),
+                ));
             }
         }
         let repetitions = f.repetitions.unwrap_or(3);
@@ -443,7 +512,11 @@ impl Matrix {
         }
         let mtu = f.mtu.unwrap_or(1500);
         if !(1280..=65_535).contains(&mtu) {
-            return Err(err(0, "mtu", format!("must be 1280..=65535 (IPv6 minimum is 1280), got {mtu}")));
+            return Err(err(
+                0,
+                "mtu",
+                format!("must be 1280..=65535 (IPv6 minimum is 1280), got {mtu}"),
+            ));
         }
         Ok(Matrix {
             name: f.name.clone().unwrap_or_else(|| "matrix".into()),
@@ -471,7 +544,12 @@ fn fmt_num(x: f64) -> String {
 }
 
 /// The netem text of one grid point (one direction).
-pub fn grid_spec_text(rtt_ms: f64, loss: f64, rate_mbit: Option<f64>, extra: Option<&str>) -> String {
+pub fn grid_spec_text(
+    rtt_ms: f64,
+    loss: f64,
+    rate_mbit: Option<f64>,
+    extra: Option<&str>,
+) -> String {
     let mut parts = Vec::new();
     let one_way_us = (rtt_ms * 1000.0 / 2.0).round() as u64;
     if one_way_us > 0 {
@@ -534,10 +612,14 @@ mod tests {
     fn errors_name_file_line_field() {
         let src = "name = \"x\"\nprotocols = [\"h3\", \"h4\"]\n[workloads.goodput]\n";
         let e = Matrix::parse(src, "m.toml").unwrap_err();
-        assert_eq!((e.file.as_str(), e.line, e.field.as_str()), ("m.toml", 2, "protocols"));
+        assert_eq!(
+            (e.file.as_str(), e.line, e.field.as_str()),
+            ("m.toml", 2, "protocols")
+        );
         assert!(e.message.contains("h4"), "{e}");
 
-        let src = "protocols = [\"h3\"]\n\n[[links]]\nspec = \"delay 10 parsecs\"\n[workloads.goodput]\n";
+        let src =
+            "protocols = [\"h3\"]\n\n[[links]]\nspec = \"delay 10 parsecs\"\n[workloads.goodput]\n";
         let e = Matrix::parse(src, "m.toml").unwrap_err();
         assert_eq!((e.line, e.field.as_str()), (4, "links[0].spec"), "{e}");
 
@@ -555,16 +637,26 @@ mod tests {
         assert_eq!(e.field, "workloads");
 
         let src = "[workloads.migration]\nkinds = [\"teleport\"]\n";
-        assert!(Matrix::parse(src, "m.toml").unwrap_err().message.contains("teleport"));
+        assert!(Matrix::parse(src, "m.toml")
+            .unwrap_err()
+            .message
+            .contains("teleport"));
         let src = "[workloads.goodput]\nlinks = [\"nowhere\"]\n";
-        assert!(Matrix::parse(src, "m.toml").unwrap_err().message.contains("nowhere"));
+        assert!(Matrix::parse(src, "m.toml")
+            .unwrap_err()
+            .message
+            .contains("nowhere"));
         let src = "[[links]]\nspec = \"delay 1ms\"\nup = \"delay 2ms\"\n[workloads.goodput]\n";
-        assert!(Matrix::parse(src, "m.toml").unwrap_err().message.contains("not both"));
+        assert!(Matrix::parse(src, "m.toml")
+            .unwrap_err()
+            .message
+            .contains("not both"));
     }
 
     #[test]
     fn grid_expands_and_labels() {
-        let src = "[grid]\nrtt_ms = [20, 100]\nloss = [0, 0.01]\nrate_mbit = [10]\n[workloads.goodput]\n";
+        let src =
+            "[grid]\nrtt_ms = [20, 100]\nloss = [0, 0.01]\nrate_mbit = [10]\n[workloads.goodput]\n";
         let m = Matrix::parse(src, "g.toml").unwrap();
         assert_eq!(m.links.len(), 4);
         let l = m.link("rtt100ms-loss1%-10mbit").unwrap();

@@ -108,15 +108,28 @@ fn wants_link(list: &Option<Vec<String>>, label: &str) -> bool {
 pub fn cells(m: &Matrix) -> Vec<Cell> {
     // (workload, variant, protocol filter, link filter, applies-to)
     let mut kinds: Vec<(Workload, String, Vec<Protocol>, Option<Vec<String>>)> = Vec::new();
-    let http: Vec<Protocol> = m.protocols.iter().copied().filter(|p| p.is_http()).collect();
+    let http: Vec<Protocol> = m
+        .protocols
+        .iter()
+        .copied()
+        .filter(|p| p.is_http())
+        .collect();
     if let Some(h) = &m.workloads.handshake {
         for mode in &h.modes {
-            let ps = http.iter().copied().filter(|p| wants(&h.protocols, *p)).collect();
+            let ps = http
+                .iter()
+                .copied()
+                .filter(|p| wants(&h.protocols, *p))
+                .collect();
             kinds.push((Workload::Handshake, mode.clone(), ps, h.links.clone()));
         }
     }
     if let Some(h) = &m.workloads.hol {
-        let ps = http.iter().copied().filter(|p| wants(&h.protocols, *p)).collect();
+        let ps = http
+            .iter()
+            .copied()
+            .filter(|p| wants(&h.protocols, *p))
+            .collect();
         kinds.push((Workload::Hol, "paced".into(), ps, h.links.clone()));
         if h.parallel_objects > 0 {
             // HTTP/1.0 would open K connections one after the other: not a
@@ -124,7 +137,9 @@ pub fn cells(m: &Matrix) -> Vec<Cell> {
             let ps = http
                 .iter()
                 .copied()
-                .filter(|p| !matches!(p, Protocol::H10 | Protocol::H10Tls) && wants(&h.protocols, *p))
+                .filter(|p| {
+                    !matches!(p, Protocol::H10 | Protocol::H10Tls) && wants(&h.protocols, *p)
+                })
                 .collect();
             kinds.push((Workload::Hol, "parallel".into(), ps, h.links.clone()));
         }
@@ -140,12 +155,21 @@ pub fn cells(m: &Matrix) -> Vec<Cell> {
         }
     }
     if let Some(g) = &m.workloads.goodput {
-        let ps = http.iter().copied().filter(|p| wants(&g.protocols, *p)).collect();
+        let ps = http
+            .iter()
+            .copied()
+            .filter(|p| wants(&g.protocols, *p))
+            .collect();
         kinds.push((Workload::Goodput, "bulk".into(), ps, g.links.clone()));
     }
     if let Some(u) = &m.workloads.udp {
         if m.protocols.contains(&Protocol::Udp) {
-            kinds.push((Workload::Udp, "echo".into(), vec![Protocol::Udp], u.links.clone()));
+            kinds.push((
+                Workload::Udp,
+                "echo".into(),
+                vec![Protocol::Udp],
+                u.links.clone(),
+            ));
         }
     }
     let mut out = Vec::new();
@@ -156,7 +180,14 @@ pub fn cells(m: &Matrix) -> Vec<Cell> {
                     continue;
                 }
                 for p in protos {
-                    let id = format!("{}-{}__{}__{}__r{}", w.name(), variant, p.name(), slug(&link.label), rep);
+                    let id = format!(
+                        "{}-{}__{}__{}__r{}",
+                        w.name(),
+                        variant,
+                        p.name(),
+                        slug(&link.label),
+                        rep
+                    );
                     let seed = m.seed ^ stable_hash(&id);
                     out.push(Cell {
                         id,
@@ -199,11 +230,21 @@ mod tests {
         let cs = cells(&m);
         let ids: BTreeSet<_> = cs.iter().map(|c| c.id.clone()).collect();
         assert_eq!(ids.len(), cs.len());
-        for w in [Workload::Handshake, Workload::Hol, Workload::Migration, Workload::Goodput, Workload::Udp] {
+        for w in [
+            Workload::Handshake,
+            Workload::Hol,
+            Workload::Migration,
+            Workload::Goodput,
+            Workload::Udp,
+        ] {
             assert!(cs.iter().any(|c| c.workload == w), "{w:?}");
         }
-        assert!(cs.iter().all(|c| c.workload != Workload::Udp || c.protocol == Protocol::Udp));
-        assert!(cs.iter().all(|c| c.variant != "active" || c.protocol == Protocol::H3));
+        assert!(cs
+            .iter()
+            .all(|c| c.workload != Workload::Udp || c.protocol == Protocol::Udp));
+        assert!(cs
+            .iter()
+            .all(|c| c.variant != "active" || c.protocol == Protocol::H3));
         // Same matrix, same plan, same seeds.
         assert_eq!(cs, cells(&m));
     }

@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub progress_bar: bool,
     /// Stop after this many cells (tests, smoke runs).
     pub max_cells: Option<usize>,
+    /// Calibrate every link of the matrix before the first cell (recorded in run.json).
+    pub calibrate: bool,
     /// Identifier of the source tree, if known.
     pub git_commit: Option<String>,
     pub quicbench_version: String,
@@ -80,7 +82,9 @@ pub fn host_info() -> HostInfo {
         hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
         kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
         cpu_model,
-        cores: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
         memory_bytes,
     }
 }
@@ -98,11 +102,12 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         Some(p) => RunDir::open(p).with_context(|| format!("resuming {}", p.display()))?,
         None => {
             let name = opts.name.clone().unwrap_or_else(|| m.name.clone());
-            RunDir::create(&opts.out, &crate::plan::slug(&name)).with_context(|| format!("creating a run directory under {}", opts.out.display()))?
+            RunDir::create(&opts.out, &crate::plan::slug(&name))
+                .with_context(|| format!("creating a run directory under {}", opts.out.display()))?
         }
     };
     let finished = dir.finished_cells()?;
-    let meta = RunMeta {
+    let mut meta = RunMeta {
         schema_version: SCHEMA_VERSION,
         quicbench_version: opts.quicbench_version.clone(),
         git_commit: opts.git_commit.clone(),
@@ -133,15 +138,26 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
             }
         }
     }
+    if opts.resume.is_none() && opts.calibrate {
+        meta.calibration = Some(calibrate_links(m, backend));
+    }
     dir.write_meta(&meta)?;
 
-    let todo: Vec<_> = mine.iter().filter(|c| !finished.contains(&c.id)).cloned().collect();
+    let todo: Vec<_> = mine
+        .iter()
+        .filter(|c| !finished.contains(&c.id))
+        .cloned()
+        .collect();
     let skipped_finished = mine.len() - todo.len();
     let identity = Identity::generate(&["198.18.1.1".into(), "2001:2:0:1::1".into()])?;
     let ctx = CellCtx {
         identity,
         backend,
-        pcap_dir: if opts.pcap { Some(dir.path().join("pcap")) } else { None },
+        pcap_dir: if opts.pcap {
+            Some(dir.path().join("pcap"))
+        } else {
+            None
+        },
         stop: stop.clone(),
     };
     let limit = opts.max_cells.unwrap_or(usize::MAX).min(todo.len());
@@ -151,7 +167,9 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         dir.path().display(),
         limit,
         planned_total,
-        opts.shard.map(|s| format!(", shard {}/{}", s.index, s.count)).unwrap_or_default(),
+        opts.shard
+            .map(|s| format!(", shard {}/{}", s.index, s.count))
+            .unwrap_or_default(),
         skipped_finished,
         backend,
         backend_reason
@@ -205,8 +223,10 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
     let cells = dir.read_cells()?;
     let rows = quicbench_results::summarize(&cells);
     dir.write_summary(&rows)?;
-    let mut meta = meta;
-    let complete = meta.cell_ids.iter().all(|id| cells.iter().any(|c| &c.cell_id == id));
+    let complete = meta
+        .cell_ids
+        .iter()
+        .all(|id| cells.iter().any(|c| &c.cell_id == id));
     if complete {
         meta.finished = Some(quicbench_results::now_rfc3339());
     }
@@ -222,12 +242,55 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
     })
 }
 
+/// A short calibration of every distinct link (1 s of probes at 2000/s each):
+/// what the link really did on this machine, recorded before any cell runs.
+fn calibrate_links(m: &Matrix, backend: Backend) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for l in &m.links {
+        let mut cfg = quicbench_netem::link::LinkConfig::new(l.up.clone(), l.down.clone());
+        cfg.backend = backend;
+        cfg.mtu = m.mtu;
+        cfg.seed = m.seed;
+        let o = crate::calibrate::CalibrateOptions {
+            pps: 2000,
+            seconds: 1.0,
+            size: 200,
+            tcp_seconds: 0.0,
+        };
+        let v = match crate::calibrate::calibrate(&cfg, o) {
+            Ok(c) => {
+                eprintln!(
+                    "quicbench: calibrated link {}: {}",
+                    l.label,
+                    if c.pass {
+                        "matches its spec"
+                    } else {
+                        "does NOT match its spec (see run.json calibration)"
+                    }
+                );
+                let mut v = serde_json::to_value(&c).unwrap_or_default();
+                // The raw samples are in the probe report; keep run.json small.
+                if let Some(p) = v.get_mut("probe").and_then(|p| p.as_object_mut()) {
+                    p.remove("samples_us");
+                    p.remove("histogram_v2_hex");
+                }
+                v
+            }
+            Err(e) => serde_json::json!({"error": format!("{e:#}")}),
+        };
+        out.insert(l.label.clone(), v);
+    }
+    serde_json::Value::Object(out)
+}
+
 fn progress(enabled: bool, len: u64) -> Option<indicatif::ProgressBar> {
     if !enabled {
         return None;
     }
     let pb = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} cells, ETA {eta} — {msg}") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} cells, ETA {eta} — {msg}",
+    ) {
         pb.set_style(style.progress_chars("=> "));
     }
     Some(pb)

@@ -89,7 +89,13 @@ fn port_of(p: Protocol, ports: &Ports) -> u16 {
     }
 }
 
-fn client(env: &Env, p: Protocol, resume: bool, progress: bool, epoch: Epoch) -> Result<Client, String> {
+fn client(
+    env: &Env,
+    p: Protocol,
+    resume: bool,
+    progress: bool,
+    epoch: Epoch,
+) -> Result<Client, String> {
     let server = SocketAddr::new(env.server_ip, port_of(p, &env.ports));
     let mut o = ClientOptions::new(server, env.trust.clone());
     o.cc = env.cc;
@@ -144,7 +150,12 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
             continue;
         };
         if !r.ok() {
-            out.fail(format!("connection {i}: {}", r.error.clone().unwrap_or_else(|| format!("status {:?}", r.status))));
+            out.fail(format!(
+                "connection {i}: {}",
+                r.error
+                    .clone()
+                    .unwrap_or_else(|| format!("status {:?}", r.status))
+            ));
             out.records.push(r);
             continue;
         }
@@ -220,7 +231,11 @@ pub async fn hol_paced(env: &Env, p: Protocol, hp: &HolParams) -> Output {
     for r in &recs {
         match (r.ok(), r.total_ns()) {
             (true, Some(t)) => out.push("latency_ms", "ms", ms(t)),
-            _ => out.fail(format!("request {}: {}", r.index, r.error.clone().unwrap_or_else(|| "incomplete".into()))),
+            _ => out.fail(format!(
+                "request {}: {}",
+                r.index,
+                r.error.clone().unwrap_or_else(|| "incomplete".into())
+            )),
         }
     }
     out.records = recs;
@@ -242,7 +257,11 @@ pub async fn hol_parallel(env: &Env, p: Protocol, hp: &HolParams) -> Output {
         }
     };
     let k = hp.parallel_objects as usize;
-    let nconn = if matches!(p, Protocol::H11 | Protocol::H11Tls) { H1_PARALLEL_CONNECTIONS.min(k.max(1)) } else { 1 };
+    let nconn = if matches!(p, Protocol::H11 | Protocol::H11Tls) {
+        H1_PARALLEL_CONNECTIONS.min(k.max(1))
+    } else {
+        1
+    };
     let mut conns = Vec::new();
     for _ in 0..nconn {
         match c.connect().await {
@@ -258,13 +277,21 @@ pub async fn hol_parallel(env: &Env, p: Protocol, hp: &HolParams) -> Output {
     if conns.is_empty() {
         return out;
     }
-    out.notes.push(format!("{} object(s) of {} B over {} connection(s)", k, hp.parallel_size, conns.len()));
+    out.notes.push(format!(
+        "{} object(s) of {} B over {} connection(s)",
+        k,
+        hp.parallel_size,
+        conns.len()
+    ));
     // Round-robin the objects over the connections; each connection runs its
     // share with the protocol's own concurrency.
     let batch_start = epoch.now_ns();
     let nc = conns.len();
     let futs = conns.iter_mut().enumerate().map(|(ci, conn)| {
-        let reqs: Vec<Request> = (0..k).filter(|i| i % nc == ci).map(|_| Request::bytes(hp.parallel_size)).collect();
+        let reqs: Vec<Request> = (0..k)
+            .filter(|i| i % nc == ci)
+            .map(|_| Request::bytes(hp.parallel_size))
+            .collect();
         async move { (ci, conn.run(&reqs).await) }
     });
     let results = futures::future::join_all(futs).await;
@@ -283,9 +310,16 @@ pub async fn hol_parallel(env: &Env, p: Protocol, hp: &HolParams) -> Output {
                 page = page.max(t);
                 out.push("object_ms", "ms", t);
             }
-            _ => out.fail(format!("object {obj}: {}", r.error.clone().unwrap_or_else(|| "incomplete".into()))),
+            _ => out.fail(format!(
+                "object {obj}: {}",
+                r.error.clone().unwrap_or_else(|| "incomplete".into())
+            )),
         }
-        let series: Vec<(f64, f64)> = r.progress.iter().map(|(t, b)| (ms(t.saturating_sub(batch_start)), *b as f64)).collect();
+        let series: Vec<(f64, f64)> = r
+            .progress
+            .iter()
+            .map(|(t, b)| (ms(t.saturating_sub(batch_start)), *b as f64))
+            .collect();
         out.timelines.insert(format!("object-{obj:03}"), series);
     }
     if out.failures == 0 {
@@ -342,7 +376,10 @@ pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams)
         let t = epoch.now_ns();
         let what = match kind_s.as_str() {
             "active" => match migrator {
-                Some(m) => m.migrate().map(|a| format!("client migrated to {a}")).map_err(|e| e.to_string()),
+                Some(m) => m
+                    .migrate()
+                    .map(|a| format!("client migrated to {a}"))
+                    .map_err(|e| e.to_string()),
                 None => Err("active migration needs HTTP/3".into()),
             },
             k => match rebind {
@@ -373,15 +410,26 @@ pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams)
                 }
             },
         };
-        let req = if first { Request::bytes(mp.size) } else { Request::bytes(mp.size).range_from(got) };
+        let req = if first {
+            Request::bytes(mp.size)
+        } else {
+            Request::bytes(mp.size).range_from(got)
+        };
         first = false;
         let recs = cur.run(&[req]).await;
-        let Some(r) = recs.into_iter().next() else { break };
+        let Some(r) = recs.into_iter().next() else {
+            break;
+        };
         let ok = r.ok();
         let base = got;
         got += r.bytes;
         if !ok {
-            out.notes.push(format!("attempt {} broke after {} B: {}", attempts.len(), r.bytes, r.error.clone().unwrap_or_default()));
+            out.notes.push(format!(
+                "attempt {} broke after {} B: {}",
+                attempts.len(),
+                r.bytes,
+                r.error.clone().unwrap_or_default()
+            ));
         }
         attempts.push((base, r));
         if ok && got >= mp.size {
@@ -395,16 +443,31 @@ pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams)
         Ok(v) => v,
         Err(e) => (0, Err(format!("event task: {e}"))),
     };
-    let end_ns = attempts.iter().filter_map(|(_, r)| r.last_byte_ns).max().unwrap_or_else(|| epoch.now_ns());
+    let end_ns = attempts
+        .iter()
+        .filter_map(|(_, r)| r.last_byte_ns)
+        .max()
+        .unwrap_or_else(|| epoch.now_ns());
     match &ev {
-        Ok(s) => out.notes.push(format!("event at {:.1} ms: {s}", ms(ev_ns.saturating_sub(start)))),
+        Ok(s) => out.notes.push(format!(
+            "event at {:.1} ms: {s}",
+            ms(ev_ns.saturating_sub(start))
+        )),
         Err(e) => out.notes.push(format!("event failed: {e}")),
     }
     out.extra.insert("event".into(), serde_json::json!({"kind": kind, "t_ms": ms(ev_ns.saturating_sub(start)), "ok": ev.is_ok(), "detail": match &ev { Ok(s) => s.clone(), Err(e) => e.clone() }}));
     let complete = got >= mp.size;
     let same_conn = attempts.iter().all(|(_, r)| r.conn_id == first_conn) && reconnects == 0;
-    out.push("survived", "bool", if complete && same_conn { 1.0 } else { 0.0 });
-    out.push("new_handshake", "bool", if reconnects > 0 { 1.0 } else { 0.0 });
+    out.push(
+        "survived",
+        "bool",
+        if complete && same_conn { 1.0 } else { 0.0 },
+    );
+    out.push(
+        "new_handshake",
+        "bool",
+        if reconnects > 0 { 1.0 } else { 0.0 },
+    );
     out.push("completed", "bool", if complete { 1.0 } else { 0.0 });
     if complete {
         out.push("completion_ms", "ms", ms(end_ns.saturating_sub(start)));
@@ -412,9 +475,15 @@ pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams)
     let series = merged_progress(&attempts);
     out.timelines.insert(
         "bytes_vs_time".into(),
-        series.iter().map(|(t, b)| (ms(t.saturating_sub(start)), *b as f64)).collect(),
+        series
+            .iter()
+            .map(|(t, b)| (ms(t.saturating_sub(start)), *b as f64))
+            .collect(),
     );
-    out.extra.insert("event_t_ms".into(), serde_json::json!(ms(ev_ns.saturating_sub(start))));
+    out.extra.insert(
+        "event_t_ms".into(),
+        serde_json::json!(ms(ev_ns.saturating_sub(start))),
+    );
     if ev.is_ok() && ev_ns > 0 {
         let (gap, recovery) = disruption(&series, ev_ns, end_ns);
         out.push("disruption_ms", "ms", ms(gap));
@@ -456,7 +525,8 @@ pub fn disruption(series: &[(u64, u64)], ev_ns: u64, end_ns: u64) -> (u64, Optio
         }
     };
     let window = 200_000_000u64.min(ev_ns.saturating_sub(series[0].0)).max(1);
-    let pre = bytes_at(ev_ns).saturating_sub(bytes_at(ev_ns.saturating_sub(window))) as f64 / window as f64;
+    let pre = bytes_at(ev_ns).saturating_sub(bytes_at(ev_ns.saturating_sub(window))) as f64
+        / window as f64;
     let mut recovery = None;
     if pre > 0.0 {
         for &(t, _) in series.iter().filter(|(t, _)| *t > ev_ns + window / 4) {
@@ -505,7 +575,10 @@ pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
                     out.push("rate_ratio", "fraction", mbps * 1e6 / rate as f64);
                 }
             }
-            _ => out.fail(format!("transfer: {}", r.error.clone().unwrap_or_else(|| "incomplete".into()))),
+            _ => out.fail(format!(
+                "transfer: {}",
+                r.error.clone().unwrap_or_else(|| "incomplete".into())
+            )),
         }
     }
     out.records = recs;
@@ -515,7 +588,10 @@ pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
 /// The raw UDP baseline: the probe in echo mode.
 pub async fn udp(env: &Env, up: &UdpParams) -> Output {
     let mut out = Output::default();
-    let mut cfg = ProbeConfig::new(SocketAddr::new(env.server_ip, env.ports.udp), ProbeMode::Echo);
+    let mut cfg = ProbeConfig::new(
+        SocketAddr::new(env.server_ip, env.ports.udp),
+        ProbeMode::Echo,
+    );
     cfg.count = up.count as u64;
     cfg.interval = Duration::from_micros(up.interval_us);
     cfg.size = up.size as usize;
@@ -541,7 +617,10 @@ pub async fn udp(env: &Env, up: &UdpParams) -> Output {
             if let Some(j) = rep.jitter_us {
                 out.push("jitter_ms", "ms", j / 1000.0);
             }
-            out.extra.insert("probe".into(), serde_json::to_value(&rep).unwrap_or_default());
+            out.extra.insert(
+                "probe".into(),
+                serde_json::to_value(&rep).unwrap_or_default(),
+            );
         }
         Err(e) => out.fail(format!("probe: {e}")),
     }

@@ -78,8 +78,13 @@ struct Target {
 
 fn parse_url(url: &str, proto: Protocol) -> anyhow::Result<Target> {
     let uri: http::Uri = url.parse().with_context(|| format!("bad URL {url:?}"))?;
-    let host = uri.host().with_context(|| format!("URL {url:?} has no host"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = uri
+        .host()
+        .with_context(|| format!("URL {url:?} has no host"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let default_port = match proto {
         Protocol::H10 | Protocol::H11 => 8080,
         Protocol::Udp => 9000,
@@ -94,7 +99,10 @@ fn parse_url(url: &str, proto: Protocol) -> anyhow::Result<Target> {
             .next()
             .with_context(|| format!("{host:?} resolves to no address"))?,
     };
-    let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
     Ok(Target { addr, host, path })
 }
 
@@ -135,7 +143,10 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
     check_target(t.addr.ip(), a.allow_remote)?;
     let trust = match &a.cacert {
         Some(p) => quicbench_wire::tls::load_trust(p)?,
-        None if a.proto.uses_tls() => bail!("--proto {} uses TLS: give --cacert PEM (from `quicbench serve --cert-out`)", a.proto),
+        None if a.proto.uses_tls() => bail!(
+            "--proto {} uses TLS: give --cacert PEM (from `quicbench serve --cert-out`)",
+            a.proto
+        ),
         None => Vec::new(),
     };
     let mut o = ClientOptions::new(t.addr, trust);
@@ -146,21 +157,35 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
     let rt = super::runtime()?;
     let (records, infos, wall) = rt.block_on(async {
         let started = std::time::Instant::now();
-        let per_conn = matches!(a.proto, Protocol::H10 | Protocol::H10Tls | Protocol::H11 | Protocol::H11Tls);
-        let nconn = if per_conn { a.concurrency.min(a.requests) } else { 1 };
+        let per_conn = matches!(
+            a.proto,
+            Protocol::H10 | Protocol::H10Tls | Protocol::H11 | Protocol::H11Tls
+        );
+        let nconn = if per_conn {
+            a.concurrency.min(a.requests)
+        } else {
+            1
+        };
         let mut conns = Vec::new();
         for _ in 0..nconn {
             conns.push(client.connect().await?);
         }
         let mut futs = Vec::new();
         for (ci, conn) in conns.iter_mut().enumerate() {
-            let mine: Vec<u32> = (0..a.requests).filter(|i| *i % nconn == ci as u32).collect();
-            let batch = if per_conn { mine.len().max(1) } else { a.concurrency as usize };
+            let mine: Vec<u32> = (0..a.requests)
+                .filter(|i| *i % nconn == ci as u32)
+                .collect();
+            let batch = if per_conn {
+                mine.len().max(1)
+            } else {
+                a.concurrency as usize
+            };
             let path = t.path.clone();
             futs.push(async move {
                 let mut recs = Vec::new();
                 for chunk in mine.chunks(batch) {
-                    let reqs: Vec<Request> = chunk.iter().map(|_| Request::get(path.clone())).collect();
+                    let reqs: Vec<Request> =
+                        chunk.iter().map(|_| Request::get(path.clone())).collect();
                     recs.extend(conn.run(&reqs).await);
                 }
                 recs
@@ -181,14 +206,23 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
     let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok()).collect();
     let failed = records.len() - ok.len();
     let info = infos.first();
-    println!("{} {} -> {} ({} request(s), {} connection(s))", a.proto, t.path, t.addr, records.len(), infos.len());
+    println!(
+        "{} {} -> {} ({} request(s), {} connection(s))",
+        a.proto,
+        t.path,
+        t.addr,
+        records.len(),
+        infos.len()
+    );
     if let Some(i) = info {
         if let (Some(v), Some(c)) = (&i.tls_version, &i.cipher) {
             println!(
                 "  tls        {v} {c} alpn={} resumed={} 0-rtt={}",
                 i.alpn.as_deref().unwrap_or("-"),
                 i.resumed.map(|b| b.to_string()).unwrap_or("-".into()),
-                i.early_data_accepted.map(|b| b.to_string()).unwrap_or("-".into())
+                i.early_data_accepted
+                    .map(|b| b.to_string())
+                    .unwrap_or("-".into())
             );
         }
         if let Some(cc) = &i.congestion_control {
@@ -202,8 +236,20 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
             println!("  tls ready  {v:>10.3} ms");
         }
     }
-    line("ttfb", ok.iter().filter_map(|r| r.ttfb_ns()).map(|n| n as f64 / 1e6).collect());
-    line("total", ok.iter().filter_map(|r| r.total_ns()).map(|n| n as f64 / 1e6).collect());
+    line(
+        "ttfb",
+        ok.iter()
+            .filter_map(|r| r.ttfb_ns())
+            .map(|n| n as f64 / 1e6)
+            .collect(),
+    );
+    line(
+        "total",
+        ok.iter()
+            .filter_map(|r| r.total_ns())
+            .map(|n| n as f64 / 1e6)
+            .collect(),
+    );
     let bytes: u64 = ok.iter().map(|r| r.bytes).sum();
     let secs = wall.as_secs_f64();
     println!(
@@ -222,7 +268,9 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "  failed #{}: {}",
                 r.index,
-                r.error.clone().unwrap_or_else(|| format!("status {:?} verified {:?}", r.status, r.verified))
+                r.error
+                    .clone()
+                    .unwrap_or_else(|| format!("status {:?} verified {:?}", r.status, r.verified))
             );
         }
         eprintln!("{failed} request(s) failed");
@@ -259,8 +307,16 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
-        println!("udp probe {} -> {addr}: {} datagrams of {} B every {} µs", a.mode, rep.sent, rep.size, rep.interval_us);
-        println!("  received {} lost {} ({:.3}%)", rep.received, rep.lost, rep.loss_rate * 100.0);
+        println!(
+            "udp probe {} -> {addr}: {} datagrams of {} B every {} µs",
+            a.mode, rep.sent, rep.size, rep.interval_us
+        );
+        println!(
+            "  received {} lost {} ({:.3}%)",
+            rep.received,
+            rep.lost,
+            rep.loss_rate * 100.0
+        );
         if let Some(d) = rep.duplicates {
             println!("  duplicates {d}");
         }

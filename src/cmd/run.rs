@@ -43,6 +43,9 @@ pub struct RunArgs {
     /// Override the matrix repetitions.
     #[arg(long)]
     repetitions: Option<u32>,
+    /// Skip the link calibration recorded at the start of a run.
+    #[arg(long)]
+    no_calibrate: bool,
     /// Run at most this many cells (a smoke test of a big matrix).
     #[arg(long)]
     max_cells: Option<usize>,
@@ -59,7 +62,9 @@ pub struct MergeArgs {
 }
 
 fn git_commit() -> Option<String> {
-    option_env!("QUICBENCH_GIT_COMMIT").map(str::to_string).filter(|s| !s.is_empty())
+    option_env!("QUICBENCH_GIT_COMMIT")
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
 }
 
 /// Ctrl-C sets the flag (finish cleanly); a second Ctrl-C exits at once.
@@ -88,7 +93,11 @@ fn matrix_of(a: &RunArgs) -> anyhow::Result<Matrix> {
         (None, None, Some(dir)) => {
             // Resume with the matrix the run was started with.
             let meta = quicbench_results::RunDir::open(dir)?.read_meta()?;
-            let src = meta.matrix.get("source").and_then(|s| s.as_str()).context("run.json has no matrix source")?;
+            let src = meta
+                .matrix
+                .get("source")
+                .and_then(|s| s.as_str())
+                .context("run.json has no matrix source")?;
             Matrix::parse(src, &format!("{}/run.json (matrix)", dir.display()))?
         }
         (None, None, None) => Matrix::preset("quick")?,
@@ -117,6 +126,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         pcap: a.pcap,
         progress_bar: std::io::stderr().is_terminal(),
         max_cells: a.max_cells,
+        calibrate: !a.no_calibrate,
         git_commit: git_commit(),
         quicbench_version: env!("CARGO_PKG_VERSION").to_string(),
     };
@@ -134,13 +144,20 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         outcome.failed,
         outcome.skipped_finished,
         outcome.elapsed_s,
-        if outcome.interrupted { " — interrupted" } else { "" }
+        if outcome.interrupted {
+            " — interrupted"
+        } else {
+            ""
+        }
     );
     println!("results: {}", outcome.dir.display());
     println!("  summary: {}", outcome.dir.join("summary.csv").display());
     println!("  report:  quicbench report {}", outcome.dir.display());
     if outcome.interrupted {
-        println!("  resume:  quicbench run --resume {}", outcome.dir.display());
+        println!(
+            "  resume:  quicbench run --resume {}",
+            outcome.dir.display()
+        );
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
@@ -153,6 +170,11 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
     let mut rows = quicbench_results::summarize(&cells);
     rows.extend(quicbench_harness::headline::derived_rows(&cells));
     dir.write_summary(&rows)?;
-    println!("merged {} shard(s), {} cell(s) into {}", a.dirs.len(), cells.len(), a.out.display());
+    println!(
+        "merged {} shard(s), {} cell(s) into {}",
+        a.dirs.len(),
+        cells.len(),
+        a.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

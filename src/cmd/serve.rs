@@ -86,14 +86,37 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     opts.max_connections = a.max_connections;
     let rt = super::runtime()?;
     rt.block_on(async move {
-        let servers = quicbench_servers::start(opts).await.context("starting servers")?;
-        let join = |v: &[std::net::SocketAddr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
-        println!("quicbench serve: HTTP/1.0+1.1 (tcp)      {}", join(&servers.addrs.http));
-        println!("quicbench serve: HTTP/1.1+2 TLS (tcp)    {}", join(&servers.addrs.tls));
-        println!("quicbench serve: HTTP/3 (quic/udp)       {}", join(&servers.addrs.quic));
-        println!("quicbench serve: UDP probe (udp)         {}", join(&servers.addrs.udp));
+        let servers = quicbench_servers::start(opts)
+            .await
+            .context("starting servers")?;
+        let join = |v: &[std::net::SocketAddr]| {
+            v.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "quicbench serve: HTTP/1.0+1.1 (tcp)      {}",
+            join(&servers.addrs.http)
+        );
+        println!(
+            "quicbench serve: HTTP/1.1+2 TLS (tcp)    {}",
+            join(&servers.addrs.tls)
+        );
+        println!(
+            "quicbench serve: HTTP/3 (quic/udp)       {}",
+            join(&servers.addrs.quic)
+        );
+        println!(
+            "quicbench serve: UDP probe (udp)         {}",
+            join(&servers.addrs.udp)
+        );
         if let Some(p) = &a.cert_out {
-            println!("quicbench serve: trust {} (e.g. curl --cacert {})", p.display(), p.display());
+            println!(
+                "quicbench serve: trust {} (e.g. curl --cacert {})",
+                p.display(),
+                p.display()
+            );
         }
         println!("quicbench serve: resources: GET / and GET /bytes/N; Ctrl-C stops");
         match a.duration {
@@ -104,7 +127,10 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         let stats = servers.stats();
         servers.shutdown(Duration::from_secs(2)).await;
-        eprintln!("quicbench serve: stopped; {}", serde_json::to_string(&stats).unwrap_or_default());
+        eprintln!(
+            "quicbench serve: stopped; {}",
+            serde_json::to_string(&stats).unwrap_or_default()
+        );
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

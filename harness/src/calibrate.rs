@@ -1,0 +1,263 @@
+//! Calibration: drive the UDP probe (and, with a rate, a TCP bulk transfer)
+//! across a link and compare what was measured with what was configured.
+//! Used by `quicbench calibrate` and recorded in run.json at the start of a run.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use quicbench_clients::udp::{ProbeConfig, ProbeMode, ProbeReport};
+use quicbench_netem::link::{Link, LinkConfig};
+use serde::Serialize;
+
+/// One check: what was compared and whether it held.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub detail: String,
+    /// None: informative only (e.g. delay with jitter has no single target).
+    pub ok: Option<bool>,
+}
+
+/// The calibration of one link.
+#[derive(Debug, Clone, Serialize)]
+pub struct Calibration {
+    pub backend: String,
+    pub backend_reason: String,
+    pub up: String,
+    pub down: String,
+    pub probe: ProbeReport,
+    pub tcp_goodput_bps: Option<f64>,
+    pub counters: serde_json::Value,
+    pub checks: Vec<Check>,
+    /// Every check with a target held.
+    pub pass: bool,
+}
+
+/// How hard to probe.
+#[derive(Debug, Clone, Copy)]
+pub struct CalibrateOptions {
+    pub pps: u64,
+    pub seconds: f64,
+    pub size: usize,
+    /// Measure the rate with a TCP bulk transfer (when the spec has a rate).
+    pub tcp_seconds: f64,
+}
+
+impl Default for CalibrateOptions {
+    fn default() -> Self {
+        CalibrateOptions {
+            pps: 10_000,
+            seconds: 2.0,
+            size: 200,
+            tcp_seconds: 3.0,
+        }
+    }
+}
+
+/// A bounded TCP bulk transfer across the link: goodput in bytes/s.
+fn tcp_bulk(link: &Link, seconds: f64) -> anyhow::Result<f64> {
+    let ip = link.server_ip();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let srv =
+        link.server_ns()
+            .spawn_thread("calib-tcp-server", move || -> std::io::Result<u64> {
+                let l = TcpListener::bind(SocketAddr::new(ip, 0))?;
+                let _ = tx.send(l.local_addr());
+                let (mut s, _) = l.accept()?;
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut total = 0u64;
+                loop {
+                    match s.read(&mut buf)? {
+                        0 => return Ok(total),
+                        n => total += n as u64,
+                    }
+                }
+            })?;
+    let addr = rx.recv_timeout(Duration::from_secs(5))??;
+    let dur = Duration::from_secs_f64(seconds);
+    let (sent, took) =
+        link.client_ns()
+            .try_run(move || -> std::io::Result<(u64, Duration)> {
+                let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+                let buf = vec![0x5au8; 64 * 1024];
+                let t0 = Instant::now();
+                let mut sent = 0u64;
+                // Bounded in time: stops by itself.
+                while t0.elapsed() < dur {
+                    s.write_all(&buf)?;
+                    sent += buf.len() as u64;
+                }
+                s.shutdown(std::net::Shutdown::Write)?;
+                let mut sink = [0u8; 1];
+                let _ = s.read(&mut sink);
+                Ok((sent, t0.elapsed()))
+            })??;
+    let got = srv
+        .join()
+        .map_err(|_| anyhow::anyhow!("tcp server thread panicked"))???;
+    Ok(got.min(sent) as f64 / took.as_secs_f64())
+}
+
+/// Build the link of `cfg`, measure it, and judge it against its spec.
+pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibration> {
+    anyhow::ensure!(
+        o.pps >= 1 && o.seconds > 0.0 && o.seconds <= 600.0,
+        "pps must be ≥ 1 and seconds in (0, 600]"
+    );
+    quicbench_wire::probe::check_size(o.size)?;
+    let link = Link::build(cfg.clone()).context("building the link")?;
+    let ip = link.server_ip();
+    let (ptx, prx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let identity = quicbench_wire::tls::Identity::generate(&[ip.to_string()])?;
+    let srv = link
+        .server_ns()
+        .spawn_thread("calib-servers", move || -> anyhow::Result<()> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let mut so = quicbench_servers::ServerOptions::ephemeral(identity);
+                so.listen = vec![ip];
+                let s = quicbench_servers::start(so).await?;
+                let _ = ptx.send(s.addrs.udp.first().copied());
+                let _ = stop_rx.await;
+                s.shutdown(Duration::from_millis(200)).await;
+                Ok(())
+            })
+        })?;
+    let udp = prx
+        .recv_timeout(Duration::from_secs(10))
+        .context("the probe server did not start")?
+        .context("the probe server has no address")?;
+    let up_ms = cfg.up.base_delay_ns() as f64 / 1e6;
+    let down_ms = cfg.down.base_delay_ns() as f64 / 1e6;
+    let count = ((o.pps as f64 * o.seconds) as u64).max(1);
+    let interval = Duration::from_nanos(1_000_000_000 / o.pps);
+    let size = o.size;
+    let probe = link
+        .client_ns()
+        .try_run(move || -> anyhow::Result<ProbeReport> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let mut pc = ProbeConfig::new(udp, ProbeMode::Echo);
+            pc.count = count;
+            pc.interval = interval;
+            pc.size = size;
+            pc.timeout = Duration::from_millis(((up_ms + down_ms) * 3.0) as u64 + 1000);
+            Ok(rt.block_on(quicbench_clients::udp::probe(pc))?)
+        })??;
+    let rate = cfg.up.rate_bps();
+    let bulk = match rate {
+        Some(_) if o.tcp_seconds > 0.0 => Some(tcp_bulk(&link, o.tcp_seconds)?),
+        _ => None,
+    };
+    let _ = stop_tx.send(());
+    let _ = srv.join();
+
+    let mut checks = Vec::new();
+    if let Some(ow) = &probe.owd_up {
+        let (e50, e99) = (ow.p50_us / 1000.0 - up_ms, ow.p99_us / 1000.0 - up_ms);
+        let jitter = cfg.up.jitter_ns() > 0;
+        checks.push(Check {
+            name: "one-way delay (up)".into(),
+            detail: if jitter {
+                format!("configured base {up_ms:.3} ms with jitter; measured p50 {:.3} ms, p99 {:.3} ms", ow.p50_us / 1000.0, ow.p99_us / 1000.0)
+            } else {
+                format!(
+                    "configured {up_ms:.3} ms; measured p50 {:.3} ms (error {:+.0} µs, target ±50 µs), p99 {:.3} ms (error {:+.0} µs, target ±300 µs)",
+                    ow.p50_us / 1000.0,
+                    e50 * 1000.0,
+                    ow.p99_us / 1000.0,
+                    e99 * 1000.0
+                )
+            },
+            ok: if jitter { None } else { Some(e50.abs() <= 0.05 && e99.abs() <= 0.3) },
+        });
+    }
+    // Round-trip loss expected from both directions' nominal loss.
+    let p = 1.0 - (1.0 - cfg.up.loss_probability()) * (1.0 - cfg.down.loss_probability());
+    let n = probe.sent.max(1) as f64;
+    let sd = (p * (1.0 - p) / n).sqrt();
+    let (lo, hi) = ((p - 2.576 * sd).max(0.0), (p + 2.576 * sd).min(1.0));
+    checks.push(Check {
+        name: "round-trip loss".into(),
+        detail: format!(
+            "configured {:.3}%; measured {:.3}% of {} (99% binomial interval [{:.3}%, {:.3}%])",
+            p * 100.0,
+            probe.loss_rate * 100.0,
+            probe.sent,
+            lo * 100.0,
+            hi * 100.0
+        ),
+        ok: Some(probe.loss_rate >= lo - 1e-12 && probe.loss_rate <= hi + 1e-12),
+    });
+    if let (Some(r), Some(b)) = (rate, bulk) {
+        // TCP payload per packet at this MTU (IPv4 20 B + TCP 32 B with timestamps).
+        let eff = (cfg.mtu as f64 - 52.0) / cfg.mtu as f64;
+        let expect = r as f64 * eff;
+        let ratio = b * 8.0 / expect;
+        checks.push(Check {
+            name: "rate".into(),
+            detail: format!(
+                "configured {:.3} Mbit/s; TCP goodput {:.3} Mbit/s = {:.1}% of the payload rate at MTU {} ({:.3} Mbit/s), target within 2%",
+                r as f64 / 1e6,
+                b * 8.0 / 1e6,
+                ratio * 100.0,
+                cfg.mtu,
+                expect / 1e6
+            ),
+            ok: Some((ratio - 1.0).abs() <= 0.02),
+        });
+    }
+    let pass = checks.iter().all(|c| c.ok != Some(false));
+    Ok(Calibration {
+        backend: link.backend().to_string(),
+        backend_reason: link.backend_reason().to_string(),
+        up: cfg.up.to_string(),
+        down: cfg.down.to_string(),
+        probe,
+        tcp_goodput_bps: bulk.map(|b| b * 8.0),
+        counters: serde_json::to_value(link.counters()).unwrap_or_default(),
+        checks,
+        pass,
+    })
+}
+
+impl std::fmt::Display for Calibration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "backend {} ({})", self.backend, self.backend_reason)?;
+        writeln!(f, "  up [{}]  down [{}]", self.up, self.down)?;
+        if let Some(r) = &self.probe.rtt {
+            writeln!(
+                f,
+                "  RTT: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms over {} echoes",
+                r.p50_us / 1000.0,
+                r.p99_us / 1000.0,
+                r.max_us / 1000.0,
+                r.count
+            )?;
+        }
+        for c in &self.checks {
+            let tag = match c.ok {
+                Some(true) => "ok",
+                Some(false) => "OFF",
+                None => "--",
+            };
+            writeln!(f, "  [{tag}] {}: {}", c.name, c.detail)?;
+        }
+        write!(
+            f,
+            "verdict: {}",
+            if self.pass {
+                "the link matches its spec"
+            } else {
+                "the link does NOT match its spec on this machine (see [OFF] lines)"
+            }
+        )
+    }
+}
