@@ -223,7 +223,8 @@ async fn active_migration_mid_transfer() {
     );
     assert!(before_bytes < 50 << 20, "{before_bytes}");
     // The connection keeps working on the new path.
-    assert!(c.run(&[Request::bytes(1000)]).await[0].ok());
+    let again = c.run(&[Request::bytes(1000)]).await;
+    assert!(again[0].ok(), "{again:?}");
     c.close().await;
     assert_eq!(s.stats().quic_accepted, 1);
     s.shutdown(Duration::from_secs(1)).await;
