@@ -429,3 +429,29 @@ fn addresses_are_in_benchmarking_ranges() {
         assert_eq!(addr::client_v6(i).segments()[..4], [0x2001, 2, 0, 0]);
     }
 }
+
+#[test]
+fn kernel_backend_without_netem_fails_clearly() {
+    let (available, why) = quicbench_netem::link::kernel_netem_available();
+    if available {
+        eprintln!(
+            "SKIPPED: kernel_backend_without_netem_fails_clearly: this kernel has netem ({why})"
+        );
+        return;
+    }
+    if skip("kernel_backend_without_netem_fails_clearly") {
+        return;
+    }
+    let cfg = LinkConfig {
+        backend: quicbench_netem::Backend::Kernel,
+        ..Default::default()
+    };
+    let e = quicbench_netem::Link::build(cfg).unwrap_err().to_string();
+    assert!(e.contains("netem"), "{e}");
+    // Auto picks user space here and says why.
+    let link = userspace(LinkConfig::default());
+    let (b, reason) = quicbench_netem::link::choose_backend(quicbench_netem::Backend::Auto);
+    assert_eq!(b, quicbench_netem::Backend::UserSpace);
+    assert!(reason.contains("netem"), "{reason}");
+    drop(link);
+}
