@@ -358,6 +358,21 @@ async fn bad_input_is_answered_or_closed_and_server_keeps_serving() {
         "closed after {at:?}"
     );
 
+    // An idle keep-alive connection is closed after the header timeout too.
+    let mut c = Raw::connect(addr).await;
+    c.send(&get("/bytes/1", "1.1", "")).await;
+    assert_eq!(c.response(false).await.unwrap().status, 200);
+    let t0 = Instant::now();
+    assert!(
+        c.closed_within(Duration::from_secs(2)).await,
+        "idle keep-alive kept open"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "closed too early: {:?}",
+        t0.elapsed()
+    );
+
     // Half-open: connect and say nothing (cleartext and TLS): closed too.
     let mut c = Raw::connect(addr).await;
     assert!(
