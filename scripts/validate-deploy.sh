@@ -63,7 +63,7 @@ run() {
 	shift
 	if "$@" >"$WORK/out" 2>&1; then
 		ok "$name"
-		sed 's/^/    /' "$WORK/out" | head -n 40
+		sed 's/^/    /' "$WORK/out" | head -n 100
 	else
 		fail "$name"
 		sed 's/^/    /' "$WORK/out" | head -n 80

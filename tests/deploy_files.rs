@@ -1,8 +1,9 @@
 //! The deployment files (docker/, deploy/k8s/, .github/workflows/) checked
 //! offline by `scripts/validate-deploy.sh`: YAML syntax, JSON schemas, compose
 //! config, kustomize builds, cross-file project rules, shellcheck, hadolint,
-//! actionlint and behaviour tests of the container scripts. No Docker engine or
-//! cluster is needed or contacted.
+//! actionlint and behaviour tests of the container scripts, including a small
+//! sharded run through `docker/shard.sh` and `docker/merge.sh` with the real
+//! binary. No Docker engine or cluster is needed or contacted.
 //!
 //! The script installs missing validators (apt, pip, npm) only when
 //! QUICBENCH_VALIDATE_INSTALL=1, which this test sets when CI is set and the
@@ -34,6 +35,9 @@ fn deployment_files_validate() {
         .arg(&script)
         .current_dir(root)
         .env("QUICBENCH_VALIDATE_INSTALL", &install)
+        // The binary cargo built for this test run: the container scripts
+        // are also run end to end with it (as root; skipped otherwise).
+        .env("QUICBENCH_E2E_BIN", env!("CARGO_BIN_EXE_quicbench"))
         .output()
     {
         Ok(out) => out,
@@ -47,8 +51,11 @@ fn deployment_files_validate() {
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for line in stdout.lines().filter(|l| l.starts_with("SKIPPED:")) {
-        loud(&format!("deploy_files: {line}"));
+    for line in stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("SKIPPED:"))
+    {
+        loud(&format!("deploy_files: {}", line.trim_start()));
     }
     match out.status.code() {
         Some(0) => {
