@@ -48,6 +48,9 @@ pub struct ClientOptions {
     /// `timeout` applies. The record then has `error` set and the bytes received
     /// so far, so the caller can resume with a Range request.
     pub stall_timeout: Option<Duration>,
+    /// Write captures here: the TLS key log (`keylog.txt`, NSS format) and, for
+    /// QUIC, one qlog per connection (`conn-<id>.qlog`).
+    pub capture_dir: Option<std::path::PathBuf>,
     /// Bind the client's sockets to this local address (None: the OS picks).
     pub local_ip: Option<IpAddr>,
 }
@@ -63,6 +66,7 @@ impl ClientOptions {
             track_progress: false,
             timeout: Duration::from_secs(60),
             stall_timeout: None,
+            capture_dir: None,
             local_ip: None,
         }
     }
@@ -114,6 +118,11 @@ impl Client {
                     .map_err(|e| ClientError::Setup(e.to_string()))?;
                 if !opts.resume {
                     cfg.resumption = rustls::client::Resumption::disabled();
+                }
+                if let Some(dir) = &opts.capture_dir {
+                    let _ = std::fs::create_dir_all(dir);
+                    let log = tls::FileKeyLog::open(&dir.join("keylog.txt")).map_err(|e| ClientError::Setup(e.to_string()))?;
+                    cfg.key_log = Arc::new(log);
                 }
                 Some(Arc::new(cfg))
             }

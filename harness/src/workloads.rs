@@ -41,6 +41,8 @@ pub struct Env {
     /// Per-request time limit.
     pub timeout: Duration,
     pub rebind: Option<RebindFn>,
+    /// TLS key log and qlog go here (with `--pcap`).
+    pub capture_dir: Option<std::path::PathBuf>,
 }
 
 /// Raw measurements of one cell.
@@ -102,6 +104,7 @@ fn client(
     o.resume = resume;
     o.track_progress = progress;
     o.timeout = env.timeout;
+    o.capture_dir = env.capture_dir.clone();
     Client::with_epoch(p, o, epoch).map_err(|e| e.to_string())
 }
 

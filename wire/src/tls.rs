@@ -324,6 +324,53 @@ pub fn quic_client_config(
     Ok(cfg)
 }
 
+/// A TLS key log (NSS SSLKEYLOGFILE format) written to a given file, so a
+/// capture of one cell can be decrypted by Wireshark/tshark. rustls's own
+/// `KeyLogFile` only reads the SSLKEYLOGFILE variable of the whole process.
+#[derive(Debug)]
+pub struct FileKeyLog {
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+impl FileKeyLog {
+    /// Append to `path` (created if missing).
+    pub fn open(path: &Path) -> Result<FileKeyLog, TlsError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| TlsError::Write {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(FileKeyLog {
+            file: std::sync::Mutex::new(file),
+        })
+    }
+}
+
+impl rustls::KeyLog for FileKeyLog {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        use std::fmt::Write as _;
+        use std::io::Write as _;
+        let mut line = String::with_capacity(label.len() + 2 * (client_random.len() + secret.len()) + 3);
+        line.push_str(label);
+        line.push(' ');
+        for b in client_random {
+            let _ = write!(line, "{b:02x}");
+        }
+        line.push(' ');
+        for b in secret {
+            let _ = write!(line, "{b:02x}");
+        }
+        line.push('\n');
+        if let Ok(mut f) = self.file.lock() {
+            // A key log is a debugging aid: a failed write must not fail a handshake.
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
 /// Name of a negotiated cipher suite, e.g. "TLS13_AES_128_GCM_SHA256".
 pub fn suite_name(s: rustls::SupportedCipherSuite) -> String {
     format!("{:?}", s.suite())
@@ -350,6 +397,16 @@ mod tests {
         id.write_key(&k).unwrap();
         let back = Identity::load(&p, &k).unwrap();
         assert_eq!(back.key.secret_der(), id.key.secret_der());
+    }
+
+    #[test]
+    fn file_key_log_writes_nss_lines() {
+        use rustls::KeyLog as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("keys.log");
+        let k = FileKeyLog::open(&p).unwrap();
+        k.log("CLIENT_TRAFFIC_SECRET_0", &[1, 2], &[0xab]);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "CLIENT_TRAFFIC_SECRET_0 0102 ab\n");
     }
 
     #[test]
