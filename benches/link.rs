@@ -13,11 +13,17 @@ use quicbench_netem::{LinkModel, LinkSpec, Verdict};
 const SPECS: &[(&str, &str)] = &[
     ("none", ""),
     ("delay", "delay 20ms"),
-    ("jitter-normal-loss", "delay 20ms 5ms distribution normal loss 1%"),
+    (
+        "jitter-normal-loss",
+        "delay 20ms 5ms distribution normal loss 1%",
+    ),
     ("rate", "rate 100mbit"),
     ("gemodel", "delay 10ms loss gemodel 1% 10% 70% 0.1%"),
     ("reorder", "delay 10ms reorder 25% 50% gap 5"),
-    ("everything", "delay 10ms 2ms 25% loss 1% 25% duplicate 0.5% corrupt 0.1% reorder 1% rate 1gbit"),
+    (
+        "everything",
+        "delay 10ms 2ms 25% loss 1% 25% duplicate 0.5% corrupt 0.1% reorder 1% rate 1gbit",
+    ),
 ];
 
 fn model(c: &mut Criterion) {

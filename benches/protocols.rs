@@ -43,7 +43,9 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let link_spec = std::env::var("QUICBENCH_LINK").ok().filter(|s| !s.trim().is_empty());
+    let link_spec = std::env::var("QUICBENCH_LINK")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
     if let Some(spec) = link_spec {
         match (spec.parse::<LinkSpec>(), quicbench_netem::ns::can_create()) {
             (Ok(spec), Ok(())) => match Link::build(LinkConfig::symmetric(spec.clone())) {
@@ -57,11 +59,20 @@ fn setup() -> Setup {
         eprintln!("quicbench bench: on loopback (set QUICBENCH_LINK=\"delay 10ms loss 1%\" and run as root for the emulated link)");
     }
     let identity = Identity::generate(&[]).expect("identity");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let servers = rt
-        .block_on(quicbench_servers::start(ServerOptions::ephemeral(identity.clone())))
+        .block_on(quicbench_servers::start(ServerOptions::ephemeral(
+            identity.clone(),
+        )))
         .expect("servers");
-    let ports = [servers.addrs.http[0].port(), servers.addrs.tls[0].port(), servers.addrs.quic[0].port()];
+    let ports = [
+        servers.addrs.http[0].port(),
+        servers.addrs.tls[0].port(),
+        servers.addrs.quic[0].port(),
+    ];
     // The servers live as long as the runtime.
     std::mem::forget(servers);
     Setup {
@@ -78,7 +89,10 @@ fn setup() -> Setup {
 }
 
 fn setup_link(link: Link, spec: &LinkSpec) -> Setup {
-    eprintln!("quicbench bench: across the emulated link [{spec}] ({})", link.backend_reason());
+    eprintln!(
+        "quicbench bench: across the emulated link [{spec}] ({})",
+        link.backend_reason()
+    );
     let ip = link.server_ip();
     let identity = Identity::generate(&[ip.to_string()]).expect("identity");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -87,12 +101,20 @@ fn setup_link(link: Link, spec: &LinkSpec) -> Setup {
     let th = link
         .server_ns()
         .spawn_thread("bench-servers", move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("server runtime");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("server runtime");
             rt.block_on(async move {
                 let mut o = ServerOptions::ephemeral(id2);
                 o.listen = vec![ip];
                 let s = quicbench_servers::start(o).await.expect("servers");
-                let _ = tx.send([s.addrs.http[0].port(), s.addrs.tls[0].port(), s.addrs.quic[0].port()]);
+                let _ = tx.send([
+                    s.addrs.http[0].port(),
+                    s.addrs.tls[0].port(),
+                    s.addrs.quic[0].port(),
+                ]);
                 let _ = stop_rx.await;
                 s.shutdown(Duration::from_millis(200)).await;
             })
@@ -103,7 +125,12 @@ fn setup_link(link: Link, spec: &LinkSpec) -> Setup {
     // by tasks spawned onto it (never by block_on on the main thread).
     let client_rt = link
         .client_ns()
-        .try_run(|| tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build())
+        .try_run(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+        })
         .expect("client ns")
         .expect("client runtime");
     Setup {
@@ -126,7 +153,10 @@ impl Setup {
             Protocol::H3 => self.ports[2],
             _ => self.ports[1],
         };
-        let mut o = ClientOptions::new(SocketAddr::new(self.ip, port), self.identity.trust_anchors());
+        let mut o = ClientOptions::new(
+            SocketAddr::new(self.ip, port),
+            self.identity.trust_anchors(),
+        );
         o.resume = resume;
         Client::new(p, o).expect("client")
     }
@@ -138,7 +168,8 @@ impl Setup {
         F: std::future::Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        self.client_rt.block_on(async { self.client_rt.spawn(f).await.expect("bench task") })
+        self.client_rt
+            .block_on(async { self.client_rt.spawn(f).await.expect("bench task") })
     }
 }
 

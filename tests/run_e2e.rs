@@ -32,9 +32,16 @@ fn run_dir_in(base: &Path) -> PathBuf {
 }
 
 fn quicbench(args: &[&str]) -> std::process::Output {
-    let out = Command::new(bin()).args(args).output().expect("run quicbench");
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run quicbench");
     if !out.status.success() {
-        eprintln!("quicbench {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "quicbench {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     out
 }
@@ -61,7 +68,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn net_devices() -> BTreeSet<String> {
-    std::fs::read_dir("/sys/class/net").map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+    std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 const HANDSHAKE: &str = r#"
@@ -90,7 +103,13 @@ fn handshake_ttfb_matches_theory_and_cells_leave_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let m = tmp.path().join("m.toml");
     std::fs::write(&m, HANDSHAKE).unwrap();
-    let out = quicbench(&["run", "--matrix", m.to_str().unwrap(), "--out", tmp.path().to_str().unwrap()]);
+    let out = quicbench(&[
+        "run",
+        "--matrix",
+        m.to_str().unwrap(),
+        "--out",
+        tmp.path().to_str().unwrap(),
+    ]);
     assert!(out.status.success());
     let dir = run_dir_in(tmp.path());
     let cs = cells(&dir);
@@ -100,13 +119,24 @@ fn handshake_ttfb_matches_theory_and_cells_leave_nothing_behind() {
         let id = c["cell_id"].as_str().unwrap();
         assert_eq!(c["status"]["kind"], "ok", "{id}: {}", c["status"]);
         let theory = c["theory"]["ttfb_rtt"].as_f64().unwrap();
-        let samples: Vec<f64> = c["metrics"]["ttfb_rtt"]["samples"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let samples: Vec<f64> = c["metrics"]["ttfb_rtt"]["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         assert_eq!(samples.len(), 5, "{id}");
         let m = median(samples);
-        assert!((m - theory).abs() <= 0.10 * theory, "{id}: median TTFB {m:.3} RTT vs theory {theory} RTT");
+        assert!(
+            (m - theory).abs() <= 0.10 * theory,
+            "{id}: median TTFB {m:.3} RTT vs theory {theory} RTT"
+        );
         checked += 1;
         if c["protocol"] == "h3" && c["variant"] == "resumed" {
-            assert_eq!(c["tls"]["early_data_accepted"], true, "{id}: 0-RTT must really be used");
+            assert_eq!(
+                c["tls"]["early_data_accepted"], true,
+                "{id}: 0-RTT must really be used"
+            );
             assert_eq!(theory, 1.0);
         }
         if c["protocol"] != "h1.0" {
@@ -115,13 +145,18 @@ fn handshake_ttfb_matches_theory_and_cells_leave_nothing_behind() {
         // Ground truth from the link: packets crossed both ways, none lost.
         let lc = &c["link_counters"];
         assert!(lc["up"]["model"]["delivered"].as_u64().unwrap() > 0, "{id}");
-        assert_eq!(lc["up"]["model"]["dropped_loss"].as_u64().unwrap(), 0, "{id}");
+        assert_eq!(
+            lc["up"]["model"]["dropped_loss"].as_u64().unwrap(),
+            0,
+            "{id}"
+        );
     }
     assert_eq!(checked, 8);
     let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert!(summary.starts_with("protocol,workload,link,metric,unit,median,ci_low,ci_high,n"));
     assert!(summary.contains("h3,handshake,rtt40ms,ttfb_rtt,RTT,"));
-    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
     assert!(run["finished"].is_string());
     assert!(run["crate_versions"]["quinn"].is_string());
     // Every cell's namespaces and devices are gone.
@@ -146,7 +181,10 @@ count = 50
 "#;
 
 fn cell_ids(dir: &Path) -> BTreeSet<String> {
-    cells(dir).iter().map(|c| c["cell_id"].as_str().unwrap().to_string()).collect()
+    cells(dir)
+        .iter()
+        .map(|c| c["cell_id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Summary keys (protocol, workload, variant, link, metric) → n.
@@ -155,11 +193,21 @@ fn summary_keys(dir: &Path) -> BTreeMap<String, String> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let (p, w, v, l, m, n) = (col("protocol"), col("workload"), col("variant"), col("link"), col("metric"), col("n"));
+    let (p, w, v, l, m, n) = (
+        col("protocol"),
+        col("workload"),
+        col("variant"),
+        col("link"),
+        col("metric"),
+        col("n"),
+    );
     lines
         .map(|line| {
             let f: Vec<&str> = line.split(',').collect();
-            (format!("{}/{}/{}/{}/{}", f[p], f[w], f[v], f[l], f[m]), f[n].to_string())
+            (
+                format!("{}/{}/{}/{}/{}", f[p], f[w], f[v], f[l], f[m]),
+                f[n].to_string(),
+            )
         })
         .collect()
 }
@@ -176,28 +224,61 @@ fn resume_and_shards_merge_to_the_same_run() {
 
     // Whole run.
     let whole = tmp.path().join("whole");
-    assert!(quicbench(&["run", "--matrix", ms, "--out", whole.to_str().unwrap()]).status.success());
+    assert!(
+        quicbench(&["run", "--matrix", ms, "--out", whole.to_str().unwrap()])
+            .status
+            .success()
+    );
     let whole_dir = run_dir_in(&whole);
     let all = cell_ids(&whole_dir);
-    assert_eq!(all.len(), 2 * (2 + 2 + 1), "reps × (handshake h1.1,h3 + goodput h1.1,h3 + udp)");
+    assert_eq!(
+        all.len(),
+        2 * (2 + 2 + 1),
+        "reps × (handshake h1.1,h3 + goodput h1.1,h3 + udp)"
+    );
 
     // Interrupted run (3 cells), then --resume finishes it.
     let partial = tmp.path().join("partial");
-    assert!(quicbench(&["run", "--matrix", ms, "--out", partial.to_str().unwrap(), "--max-cells", "3"]).status.success());
+    assert!(quicbench(&[
+        "run",
+        "--matrix",
+        ms,
+        "--out",
+        partial.to_str().unwrap(),
+        "--max-cells",
+        "3"
+    ])
+    .status
+    .success());
     let pdir = run_dir_in(&partial);
     assert_eq!(cell_ids(&pdir).len(), 3);
-    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pdir.join("run.json")).unwrap()).unwrap();
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pdir.join("run.json")).unwrap()).unwrap();
     assert!(run["finished"].is_null(), "an unfinished run says so");
     let out = quicbench(&["run", "--resume", pdir.to_str().unwrap()]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("3 already done"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("3 already done"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(cell_ids(&pdir), all);
 
     // Three shards, merged.
     let mut shard_dirs = Vec::new();
     for i in 0..3 {
         let base = tmp.path().join(format!("shard{i}"));
-        assert!(quicbench(&["run", "--matrix", ms, "--out", base.to_str().unwrap(), "--shard", &format!("{i}/3")]).status.success());
+        assert!(quicbench(&[
+            "run",
+            "--matrix",
+            ms,
+            "--out",
+            base.to_str().unwrap(),
+            "--shard",
+            &format!("{i}/3")
+        ])
+        .status
+        .success());
         shard_dirs.push(run_dir_in(&base));
     }
     let merged = tmp.path().join("merged");
@@ -206,9 +287,17 @@ fn resume_and_shards_merge_to_the_same_run() {
     args.extend(["--out".into(), merged.to_string_lossy().into_owned()]);
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     assert!(quicbench(&a).status.success());
-    assert_eq!(cell_ids(&merged), all, "shards merged = the whole run's cells");
+    assert_eq!(
+        cell_ids(&merged),
+        all,
+        "shards merged = the whole run's cells"
+    );
     let (sk, wk) = (summary_keys(&merged), summary_keys(&whole_dir));
-    assert_eq!(sk.keys().collect::<Vec<_>>(), wk.keys().collect::<Vec<_>>(), "same summary rows");
+    assert_eq!(
+        sk.keys().collect::<Vec<_>>(),
+        wk.keys().collect::<Vec<_>>(),
+        "same summary rows"
+    );
     assert_eq!(sk, wk, "same n per summary row");
 }
 
@@ -216,21 +305,43 @@ fn resume_and_shards_merge_to_the_same_run() {
 fn bad_matrix_is_named_precisely() {
     let tmp = tempfile::tempdir().unwrap();
     let m = tmp.path().join("bad.toml");
-    std::fs::write(&m, "protocols = [\"h3\"]\n[[links]]\nspec = \"delay 10 parsecs\"\n[workloads.goodput]\n").unwrap();
-    let out = Command::new(bin()).args(["run", "--matrix", m.to_str().unwrap(), "--out", tmp.path().to_str().unwrap()]).output().unwrap();
+    std::fs::write(
+        &m,
+        "protocols = [\"h3\"]\n[[links]]\nspec = \"delay 10 parsecs\"\n[workloads.goodput]\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args([
+            "run",
+            "--matrix",
+            m.to_str().unwrap(),
+            "--out",
+            tmp.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:3") && err.contains("links[0].spec") && err.contains("parsecs"), "{err}");
+    assert!(
+        err.contains("bad.toml:3") && err.contains("links[0].spec") && err.contains("parsecs"),
+        "{err}"
+    );
     // Nothing was created for an invalid matrix.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
 }
 
 #[test]
 fn get_refuses_remote_targets() {
-    let out = Command::new(bin()).args(["get", "--proto", "h1.1", "http://192.0.2.1:8080/"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["get", "--proto", "h1.1", "http://192.0.2.1:8080/"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
-    let out = Command::new(bin()).args(["udp-probe", "8.8.8.8:9000"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["udp-probe", "8.8.8.8:9000"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
 }
