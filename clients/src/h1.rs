@@ -23,7 +23,8 @@ use tokio::task::JoinHandle;
 
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
 use transport::{
-    authority, open, range_value, BodySink, ResponseReader, Schedule, Stream, TimedIo,
+    authority, check_target, open, range_value, request_head, BodySink, ResponseReader, Schedule,
+    Stream, TimedIo,
 };
 
 /// HTTP/1.0: every request opens its own TCP (+TLS) connection and the server
@@ -81,6 +82,12 @@ impl H10Conn {
     }
 
     async fn one(&mut self, req: &Request, rec: &mut RequestRecord) -> Result<(), ClientError> {
+        let head = request_head(
+            req,
+            "1.0",
+            &authority(&self.shared),
+            "Connection: close\r\n",
+        )?;
         let mut stream = match self.first.take() {
             Some(s) => {
                 rec.conn_id = self.info.conn_id;
@@ -96,15 +103,6 @@ impl H10Conn {
             }
         };
         rec.stream_id = Some(0);
-        let mut head = format!(
-            "GET {} HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n",
-            req.path,
-            authority(&self.shared)
-        );
-        if let Some(r) = range_value(req) {
-            head.push_str(&format!("Range: {r}\r\n"));
-        }
-        head.push_str("\r\n");
         stream
             .write_all(head.as_bytes())
             .await
@@ -193,6 +191,12 @@ impl H11Conn {
                 rec.error = Some(format!(
                     "not sent: connection unusable after an earlier failure ({why})"
                 ));
+                records[i] = Some(rec);
+                continue;
+            }
+            if let Err(e) = check_target(req) {
+                // Not sent: the connection stays usable.
+                rec.error = Some(e.to_string());
                 records[i] = Some(rec);
                 continue;
             }

@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::task::JoinHandle;
 
 use crate::h1::read_hyper_body;
-use crate::h1::transport::{authority, open, range_value, Schedule};
+use crate::h1::transport::{authority, check_target, open, range_value, Schedule};
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
 
 /// Receive windows, the same as QUIC's (`wire::tls::transport_config`: 6 MiB
@@ -104,6 +104,7 @@ impl H2Conn {
                 tokio::time::sleep_until(due.into()).await;
                 let mut rec = RequestRecord::new(i, &req.path, conn_id, epoch.ns(due));
                 let one = async {
+                    check_target(req)?;
                     sender
                         .ready()
                         .await

@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
 use crate::h1::transport::{
-    authority, fail_all, open, range_value, ResponseReader, Schedule, Stream,
+    authority, fail_all, open, request_head, ResponseReader, Schedule, Stream,
 };
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
 
@@ -75,7 +75,20 @@ impl PipelinedConn {
             .enumerate()
             .map(|(i, r)| RequestRecord::new(i, &r.path, conn_id, epoch.ns(sched.due(r))))
             .collect();
-        for (k, &i) in sched.order.iter().enumerate() {
+        // Heads are built (and targets checked) up front: a request that
+        // cannot be written is failed here and takes no place in the FIFO.
+        let mut heads: Vec<String> = vec![String::new(); n];
+        let mut order = Vec::with_capacity(n);
+        for &i in &sched.order {
+            match request_head(&reqs[i], "1.1", &self.authority, "") {
+                Ok(h) => {
+                    heads[i] = h;
+                    order.push(i);
+                }
+                Err(e) => records[i].error = Some(e.to_string()),
+            }
+        }
+        for (k, &i) in order.iter().enumerate() {
             records[i].stream_id = Some(self.position + k as u64);
         }
         let sent_ns: Vec<Cell<Option<u64>>> = (0..n).map(|_| Cell::new(None)).collect();
@@ -85,22 +98,16 @@ impl PipelinedConn {
         let writer_stopped = Cell::new(false);
         let stop = Cell::new(false);
         let (mut rd, mut wr) = tokio::io::split(stream);
-        let authority = &self.authority;
         let timeout = self.shared.opts.timeout;
         let track = self.shared.opts.track_progress;
 
         let writer = async {
-            for &i in &sched.order {
-                let req = &reqs[i];
-                tokio::time::sleep_until(sched.due(req).into()).await;
+            for &i in &order {
+                tokio::time::sleep_until(sched.due(&reqs[i]).into()).await;
                 if stop.get() {
                     break;
                 }
-                let mut head = format!("GET {} HTTP/1.1\r\nHost: {authority}\r\n", req.path);
-                if let Some(r) = range_value(req) {
-                    head.push_str(&format!("Range: {r}\r\n"));
-                }
-                head.push_str("\r\n");
+                let head = &heads[i];
                 let w = async {
                     wr.write_all(head.as_bytes()).await?;
                     wr.flush().await
@@ -120,7 +127,7 @@ impl PipelinedConn {
         let records_ref = &mut records;
         let read_all = async {
             // Ok: all read; Err((k, why)): response k (in send order) and later failed.
-            for (k, &i) in sched.order.iter().enumerate() {
+            for (k, &i) in order.iter().enumerate() {
                 let req = &reqs[i];
                 let deadline = sched.due(req).max(Instant::now()) + timeout;
                 let rec = &mut records_ref[i];
@@ -152,7 +159,7 @@ impl PipelinedConn {
                 };
                 match r {
                     Ok(Ok(outcome)) => {
-                        if outcome.close && k + 1 < n {
+                        if outcome.close && k + 1 < order.len() {
                             return Err((k + 1, "not answered: the server closed the connection after an earlier response".to_string()));
                         }
                     }
@@ -182,7 +189,7 @@ impl PipelinedConn {
         };
         stop.set(true);
         if let Err((k, why)) = outcome {
-            for (kk, &i) in sched.order.iter().enumerate().skip(k) {
+            for (kk, &i) in order.iter().enumerate().skip(k) {
                 let rec = &mut records[i];
                 if rec.error.is_none() {
                     rec.error = Some(if kk == k {
@@ -197,7 +204,7 @@ impl PipelinedConn {
         for (i, rec) in records.iter_mut().enumerate() {
             rec.request_sent_ns = sent_ns[i].get();
         }
-        self.position += n as u64;
+        self.position += order.len() as u64;
         records
     }
 

@@ -403,3 +403,40 @@ async fn connection_enum_dispatch_and_close() {
     conn.close().await;
     srv.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A bad request target fails alone: no bytes written, the connection and the
+/// other requests of the batch unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_targets_fail_alone() {
+    let (srv, id) = server().await;
+    let protos = [
+        Protocol::H10,
+        Protocol::H11,
+        Protocol::H11Pipelined,
+        Protocol::H2,
+    ];
+    for proto in protos {
+        let c = client(proto, &srv, &id);
+        let mut conn = c.connect().await.unwrap();
+        let recs = conn
+            .run(&[
+                Request::bytes(5),
+                Request::get("/bytes/1 HTTP/1.1\r\nX-Smuggled: 1\r\n\r\nGET /bytes/2"),
+                Request::get("bytes/3"),
+                Request::get("/bytes/\u{7f}"),
+                Request::bytes(6),
+            ])
+            .await;
+        assert_ok(&recs[0], 5);
+        for r in &recs[1..4] {
+            let e = r.error.as_deref().unwrap_or_default();
+            assert!(e.contains("request target"), "{proto}: {r:?}");
+            assert_eq!((r.status, r.request_sent_ns), (None, None));
+        }
+        assert_ok(&recs[4], 6);
+        assert_ok(&conn.run(&[Request::bytes(7)]).await[0], 7);
+        conn.close().await;
+    }
+    assert_eq!(srv.stats().requests, 3 * protos.len() as u64);
+    srv.shutdown(Duration::from_secs(1)).await;
+}

@@ -246,9 +246,44 @@ pub(crate) fn fail_all(
         .collect()
 }
 
-/// The request line's target plus the `Range` header value, if any.
+/// The `Range` header value of a request, if any.
 pub(crate) fn range_value(req: &Request) -> Option<String> {
     req.range_from.map(|from| format!("bytes={from}-"))
+}
+
+/// Check a request target: origin form, no spaces or control bytes. Every
+/// client checks it before sending, so a bad path fails alone (without
+/// spending or breaking a connection) and, where requests are written by hand,
+/// a CR/LF in it cannot smuggle headers or a second request.
+pub(crate) fn check_target(req: &Request) -> Result<(), ClientError> {
+    let bad = |why: &str| ClientError::Setup(format!("request target {:?}: {why}", req.path));
+    if !req.path.starts_with('/') {
+        return Err(bad("must start with '/'"));
+    }
+    if req.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(bad("contains a space or a control byte"));
+    }
+    http::uri::PathAndQuery::try_from(req.path.as_str()).map_err(|e| bad(&e.to_string()))?;
+    Ok(())
+}
+
+/// The HTTP/1.x request head of a hand-written GET (target checked first).
+pub(crate) fn request_head(
+    req: &Request,
+    version: &str,
+    authority: &str,
+    extra: &str,
+) -> Result<String, ClientError> {
+    check_target(req)?;
+    let mut head = format!(
+        "GET {} HTTP/{version}\r\nHost: {authority}\r\n{extra}",
+        req.path
+    );
+    if let Some(r) = range_value(req) {
+        head.push_str(&format!("Range: {r}\r\n"));
+    }
+    head.push_str("\r\n");
+    Ok(head)
 }
 
 /// Consumes a response body as it streams in: counts, verifies `/bytes/N`
