@@ -21,6 +21,7 @@
 #   QB_TRUST          file the server writes its certificate PEM to and the
 #                     client trusts (default /shared/trust.pem)
 #   QB_WAIT           seconds the client waits for QB_TRUST (default 60)
+#   QB_SETTLE         seconds the client waits after that (default 1)
 #   QB_PROTOCOLS      client: protocols to loop over; each `{proto}` argument
 #                     is replaced by one of them (default: no loop)
 #   QB_REPS           client: repetitions per protocol (default 1)
@@ -106,6 +107,9 @@ while [ ! -s "$trust" ]; do
 	sleep 1
 	waited=$((waited + 1))
 done
+
+# quicbench serve writes its certificate just before it binds its sockets.
+sleep "${QB_SETTLE:-1}"
 
 out=${QB_OUT:-/results/two-host/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"

@@ -259,6 +259,75 @@ EOF2
 	else
 		echo "  SKIPPED: report step: quicbench report fails on its own: $report_err"
 	fi
+	check "entrypoint.sh: doctor, then run with QUICBENCH_BACKEND recorded in run.json" bash -c "
+		QUICBENCH_BIN=$E2E QUICBENCH_BACKEND=userspace timeout 300 bash $ROOT/docker/entrypoint.sh \
+			run --matrix $T/tiny.toml --out $T/ep-e2e --max-cells 1 > $T/ep-e2e.log 2>&1 || { cat $T/ep-e2e.log; exit 1; }
+		grep -q 'quicbench doctor' $T/ep-e2e.log && grep -q '\"backend\": \"userspace\"' $T/ep-e2e/*-tiny/run.json"
+
+	# The two-container topology with the commands and defaults of
+	# docker/compose.two-host.yml, in two anonymous network namespaces joined
+	# by a veth pair (as the bridge would join two containers): serve in one,
+	# get for each protocol and udp-probe in the other. No netem here (the
+	# project's CI kernel has none), so QB_NETEM is empty.
+	if command -v nsenter >/dev/null && python3 -c 'import yaml' 2>/dev/null; then
+		python3 - "$ROOT/docker/compose.two-host.yml" "$T/shared" >"$T/two-host-args.sh" <<'EOF2'
+import re, shlex, sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+shared = sys.argv[2]
+def default(v):  # "${VAR:-default}" -> default
+    m = re.fullmatch(r"\$\{\w+:-(.*)\}", str(v))
+    return m.group(1) if m else str(v)
+def args(cmd):
+    return " ".join(shlex.quote(a.replace("/shared/", shared + "/")) for a in cmd)
+s, c = doc["services"]["server"], doc["services"]["client"]
+print(f"server_cmd=({args(s['command'])})")
+print(f"client_cmd=({args(c['command'])})")
+print(f"server_addr={shlex.quote(s['networks']['bench']['ipv4_address'])}")
+print(f"client_addr={shlex.quote(c['networks']['bench']['ipv4_address'])}")
+print(f"protocols={shlex.quote(default(c['environment']['QB_PROTOCOLS']))}")
+print(f"probe_args={shlex.quote(default(c['environment']['QB_PROBE_ARGS']).replace('/shared/', shared + '/'))}")
+EOF2
+		cat >"$T/two-host-e2e.sh" <<EOF2
+set -eu
+. $T/two-host-args.sh
+ip link set lo up
+unshare --net sleep 120 &
+peer=\$!
+# Wait until the child is in its own namespace (bounded).
+for _ in \$(seq 100); do
+	[ "\$(readlink /proc/\$peer/ns/net)" != "\$(readlink /proc/self/ns/net)" ] && break
+	sleep 0.05
+done
+ip link add qbs type veth peer name qbc
+ip link set qbc netns \$peer
+ip addr add \$server_addr/24 dev qbs
+ip link set qbs up
+nsenter --net=/proc/\$peer/ns/net sh -c "ip link set lo up; ip addr add \$client_addr/24 dev qbc; ip link set qbc up"
+rm -rf $T/shared $T/two-host-out
+mkdir -p $T/shared
+QUICBENCH_BIN=$E2E QB_PEER_ADDR=\$client_addr QB_NETEM= QB_TRUST=$T/shared/trust.pem \\
+	bash $ROOT/docker/two-host.sh "\${server_cmd[@]}" > $T/two-host-server.log 2>&1 &
+srv=\$!
+rc=0
+nsenter --net=/proc/\$peer/ns/net env QUICBENCH_BIN=$E2E QB_PEER_ADDR=\$server_addr QB_NETEM= \\
+	QB_TRUST=$T/shared/trust.pem QB_OUT=$T/two-host-out QB_REPS=1 QB_WAIT=30 \\
+	QB_PROTOCOLS="\$protocols" QB_PROBE_ARGS="\$probe_args" \\
+	bash $ROOT/docker/two-host.sh "\${client_cmd[@]}" || rc=\$?
+kill \$srv \$peer 2>/dev/null || true
+wait 2>/dev/null || true
+exit \$rc
+EOF2
+		check "two-host topology with compose.two-host.yml's commands: 20 verified GETs per protocol, udp-probe" bash -c "
+			timeout 120 unshare --net bash $T/two-host-e2e.sh || { cat $T/two-host-server.log; exit 1; }
+			. $T/two-host-args.sh
+			for p in \$protocols; do
+				n=\$(grep -c '\"status\":200,\"verified\":true' $T/two-host-out/\$p-1.out || true)
+				[ \"\$n\" = 20 ] || { echo \"\$p: \$n of 20 verified 200 responses\"; cat $T/two-host-out/\$p-1.out; exit 1; }
+			done
+			grep -q '\"received\": [1-9]' $T/two-host-out/udp-probe-1.out || { cat $T/two-host-out/udp-probe-1.out; exit 1; }"
+	else
+		echo "  SKIPPED: two-host end to end: needs nsenter and python3 with PyYAML"
+	fi
 else
 	echo "  SKIPPED: needs QUICBENCH_E2E_BIN (a quicbench binary), root and /dev/net/tun"
 fi
