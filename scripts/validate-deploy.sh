@@ -20,6 +20,9 @@
 #                      top-level `name:` key, so it gets a copy without it)
 #   kubectl kustomize  the base, each component, and the SHARDS knob at another
 #                      value; kubectl never contacts a server here
+#   Kubernetes schema  the built manifests against the API's OpenAPI schemas,
+#                      strict, for 1.30 and the newest (kubernetes-validate,
+#                      bundled schemas: no cluster)
 #   deploy_checks.py   project rules across files: privileges, the shard count
 #                      shared by the Job, its ConfigMap and the merge, scripts
 #                      installed by the Dockerfile, benchmark-range addresses;
@@ -215,6 +218,19 @@ if command -v kubectl >/dev/null && [ "$PY" = 1 ]; then
 	d=$(variant objectstore "printf 'components:\n  - components/object-store\n' >> kustomization.yaml")
 	run "component object-store: kustomize + project checks" \
 		k8s_check "$d" "$WORK/objectstore.yaml" --mode object-store
+	# Schemas of the Kubernetes API, bundled by kubernetes-validate (PyPI):
+	# strict (unknown fields are errors), at the oldest supported version
+	# (1.30: appArmorProfile, backoffLimitPerIndex) and at its newest.
+	have_kv() { command -v kubernetes-validate >/dev/null; }
+	if have_kv || { pip_install kubernetes-validate && have_kv; }; then
+		for v in 1.30.0 ""; do
+			run "Kubernetes API schema ${v:-(newest bundled)}, strict: base, privileged, object-store, results pod (kubernetes-validate)" \
+				kubernetes-validate --strict --quiet ${v:+-k "$v"} "$WORK/base.yaml" "$WORK/privileged.yaml" \
+				"$WORK/objectstore.yaml" deploy/k8s/tools/results-pod.yaml
+		done
+	else
+		skip "Kubernetes API schema validation: kubernetes-validate $(noinst)"
+	fi
 	# The project checks must reject what they are there to catch.
 	neg() { # neg NAME EDIT: the edited variant must FAIL the checks
 		local d
