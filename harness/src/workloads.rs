@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quicbench_clients::udp::{ProbeConfig, ProbeMode};
-use quicbench_clients::{Client, ClientOptions, ConnInfo, Epoch, Request, RequestRecord};
+use quicbench_clients::{Client, ClientOptions, ConnInfo, Connection, Epoch, Request, RequestRecord};
 use quicbench_wire::{CongestionControl, Protocol};
 use rustls_pki_types::CertificateDer;
 
@@ -106,6 +106,24 @@ fn client(
     o.timeout = env.timeout;
     o.capture_dir = env.capture_dir.clone();
     Client::with_epoch(p, o, epoch).map_err(|e| e.to_string())
+}
+
+/// A client and its first connection; failures are recorded in `out`.
+async fn open(env: &Env, p: Protocol, resume: bool, progress: bool, epoch: Epoch, out: &mut Output) -> Option<(Client, Connection)> {
+    let c = match client(env, p, resume, progress, epoch) {
+        Ok(c) => c,
+        Err(e) => {
+            out.fail(e);
+            return None;
+        }
+    };
+    match c.connect().await {
+        Ok(conn) => Some((c, conn)),
+        Err(e) => {
+            out.fail(format!("connect: {e}"));
+            None
+        }
+    }
 }
 
 fn ms(ns: u64) -> f64 {
@@ -207,19 +225,8 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
 pub async fn hol_paced(env: &Env, p: Protocol, hp: &HolParams) -> Output {
     let mut out = Output::default();
     let epoch = Epoch::new();
-    let c = match client(env, p, true, false, epoch) {
-        Ok(c) => c,
-        Err(e) => {
-            out.fail(e);
-            return out;
-        }
-    };
-    let mut conn = match c.connect().await {
-        Ok(conn) => conn,
-        Err(e) => {
-            out.fail(format!("connect: {e}"));
-            return out;
-        }
+    let Some((_client, mut conn)) = open(env, p, true, false, epoch, &mut out).await else {
+        return out;
     };
     for _ in 0..env.warmup {
         let _ = conn.run(&[Request::bytes(hp.size)]).await;
@@ -352,19 +359,8 @@ fn merged_progress(attempts: &[(u64, RequestRecord)]) -> Vec<(u64, u64)> {
 pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams) -> Output {
     let mut out = Output::default();
     let epoch = Epoch::new();
-    let c = match client(env, p, true, true, epoch) {
-        Ok(c) => c,
-        Err(e) => {
-            out.fail(e);
-            return out;
-        }
-    };
-    let conn = match c.connect().await {
-        Ok(conn) => conn,
-        Err(e) => {
-            out.fail(format!("connect: {e}"));
-            return out;
-        }
+    let Some((c, conn)) = open(env, p, true, true, epoch, &mut out).await else {
+        return out;
     };
     let first_conn = conn.info().conn_id;
     out.conn = Some(conn.info().clone());
@@ -548,19 +544,8 @@ pub fn disruption(series: &[(u64, u64)], ev_ns: u64, end_ns: u64) -> (u64, Optio
 pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
     let mut out = Output::default();
     let epoch = Epoch::new();
-    let c = match client(env, p, true, false, epoch) {
-        Ok(c) => c,
-        Err(e) => {
-            out.fail(e);
-            return out;
-        }
-    };
-    let mut conn = match c.connect().await {
-        Ok(conn) => conn,
-        Err(e) => {
-            out.fail(format!("connect: {e}"));
-            return out;
-        }
+    let Some((_client, mut conn)) = open(env, p, true, false, epoch, &mut out).await else {
+        return out;
     };
     for _ in 0..env.warmup {
         let _ = conn.run(&[Request::bytes(1024)]).await;
