@@ -73,7 +73,18 @@ const WORKLOADS: [(&str, &str, &[&str]); 5] = [
         "Handshake cost",
         &["ttfb_rtt", "ttfb_ms", "connect_ms", "tls_ms", "total_ms"],
     ),
-    ("hol", "Head-of-line blocking under loss", &["latency_ms"]),
+    (
+        "hol",
+        "Head-of-line blocking under loss",
+        &[
+            "latency_ms",
+            "hol_inflation_p99",
+            "hol_delayed_share",
+            "hol_inflation_p50",
+            "page_ms",
+            "object_ms",
+        ],
+    ),
     (
         "migration",
         "Connection migration",
@@ -94,7 +105,15 @@ const WORKLOADS: [(&str, &str, &[&str]); 5] = [
     (
         "udp",
         "Raw UDP baseline",
-        &["rtt_ms", "jitter_ms", "owd_up_p50_ms", "owd_down_p50_ms"],
+        &[
+            "loss_rate",
+            "rtt_ms",
+            "jitter_ms",
+            "reordered",
+            "duplicates",
+            "owd_up_p50_ms",
+            "owd_down_p50_ms",
+        ],
     ),
 ];
 
@@ -287,12 +306,24 @@ fn num(v: f64) -> String {
 struct Chart {
     file: String,
     title: String,
+    /// Shown open; the others go under "more charts".
+    primary: bool,
 }
 
-fn write_chart(out: &Path, file: String, title: String, svg: &str) -> Result<Chart, ResultsError> {
+fn write_chart(
+    out: &Path,
+    file: String,
+    title: String,
+    primary: bool,
+    svg: &str,
+) -> Result<Chart, ResultsError> {
     let path = out.join("charts").join(&file);
     fs::write(&path, svg).map_err(|e| ResultsError::io(&path, e))?;
-    Ok(Chart { file, title })
+    Ok(Chart {
+        file,
+        title,
+        primary,
+    })
 }
 
 /// Charts of one run: per workload, the list of (heading, charts).
@@ -330,9 +361,16 @@ fn run_charts(
         for metric in &metrics {
             let (protocols, groups, unit) =
                 bar_groups(&run.cells, &run.rows, workload, variant, metric);
-            if groups.is_empty() {
+            // Nothing to see (e.g. zero failures everywhere): the table has it.
+            let all_zero = run
+                .rows
+                .iter()
+                .filter(|r| &r.workload == workload && &r.variant == variant && &r.metric == metric)
+                .all(|r| r.min == 0.0 && r.max == 0.0);
+            if groups.is_empty() || all_zero {
                 continue;
             }
+            let primary = metric_rank(workload, metric).0 < 3;
             let (title, y) = if workload == "handshake" && metric == "ttfb_rtt" {
                 (ttfb_rtt_title(variant), TTFB_RTT_Y.to_string())
             } else {
@@ -343,7 +381,7 @@ fn run_charts(
             };
             let svg = charts::grouped_bars_svg(&title, &y, &protocols, &groups)?;
             let file = slug(&format!("{prefix}-{workload}-{variant}-{metric}.svg"));
-            list.push(write_chart(out, file, title, &svg)?);
+            list.push(write_chart(out, file, title, primary, &svg)?);
         }
         // Bytes against time, first repetition of each protocol, per link.
         let mut by_link: BTreeMap<String, Vec<&CellResult>> = BTreeMap::new();
@@ -385,7 +423,7 @@ fn run_charts(
             let file = slug(&format!(
                 "{prefix}-{workload}-{variant}-{link}-bytes_vs_time.svg"
             ));
-            list.push(write_chart(out, file, title, &svg)?);
+            list.push(write_chart(out, file, title, true, &svg)?);
         }
         if !list.is_empty() {
             sections.push((format!("{heading}: {variant}"), list));
@@ -551,6 +589,20 @@ table{border-collapse:collapse;font-size:.85em;margin:1em 0}td,th{border:1px sol
 table.meta th{background:#f4f4f4}.sw{display:inline-block;width:.8em;height:.8em;margin-right:.3em;vertical-align:middle}\
 .warn{color:#D55E00}details{margin:1em 0}";
 
+fn figures(charts: &[&Chart], html: &mut String) {
+    html.push_str("<div class=\"charts\">\n");
+    for c in charts {
+        let _ = writeln!(
+            html,
+            "<figure><img src=\"charts/{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>",
+            esc(&c.file),
+            esc(&c.title),
+            esc(&c.title)
+        );
+    }
+    html.push_str("</div>\n");
+}
+
 /// Builds the site for `runs` (the first is the main run, the others are shown
 /// after it for comparison) into `out`; returns the path of `index.html`.
 pub fn build_site(runs: &[PathBuf], out: &Path) -> Result<PathBuf, ResultsError> {
@@ -608,17 +660,25 @@ pub fn build_site(runs: &[PathBuf], out: &Path) -> Result<PathBuf, ResultsError>
         }
         let _ = writeln!(html, "<p>Data: {}</p>", links.join(" · "));
         for (heading, charts) in run_charts(run, i, out)? {
-            let _ = writeln!(html, "<h3>{}</h3>\n<div class=\"charts\">", esc(&heading));
-            for c in charts {
+            let _ = writeln!(html, "<h3>{}</h3>", esc(&heading));
+            let (primary, more): (Vec<&Chart>, Vec<&Chart>) =
+                charts.iter().partition(|c| c.primary);
+            // A section without a headline metric shows its first chart open.
+            let (primary, more) = if primary.is_empty() {
+                (more[..1].to_vec(), more[1..].to_vec())
+            } else {
+                (primary, more)
+            };
+            figures(&primary, &mut html);
+            if !more.is_empty() {
                 let _ = writeln!(
                     html,
-                    "<figure><img src=\"charts/{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>",
-                    esc(&c.file),
-                    esc(&c.title),
-                    esc(&c.title)
+                    "<details><summary>{} more chart(s)</summary>",
+                    more.len()
                 );
+                figures(&more, &mut html);
+                html.push_str("</details>\n");
             }
-            html.push_str("</div>\n");
         }
         html.push_str("<details><summary>Summary table</summary>\n");
         summary_table(&run.rows, &mut html);
