@@ -13,15 +13,17 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{HeaderValue, CONNECTION, RANGE};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -36,6 +38,9 @@ pub const H2_STREAM_WINDOW: u32 = 6 << 20;
 pub const H2_CONN_WINDOW: u32 = 24 << 20;
 /// Concurrent HTTP/2 streams a client may open (QUIC allows as many bidi streams).
 pub const H2_MAX_STREAMS: u32 = 1024;
+/// Bytes of the HTTP/2 client connection preface (24) plus a frame header (9):
+/// what a client must have sent within `header_timeout`.
+const H2_PREFACE_MIN: usize = 24 + 9;
 /// Connections being refused (503) at once per listener; beyond, new ones are
 /// closed at once without a response (a flood must not grow tasks without bound).
 const MAX_REFUSING: usize = 1024;
@@ -294,11 +299,25 @@ where
         .initial_stream_window_size(H2_STREAM_WINDOW)
         .initial_connection_window_size(H2_CONN_WINDOW)
         .max_concurrent_streams(H2_MAX_STREAMS);
+    let (io, read) = CountingIo::new(io);
     let conn = b.serve_connection(TokioIo::new(io), svc);
     let mut sd = ctx.shutdown.clone();
+    // hyper's HTTP/2 server has no handshake timeout: a client that completes
+    // TLS and then sends nothing would hold its task forever. It must send the
+    // connection preface and its SETTINGS frame head within `header_timeout`.
+    let preface_deadline = async {
+        tokio::time::sleep(ctx.header_timeout).await;
+        if read.load(Ordering::Relaxed) >= H2_PREFACE_MIN as u64 {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::pin!(conn);
     let r = tokio::select! {
         r = conn.as_mut() => r,
+        _ = preface_deadline => {
+            tracing::debug!("HTTP/2 client sent no preface within {:?}", ctx.header_timeout);
+            return;
+        }
         _ = shutdown_requested(&mut sd) => {
             conn.as_mut().graceful_shutdown();
             conn.await
@@ -311,5 +330,65 @@ where
     };
     if let Err(e) = r {
         note_conn_error(&ctx, "HTTP/2", &e);
+    }
+}
+
+/// Counts the bytes read through it (the HTTP/2 preface deadline).
+struct CountingIo<S> {
+    inner: S,
+    read: Arc<AtomicU64>,
+}
+
+impl<S> CountingIo<S> {
+    fn new(inner: S) -> (Self, Arc<AtomicU64>) {
+        let read = Arc::new(AtomicU64::new(0));
+        (
+            CountingIo {
+                inner,
+                read: read.clone(),
+            },
+            read,
+        )
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for CountingIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        this.read.fetch_add(n as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for CountingIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

@@ -487,3 +487,48 @@ async fn tls_connections_beyond_the_limit_get_503() {
     assert_eq!(first.run(&[Request::bytes(2)]).await[0].bytes, 2);
     srv.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A client that completes TLS and then says nothing is closed after the header
+/// timeout, whatever protocol ALPN chose (HTTP/2 has a preface deadline: hyper's
+/// own server would wait forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_after_tls_handshake_is_closed() {
+    use quicbench_wire::tls::{client_config, ALPN_H1, ALPN_H2};
+    let id = Identity::generate(&[]).unwrap();
+    let mut o = ServerOptions::ephemeral(id.clone());
+    o.header_timeout = Duration::from_millis(300);
+    let srv = quicbench_servers::start(o).await.unwrap();
+    for alpn in [ALPN_H2, ALPN_H1] {
+        let cfg = client_config(&id.trust_anchors(), &[alpn], false).unwrap();
+        let tcp = TcpStream::connect(srv.addrs.tls[0]).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
+        let t0 = Instant::now();
+        let mut buf = [0u8; 1024];
+        let closed = loop {
+            match tokio::time::timeout(Duration::from_secs(3), tls.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(_)) => continue, // session tickets, h2 SETTINGS
+                Err(_) => break false,
+            }
+        };
+        assert!(
+            closed,
+            "{:?}: silent connection kept open",
+            String::from_utf8_lossy(alpn)
+        );
+        assert!(
+            t0.elapsed() >= Duration::from_millis(250),
+            "closed too early"
+        );
+    }
+    // And a real client is still served.
+    let mut c = Raw::connect(srv.addrs.http[0]).await;
+    c.send(&get("/bytes/3", "1.1", "")).await;
+    assert_eq!(c.response(false).await.unwrap().body.len(), 3);
+    srv.shutdown(Duration::from_secs(1)).await;
+}
