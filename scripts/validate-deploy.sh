@@ -299,6 +299,14 @@ if command -v shellcheck >/dev/null || apt_install shellcheck; then
 else
 	skip "shellcheck: $(noinst)"
 fi
+if command -v shellcheck >/dev/null && [ "$PY" = 1 ]; then
+	wf_shellcheck() {
+		mkdir -p "$WORK/wf" &&
+			python3 scripts/deploy_checks.py workflow-scripts "$WORK/wf" "${WORKFLOWS[@]}" &&
+			shellcheck -s bash "$WORK"/wf/*.sh
+	}
+	run "shellcheck on every workflow 'run:' step" wf_shellcheck
+fi
 run "container scripts against a stub quicbench (scripts/deploy-scripts-test.sh)" \
 	bash scripts/deploy-scripts-test.sh
 
