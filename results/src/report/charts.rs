@@ -232,13 +232,16 @@ where
             } else {
                 RGBColor(0x88, 0x88, 0x88).stroke_width(1)
             };
-            chart
-                .draw_series([
-                    PathElement::new(vec![(xc, lo), (xc, hi)], style),
-                    PathElement::new(vec![(xc - cap, lo), (xc + cap, lo)], style),
-                    PathElement::new(vec![(xc - cap, hi), (xc + cap, hi)], style),
-                ])
-                .map_err(&err)?;
+            // A white halo under the whisker keeps it visible on dark bars.
+            for st in [WHITE.stroke_width(3), style] {
+                chart
+                    .draw_series([
+                        PathElement::new(vec![(xc, lo), (xc, hi)], st),
+                        PathElement::new(vec![(xc - cap, lo), (xc + cap, lo)], st),
+                        PathElement::new(vec![(xc - cap, hi), (xc + cap, hi)], st),
+                    ])
+                    .map_err(&err)?;
+            }
         }
     }
     // Theory marks last, over the bars.
