@@ -482,7 +482,29 @@ async fn tls_connections_beyond_the_limit_get_503() {
         assert_eq!(r.status, Some(503), "{proto}: {r:?}");
         over.close().await;
     }
-    assert_eq!(srv.stats().tcp_refused, 2);
+    // Pipelined: the first request gets the 503, the ones behind it learn that
+    // the server closed after it.
+    let c = Client::new(Protocol::H11Pipelined, opts.clone()).unwrap();
+    let mut over = c.connect().await.unwrap();
+    let recs = over
+        .run(&[Request::bytes(1), Request::bytes(2), Request::bytes(3)])
+        .await;
+    assert_eq!(recs[0].status, Some(503), "{recs:?}");
+    for r in &recs[1..] {
+        assert!(
+            r.error
+                .as_deref()
+                .unwrap()
+                .contains("closed the connection"),
+            "{r:?}"
+        );
+    }
+    let again = over.run(&[Request::bytes(1)]).await;
+    assert!(
+        again[0].error.as_deref().unwrap().contains("not sent"),
+        "{again:?}"
+    );
+    assert_eq!(srv.stats().tcp_refused, 3);
     // The first connection is unaffected.
     assert_eq!(first.run(&[Request::bytes(2)]).await[0].bytes, 2);
     srv.shutdown(Duration::from_secs(1)).await;
