@@ -281,11 +281,11 @@ fn nat_scheduled_rebinds_change_a_live_udp_flow() {
     assert!(ev.iter().all(|e| e.scheduled));
     // Fired on time (the relay's timer, not a millisecond tick).
     assert!(
-        (ev[0].at_ns as i64 - 300_000_000).abs() < 5_000_000,
+        (ev[0].at_ns as i64 - 300_000_000).abs() < 20_000_000,
         "{ev:?}"
     );
     assert!(
-        (ev[1].at_ns as i64 - 600_000_000).abs() < 5_000_000,
+        (ev[1].at_ns as i64 - 600_000_000).abs() < 20_000_000,
         "{ev:?}"
     );
 }
