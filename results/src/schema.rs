@@ -366,3 +366,11 @@ pub struct SummaryRow {
     /// bucket midpoints, within 0.1% at 3 significant digits).
     pub source: String,
 }
+
+impl SummaryRow {
+    /// True when the two rows' confidence intervals share a point: the report
+    /// then calls the two "not distinguishable" (see `docs/statistics.md`).
+    pub fn ci_overlaps(&self, other: &SummaryRow) -> bool {
+        self.ci_low <= other.ci_high && other.ci_low <= self.ci_high
+    }
+}

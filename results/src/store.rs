@@ -590,7 +590,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunMeta, ResultsError> {
     for d in dirs {
         let rd = RunDir::open(d)?;
         let meta = rd.read_meta()?;
-        let cells = rd.read_cells()?;
+        let cells = rd.read_cells().map_err(|e| {
+            ResultsError::Merge(format!(
+                "{e} (finish that shard with `quicbench run --resume {}`, which runs such cells again)",
+                d.display()
+            ))
+        })?;
         shards.push((d.clone(), rd, meta, cells));
     }
     let first = &shards[0].2;

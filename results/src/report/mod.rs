@@ -471,7 +471,7 @@ fn summary_table(rows: &[SummaryRow], html: &mut String) {
     for r in sorted {
         let vs = match h3.get(&key(r)) {
             Some(h) if r.protocol != "h3" => {
-                if r.ci_low <= h.ci_high && h.ci_low <= r.ci_high {
+                if r.ci_overlaps(h) {
                     "not distinguishable".to_string()
                 } else if h.median != 0.0 {
                     format!("×{} of h3", num(r.median / h.median))
