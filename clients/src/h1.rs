@@ -284,20 +284,20 @@ pub(crate) async fn read_hyper_body(
         .and_then(|v| v.strip_prefix("bytes "))
         .and_then(|v| v.split_once('-'))
         .and_then(|(a, _)| a.trim().parse().ok());
-    let mut sink = BodySink::new(epoch, req, status, range_start, track);
+    let mut sink = BodySink::new(epoch, req, status, range_start, track, rec);
     let mut body = resp.into_body();
     let r = loop {
         match body.frame().await {
             None => break Ok(()),
             Some(Ok(f)) => {
                 if let Some(d) = f.data_ref() {
-                    sink.data(d);
+                    sink.data(rec, d);
                 }
             }
             Some(Err(e)) => {
                 break Err(ClientError::Protocol(format!(
                     "response body cut after {} bytes: {e}",
-                    sink.bytes()
+                    rec.bytes
                 )))
             }
         }

@@ -384,6 +384,31 @@ async fn truncated_body_and_timeouts_are_errors_not_panics() {
         "{recs:?}"
     );
 
+    // A body that stalls: the timeout keeps how far it got (for a Range resume).
+    let addr = fake_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabcd", false).await;
+    let mut opts = ClientOptions::new(addr, vec![]);
+    opts.timeout = Duration::from_millis(300);
+    opts.track_progress = true;
+    for proto in [Protocol::H10, Protocol::H11] {
+        let c = Client::new(proto, opts.clone()).unwrap();
+        let mut conn = c.connect().await.unwrap();
+        let r = &conn.run(&[Request::bytes(100)]).await[0];
+        assert!(
+            r.error.as_deref().unwrap().contains("timed out"),
+            "{proto}: {r:?}"
+        );
+        assert_eq!(
+            (r.status, r.bytes, r.verified),
+            (Some(200), 4, Some(false)),
+            "{proto}"
+        );
+        assert!(
+            r.first_byte_ns.is_some() && r.last_byte_ns.is_none(),
+            "{proto}: {r:?}"
+        );
+        assert_eq!(r.progress.last().map(|p| p.1), Some(4), "{proto}");
+    }
+
     // Nothing listening: connect fails with the address in the error.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = l.local_addr().unwrap();

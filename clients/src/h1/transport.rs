@@ -288,12 +288,15 @@ pub(crate) fn request_head(
 
 /// Consumes a response body as it streams in: counts, verifies `/bytes/N`
 /// bodies against the pattern, samples progress. Never holds the body.
+///
+/// Counts and samples go straight into the record, so a request cancelled by
+/// its timeout still says how far it got (what a resumed `Range` request
+/// needs); `verified` is `Some(false)` until [`BodySink::finish`] proves it.
 pub(crate) struct BodySink {
     epoch: Epoch,
     verifier: Option<Verifier>,
     expected: Option<u64>,
-    bytes: u64,
-    progress: Option<Vec<(u64, u64)>>,
+    track: bool,
     last_sample_ns: u64,
 }
 
@@ -306,6 +309,7 @@ impl BodySink {
         status: u16,
         range_start: Option<u64>,
         track: bool,
+        rec: &mut RequestRecord,
     ) -> Self {
         let n = match Resource::parse(&req.path, u64::MAX) {
             Resource::Bytes(n) => Some(n),
@@ -320,55 +324,49 @@ impl BodySink {
             (Some(n), Some(s)) => (Some(Verifier::new(s)), Some(n.saturating_sub(s))),
             _ => (None, None),
         };
+        rec.bytes = 0;
+        rec.progress.clear();
+        rec.verified = verifier.as_ref().map(|_| false);
         BodySink {
             epoch,
             verifier,
             expected,
-            bytes: 0,
-            progress: track.then(Vec::new),
+            track,
             last_sample_ns: 0,
         }
     }
 
-    pub(crate) fn data(&mut self, chunk: &[u8]) {
+    pub(crate) fn data(&mut self, rec: &mut RequestRecord, chunk: &[u8]) {
         if chunk.is_empty() {
             return;
         }
-        self.bytes += chunk.len() as u64;
+        rec.bytes += chunk.len() as u64;
         if let Some(v) = &mut self.verifier {
             v.update(chunk);
         }
-        if let Some(p) = &mut self.progress {
+        if self.track {
             let now = self.epoch.now_ns();
             // At most one sample per ms: a 1 GiB transfer stays a few thousand points.
-            if p.is_empty() || now >= self.last_sample_ns + 1_000_000 {
-                p.push((now, self.bytes));
+            if rec.progress.is_empty() || now >= self.last_sample_ns + 1_000_000 {
+                rec.progress.push((now, rec.bytes));
                 self.last_sample_ns = now;
             }
         }
     }
 
-    pub(crate) fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
-    /// Write bytes, verification and progress into `rec`; `end_ns` is when the
+    /// Settle verification and the last progress sample; `end_ns` is when the
     /// response was complete (or abandoned).
     pub(crate) fn finish(self, rec: &mut RequestRecord, end_ns: u64, complete: bool) {
-        rec.bytes = self.bytes;
         if let (Some(v), Some(expected)) = (&self.verifier, self.expected) {
-            rec.verified = Some(complete && v.first_error().is_none() && self.bytes == expected);
+            rec.verified = Some(complete && v.first_error().is_none() && rec.bytes == expected);
             if let Some(off) = v.first_error() {
                 if rec.error.is_none() {
                     rec.error = Some(format!("body differs from the pattern at byte {off}"));
                 }
             }
         }
-        if let Some(mut p) = self.progress {
-            if p.last() != Some(&(end_ns, self.bytes)) {
-                p.push((end_ns, self.bytes));
-            }
-            rec.progress = p;
+        if self.track && rec.progress.last() != Some(&(end_ns, rec.bytes)) {
+            rec.progress.push((end_ns, rec.bytes));
         }
         if complete {
             rec.last_byte_ns = Some(end_ns);
@@ -455,11 +453,12 @@ impl ResponseReader {
                         h.status,
                         h.content_range_start,
                         track,
+                        rec,
                     ));
                 }
                 Event::Data(d) => {
                     if let Some(s) = sink {
-                        s.data(d);
+                        s.data(rec, d);
                     }
                 }
                 Event::End => {
@@ -475,8 +474,7 @@ impl ResponseReader {
             if self.eof {
                 // A body delimited by the close ends here; anything else is cut short.
                 return self.parser.eof().map_err(|e| {
-                    let got = sink.as_ref().map(BodySink::bytes).unwrap_or(0);
-                    ClientError::Protocol(format!("{e} (after {got} body bytes)"))
+                    ClientError::Protocol(format!("{e} (after {} body bytes)", rec.bytes))
                 });
             }
             self.buf.reserve(READ_CHUNK);
