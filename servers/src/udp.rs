@@ -93,6 +93,8 @@ async fn serve(sock: UdpSocket, ctx: Arc<ServerCtx>) {
                     // ICMP errors (port unreachable from a vanished client) surface
                     // here on Linux; they concern one peer, never the socket.
                     tracing::debug!("udp probe recv: {e}");
+                    // Never spin on an error that repeats.
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                     continue;
                 }
             },
