@@ -32,16 +32,11 @@ pub struct HistogramData {
 
 /// A recorder with 3 significant digits that grows as needed: what the
 /// workloads should record into before [`HistogramData::encode`].
-pub fn new_recorder() -> Histogram<u64> {
-    // 3 significant digits is within the bounds `new` accepts (0..=5), so this
-    // cannot fail; the fallback keeps the signature infallible anyway.
-    Histogram::new(3).unwrap_or_else(|_| unreachable_recorder())
-}
-
-#[cold]
-fn unreachable_recorder() -> Histogram<u64> {
-    // new_with_bounds(1, 2, 0) is valid for every hdrhistogram 7.x.
-    Histogram::new_with_bounds(1, 2, 0).unwrap_or_else(|e| panic!("hdrhistogram: {e:?}"))
+pub fn new_recorder() -> Result<Histogram<u64>, ResultsError> {
+    Histogram::new(3).map_err(|e| ResultsError::Histogram {
+        what: "recorder".into(),
+        reason: format!("{e:?}"),
+    })
 }
 
 impl HistogramData {
@@ -64,7 +59,7 @@ impl HistogramData {
 
     /// Builds a histogram of `values` (in `unit`) and serializes it.
     pub fn from_values(values: &[u64], unit: &str) -> Result<Self, ResultsError> {
-        let mut h = new_recorder();
+        let mut h = new_recorder()?;
         for &v in values {
             h.record(v).map_err(|e| ResultsError::Histogram {
                 what: format!("in {unit}"),
