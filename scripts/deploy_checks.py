@@ -16,11 +16,13 @@ Usage:
   deploy_checks.py compose FILE DOCKERFILE
   deploy_checks.py dockerfile DOCKERFILE DOCKERIGNORE REPO_ROOT
   deploy_checks.py strip-name IN OUT     (copy without the top-level `name:`)
+  deploy_checks.py context ROOT DOCKERIGNORE DEST   (copy the build context)
   deploy_checks.py workflow-scripts OUTDIR WORKFLOW...   (run steps as scripts)
 
 Exit status 0 when every check passed, 1 otherwise; each problem is printed.
 """
 
+import fnmatch
 import ipaddress
 import os
 import re
@@ -312,9 +314,32 @@ def check_dockerfile(dockerfile, dockerignore, root):
             for pat in ignored:
                 if src == pat or src.startswith(pat + "/"):
                     bad(f"COPY {src}: excluded from the build context by .dockerignore ({pat})")
-    for required in ("Cargo.toml", "Cargo.lock", "src", "docker"):
-        if required in ignored:
-            bad(f".dockerignore excludes {required}, which the build needs")
+    # Everything the build reads must stay in the context: the root package
+    # and every workspace member (a member named like an output directory,
+    # as results/ is, is easy to exclude by mistake).
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:
+        tomllib = None
+        print("  note: no tomllib (Python < 3.11): workspace members not checked against .dockerignore")
+    members = []
+    if tomllib:
+        with open(os.path.join(root, "Cargo.toml"), "rb") as f:
+            members = tomllib.load(f).get("workspace", {}).get("members", [])
+    needed = ["Cargo.toml", "Cargo.lock", "src", "docker/entrypoint.sh"]
+    needed += [f"{m}/Cargo.toml" for m in members] + [f"{m}/src/lib.rs" for m in members]
+    for path in needed:
+        if not os.path.exists(os.path.join(root, path)):
+            continue
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        for pat in ignored:
+            if pat.startswith("!"):
+                continue
+            if any(fnmatch.fnmatchcase(p, pat) for p in prefixes) or (
+                pat.startswith("**/") and any(fnmatch.fnmatchcase(x, pat[3:]) for x in parts)
+            ):
+                bad(f".dockerignore pattern {pat!r} excludes {path}, which the build needs")
     if not re.search(r'^ENTRYPOINT \["/usr/bin/tini", "--"', text, re.M):
         bad("ENTRYPOINT should start with tini")
     if 'CMD ["run", "--preset", "quick", "--out", "/results"]' not in text:
@@ -344,6 +369,41 @@ def workflow_scripts(outdir, files):
                     f.write(f"#!/usr/bin/env bash\n# {path}: job {job_name}, step {i}\nset -e\n{body}")
                 n += 1
     print(f"  {n} run steps written to {outdir}")
+
+
+def context_copy(root, dockerignore, dst):
+    """Copy the Docker build context (the repository less what .dockerignore
+    excludes) to dst, approximating Docker's matching: a path is out when it or
+    a parent directory matches a pattern; `**/x` matches x at any depth."""
+    with open(dockerignore, encoding="utf-8") as f:
+        pats = [l.strip().rstrip("/") for l in f if l.strip() and not l.startswith("#")]
+    pats = [p for p in pats if not p.startswith("!")]
+
+    def excluded(rel):
+        parts = rel.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        for pat in pats:
+            if any(fnmatch.fnmatchcase(p, pat) for p in prefixes):
+                return True
+            if pat.startswith("**/") and any(fnmatch.fnmatchcase(x, pat[3:]) for x in parts):
+                return True
+        return False
+
+    import shutil
+
+    n = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        reldir = os.path.relpath(dirpath, root)
+        reldir = "" if reldir == "." else reldir
+        dirnames[:] = [d for d in dirnames if not excluded(os.path.join(reldir, d) if reldir else d)]
+        for fn in filenames:
+            rel = os.path.join(reldir, fn) if reldir else fn
+            if excluded(rel):
+                continue
+            os.makedirs(os.path.join(dst, reldir), exist_ok=True)
+            shutil.copy2(os.path.join(root, rel), os.path.join(dst, rel), follow_symlinks=False)
+            n += 1
+    print(f"  build context: {n} files copied to {dst}")
 
 
 def strip_name(src, dst):
@@ -381,6 +441,8 @@ def main(argv):
         check_dockerfile(args[0], args[1], args[2])
     elif cmd == "workflow-scripts":
         workflow_scripts(args[0], args[1:])
+    elif cmd == "context":
+        context_copy(args[0], args[1], args[2])
     elif cmd == "strip-name":
         strip_name(args[0], args[1])
     else:

@@ -23,6 +23,8 @@
 #   Kubernetes schema  the built manifests against the API's OpenAPI schemas,
 #                      strict, for 1.30 and the newest (kubernetes-validate,
 #                      bundled schemas: no cluster)
+#   build context      a copy filtered by .dockerignore resolves with
+#                      `cargo metadata --locked` (nothing is compiled)
 #   deploy_checks.py   project rules across files: privileges, the shard count
 #                      shared by the Job, its ConfigMap and the merge, scripts
 #                      installed by the Dockerfile, benchmark-range addresses;
@@ -141,6 +143,25 @@ fi
 if [ "$PY" = 1 ]; then
 	run "Dockerfile: COPY sources exist and survive .dockerignore, --locked, tini, default CMD" \
 		python3 scripts/deploy_checks.py dockerfile docker/Dockerfile .dockerignore "$ROOT"
+	printf 'target\nresults\n' >"$WORK/bad.dockerignore"
+	if python3 scripts/deploy_checks.py dockerfile docker/Dockerfile "$WORK/bad.dockerignore" "$ROOT" >"$WORK/neg.out" 2>&1; then
+		fail "negative case '.dockerignore excludes the results crate' was accepted"
+	else
+		ok "negative case '.dockerignore excludes the results crate' rejected: $(grep -m1 problem: "$WORK/neg.out" | sed 's/^ *//')"
+	fi
+	# What `COPY . .` gives the build stage must be a complete workspace:
+	# copy the context as .dockerignore filters it and let cargo resolve it
+	# against the committed Cargo.lock (`cargo metadata`; nothing is built).
+	if command -v cargo >/dev/null; then
+		context_resolves() {
+			python3 scripts/deploy_checks.py context "$ROOT" .dockerignore "$WORK/context" &&
+				(cd "$WORK/context" && cargo metadata --locked --format-version 1 >/dev/null) &&
+				echo "  cargo metadata --locked: the workspace resolves from the build context alone"
+		}
+		run "the build context (.dockerignore applied) is a complete workspace for cargo build --locked" context_resolves
+	else
+		skip "build context check: no cargo"
+	fi
 	for f in "${COMPOSE_FILES[@]}"; do
 		run "$f: privileges, volumes, benchmark-range network, installed entrypoints" \
 			python3 scripts/deploy_checks.py compose "$f" docker/Dockerfile
