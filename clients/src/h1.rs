@@ -88,29 +88,42 @@ impl H10Conn {
             &authority(&self.shared),
             "Connection: close\r\n",
         )?;
-        let mut stream = match self.first.take() {
-            Some(s) => {
-                rec.conn_id = self.info.conn_id;
-                s
-            }
-            None => {
-                let conn_id = self.shared.next_conn_id();
-                rec.conn_id = conn_id;
-                let (s, info) = open(&self.shared, conn_id).await?;
-                rec.transport_ready_ns = info.transport_ready_ns;
-                rec.tls_ready_ns = info.tls_ready_ns;
-                s
-            }
-        };
         rec.stream_id = Some(0);
-        stream
-            .write_all(head.as_bytes())
-            .await
-            .map_err(|e| ClientError::Io(format!("writing the request: {e}")))?;
-        stream
-            .flush()
-            .await
-            .map_err(|e| ClientError::Io(format!("writing the request: {e}")))?;
+        if let Some(stream) = self.first.take() {
+            rec.conn_id = self.info.conn_id;
+            match self.exchange(stream, &head, req, rec).await {
+                Ok(()) => return Ok(()),
+                // The connection `connect()` opened went stale while it waited
+                // (the server's idle timeout closed it): nothing was answered,
+                // so retry once on a fresh connection, as browsers do with an
+                // idempotent request on a kept connection.
+                Err(e) if rec.status.is_none() => {
+                    tracing::debug!("pre-opened HTTP/1.0 connection unusable ({e}); reconnecting");
+                    rec.request_sent_ns = None;
+                    rec.first_byte_ns = None;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let conn_id = self.shared.next_conn_id();
+        rec.conn_id = conn_id;
+        let (stream, info) = open(&self.shared, conn_id).await?;
+        rec.transport_ready_ns = info.transport_ready_ns;
+        rec.tls_ready_ns = info.tls_ready_ns;
+        self.exchange(stream, &head, req, rec).await
+    }
+
+    /// Write the request on `stream` and read the response into `rec`.
+    async fn exchange(
+        &self,
+        mut stream: Stream,
+        head: &str,
+        req: &Request,
+        rec: &mut RequestRecord,
+    ) -> Result<(), ClientError> {
+        let io = |e: std::io::Error| ClientError::Io(format!("writing the request: {e}"));
+        stream.write_all(head.as_bytes()).await.map_err(io)?;
+        stream.flush().await.map_err(io)?;
         rec.request_sent_ns = Some(self.shared.epoch.now_ns());
         let mut reader = ResponseReader::new();
         reader

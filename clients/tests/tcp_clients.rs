@@ -465,3 +465,25 @@ async fn bad_targets_fail_alone() {
     assert_eq!(srv.stats().requests, 3 * protos.len() as u64);
     srv.shutdown(Duration::from_secs(1)).await;
 }
+
+/// HTTP/1.0's `connect()` opens the first request's connection ahead of time;
+/// if the server's idle timeout closes it before the request is due, the
+/// request goes out on a fresh connection instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h10_stale_preopened_connection_is_replaced() {
+    let id = Identity::generate(&[]).unwrap();
+    let mut o = ServerOptions::ephemeral(id.clone());
+    o.header_timeout = Duration::from_millis(150);
+    let srv = quicbench_servers::start(o).await.unwrap();
+    for proto in [Protocol::H10, Protocol::H10Tls] {
+        let c = client(proto, &srv, &id);
+        let mut conn = c.connect().await.unwrap();
+        let first = conn.info().conn_id;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = &conn.run(&[Request::bytes(10)]).await[0];
+        assert_ok(r, 10);
+        assert_ne!(r.conn_id, first, "{proto}");
+        assert!(r.transport_ready_ns.is_some(), "{proto}: {r:?}");
+    }
+    srv.shutdown(Duration::from_secs(1)).await;
+}
