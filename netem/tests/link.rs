@@ -455,3 +455,11 @@ fn kernel_backend_without_netem_fails_clearly() {
     assert!(reason.contains("netem"), "{reason}");
     drop(link);
 }
+
+#[test]
+fn link_is_send_and_sync() {
+    // The coordinator shares a Link between threads (Arc<Link>).
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<quicbench_netem::Link>();
+    assert_send_sync::<quicbench_netem::NetNs>();
+}
