@@ -206,6 +206,11 @@ pub struct CellResult {
     pub theory: BTreeMap<String, f64>,
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Structured workload output that is neither a metric nor a timeline,
+    /// e.g. `"event"` of a migration cell (`{"kind", "t_ms", "ok", "detail"}`,
+    /// t_ms on the `bytes_vs_time` axis) or `"probe"` (the UDP probe report).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 impl CellResult {
@@ -242,6 +247,7 @@ impl CellResult {
             tls: None,
             theory: BTreeMap::new(),
             notes: Vec::new(),
+            extra: BTreeMap::new(),
         }
     }
 
