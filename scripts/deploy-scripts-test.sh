@@ -216,31 +216,14 @@ fi
 echo "end to end (real quicbench):"
 E2E=${QUICBENCH_E2E_BIN:-}
 if [ -n "$E2E" ] && [ -x "$E2E" ] && [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ]; then
-	cat >"$T/tiny.toml" <<'EOF2'
-name = "tiny"
-seed = 3
-repetitions = 1
-warmup = 0
-protocols = ["h2", "h3", "udp"]
-
-[[links]]
-label = "d5"
-spec = "delay 5ms"
-
-[workloads.goodput]
-size = 65536
-
-[workloads.udp]
-count = 50
-interval_us = 1000
-size = 200
-EOF2
+	# The smoke matrix the image ships: 3 cells (h2, h3 goodput; udp echo).
+	cp "$ROOT/docker/smoke.toml" "$T/smoke.toml"
 	e2e() { # the environment the Kubernetes ConfigMap would give
-		QUICBENCH_BIN=$E2E RESULTS_DIR=$T/e2e RUN_NAME=tiny SHARDS=2 MATRIX=$T/tiny.toml \
+		QUICBENCH_BIN=$E2E RESULTS_DIR=$T/e2e RUN_NAME=smoke SHARDS=2 MATRIX=$T/smoke.toml \
 			QUICBENCH_BACKEND=userspace WAIT_TIMEOUT=0 "$@"
 	}
 	check "a first attempt of shard 0 dies after one cell" \
-		timeout 300 "$E2E" run --matrix "$T/tiny.toml" --out "$T/e2e/tiny/shards" --name shard-0-of-2 \
+		timeout 300 "$E2E" run --matrix "$T/smoke.toml" --out "$T/e2e/smoke/shards" --name shard-0-of-2 \
 		--shard 0/2 --backend userspace --max-cells 1
 	check "shard.sh resumes shard 0 and skips its finished cell" \
 		bash -c "$(declare -f e2e); E2E=$E2E T=$T; JOB_COMPLETION_INDEX=0 e2e timeout 300 bash $ROOT/docker/shard.sh > $T/e2e-s0.log 2>&1 && grep -q '1 skipped (already done)' $T/e2e-s0.log"
@@ -249,20 +232,20 @@ EOF2
 	merge_status=0
 	e2e timeout 300 bash "$ROOT/docker/merge.sh" >"$T/e2e-merge.log" 2>&1 || merge_status=$?
 	check "merge.sh merges all 3 cells into one run (shard: null)" bash -c "cat $T/e2e-merge.log; 
-		[ \$(ls $T/e2e/tiny/merged/cells | wc -l) = 3 ] &&
+		[ \$(ls $T/e2e/smoke/merged/cells | wc -l) = 3 ] &&
 		grep -q 'merged 3 cells' $T/e2e-merge.log &&
-		grep -q '\"shard\": null' $T/e2e/tiny/merged/run.json"
+		grep -q '\"shard\": null' $T/e2e/smoke/merged/run.json"
 	if [ "$merge_status" = 0 ]; then
-		check "merge.sh built the report site" test -n "$(ls -A "$T/e2e/tiny/site")"
-	elif report_err=$("$E2E" report "$T/e2e/tiny/merged" --out "$T/site-direct" 2>&1); then
+		check "merge.sh built the report site" test -n "$(ls -A "$T/e2e/smoke/site")"
+	elif report_err=$("$E2E" report "$T/e2e/smoke/merged" --out "$T/site-direct" 2>&1); then
 		check "merge.sh failed although quicbench report works" false
 	else
 		echo "  SKIPPED: report step: quicbench report fails on its own: $report_err"
 	fi
 	check "entrypoint.sh: doctor, then run with QUICBENCH_BACKEND recorded in run.json" bash -c "
 		QUICBENCH_BIN=$E2E QUICBENCH_BACKEND=userspace timeout 300 bash $ROOT/docker/entrypoint.sh \
-			run --matrix $T/tiny.toml --out $T/ep-e2e --max-cells 1 > $T/ep-e2e.log 2>&1 || { cat $T/ep-e2e.log; exit 1; }
-		grep -q 'quicbench doctor' $T/ep-e2e.log && grep -q '\"backend\": \"userspace\"' $T/ep-e2e/*-tiny/run.json"
+			run --matrix $T/smoke.toml --out $T/ep-e2e --max-cells 1 > $T/ep-e2e.log 2>&1 || { cat $T/ep-e2e.log; exit 1; }
+		grep -q 'quicbench doctor' $T/ep-e2e.log && grep -q '\"backend\": \"userspace\"' $T/ep-e2e/*-smoke/run.json"
 
 	# The two-container topology with the commands and defaults of
 	# docker/compose.two-host.yml, in two anonymous network namespaces joined
