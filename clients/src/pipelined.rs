@@ -96,7 +96,6 @@ impl PipelinedConn {
         let write_error: Cell<Option<String>> = Cell::new(None);
         let writer_done = Notify::new();
         let writer_stopped = Cell::new(false);
-        let stop = Cell::new(false);
         let (mut rd, mut wr) = tokio::io::split(stream);
         let timeout = self.shared.opts.timeout;
         let track = self.shared.opts.track_progress;
@@ -104,9 +103,6 @@ impl PipelinedConn {
         let writer = async {
             for &i in &order {
                 tokio::time::sleep_until(sched.due(&reqs[i]).into()).await;
-                if stop.get() {
-                    break;
-                }
                 let head = &heads[i];
                 let w = async {
                     wr.write_all(head.as_bytes()).await?;
@@ -126,7 +122,8 @@ impl PipelinedConn {
         let reader = &mut self.reader;
         let records_ref = &mut records;
         let read_all = async {
-            // Ok: all read; Err((k, why)): response k (in send order) and later failed.
+            // Ok(closing): all read, and whether the server then closes;
+            // Err((k, why)): response k (in send order) and later failed.
             for (k, &i) in order.iter().enumerate() {
                 let req = &reqs[i];
                 let deadline = sched.due(req).max(Instant::now()) + timeout;
@@ -158,11 +155,13 @@ impl PipelinedConn {
                     }
                 };
                 match r {
-                    Ok(Ok(outcome)) => {
-                        if outcome.close && k + 1 < order.len() {
+                    Ok(Ok(outcome)) if outcome.close => {
+                        if k + 1 < order.len() {
                             return Err((k + 1, "not answered: the server closed the connection after an earlier response".to_string()));
                         }
+                        return Ok(true);
                     }
+                    Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err((k, e.to_string())),
                     Err(_) => {
                         return Err((
@@ -173,9 +172,11 @@ impl PipelinedConn {
                     }
                 }
             }
-            Ok(())
+            Ok(false)
         };
 
+        // The writer is dropped with this block: once the reader is done (or
+        // failed), requests not yet written never will be.
         let outcome = {
             tokio::pin!(writer);
             tokio::pin!(read_all);
@@ -187,7 +188,9 @@ impl PipelinedConn {
                 }
             }
         };
-        stop.set(true);
+        if outcome == Ok(true) {
+            self.broken = Some("the server closed the connection (Connection: close)".into());
+        }
         if let Err((k, why)) = outcome {
             for (kk, &i) in order.iter().enumerate().skip(k) {
                 let rec = &mut records[i];

@@ -504,7 +504,19 @@ async fn tls_connections_beyond_the_limit_get_503() {
         again[0].error.as_deref().unwrap().contains("not sent"),
         "{again:?}"
     );
-    assert_eq!(srv.stats().tcp_refused, 3);
+    // A batch whose last response closes leaves the connection marked closed.
+    let mut over = c.connect().await.unwrap();
+    assert_eq!(over.run(&[Request::bytes(1)]).await[0].status, Some(503));
+    let again = over.run(&[Request::bytes(1)]).await;
+    assert!(
+        again[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("Connection: close"),
+        "{again:?}"
+    );
+    assert_eq!(srv.stats().tcp_refused, 4);
     // The first connection is unaffected.
     assert_eq!(first.run(&[Request::bytes(2)]).await[0].bytes, 2);
     srv.shutdown(Duration::from_secs(1)).await;
