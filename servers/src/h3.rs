@@ -87,8 +87,11 @@ async fn accept_loop(ep: quinn::Endpoint, ctx: Arc<ServerCtx>) {
             && !incoming.remote_address_validated()
             && incoming.may_retry()
         {
-            if let Err(e) = incoming.retry() {
-                tracing::debug!("quic retry failed: {e}");
+            match incoming.retry() {
+                Ok(()) => {
+                    ctx.stats.quic_retries.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!("quic retry failed: {e}"),
             }
             continue;
         }

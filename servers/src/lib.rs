@@ -93,6 +93,8 @@ pub struct Stats {
     pub tcp_refused: AtomicU64,
     pub quic_accepted: AtomicU64,
     pub quic_refused: AtomicU64,
+    /// QUIC Retry packets sent (address validation under handshake load).
+    pub quic_retries: AtomicU64,
     pub requests: AtomicU64,
     pub bad_requests: AtomicU64,
     pub tls_failures: AtomicU64,
@@ -111,6 +113,7 @@ impl Stats {
             tcp_refused: l(&self.tcp_refused),
             quic_accepted: l(&self.quic_accepted),
             quic_refused: l(&self.quic_refused),
+            quic_retries: l(&self.quic_retries),
             requests: l(&self.requests),
             bad_requests: l(&self.bad_requests),
             tls_failures: l(&self.tls_failures),
@@ -129,6 +132,8 @@ pub struct StatsSnapshot {
     pub tcp_refused: u64,
     pub quic_accepted: u64,
     pub quic_refused: u64,
+    #[serde(default)]
+    pub quic_retries: u64,
     pub requests: u64,
     pub bad_requests: u64,
     pub tls_failures: u64,
