@@ -132,6 +132,54 @@ check "merge: ALLOW_PARTIAL=1 merges the finished shards" \
 check "merge: waits for a shard that finishes meanwhile" \
 	bash -c "$(declare -f shard merge cells); shard r3 2 0; (sleep 2; shard r3 2 1) & WAIT_TIMEOUT=20 merge r3 2; s=\$?; wait; [ \$s = 0 ] && [ \$(cells $T/results/r3/merged/cells) = 10 ]"
 
+# ---- object-store component (upload.sh, download.sh) -----------------------------
+# A stub `aws` maps s3://bucket/key to $T/s3/bucket/key (ls and sync only), so
+# the pods' sequence runs as in the cluster, each "pod" with its own
+# pod-local results directory (the emptyDir).
+echo "object-store component:"
+mkdir -p "$T/bin"
+cat >"$T/bin/aws" <<'EOF2'
+#!/usr/bin/env bash
+set -euo pipefail
+[ "$1" = s3 ] || { echo "stub aws: only s3" >&2; exit 2; }
+shift
+local_path() { case "$1" in s3://*) echo "$STUB_S3/${1#s3://}" ;; *) echo "$1" ;; esac; }
+cmd=$1; shift
+args=()
+for a in "$@"; do case "$a" in --*) ;; *) args+=("$a") ;; esac; done
+case "$cmd" in
+ls)
+	d=$(local_path "${args[0]}")
+	[ -d "$d" ] || exit 1
+	for f in "$d"/*; do [ -e "$f" ] && echo "2026-01-01 00:00:00 $(wc -c < "$f") $(basename "$f")"; done
+	;;
+sync)
+	src=$(local_path "${args[0]}") dst=$(local_path "${args[1]}")
+	[ -d "$src" ] || exit 0
+	mkdir -p "$dst" && cp -R "$src"/. "$dst"/
+	;;
+*) echo "stub aws: $cmd unsupported" >&2; exit 2 ;;
+esac
+EOF2
+chmod +x "$T/bin/aws"
+OS=$ROOT/deploy/k8s/components/object-store
+pod() { # pod NAME COMMAND...: a pod with its own emptyDir at RESULTS_DIR
+	PATH=$T/bin:$PATH STUB_S3=$T/s3 S3_URL=s3://bucket/runs RUN_NAME=os SHARDS=2 \
+		RESULTS_DIR=$T/pods/$1 WAIT_TIMEOUT=${WAIT_TIMEOUT:-0} WAIT_POLL=1 "${@:2}"
+}
+check "shard pods: quicbench-shard, then upload.sh shard" bash -c "$(declare -f pod); OS=$OS T=$T
+	for i in 0 1; do
+		JOB_COMPLETION_INDEX=\$i pod shard\$i bash $ROOT/docker/shard.sh &&
+			pod shard\$i sh $OS/upload.sh shard || exit 1
+	done
+	[ -f $T/s3/bucket/runs/os/done/shard-1-of-2 ] && ls $T/s3/bucket/runs/os/shards | grep -q shard-0-of-2"
+check "merge pod: download.sh, quicbench-merge (no wait), upload.sh merge" bash -c "$(declare -f pod); OS=$OS T=$T
+	pod merge sh $OS/download.sh && pod merge bash $ROOT/docker/merge.sh && pod merge sh $OS/upload.sh merge &&
+	[ \$(ls $T/s3/bucket/runs/os/merged/cells | wc -l) = 10 ] && [ -f $T/s3/bucket/runs/os/site/index.html ]"
+check "download.sh gives up after WAIT_TIMEOUT when a shard never arrives" bash -c "$(declare -f pod); OS=$OS T=$T
+	rm $T/s3/bucket/runs/os/done/shard-1-of-2
+	! WAIT_TIMEOUT=1 pod merge2 sh $OS/download.sh"
+
 # ---- entrypoint.sh ---------------------------------------------------------------
 echo "entrypoint.sh:"
 ep() { QUICBENCH_BACKEND=${QUICBENCH_BACKEND-auto} bash "$ROOT/docker/entrypoint.sh" "$@"; }
