@@ -1,6 +1,7 @@
 //! HTTP/2 over TLS 1.3 on hyper's `client::conn::http2`: one connection, every
 //! request of a batch a concurrent stream (each opened when due).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,7 +94,7 @@ impl H2Conn {
         };
         // Stream ids follow the order of submission, which is due order (ties
         // broken by index: the futures are polled in this order).
-        let submitted = std::cell::Cell::new(self.submitted);
+        let submitted = AtomicU64::new(self.submitted);
         let authority = &self.authority;
         let futs = sched.order.iter().map(|&i| {
             let mut sender = sender.clone();
@@ -117,8 +118,7 @@ impl H2Conn {
                     let hreq = b.body(Empty::<Bytes>::new()).map_err(|e| {
                         ClientError::Setup(format!("request for {:?}: {e}", req.path))
                     })?;
-                    let k = submitted.get();
-                    submitted.set(k + 1);
+                    let k = submitted.fetch_add(1, Ordering::Relaxed);
                     let resp_fut = sender.send_request(hreq);
                     // hyper has queued the HEADERS for its connection task, which
                     // writes them at once (HEADERS are not flow-controlled).
@@ -144,7 +144,7 @@ impl H2Conn {
             }
         });
         let done = futures::future::join_all(futs).await;
-        self.submitted = submitted.get();
+        self.submitted = submitted.load(Ordering::Relaxed);
         let mut out: Vec<Option<RequestRecord>> = vec![None; reqs.len()];
         for rec in done {
             let i = rec.index;

@@ -7,8 +7,8 @@
 
 pub mod parse;
 
-use std::cell::Cell;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
@@ -18,6 +18,9 @@ use crate::h1::transport::{
     authority, fail_all, open, request_head, ResponseReader, Schedule, Stream,
 };
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
+
+/// `sent_ns` of a request not written (yet).
+const NOT_SENT: u64 = u64::MAX;
 
 #[derive(Debug)]
 pub struct PipelinedConn {
@@ -91,11 +94,13 @@ impl PipelinedConn {
         for (k, &i) in order.iter().enumerate() {
             records[i].stream_id = Some(self.position + k as u64);
         }
-        let sent_ns: Vec<Cell<Option<u64>>> = (0..n).map(|_| Cell::new(None)).collect();
-        let sent = Cell::new(0usize);
-        let write_error: Cell<Option<String>> = Cell::new(None);
+        // Shared by the writer and the reader (two futures of this one task);
+        // atomics rather than Cells so that `run` stays Send.
+        let sent_ns: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(NOT_SENT)).collect();
+        let sent = AtomicUsize::new(0);
+        let write_error: Mutex<Option<String>> = Mutex::new(None);
         let writer_done = Notify::new();
-        let writer_stopped = Cell::new(false);
+        let writer_stopped = AtomicBool::new(false);
         let (mut rd, mut wr) = tokio::io::split(stream);
         let timeout = self.shared.opts.timeout;
         let track = self.shared.opts.track_progress;
@@ -109,13 +114,15 @@ impl PipelinedConn {
                     wr.flush().await
                 };
                 if let Err(e) = w.await {
-                    write_error.set(Some(format!("writing request {i}: {e}")));
+                    if let Ok(mut we) = write_error.lock() {
+                        *we = Some(format!("writing request {i}: {e}"));
+                    }
                     break;
                 }
-                sent_ns[i].set(Some(epoch.now_ns()));
-                sent.set(sent.get() + 1);
+                sent_ns[i].store(epoch.now_ns(), Ordering::Relaxed);
+                sent.fetch_add(1, Ordering::Relaxed);
             }
-            writer_stopped.set(true);
+            writer_stopped.store(true, Ordering::Relaxed);
             writer_done.notify_one();
         };
 
@@ -129,13 +136,10 @@ impl PipelinedConn {
                 let deadline = sched.due(req).max(Instant::now()) + timeout;
                 let rec = &mut records_ref[i];
                 let not_sent = || {
-                    let e = write_error
-                        .take()
-                        .unwrap_or_else(|| "writer stopped".into());
-                    write_error.set(Some(e.clone()));
-                    format!("not sent: {e}")
+                    let e = write_error.lock().ok().and_then(|e| e.clone());
+                    format!("not sent: {}", e.as_deref().unwrap_or("writer stopped"))
                 };
-                if writer_stopped.get() && sent.get() <= k {
+                if writer_stopped.load(Ordering::Relaxed) && sent.load(Ordering::Relaxed) <= k {
                     return Err((k, not_sent()));
                 }
                 let read = tokio::time::timeout_at(
@@ -148,7 +152,7 @@ impl PipelinedConn {
                         r = &mut read => break r,
                         _ = writer_done.notified() => {
                             // Writer stopped: if this request never went out, stop waiting.
-                            if sent.get() <= k {
+                            if sent.load(Ordering::Relaxed) <= k {
                                 return Err((k, not_sent()));
                             }
                         }
@@ -205,7 +209,8 @@ impl PipelinedConn {
             self.broken = Some(why);
         }
         for (i, rec) in records.iter_mut().enumerate() {
-            rec.request_sent_ns = sent_ns[i].get();
+            let t = sent_ns[i].load(Ordering::Relaxed);
+            rec.request_sent_ns = (t != NOT_SENT).then_some(t);
         }
         self.position += order.len() as u64;
         records

@@ -487,3 +487,14 @@ async fn h10_stale_preopened_connection_is_replaced() {
     }
     srv.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Every client's futures are Send, so callers can spawn them.
+#[allow(dead_code)]
+fn futures_are_send(mut conn: Connection, c: Client, reqs: Vec<Request>) {
+    fn send<T: Send>(_: T) {}
+    send(c.connect());
+    send(async move {
+        conn.run(&reqs).await;
+        conn.close().await;
+    });
+}
