@@ -540,6 +540,8 @@ async fn one_request(job: Job<'_>, mut send: SendRequest) -> RequestRecord {
         let expect = expected_body(&job.req.path, status, cr);
         let mut verifier = expect.map(|(start, _)| Verifier::new(start));
         let mut last_sample = t;
+        // Set on the record only once the body is complete (stream FIN).
+        let mut last_chunk_ns: Option<u64> = None;
         while let Some(mut chunk) = stream
             .recv_data()
             .await
@@ -555,16 +557,14 @@ async fn one_request(job: Job<'_>, mut send: SendRequest) -> RequestRecord {
                 chunk.advance(n);
             }
             let now = Instant::now();
-            rec.last_byte_ns = Some(epoch.ns(now));
+            last_chunk_ns = Some(epoch.ns(now));
             if opts.track_progress && now.duration_since(last_sample) >= PROGRESS_EVERY {
                 rec.progress.push((epoch.ns(now), rec.bytes));
                 last_sample = now;
             }
         }
-        if rec.last_byte_ns.is_none() {
-            // Empty body: complete when the stream ended.
-            rec.last_byte_ns = Some(epoch.now_ns());
-        }
+        // The last DATA chunk; for an empty body, when the stream ended.
+        rec.last_byte_ns = Some(last_chunk_ns.unwrap_or_else(|| epoch.now_ns()));
         if opts.track_progress && rec.progress.last().map(|p| p.1) != Some(rec.bytes) {
             if let Some(t) = rec.last_byte_ns {
                 rec.progress.push((t, rec.bytes));
