@@ -498,3 +498,26 @@ fn futures_are_send(mut conn: Connection, c: Client, reqs: Vec<Request>) {
         conn.close().await;
     });
 }
+
+/// IPv6 loopback: bracketed authority, IP server name, every TCP protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_loopback() {
+    let id = Identity::generate(&[]).unwrap();
+    let mut o = ServerOptions::ephemeral(id.clone());
+    o.listen = vec![std::net::Ipv6Addr::LOCALHOST.into()];
+    let srv = quicbench_servers::start(o).await.unwrap();
+    for proto in [
+        Protocol::H10Tls,
+        Protocol::H11,
+        Protocol::H11Pipelined,
+        Protocol::H2,
+    ] {
+        let c = client(proto, &srv, &id);
+        assert_eq!(c.shared().opts.server_name, "::1");
+        let mut conn = c.connect().await.unwrap();
+        assert!(conn.info().local.unwrap().is_ipv6());
+        assert_ok(&conn.run(&[Request::bytes(1000)]).await[0], 1000);
+        conn.close().await;
+    }
+    srv.shutdown(Duration::from_secs(1)).await;
+}
