@@ -33,6 +33,8 @@ use crate::ClientError;
 pub const MAX_RAW_SAMPLES: usize = 10_000;
 /// Most datagrams one probe may send (bounds memory and time).
 pub const MAX_COUNT: u64 = 10_000_000;
+/// Longest a probe's sending may last, `(count − 1) × interval`.
+pub const MAX_DURATION: Duration = Duration::from_secs(600);
 /// Requests for a sink report or a source run are repeated this many times at most.
 const ATTEMPTS: u32 = 3;
 
@@ -139,6 +141,21 @@ pub async fn probe(cfg: ProbeConfig) -> Result<ProbeReport, ClientError> {
         return Err(ClientError::Setup(format!(
             "probe count {} outside 1..={MAX_COUNT}",
             cfg.count
+        )));
+    }
+    let span = cfg
+        .interval
+        .saturating_mul(u32::try_from(cfg.count - 1).unwrap_or(u32::MAX));
+    if span > MAX_DURATION {
+        return Err(ClientError::Setup(format!(
+            "probe of {} datagrams every {:?} lasts {span:?}, more than {MAX_DURATION:?}",
+            cfg.count, cfg.interval
+        )));
+    }
+    if cfg.timeout > MAX_DURATION {
+        return Err(ClientError::Setup(format!(
+            "probe timeout {:?} above {MAX_DURATION:?}",
+            cfg.timeout
         )));
     }
     let sock = open_socket(&cfg)?;

@@ -112,6 +112,15 @@ async fn nobody_listening_means_total_loss_not_an_error() {
     let r = probe(c).await.unwrap();
     assert_eq!((r.sent, r.received, r.lost, r.loss_rate), (20, 0, 20, 1.0));
     assert_eq!(r.rtt, None);
+    // Every probe is bounded in count and time before anything is sent.
+    let mut c = ProbeConfig::new(addr, ProbeMode::Echo);
+    c.count = 20_000_000;
+    assert!(probe(c.clone()).await.is_err());
+    c.count = 1000;
+    c.interval = Duration::from_secs(1);
+    assert!(probe(c.clone()).await.is_err());
+    c.count = 0;
+    assert!(probe(c).await.is_err());
     let mut c = ProbeConfig::new(addr, ProbeMode::Source);
     c.count = 5;
     c.timeout = Duration::from_millis(100);
