@@ -63,11 +63,23 @@ if [ -n "${SEED:-}" ]; then
 	set -- "$@" --seed "$SEED"
 fi
 
-# The newest earlier attempt at this shard, if a pod died mid-run.
-previous=
-for d in "$base"/shards/*-"$tag"; do
-	if [ -f "$d/run.json" ]; then previous=$d; fi
-done
+# The newest run directory of this shard: <UTC stamp>-<tag>, or
+# <stamp>-<tag>-<n> when quicbench found the name taken within one second.
+# The glob sorts by stamp, so the last match is the newest.
+newest_dir() {
+	found=
+	for d in "$base"/shards/*-"$tag"*; do
+		case "${d##*/}" in
+		*-"$tag" | *-"$tag"-[0-9]*) ;;
+		*) continue ;;
+		esac
+		if [ -f "$d/run.json" ]; then found=$d; fi
+	done
+	printf '%s' "$found"
+}
+
+# An earlier attempt at this shard, if a pod died mid-run.
+previous=$(newest_dir)
 
 if [ -n "$previous" ]; then
 	# --resume skips the cells already in that run directory. quicbench
@@ -83,10 +95,7 @@ else
 	# shellcheck disable=SC2086 # RUN_ARGS is a word list by design
 	"$QB" run "$@" --out "$base/shards" --name "$tag" --shard "$index/$count" \
 		--backend "$backend" ${RUN_ARGS:-}
-	dir=
-	for d in "$base"/shards/*-"$tag"; do
-		if [ -f "$d/run.json" ]; then dir=$d; fi
-	done
+	dir=$(newest_dir)
 	[ -n "$dir" ] || die "quicbench run succeeded but left no $base/shards/*-$tag/run.json"
 fi
 

@@ -110,6 +110,10 @@ check "shard 2/3 with MATRIX and SEED" \
 	bash -c "$(declare -f shard); echo 'x=1' > $T/m.toml; MATRIX=$T/m.toml SEED=7 shard r1 3 2 && grep -q -- 'run --matrix $T/m.toml --seed 7 --out' $STUB_LOG"
 check "a finished shard is not run again" \
 	bash -c "$(declare -f shard); n=\$(wc -l < $STUB_LOG); shard r1 3 0 && [ \$(wc -l < $STUB_LOG) = \$n ]"
+check "a collision-suffixed run directory (-2) is found and resumed" \
+	bash -c "$(declare -f shard); d=$T/results/r5/shards/20260101T000000Z-shard-0-of-1-2; mkdir -p \$d/cells;
+		printf '{\"shard\": \"0/1\"}' > \$d/run.json; mkdir -p $T/results/r5/shards/20260101T000000Z-shard-0-of-10;
+		shard r5 1 0 && grep -q -- \"--resume \$d --shard 0/1\" $STUB_LOG && grep -qx \$d $T/results/r5/done/shard-0-of-1"
 check "index out of range is refused" bash -c "$(declare -f shard); ! shard r1 3 3"
 check "a missing index is refused" bash -c "! RUN_NAME=r1 SHARDS=3 bash $ROOT/docker/shard.sh"
 check "a RUN_NAME with a slash is refused" bash -c "$(declare -f shard); ! shard ../x 3 0"
