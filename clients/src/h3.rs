@@ -13,9 +13,10 @@
 //!   reconnects once and re-issues them, as a real client must.
 //! * `run`: every request of a batch is a concurrent stream on the connection.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
@@ -33,6 +34,101 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// At most one progress sample per this interval.
 const PROGRESS_EVERY: Duration = Duration::from_millis(1);
 
+/// The HTTP/3 client's TLS session store: rustls' in-memory cache, plus a note
+/// of the cipher suite of each TLS 1.3 ticket received. A ticket carries the
+/// suite of the connection that received it, and quinn offers no other way to
+/// learn the negotiated suite. With `keep == false` (resumption off) tickets
+/// are noted and dropped.
+#[derive(Debug)]
+pub struct TicketStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+    keep: bool,
+    /// Server name → (tickets received so far, suite of the latest).
+    seen: Mutex<HashMap<String, (u64, String)>>,
+}
+
+impl TicketStore {
+    pub fn new(keep: bool) -> Arc<Self> {
+        Arc::new(TicketStore {
+            inner: rustls::client::ClientSessionMemoryCache::new(256),
+            keep,
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Tickets received from `server_name` so far, and the latest one's suite.
+    pub fn received(&self, server_name: &str) -> (u64, Option<String>) {
+        match self.seen.lock() {
+            Ok(m) => m
+                .get(server_name)
+                .map(|(n, s)| (*n, Some(s.clone())))
+                .unwrap_or((0, None)),
+            Err(_) => (0, None),
+        }
+    }
+}
+
+impl rustls::client::ClientSessionStore for TicketStore {
+    fn set_kx_hint(
+        &self,
+        server_name: rustls_pki_types::ServerName<'static>,
+        group: rustls::NamedGroup,
+    ) {
+        self.inner.set_kx_hint(server_name, group)
+    }
+    fn kx_hint(
+        &self,
+        server_name: &rustls_pki_types::ServerName<'_>,
+    ) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(server_name)
+    }
+    fn set_tls12_session(
+        &self,
+        server_name: rustls_pki_types::ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        if self.keep {
+            self.inner.set_tls12_session(server_name, value)
+        }
+    }
+    fn tls12_session(
+        &self,
+        server_name: &rustls_pki_types::ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(server_name)
+    }
+    fn remove_tls12_session(&self, server_name: &rustls_pki_types::ServerName<'static>) {
+        self.inner.remove_tls12_session(server_name)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        server_name: rustls_pki_types::ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        let suite = tls::suite_name(rustls::SupportedCipherSuite::Tls13(value.suite()));
+        if let Ok(mut m) = self.seen.lock() {
+            let e = m
+                .entry(server_name.to_str().into_owned())
+                .or_insert((0, String::new()));
+            e.0 += 1;
+            e.1 = suite;
+        }
+        if self.keep {
+            self.inner.insert_tls13_ticket(server_name, value)
+        }
+    }
+    fn take_tls13_ticket(
+        &self,
+        server_name: &rustls_pki_types::ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        if self.keep {
+            self.inner.take_tls13_ticket(server_name)
+        } else {
+            None
+        }
+    }
+}
+
 /// One HTTP/3 connection.
 pub struct H3Conn {
     shared: Arc<Shared>,
@@ -49,6 +145,8 @@ pub struct H3Conn {
     ready_unreported: bool,
     /// Early data was attempted (a ticket was held and resumption is on).
     attempted_0rtt: bool,
+    /// Tickets received from this server before this connection started.
+    tickets_before: u64,
 }
 
 impl fmt::Debug for H3Conn {
@@ -241,6 +339,10 @@ impl H3Conn {
             IpAddr::V6(Ipv6Addr::UNSPECIFIED)
         });
         let conn_id = shared.next_conn_id();
+        let tickets_before = shared
+            .h3_tickets
+            .as_ref()
+            .map_or(0, |t| t.received(&opts.server_name).0);
         let start = Instant::now();
         let est = establish(&shared, bind_ip, opts.resume).await?;
         let epoch = shared.epoch;
@@ -281,6 +383,7 @@ impl H3Conn {
             pending_0rtt: est.pending_0rtt,
             ready_unreported: true,
             attempted_0rtt,
+            tickets_before,
         })
     }
 
@@ -339,6 +442,7 @@ impl H3Conn {
                     .await;
             }
         }
+        self.note_cipher();
         if self.ready_unreported {
             self.ready_unreported = false;
             if let Some(first) = records.first_mut() {
@@ -347,6 +451,20 @@ impl H3Conn {
             }
         }
         records
+    }
+
+    /// The cipher suite, once a session ticket arrived on this connection (it
+    /// carries the negotiated suite); later runs retry if none has yet.
+    fn note_cipher(&mut self) {
+        if self.info.cipher.is_some() {
+            return;
+        }
+        if let Some(store) = &self.shared.h3_tickets {
+            let (n, suite) = store.received(&self.shared.opts.server_name);
+            if n > self.tickets_before {
+                self.info.cipher = suite;
+            }
+        }
     }
 
     /// The server refused our 0-RTT data: reconnect (1-RTT) and re-issue what failed.

@@ -81,6 +81,9 @@ pub struct Shared {
     /// TLS config (None for cleartext). Shared so its session store lets later
     /// connections resume.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// HTTP/3 only: the session store inside `tls`, which also notes the cipher
+    /// suite of the tickets received (quinn does not expose the negotiated suite).
+    pub h3_tickets: Option<Arc<h3::TicketStore>>,
     next_conn: AtomicU64,
 }
 
@@ -111,6 +114,7 @@ impl Client {
             Protocol::H2 => Some((&[ALPN_H2], false)),
             Protocol::H3 => Some((&[ALPN_H3], true)),
         };
+        let mut h3_tickets = None;
         let tls = match alpn {
             None => None,
             Some((alpn, early)) => {
@@ -118,6 +122,11 @@ impl Client {
                     .map_err(|e| ClientError::Setup(e.to_string()))?;
                 if !opts.resume {
                     cfg.resumption = rustls::client::Resumption::disabled();
+                }
+                if proto == Protocol::H3 {
+                    let store = h3::TicketStore::new(opts.resume);
+                    cfg.resumption = rustls::client::Resumption::store(store.clone());
+                    h3_tickets = Some(store);
                 }
                 if let Some(dir) = &opts.capture_dir {
                     let _ = std::fs::create_dir_all(dir);
@@ -133,6 +142,7 @@ impl Client {
                 opts,
                 epoch,
                 tls,
+                h3_tickets,
                 next_conn: AtomicU64::new(0),
             }),
         })

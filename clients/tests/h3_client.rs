@@ -65,6 +65,8 @@ async fn bodies_arrive_intact() {
     assert_eq!(recs[2].status, Some(400));
     assert_eq!(recs[3].status, Some(404));
     assert_eq!(recs[4].status, Some(416));
+    // Learnt from the session tickets this connection received.
+    assert_eq!(c.info().cipher.as_deref(), Some("TLS13_AES_128_GCM_SHA256"));
     c.close().await;
     let st = s.stats();
     assert_eq!(st.quic_accepted, 1);
