@@ -125,7 +125,7 @@ impl H10Conn {
         stream.write_all(head.as_bytes()).await.map_err(io)?;
         stream.flush().await.map_err(io)?;
         rec.request_sent_ns = Some(self.shared.epoch.now_ns());
-        let mut reader = ResponseReader::new();
+        let mut reader = ResponseReader::new().with_stall(self.shared.opts.stall_timeout);
         reader
             .read_response(
                 &mut stream,
@@ -259,7 +259,7 @@ impl H11Conn {
         // The only write since we issued it was this request.
         let sent = self.last_write_ns.load(Ordering::Relaxed);
         rec.request_sent_ns = Some(if sent >= issued_ns { sent } else { issued_ns });
-        read_hyper_body(resp, req, rec, epoch, self.shared.opts.track_progress).await
+        read_hyper_body(resp, req, rec, epoch, self.shared.opts.track_progress, self.shared.opts.stall_timeout).await
     }
 
     pub async fn close(mut self) {
@@ -287,6 +287,7 @@ pub(crate) async fn read_hyper_body(
     rec: &mut RequestRecord,
     epoch: crate::Epoch,
     track: bool,
+    stall: Option<Duration>,
 ) -> Result<(), ClientError> {
     let status = resp.status().as_u16();
     rec.status = Some(status);
@@ -300,7 +301,19 @@ pub(crate) async fn read_hyper_body(
     let mut sink = BodySink::new(epoch, req, status, range_start, track, rec);
     let mut body = resp.into_body();
     let r = loop {
-        match body.frame().await {
+        let frame = match stall {
+            Some(d) => match tokio::time::timeout(d, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => {
+                    break Err(ClientError::Timeout(format!(
+                        "response stalled: no byte for {d:?} (after {} body bytes)",
+                        rec.bytes
+                    )))
+                }
+            },
+            None => body.frame().await,
+        };
+        match frame {
             None => break Ok(()),
             Some(Ok(f)) => {
                 if let Some(d) = f.data_ref() {

@@ -83,6 +83,7 @@ impl H2Conn {
         let conn_id = self.info.conn_id;
         let timeout = self.shared.opts.timeout;
         let track = self.shared.opts.track_progress;
+        let stall = self.shared.opts.stall_timeout;
         let Some(sender) = self.sender.clone() else {
             return crate::h1::transport::fail_all(
                 reqs,
@@ -128,7 +129,7 @@ impl H2Conn {
                         .await
                         .map_err(|e| ClientError::Protocol(format!("HTTP/2 request: {e}")))?;
                     rec.first_byte_ns = Some(epoch.now_ns());
-                    read_hyper_body(resp, req, &mut rec, epoch, track).await
+                    read_hyper_body(resp, req, &mut rec, epoch, track, stall).await
                 };
                 match tokio::time::timeout(timeout, one).await {
                     Ok(Ok(())) => {}

@@ -38,12 +38,13 @@ pub struct PipelinedConn {
 impl PipelinedConn {
     pub async fn connect(shared: Arc<Shared>) -> Result<Self, ClientError> {
         let (stream, info) = open(&shared, shared.next_conn_id()).await?;
+        let stall = shared.opts.stall_timeout;
         Ok(PipelinedConn {
             authority: authority(&shared),
             shared,
             info,
             stream: Some(stream),
-            reader: ResponseReader::new(),
+            reader: ResponseReader::new().with_stall(stall),
             position: 0,
             broken: None,
         })

@@ -192,6 +192,7 @@ fn execute_inner(
         timeout: Duration::from_secs(m.cell_timeout_s.clamp(5, 3600)),
         rebind,
         capture_dir: ctx.pcap_dir.as_ref().map(|d| d.join(&cell.id)),
+        stall_timeout: None,
     };
     let cell_limit = Duration::from_secs(m.cell_timeout_s.max(5));
     let stop = ctx.stop.clone();

@@ -110,6 +110,9 @@ fn d_at_ms() -> u64 {
 fn d_kinds() -> Vec<String> {
     vec!["port".into(), "address".into(), "active".into()]
 }
+fn d_stall_ms() -> u64 {
+    1000
+}
 fn d_goodput_size() -> u64 {
     4 << 20
 }
@@ -173,6 +176,11 @@ pub struct MigrationParams {
     /// "active" (the HTTP/3 client migrates to a new socket).
     #[serde(default = "d_kinds")]
     pub kinds: Vec<String>,
+    /// A TCP client gives up on a response that brings no byte for this long
+    /// (a NAT rebinding leaves a TCP flow silently stalled), then reconnects
+    /// and resumes with a Range request. Part of the measured recovery cost.
+    #[serde(default = "d_stall_ms")]
+    pub stall_timeout_ms: u64,
     pub protocols: Option<Vec<String>>,
     pub links: Option<Vec<String>>,
 }

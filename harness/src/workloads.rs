@@ -43,6 +43,8 @@ pub struct Env {
     pub rebind: Option<RebindFn>,
     /// TLS key log and qlog go here (with `--pcap`).
     pub capture_dir: Option<std::path::PathBuf>,
+    /// See `ClientOptions::stall_timeout` (set by the migration workload).
+    pub stall_timeout: Option<Duration>,
 }
 
 /// Raw measurements of one cell.
@@ -105,6 +107,7 @@ fn client(
     o.track_progress = progress;
     o.timeout = env.timeout;
     o.capture_dir = env.capture_dir.clone();
+    o.stall_timeout = env.stall_timeout;
     Client::with_epoch(p, o, epoch).map_err(|e| e.to_string())
 }
 
@@ -357,6 +360,9 @@ fn merged_progress(attempts: &[(u64, RequestRecord)]) -> Vec<(u64, u64)> {
 
 /// Migration: a long transfer; at `at_ms` the link rebinds or the client migrates.
 pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams) -> Output {
+    let mut env = env.clone();
+    env.stall_timeout = Some(Duration::from_millis(mp.stall_timeout_ms.max(1)));
+    let env = &env;
     let mut out = Output::default();
     let epoch = Epoch::new();
     let Some((c, conn)) = open(env, p, true, true, epoch, &mut out).await else {
@@ -456,6 +462,17 @@ pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams)
     }
     out.extra.insert("event".into(), serde_json::json!({"kind": kind, "t_ms": ms(ev_ns.saturating_sub(start)), "ok": ev.is_ok(), "detail": match &ev { Ok(s) => s.clone(), Err(e) => e.clone() }}));
     let complete = got >= mp.size;
+    if ev.is_ok() && ev_ns >= end_ns {
+        // The transfer was over before the event: nothing was tested.
+        out.notes.push(format!(
+            "the transfer ended {:.1} ms after its start, before the event at {:.1} ms: make `size` larger or `at_ms` smaller for this link",
+            ms(end_ns.saturating_sub(start)),
+            ms(ev_ns.saturating_sub(start))
+        ));
+        out.fail("migration event after the end of the transfer".into());
+        out.records = attempts.into_iter().map(|(_, r)| r).collect();
+        return out;
+    }
     let same_conn = attempts.iter().all(|(_, r)| r.conn_id == first_conn) && reconnects == 0;
     out.push(
         "survived",

@@ -382,6 +382,7 @@ pub(crate) struct ResponseReader {
     buf: BytesMut,
     parser: ResponseParser,
     eof: bool,
+    stall: Option<std::time::Duration>,
 }
 
 /// How a response ended.
@@ -398,7 +399,14 @@ impl ResponseReader {
             buf: BytesMut::with_capacity(READ_CHUNK),
             parser: ResponseParser::new(),
             eof: false,
+            stall: None,
         }
+    }
+
+    /// Fail a read that brings no byte for this long (see `ClientOptions::stall_timeout`).
+    pub(crate) fn with_stall(mut self, stall: Option<std::time::Duration>) -> Self {
+        self.stall = stall;
+        self
     }
 
     /// Read one whole response to `req` from `rd` into `rec`: first byte (head
@@ -478,7 +486,19 @@ impl ResponseReader {
                 });
             }
             self.buf.reserve(READ_CHUNK);
-            match rd.read_buf(&mut self.buf).await {
+            let read = match self.stall {
+                Some(d) => match tokio::time::timeout(d, rd.read_buf(&mut self.buf)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err(ClientError::Timeout(format!(
+                            "response stalled: no byte for {d:?} (after {} body bytes)",
+                            rec.bytes
+                        )))
+                    }
+                },
+                None => rd.read_buf(&mut self.buf).await,
+            };
+            match read {
                 Ok(0) => self.eof = true,
                 Ok(_) => {}
                 Err(e) => return Err(ClientError::Io(format!("reading the response: {e}"))),
