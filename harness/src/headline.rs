@@ -60,7 +60,7 @@ fn twin<'a>(cells: &'a [CellResult], c: &CellResult) -> Option<&'a str> {
             o.link.loss == 0.0
                 && (o.link.rtt_ms - c.link.rtt_ms).abs() < 1e-9
                 && o.link.rate_bps == c.link.rate_bps
-                && o.link.up.contains("loss") == false
+                && !o.link.up.contains("loss")
         })
         .map(|o| o.link.label.as_str())
 }
@@ -185,7 +185,9 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
         .collect();
     if let Some((_, _, l)) = links
         .iter()
-        .find(|(rtt, loss, _)| *loss == 0.0 && *rtt > 0.0)
+        .find(|(rtt, loss, label)| {
+            *loss == 0.0 && *rtt > 0.0 && rows.iter().any(|r| r.workload == "handshake" && &r.link == label)
+        })
     {
         let _ = writeln!(
             s,
