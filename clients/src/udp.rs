@@ -247,9 +247,16 @@ fn spawn_sender(
                     .and_then(|k| interval.checked_mul(k))
                     .map(|d| start + d)
                     .unwrap_or(start + interval.mul_f64(i as f64));
-                let now = Instant::now();
-                if deadline > now {
-                    std::thread::sleep(deadline - now);
+                // Sliced sleep: a cancelled probe's thread exits within 50 ms.
+                loop {
+                    let now = Instant::now();
+                    if now >= deadline || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break;
                 }
                 let h = Header::new(kind, session, i, mono_ns());
                 if let Err(e) = h.write(&mut buf) {

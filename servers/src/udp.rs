@@ -256,9 +256,8 @@ fn source_run(
         else {
             return;
         };
-        let now = Instant::now();
-        if deadline > now {
-            std::thread::sleep(deadline - now);
+        if !sleep_until(deadline, || *ctx.shutdown.borrow()) {
+            return;
         }
         let mut h = Header::new(Kind::SourceData, session, i, 0);
         h.aux = req.count;
@@ -295,6 +294,22 @@ fn source_run(
         if Instant::now() > hard_stop {
             return;
         }
+    }
+}
+
+/// Sleep until `deadline` in slices of at most 50 ms, so `stop` is noticed
+/// promptly even between widely spaced datagrams; false if stopped. The last
+/// slice ends exactly at the deadline.
+fn sleep_until(deadline: Instant, stop: impl Fn() -> bool) -> bool {
+    loop {
+        if stop() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
     }
 }
 
