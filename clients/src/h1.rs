@@ -259,7 +259,15 @@ impl H11Conn {
         // The only write since we issued it was this request.
         let sent = self.last_write_ns.load(Ordering::Relaxed);
         rec.request_sent_ns = Some(if sent >= issued_ns { sent } else { issued_ns });
-        read_hyper_body(resp, req, rec, epoch, self.shared.opts.track_progress, self.shared.opts.stall_timeout).await
+        read_hyper_body(
+            resp,
+            req,
+            rec,
+            epoch,
+            self.shared.opts.track_progress,
+            self.shared.opts.stall_timeout,
+        )
+        .await
     }
 
     pub async fn close(mut self) {

@@ -107,10 +107,16 @@ impl Client {
 
     /// Like [`Client::new`], with times relative to a given epoch (so several
     /// clients share one time axis).
-    pub fn with_epoch(proto: Protocol, opts: ClientOptions, epoch: Epoch) -> Result<Client, ClientError> {
+    pub fn with_epoch(
+        proto: Protocol,
+        opts: ClientOptions,
+        epoch: Epoch,
+    ) -> Result<Client, ClientError> {
         let alpn: Option<(&[&[u8]], bool)> = match proto {
             Protocol::H10 | Protocol::H11 | Protocol::Udp => None,
-            Protocol::H10Tls | Protocol::H11Tls | Protocol::H11Pipelined => Some((&[ALPN_H1], false)),
+            Protocol::H10Tls | Protocol::H11Tls | Protocol::H11Pipelined => {
+                Some((&[ALPN_H1], false))
+            }
             Protocol::H2 => Some((&[ALPN_H2], false)),
             Protocol::H3 => Some((&[ALPN_H3], true)),
         };
@@ -130,7 +136,8 @@ impl Client {
                 }
                 if let Some(dir) = &opts.capture_dir {
                     let _ = std::fs::create_dir_all(dir);
-                    let log = tls::FileKeyLog::open(&dir.join("keylog.txt")).map_err(|e| ClientError::Setup(e.to_string()))?;
+                    let log = tls::FileKeyLog::open(&dir.join("keylog.txt"))
+                        .map_err(|e| ClientError::Setup(e.to_string()))?;
                     cfg.key_log = Arc::new(log);
                 }
                 Some(Arc::new(cfg))
@@ -165,9 +172,15 @@ impl Client {
         let s = &self.shared;
         let fut = async {
             Ok(match s.proto {
-                Protocol::H10 | Protocol::H10Tls => Connection::H10(h1::H10Conn::connect(s.clone()).await?),
-                Protocol::H11 | Protocol::H11Tls => Connection::H11(h1::H11Conn::connect(s.clone()).await?),
-                Protocol::H11Pipelined => Connection::Pipelined(pipelined::PipelinedConn::connect(s.clone()).await?),
+                Protocol::H10 | Protocol::H10Tls => {
+                    Connection::H10(h1::H10Conn::connect(s.clone()).await?)
+                }
+                Protocol::H11 | Protocol::H11Tls => {
+                    Connection::H11(h1::H11Conn::connect(s.clone()).await?)
+                }
+                Protocol::H11Pipelined => {
+                    Connection::Pipelined(pipelined::PipelinedConn::connect(s.clone()).await?)
+                }
                 Protocol::H2 => Connection::H2(h2::H2Conn::connect(s.clone()).await?),
                 Protocol::H3 => Connection::H3(h3::H3Conn::connect(s.clone()).await?),
                 Protocol::Udp => {
@@ -179,7 +192,10 @@ impl Client {
         };
         match tokio::time::timeout(s.opts.timeout, fut).await {
             Ok(r) => r,
-            Err(_) => Err(ClientError::Timeout(format!("connect to {}", s.opts.server))),
+            Err(_) => Err(ClientError::Timeout(format!(
+                "connect to {}",
+                s.opts.server
+            ))),
         }
     }
 }

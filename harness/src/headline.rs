@@ -183,12 +183,13 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
                 .map(|t| ((c.protocol.clone(), c.variant.clone()), *t))
         })
         .collect();
-    if let Some((_, _, l)) = links
-        .iter()
-        .find(|(rtt, loss, label)| {
-            *loss == 0.0 && *rtt > 0.0 && rows.iter().any(|r| r.workload == "handshake" && &r.link == label)
-        })
-    {
+    if let Some((_, _, l)) = links.iter().find(|(rtt, loss, label)| {
+        *loss == 0.0
+            && *rtt > 0.0
+            && rows
+                .iter()
+                .any(|r| r.workload == "handshake" && &r.link == label)
+    }) {
         let _ = writeln!(
             s,
             "Handshake: time to first byte in RTTs on {l} (median [theory])"

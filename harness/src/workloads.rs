@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quicbench_clients::udp::{ProbeConfig, ProbeMode};
-use quicbench_clients::{Client, ClientOptions, ConnInfo, Connection, Epoch, Request, RequestRecord};
+use quicbench_clients::{
+    Client, ClientOptions, ConnInfo, Connection, Epoch, Request, RequestRecord,
+};
 use quicbench_wire::{CongestionControl, Protocol};
 use rustls_pki_types::CertificateDer;
 
@@ -112,7 +114,14 @@ fn client(
 }
 
 /// A client and its first connection; failures are recorded in `out`.
-async fn open(env: &Env, p: Protocol, resume: bool, progress: bool, epoch: Epoch, out: &mut Output) -> Option<(Client, Connection)> {
+async fn open(
+    env: &Env,
+    p: Protocol,
+    resume: bool,
+    progress: bool,
+    epoch: Epoch,
+    out: &mut Output,
+) -> Option<(Client, Connection)> {
     let c = match client(env, p, resume, progress, epoch) {
         Ok(c) => c,
         Err(e) => {

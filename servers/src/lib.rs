@@ -203,25 +203,41 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
     });
     // http/1.0 too: curl --http1.0 offers only that over TLS, and rustls refuses
     // a handshake with no ALPN overlap. The TCP server treats it as HTTP/1.x.
-    let tls_cfg = Arc::new(tls::server_config(&opts.identity, &[ALPN_H2, ALPN_H1, ALPN_H1_0], false)?);
+    let tls_cfg = Arc::new(tls::server_config(
+        &opts.identity,
+        &[ALPN_H2, ALPN_H1, ALPN_H1_0],
+        false,
+    )?);
     let quic_cfg = tls::quic_server_config(&opts.identity, opts.cc)?;
     let mut addrs = BoundAddrs::default();
     let mut tasks = Vec::new();
     let mut quic_endpoints = Vec::new();
     for ip in &opts.listen {
         let a = SocketAddr::new(*ip, opts.http_port);
-        let l = tcp::bind(a).map_err(|source| ServeError::Bind { proto: "http (tcp)", addr: a, source })?;
+        let l = tcp::bind(a).map_err(|source| ServeError::Bind {
+            proto: "http (tcp)",
+            addr: a,
+            source,
+        })?;
         addrs.http.push(l.local_addr().unwrap_or(a));
         tasks.push(tcp::spawn(l, None, ctx.clone()));
 
         let a = SocketAddr::new(*ip, opts.tls_port);
-        let l = tcp::bind(a).map_err(|source| ServeError::Bind { proto: "https (tcp)", addr: a, source })?;
+        let l = tcp::bind(a).map_err(|source| ServeError::Bind {
+            proto: "https (tcp)",
+            addr: a,
+            source,
+        })?;
         let tls_addr = l.local_addr().unwrap_or(a);
         addrs.tls.push(tls_addr);
         tasks.push(tcp::spawn(l, Some(tls_cfg.clone()), ctx.clone()));
 
         // QUIC defaults to the TLS port number (like real deployments: 443/tcp + 443/udp).
-        let qport = if opts.quic_port == 0 && opts.tls_port == 0 { tls_addr.port() } else { opts.quic_port };
+        let qport = if opts.quic_port == 0 && opts.tls_port == 0 {
+            tls_addr.port()
+        } else {
+            opts.quic_port
+        };
         let a = SocketAddr::new(*ip, qport);
         let ep = h3::bind(a, quic_cfg.clone()).or_else(|e| {
             if opts.quic_port == 0 {
@@ -231,13 +247,21 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
                 Err(e)
             }
         });
-        let ep = ep.map_err(|source| ServeError::Bind { proto: "h3 (quic/udp)", addr: a, source })?;
+        let ep = ep.map_err(|source| ServeError::Bind {
+            proto: "h3 (quic/udp)",
+            addr: a,
+            source,
+        })?;
         addrs.quic.push(ep.local_addr().unwrap_or(a));
         quic_endpoints.push(ep.clone());
         tasks.push(h3::spawn(ep, ctx.clone()));
 
         let a = SocketAddr::new(*ip, opts.udp_port);
-        let s = udp::bind(a).map_err(|source| ServeError::Bind { proto: "udp probe", addr: a, source })?;
+        let s = udp::bind(a).map_err(|source| ServeError::Bind {
+            proto: "udp probe",
+            addr: a,
+            source,
+        })?;
         addrs.udp.push(s.local_addr().unwrap_or(a));
         tasks.push(udp::spawn(s, ctx.clone()));
     }

@@ -13,7 +13,9 @@ pub struct UnknownName {
 }
 
 /// A protocol quicbench compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub enum Protocol {
     /// HTTP/1.0 cleartext: a new TCP connection per request.
@@ -63,7 +65,11 @@ impl Protocol {
     pub fn uses_tls(self) -> bool {
         matches!(
             self,
-            Protocol::H10Tls | Protocol::H11Tls | Protocol::H11Pipelined | Protocol::H2 | Protocol::H3
+            Protocol::H10Tls
+                | Protocol::H11Tls
+                | Protocol::H11Pipelined
+                | Protocol::H2
+                | Protocol::H3
         )
     }
 
@@ -78,7 +84,9 @@ impl Protocol {
     pub fn theory_ttfb_rtt(self, resumed_0rtt: bool) -> Option<f64> {
         match self {
             Protocol::H10 | Protocol::H11 => Some(2.0),
-            Protocol::H10Tls | Protocol::H11Tls | Protocol::H11Pipelined | Protocol::H2 => Some(3.0),
+            Protocol::H10Tls | Protocol::H11Tls | Protocol::H11Pipelined | Protocol::H2 => {
+                Some(3.0)
+            }
             Protocol::H3 => Some(if resumed_0rtt { 1.0 } else { 2.0 }),
             Protocol::Udp => None,
         }
@@ -129,7 +137,9 @@ impl From<Protocol> for String {
 
 /// QUIC congestion controller. TCP uses the kernel's (Cubic on Linux), so Cubic
 /// is the default for a like-with-like comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub enum CongestionControl {
     #[default]
@@ -196,7 +206,10 @@ mod tests {
         }
         let e = "h4".parse::<Protocol>().unwrap_err();
         assert!(e.to_string().contains("\"h4\"") && e.to_string().contains("h1.1-pipelined"));
-        assert_eq!("BBR".parse::<CongestionControl>(), Ok(CongestionControl::Bbr));
+        assert_eq!(
+            "BBR".parse::<CongestionControl>(),
+            Ok(CongestionControl::Bbr)
+        );
         assert!("vegas".parse::<CongestionControl>().is_err());
     }
 

@@ -142,13 +142,23 @@ mod tests {
         assert_eq!(Resource::parse("/?x=1", cap), Resource::Health);
         assert_eq!(Resource::parse("/bytes/0", cap), Resource::Bytes(0));
         assert_eq!(Resource::parse("/bytes/1000", cap), Resource::Bytes(1000));
-        assert_eq!(Resource::parse("/bytes/12?nocache=3", cap), Resource::Bytes(12));
+        assert_eq!(
+            Resource::parse("/bytes/12?nocache=3", cap),
+            Resource::Bytes(12)
+        );
         assert_eq!(Resource::parse("/bytes/1001", cap).status(), 413);
         assert_eq!(
             Resource::parse("/bytes/999999999999999999999999", cap).status(),
             413
         );
-        for bad in ["/bytes/-1", "/bytes/abc", "/bytes/", "/bytes/1e3", "/bytes/ 1", "/bytes/+5"] {
+        for bad in [
+            "/bytes/-1",
+            "/bytes/abc",
+            "/bytes/",
+            "/bytes/1e3",
+            "/bytes/ 1",
+            "/bytes/+5",
+        ] {
             assert_eq!(Resource::parse(bad, cap).status(), 400, "{bad}");
         }
         for nf in ["/bytes", "/x", "", "/bytes/1/2x", "//"] {
@@ -160,10 +170,31 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=10-", 100), Ok(Some(ByteRange { start: 10, end: 100 })));
-        assert_eq!(parse_range("bytes=10-19", 100), Ok(Some(ByteRange { start: 10, end: 20 })));
-        assert_eq!(parse_range("bytes=10-1000", 100), Ok(Some(ByteRange { start: 10, end: 100 })));
-        assert_eq!(parse_range("bytes=-30", 100), Ok(Some(ByteRange { start: 70, end: 100 })));
+        assert_eq!(
+            parse_range("bytes=10-", 100),
+            Ok(Some(ByteRange {
+                start: 10,
+                end: 100
+            }))
+        );
+        assert_eq!(
+            parse_range("bytes=10-19", 100),
+            Ok(Some(ByteRange { start: 10, end: 20 }))
+        );
+        assert_eq!(
+            parse_range("bytes=10-1000", 100),
+            Ok(Some(ByteRange {
+                start: 10,
+                end: 100
+            }))
+        );
+        assert_eq!(
+            parse_range("bytes=-30", 100),
+            Ok(Some(ByteRange {
+                start: 70,
+                end: 100
+            }))
+        );
         assert_eq!(parse_range("bytes=100-", 100), Err(()));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(parse_range("items=0-1", 100), Ok(None));

@@ -353,7 +353,8 @@ impl rustls::KeyLog for FileKeyLog {
     fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
         use std::fmt::Write as _;
         use std::io::Write as _;
-        let mut line = String::with_capacity(label.len() + 2 * (client_random.len() + secret.len()) + 3);
+        let mut line =
+            String::with_capacity(label.len() + 2 * (client_random.len() + secret.len()) + 3);
         line.push_str(label);
         line.push(' ');
         for b in client_random {
@@ -406,7 +407,10 @@ mod tests {
         let p = dir.path().join("keys.log");
         let k = FileKeyLog::open(&p).unwrap();
         k.log("CLIENT_TRAFFIC_SECRET_0", &[1, 2], &[0xab]);
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "CLIENT_TRAFFIC_SECRET_0 0102 ab\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "CLIENT_TRAFFIC_SECRET_0 0102 ab\n"
+        );
     }
 
     #[test]
