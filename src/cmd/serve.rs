@@ -69,9 +69,9 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         (Some(c), Some(k)) => Identity::load(c, k)?,
         _ => Identity::generate(&listen.iter().map(|i| i.to_string()).collect::<Vec<_>>())?,
     };
-    if let Some(p) = &a.cert_out {
-        identity.write_trust(p)?;
-    }
+    // Written once the servers listen (below), so a client that waits for the
+    // file can connect at once.
+    let trust_out = a.cert_out.clone().map(|p| (p, identity.clone()));
     if let Some(p) = &a.key_out {
         identity.write_key(p)?;
     }
@@ -89,6 +89,9 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         let servers = quicbench_servers::start(opts)
             .await
             .context("starting servers")?;
+        if let Some((p, id)) = &trust_out {
+            id.write_trust(p)?;
+        }
         let join = |v: &[std::net::SocketAddr]| {
             v.iter()
                 .map(|a| a.to_string())
