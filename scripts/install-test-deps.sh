@@ -6,6 +6,24 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
 # ---------------------------------------------------------------------------
+# iproute2: the link (netem/) configures namespaces, TUN and veth devices with
+# `ip`, and the kernel backend uses `tc`. Also wrk + nginx for the throughput
+# comparison script (scripts/bench-wrk.sh) are NOT installed here (benchmarks
+# only; that script installs them itself).
+# ---------------------------------------------------------------------------
+install_iproute2() {
+  if command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1; then
+    echo "iproute2: present ($(ip -V 2>&1 | head -n1))"
+    return 0
+  fi
+  echo "iproute2: missing, installing it with apt"
+  apt-get update -qq && apt-get install -y -qq iproute2
+}
+install_iproute2
+# ------------------------------------------------------------- end iproute2
+
+
+# ---------------------------------------------------------------------------
 # curl: TCP interop tests (servers/tests/tcp_curl.rs): HTTP/1.0, HTTP/1.1 and
 # HTTP/2 (curl built with nghttp2, as Debian's and Ubuntu's are) against our
 # server. System package; needs root when missing.
