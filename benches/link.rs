@@ -94,22 +94,26 @@ fn relay(c: &mut Criterion) {
         eprintln!("SKIPPED: relay benches need network namespaces (root or user namespaces): {e}");
         return;
     }
-    let mut cfg = LinkConfig::new(LinkSpec::default(), LinkSpec::default());
-    cfg.backend = Backend::UserSpace;
-    let link = match Link::build(cfg) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("SKIPPED: relay benches: cannot build a link: {e}");
-            return;
-        }
-    };
     const BYTES: u64 = 128 << 20;
     let mut g = c.benchmark_group("relay");
     g.throughput(Throughput::Bytes(BYTES));
     g.sample_size(10);
-    g.bench_function("tcp_bulk_128MiB/userspace", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| bulk(&link, BYTES)).sum())
-    });
+    // The user-space relay, and a direct veth pair (the kernel backend with no
+    // impairment installs no qdisc) as the reference it is compared with.
+    for (name, backend) in [("userspace", Backend::UserSpace), ("veth", Backend::Kernel)] {
+        let mut cfg = LinkConfig::new(LinkSpec::default(), LinkSpec::default());
+        cfg.backend = backend;
+        let link = match Link::build(cfg) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("SKIPPED: relay bench {name}: cannot build the link: {e}");
+                continue;
+            }
+        };
+        g.bench_function(format!("tcp_bulk_128MiB/{name}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| bulk(&link, BYTES)).sum())
+        });
+    }
     g.finish();
 }
 

@@ -62,7 +62,7 @@ impl H10Conn {
         for &i in &sched.order {
             let req = &reqs[i];
             let due = sched.due(req);
-            tokio::time::sleep_until(due.into()).await;
+            crate::wait_until(due).await;
             let start_ns = epoch.ns(due);
             let timeout = self.shared.opts.timeout;
             let mut rec = RequestRecord::new(i, &req.path, 0, start_ns);
@@ -196,7 +196,7 @@ impl H11Conn {
         for &i in &sched.order {
             let req = &reqs[i];
             let due = sched.due(req);
-            tokio::time::sleep_until(due.into()).await;
+            crate::wait_until(due).await;
             let mut rec = RequestRecord::new(i, &req.path, conn_id, epoch.ns(due));
             rec.stream_id = Some(self.position);
             self.position += 1;

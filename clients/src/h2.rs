@@ -103,7 +103,7 @@ impl H2Conn {
             let due = sched.due(req);
             let submitted = &submitted;
             async move {
-                tokio::time::sleep_until(due.into()).await;
+                crate::wait_until(due).await;
                 let mut rec = RequestRecord::new(i, &req.path, conn_id, epoch.ns(due));
                 let one = async {
                     check_target(req)?;

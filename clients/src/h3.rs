@@ -621,7 +621,7 @@ async fn one_request(job: Job<'_>, mut send: SendRequest) -> RequestRecord {
         job.conn_id,
         epoch.ns(job.scheduled),
     );
-    tokio::time::sleep_until(job.scheduled.into()).await;
+    crate::wait_until(job.scheduled).await;
     let fut = async {
         let uri = format!("https://{}{}", job.authority, job.req.path);
         let mut b = http::Request::get(uri);

@@ -26,6 +26,25 @@ use quicbench_wire::tls::{self, ALPN_H1, ALPN_H2, ALPN_H3};
 use quicbench_wire::{CongestionControl, Protocol};
 use rustls_pki_types::CertificateDer;
 
+/// Wait until `due` with sub-millisecond precision: tokio's timer has 1 ms
+/// granularity (a deadline that is already due still waits for the next tick),
+/// so sleep coarsely to 1.5 ms before the deadline and yield for the rest; a
+/// deadline already passed returns at once. Latency is measured from the
+/// scheduled time, so a late wake-up would be counted as protocol latency.
+pub(crate) async fn wait_until(due: std::time::Instant) {
+    const COARSE: Duration = Duration::from_micros(1500);
+    let now = std::time::Instant::now();
+    if due <= now {
+        return;
+    }
+    if due - now > COARSE {
+        tokio::time::sleep_until((due - COARSE).into()).await;
+    }
+    while std::time::Instant::now() < due {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {

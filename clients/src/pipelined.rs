@@ -108,7 +108,7 @@ impl PipelinedConn {
 
         let writer = async {
             for &i in &order {
-                tokio::time::sleep_until(sched.due(&reqs[i]).into()).await;
+                crate::wait_until(sched.due(&reqs[i])).await;
                 let head = &heads[i];
                 let w = async {
                     wr.write_all(head.as_bytes()).await?;
