@@ -178,6 +178,7 @@ fn open_socket(cfg: &ProbeConfig) -> Result<std::net::UdpSocket, ClientError> {
             addr: cfg.server,
             detail: format!("cannot bind a UDP socket on {ip}: {e}"),
         })?;
+    quicbench_wire::probe::enlarge_buffers(&s, quicbench_wire::probe::SOCKET_BUFFER);
     s.connect(cfg.server).map_err(|e| ClientError::Connect {
         addr: cfg.server,
         detail: e.to_string(),

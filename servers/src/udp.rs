@@ -40,6 +40,7 @@ const MAX_SOURCE_JOBS: usize = 16;
 /// Bind the probe socket (must be called inside a tokio runtime).
 pub fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let s = std::net::UdpSocket::bind(addr)?;
+    quicbench_wire::probe::enlarge_buffers(&s, quicbench_wire::probe::SOCKET_BUFFER);
     s.set_nonblocking(true)?;
     UdpSocket::from_std(s)
 }
