@@ -261,7 +261,21 @@ async fn establish_once(
             "HTTP/3 needs a TLS configuration".into(),
         ))
     })?;
-    let cfg = tls::quic_client_config(tls_cfg, opts.cc)
+    // With a capture directory, one qlog per connection attempt.
+    let qlog: Option<Box<dyn std::io::Write + Send + Sync>> = match &opts.capture_dir {
+        Some(dir) => {
+            let path = dir.join(format!("h3-{}.qlog", shared.epoch.now_ns()));
+            let file = std::fs::File::create(&path).map_err(|e| {
+                fail(ClientError::Setup(format!(
+                    "cannot create {}: {e}",
+                    path.display()
+                )))
+            })?;
+            Some(Box::new(std::io::BufWriter::new(file)))
+        }
+        None => None,
+    };
+    let cfg = tls::quic_client_config_with_qlog(tls_cfg, opts.cc, qlog)
         .map_err(|e| fail(ClientError::Setup(e.to_string())))?;
     let mut endpoint = quinn::Endpoint::client(SocketAddr::new(bind_ip, 0)).map_err(|e| {
         fail(ClientError::Connect {

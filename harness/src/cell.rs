@@ -272,6 +272,17 @@ const MAX_RAW_RECORDS: usize = 2000;
 
 fn fill(res: &mut CellResult, out: Output, p: Protocol) {
     for (name, (unit, samples)) in out.metrics {
+        // Latencies also as HdrHistograms under the same name, in µs (mergeable
+        // across cells and runs; the summary uses the exact samples).
+        if unit == "ms" && !samples.is_empty() {
+            let us: Vec<u64> = samples
+                .iter()
+                .map(|v| (v * 1000.0).round().max(0.0) as u64)
+                .collect();
+            if let Ok(h) = quicbench_results::HistogramData::from_values(&us, "us") {
+                res.histograms.insert(name.clone(), h);
+            }
+        }
         res.metrics.insert(name, Metric { unit, samples });
     }
     res.timelines = out.timelines;

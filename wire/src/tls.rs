@@ -317,10 +317,26 @@ pub fn quic_client_config(
     tls: Arc<rustls::ClientConfig>,
     cc: CongestionControl,
 ) -> Result<quinn::ClientConfig, TlsError> {
+    quic_client_config_with_qlog(tls, cc, None)
+}
+
+/// As [`quic_client_config`], writing a qlog trace (JSON-SEQ) of the
+/// connection to `qlog` (quinn's `qlog` feature).
+pub fn quic_client_config_with_qlog(
+    tls: Arc<rustls::ClientConfig>,
+    cc: CongestionControl,
+    qlog: Option<Box<dyn std::io::Write + Send + Sync>>,
+) -> Result<quinn::ClientConfig, TlsError> {
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TlsError::Config(format!("QUIC client TLS: {e}")))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    cfg.transport_config(Arc::new(transport_config(cc)));
+    let mut t = transport_config(cc);
+    if let Some(w) = qlog {
+        let mut q = quinn::QlogConfig::default();
+        q.writer(w).title(Some("quicbench client".into()));
+        t.qlog_stream(q.into_stream());
+    }
+    cfg.transport_config(Arc::new(t));
     Ok(cfg)
 }
 
