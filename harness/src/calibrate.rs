@@ -138,7 +138,10 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
     // A probe faster than the link's rate would measure its own queue: keep it
     // to half of the slower direction's rate (IP + UDP headers included).
     let wire_bits = ((o.size + 28) * 8) as f64;
-    let slowest = [cfg.up.rate_bps(), cfg.down.rate_bps()].into_iter().flatten().min();
+    let slowest = [cfg.up.rate_bps(), cfg.down.rate_bps()]
+        .into_iter()
+        .flatten()
+        .min();
     let pps = match slowest {
         Some(r) => o.pps.min(((r as f64 * 0.5) / wire_bits).max(1.0) as u64),
         None => o.pps,
@@ -171,12 +174,19 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
     if pps < o.pps {
         checks.push(Check {
             name: "probe rate".into(),
-            detail: format!("{pps} datagrams/s instead of {}: half of the link's rate", o.pps),
+            detail: format!(
+                "{pps} datagrams/s instead of {}: half of the link's rate",
+                o.pps
+            ),
             ok: None,
         });
     }
     // A datagram of the probe's size also takes its serialisation time at the rate.
-    let ser_ms = cfg.up.rate_bps().map(|r| wire_bits / r as f64 * 1000.0).unwrap_or(0.0);
+    let ser_ms = cfg
+        .up
+        .rate_bps()
+        .map(|r| wire_bits / r as f64 * 1000.0)
+        .unwrap_or(0.0);
     let up_ms = up_ms + ser_ms;
     if let Some(ow) = &probe.owd_up {
         let (e50, e99) = (ow.p50_us / 1000.0 - up_ms, ow.p99_us / 1000.0 - up_ms);

@@ -306,3 +306,187 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
     }
     s
 }
+
+/// One protocol pair compared on one metric (a row of `comparisons.csv`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ComparisonRow {
+    pub workload: String,
+    pub variant: String,
+    pub link: String,
+    pub metric: String,
+    pub unit: String,
+    pub protocol_a: String,
+    pub protocol_b: String,
+    pub median_a: f64,
+    pub median_b: f64,
+    /// median_a − median_b.
+    pub diff: f64,
+    /// median_a / median_b (empty when median_b is 0).
+    pub ratio: Option<f64>,
+    /// The 95% CIs of the two medians do not overlap.
+    pub distinguishable: bool,
+    /// Two-sided Mann-Whitney U p-value (second opinion).
+    pub mann_whitney_p: f64,
+    pub n_a: u64,
+    pub n_b: u64,
+}
+
+/// Every protocol pair on every metric of every (workload, variant, link),
+/// from the pooled samples of the Ok cells; pairs whose 95% CIs overlap are
+/// marked not distinguishable.
+pub fn comparisons(cells: &[CellResult]) -> Vec<ComparisonRow> {
+    type Key = (String, String, String, String, String);
+    let mut pools: BTreeMap<Key, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    for c in cells.iter().filter(|c| c.status.is_ok()) {
+        for (name, m) in &c.metrics {
+            if name == "failures" {
+                continue;
+            }
+            let key = (
+                c.workload.clone(),
+                c.variant.clone(),
+                c.link.label.clone(),
+                name.clone(),
+                m.unit.clone(),
+            );
+            pools
+                .entry(key)
+                .or_default()
+                .entry(c.protocol.clone())
+                .or_default()
+                .extend(m.samples.iter().copied().filter(|v| v.is_finite()));
+        }
+    }
+    let mut out = Vec::new();
+    for ((workload, variant, link, metric, unit), by_proto) in pools {
+        let protos: Vec<(&String, &Vec<f64>)> =
+            by_proto.iter().filter(|(_, v)| !v.is_empty()).collect();
+        for (i, (pa, a)) in protos.iter().enumerate() {
+            for (pb, b) in protos.iter().skip(i + 1) {
+                let Ok(cmp) = quicbench_results::compare(a, b) else {
+                    continue;
+                };
+                out.push(ComparisonRow {
+                    workload: workload.clone(),
+                    variant: variant.clone(),
+                    link: link.clone(),
+                    metric: metric.clone(),
+                    unit: unit.clone(),
+                    protocol_a: (*pa).clone(),
+                    protocol_b: (*pb).clone(),
+                    median_a: cmp.a.median,
+                    median_b: cmp.b.median,
+                    diff: cmp.diff_median,
+                    ratio: cmp.ratio,
+                    distinguishable: cmp.distinguishable,
+                    mann_whitney_p: cmp.mann_whitney_p,
+                    n_a: a.len() as u64,
+                    n_b: b.len() as u64,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Write `comparisons.csv` into a run directory.
+pub fn write_comparisons(dir: &std::path::Path, rows: &[ComparisonRow]) -> anyhow::Result<()> {
+    let path = dir.join("comparisons.csv");
+    let tmp = dir.join(".comparisons.csv.tmp");
+    let mut w = csv::Writer::from_path(&tmp)?;
+    for r in rows {
+        w.serialize(r)?;
+    }
+    w.flush()?;
+    drop(w);
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quicbench_results::{LinkInfo, Metric};
+
+    fn cell(proto: &str, link: &str, loss: f64, metric: &str, samples: Vec<f64>) -> CellResult {
+        let mut c = CellResult::new(
+            format!("hol-paced__{proto}__{link}__r0"),
+            proto,
+            "hol",
+            "paced",
+            LinkInfo {
+                label: link.into(),
+                up: if loss > 0.0 {
+                    "delay 10ms loss 2%".into()
+                } else {
+                    "delay 10ms".into()
+                },
+                down: String::new(),
+                rtt_ms: 20.0,
+                loss,
+                rate_bps: None,
+            },
+            0,
+            1,
+        );
+        c.metrics.insert(
+            metric.into(),
+            Metric {
+                unit: "ms".into(),
+                samples,
+            },
+        );
+        c
+    }
+
+    #[test]
+    fn inflation_against_the_lossless_twin() {
+        let base: Vec<f64> = (0..50).map(|i| 20.0 + (i % 5) as f64 * 0.1).collect();
+        let lossy: Vec<f64> = (0..50)
+            .map(|i| {
+                if i % 10 == 0 {
+                    80.0
+                } else {
+                    20.0 + (i % 5) as f64 * 0.1
+                }
+            })
+            .collect();
+        let cells = vec![
+            cell("h3", "clean", 0.0, "latency_ms", base),
+            cell("h3", "lossy", 0.02, "latency_ms", lossy),
+        ];
+        let rows = derived_rows(&cells);
+        let get = |m: &str| {
+            rows.iter()
+                .find(|r| r.metric == m)
+                .map(|r| r.median)
+                .unwrap()
+        };
+        assert!((get("hol_inflation_p50") - 1.0).abs() < 0.01);
+        assert!((get("hol_inflation_max") - 80.0 / 20.4).abs() < 0.01);
+        // 5 of 50 requests are slower than the lossless median + 1 RTT.
+        assert!((get("hol_delayed_share") - 0.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn comparisons_mark_indistinguishable_pairs() {
+        let a: Vec<f64> = (0..40).map(|i| 10.0 + (i % 7) as f64).collect();
+        let b = a.clone();
+        let c: Vec<f64> = a.iter().map(|v| v + 100.0).collect();
+        let cells = vec![
+            cell("h2", "l", 0.0, "latency_ms", a),
+            cell("h3", "l", 0.0, "latency_ms", b),
+            cell("h1.1", "l", 0.0, "latency_ms", c),
+        ];
+        let rows = comparisons(&cells);
+        assert_eq!(rows.len(), 3);
+        let find = |x: &str, y: &str| {
+            rows.iter()
+                .find(|r| r.protocol_a == x && r.protocol_b == y)
+                .unwrap()
+        };
+        assert!(!find("h2", "h3").distinguishable);
+        assert!(find("h1.1", "h2").distinguishable);
+        assert!(find("h1.1", "h3").diff > 99.0);
+    }
+}

@@ -136,6 +136,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut rows = quicbench_results::summarize(&cells);
     rows.extend(quicbench_harness::headline::derived_rows(&cells));
     dir.write_summary(&rows)?;
+    quicbench_harness::headline::write_comparisons(
+        &outcome.dir,
+        &quicbench_harness::headline::comparisons(&cells),
+    )?;
     println!();
     print!("{}", quicbench_harness::headline::headline(&cells, &rows));
     println!(
@@ -170,6 +174,10 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
     let mut rows = quicbench_results::summarize(&cells);
     rows.extend(quicbench_harness::headline::derived_rows(&cells));
     dir.write_summary(&rows)?;
+    quicbench_harness::headline::write_comparisons(
+        &a.out,
+        &quicbench_harness::headline::comparisons(&cells),
+    )?;
     println!(
         "merged {} shard(s), {} cell(s) into {}",
         a.dirs.len(),
