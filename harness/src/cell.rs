@@ -166,7 +166,7 @@ fn execute_inner(
     let server_ip = link.server_ip();
     let (servers, ports) = start_servers(&link, server_ip, ctx.identity.clone(), m)?;
     let rebind: Option<RebindFn> =
-        if cell.workload == Workload::Migration && cell.variant != "active" {
+        if cell.workload == Workload::Migration && !cell.variant.starts_with("active") {
             let l = link.clone();
             Some(Arc::new(move |kind: &str| {
                 let k = if kind == "address" {
@@ -253,7 +253,10 @@ async fn run_workload(env: &Env, c: &Cell, w: &crate::matrix::Workloads) -> Outp
             None => missing(),
         },
         Workload::Migration => match &w.migration {
-            Some(p) => workloads::migration(env, c.protocol, &c.variant, p).await,
+            Some(p) => match c.variant.strip_suffix("-paced") {
+                Some(kind) => workloads::migration_paced(env, c.protocol, kind, p).await,
+                None => workloads::migration(env, c.protocol, &c.variant, p).await,
+            },
             None => missing(),
         },
         Workload::Goodput => match &w.goodput {

@@ -110,6 +110,12 @@ fn d_at_ms() -> u64 {
 fn d_kinds() -> Vec<String> {
     vec!["port".into(), "address".into(), "active".into()]
 }
+fn d_true() -> bool {
+    true
+}
+fn d_paced_duration_ms() -> u64 {
+    2000
+}
 fn d_stall_ms() -> u64 {
     1000
 }
@@ -181,6 +187,14 @@ pub struct MigrationParams {
     /// and resumes with a Range request. Part of the measured recovery cost.
     #[serde(default = "d_stall_ms")]
     pub stall_timeout_ms: u64,
+    /// Also run each kind during a paced request stream (variant `<kind>-paced`):
+    /// a small request every `paced_interval_ms` for `paced_duration_ms`.
+    #[serde(default = "d_true")]
+    pub paced: bool,
+    #[serde(default = "d_interval_ms")]
+    pub paced_interval_ms: u64,
+    #[serde(default = "d_paced_duration_ms")]
+    pub paced_duration_ms: u64,
     pub protocols: Option<Vec<String>>,
     pub links: Option<Vec<String>>,
 }

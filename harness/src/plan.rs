@@ -146,12 +146,20 @@ pub fn cells(m: &Matrix) -> Vec<Cell> {
     }
     if let Some(mg) = &m.workloads.migration {
         for k in &mg.kinds {
-            let ps = http
+            let ps: Vec<Protocol> = http
                 .iter()
                 .copied()
                 .filter(|p| wants(&mg.protocols, *p) && (k != "active" || *p == Protocol::H3))
                 .collect();
-            kinds.push((Workload::Migration, k.clone(), ps, mg.links.clone()));
+            kinds.push((Workload::Migration, k.clone(), ps.clone(), mg.links.clone()));
+            if mg.paced {
+                kinds.push((
+                    Workload::Migration,
+                    format!("{k}-paced"),
+                    ps,
+                    mg.links.clone(),
+                ));
+            }
         }
     }
     if let Some(g) = &m.workloads.goodput {

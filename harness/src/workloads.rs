@@ -381,28 +381,13 @@ pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams)
     out.conn = Some(conn.info().clone());
     let start = epoch.now_ns();
     // The event, on its own task, at its time.
-    let migrator = conn.as_h3().map(|h| h.migrator());
-    let rebind = env.rebind.clone();
-    let kind_s = kind.to_string();
-    let at = Duration::from_millis(mp.at_ms);
-    let event = tokio::spawn(async move {
-        tokio::time::sleep(at).await;
-        let t = epoch.now_ns();
-        let what = match kind_s.as_str() {
-            "active" => match migrator {
-                Some(m) => m
-                    .migrate()
-                    .map(|a| format!("client migrated to {a}"))
-                    .map_err(|e| e.to_string()),
-                None => Err("active migration needs HTTP/3".into()),
-            },
-            k => match rebind {
-                Some(f) => f(k),
-                None => Err("the link cannot rebind (no NAT on this backend)".into()),
-            },
-        };
-        (t, what)
-    });
+    let event = spawn_event(
+        env,
+        kind,
+        Duration::from_millis(mp.at_ms),
+        conn.as_h3().map(|h| h.migrator()),
+        epoch,
+    );
     let mut attempts: Vec<(u64, RequestRecord)> = Vec::new();
     let mut got = 0u64;
     let mut reconnects = 0u32;
@@ -517,6 +502,158 @@ pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams)
         }
     }
     out.records = attempts.into_iter().map(|(_, r)| r).collect();
+    out
+}
+
+/// The migration event on its own task, at `at` after now: NAT rebinding on the
+/// link, or active migration of the HTTP/3 client. Returns (event time, what happened).
+fn spawn_event(
+    env: &Env,
+    kind: &str,
+    at: Duration,
+    migrator: Option<quicbench_clients::h3::Migrator>,
+    epoch: Epoch,
+) -> tokio::task::JoinHandle<(u64, Result<String, String>)> {
+    let rebind = env.rebind.clone();
+    let kind = kind.to_string();
+    tokio::spawn(async move {
+        tokio::time::sleep(at).await;
+        let t = epoch.now_ns();
+        let what = match kind.as_str() {
+            "active" => match migrator {
+                Some(m) => m
+                    .migrate()
+                    .map(|a| format!("client migrated to {a}"))
+                    .map_err(|e| e.to_string()),
+                None => Err("active migration needs HTTP/3".into()),
+            },
+            k => match rebind {
+                Some(f) => f(k),
+                None => Err("the link cannot rebind (no NAT on this backend)".into()),
+            },
+        };
+        (t, what)
+    })
+}
+
+/// Migration during a paced request stream: a small request every interval;
+/// at `at_ms` the event. Requests broken by it are re-issued on a new
+/// connection (TCP); each request's latency runs from its original scheduled
+/// time, so the whole recovery shows up in the latencies around the event.
+pub async fn migration_paced(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams) -> Output {
+    let mut env = env.clone();
+    env.stall_timeout = Some(Duration::from_millis(mp.stall_timeout_ms.max(1)));
+    let env = &env;
+    let mut out = Output::default();
+    let epoch = Epoch::new();
+    let Some((c, conn)) = open(env, p, true, false, epoch, &mut out).await else {
+        return out;
+    };
+    let first_conn = conn.info().conn_id;
+    out.conn = Some(conn.info().clone());
+    let interval = mp.paced_interval_ms.max(1);
+    let n = (mp.paced_duration_ms / interval).max(1) as usize;
+    let size = 1024u64;
+    let start = epoch.now_ns();
+    let scheduled: Vec<u64> = (0..n)
+        .map(|i| start + i as u64 * interval * 1_000_000)
+        .collect();
+    let event = spawn_event(
+        env,
+        kind,
+        Duration::from_millis(mp.at_ms),
+        conn.as_h3().map(|h| h.migrator()),
+        epoch,
+    );
+    let mut done: Vec<Option<RequestRecord>> = vec![None; n];
+    let mut pending: Vec<usize> = (0..n).collect();
+    let mut reconnects = 0u32;
+    let deadline = tokio::time::Instant::now() + env.timeout;
+    let mut current = Some(conn);
+    while !pending.is_empty() && tokio::time::Instant::now() < deadline {
+        let mut cn = match current.take() {
+            Some(cn) => cn,
+            None => match c.connect().await {
+                Ok(cn) => {
+                    reconnects += 1;
+                    cn
+                }
+                Err(e) => {
+                    out.fail(format!("reconnect: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let now = epoch.now_ns();
+        let reqs: Vec<Request> = pending
+            .iter()
+            .map(|&i| {
+                Request::bytes(size).at(Duration::from_nanos(scheduled[i].saturating_sub(now)))
+            })
+            .collect();
+        let recs = cn.run(&reqs).await;
+        let mut still = Vec::new();
+        let mut broken = false;
+        for (&i, r) in pending.iter().zip(recs) {
+            if r.ok() {
+                done[i] = Some(r);
+            } else {
+                broken = true;
+                still.push(i);
+            }
+        }
+        pending = still;
+        if broken {
+            // A broken TCP connection cannot carry the rest: start over.
+            drop(cn);
+        } else {
+            current = Some(cn);
+        }
+    }
+    if let Some(cn) = current {
+        cn.close().await;
+    }
+    let (ev_ns, ev) = event
+        .await
+        .unwrap_or_else(|e| (0, Err(format!("event task: {e}"))));
+    out.extra.insert(
+        "event".into(),
+        serde_json::json!({"kind": kind, "t_ms": ms(ev_ns.saturating_sub(start)), "ok": ev.is_ok(),
+            "detail": match &ev { Ok(s) => s.clone(), Err(e) => e.clone() }}),
+    );
+    let completed = pending.is_empty();
+    let same = reconnects == 0 && done.iter().flatten().all(|r| r.conn_id == first_conn);
+    out.push(
+        "survived",
+        "bool",
+        if completed && same { 1.0 } else { 0.0 },
+    );
+    out.push(
+        "new_handshake",
+        "bool",
+        if reconnects > 0 { 1.0 } else { 0.0 },
+    );
+    out.push("completed", "bool", if completed { 1.0 } else { 0.0 });
+    out.push("unanswered", "requests", pending.len() as f64);
+    let mut worst = 0f64;
+    let mut series = Vec::new();
+    for (i, r) in done.iter().enumerate() {
+        if let Some(lb) = r.as_ref().and_then(|r| r.last_byte_ns) {
+            let lat = ms(lb.saturating_sub(scheduled[i]));
+            out.push("latency_ms", "ms", lat);
+            series.push((ms(scheduled[i].saturating_sub(start)), lat));
+            if scheduled[i] + 2 * interval * 1_000_000 >= ev_ns {
+                worst = worst.max(lat);
+            }
+        }
+    }
+    // Disruption: the worst latency of a request scheduled from shortly before the event on.
+    if ev.is_ok() {
+        out.push("disruption_ms", "ms", worst);
+    }
+    out.timelines.insert("latency_vs_time".into(), series);
+    out.records = done.into_iter().flatten().collect();
     out
 }
 
