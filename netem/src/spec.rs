@@ -455,7 +455,15 @@ fn fmt_rate(bits: u64) -> String {
     } else {
         (1, "bit")
     };
-    format!("{}{unit}", fmt_scaled(bits, scale))
+    let text = format!("{}{unit}", fmt_scaled(bits, scale));
+    // Parsing scales through f64 (as tc does): above 2^53 bit/s a scaled decimal
+    // may read back a few bits off. The plain bit count always reads back exactly
+    // for a rate that came from parsing (it is an f64 value).
+    if parse_rate(&text) == Ok(bits) {
+        text
+    } else {
+        format!("{bits}bit")
+    }
 }
 
 /// Rust prints f64 as the shortest text that reads back to the same value, never with an
@@ -2134,6 +2142,19 @@ mod tests {
             }
             assert!(s.validate().is_ok(), "{s:?}: {:?}", s.validate());
             assert_round_trip(&s);
+        }
+    }
+
+    /// Inputs found by `fuzz/fuzz_targets/netem_spec.rs` (scripts/fuzz.sh):
+    /// each parsed, printed to text that parsed back to a different spec.
+    #[test]
+    fn fuzz_regressions_round_trip() {
+        for text in [
+            // A rate above 2^53 bit/s printed as "2202052.102102102016tbit",
+            // which reads back (through f64) 256 bit/s off.
+            "rat  2202052102102102100",
+        ] {
+            assert_round_trip(&p(text));
         }
     }
 }
