@@ -16,16 +16,16 @@ fn pooled(cells: &[CellResult], f: impl Fn(&CellResult) -> bool, metric: &str) -
         .collect()
 }
 
+/// A derived row of the paced HOL workload.
 fn row(
     protocol: &str,
-    workload: &str,
-    variant: &str,
     link: &str,
     metric: &str,
     unit: &str,
     samples: &[f64],
     cells: u64,
 ) -> Option<SummaryRow> {
+    let (workload, variant) = ("hol", "paced");
     let ci = median_ci(samples).ok()?;
     let d = quicbench_results::stats::describe(samples).ok()?;
     Some(SummaryRow {
@@ -107,8 +107,6 @@ pub fn derived_rows(cells: &[CellResult]) -> Vec<SummaryRow> {
                     // One value per comparison: n counts the lossy samples behind it.
                     if let Some(mut r) = row(
                         &proto,
-                        "hol",
-                        "paced",
                         &label,
                         &format!("hol_inflation_{name}"),
                         "ratio",
@@ -127,8 +125,6 @@ pub fn derived_rows(cells: &[CellResult]) -> Vec<SummaryRow> {
                 lossy.iter().filter(|v| **v > b50 + rtt).count() as f64 / lossy.len() as f64;
             if let Some(mut r) = row(
                 &proto,
-                "hol",
-                "paced",
                 &label,
                 "hol_delayed_share",
                 "fraction",

@@ -106,8 +106,9 @@ fn wants_link(list: &Option<Vec<String>>, label: &str) -> bool {
 /// short has covered every cell evenly, and slow drift of the machine spreads
 /// over all protocols instead of biasing one.
 pub fn cells(m: &Matrix) -> Vec<Cell> {
-    // (workload, variant, protocol filter, link filter, applies-to)
-    let mut kinds: Vec<(Workload, String, Vec<Protocol>, Option<Vec<String>>)> = Vec::new();
+    // (workload, variant, protocols it applies to, link filter)
+    type Kind = (Workload, String, Vec<Protocol>, Option<Vec<String>>);
+    let mut kinds: Vec<Kind> = Vec::new();
     let http: Vec<Protocol> = m
         .protocols
         .iter()

@@ -801,7 +801,7 @@ mod tests {
         let (gap, rec) = disruption(&s, 50 * M, 449 * M);
         assert_eq!(gap, 300 * M);
         let rec = rec.unwrap();
-        assert!(rec >= 300 * M && rec <= 450 * M, "{rec}");
+        assert!((300 * M..=450 * M).contains(&rec), "{rec}");
     }
 
     #[test]
