@@ -58,10 +58,16 @@ max_len() {
   esac
 }
 
+# ASan builds in cargo-fuzz's default fuzz/target (so `cargo fuzz run` reuses
+# them); other sanitizer settings get their own directory instead of
+# rebuilding over it.
+target_dir=fuzz/target
+[ "$sanitizer" != address ] && target_dir="fuzz/target/sanitizer-$sanitizer"
+
 t0=$(date +%s)
 echo "fuzz: building ${targets[*]} (sanitizer $sanitizer)"
 blog=$(mktemp)
-if ! cargo fuzz build -s "$sanitizer" "${features[@]}" >"$blog" 2>&1; then
+if ! cargo fuzz build -s "$sanitizer" --target-dir "$target_dir" "${features[@]}" >"$blog" 2>&1; then
   grep -v '^ *Compiling' "$blog" | tail -40 >&2
   echo "fuzz: build failed" >&2
   exit 1
@@ -71,7 +77,7 @@ echo "fuzz: build took $(( $(date +%s) - t0 )) s"
 
 # Run the binaries just built (not `cargo fuzz run`, which rebuilds first: a
 # source edit in between would make the run differ from the build).
-bindir="fuzz/target/x86_64-unknown-linux-gnu/release"
+bindir="$target_dir/x86_64-unknown-linux-gnu/release"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_odr_violation=0}"
 failed=()
 for t in "${targets[@]}"; do

@@ -120,14 +120,34 @@ pub fn execute(ctx: &CellCtx, m: &Matrix, cell: &Cell) -> CellResult {
     );
     res.params = params_of(m, cell);
     let t0 = Instant::now();
-    if let Err(e) = execute_inner(ctx, m, cell, ldef, &mut res) {
-        res.status = CellStatus::Failed {
-            reason: format!("{e:#}"),
-        };
+    // A panic in a workload, client or server code (a bug, or a peer provoking
+    // one) fails this cell, not the whole run: the unwind drops the cell's
+    // link and servers like an error return does.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        execute_inner(ctx, m, cell, ldef, &mut res)
+    }));
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(panic) => Some(format!("panicked: {}", panic_message(panic.as_ref()))),
+    };
+    if let Some(reason) = failure {
+        res.status = CellStatus::Failed { reason };
     }
     res.finished = quicbench_results::now_rfc3339();
     res.duration_s = t0.elapsed().as_secs_f64();
     res
+}
+
+/// The text of a panic payload (`panic!` with a literal or a formatted message).
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-text panic payload".into()
+    }
 }
 
 fn params_of(m: &Matrix, cell: &Cell) -> serde_json::Value {

@@ -12,6 +12,10 @@ use toml::Spanned;
 pub const QUICK: &str = include_str!("../presets/quick.toml");
 pub const FULL: &str = include_str!("../presets/full.toml");
 
+/// Most links a `[grid]` may expand to (each becomes at least one cell per
+/// repetition; the full preset has a few dozen).
+pub const MAX_GRID_LINKS: usize = 10_000;
+
 /// An invalid matrix: where and what.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{file}:{line}: {field}: {message}")]
@@ -382,6 +386,22 @@ impl Matrix {
             } else {
                 g.rate_mbit.iter().map(|r| Some(*r)).collect()
             };
+            // Checked before building them: a few KiB of TOML can ask for
+            // millions of grid links (found by fuzz/fuzz_targets/matrix.rs).
+            let points = g
+                .rtt_ms
+                .len()
+                .saturating_mul(losses.len())
+                .saturating_mul(rates.len());
+            if points > MAX_GRID_LINKS {
+                return Err(err(
+                    0,
+                    "grid",
+                    format!(
+                        "{points} links (rtt_ms × loss × rate_mbit), more than {MAX_GRID_LINKS}"
+                    ),
+                ));
+            }
             for &rtt in &g.rtt_ms {
                 if !(rtt.is_finite() && rtt >= 0.0) {
                     return Err(err(
@@ -693,5 +713,35 @@ mod tests {
         let src = "[[links]]\nlabel = \"asym\"\nup = \"delay 5ms\"\ndown = \"delay 15ms rate 10mbit\"\n[workloads.goodput]\n";
         let m = Matrix::parse(src, "a.toml").unwrap();
         assert!((m.links[0].rtt_ms - 20.0).abs() < 1e-9);
+    }
+
+    /// Found by `fuzz/fuzz_targets/matrix.rs`: 2.6 KiB of TOML asking for
+    /// 199 × 200 × 199 grid links ran for minutes building them.
+    #[test]
+    fn fuzz_regression_huge_grid_is_refused_at_once() {
+        let list = |f: &dyn Fn(usize) -> String| (1..200).map(f).collect::<Vec<_>>().join(",");
+        let src = format!(
+            "[grid]\nrtt_ms = [{}]\nloss = [0.0,{}]\nrate_mbit = [{}]\n[workloads.goodput]\n",
+            list(&|i| i.to_string()),
+            list(&|i| format!("0.{i:03}")),
+            list(&|i| i.to_string()),
+        );
+        let t = std::time::Instant::now();
+        let e = Matrix::parse(&src, "g.toml").unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(e.field, "grid");
+        assert!(e.message.contains("7920200 links"), "{e}");
+        // The largest grid allowed still parses.
+        let src = format!(
+            "[grid]\nrtt_ms = [{}]\nloss = [0.0, 0.01]\n[workloads.goodput]\n",
+            (0..MAX_GRID_LINKS / 2)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(
+            Matrix::parse(&src, "g.toml").unwrap().links.len(),
+            MAX_GRID_LINKS
+        );
     }
 }
