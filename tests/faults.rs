@@ -229,9 +229,16 @@ fn children_of(pid: u32) -> BTreeSet<(u32, u64)> {
         .collect()
 }
 
-/// Every process (thread or fd) still in or holding one of `inodes`.
+/// Every process (thread or fd) still in or holding one of `inodes`, and
+/// every bind mount of one (named namespaces, /run/netns).
 fn holders_of(inodes: &BTreeSet<u64>) -> Vec<String> {
     let mut out = Vec::new();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mounts.lines() {
+        if let Some(i) = inodes.iter().find(|i| line.contains(&format!("net:[{i}]"))) {
+            out.push(format!("net namespace {i} is mounted: {line}"));
+        }
+    }
     for pid in all_pids() {
         let held = namespaces_of(pid);
         if let Some(i) = held.intersection(inodes).next() {
@@ -328,6 +335,12 @@ fn sigkill_mid_cell_leaves_nothing_and_resume_completes() {
     assert!(
         !watch.namespaces.is_empty(),
         "the run should hold its cell's namespaces"
+    );
+    println!(
+        "killing the run (pid {pid}) with {} cell(s) written, holding net namespaces {:?}, children {:?}",
+        cell_files(&dir),
+        watch.namespaces,
+        watch.children
     );
     child.kill().unwrap(); // SIGKILL
     let st = child.wait().unwrap();
