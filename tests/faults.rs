@@ -529,3 +529,112 @@ fn a_cell_over_its_time_limit_fails_and_the_run_goes_on() {
         "the run took {elapsed:?}: the timeout did not cut the transfer short"
     );
 }
+
+/// Threads of `pid` named `name` (`/proc/<pid>/task/<tid>/comm`).
+fn threads_named(pid: u32, name: &str) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("comm"))
+                        .is_ok_and(|c| c.trim_end() == name)
+                })
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One 8 MiB transfer over HTTP/1.1 at 20 Mbit/s (about 3.5 s), then a UDP
+/// probe.
+const SERVER_DIES: &str = r#"
+name = "server-dies"
+repetitions = 1
+warmup = 0
+protocols = ["h1.1", "udp"]
+cell_timeout_s = 20
+[[links]]
+label = "slow"
+spec = "delay 1ms rate 20mbit"
+[workloads.goodput]
+size = 8388608
+[workloads.udp]
+count = 20
+"#;
+
+/// The server side of the transfer dies mid-cell: every established TCP
+/// socket in the server namespace is destroyed (`ss -K`, the kernel's
+/// SOCK_DESTROY: the client sees a reset, as when a server process dies).
+/// The cell fails with the reason, the next cell runs and is `ok`.
+#[test]
+fn server_connection_killed_mid_cell_fails_the_cell_and_the_run_goes_on() {
+    let test = "server_connection_killed_mid_cell_fails_the_cell_and_the_run_goes_on";
+    if !can_run_links(test) {
+        return;
+    }
+    for tool in ["nsenter", "ss"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            loud(&format!(
+                "SKIPPED: {test}: no `{tool}` (util-linux, iproute2)"
+            ));
+            return;
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = write_matrix(tmp.path(), SERVER_DIES);
+    let out = tmp.path().join("run");
+    let mut child = start_run(&m, &out);
+    let pid = child.id();
+    // The servers run on a thread named qb-servers inside the server namespace.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let server_tid = loop {
+        assert!(Instant::now() < deadline, "no server thread appeared");
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("the run ended early: {st}");
+        }
+        if let Some(&t) = threads_named(pid, "qb-servers").first() {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Let the transfer get going, then destroy the server's connections.
+    std::thread::sleep(Duration::from_millis(1200));
+    let ns = format!("/proc/{pid}/task/{server_tid}/ns/net");
+    let kill = Command::new("nsenter")
+        .arg(format!("--net={ns}"))
+        .args(["ss", "-K", "-t", "state", "established"])
+        .output()
+        .unwrap();
+    assert!(
+        kill.status.success(),
+        "ss -K in the server namespace: {}",
+        String::from_utf8_lossy(&kill.stderr)
+    );
+    let killed = String::from_utf8_lossy(&kill.stdout);
+    println!("destroyed in the server namespace:\n{killed}");
+    assert!(
+        killed.lines().count() > 1,
+        "no established connection to destroy: the transfer was not under way"
+    );
+
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "a failed cell does not fail the run: {status}"
+    );
+    let dir = run_dir_in(&out).unwrap();
+    let cells = read_cells(&dir);
+    assert_eq!(cells.len(), 2, "{:?}", cells.keys());
+    for c in cells.values() {
+        match (&c.workload[..], &c.status) {
+            ("goodput", CellStatus::Failed { reason }) => {
+                println!("goodput cell failed after {:.1} s: {reason}", c.duration_s);
+                assert!(!reason.trim().is_empty());
+                assert!(c.duration_s < 20.0, "the failure took {} s", c.duration_s);
+            }
+            ("udp", CellStatus::Ok) => {}
+            (w, s) => panic!("unexpected {w} cell {s:?} (notes {:?})", c.notes),
+        }
+    }
+    assert!(meta(&dir).finished.is_some());
+}
