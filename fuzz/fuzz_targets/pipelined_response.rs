@@ -28,7 +28,7 @@ fn drive(input: &[u8], splits: &[usize], head_every: u8) -> (Vec<Seen>, Vec<u8>,
     let budget = 4 * input.len() + 64;
     for _ in 0..budget {
         if p.is_idle() {
-            p.set_head_request(head_every != 0 && responses % u32::from(head_every) == 0);
+            p.set_head_request(head_every != 0 && responses.is_multiple_of(u32::from(head_every)));
         }
         let (used, ev) = match p.advance(&buf) {
             Ok(x) => x,
