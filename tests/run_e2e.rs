@@ -345,3 +345,48 @@ fn get_refuses_remote_targets() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
 }
+
+fn processes_with_arg(arg: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+                .filter(|e| {
+                    std::fs::read(e.path().join("cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(arg))
+                        .unwrap_or(false)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// `quicbench link`: any server and client command over the link, with the
+/// addresses in their environment; the client's exit status comes back and the
+/// server (including what its shell started) is stopped.
+#[test]
+fn link_runs_any_commands_and_stops_the_server_group() {
+    if !can_run_links() {
+        return;
+    }
+    let marker = "987.654321";
+    let out = Command::new(bin())
+        .args([
+            "link",
+            "--spec",
+            "delay 5ms",
+            "--server-wait-ms",
+            "100",
+            "--server",
+            &format!("sleep {marker}; true"),
+            "--",
+            "sh",
+            "-c",
+            "test \"$QUICBENCH_SERVER_IP\" = 198.18.1.1 && test \"$QUICBENCH_CLIENT_IP\" = 198.18.0.1 && exit 7",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"delivered\""), "counters printed");
+    assert_eq!(processes_with_arg(marker), 0, "the server's grandchild was stopped");
+}

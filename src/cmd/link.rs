@@ -104,6 +104,9 @@ pub fn link(a: LinkArgs) -> anyhow::Result<ExitCode> {
     if let Some(cmd) = &a.server {
         let mut c = link.server_ns().command("sh");
         c.arg("-c").arg(cmd).envs(env.iter().map(|(k, v)| (k, v)));
+        // Its own process group, so stopping it also stops what the shell
+        // started (a server run without `exec` is a grandchild).
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
         server = Some(
             link.server_ns()
                 .spawn(c)
@@ -121,7 +124,7 @@ pub fn link(a: LinkArgs) -> anyhow::Result<ExitCode> {
     if let Some(mut s) = server {
         // SIGTERM first so servers can say goodbye, then SIGKILL.
         let pid = nix::unistd::Pid::from_raw(s.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGTERM);
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(2) {
             if let Ok(Some(_)) = s.try_wait() {
@@ -129,7 +132,7 @@ pub fn link(a: LinkArgs) -> anyhow::Result<ExitCode> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = s.kill();
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = s.wait();
     }
     eprintln!(
