@@ -77,7 +77,8 @@ echo "fuzz: build took $(( $(date +%s) - t0 )) s"
 
 # Run the binaries just built (not `cargo fuzz run`, which rebuilds first: a
 # source edit in between would make the run differ from the build).
-bindir="$target_dir/x86_64-unknown-linux-gnu/release"
+host=$(rustc -vV | sed -n 's/^host: //p')
+bindir="$target_dir/$host/release"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_odr_violation=0}"
 failed=()
 for t in "${targets[@]}"; do
