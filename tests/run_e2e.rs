@@ -350,7 +350,12 @@ fn processes_with_arg(arg: &str) -> usize {
     std::fs::read_dir("/proc")
         .map(|d| {
             d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .chars()
+                        .all(|c| c.is_ascii_digit())
+                })
                 .filter(|e| {
                     std::fs::read(e.path().join("cmdline"))
                         .map(|c| String::from_utf8_lossy(&c).contains(arg))
@@ -386,7 +391,19 @@ fn link_runs_any_commands_and_stops_the_server_group() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("\"delivered\""), "counters printed");
-    assert_eq!(processes_with_arg(marker), 0, "the server's grandchild was stopped");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("\"delivered\""),
+        "counters printed"
+    );
+    assert_eq!(
+        processes_with_arg(marker),
+        0,
+        "the server's grandchild was stopped"
+    );
 }
