@@ -68,3 +68,12 @@ install_aioquic() {
 }
 install_aioquic
 # --------------------------------------------------------------- end aioquic
+
+
+# ---------------------------------------------------------------------------
+# chromium: the report's browser test (report/tests/site_browser.rs) renders
+# the generated site headless and checks every chart loaded. System package;
+# needs root when missing (scripts/install-chromium.sh, a no-op when present).
+# ---------------------------------------------------------------------------
+bash "$ROOT/scripts/install-chromium.sh"
+# ------------------------------------------------------------- end chromium

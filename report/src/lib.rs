@@ -1,13 +1,118 @@
-//! quicbench-report: the static result site from run directories.
+//! quicbench-report: SVG charts and a static, self-contained HTML site from
+//! run directories (`quicbench report RUN [--compare RUN2 ...] [--out DIR]`).
 //!
-//! For now this delegates to the site builder in `quicbench_results::report`
-//! (charts with plotters, Okabe-Ito palette per protocol, tables with medians
-//! and 95% CIs).
+//! Layout of the site (every link relative, nothing loaded from elsewhere):
+//!
+//! ```text
+//! <out>/index.html          headline findings, matrix overview, failed cells
+//! <out>/<workload>.html     one page per workload (handshake, hol, migration,
+//!                           goodput, udp, and any other in the data)
+//! <out>/methodology.html    metrics, statistics, link model, calibration,
+//!                           versions, host
+//! <out>/charts/r<i>-*.svg   charts of run i (0 = the main run)
+//! <out>/data/r<i>/          run.json, summary.csv/json, comparisons.csv,
+//!                           sources.json, cells/ of run i
+//! ```
+//!
+//! Colours are fixed per protocol ([`palette`], Okabe-Ito). What each page
+//! and chart shows: `docs/report.md`.
+
+pub mod charts;
+pub mod data;
+pub mod html;
+pub mod palette;
+mod site;
+pub mod workloads;
 
 use std::path::{Path, PathBuf};
+
+pub use data::{load_run, RunData};
+pub use site::{build_site_with, Options};
 
 /// Build the site for `runs` (the first is the main run; more are compared
 /// side by side) into `out`; returns the path of index.html.
 pub fn build_site(runs: &[PathBuf], out: &Path) -> anyhow::Result<PathBuf> {
-    Ok(quicbench_results::report::build_site(runs, out)?)
+    build_site_with(runs, out, &Options::default())
 }
+
+/// Workloads in the order the site shows them: (name, page title, metrics in
+/// order of interest; metrics not listed follow, by name).
+pub const WORKLOADS: [(&str, &str, &[&str]); 5] = [
+    (
+        "handshake",
+        "Handshake cost",
+        &["ttfb_rtt", "ttfb_ms", "connect_ms", "tls_ms", "total_ms"],
+    ),
+    (
+        "hol",
+        "Head-of-line blocking under loss",
+        &[
+            "latency_ms",
+            "hol_inflation_p99",
+            "hol_delayed_share",
+            "hol_inflation_p50",
+            "page_ms",
+            "object_ms",
+        ],
+    ),
+    (
+        "migration",
+        "Connection migration",
+        &[
+            "survived",
+            "disruption_ms",
+            "recovery_ms",
+            "completion_ms",
+            "new_handshake",
+            "completed",
+        ],
+    ),
+    (
+        "goodput",
+        "Goodput",
+        &["goodput_mbps", "completion_ms", "rate_ratio"],
+    ),
+    (
+        "udp",
+        "Raw UDP baseline",
+        &[
+            "loss_rate",
+            "rtt_ms",
+            "jitter_ms",
+            "reordered",
+            "duplicates",
+            "owd_up_p50_ms",
+            "owd_down_p50_ms",
+        ],
+    ),
+];
+
+pub fn workload_rank(w: &str) -> usize {
+    WORKLOADS
+        .iter()
+        .position(|(n, _, _)| *n == w)
+        .unwrap_or(WORKLOADS.len())
+}
+
+pub fn workload_title(w: &str) -> String {
+    WORKLOADS
+        .iter()
+        .find(|(n, _, _)| *n == w)
+        .map(|(_, t, _)| t.to_string())
+        .unwrap_or_else(|| format!("Workload {w}"))
+}
+
+pub fn metric_rank(w: &str, m: &str) -> (usize, String) {
+    let pref = WORKLOADS
+        .iter()
+        .find(|(n, _, _)| *n == w)
+        .map(|(_, _, p)| *p)
+        .unwrap_or(&[]);
+    (
+        pref.iter().position(|x| *x == m).unwrap_or(pref.len()),
+        m.to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests;

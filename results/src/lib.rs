@@ -7,8 +7,9 @@
 //! - [`stats`]: medians with distribution-free 95% confidence intervals,
 //!   bootstrap, quantiles, comparisons;
 //! - [`store`]: the run directory (atomic cell files, resume, summary, merge of
-//!   shards);
-//! - [`report`]: SVG charts (plotters) and the static HTML site.
+//!   shards).
+//!
+//! Charts and the static site live in the `quicbench-report` crate.
 //!
 //! This crate knows nothing of sockets or HTTP: it is data, statistics and files.
 //! See `docs/results-schema.md` and `docs/statistics.md`.
@@ -32,7 +33,6 @@
 
 pub mod error;
 pub mod hist;
-pub mod report;
 pub mod schema;
 pub mod stats;
 pub mod store;

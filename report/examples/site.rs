@@ -1,5 +1,5 @@
 //! Builds the static report site of run directories with this crate alone:
-//! `cargo run -p quicbench-results --example site -- OUT RUN [RUN...]`.
+//! `cargo run -p quicbench-report --example site -- OUT RUN [RUN...]`.
 
 use std::path::PathBuf;
 
@@ -11,7 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if runs.is_empty() {
         return Err("usage: site OUT RUN [RUN...]".into());
     }
-    let index = quicbench_results::report::build_site(&runs, &out)?;
+    let index = quicbench_report::build_site(&runs, &out)?;
     println!("{}", index.display());
     Ok(())
 }

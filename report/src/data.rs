@@ -1,0 +1,260 @@
+//! Reading run directories for the report, and the small queries every page
+//! makes of them (links in order, pooled samples, migration events).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use quicbench_results::store::{self, RunDir};
+use quicbench_results::{CellResult, LinkInfo, RunMeta, SummaryRow};
+
+use crate::palette::protocol_rank;
+
+/// Everything the report needs of one run directory.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    pub dir: PathBuf,
+    pub meta: RunMeta,
+    /// Every readable cell (ok or not), sorted by id.
+    pub cells: Vec<CellResult>,
+    /// `summary.json` if present (it may hold harness-derived rows), else
+    /// `quicbench_results::summarize` of the cells.
+    pub rows: Vec<SummaryRow>,
+    /// Cell files that could not be read, with the reason.
+    pub invalid: Vec<(PathBuf, String)>,
+}
+
+/// Loads a run directory for reporting: unreadable cell files are listed in
+/// `invalid` rather than failing the whole report.
+pub fn load_run(dir: &Path) -> anyhow::Result<RunData> {
+    let rd = RunDir::open(dir).with_context(|| format!("run directory {}", dir.display()))?;
+    let meta = rd.read_meta()?;
+    let scan = rd.scan_cells()?;
+    let mut cells = Vec::with_capacity(scan.finished.len());
+    let mut invalid = scan.invalid;
+    for id in &scan.finished {
+        let p = rd.cell_path(id);
+        match store::read_cell_file(&p) {
+            Ok(c) => cells.push(c),
+            Err(e) => invalid.push((p, e.to_string())),
+        }
+    }
+    let rows = if rd.path().join(store::SUMMARY_JSON).exists() {
+        rd.read_summary()?
+    } else {
+        quicbench_results::summarize(&cells)
+    };
+    Ok(RunData {
+        dir: dir.to_path_buf(),
+        meta,
+        cells,
+        rows,
+        invalid,
+    })
+}
+
+impl RunData {
+    pub fn ok_cells(&self) -> impl Iterator<Item = &CellResult> {
+        self.cells.iter().filter(|c| c.status.is_ok())
+    }
+
+    /// Workloads present (in cells or rows), in site order.
+    pub fn workloads(&self) -> Vec<String> {
+        let set: BTreeSet<String> = self
+            .cells
+            .iter()
+            .map(|c| c.workload.clone())
+            .chain(self.rows.iter().map(|r| r.workload.clone()))
+            .collect();
+        let mut v: Vec<String> = set.into_iter().collect();
+        v.sort_by_key(|w| (crate::workload_rank(w), w.clone()));
+        v
+    }
+
+    /// Links of the run by label.
+    pub fn links(&self) -> BTreeMap<String, LinkInfo> {
+        self.cells
+            .iter()
+            .map(|c| (c.link.label.clone(), c.link.clone()))
+            .collect()
+    }
+
+    /// Link labels in a natural order: by RTT, loss, rate, then label.
+    pub fn link_order<'a>(&self, labels: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+        let info = self.links();
+        let mut v: Vec<String> = labels
+            .into_iter()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        v.sort_by(|a, b| {
+            let key = |l: &str| {
+                info.get(l)
+                    .map(|i| (i.rtt_ms, i.loss, i.rate_bps.unwrap_or(u64::MAX)))
+            };
+            match (key(a), key(b)) {
+                (Some(x), Some(y)) => {
+                    x.0.total_cmp(&y.0)
+                        .then(x.1.total_cmp(&y.1))
+                        .then(x.2.cmp(&y.2))
+                        .then(a.cmp(b))
+                }
+                _ => a.cmp(b),
+            }
+        });
+        v
+    }
+
+    /// Ok cells of one workload variant.
+    pub fn select<'a>(
+        &'a self,
+        workload: &'a str,
+        variant: &'a str,
+    ) -> impl Iterator<Item = &'a CellResult> + 'a {
+        self.ok_cells()
+            .filter(move |c| c.workload == workload && c.variant == variant)
+    }
+
+    /// Variants of a workload present in the cells, in name order.
+    pub fn variants(&self, workload: &str) -> Vec<String> {
+        self.cells
+            .iter()
+            .filter(|c| c.workload == workload)
+            .map(|c| c.variant.clone())
+            .chain(
+                self.rows
+                    .iter()
+                    .filter(|r| r.workload == workload)
+                    .map(|r| r.variant.clone()),
+            )
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// The summary row of one group and metric.
+    pub fn row(
+        &self,
+        protocol: &str,
+        workload: &str,
+        variant: &str,
+        link: &str,
+        metric: &str,
+    ) -> Option<&SummaryRow> {
+        self.rows.iter().find(|r| {
+            r.protocol == protocol
+                && r.workload == workload
+                && r.variant == variant
+                && r.link == link
+                && r.metric == metric
+        })
+    }
+
+    /// A short label: "name (host, date)".
+    pub fn label(&self) -> String {
+        format!(
+            "{} ({}, {})",
+            self.meta.name,
+            if self.meta.host.hostname.is_empty() {
+                "unknown host"
+            } else {
+                &self.meta.host.hostname
+            },
+            self.meta.started.get(..10).unwrap_or(&self.meta.started)
+        )
+    }
+}
+
+/// Protocols in display order.
+pub fn sort_protocols(mut v: Vec<String>) -> Vec<String> {
+    v.sort_by_key(|p| protocol_rank(p));
+    v.dedup();
+    v
+}
+
+/// Pooled samples of `metric` over cells.
+pub fn pooled<'a>(cells: impl Iterator<Item = &'a CellResult>, metric: &str) -> Vec<f64> {
+    cells
+        .filter_map(|c| c.metrics.get(metric))
+        .flat_map(|m| m.samples.iter().copied())
+        .filter(|v| v.is_finite())
+        .collect()
+}
+
+/// Samples of `metric`, or when a cell kept only an HdrHistogram, its
+/// recorded values (µs → ms when the histogram unit is "us").
+pub fn pooled_or_hist<'a>(cells: impl Iterator<Item = &'a CellResult>, metric: &str) -> Vec<f64> {
+    let mut out = Vec::new();
+    for c in cells {
+        if let Some(m) = c.metrics.get(metric).filter(|m| !m.samples.is_empty()) {
+            out.extend(m.samples.iter().copied().filter(|v| v.is_finite()));
+        } else if let Some(h) = c.histograms.get(metric) {
+            if let Ok(hist) = h.decode() {
+                let scale = if h.unit == "us" { 1e-3 } else { 1.0 };
+                for v in hist.iter_recorded() {
+                    let x = hist.median_equivalent(v.value_iterated_to()) as f64 * scale;
+                    for _ in 0..v.count_at_value().min(1_000_000) {
+                        out.push(x);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The migration event of a cell: (t_ms on the bytes_vs_time axis, kind,
+/// whether it happened). From `extra.event`, else from an `extra: {...}` note.
+pub fn migration_event(c: &CellResult) -> Option<(f64, String, bool)> {
+    let from = |v: &serde_json::Value| -> Option<(f64, String, bool)> {
+        let e = v.get("event")?;
+        Some((
+            e.get("t_ms")?.as_f64()?,
+            e.get("kind")
+                .and_then(|k| k.as_str())
+                .unwrap_or("event")
+                .to_string(),
+            e.get("ok").and_then(|k| k.as_bool()).unwrap_or(true),
+        ))
+    };
+    if let Some(ev) = c.extra.get("event") {
+        let wrapped = serde_json::json!({ "event": ev });
+        if let Some(e) = from(&wrapped) {
+            return Some(e);
+        }
+    }
+    c.notes.iter().find_map(|n| {
+        let json = n.strip_prefix("extra: ")?;
+        let v: serde_json::Value = serde_json::from_str(json).ok()?;
+        from(&v)
+    })
+}
+
+/// Human form of a link: "20 ms RTT, loss 2%, 20 Mbit/s".
+pub fn link_words(l: &LinkInfo) -> String {
+    let mut s = format!("{} ms RTT", crate::html::num_short(l.rtt_ms));
+    if l.loss > 0.0 {
+        s.push_str(&format!(
+            ", loss {}%",
+            crate::html::num_short(l.loss * 100.0)
+        ));
+    }
+    if let Some(r) = l.rate_bps {
+        s.push_str(&format!(
+            ", {} Mbit/s",
+            crate::html::num_short(r as f64 / 1e6)
+        ));
+    }
+    s
+}
+
+/// The netem spec of a link for a chart note: one spec when both directions
+/// agree, else "up ... / down ...".
+pub fn link_spec(l: &LinkInfo) -> String {
+    if l.up == l.down {
+        format!("{} (each way)", l.up)
+    } else {
+        format!("up: {} / down: {}", l.up, l.down)
+    }
+}
