@@ -260,12 +260,17 @@ where
 {
     let err = chart_err(title);
     let mut keys = Vec::new();
-    let all = groups.iter().flat_map(|g| g.bars.iter());
-    let ymax = y_max(all.flat_map(|b| {
+    let all = || groups.iter().flat_map(|g| g.bars.iter());
+    // The axis holds every CI, unless a few wide ones would squash the bars:
+    // then it stops at 2.5× the largest bar or theory and those whiskers are
+    // cut with an arrow and their upper bound printed.
+    let full = y_max(all().flat_map(|b| {
         [Some(b.value), b.ci.map(|c| c.1), b.theory]
             .into_iter()
             .flatten()
     }));
+    let bars_top = y_max(all().flat_map(|b| [Some(b.value), b.theory].into_iter().flatten()));
+    let ymax = full.min(bars_top * 2.5);
     let n = groups.len().max(1) as f64;
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FONT, 18))
@@ -331,15 +336,30 @@ where
             TextStyle::from((FONT, 11).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
         chart
             .draw_series(bars.iter().map(|(gi, b)| {
-                let top = b.ci.map_or(b.value, |c| c.1.max(b.value));
+                let top = match b.ci {
+                    Some((_, hi)) if hi > ymax => b.value,
+                    Some((_, hi)) => hi.max(b.value),
+                    None => b.value,
+                };
                 EmptyElement::at((x_of(*gi, pi) + width / 2.0, top))
                     + Text::new(format_value(b.value), (0, -3), value_style.clone())
             }))
             .map_err(&err)?;
         // Whiskers: stem and caps.
         for (gi, b) in &bars {
-            let Some((lo, hi)) = b.ci else { continue };
+            let Some((lo, hi_full)) = b.ci else { continue };
+            let hi = hi_full.min(ymax);
             let xc = x_of(*gi, pi) + width / 2.0;
+            if hi_full > ymax {
+                let st =
+                    TextStyle::from((FONT, 11).into_font()).pos(Pos::new(HPos::Left, VPos::Top));
+                chart
+                    .draw_series(std::iter::once(
+                        EmptyElement::at((xc, ymax))
+                            + Text::new(format!("↑{}", format_value(hi_full)), (3, 2), st),
+                    ))
+                    .map_err(&err)?;
+            }
             let cap = width * 0.2;
             let style = if b.ci_exact {
                 BLACK.stroke_width(1)
@@ -475,7 +495,9 @@ where
             .unwrap_or_default()
     };
     if spec.x_ticks.is_some() {
-        mesh.x_label_formatter(&fmt_ticks).x_labels(60);
+        mesh.x_label_formatter(&fmt_ticks)
+            .x_labels(60)
+            .disable_x_mesh();
     } else {
         mesh.x_label_formatter(&fmt_auto);
     }
@@ -788,18 +810,22 @@ pub fn waterfall_svg(frame: Frame, panels: &[(String, Vec<Stream>)]) -> Result<S
                         )))
                         .map_err(&err)?;
                 }
-                if s.progress.len() >= 2 {
-                    let mut poly: Vec<(f64, f64)> = s
-                        .progress
-                        .iter()
-                        .map(|&(t, f)| (t, y0 + f.clamp(0.0, 1.0) * (y1 - y0)))
-                        .collect();
-                    if let (Some(&(t_last, _)), Some(&(t_first, _))) =
-                        (s.progress.last(), s.progress.first())
-                    {
-                        poly.push((t_last, y0));
-                        poly.push((t_first, y0));
-                    }
+                if let (Some(&(t_first, _)), Some(&(t_last, _))) =
+                    (s.progress.first(), s.progress.last())
+                {
+                    // From the first byte (0 received) through every progress
+                    // point; at least a sliver wide, so an object that came
+                    // in one burst still shows.
+                    let start = s.first_byte.unwrap_or(t_first).min(t_first);
+                    let end = t_last.max(start + xmax * 0.004);
+                    let mut poly = vec![(start, y0)];
+                    poly.extend(
+                        s.progress
+                            .iter()
+                            .map(|&(t, f)| (t, y0 + f.clamp(0.0, 1.0) * (y1 - y0))),
+                    );
+                    poly.push((end, y1));
+                    poly.push((end, y0));
                     chart
                         .draw_series(std::iter::once(Polygon::new(poly, color.mix(0.85))))
                         .map_err(&err)?;
