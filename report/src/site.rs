@@ -66,7 +66,13 @@ pub fn build_site_with(runs: &[PathBuf], out: &Path, opts: &Options) -> anyhow::
     workloads.sort_by_key(|w| (crate::workload_rank(w), w.clone()));
 
     let mut pages: Vec<Page> = Vec::new();
-    pages.push(index_page(&loaded, &labels, &workloads, &data_links));
+    pages.push(index_page(
+        &loaded,
+        &labels,
+        &workloads,
+        &data_links,
+        opts.copy_cells,
+    ));
     for w in &workloads {
         pages.push(workload_page(&loaded, &labels, w, out)?);
     }
@@ -157,6 +163,7 @@ fn index_page(
     labels: &[String],
     workloads: &[String],
     data_links: &[String],
+    copied: bool,
 ) -> Page {
     let mut h = String::new();
     let main = &runs[0];
@@ -234,7 +241,7 @@ fn index_page(
         if runs.len() > 1 {
             let _ = writeln!(h, "<h3>{}</h3>", esc(&labels[i]));
         }
-        matrix_overview(r, i, &mut h);
+        matrix_overview(r, i, copied, &mut h);
     }
     Page {
         file: "index.html".into(),
@@ -518,7 +525,7 @@ fn compare_runs(runs: &[RunData], h: &mut String) {
     h.push_str("</details>\n");
 }
 
-fn matrix_overview(r: &RunData, ri: usize, h: &mut String) {
+fn matrix_overview(r: &RunData, ri: usize, copied: bool, h: &mut String) {
     let links = r.link_order(r.cells.iter().map(|c| &c.link.label));
     type Key = (usize, String, String, (usize, String));
     let mut grid: BTreeMap<Key, BTreeMap<String, (u64, u64)>> = BTreeMap::new();
@@ -562,7 +569,6 @@ fn matrix_overview(r: &RunData, ri: usize, h: &mut String) {
             "<h3 id=\"failed\">Failed, skipped or unreadable cells ({})</h3>",
             failed.len() + r.invalid.len()
         );
-        let copied = r.dir.join("cells").is_dir();
         let mut rows: Vec<Vec<String>> = failed
             .iter()
             .take(300)
