@@ -240,7 +240,7 @@ pub fn grouped_bars_svg(
     groups: &[Group],
 ) -> Result<String, ChartError> {
     let nbars: usize = groups.iter().map(|g| g.bars.len()).sum();
-    let width = WIDTH.max(LEGEND_WIDTH + 120 + 22 * nbars as u32).min(2400);
+    let width = WIDTH.max(LEGEND_WIDTH + 120 + 36 * nbars as u32).min(2400);
     canvas(frame, width, HEIGHT, |plot, legend| {
         let keys = draw_grouped_bars(plot, frame.title, x_desc, y_desc, protocols, groups)?;
         draw_legend(legend, &keys, frame.title)
