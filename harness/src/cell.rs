@@ -332,12 +332,9 @@ fn fill(res: &mut CellResult, out: Output, p: Protocol) {
         }
         res.tls = Some(v);
     }
-    if !out.extra.is_empty() {
-        res.notes.push(format!(
-            "extra: {}",
-            serde_json::to_string(&out.extra).unwrap_or_default()
-        ));
-    }
+    // Structured output (a migration's event, the UDP probe's report) goes
+    // where docs/results-schema.md says: `extra`, not a note.
+    res.extra = out.extra;
     let measured = res.metrics.values().any(|m| !m.samples.is_empty());
     if out.failures > 0 {
         res.notes
