@@ -37,6 +37,8 @@ enum Command {
     Link(cmd::link::LinkArgs),
     /// Measure the emulated link and compare it with its spec.
     Calibrate(cmd::link::CalibrateArgs),
+    /// Hold >65,535 TCP and QUIC connections at one server port each; accept rate, memory/conn.
+    Conns(cmd::conns::ConnsArgs),
     /// Check what this machine can do (privileges, TUN, netem) and which backend runs.
     Doctor,
 }
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Link(a) => cmd::link::link(a),
         Command::Calibrate(a) => cmd::link::calibrate(a),
         Command::Doctor => cmd::link::doctor(),
+        Command::Conns(a) => cmd::conns::conns(a),
     };
     match r {
         Ok(code) => code,

@@ -158,6 +158,7 @@ fn params_of(m: &Matrix, cell: &Cell) -> serde_json::Value {
         Workload::Migration => serde_json::to_value(&w.migration),
         Workload::Goodput => serde_json::to_value(&w.goodput),
         Workload::Udp => serde_json::to_value(&w.udp),
+        Workload::Conns => serde_json::to_value(&w.conns),
     };
     let mut v = v.unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
@@ -175,6 +176,11 @@ fn execute_inner(
     ldef: &LinkDef,
     res: &mut CellResult,
 ) -> anyhow::Result<()> {
+    if cell.workload == Workload::Conns {
+        // Builds its own link (extra client addresses, sysctls) and runs the
+        // server in a child process.
+        return crate::conns::cell::execute(ctx, m, cell, ldef, res);
+    }
     let mut cfg = LinkConfig::new(ldef.up.clone(), ldef.down.clone());
     cfg.seed = cell.seed;
     cfg.mtu = m.mtu;
@@ -287,6 +293,8 @@ async fn run_workload(env: &Env, c: &Cell, w: &crate::matrix::Workloads) -> Outp
             Some(p) => workloads::udp(env, p).await,
             None => missing(),
         },
+        // Dispatched before the link is built (execute_inner).
+        Workload::Conns => missing(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod calibrate;
 pub mod cell;
+pub mod conns;
 pub mod headline;
 pub mod matrix;
 pub mod plan;

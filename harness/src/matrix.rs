@@ -82,6 +82,8 @@ pub struct Workloads {
     pub migration: Option<MigrationParams>,
     pub goodput: Option<GoodputParams>,
     pub udp: Option<UdpParams>,
+    /// >65,535 connections at one server port (slow: not in the presets).
+    pub conns: Option<crate::conns::ConnsParams>,
 }
 
 fn d_connections() -> u32 {
@@ -468,8 +470,9 @@ impl Matrix {
             && wl.migration.is_none()
             && wl.goodput.is_none()
             && wl.udp.is_none()
+            && wl.conns.is_none()
         {
-            return Err(err(0, "workloads", "no workload: add at least one of [workloads.handshake], .hol, .migration, .goodput, .udp".into()));
+            return Err(err(0, "workloads", "no workload: add at least one of [workloads.handshake], .hol, .migration, .goodput, .udp, .conns".into()));
         }
         let labels: BTreeSet<&str> = links.iter().map(|l| l.label.as_str()).collect();
         let check_subset = |field: &str,
@@ -547,6 +550,10 @@ impl Matrix {
                     format!("datagram size must be 48..=65507, got {}", u.size),
                 ));
             }
+        }
+        if let Some(c) = &wl.conns {
+            check_subset("workloads.conns", &None, &c.links)?;
+            c.validate().map_err(|e| err(0, "workloads.conns", e))?;
         }
         let repetitions = f.repetitions.unwrap_or(3);
         if repetitions == 0 {

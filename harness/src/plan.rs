@@ -14,6 +14,8 @@ pub enum Workload {
     Migration,
     Goodput,
     Udp,
+    /// Many concurrent connections at one server port (`crate::conns`).
+    Conns,
 }
 
 impl Workload {
@@ -24,6 +26,7 @@ impl Workload {
             Workload::Migration => "migration",
             Workload::Goodput => "goodput",
             Workload::Udp => "udp",
+            Workload::Conns => "conns",
         }
     }
 }
@@ -180,6 +183,15 @@ pub fn cells(m: &Matrix) -> Vec<Cell> {
                 u.links.clone(),
             ));
         }
+    }
+    if let Some(c) = &m.workloads.conns {
+        // TCP connections are HTTP/1.1 ones, QUIC connections HTTP/3 ones.
+        let ps: Vec<Protocol> = [(Protocol::H11, c.tcp), (Protocol::H3, c.quic)]
+            .into_iter()
+            .filter(|(p, n)| *n > 0 && m.protocols.contains(p))
+            .map(|(p, _)| p)
+            .collect();
+        kinds.push((Workload::Conns, "hold".into(), ps, c.links.clone()));
     }
     let mut out = Vec::new();
     for rep in 0..m.repetitions {

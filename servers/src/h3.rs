@@ -34,6 +34,47 @@ pub fn bind(addr: SocketAddr, cfg: quinn::ServerConfig) -> std::io::Result<quinn
     quinn::Endpoint::server(cfg, addr)
 }
 
+/// As [`bind`], with the socket's receive buffer set to `recv_buffer` bytes
+/// when given (see `ServerOptions::quic_recv_buffer`).
+pub fn bind_with(
+    addr: SocketAddr,
+    cfg: quinn::ServerConfig,
+    recv_buffer: Option<usize>,
+) -> std::io::Result<quinn::Endpoint> {
+    let Some(bytes) = recv_buffer else {
+        return bind(addr, cfg);
+    };
+    let socket = std::net::UdpSocket::bind(addr)?;
+    set_recv_buffer(&socket, bytes);
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(cfg), socket, runtime)
+}
+
+/// Ask for a receive buffer of `bytes`: `SO_RCVBUFFORCE` (privileged: not
+/// capped by `net.core.rmem_max`), else `SO_RCVBUF` (capped). Best effort; the
+/// kernel reports what it granted in `SO_RCVBUF`.
+pub fn set_recv_buffer(socket: &std::net::UdpSocket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let set = |opt: libc::c_int| {
+        // SAFETY: a valid socket fd and a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                len,
+            ) == 0
+        }
+    };
+    if !set(libc::SO_RCVBUFFORCE) {
+        set(libc::SO_RCVBUF);
+    }
+}
+
 /// Accept connections on `ep` and serve HTTP/3.
 pub fn spawn(ep: quinn::Endpoint, ctx: Arc<ServerCtx>) -> JoinHandle<()> {
     tokio::spawn(accept_loop(ep, ctx))

@@ -51,6 +51,10 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// Largest request head (HTTP/1.x) or header list (h2/h3) accepted.
     pub max_header_bytes: usize,
+    /// Receive buffer of the QUIC socket, bytes (None: the kernel's default,
+    /// `net.core.rmem_default`, often 208 KiB). Thousands of handshakes at once
+    /// overflow the default and their Initials are dropped.
+    pub quic_recv_buffer: Option<usize>,
     /// Serve UDP probe source runs to any peer. Off: only to loopback and the
     /// benchmarking ranges 198.18.0.0/15, 2001:2::/48 (source mode amplifies).
     pub udp_source_any: bool,
@@ -72,6 +76,7 @@ impl ServerOptions {
             max_connections: 100_000,
             max_header_bytes: 16 * 1024,
             udp_source_any: false,
+            quic_recv_buffer: None,
         }
     }
 
@@ -239,10 +244,11 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
             opts.quic_port
         };
         let a = SocketAddr::new(*ip, qport);
-        let ep = h3::bind(a, quic_cfg.clone()).or_else(|e| {
+        let rcvbuf = opts.quic_recv_buffer;
+        let ep = h3::bind_with(a, quic_cfg.clone(), rcvbuf).or_else(|e| {
             if opts.quic_port == 0 {
                 // The TLS port's number may be taken on UDP: any free port then.
-                h3::bind(SocketAddr::new(*ip, 0), quic_cfg.clone())
+                h3::bind_with(SocketAddr::new(*ip, 0), quic_cfg.clone(), rcvbuf)
             } else {
                 Err(e)
             }

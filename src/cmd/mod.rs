@@ -1,3 +1,4 @@
+pub mod conns;
 pub mod get;
 pub mod link;
 pub mod report;

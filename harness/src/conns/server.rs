@@ -1,0 +1,210 @@
+//! The server side of the `conns` workload: quicbench's own servers
+//! (`quicbench_servers::start`) in a child process inside the server namespace,
+//! so that its memory is measured apart from the client's.
+//!
+//! The child is `<quicbench> conns --server-child '<json spec>'`. It prints one
+//! JSON line when listening ([`Ready`]), then answers each `stats` line on stdin
+//! with one JSON line ([`quicbench_servers::StatsSnapshot`]); `quit` or the end of
+//! stdin shuts it down. It is started from the namespace's keeper thread, so it
+//! is SIGKILLed (pdeathsig) if the coordinator dies, and killed by PID if it
+//! does not stop in time.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use quicbench_netem::NetNs;
+use quicbench_servers::{ServerOptions, StatsSnapshot};
+use quicbench_wire::tls::Identity;
+use serde::{Deserialize, Serialize};
+
+/// What the child serves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChildSpec {
+    pub listen: IpAddr,
+    /// Also the HTTP/1.x idle timeout between requests: longer than the hold.
+    pub header_timeout_s: u64,
+    pub max_connections: usize,
+    /// `ServerOptions::quic_recv_buffer`.
+    #[serde(default)]
+    pub quic_recv_buffer: Option<usize>,
+}
+
+/// The child's first line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ready {
+    pub pid: u32,
+    pub http_port: u16,
+    pub quic_port: u16,
+    pub trust_pem: String,
+    /// The child's RLIMIT_NOFILE (soft, hard), inherited from the coordinator.
+    pub nofile: (u64, u64),
+}
+
+/// Entry point of the child (`quicbench conns --server-child JSON`).
+pub fn child_main(spec_json: &str) -> anyhow::Result<()> {
+    let spec: ChildSpec = serde_json::from_str(spec_json).context("parsing --server-child")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let identity = Identity::generate(&[spec.listen.to_string()])?;
+        let trust_pem = identity.trust_pem.clone();
+        let mut o = ServerOptions::ephemeral(identity);
+        o.listen = vec![spec.listen];
+        o.header_timeout = Duration::from_secs(spec.header_timeout_s.max(1));
+        o.max_connections = spec.max_connections;
+        o.quic_recv_buffer = spec.quic_recv_buffer;
+        let servers = quicbench_servers::start(o).await?;
+        let port = |v: &[std::net::SocketAddr]| v.first().map(|a| a.port()).unwrap_or(0);
+        let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .unwrap_or((0, 0));
+        let ready = Ready {
+            pid: std::process::id(),
+            http_port: port(&servers.addrs.http),
+            quic_port: port(&servers.addrs.quic),
+            trust_pem,
+            nofile,
+        };
+        println!("{}", serde_json::to_string(&ready)?);
+        // Commands arrive on a plain thread (blocking stdin) and are answered
+        // here, where the servers live.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        std::thread::spawn(move || {
+            let stdin = std::io::stdin();
+            for line in stdin.lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        while let Some(cmd) = rx.recv().await {
+            match cmd.trim() {
+                "stats" => {
+                    println!("{}", serde_json::to_string(&servers.stats())?);
+                }
+                "quit" => break,
+                _ => {}
+            }
+        }
+        servers.shutdown(Duration::from_secs(2)).await;
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+/// A running server child.
+pub struct ServerProc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    pub ready: Ready,
+}
+
+impl ServerProc {
+    /// Start `exe conns --server-child` inside `ns` and wait until it listens.
+    pub fn start(exe: &Path, ns: &NetNs, spec: &ChildSpec) -> anyhow::Result<ServerProc> {
+        let mut cmd = ns.command(exe);
+        cmd.arg("conns")
+            .arg("--server-child")
+            .arg(serde_json::to_string(spec)?)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = ns
+            .spawn(cmd)
+            .with_context(|| format!("starting the server process {}", exe.display()))?;
+        let stdin = child.stdin.take();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("server process has no stdout"))?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("conns-server-out".into())
+            .spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        let mut p = ServerProc {
+            child,
+            stdin,
+            lines,
+            ready: Ready {
+                pid: 0,
+                http_port: 0,
+                quic_port: 0,
+                trust_pem: String::new(),
+                nofile: (0, 0),
+            },
+        };
+        let line = p.next_line(Duration::from_secs(30)).context(
+            "the server process did not report its ports (is the executable a quicbench \
+             binary with the `conns` command?)",
+        )?;
+        p.ready =
+            serde_json::from_str(&line).with_context(|| format!("server process said {line:?}"))?;
+        Ok(p)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn next_line(&mut self, limit: Duration) -> anyhow::Result<String> {
+        self.lines
+            .recv_timeout(limit)
+            .map_err(|_| anyhow!("no answer from the server process within {limit:?}"))
+    }
+
+    /// The servers' counters now.
+    pub fn stats(&mut self) -> anyhow::Result<StatsSnapshot> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| anyhow!("server process already stopped"))?;
+        stdin.write_all(b"stats\n")?;
+        stdin.flush()?;
+        let line = self.next_line(Duration::from_secs(20))?;
+        serde_json::from_str(&line).with_context(|| format!("server stats {line:?}"))
+    }
+
+    /// Ask the child to shut down; kill it (by its PID) if it has not exited
+    /// within `grace`. Returns how it ended.
+    pub fn stop(&mut self, grace: Duration) -> String {
+        if let Some(mut s) = self.stdin.take() {
+            let _ = s.write_all(b"quit\n");
+        }
+        let t0 = Instant::now();
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => return format!("server process exited ({st})"),
+                Ok(None) if t0.elapsed() < grace => std::thread::sleep(Duration::from_millis(20)),
+                _ => break,
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        format!(
+            "server process (pid {}) did not exit within {grace:?}: killed",
+            self.child.id()
+        )
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop(Duration::from_secs(3));
+        }
+    }
+}
