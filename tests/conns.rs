@@ -92,6 +92,7 @@ fn conns_beyond_65535_at_one_port() {
         client_addrs: 2,
         quic_sockets_per_addr: 2,
         concurrency: 256,
+        quic_concurrency: 48,
         hold_s: 2.0,
         establish_timeout_s: 120,
         handshake_timeout_s: 20,
@@ -101,8 +102,9 @@ fn conns_beyond_65535_at_one_port() {
     let r = conns::run(&cfg).expect("conns run");
     eprint!("{}", conns::summary(&r));
 
-    // Our own limits were raised enough, and the output says so.
-    assert!(r.fd_limits.soft_after >= tcp, "{:?}", r.fd_limits);
+    // The output says what happened to our fd limit; where it could not be
+    // raised enough (no CAP_SYS_RESOURCE), the sockets were spread over
+    // several processes, each within its limit.
     assert!(r.fd_limits.note.contains("RLIMIT_NOFILE"));
     assert_eq!(r.phases.len(), 2);
 
@@ -133,6 +135,9 @@ fn conns_beyond_65535_at_one_port() {
     assert_eq!(stats.open_connections, tcp);
     assert_eq!(t.alive_after_hold, tcp, "{:?}", t.check_failure_kinds);
     assert!(t.memory.server_bytes_per_conn.is_some());
+    assert!(t.memory.client_bytes_per_conn.is_some());
+    let per_proc = r.fd_limits.soft_after.saturating_sub(64);
+    assert!(tcp / t.client_pids.len() as u64 <= per_proc);
     assert!(t.sysctls.iter().all(|s| s.ok), "{:?}", t.sysctls);
     assert!(t.all_ok());
 
@@ -151,9 +156,11 @@ fn conns_beyond_65535_at_one_port() {
     // to signal) and no thread of any process is in the run's namespaces.
     let live = live_netns_inodes();
     for ph in &r.phases {
-        let gone =
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(ph.server_pid as i32), None).is_err();
-        assert!(gone, "server pid {} still running", ph.server_pid);
+        for pid in ph.server_pids.iter().chain(&ph.client_pids) {
+            let gone =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), None).is_err();
+            assert!(gone, "child pid {pid} still running");
+        }
         for ino in &ph.namespace_inodes {
             assert!(!live.contains(ino), "namespace {ino} still in use");
         }

@@ -55,6 +55,9 @@ pub struct ServerOptions {
     /// `net.core.rmem_default`, often 208 KiB). Thousands of handshakes at once
     /// overflow the default and their Initials are dropped.
     pub quic_recv_buffer: Option<usize>,
+    /// SO_REUSEPORT on the TCP listeners: several server processes share one
+    /// port (each process's RLIMIT_NOFILE then bounds only its share).
+    pub tcp_reuse_port: bool,
     /// Serve UDP probe source runs to any peer. Off: only to loopback and the
     /// benchmarking ranges 198.18.0.0/15, 2001:2::/48 (source mode amplifies).
     pub udp_source_any: bool,
@@ -77,6 +80,7 @@ impl ServerOptions {
             max_header_bytes: 16 * 1024,
             udp_source_any: false,
             quic_recv_buffer: None,
+            tcp_reuse_port: false,
         }
     }
 
@@ -219,7 +223,7 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
     let mut quic_endpoints = Vec::new();
     for ip in &opts.listen {
         let a = SocketAddr::new(*ip, opts.http_port);
-        let l = tcp::bind(a).map_err(|source| ServeError::Bind {
+        let l = tcp::bind_with(a, opts.tcp_reuse_port).map_err(|source| ServeError::Bind {
             proto: "http (tcp)",
             addr: a,
             source,
@@ -228,7 +232,7 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
         tasks.push(tcp::spawn(l, None, ctx.clone()));
 
         let a = SocketAddr::new(*ip, opts.tls_port);
-        let l = tcp::bind(a).map_err(|source| ServeError::Bind {
+        let l = tcp::bind_with(a, opts.tcp_reuse_port).map_err(|source| ServeError::Bind {
             proto: "https (tcp)",
             addr: a,
             source,

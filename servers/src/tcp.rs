@@ -47,12 +47,21 @@ const MAX_REFUSING: usize = 1024;
 
 /// Bind a listener (SO_REUSEADDR, large backlog) from a sync context.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    bind_with(addr, false)
+}
+
+/// As [`bind`]; with `reuse_port`, SO_REUSEPORT too (several processes share
+/// the port, the kernel spreads new connections over their listeners).
+pub fn bind_with(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let sock = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
     sock.set_reuseaddr(true)?;
+    if reuse_port {
+        sock.set_reuseport(true)?;
+    }
     sock.bind(addr)?;
     sock.listen(4096)
 }

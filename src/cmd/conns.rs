@@ -25,9 +25,12 @@ pub struct ConnsArgs {
     /// QUIC client sockets (quinn endpoints) per client address.
     #[arg(long, default_value_t = 2)]
     quic_sockets_per_addr: usize,
-    /// Handshakes in flight at once.
+    /// TCP handshakes in flight at once.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
+    /// QUIC handshakes in flight at once (default under the server's Retry threshold of 64).
+    #[arg(long, default_value_t = 48)]
+    quic_concurrency: usize,
     /// Seconds to hold every connection open before checking it.
     #[arg(long, default_value_t = 10.0)]
     hold: f64,
@@ -49,11 +52,18 @@ pub struct ConnsArgs {
     /// Internal: run as the server child process with this JSON spec.
     #[arg(long, hide = true)]
     server_child: Option<String>,
+    /// Internal: run as a TCP client child process with this JSON spec.
+    #[arg(long, hide = true)]
+    client_child: Option<String>,
 }
 
 pub fn conns(a: ConnsArgs) -> anyhow::Result<ExitCode> {
     if let Some(spec) = &a.server_child {
         conns::server::child_main(spec)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(spec) = &a.client_child {
+        conns::client::child_main(spec)?;
         return Ok(ExitCode::SUCCESS);
     }
     let params = ConnsParams {
@@ -62,6 +72,7 @@ pub fn conns(a: ConnsArgs) -> anyhow::Result<ExitCode> {
         client_addrs: a.addrs,
         quic_sockets_per_addr: a.quic_sockets_per_addr,
         concurrency: a.concurrency,
+        quic_concurrency: a.quic_concurrency,
         hold_s: a.hold,
         establish_timeout_s: a.establish_timeout,
         handshake_timeout_s: a.handshake_timeout,

@@ -112,10 +112,9 @@ pub fn fill(res: &mut CellResult, ph: &PhaseReport) {
     let mut lean = ph.clone();
     lean.timeline.clear();
     lean.link_counters = None;
-    res.notes.push(format!(
-        "extra: {}",
-        serde_json::to_string(&lean).unwrap_or_default()
-    ));
+    if let Ok(v) = serde_json::to_value(&lean) {
+        res.extra.insert("conns".into(), v);
+    }
     if ph.established == 0 {
         res.status = CellStatus::Failed {
             reason: format!(

@@ -16,6 +16,8 @@
 //! Exact measurement definitions: docs/conns.md.
 
 pub mod cell;
+pub mod client;
+pub mod proc;
 pub mod quic;
 pub mod server;
 pub mod sys;
@@ -37,6 +39,7 @@ use quicbench_netem::{LinkSpec, NetNs};
 use quicbench_servers::StatsSnapshot;
 use serde::{Deserialize, Serialize};
 
+use self::proc::ChildProc;
 use self::server::{ChildSpec, ServerProc};
 use self::sys::{FdLimits, SockStat, TcpTable};
 
@@ -69,9 +72,15 @@ pub struct ConnsParams {
     /// QUIC client sockets (quinn endpoints) per client address.
     #[serde(default = "d_quic_sockets")]
     pub quic_sockets_per_addr: usize,
-    /// Handshakes in flight at once.
+    /// TCP handshakes in flight at once (over all client processes).
     #[serde(default = "d_concurrency")]
     pub concurrency: usize,
+    /// QUIC handshakes in flight at once. The default stays under the server's
+    /// Retry threshold (`quicbench_servers::h3::RETRY_ABOVE_HANDSHAKES`): above
+    /// it nearly every client gets a Retry first, and about 1 in 1000 of those
+    /// handshakes never completes (docs/conns.md).
+    #[serde(default = "d_quic_concurrency")]
+    pub quic_concurrency: usize,
     /// How long all connections are held open before the check, seconds.
     #[serde(default = "d_hold")]
     pub hold_s: f64,
@@ -95,6 +104,9 @@ fn d_quic_sockets() -> usize {
 fn d_concurrency() -> usize {
     256
 }
+fn d_quic_concurrency() -> usize {
+    48
+}
 fn d_hold() -> f64 {
     10.0
 }
@@ -113,6 +125,7 @@ impl Default for ConnsParams {
             client_addrs: 0,
             quic_sockets_per_addr: d_quic_sockets(),
             concurrency: d_concurrency(),
+            quic_concurrency: d_quic_concurrency(),
             hold_s: d_hold(),
             establish_timeout_s: d_establish_timeout(),
             handshake_timeout_s: d_handshake_timeout(),
@@ -149,8 +162,10 @@ impl ConnsParams {
         if !(1..=100).contains(&self.quic_sockets_per_addr) {
             return Err("quic_sockets_per_addr must be 1..=100".into());
         }
-        if !(1..=65_536).contains(&self.concurrency) {
-            return Err("concurrency must be 1..=65536".into());
+        if !(1..=65_536).contains(&self.concurrency)
+            || !(1..=65_536).contains(&self.quic_concurrency)
+        {
+            return Err("concurrency and quic_concurrency must be 1..=65536".into());
         }
         if !(self.hold_s.is_finite() && (0.0..=3600.0).contains(&self.hold_s)) {
             return Err("hold_s must be 0..=3600".into());
@@ -238,9 +253,10 @@ pub struct Check {
 /// Memory at one moment.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MemSample {
-    /// VmRSS of the server process.
+    /// VmRSS of the server processes, summed.
     pub server_rss: Option<u64>,
-    /// VmRSS of this (client) process.
+    /// VmRSS of the client processes (or of this process when the client
+    /// runs here), summed.
     pub client_rss: Option<u64>,
     /// Kernel slab, system-wide (`Slab:` of /proc/meminfo).
     pub slab: Option<u64>,
@@ -249,10 +265,16 @@ pub struct MemSample {
 }
 
 impl MemSample {
-    fn take(server_pid: u32, server_ns: &NetNs) -> MemSample {
+    fn take(server_pids: &[u32], client_pids: &[u32], server_ns: &NetNs) -> MemSample {
+        let sum =
+            |pids: &[u32]| -> Option<u64> { pids.iter().map(|p| sys::rss_bytes(Some(*p))).sum() };
         MemSample {
-            server_rss: sys::rss_bytes(Some(server_pid)),
-            client_rss: sys::rss_bytes(None),
+            server_rss: sum(server_pids),
+            client_rss: if client_pids.is_empty() {
+                sys::rss_bytes(None)
+            } else {
+                sum(client_pids)
+            },
             slab: sys::slab_bytes(),
             sockstat: sys::sockstat(server_ns),
         }
@@ -352,8 +374,10 @@ pub struct PhaseReport {
     pub sysctls: Vec<SysctlSet>,
     pub backend: String,
     pub server_nofile: (u64, u64),
-    /// PID of the server child (gone when the phase returns).
-    pub server_pid: u32,
+    /// PIDs of the server processes (gone when the phase returns).
+    pub server_pids: Vec<u32>,
+    /// PIDs of the client processes (TCP; QUIC runs in this process).
+    pub client_pids: Vec<u32>,
     /// Inodes of the phase's two namespaces (gone when the phase returns).
     pub namespace_inodes: Vec<u64>,
     /// Datagrams the kernel dropped for a full socket receive buffer during the
@@ -482,8 +506,8 @@ enum Stage {
 }
 
 /// What the client side measured.
-#[derive(Default)]
-struct ClientOutcome {
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ClientOutcome {
     established: u64,
     failed: u64,
     failure_kinds: BTreeMap<String, u64>,
@@ -533,35 +557,91 @@ fn run_phase(cfg: &ConnsConfig, kind: Kind, target: u64) -> anyhow::Result<Phase
     set(link.server_ns(), "net.core.somaxconn", "65535");
     set(link.server_ns(), "net.ipv4.tcp_max_syn_backlog", "65535");
 
-    let spec = ChildSpec {
+    // One process may hold only RLIMIT_NOFILE sockets, and the hard limit
+    // cannot be raised without CAP_SYS_RESOURCE: the TCP connections are
+    // spread over several server processes sharing the port (SO_REUSEPORT) and
+    // several client processes.
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(s, _)| s)
+        .unwrap_or(1024);
+    let (n_servers, n_clients) = match kind {
+        // The kernel spreads connections over the listeners by a hash: headroom.
+        Kind::Tcp => (
+            client::processes_for(target, soft, 1.15),
+            client::processes_for(target, soft, 1.0),
+        ),
+        Kind::Quic => (1, 0),
+    };
+    let mut spec = ChildSpec {
         listen: link.server_ip(),
         // hyper's header timeout is also its keep-alive idle timeout: it must
         // outlast establishing plus the hold.
         header_timeout_s: p.establish_timeout_s + p.hold_s.ceil() as u64 + 120,
         max_connections: (target as usize + 1000).max(100_000),
         quic_recv_buffer: Some(UDP_RECV_BUFFER),
+        http_port: 0,
+        reuse_port: n_servers > 1,
     };
-    let mut srv = ServerProc::start(&cfg.exe, link.server_ns(), &spec)?;
-    let server_pid = srv.pid();
-    let port = match kind {
-        Kind::Tcp => srv.ready.http_port,
-        Kind::Quic => srv.ready.quic_port,
+    let mut srvs: Vec<ServerProc> = Vec::new();
+    for _ in 0..n_servers {
+        let s = ServerProc::start(&cfg.exe, link.server_ns(), &spec)?;
+        spec.http_port = s.ready.http_port;
+        srvs.push(s);
+    }
+    let server_pids: Vec<u32> = srvs.iter().map(|s| s.pid()).collect();
+    let (port, trust_pem) = match srvs.first() {
+        Some(s) => (
+            match kind {
+                Kind::Tcp => s.ready.http_port,
+                Kind::Quic => s.ready.quic_port,
+            },
+            s.ready.trust_pem.clone(),
+        ),
+        None => bail!("no server process"),
     };
     let server = SocketAddr::new(link.server_ip(), port);
-    let trust = quicbench_wire::tls::certs_from_pem(srv.ready.trust_pem.as_bytes());
-    std::thread::sleep(Duration::from_millis(300));
-    let before = MemSample::take(server_pid, link.server_ns());
+    let trust = quicbench_wire::tls::certs_from_pem(trust_pem.as_bytes());
     let addrs = link.client_ips_v4();
     let server_ns = link.server_ns();
+    let mut clients: Vec<ChildProc> = Vec::new();
+    let mut first = 0u64;
+    for j in 0..n_clients {
+        let share = target / n_clients + u64::from(j < target % n_clients);
+        let mut cp = p.clone();
+        cp.concurrency = (p.concurrency / n_clients as usize).max(1);
+        let cs = client::ClientSpec {
+            params: cp,
+            addrs: addrs.clone(),
+            server,
+            first,
+            target: share,
+        };
+        first += share;
+        let c = ChildProc::start(
+            &cfg.exe,
+            link.client_ns(),
+            "--client-child",
+            &serde_json::to_string(&cs)?,
+        )?;
+        let line = c.recv(Duration::from_secs(30))?;
+        if line.trim() != "ready" {
+            bail!("client process said {line:?}");
+        }
+        clients.push(c);
+    }
+    let client_pids: Vec<u32> = clients.iter().map(|c| c.pid()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = MemSample::take(&server_pids, &client_pids, server_ns);
 
     let mut samples = HoldSamples::default();
     let outcome = {
         let samples = &mut samples;
-        let srv = &mut srv;
+        let srvs = &mut srvs;
+        let (server_pids, client_pids) = (&server_pids, &client_pids);
         let mut hook = move |stage: Stage| match stage {
             Stage::Established => {
                 std::thread::sleep(Duration::from_millis(500));
-                samples.mem = Some(MemSample::take(server_pid, server_ns));
+                samples.mem = Some(MemSample::take(server_pids, client_pids, server_ns));
             }
             Stage::EndOfHold => {
                 if kind == Kind::Tcp {
@@ -570,43 +650,46 @@ fn run_phase(cfg: &ConnsConfig, kind: Kind, target: u64) -> anyhow::Result<Phase
                             .map_err(|e| e.to_string()),
                     );
                 }
-                samples.stats = Some(srv.stats().map_err(|e| format!("{e:#}")));
+                samples.stats = Some(sum_stats(srvs).map_err(|e| format!("{e:#}")));
             }
         };
-        let addrs = addrs.clone();
         let progress = cfg.progress;
         let stop = cfg.stop.clone();
         let p = p.clone();
-        link.client_ns()
-            .try_run(move || -> anyhow::Result<ClientOutcome> {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()?;
-                // This thread and the runtime's workers (started from it) are
-                // in the client namespace: so is every socket of the run.
-                let cx = PhaseCtx {
-                    p: &p,
-                    addrs: &addrs,
-                    server,
-                    target,
-                    progress,
-                    stop: &stop,
-                };
-                rt.block_on(async {
-                    match kind {
-                        Kind::Tcp => tcp_phase(&cx, &mut hook).await,
-                        Kind::Quic => quic_phase(&cx, &trust, &mut hook).await,
-                    }
+        let cx = PhaseCtx {
+            p: &p,
+            addrs: &addrs,
+            server,
+            target,
+            progress,
+            stop: &stop,
+        };
+        match kind {
+            Kind::Tcp => tcp_children(&cx, &mut clients, &mut hook)?,
+            Kind::Quic => link
+                .client_ns()
+                .try_run(move || -> anyhow::Result<ClientOutcome> {
+                    let rt = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()?;
+                    // This thread and the runtime's workers (started from it)
+                    // are in the client namespace: so is every socket.
+                    rt.block_on(quic_phase(&cx, &trust, &mut hook))
                 })
-            })
-            .context("entering the client namespace")??
+                .context("entering the client namespace")??,
+        }
     };
-    // Close: until the server counts no open connection.
+    let mut notes: Vec<String> = clients
+        .iter_mut()
+        .map(|c| format!("client: {}", c.stop(Duration::from_secs(10))))
+        .collect();
+    drop(clients);
+    // Close: until the servers count no open connection.
     let t_close = Instant::now();
     let mut drained = false;
     while t_close.elapsed() < Duration::from_secs(30) {
-        match srv.stats() {
+        match sum_stats(&mut srvs) {
             Ok(s) if s.open_connections == 0 => {
                 drained = true;
                 break;
@@ -616,9 +699,9 @@ fn run_phase(cfg: &ConnsConfig, kind: Kind, target: u64) -> anyhow::Result<Phase
         }
     }
     let close_s = outcome.close_s + t_close.elapsed().as_secs_f64();
-    let stop_note = srv.stop(Duration::from_secs(10));
-    let server_nofile = srv.ready.nofile;
-    drop(srv);
+    notes.extend(srvs.iter_mut().map(|s| s.stop(Duration::from_secs(10))));
+    let server_nofile = srvs.first().map(|s| s.ready.nofile).unwrap_or((0, 0));
+    drop(srvs);
     let udp_rcvbuf_errors = (
         sys::udp_rcvbuf_errors(link.server_ns()).unwrap_or(0),
         sys::udp_rcvbuf_errors(link.client_ns()).unwrap_or(0),
@@ -766,11 +849,12 @@ fn run_phase(cfg: &ConnsConfig, kind: Kind, target: u64) -> anyhow::Result<Phase
         sysctls,
         backend,
         server_nofile,
-        server_pid,
+        server_pids,
+        client_pids,
         namespace_inodes,
         link_counters,
         udp_rcvbuf_errors,
-        notes: vec![stop_note],
+        notes,
     })
 }
 
@@ -790,12 +874,12 @@ fn bar(progress: bool, len: u64, prefix: &str) -> ProgressBar {
 
 /// Establishment: run `open(i)` for i in 0..target, `concurrency` at a time,
 /// until done, the deadline, or the failure cap.
-struct Established<T> {
-    conns: Vec<(usize, T)>,
-    out: ClientOutcome,
+pub(crate) struct Established<T> {
+    pub conns: Vec<(usize, T)>,
+    pub out: ClientOutcome,
 }
 
-async fn establish_all<T, F, Fut>(
+pub(crate) async fn establish_all<T, F, Fut>(
     p: &ConnsParams,
     addrs: &[Ipv4Addr],
     target: u64,
@@ -918,65 +1002,134 @@ struct PhaseCtx<'a> {
     stop: &'a Option<Arc<AtomicBool>>,
 }
 
-async fn tcp_phase(
+/// The servers' counters, summed over the processes.
+fn sum_stats(srvs: &mut [ServerProc]) -> anyhow::Result<StatsSnapshot> {
+    let mut t = StatsSnapshot::default();
+    for s in srvs.iter_mut() {
+        let x = s.stats()?;
+        t.tcp_accepted += x.tcp_accepted;
+        t.tcp_refused += x.tcp_refused;
+        t.quic_accepted += x.quic_accepted;
+        t.quic_refused += x.quic_refused;
+        t.quic_retries += x.quic_retries;
+        t.requests += x.requests;
+        t.bad_requests += x.bad_requests;
+        t.tls_failures += x.tls_failures;
+        t.udp_datagrams += x.udp_datagrams;
+        t.udp_garbage += x.udp_garbage;
+        t.bytes_sent += x.bytes_sent;
+        t.open_connections += x.open_connections;
+    }
+    Ok(t)
+}
+
+/// Merge a child's outcome into the total.
+fn merge(total: &mut ClientOutcome, o: ClientOutcome) {
+    total.established += o.established;
+    total.failed += o.failed;
+    for (k, v) in o.failure_kinds {
+        *total.failure_kinds.entry(k).or_default() += v;
+    }
+    if o.stopped_by != "target reached" {
+        total.stopped_by = o.stopped_by;
+    }
+    total.establish_s = total.establish_s.max(o.establish_s);
+    total.handshake_ms.extend(o.handshake_ms);
+    for (k, v) in o.per_addr {
+        *total.per_addr.entry(k).or_default() += v;
+    }
+}
+
+/// The TCP phase, driven from here, carried by the client processes.
+fn tcp_children(
     cx: &PhaseCtx<'_>,
+    clients: &mut [ChildProc],
     hook: &mut (dyn FnMut(Stage) + Send),
 ) -> anyhow::Result<ClientOutcome> {
-    let PhaseCtx {
-        p,
-        addrs,
-        server,
-        target,
-        progress,
-        stop,
-    } = *cx;
-    if addrs.is_empty() {
-        bail!("no client address");
+    let p = cx.p;
+    let pb = bar(cx.progress, cx.target, "tcp");
+    let mut out = ClientOutcome {
+        stopped_by: "target reached".into(),
+        ..ClientOutcome::default()
+    };
+    for c in clients.iter_mut() {
+        c.send("go")?;
     }
-    let limit = Duration::from_secs(p.handshake_timeout_s);
-    let pb = bar(progress, target, "tcp");
-    let n_addrs = addrs.len();
-    let addrs_owned = addrs.to_vec();
-    let Established { mut conns, mut out } = establish_all(p, addrs, target, &pb, stop, |i| {
-        let a = (i % n_addrs as u64) as usize;
-        let src = addrs_owned[a];
-        // A spawned task: the socket is made on a worker thread (in the
-        // client namespace) and the work spreads over both workers.
-        let h = tokio::spawn(tcp::establish(src, server, limit));
-        async move {
-            match h.await {
-                Ok(r) => (a, r),
-                Err(e) => (a, Err(format!("task: {e}"))),
+    let t0 = Instant::now();
+    let limit = Duration::from_secs(p.establish_timeout_s + p.handshake_timeout_s + 30);
+    let mut progress = vec![0u64; clients.len()];
+    let mut done = vec![false; clients.len()];
+    let mut last_sample = t0;
+    while done.iter().any(|d| !d) {
+        if t0.elapsed() > limit {
+            bail!("client processes did not finish establishing within {limit:?}");
+        }
+        let mut idle = true;
+        for (j, c) in clients.iter().enumerate() {
+            while let Some(line) = c.try_recv() {
+                idle = false;
+                if let Some(n) = line.strip_prefix("p ") {
+                    progress[j] = n.trim().parse().unwrap_or(progress[j]);
+                } else if let Some(js) = line.strip_prefix("e ") {
+                    let o: ClientOutcome = serde_json::from_str(js)
+                        .with_context(|| format!("client {} outcome", c.pid()))?;
+                    merge(&mut out, o);
+                    done[j] = true;
+                }
             }
         }
-    })
-    .await;
-    out.client_sockets = conns.len() as u64;
-    hook_blocking(hook, Stage::Established);
-    out.held_s = hold(p, progress, out.established, "TCP", stop).await;
-    hook_blocking(hook, Stage::EndOfHold);
-    let pb = bar(progress, conns.len() as u64, "check");
-    let results: Vec<Result<(), String>> = futures::stream::iter(conns.iter_mut())
-        .map(|(_, s)| {
-            let pb = &pb;
-            async move {
-                let r = tcp::check(s, limit).await;
-                pb.inc(1);
-                r
-            }
-        })
-        .buffer_unordered(p.concurrency)
-        .collect()
-        .await;
+        pb.set_position(progress.iter().sum());
+        if last_sample.elapsed() >= Duration::from_millis(250) {
+            last_sample = Instant::now();
+            out.timeline.push((
+                t0.elapsed().as_secs_f64() * 1e3,
+                progress.iter().sum::<u64>() as f64,
+            ));
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     pb.finish_and_clear();
-    for r in results {
-        match r {
-            Ok(()) => out.alive += 1,
-            Err(e) => *out.check_failures.entry(e).or_default() += 1,
+    out.timeline
+        .push((t0.elapsed().as_secs_f64() * 1e3, out.established as f64));
+    out.client_sockets = out.established;
+    hook(Stage::Established);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    out.held_s = rt.block_on(hold(p, cx.progress, out.established, "TCP", cx.stop));
+    hook(Stage::EndOfHold);
+    let check_limit = Duration::from_secs(p.handshake_timeout_s * 4 + 60);
+    for c in clients.iter_mut() {
+        c.send("check")?;
+    }
+    for c in clients.iter() {
+        loop {
+            let line = c.recv(check_limit)?;
+            if let Some(js) = line.strip_prefix("c ") {
+                let r: client::CheckOutcome = serde_json::from_str(js)?;
+                out.alive += r.alive;
+                for (k, v) in r.failures {
+                    *out.check_failures.entry(k).or_default() += v;
+                }
+                break;
+            }
         }
     }
     let t = Instant::now();
-    drop(conns);
+    for c in clients.iter_mut() {
+        c.send("quit")?;
+    }
+    for c in clients.iter() {
+        loop {
+            match c.recv(Duration::from_secs(30)) {
+                Ok(line) if line.starts_with("q ") => break,
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+    }
     out.close_s = t.elapsed().as_secs_f64();
     Ok(out)
 }
@@ -1010,6 +1163,11 @@ async fn quic_phase(
     if eps.is_empty() {
         bail!("no client address");
     }
+    let qp = ConnsParams {
+        concurrency: p.quic_concurrency,
+        ..p.clone()
+    };
+    let p = &qp;
     let pb = bar(progress, target, "quic");
     let eps_c = eps.clone();
     let Established { conns, mut out } = establish_all(p, addrs, target, &pb, stop, |i| {

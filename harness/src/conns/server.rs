@@ -9,18 +9,18 @@
 //! is SIGKILLed (pdeathsig) if the coordinator dies, and killed by PID if it
 //! does not stop in time.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use quicbench_netem::NetNs;
 use quicbench_servers::{ServerOptions, StatsSnapshot};
 use quicbench_wire::tls::Identity;
 use serde::{Deserialize, Serialize};
+
+use super::proc::ChildProc;
 
 /// What the child serves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +32,12 @@ pub struct ChildSpec {
     /// `ServerOptions::quic_recv_buffer`.
     #[serde(default)]
     pub quic_recv_buffer: Option<usize>,
+    /// Cleartext HTTP port (0: any); with `reuse_port`, shared with the other
+    /// server processes of the phase (SO_REUSEPORT).
+    #[serde(default)]
+    pub http_port: u16,
+    #[serde(default)]
+    pub reuse_port: bool,
 }
 
 /// The child's first line.
@@ -60,6 +66,8 @@ pub fn child_main(spec_json: &str) -> anyhow::Result<()> {
         o.header_timeout = Duration::from_secs(spec.header_timeout_s.max(1));
         o.max_connections = spec.max_connections;
         o.quic_recv_buffer = spec.quic_recv_buffer;
+        o.http_port = spec.http_port;
+        o.tcp_reuse_port = spec.reuse_port;
         let servers = quicbench_servers::start(o).await?;
         let port = |v: &[std::net::SocketAddr]| v.first().map(|a| a.port()).unwrap_or(0);
         let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
@@ -100,111 +108,37 @@ pub fn child_main(spec_json: &str) -> anyhow::Result<()> {
 
 /// A running server child.
 pub struct ServerProc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
+    proc: ChildProc,
     pub ready: Ready,
 }
 
 impl ServerProc {
     /// Start `exe conns --server-child` inside `ns` and wait until it listens.
     pub fn start(exe: &Path, ns: &NetNs, spec: &ChildSpec) -> anyhow::Result<ServerProc> {
-        let mut cmd = ns.command(exe);
-        cmd.arg("conns")
-            .arg("--server-child")
-            .arg(serde_json::to_string(spec)?)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = ns
-            .spawn(cmd)
-            .with_context(|| format!("starting the server process {}", exe.display()))?;
-        let stdin = child.stdin.take();
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("server process has no stdout"))?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("conns-server-out".into())
-            .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            })?;
-        let mut p = ServerProc {
-            child,
-            stdin,
-            lines,
-            ready: Ready {
-                pid: 0,
-                http_port: 0,
-                quic_port: 0,
-                trust_pem: String::new(),
-                nofile: (0, 0),
-            },
-        };
-        let line = p.next_line(Duration::from_secs(30)).context(
+        let proc = ChildProc::start(exe, ns, "--server-child", &serde_json::to_string(spec)?)?;
+        let line = proc.recv(Duration::from_secs(30)).context(
             "the server process did not report its ports (is the executable a quicbench \
              binary with the `conns` command?)",
         )?;
-        p.ready =
+        let ready =
             serde_json::from_str(&line).with_context(|| format!("server process said {line:?}"))?;
-        Ok(p)
+        Ok(ServerProc { proc, ready })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn next_line(&mut self, limit: Duration) -> anyhow::Result<String> {
-        self.lines
-            .recv_timeout(limit)
-            .map_err(|_| anyhow!("no answer from the server process within {limit:?}"))
+        self.proc.pid()
     }
 
     /// The servers' counters now.
     pub fn stats(&mut self) -> anyhow::Result<StatsSnapshot> {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| anyhow!("server process already stopped"))?;
-        stdin.write_all(b"stats\n")?;
-        stdin.flush()?;
-        let line = self.next_line(Duration::from_secs(20))?;
+        self.proc.send("stats")?;
+        let line = self.proc.recv(Duration::from_secs(20))?;
         serde_json::from_str(&line).with_context(|| format!("server stats {line:?}"))
     }
 
     /// Ask the child to shut down; kill it (by its PID) if it has not exited
     /// within `grace`. Returns how it ended.
     pub fn stop(&mut self, grace: Duration) -> String {
-        if let Some(mut s) = self.stdin.take() {
-            let _ = s.write_all(b"quit\n");
-        }
-        let t0 = Instant::now();
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(st)) => return format!("server process exited ({st})"),
-                Ok(None) if t0.elapsed() < grace => std::thread::sleep(Duration::from_millis(20)),
-                _ => break,
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        format!(
-            "server process (pid {}) did not exit within {grace:?}: killed",
-            self.child.id()
-        )
-    }
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.stop(Duration::from_secs(3));
-        }
+        format!("server: {}", self.proc.stop(grace))
     }
 }

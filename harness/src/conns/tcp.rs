@@ -41,6 +41,16 @@ pub async fn establish(
     }
 }
 
+/// [`establish`], tagged with the address index (for the establishment loop).
+pub async fn establish_indexed(
+    a: usize,
+    src: Ipv4Addr,
+    server: SocketAddr,
+    limit: Duration,
+) -> (usize, Result<(TcpStream, Duration), String>) {
+    (a, establish(src, server, limit).await)
+}
+
 /// One request/response on an open connection: the liveness check.
 pub async fn exchange(s: &mut TcpStream) -> Result<(), String> {
     s.write_all(REQUEST)
