@@ -85,7 +85,7 @@ fn conns_beyond_65535_at_one_port() {
         return;
     }
     let tcp = env_u64("QUICBENCH_CONNS_TEST_TCP", 70_000);
-    let quic = env_u64("QUICBENCH_CONNS_TEST_QUIC", 5_000);
+    let quic = env_u64("QUICBENCH_CONNS_TEST_QUIC", 2_000);
     let params = ConnsParams {
         tcp,
         quic,
@@ -93,7 +93,7 @@ fn conns_beyond_65535_at_one_port() {
         quic_sockets_per_addr: 2,
         concurrency: 256,
         quic_concurrency: 48,
-        hold_s: 2.0,
+        hold_s: 1.0,
         establish_timeout_s: 120,
         handshake_timeout_s: 20,
         links: None,

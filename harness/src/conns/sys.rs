@@ -63,6 +63,13 @@ pub fn raise_nofile(wanted: u64) -> FdLimits {
         }
     }
     let new_soft = wanted.min(new_hard);
+    if new_soft <= soft {
+        lim.note += &format!(
+            "RLIMIT_NOFILE stays soft {soft} / hard {hard}: sockets are spread over several \
+             processes, each within it"
+        );
+        return lim;
+    }
     match setrlimit(Resource::RLIMIT_NOFILE, new_soft, new_hard) {
         Ok(()) => {
             lim.soft_after = new_soft;
