@@ -124,3 +124,26 @@ pub fn fill(res: &mut CellResult, ph: &PhaseReport) {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::matrix::Matrix;
+    use crate::plan::{cells, Workload};
+
+    #[test]
+    fn matrix_conns_cells() {
+        let src = "protocols = [\"h1.1\", \"h2\", \"h3\"]\nrepetitions = 1\n\
+                   [[links]]\nlabel = \"a\"\nspec = \"delay 5ms\"\n[[links]]\nlabel = \"b\"\n\
+                   spec = \"delay 1ms\"\n[workloads.conns]\ntcp = 3000\nquic = 0\nlinks = [\"a\"]\n";
+        let m = Matrix::parse(src, "t.toml").expect("parses");
+        let cs = cells(&m);
+        assert_eq!(cs.len(), 1, "{cs:?}");
+        assert_eq!(cs[0].workload, Workload::Conns);
+        assert_eq!(cs[0].protocol.name(), "h1.1");
+        assert_eq!(cs[0].variant, "hold");
+        let bad = "protocols = [\"h3\"]\n[workloads.conns]\ntcp = 0\nquic = 0\n";
+        assert!(Matrix::parse(bad, "t.toml").is_err());
+        let unknown = "protocols = [\"h3\"]\n[workloads.conns]\nquic = 10\nlinks = [\"nope\"]\n";
+        assert!(Matrix::parse(unknown, "t.toml").is_err());
+    }
+}
