@@ -8,14 +8,17 @@ set -euo pipefail
 size=${1:-1024}; secs=${2:-10}; conns=${3:-64}; threads=${4:-2}
 cd "$(dirname "$0")/.."
 if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq wrk nginx-light || apt-get install -y -qq wrk nginx
+  apt-get update -qq
+  if ! apt-get install -y -qq wrk nginx-light; then apt-get install -y -qq wrk nginx; fi
 fi
 bin=${QUICBENCH_BIN:-target/release/quicbench}
 [ -x "$bin" ] || cargo build --release -p quicbench
 work=$(mktemp -d)
-cleanup() { [ -n "${qpid:-}" ] && kill "$qpid" 2>/dev/null || true
-            [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-            rm -rf "$work"; }
+cleanup() {
+  if [ -n "${qpid:-}" ]; then kill "$qpid" 2>/dev/null || true; fi
+  if [ -f "$work/nginx.pid" ]; then kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 # The same body bytes: fetch them from quicbench itself once it is up.
 "$bin" serve --listen 127.0.0.1 --http-port 18081 --tls-port 18443 --quic-port 18443 --udp-port 19000 --duration $((secs * 3 + 30)) >/dev/null 2>&1 &

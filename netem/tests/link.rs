@@ -442,12 +442,20 @@ fn kernel_backend_without_netem_fails_clearly() {
     if skip("kernel_backend_without_netem_fails_clearly") {
         return;
     }
+    // An impaired link needs sch_netem: a clear error naming it.
+    let spec: quicbench_netem::LinkSpec = "delay 10ms".parse().unwrap();
+    let mut cfg = LinkConfig::new(spec.clone(), spec);
+    cfg.backend = quicbench_netem::Backend::Kernel;
+    let e = quicbench_netem::Link::build(cfg).unwrap_err().to_string();
+    assert!(e.contains("netem"), "{e}");
+    // Without impairment the kernel backend is a plain veth pair (no qdisc),
+    // which works on any kernel: the reference the relay bench compares with.
     let cfg = LinkConfig {
         backend: quicbench_netem::Backend::Kernel,
         ..Default::default()
     };
-    let e = quicbench_netem::Link::build(cfg).unwrap_err().to_string();
-    assert!(e.contains("netem"), "{e}");
+    let plain = quicbench_netem::Link::build(cfg).expect("a plain veth link builds without netem");
+    drop(plain);
     // Auto picks user space here and says why.
     let link = userspace(LinkConfig::default());
     let (b, reason) = quicbench_netem::link::choose_backend(quicbench_netem::Backend::Auto);
