@@ -83,9 +83,13 @@ merge)
 	echo merged >"$out/run.json"
 	;;
 report)
-	run=$1 out=$3
-	mkdir -p "$out"
-	echo "<html>$(find "$run/cells" -name '*.json' | wc -l) cells</html>" >"$out/index.html"
+	# Only `report RUN --out DIR` writes a site (other argument lists, such as
+	# the two-host client's, are just logged: nothing lands in the cwd).
+	if [ "${2:-}" = --out ]; then
+		run=$1 out=$3
+		mkdir -p "$out"
+		echo "<html>$(find "$run/cells" -name '*.json' | wc -l) cells</html>" >"$out/index.html"
+	fi
 	;;
 *) echo "stub: unknown command $cmd" >&2; exit 2 ;;
 esac
