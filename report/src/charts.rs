@@ -582,7 +582,10 @@ where
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(72)
-        .build_cartesian_2d((lo..hi).log_scale(), y0..y1)
+        .build_cartesian_2d(
+            (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+            y0..y1,
+        )
         .map_err(&err)?;
     chart
         .configure_mesh()
@@ -605,6 +608,27 @@ where
         keys.push(Key::Line(s.label.clone(), s.color, 2));
     }
     Ok(keys)
+}
+
+/// Tick values 1-2-5 per decade within `[lo, hi]`: plotters' own log ticks
+/// are the powers of ten only, which leaves latency CDFs (mostly 10–100 ms)
+/// with one or two labels.
+pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    if !(lo > 0.0 && hi > lo && lo.is_finite() && hi.is_finite()) {
+        return vec![];
+    }
+    let mut out = vec![];
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let v = decade * m;
+            if v >= lo && v <= hi {
+                out.push(v);
+            }
+        }
+        decade *= 10.0;
+    }
+    out
 }
 
 /// One cell of a heatmap.
@@ -912,6 +936,18 @@ pub fn histogram_svg(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_ticks_are_1_2_5_per_decade() {
+        assert_eq!(
+            log_ticks(18.0, 1200.0),
+            vec![20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]
+        );
+        assert_eq!(log_ticks(0.9, 2.0), vec![1.0, 2.0]);
+        assert!(log_ticks(0.0, 10.0).is_empty());
+        assert!(log_ticks(5.0, 5.0).is_empty());
+        assert!(log_ticks(f64::NAN, 10.0).is_empty());
+    }
 
     fn bar(p: &str, v: f64, theory: Option<f64>) -> Bar {
         Bar {
