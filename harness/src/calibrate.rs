@@ -33,6 +33,64 @@ pub struct Calibration {
     pub checks: Vec<Check>,
     /// Every check with a target held.
     pub pass: bool,
+    /// What a failed verdict most likely means, when the counters tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// The relay's departure lateness (p50, p99 in ns) per direction, from the
+/// link's counters (user-space backend only).
+fn relay_lateness(counters: &serde_json::Value) -> Vec<(&'static str, u64, u64)> {
+    ["up", "down"]
+        .into_iter()
+        .filter_map(|d| {
+            let r = counters.get(d)?.get("relay")?;
+            Some((
+                d,
+                r.get("lateness_p50_ns")?.as_u64()?,
+                r.get("lateness_p99_ns")?.as_u64()?,
+            ))
+        })
+        .collect()
+}
+
+/// The 1-minute load average, for the hint (None where /proc is absent).
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A failed delay check while the relay sent every packet on time means the
+/// extra delay was spent in the probe's endpoints: ordinary threads waiting
+/// for a core that other work holds. Say so, instead of blaming the link.
+fn delay_hint(
+    checks: &[Check],
+    lateness: &[(&str, u64, u64)],
+    load: Option<f64>,
+) -> Option<String> {
+    let delay_failed = checks
+        .iter()
+        .any(|c| c.name.starts_with("one-way delay") && c.ok == Some(false));
+    if !delay_failed || lateness.is_empty() {
+        return None;
+    }
+    let worst_p99 = lateness.iter().map(|l| l.2).max().unwrap_or(0);
+    if worst_p99 > 100_000 {
+        return Some(format!(
+            "the relay itself sent late (departure lateness p99 {:.0} µs): its threads did not get a core in time",
+            worst_p99 as f64 / 1000.0
+        ));
+    }
+    Some(format!(
+        "the relay sent on time (departure lateness p99 ≤ {:.0} µs); the extra delay was spent in the probe's endpoints, \
+         which points at other work on this machine's CPUs{}: calibrate again when it is idle",
+        worst_p99 as f64 / 1000.0,
+        load.map(|l| format!(" (load average {l:.2})")).unwrap_or_default()
+    ))
 }
 
 /// How hard to probe.
@@ -242,7 +300,31 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
             ok: Some((ratio - 1.0).abs() <= 0.02),
         });
     }
+    let counters = serde_json::to_value(link.counters()).unwrap_or_default();
+    let lateness = relay_lateness(&counters);
+    if !lateness.is_empty() {
+        checks.push(Check {
+            name: "relay departures".into(),
+            detail: lateness
+                .iter()
+                .map(|(d, p50, p99)| {
+                    format!(
+                        "{d}: p50 {:.0} µs, p99 {:.0} µs late against the model's schedule",
+                        *p50 as f64 / 1000.0,
+                        *p99 as f64 / 1000.0
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            ok: None,
+        });
+    }
     let pass = checks.iter().all(|c| c.ok != Some(false));
+    let hint = if pass {
+        None
+    } else {
+        delay_hint(&checks, &lateness, load_average())
+    };
     Ok(Calibration {
         backend: link.backend().to_string(),
         backend_reason: link.backend_reason().to_string(),
@@ -250,9 +332,10 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
         down: cfg.down.to_string(),
         probe,
         tcp_goodput_bps: bulk.map(|b| b * 8.0),
-        counters: serde_json::to_value(link.counters()).unwrap_or_default(),
+        counters,
         checks,
         pass,
+        hint,
     })
 }
 
@@ -286,6 +369,58 @@ impl std::fmt::Display for Calibration {
             } else {
                 "the link does NOT match its spec on this machine (see [OFF] lines)"
             }
-        )
+        )?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(name: &str, ok: Option<bool>) -> Check {
+        Check {
+            name: name.into(),
+            detail: String::new(),
+            ok,
+        }
+    }
+
+    #[test]
+    fn lateness_is_read_from_the_counters() {
+        let c = serde_json::json!({
+            "up": {"relay": {"lateness_p50_ns": 4000, "lateness_p99_ns": 42000}},
+            "down": {"relay": {"lateness_p50_ns": 5000, "lateness_p99_ns": 54000}},
+        });
+        assert_eq!(
+            relay_lateness(&c),
+            vec![("up", 4000, 42000), ("down", 5000, 54000)]
+        );
+        // Kernel backend: no relay, no lateness.
+        assert!(relay_lateness(&serde_json::json!({"up": {}})).is_empty());
+    }
+
+    #[test]
+    fn hint_blames_the_machine_only_when_the_relay_was_on_time() {
+        let failed = [check("one-way delay (up)", Some(false))];
+        let on_time = [("up", 4000, 42000), ("down", 5000, 54000)];
+        let h = delay_hint(&failed, &on_time, Some(3.5)).unwrap();
+        assert!(h.contains("endpoints") && h.contains("3.50"), "{h}");
+        let late = [("up", 4000, 900_000)];
+        let h = delay_hint(&failed, &late, None).unwrap();
+        assert!(
+            h.contains("relay itself sent late") && h.contains("900"),
+            "{h}"
+        );
+        // Nothing to explain: delay held, or no relay (kernel backend).
+        let held = [
+            check("one-way delay (up)", Some(true)),
+            check("round-trip loss", Some(false)),
+        ];
+        assert!(delay_hint(&held, &on_time, None).is_none());
+        assert!(delay_hint(&failed, &[], None).is_none());
     }
 }

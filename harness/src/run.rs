@@ -260,13 +260,17 @@ fn calibrate_links(m: &Matrix, backend: Backend) -> serde_json::Value {
         let v = match crate::calibrate::calibrate(&cfg, o) {
             Ok(c) => {
                 eprintln!(
-                    "quicbench: calibrated link {}: {}",
+                    "quicbench: calibrated link {}: {}{}",
                     l.label,
                     if c.pass {
                         "matches its spec"
                     } else {
                         "does NOT match its spec (see run.json calibration)"
-                    }
+                    },
+                    c.hint
+                        .as_ref()
+                        .map(|h| format!("\n  hint: {h}"))
+                        .unwrap_or_default()
                 );
                 let mut v = serde_json::to_value(&c).unwrap_or_default();
                 // The raw samples are in the probe report; keep run.json small.
