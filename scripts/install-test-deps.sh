@@ -4,6 +4,11 @@
 # clearly separated block below.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# Tests run this themselves when something is missing, possibly several at
+# once (nextest): one at a time.
+mkdir -p "$ROOT/target"
+exec 9>"$ROOT/target/.install-test-deps.lock"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
 
 # ---------------------------------------------------------------------------
 # iproute2: the link (netem/) configures namespaces, TUN and veth devices with

@@ -15,8 +15,29 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A Python that can import aioquic: the project's venv first, then python3.
+/// Runs the project's installer (`scripts/install-test-deps.sh`: idempotent,
+/// one at a time), so that `cargo test` alone sets up a fresh machine. Without
+/// root its apt steps fail; the caller checks again and skips loudly.
+fn provision() {
+    use std::io::Write;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-test-deps.sh");
+    let st = std::process::Command::new("bash")
+        .arg(&script)
+        .stdout(Stdio::null())
+        .status();
+    let _ = writeln!(std::io::stderr(), "{}: {st:?}", script.display());
+}
+
+/// A Python that can import aioquic: the project's venv first, then python3;
+/// installed by the project's script when neither has it.
 fn python() -> Option<PathBuf> {
+    find_python().or_else(|| {
+        provision();
+        find_python()
+    })
+}
+
+fn find_python() -> Option<PathBuf> {
     let venv = root().join("target/interop-venv/bin/python3");
     [venv, PathBuf::from("python3")].into_iter().find(|p| {
         std::process::Command::new(p)
@@ -35,7 +56,7 @@ async fn our_client_fetches_from_aioquic() {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED: aioquic not installed (run scripts/install-test-deps.sh)"
+            "SKIPPED: aioquic not installed and scripts/install-test-deps.sh could not install it (see its output above)"
         );
         return;
     };

@@ -10,19 +10,40 @@ use quicbench_servers::ServerOptions;
 use quicbench_wire::pattern;
 use quicbench_wire::tls::Identity;
 
-fn have_curl() -> bool {
-    let ok = std::process::Command::new("curl")
+fn curl_runs() -> bool {
+    std::process::Command::new("curl")
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs the project's installer (`scripts/install-test-deps.sh`: idempotent,
+/// one at a time), so that `cargo test` alone sets up a fresh machine. Without
+/// root its apt steps fail; the caller checks again and skips loudly.
+fn provision() {
+    use std::io::Write;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-test-deps.sh");
+    let st = std::process::Command::new("bash")
+        .arg(&script)
+        .stdout(Stdio::null())
+        .status();
+    let _ = writeln!(std::io::stderr(), "{}: {st:?}", script.display());
+}
+
+/// curl, installed by the project's script when missing.
+fn have_curl() -> bool {
+    let ok = curl_runs() || {
+        provision();
+        curl_runs()
+    };
     if !ok {
         // Straight to the stderr handle: libtest captures eprintln!, and this must show.
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED: curl not installed (run scripts/install-test-deps.sh)"
+            "SKIPPED: curl not installed and scripts/install-test-deps.sh could not install it (see its output above)"
         );
     }
     ok
