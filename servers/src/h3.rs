@@ -15,6 +15,13 @@
 //!   validates the new path itself.
 //! * Garbage datagrams never reach this code: quinn drops what does not parse
 //!   as QUIC.
+//! * Connection IDs: 8 bytes from [`ServerCidGenerator`] (48 random bits and a
+//!   16-bit keyed check), not quinn's default (24 random bits). quinn 0.11's
+//!   `Endpoint::retry` picks the Retry's source CID without checking it against
+//!   the CIDs in use, and a client's next Initial is routed by that CID: with
+//!   24 bits, tens of thousands of live CIDs make a collision likely enough
+//!   (0.1% of Retries at 5,000 connections) that the client's Initials go to
+//!   another connection and its handshake never completes. See docs/h3.md.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +38,80 @@ pub const RETRY_ABOVE_HANDSHAKES: usize = 64;
 
 /// Bind a QUIC endpoint (must be called inside a tokio runtime).
 pub fn bind(addr: SocketAddr, cfg: quinn::ServerConfig) -> std::io::Result<quinn::Endpoint> {
-    quinn::Endpoint::server(cfg, addr)
+    bind_with(addr, cfg, None)
+}
+
+/// The server endpoint's configuration: quinn's defaults, with connection IDs
+/// from [`ServerCidGenerator`].
+pub fn endpoint_config() -> quinn::EndpointConfig {
+    let mut c = quinn::EndpointConfig::default();
+    c.cid_generator(|| Box::new(ServerCidGenerator::new()));
+    c
+}
+
+/// 8-byte connection IDs: 6 random bytes and a 2-byte keyed hash of them, so
+/// that most datagrams with a made-up short-header CID are recognised as
+/// foreign without a table lookup (and get no stateless reset).
+///
+/// quinn's default generator has 3 random bytes (16.7 million values). quinn
+/// checks the CIDs it issues to connections against those in use, but not the
+/// source CID of a Retry (quinn-proto 0.11.19, `Endpoint::retry`), which the
+/// client then sends its token-bearing Initials to; those Initials are routed
+/// to whichever connection already owns that CID (or whose Initial DCID it is)
+/// and dropped there. With 30,000 CIDs in use a Retry collides with
+/// probability 0.2%; with 48 random bits, 1 in 10^10.
+pub struct ServerCidGenerator {
+    key: std::hash::RandomState,
+}
+
+const CID_NONCE: usize = 6;
+const CID_CHECK: usize = 2;
+
+impl ServerCidGenerator {
+    /// A generator with a random key.
+    pub fn new() -> Self {
+        Self {
+            key: std::hash::RandomState::new(),
+        }
+    }
+
+    fn check(&self, nonce: &[u8]) -> [u8; CID_CHECK] {
+        use std::hash::BuildHasher;
+        let h = self.key.hash_one(nonce).to_le_bytes();
+        [h[0], h[1]]
+    }
+}
+
+impl Default for ServerCidGenerator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl quinn::ConnectionIdGenerator for ServerCidGenerator {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        let mut b = [0u8; CID_NONCE + CID_CHECK];
+        rand::Rng::fill(&mut rand::rng(), &mut b[..CID_NONCE]);
+        let check = self.check(&b[..CID_NONCE]);
+        b[CID_NONCE..].copy_from_slice(&check);
+        quinn::ConnectionId::new(&b)
+    }
+
+    fn validate(&self, cid: &quinn::ConnectionId) -> Result<(), quinn_proto::InvalidCid> {
+        if cid.len() == CID_NONCE + CID_CHECK && cid[CID_NONCE..] == self.check(&cid[..CID_NONCE]) {
+            Ok(())
+        } else {
+            Err(quinn_proto::InvalidCid)
+        }
+    }
+
+    fn cid_len(&self) -> usize {
+        CID_NONCE + CID_CHECK
+    }
+
+    fn cid_lifetime(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// As [`bind`], with the socket's receive buffer set to `recv_buffer` bytes
@@ -41,14 +121,13 @@ pub fn bind_with(
     cfg: quinn::ServerConfig,
     recv_buffer: Option<usize>,
 ) -> std::io::Result<quinn::Endpoint> {
-    let Some(bytes) = recv_buffer else {
-        return bind(addr, cfg);
-    };
     let socket = std::net::UdpSocket::bind(addr)?;
-    set_recv_buffer(&socket, bytes);
+    if let Some(bytes) = recv_buffer {
+        set_recv_buffer(&socket, bytes);
+    }
     let runtime = quinn::default_runtime()
         .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(cfg), socket, runtime)
+    quinn::Endpoint::new(endpoint_config(), Some(cfg), socket, runtime)
 }
 
 /// Ask for a receive buffer of `bytes`: `SO_RCVBUFFORCE` (privileged: not

@@ -129,3 +129,82 @@ async fn retry_under_handshake_load() {
     assert!(s.stats().quic_retries > before, "{:?}", s.stats());
     s.shutdown(Duration::from_secs(1)).await;
 }
+
+/// The server's connection IDs must not repeat: quinn does not check a Retry's
+/// source CID against the CIDs in use, and a client whose Retry CID collides
+/// sends its Initials to another connection and never completes its handshake.
+/// quinn's default generator (24 random bits) repeats within 200,000 CIDs
+/// thousands of times; ours (48 bits) essentially never.
+#[test]
+fn server_connection_ids_do_not_repeat() {
+    use quicbench_servers::h3::ServerCidGenerator;
+    use quinn::ConnectionIdGenerator;
+    let mut g = ServerCidGenerator::new();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200_000 {
+        let cid = g.generate_cid();
+        assert_eq!(cid.len(), g.cid_len());
+        assert!(g.validate(&cid).is_ok());
+        assert!(seen.insert(cid), "repeated connection ID {cid}");
+    }
+    // Made-up CIDs are mostly recognised as foreign (16-bit check).
+    let foreign = (0u64..1000)
+        .filter(|i| {
+            let cid =
+                quinn::ConnectionId::new(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+            g.validate(&cid).is_err()
+        })
+        .count();
+    assert!(foreign >= 990, "{foreign}");
+}
+
+/// Many handshakes at once, well above the Retry threshold: every client gets a
+/// Retry or a handshake, and every one completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_above_the_retry_threshold_all_complete() {
+    use quicbench_servers::h3::RETRY_ABOVE_HANDSHAKES;
+    const CONNS: usize = 600;
+    const IN_FLIGHT: usize = RETRY_ABOVE_HANDSHAKES * 3;
+    let id = Identity::generate(&[]).unwrap();
+    let trust = id.trust_anchors();
+    let s = quicbench_servers::start(ServerOptions::ephemeral(id))
+        .await
+        .unwrap();
+    let addr = s.addrs.quic[0];
+    let tls =
+        quicbench_wire::tls::client_config(&trust, &[quicbench_wire::tls::ALPN_H3], false).unwrap();
+    let qcfg =
+        quicbench_wire::tls::quic_client_config(std::sync::Arc::new(tls), Default::default())
+            .unwrap();
+    let eps: Vec<quinn::Endpoint> = (0..3)
+        .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap())
+        .collect();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..CONNS {
+        let (ep, qcfg, sem) = (eps[i % eps.len()].clone(), qcfg.clone(), sem.clone());
+        tasks.spawn(async move {
+            let _permit = sem.acquire_owned().await.unwrap();
+            let connecting = ep.connect_with(qcfg, addr, "localhost").unwrap();
+            tokio::time::timeout(Duration::from_secs(15), connecting)
+                .await
+                .map_err(|_| "timed out".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        });
+    }
+    let mut conns = Vec::new();
+    let mut failures = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(c) => conns.push(c), // held open: their CIDs stay in use
+            Err(e) => failures.push(e),
+        }
+    }
+    let st = s.stats();
+    assert!(failures.is_empty(), "{failures:?} {st:?}");
+    assert!(st.quic_retries > 0, "{st:?}");
+    for c in &conns {
+        c.close(0u32.into(), b"");
+    }
+    s.shutdown(Duration::from_secs(1)).await;
+}
