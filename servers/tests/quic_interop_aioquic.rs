@@ -9,28 +9,18 @@ use std::time::Duration;
 use quicbench_servers::ServerOptions;
 use quicbench_wire::tls::Identity;
 
+#[path = "../../tests/support/install_deps.rs"]
+mod install_deps;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Runs the project's installer (`scripts/install-test-deps.sh`: idempotent,
-/// one at a time), so that `cargo test` alone sets up a fresh machine. Without
-/// root its apt steps fail; the caller checks again and skips loudly.
-fn provision() {
-    use std::io::Write;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-test-deps.sh");
-    let st = std::process::Command::new("bash")
-        .arg(&script)
-        .stdout(Stdio::null())
-        .status();
-    let _ = writeln!(std::io::stderr(), "{}: {st:?}", script.display());
 }
 
 /// A Python that can import aioquic: the project's venv first, then python3;
 /// installed by the project's script when neither has it.
 fn python() -> Option<PathBuf> {
     find_python().or_else(|| {
-        provision();
+        install_deps::provision();
         find_python()
     })
 }

@@ -10,6 +10,9 @@ use quicbench_servers::ServerOptions;
 use quicbench_wire::pattern;
 use quicbench_wire::tls::Identity;
 
+#[path = "../../tests/support/install_deps.rs"]
+mod install_deps;
+
 fn curl_runs() -> bool {
     std::process::Command::new("curl")
         .arg("--version")
@@ -19,23 +22,10 @@ fn curl_runs() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Runs the project's installer (`scripts/install-test-deps.sh`: idempotent,
-/// one at a time), so that `cargo test` alone sets up a fresh machine. Without
-/// root its apt steps fail; the caller checks again and skips loudly.
-fn provision() {
-    use std::io::Write;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-test-deps.sh");
-    let st = std::process::Command::new("bash")
-        .arg(&script)
-        .stdout(Stdio::null())
-        .status();
-    let _ = writeln!(std::io::stderr(), "{}: {st:?}", script.display());
-}
-
 /// curl, installed by the project's script when missing.
 fn have_curl() -> bool {
     let ok = curl_runs() || {
-        provision();
+        install_deps::provision();
         curl_runs()
     };
     if !ok {
