@@ -65,8 +65,9 @@ fn load_average() -> Option<f64> {
 }
 
 /// A failed delay check while the relay sent every packet on time means the
-/// extra delay was spent in the probe's endpoints: ordinary threads waiting
-/// for a core that other work holds. Say so, instead of blaming the link.
+/// extra delay was spent outside the relay's schedule: the path's fixed cost
+/// and the probe's endpoints (ordinary threads, which wait for a core when
+/// other work holds it). Say so, instead of blaming the link model.
 fn delay_hint(
     checks: &[Check],
     lateness: &[(&str, u64, u64)],
@@ -86,8 +87,9 @@ fn delay_hint(
         ));
     }
     Some(format!(
-        "the relay sent on time (departure lateness p99 ≤ {:.0} µs); the extra delay was spent in the probe's endpoints, \
-         which points at other work on this machine's CPUs{}: calibrate again when it is idle",
+        "the relay sent on time (departure lateness p99 ≤ {:.0} µs): the extra delay is outside its schedule, in the path's \
+         own cost (socket → TUN → relay wake-up → TUN → socket: a few tens of µs at the median) and, when other work \
+         holds the CPUs{}, in the probe's endpoints waiting for a core",
         worst_p99 as f64 / 1000.0,
         load.map(|l| format!(" (load average {l:.2})")).unwrap_or_default()
     ))
