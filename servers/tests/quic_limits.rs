@@ -77,23 +77,34 @@ async fn headers_and_methods_match_the_shared_builder() {
     s.shutdown(Duration::from_secs(1)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_under_handshake_load() {
-    use quicbench_servers::h3::RETRY_ABOVE_HANDSHAKES;
+/// Our servers with a fresh identity, its trust anchors, and a quinn client
+/// configuration (ALPN h3) that trusts it.
+async fn server_and_h3_client_config() -> (
+    quicbench_servers::Servers,
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    quinn::ClientConfig,
+) {
     let id = Identity::generate(&[]).unwrap();
     let trust = id.trust_anchors();
     let s = quicbench_servers::start(ServerOptions::ephemeral(id))
         .await
         .unwrap();
-    let addr = s.addrs.quic[0];
-    // Handshakes that never complete: a quinn client's Initial is captured on a
-    // plain socket and replayed to the server from there, and the server's
-    // answer is never read. Each stays in progress until its idle timeout (30 s).
     let tls =
         quicbench_wire::tls::client_config(&trust, &[quicbench_wire::tls::ALPN_H3], false).unwrap();
     let qcfg =
         quicbench_wire::tls::quic_client_config(std::sync::Arc::new(tls), Default::default())
             .unwrap();
+    (s, trust, qcfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_under_handshake_load() {
+    use quicbench_servers::h3::RETRY_ABOVE_HANDSHAKES;
+    let (s, trust, qcfg) = server_and_h3_client_config().await;
+    let addr = s.addrs.quic[0];
+    // Handshakes that never complete: a quinn client's Initial is captured on a
+    // plain socket and replayed to the server from there, and the server's
+    // answer is never read. Each stays in progress until its idle timeout (30 s).
     let mut captures = Vec::new();
     for _ in 0..RETRY_ABOVE_HANDSHAKES + 4 {
         let capture = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -165,17 +176,8 @@ async fn handshakes_above_the_retry_threshold_all_complete() {
     use quicbench_servers::h3::RETRY_ABOVE_HANDSHAKES;
     const CONNS: usize = 600;
     const IN_FLIGHT: usize = RETRY_ABOVE_HANDSHAKES * 3;
-    let id = Identity::generate(&[]).unwrap();
-    let trust = id.trust_anchors();
-    let s = quicbench_servers::start(ServerOptions::ephemeral(id))
-        .await
-        .unwrap();
+    let (s, _, qcfg) = server_and_h3_client_config().await;
     let addr = s.addrs.quic[0];
-    let tls =
-        quicbench_wire::tls::client_config(&trust, &[quicbench_wire::tls::ALPN_H3], false).unwrap();
-    let qcfg =
-        quicbench_wire::tls::quic_client_config(std::sync::Arc::new(tls), Default::default())
-            .unwrap();
     let eps: Vec<quinn::Endpoint> = (0..3)
         .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap())
         .collect();
