@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use quicbench_wire::pattern::Verifier;
 use quicbench_wire::resource::Resource;
+use quicbench_wire::sockinfo::{ConnProbe, Probed, Side};
 use rustls::HandshakeKind;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -23,11 +24,32 @@ use tokio_rustls::TlsConnector;
 use crate::pipelined::parse::{Event, ResponseParser};
 use crate::{ClientError, ConnInfo, Epoch, Request, RequestRecord, Shared};
 
-/// A TCP connection, with or without TLS.
+/// A TCP connection, with or without TLS, with a probe on its socket.
 #[derive(Debug)]
 pub(crate) enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Probed<TcpStream>),
+    Tls(Box<TlsStream<Probed<TcpStream>>>),
+}
+
+impl Stream {
+    /// The socket's transport probe (`TCP_INFO`; see `quicbench_wire::sockinfo`).
+    pub(crate) fn probe(&self) -> Arc<ConnProbe> {
+        match self {
+            Stream::Plain(s) => s.probe().clone(),
+            Stream::Tls(s) => s.get_ref().0.probe().clone(),
+        }
+    }
+}
+
+/// Most per-connection probes a client connection keeps (HTTP/1.0 opens one
+/// connection per request): the first ones, enough to chart.
+pub(crate) const MAX_PROBES: usize = 64;
+
+/// Keep `p` in `probes` unless there are [`MAX_PROBES`] already.
+pub(crate) fn keep_probe(probes: &mut Vec<Arc<ConnProbe>>, p: Arc<ConnProbe>) {
+    if probes.len() < MAX_PROBES {
+        probes.push(p);
+    }
 }
 
 impl AsyncRead for Stream {
@@ -178,6 +200,21 @@ pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnI
     // Requests are small single writes: never hold them back for an ACK.
     tcp.set_nodelay(true).map_err(connect_err)?;
     info.local = tcp.local_addr().ok();
+    // The probe reads the options back once the socket is set up, so what is
+    // recorded is what carried the data.
+    let tcp = Probed::new(
+        tcp,
+        Side::Client,
+        Some(conn_id),
+        (info.local, Some(addr)),
+        epoch.mono_ns(),
+    );
+    if let Some(cc) = tcp.probe().sockopts().and_then(|o| o.congestion.clone()) {
+        info.congestion_control = Some(cc);
+    }
+    if let Some(period) = shared.opts.transport_sample {
+        tcp.probe().start_sampling(period);
+    }
     let Some(cfg) = &shared.tls else {
         return Ok((Stream::Plain(tcp), info));
     };
