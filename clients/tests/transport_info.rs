@@ -139,3 +139,52 @@ async fn without_sampling_there_is_still_an_end_snapshot() {
     assert!(srv.transport().is_empty());
     srv.shutdown(Duration::from_secs(1)).await;
 }
+
+/// The cost of sampling: loopback fetch times of 100 MiB with and without a
+/// 10 ms sampler on both ends (numbers for the record, no assertion). Run:
+/// `cargo test -p quicbench-clients --test transport_info -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check: run with --ignored --nocapture"]
+async fn sampling_cost_on_loopback() {
+    const N: u64 = 100 << 20;
+    const RUNS: usize = 9;
+    let id = Identity::generate(&[]).expect("identity");
+    for proto in [Protocol::H11, Protocol::H2, Protocol::H3] {
+        for sample in [None, Some(Duration::from_millis(10))] {
+            let mut so = ServerOptions::ephemeral(id.clone());
+            so.record_transport = sample.is_some();
+            so.transport_sample = sample;
+            let srv = quicbench_servers::start(so).await.expect("servers");
+            let addr = match proto {
+                Protocol::H11 => srv.addrs.http[0],
+                Protocol::H3 => srv.addrs.quic[0],
+                _ => srv.addrs.tls[0],
+            };
+            let mut o = ClientOptions::new(addr, id.trust_anchors());
+            o.transport_sample = sample;
+            let c = Client::new(proto, o).expect("client");
+            let mut conn = c.connect().await.expect("connect");
+            conn.run(&[Request::bytes(N)]).await;
+            let mut ns = Vec::new();
+            for _ in 0..RUNS {
+                let r = &conn.run(&[Request::bytes(N)]).await[0];
+                assert!(r.ok());
+                ns.push(r.total_ns().unwrap_or(0));
+            }
+            ns.sort_unstable();
+            let samples = conn.transport().first().map_or(0, |r| r.samples.len());
+            conn.close().await;
+            srv.shutdown(Duration::from_secs(1)).await;
+            let med = ns[RUNS / 2];
+            eprintln!(
+                "{:<6} sampling {:<5}: median {:>8.2} ms ({:>5.2} Gbit/s), min {:.2}, max {:.2}; {samples} client samples",
+                proto.name(),
+                if sample.is_some() { "10ms" } else { "off" },
+                med as f64 / 1e6,
+                N as f64 * 8.0 / med as f64,
+                ns[0] as f64 / 1e6,
+                ns[RUNS - 1] as f64 / 1e6,
+            );
+        }
+    }
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use quicbench_netem::link::{Backend, Link, LinkConfig, RebindKind};
 use quicbench_results::{CellResult, CellStatus, LinkInfo, Metric};
 use quicbench_servers::{ServerOptions, StatsSnapshot};
+use quicbench_wire::sockinfo::TransportRecord;
 use quicbench_wire::tls::Identity;
 use quicbench_wire::Protocol;
 
@@ -40,9 +41,13 @@ pub fn link_info(l: &LinkDef) -> LinkInfo {
     }
 }
 
+/// What the servers leave behind: their counters and each connection's
+/// transport record.
+type ServerReport = (StatsSnapshot, Vec<TransportRecord>);
+
 struct ServerThread {
     stop: tokio::sync::oneshot::Sender<()>,
-    join: std::thread::JoinHandle<std::io::Result<Option<StatsSnapshot>>>,
+    join: std::thread::JoinHandle<std::io::Result<Option<ServerReport>>>,
 }
 
 /// Start the servers on a thread inside the server namespace; returns their ports.
@@ -51,6 +56,7 @@ fn start_servers(
     ip: IpAddr,
     identity: Identity,
     m: &Matrix,
+    transport_sample: Option<Duration>,
 ) -> anyhow::Result<(ServerThread, Ports)> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Ports, String>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -71,6 +77,8 @@ fn start_servers(
             let mut o = ServerOptions::new(identity);
             o.listen = vec![ip];
             o.cc = cc;
+            o.record_transport = true;
+            o.transport_sample = transport_sample;
             let servers = match quicbench_servers::start(o).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -88,8 +96,10 @@ fn start_servers(
             }));
             let _ = stop_rx.await;
             let stats = servers.stats();
+            let ctx = servers.ctx.clone();
             servers.shutdown(Duration::from_millis(500)).await;
-            Some(stats)
+            // After the shutdown: connections closed by then have their final snapshot.
+            Some((stats, ctx.transport_records()))
         })
     })?;
     let ports = ready_rx
@@ -190,7 +200,10 @@ fn execute_inner(
     }
     let link = Arc::new(Link::build(cfg)?);
     let server_ip = link.server_ip();
-    let (servers, ports) = start_servers(&link, server_ip, ctx.identity.clone(), m)?;
+    // The server samples the transfers whose charts show the window over time.
+    let sample = matches!(cell.workload, Workload::Goodput | Workload::Migration)
+        .then_some(workloads::TRANSPORT_SAMPLE);
+    let (servers, ports) = start_servers(&link, server_ip, ctx.identity.clone(), m, sample)?;
     let rebind: Option<RebindFn> =
         if cell.workload == Workload::Migration && !cell.variant.starts_with("active") {
             let l = link.clone();
@@ -219,12 +232,13 @@ fn execute_inner(
         rebind,
         capture_dir: ctx.pcap_dir.as_ref().map(|d| d.join(&cell.id)),
         stall_timeout: None,
+        transport_sample: None,
     };
     let cell_limit = Duration::from_secs(m.cell_timeout_s.max(5));
     let stop = ctx.stop.clone();
     let w = m.workloads.clone();
     let c = cell.clone();
-    let out = link.client_ns().try_run(move || -> anyhow::Result<Output> {
+    let mut out = link.client_ns().try_run(move || -> anyhow::Result<Output> {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         rt.block_on(async move {
             let work = run_workload(&env, &c, &w);
@@ -240,9 +254,9 @@ fn execute_inner(
         })
     })??;
     let _ = servers.stop.send(());
-    let server_stats = match servers.join.join() {
-        Ok(Ok(s)) => s,
-        _ => None,
+    let (server_stats, server_transport) = match servers.join.join() {
+        Ok(Ok(Some((s, t)))) => (Some(s), t),
+        _ => (None, Vec::new()),
     };
     res.link_counters = serde_json::to_value(link.counters()).ok();
     if let (Some(v), Some(s)) = (res.link_counters.as_mut(), server_stats) {
@@ -257,7 +271,9 @@ fn execute_inner(
             }
         }
     }
+    let (t0, client_transport) = (out.t0_mono_ns, std::mem::take(&mut out.transport));
     fill(res, out, cell.protocol);
+    crate::transport::record(res, t0, client_transport, server_transport);
     Ok(())
 }
 
@@ -334,7 +350,8 @@ fn fill(res: &mut CellResult, out: Output, p: Protocol) {
     if let Some(ci) = out.conn {
         let mut v = serde_json::to_value(&ci).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
-            if !matches!(p, Protocol::H3 | Protocol::Udp) {
+            // TCP clients read theirs back from the socket; this is a fallback.
+            if !matches!(p, Protocol::H3 | Protocol::Udp) && ci.congestion_control.is_none() {
                 o.insert("congestion_control".into(), tcp_cc().into());
             }
         }

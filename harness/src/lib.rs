@@ -9,6 +9,7 @@ pub mod headline;
 pub mod matrix;
 pub mod plan;
 pub mod run;
+pub mod transport;
 pub mod workloads;
 
 pub use matrix::{Matrix, MatrixError};
