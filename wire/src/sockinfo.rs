@@ -506,7 +506,7 @@ impl Sample {
 /// Default sampling period: fine enough to see a window halve on a 10 ms RTT.
 pub const SAMPLE_PERIOD: Duration = Duration::from_millis(10);
 /// Most samples kept per connection; beyond, the series thins itself.
-pub const MAX_SAMPLES: usize = 1000;
+pub const MAX_SAMPLES: usize = 400;
 
 /// A time series bounded in length: when full, every other sample is dropped
 /// and the period doubles, so a long transfer keeps an even, coarser series.
