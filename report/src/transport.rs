@@ -85,6 +85,12 @@ fn cwnd_points(r: &Record) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Half way to white.
+fn lighter(c: plotters::style::RGBColor) -> plotters::style::RGBColor {
+    let mix = |v: u8| v + (255 - v) / 2;
+    plotters::style::RGBColor(mix(c.0), mix(c.1), mix(c.2))
+}
+
 fn label(p: &str, cc: Option<&str>) -> String {
     match cc {
         Some(cc) => format!("{p} ({cc})"),
@@ -206,14 +212,17 @@ pub fn migration_cwnd_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Re
                     .collect();
                 recs.sort_by_key(|r| r.start_ns);
                 for (i, r) in recs.iter().enumerate() {
-                    let name = if i == 0 {
-                        label(p, cc.as_deref())
+                    let base = Series::protocol(p, cwnd_points(r));
+                    // Later connections of the same protocol: its colour, lighter.
+                    let (name, color) = if i == 0 {
+                        (label(p, cc.as_deref()), base.color)
                     } else {
-                        format!("{p}, connection {}", i + 1)
+                        (format!("{p}, connection {}", i + 1), lighter(base.color))
                     };
                     series.push(Series {
                         label: name,
-                        ..Series::protocol(p, cwnd_points(r))
+                        color,
+                        ..base
                     });
                 }
                 if let Some(e) = data::migration_event(c).filter(|e| e.2) {
