@@ -197,15 +197,23 @@ pub fn available_tcp_congestion() -> std::io::Result<Vec<String>> {
 
 /// `Ok` when the kernel has `cc`'s TCP counterpart; the error names what it has.
 pub fn check_tcp_congestion(cc: CongestionControl) -> Result<(), CcError> {
-    let name = tcp_name(cc);
     match available_tcp_congestion() {
-        Ok(list) if list.iter().any(|a| a == name) => Ok(()),
-        Ok(list) => Err(CcError::Unavailable {
-            wanted: name.into(),
-            available: list.join(" "),
-        }),
+        Ok(list) => check_against(cc, &list),
         // No /proc: let the setsockopt say what is wrong.
         Err(_) => Ok(()),
+    }
+}
+
+/// `Ok` when `available` (the kernel's list) has `cc`'s TCP counterpart.
+pub fn check_against(cc: CongestionControl, available: &[String]) -> Result<(), CcError> {
+    let name = tcp_name(cc);
+    if available.iter().any(|a| a == name) {
+        Ok(())
+    } else {
+        Err(CcError::Unavailable {
+            wanted: name.into(),
+            available: available.join(" "),
+        })
     }
 }
 
@@ -324,6 +332,20 @@ mod tests {
             set_tcp_congestion(&s, cc).unwrap();
             assert_eq!(tcp_congestion(&s).unwrap(), tcp_name(cc));
         }
+    }
+
+    #[test]
+    fn a_controller_the_kernel_lacks_is_refused_with_the_list() {
+        let have = vec!["reno".to_string(), "cubic".to_string()];
+        assert!(check_against(CongestionControl::Cubic, &have).is_ok());
+        assert!(check_against(CongestionControl::NewReno, &have).is_ok());
+        let e = check_against(CongestionControl::Bbr, &have).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("\"bbr\"") && msg.contains("reno cubic"),
+            "{msg}"
+        );
+        assert!(check_against(CongestionControl::Cubic, &[]).is_err());
     }
 
     #[test]
