@@ -76,6 +76,12 @@ pub struct RunMeta {
     /// Measured emulator precision / host calibration, if any.
     #[serde(default)]
     pub calibration: Option<serde_json::Value>,
+    /// The network-stack settings a fresh namespace of this host inherits
+    /// (sysctls, host default controller, available controllers): what a
+    /// cell would get unless the harness sets it. Per-cell read-backs are in
+    /// each cell's `transport`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport_profile: Option<serde_json::Value>,
     /// Number of cells in the whole plan (all shards).
     pub planned_cells: u64,
     /// Ids of the cells this directory is meant to hold (this shard's, or all),
