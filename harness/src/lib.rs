@@ -5,9 +5,11 @@
 pub mod calibrate;
 pub mod cell;
 pub mod conns;
+pub mod ground_truth;
 pub mod headline;
 pub mod matrix;
 pub mod plan;
+pub mod profile;
 pub mod run;
 pub mod transport;
 pub mod workloads;

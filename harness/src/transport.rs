@@ -1,161 +1,277 @@
-//! Transport ground truth in a cell: each connection's own view (TCP_INFO,
-//! quinn's stats) from both ends, beside the link's counters. Written under
-//! `extra.transport` of the cell (docs/results-schema.md), with the sender's
-//! summary as metrics.
-//!
-//! Every download's sender is the server, so the server's records carry the
-//! window and the retransmissions that explain a transfer; the client's show
-//! the receiving side (and TCP's options as the client set them).
+//! A cell's transport record: the controller it was meant to run, what its
+//! connections really ran (read back at both ends), both namespaces' settings,
+//! the packet size each transport used, and every drop the link model did not
+//! make. It goes into the cell's `transport` field; a controller mismatch fails
+//! the cell, unaccounted drops become the `unaccounted_drops` metric.
 
-use quicbench_results::{CellResult, Metric};
-use quicbench_wire::sockinfo::{SenderSummary, TransportRecord};
+use std::collections::BTreeMap;
 
-/// Metrics of the sender's (server's) view, summed over the cell's connections.
-pub const M_RETRANS_BYTES: &str = "tx_retrans_bytes";
-/// Retransmitted (TCP) or lost (QUIC) bytes over bytes sent.
-pub const M_RETRANS_SHARE: &str = "tx_retrans_share";
-/// QUIC only: quinn's congestion events (TCP_INFO has no such count).
-pub const M_CONGESTION_EVENTS: &str = "tx_congestion_events";
-/// Largest congestion window seen, bytes.
-pub const M_MAX_CWND: &str = "tx_max_cwnd_bytes";
-/// Smoothed RTT at the end, ms (largest over connections).
-pub const M_SRTT: &str = "tx_srtt_ms";
+use quicbench_clients::ConnInfo;
+use quicbench_netem::link::Link;
+use quicbench_results::{CellResult, CellStatus, Metric};
+use quicbench_servers::StatsSnapshot;
+use quicbench_wire::transport::{self as wt, Transport};
+use quicbench_wire::{CongestionControl, Protocol};
+use serde::Serialize;
 
-/// Put the client's and the server's records on the workload's time axis
-/// (`t0_mono_ns`: the zero of its timelines) and into the cell: `extra.transport`
-/// and the sender metrics. Nothing happens without records (UDP cells).
-pub fn record(
-    res: &mut CellResult,
-    t0_mono_ns: u64,
-    mut client: Vec<TransportRecord>,
-    mut server: Vec<TransportRecord>,
-) {
-    if client.is_empty() && server.is_empty() {
-        return;
-    }
-    for r in client.iter_mut().chain(server.iter_mut()) {
-        r.rebase(t0_mono_ns);
-    }
-    if let Some(sum) = server
-        .iter()
-        .filter_map(SenderSummary::of)
-        .reduce(SenderSummary::add)
-    {
-        for (name, unit, v) in sender_metrics(&sum) {
-            res.metrics.insert(
-                name.to_string(),
-                Metric {
-                    unit: unit.to_string(),
-                    samples: vec![v],
-                },
-            );
-        }
-    }
-    res.extra.insert(
-        "transport".into(),
-        serde_json::json!({
-            "t0_mono_ns": t0_mono_ns,
-            "client": client,
-            "server": server,
-        }),
-    );
+use crate::profile::{self, DropCounters, NsProfile};
+
+/// Drop counters of (client, server) namespaces; an error names what could
+/// not be read (the cell then says so rather than claiming zero).
+pub type BothDrops = (Result<DropCounters, String>, Result<DropCounters, String>);
+
+pub fn read_drops_both(link: &Link) -> BothDrops {
+    (
+        profile::read_drops(link.client_ns()),
+        profile::read_drops(link.server_ns()),
+    )
 }
 
-/// The sender metrics of a summary: (name, unit, value).
-pub fn sender_metrics(s: &SenderSummary) -> Vec<(&'static str, &'static str, f64)> {
-    let mut v = vec![
-        (M_RETRANS_BYTES, "B", s.retrans_bytes as f64),
-        (M_MAX_CWND, "B", s.max_cwnd as f64),
-        (M_SRTT, "ms", s.end_srtt_us as f64 / 1e3),
-    ];
-    if s.sent_bytes > 0 {
-        v.push((
-            M_RETRANS_SHARE,
-            "fraction",
-            s.retrans_bytes as f64 / s.sent_bytes as f64,
-        ));
+/// The QUIC side's settings as configured from `wire::transport` (the same
+/// function builds the quinn config both ends use).
+#[derive(Debug, Clone, Serialize)]
+pub struct QuicSettings {
+    pub controller: String,
+    /// UDP payload of every datagram from the first (None: quinn's 1200 then
+    /// path MTU discovery).
+    pub udp_payload: Option<u16>,
+    pub mtu_discovery: bool,
+    pub stream_window: u32,
+    pub conn_window: u32,
+    pub send_window: u64,
+    /// quinn paces every controller's sending; its max ACK delay is the
+    /// RFC 9000 default.
+    pub pacing: &'static str,
+    pub max_ack_delay_ms: u32,
+}
+
+impl QuicSettings {
+    pub fn of(t: &Transport) -> Self {
+        QuicSettings {
+            controller: t.cc.name().into(),
+            udp_payload: t.quic_udp_payload(),
+            mtu_discovery: t.quic_udp_payload().is_none(),
+            stream_window: wt::STREAM_WINDOW,
+            conn_window: wt::CONN_WINDOW,
+            send_window: wt::SEND_WINDOW,
+            pacing: "on (quinn paces at cwnd/RTT)",
+            max_ack_delay_ms: 25,
+        }
     }
-    if let Some(e) = s.congestion_events {
-        v.push((M_CONGESTION_EVENTS, "count", e as f64));
+}
+
+/// One cell's transport record.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellTransport {
+    /// The controller both transports were set to (None: the UDP probe).
+    pub controller: Option<String>,
+    /// Controllers read back: client connection, server connections by name.
+    pub client_connection: Option<String>,
+    pub server_tcp: BTreeMap<String, u64>,
+    pub server_quic: BTreeMap<String, u64>,
+    /// Every read-back equals `controller`.
+    pub matched: bool,
+    /// Socket buffers granted (receive, send), read back: the client's
+    /// connection socket, and the server's QUIC socket (TCP's autotune).
+    pub client_socket_buffers: Option<(u64, u64)>,
+    pub server_quic_socket_buffers: Option<(u64, u64)>,
+    /// What differed, if anything.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mismatches: Vec<String>,
+    /// The link MTU, the TCP MSS it implies, and QUIC's datagram payload.
+    pub link_mtu: u32,
+    pub tcp_mss_max: u32,
+    pub quic: QuicSettings,
+    pub client: NsProfile,
+    pub server: NsProfile,
+    /// Drops outside the link model during the cell, per end: counter → count.
+    pub unaccounted_drops: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Counters that could not be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
+}
+
+impl CellTransport {
+    #[allow(clippy::too_many_arguments)]
+    pub fn collect(
+        link: &Link,
+        cc: Option<CongestionControl>,
+        protocol: Protocol,
+        conn: Option<&ConnInfo>,
+        servers: Option<&StatsSnapshot>,
+        before: &BothDrops,
+        after: &BothDrops,
+    ) -> Self {
+        let mtu = link.mtu();
+        let t = Transport {
+            cc: cc.unwrap_or_default(),
+            link_mtu: Some(mtu),
+        };
+        let mut unreadable = Vec::new();
+        let mut drops = BTreeMap::new();
+        for (end, b, a) in [
+            ("client", &before.0, &after.0),
+            ("server", &before.1, &after.1),
+        ] {
+            match (b, a) {
+                (Ok(b), Ok(a)) => {
+                    drops.insert(end.to_string(), a.since(b));
+                }
+                (Err(e), _) | (_, Err(e)) => unreadable.push(format!("{end} drop counters: {e}")),
+            }
+        }
+        let server_tcp = servers
+            .map(|s| s.tcp_congestion.clone())
+            .unwrap_or_default();
+        let server_quic = servers
+            .map(|s| s.quic_congestion.clone())
+            .unwrap_or_default();
+        let client_connection = conn.and_then(|c| c.congestion_control.clone());
+        let mismatches = cc
+            .map(|cc| {
+                mismatches(
+                    cc,
+                    protocol,
+                    client_connection.as_deref(),
+                    &server_tcp,
+                    &server_quic,
+                )
+            })
+            .unwrap_or_default();
+        CellTransport {
+            controller: cc.map(|c| c.name().to_string()),
+            client_connection,
+            server_tcp,
+            server_quic,
+            matched: mismatches.is_empty(),
+            mismatches,
+            client_socket_buffers: conn.and_then(|c| c.socket_buffers),
+            server_quic_socket_buffers: servers
+                .map(|s| (s.quic_socket_rcvbuf, s.quic_socket_sndbuf)),
+            link_mtu: mtu,
+            // IPv4 + TCP headers; timestamps take 12 more bytes of it.
+            tcp_mss_max: mtu.saturating_sub(40),
+            quic: QuicSettings::of(&t),
+            client: profile::read_profile(link.client_ns()),
+            server: profile::read_profile(link.server_ns()),
+            unaccounted_drops: drops,
+            unreadable,
+        }
     }
-    v
+
+    /// Total drops outside the link model, both ends.
+    pub fn unaccounted_total(&self) -> u64 {
+        self.unaccounted_drops
+            .values()
+            .flat_map(|m| m.values())
+            .sum()
+    }
+
+    /// Put the record into the cell: the `transport` field, the
+    /// `unaccounted_drops` metric, a note naming the counters, and a failed
+    /// status when the controllers did not match.
+    pub fn apply(self, res: &mut CellResult) {
+        let total = self.unaccounted_total();
+        if self.unreadable.is_empty() {
+            res.metrics.insert(
+                "unaccounted_drops".into(),
+                Metric {
+                    unit: "count".into(),
+                    samples: vec![total as f64],
+                },
+            );
+        } else {
+            res.notes.extend(self.unreadable.iter().cloned());
+        }
+        if total > 0 {
+            let named: Vec<String> = self
+                .unaccounted_drops
+                .iter()
+                .flat_map(|(end, m)| m.iter().map(move |(k, v)| format!("{end} {k} +{v}")))
+                .collect();
+            res.notes.push(format!(
+                "{total} packet(s) dropped outside the link model: {}",
+                named.join(", ")
+            ));
+        }
+        if !self.matched && res.status.is_ok() {
+            res.status = CellStatus::Failed {
+                reason: format!(
+                    "congestion controllers did not match: {}",
+                    self.mismatches.join("; ")
+                ),
+            };
+        }
+        res.transport = serde_json::to_value(&self).ok();
+    }
+}
+
+/// Every read-back that differs from `cc`, for the transport `protocol` uses.
+pub fn mismatches(
+    cc: CongestionControl,
+    protocol: Protocol,
+    client: Option<&str>,
+    server_tcp: &BTreeMap<String, u64>,
+    server_quic: &BTreeMap<String, u64>,
+) -> Vec<String> {
+    let want = cc.name();
+    let mut out = Vec::new();
+    if protocol == Protocol::Udp {
+        return out;
+    }
+    if let Some(c) = client {
+        if c != want {
+            out.push(format!(
+                "client connection ran {c}, the cell asked for {want}"
+            ));
+        }
+    }
+    let server = if protocol == Protocol::H3 {
+        server_quic
+    } else {
+        server_tcp
+    };
+    for (name, n) in server {
+        if name != want {
+            out.push(format!(
+                "{n} server connection(s) ran {name}, the cell asked for {want}"
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quicbench_wire::sockinfo::{QuicStats, Sample, Side, Snapshot};
 
-    fn quic_record(origin: u64, lost: u64, sent: u64) -> TransportRecord {
-        TransportRecord {
-            side: Side::Server,
-            transport: "quic".into(),
-            conn_id: None,
-            local: None,
-            peer: None,
-            sockopts: None,
-            origin_mono_ns: origin,
-            start_ns: 0,
-            end_ns: Some(2_000_000),
-            closed: true,
-            end: Some(Snapshot::Quic(QuicStats {
-                cwnd: 20_000,
-                congestion_events: 2,
-                lost_bytes: lost,
-                udp_tx_bytes: sent,
-                srtt_us: 21_000,
-                ..Default::default()
-            })),
-            sample_period_ms: 10.0,
-            samples: vec![Sample {
-                t_ns: 1_000_000,
-                cwnd: 50_000,
-                ..Default::default()
-            }],
-        }
-    }
-
-    fn cell() -> CellResult {
-        CellResult::new(
-            "c",
-            "h3",
-            "goodput",
-            "default",
-            quicbench_results::LinkInfo {
-                label: "l".to_string(),
-                up: String::new(),
-                down: String::new(),
-                rtt_ms: 20.0,
-                loss: 0.0,
-                rate_bps: None,
-            },
-            0,
-            1,
+    #[test]
+    fn mismatches_name_the_end_and_the_controller() {
+        let mut tcp = BTreeMap::new();
+        tcp.insert("cubic".to_string(), 3);
+        let quic = BTreeMap::new();
+        assert!(mismatches(
+            CongestionControl::Cubic,
+            Protocol::H2,
+            Some("cubic"),
+            &tcp,
+            &quic
         )
-    }
-
-    #[test]
-    fn sender_metrics_and_time_axis() {
-        let mut res = cell();
-        let server = vec![quic_record(1_000, 100, 1_000), quic_record(1_000, 0, 1_000)];
-        record(&mut res, 500, Vec::new(), server);
-        let m = |n: &str| res.metrics.get(n).map(|m| m.samples[0]);
-        assert_eq!(m(M_RETRANS_BYTES), Some(100.0));
-        assert_eq!(m(M_RETRANS_SHARE), Some(0.05));
-        assert_eq!(m(M_CONGESTION_EVENTS), Some(4.0));
-        assert_eq!(m(M_MAX_CWND), Some(50_000.0));
-        assert_eq!(m(M_SRTT), Some(21.0));
-        let t = &res.extra["transport"];
-        assert_eq!(t["t0_mono_ns"], 500);
-        // Rebased: 1_000 + 1_000_000 - 500.
-        assert_eq!(t["server"][0]["samples"][0]["t_ns"], 1_000_500);
-    }
-
-    #[test]
-    fn nothing_without_records() {
-        let mut res = cell();
-        record(&mut res, 0, Vec::new(), Vec::new());
-        assert!(res.extra.is_empty());
-        assert!(res.metrics.is_empty());
+        .is_empty());
+        let m = mismatches(
+            CongestionControl::Bbr,
+            Protocol::H2,
+            Some("cubic"),
+            &tcp,
+            &quic,
+        );
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m[0].contains("client connection ran cubic"));
+        assert!(m[1].contains("3 server connection(s) ran cubic"));
+        // h3 is judged on QUIC's read-backs, not the TCP listeners'.
+        let mut q = BTreeMap::new();
+        q.insert("bbr".to_string(), 1);
+        assert!(mismatches(CongestionControl::Bbr, Protocol::H3, Some("bbr"), &tcp, &q).is_empty());
+        assert!(mismatches(CongestionControl::Bbr, Protocol::Udp, Some("x"), &tcp, &q).is_empty());
     }
 }

@@ -1,4 +1,4 @@
-//! The transport's own view of each connection (a cell's `extra.transport`,
+//! The transport's own view of each connection (a cell's `extra.ground_truth`,
 //! from TCP_INFO and quinn's statistics, both ends): the sender's congestion
 //! window over time beside the goodput and migration charts, and a table of
 //! what the sender did (retransmitted bytes, congestion events) beside goodput.
@@ -27,6 +27,9 @@ pub struct Record {
     pub transport: String,
     #[serde(default)]
     pub start_ns: u64,
+    /// Read back, in quicbench's names (cubic, newreno, bbr).
+    #[serde(default)]
+    pub controller: Option<String>,
     #[serde(default)]
     pub sockopts: Option<Sockopts>,
     #[serde(default)]
@@ -50,28 +53,23 @@ pub struct Sample {
 /// The records of one side ("client" or "server") of a cell.
 pub fn records(c: &CellResult, side: &str) -> Vec<Record> {
     c.extra
-        .get("transport")
+        .get("ground_truth")
         .and_then(|t| t.get(side))
         .and_then(|v| serde_json::from_value::<Vec<Record>>(v.clone()).ok())
         .unwrap_or_default()
 }
 
-/// The congestion controller that ran: TCP's as read back from the server's
-/// socket, QUIC's as configured (the cell's `cc` parameter).
+/// The congestion controller that ran, as the server's connection read it
+/// back (TCP_CONGESTION, quinn's state); else the client's; else the kernel's
+/// name in the socket options.
 pub fn controller(c: &CellResult) -> Option<String> {
-    let tcp = records(c, "server")
+    let recs: Vec<Record> = records(c, "server")
         .into_iter()
         .chain(records(c, "client"))
-        .find_map(|r| r.sockopts.and_then(|o| o.congestion));
-    tcp.or_else(|| {
-        (c.protocol == "h3")
-            .then(|| {
-                c.params
-                    .get("cc")
-                    .and_then(|v| v.as_str())
-                    .map(String::from)
-            })
-            .flatten()
+        .collect();
+    recs.iter().find_map(|r| r.controller.clone()).or_else(|| {
+        recs.into_iter()
+            .find_map(|r| r.sockopts.and_then(|o| o.congestion))
     })
 }
 
@@ -381,7 +379,7 @@ mod tests {
             1,
         );
         c.extra.insert(
-            "transport".into(),
+            "ground_truth".into(),
             serde_json::json!({
                 "t0_mono_ns": 5,
                 "client": [],

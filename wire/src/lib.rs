@@ -8,6 +8,8 @@
 //!   by every protocol, so comparisons are like with like.
 //! * [`sockinfo`]: read-only transport facts per connection (`TCP_INFO`,
 //!   options read back, quinn's statistics), sampled over time.
+//! * [`transport`]: the settings both ends of every transport share (congestion
+//!   controller for QUIC *and* TCP, windows, packet size), and their read-back.
 //! * [`Protocol`] and [`CongestionControl`]: names used on the command line,
 //!   in matrices and in results.
 
@@ -17,6 +19,7 @@ pub mod probe;
 pub mod resource;
 pub mod sockinfo;
 pub mod tls;
+pub mod transport;
 
 mod names;
 pub use names::{CongestionControl, Protocol, UnknownName};

@@ -338,11 +338,8 @@ fn cc_name(buf: &[u8]) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
-/// `TCP_CONGESTION` of a socket.
-pub fn tcp_congestion(fd: BorrowedFd<'_>) -> io::Result<String> {
-    tcp_congestion_raw(fd.as_raw_fd())
-}
-
+// `crate::transport::tcp_congestion` is the public form (of an `AsFd`); the
+// probe holds a raw descriptor.
 fn tcp_congestion_raw(fd: RawFd) -> io::Result<String> {
     // TCP_CA_NAME_MAX is 16.
     let mut buf = [0u8; 16];
@@ -595,7 +592,12 @@ pub struct TransportRecord {
     pub local: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<SocketAddr>,
-    /// TCP: options read back when the probe started.
+    /// The congestion controller read back, in our names (cubic, newreno,
+    /// bbr): TCP's `TCP_CONGESTION`, QUIC's from quinn's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+    /// TCP: options read back when the probe started (`congestion` as the
+    /// kernel names it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sockopts: Option<TcpSockopts>,
     /// `CLOCK_MONOTONIC` ns that `t_ns` values count from.
@@ -635,9 +637,9 @@ impl TransportRecord {
             .map(|s| Sample::of(s, self.end_ns.unwrap_or(0)))
     }
 
-    /// Congestion controller in force, when read back (TCP).
+    /// Congestion controller in force, when read back, in our names.
     pub fn congestion(&self) -> Option<&str> {
-        self.sockopts.as_ref()?.congestion.as_deref()
+        self.controller.as_deref()
     }
 }
 
@@ -674,6 +676,7 @@ pub struct ConnProbe {
     conn_id: Option<u64>,
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
+    controller: Option<String>,
     sockopts: Option<TcpSockopts>,
     origin_mono_ns: u64,
     start_ns: u64,
@@ -700,12 +703,20 @@ impl ConnProbe {
         sockopts: Option<TcpSockopts>,
         addrs: (Option<SocketAddr>, Option<SocketAddr>),
     ) -> ConnProbe {
+        let controller = match &source {
+            Source::Tcp(_) => sockopts
+                .as_ref()
+                .and_then(|o| o.congestion.as_deref())
+                .map(crate::transport::normalize_cc_name),
+            Source::Quic(c) => Some(crate::transport::quic_controller(c)),
+        };
         ConnProbe {
             side,
             transport,
             conn_id: None,
             local: addrs.0,
             peer: addrs.1,
+            controller,
             sockopts,
             origin_mono_ns,
             start_ns: mono_ns().saturating_sub(origin_mono_ns),
@@ -830,6 +841,7 @@ impl ConnProbe {
             conn_id: self.conn_id,
             local: self.local,
             peer: self.peer,
+            controller: self.controller.clone(),
             sockopts: self.sockopts.clone(),
             origin_mono_ns: self.origin_mono_ns,
             start_ns: self.start_ns,
@@ -1120,6 +1132,7 @@ mod tests {
             conn_id: None,
             local: None,
             peer: None,
+            controller: None,
             sockopts: None,
             origin_mono_ns: 1_000,
             start_ns: 10,

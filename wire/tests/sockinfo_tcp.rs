@@ -77,7 +77,8 @@ async fn a_paced_4_mib_transfer_is_seen_by_both_ends() {
     assert!(end.srtt_us > 0);
     let opts = done.sockopts.as_ref().expect("sockopts");
     assert_eq!(opts.congestion.as_deref(), Some("reno"));
-    assert_eq!(done.congestion(), Some("reno"));
+    // In our names: the kernel's reno is NewReno.
+    assert_eq!(done.congestion(), Some("newreno"));
     assert_eq!(opts.nodelay, Some(true));
     assert!(opts.maxseg.unwrap_or(0) > 0);
     assert!(opts.rcvbuf.unwrap_or(0) > 0 && opts.sndbuf.unwrap_or(0) > 0);
@@ -121,7 +122,7 @@ async fn tcp_info_of_a_borrowed_socket() {
         i.info_len as usize,
         std::mem::size_of::<sockinfo::RawTcpInfo>()
     );
-    let cc = sockinfo::tcp_congestion(c.as_fd()).expect("TCP_CONGESTION");
+    let cc = quicbench_wire::transport::tcp_congestion(&c.as_fd()).expect("TCP_CONGESTION");
     let host =
         std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").expect("sysctl");
     assert_eq!(cc, host.trim());

@@ -188,6 +188,10 @@ pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnI
         TcpSocket::new_v6()
     }
     .map_err(connect_err)?;
+    // The cell's controller on both transports (wire::transport), set before
+    // the SYN so the whole connection runs it.
+    quicbench_wire::transport::set_tcp_congestion(&sock, shared.opts.cc)
+        .map_err(|e| ClientError::Setup(e.to_string()))?;
     if let Some(ip) = shared.opts.local_ip {
         sock.bind(SocketAddr::new(ip, 0))
             .map_err(|e| ClientError::Connect {
@@ -200,8 +204,14 @@ pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnI
     // Requests are small single writes: never hold them back for an ACK.
     tcp.set_nodelay(true).map_err(connect_err)?;
     info.local = tcp.local_addr().ok();
-    // The probe reads the options back once the socket is set up, so what is
-    // recorded is what carried the data.
+    // What this connection really runs, read back from the socket.
+    info.congestion_control = quicbench_wire::transport::tcp_congestion(&tcp)
+        .ok()
+        .map(|c| quicbench_wire::transport::normalize_cc_name(&c));
+    // TCP's buffers are autotuned (tcp_rmem/tcp_wmem): recorded, not set.
+    info.socket_buffers = Some(quicbench_wire::transport::socket_buffers(&tcp));
+    // The probe (TCP_INFO, options read back) goes on once the socket is set
+    // up, so what it records is what carried the data.
     let tcp = Probed::new(
         tcp,
         Side::Client,
@@ -209,9 +219,6 @@ pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnI
         (info.local, Some(addr)),
         epoch.mono_ns(),
     );
-    if let Some(cc) = tcp.probe().sockopts().and_then(|o| o.congestion.clone()) {
-        info.congestion_control = Some(cc);
-    }
     if let Some(period) = shared.opts.transport_sample {
         tcp.probe().start_sampling(period);
     }
