@@ -44,7 +44,7 @@ pub fn record(
     if let Some(sum) = server
         .iter()
         .filter_map(SenderSummary::of)
-        .reduce(SenderSummary::add)
+        .reduce(SenderSummary::combine)
     {
         for (name, unit, v) in sender_metrics(&sum) {
             res.metrics.insert(
