@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::charts::{self, Frame, LineChart, Series};
 use crate::data::{self, link_spec, sort_protocols, RunData};
-use crate::html::{esc, median_ci, num_short, proto_cell, table, Fig};
+use crate::html::{esc, num, num_short, proto_cell, table, Fig};
 use crate::workloads::write_fig;
 
 /// One connection's record, as far as the report needs it.
@@ -73,6 +73,52 @@ pub fn controller(c: &CellResult) -> Option<String> {
     })
 }
 
+/// The controller a cell was set to run (its `cc` parameter; the matrix may
+/// make it an axis), else the one read back.
+fn cell_cc(c: &CellResult) -> String {
+    c.params
+        .get("cc")
+        .and_then(|v| v.as_str())
+        .map(String::from)
+        .or_else(|| controller(c))
+        .unwrap_or_default()
+}
+
+/// One line per protocol × controller present among `cells` on `link`: the
+/// first repetition with server samples. A second controller of the same
+/// protocol gets a lighter shade.
+fn per_protocol_cc<'a>(
+    cells: &[&'a CellResult],
+    link: &str,
+) -> Vec<(String, String, &'a CellResult, bool)> {
+    let protos = sort_protocols(
+        cells
+            .iter()
+            .filter(|c| c.link.label == link)
+            .map(|c| c.protocol.clone())
+            .collect(),
+    );
+    let mut out = Vec::new();
+    for p in protos {
+        let ccs: BTreeSet<String> = cells
+            .iter()
+            .filter(|c| c.link.label == link && c.protocol == p)
+            .map(|c| cell_cc(c))
+            .collect();
+        for (i, cc) in ccs.iter().enumerate() {
+            let of_cc: Vec<&CellResult> = cells
+                .iter()
+                .copied()
+                .filter(|c| &cell_cc(c) == cc)
+                .collect();
+            if let Some(c) = first_sampled(&of_cc, link, &p) {
+                out.push((p.clone(), cc.clone(), c, i > 0));
+            }
+        }
+    }
+    out
+}
+
 /// A record's window series: (ms, KiB). Samples taken before the axis' zero
 /// (clamped to 0 when the records were rebased) are dropped but the last.
 fn cwnd_points(r: &Record) -> Vec<(f64, f64)> {
@@ -117,18 +163,8 @@ pub fn goodput_cwnd_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Resu
         let Some(info) = links.get(&link) else {
             continue;
         };
-        let protos = sort_protocols(
-            cells
-                .iter()
-                .filter(|c| c.link.label == link)
-                .map(|c| c.protocol.clone())
-                .collect(),
-        );
         let mut series = Vec::new();
-        for p in &protos {
-            let Some(c) = first_sampled(&cells, &link, p) else {
-                continue;
-            };
+        for (p, _, c, shade) in per_protocol_cc(&cells, &link) {
             // HTTP/1.0 serves each request on its own connection: the transfer's
             // is the one sampled longest.
             let Some(r) = records(c, "server")
@@ -138,9 +174,16 @@ pub fn goodput_cwnd_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Resu
                 continue;
             };
             let cc = controller(c);
+            let base = Series::protocol(&p, cwnd_points(&r));
+            let color = if shade {
+                lighter(base.color)
+            } else {
+                base.color
+            };
             series.push(Series {
-                label: label(p, cc.as_deref()),
-                ..Series::protocol(p, cwnd_points(&r))
+                label: label(&p, cc.as_deref()),
+                color,
+                ..base
             });
         }
         if series.is_empty() {
@@ -190,19 +233,10 @@ pub fn migration_cwnd_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Re
             let Some(info) = links.get(&link) else {
                 continue;
             };
-            let protos = sort_protocols(
-                cells
-                    .iter()
-                    .filter(|c| c.link.label == link)
-                    .map(|c| c.protocol.clone())
-                    .collect(),
-            );
             let mut series = Vec::new();
             let mut events = Vec::new();
-            for p in &protos {
-                let Some(c) = first_sampled(&cells, &link, p) else {
-                    continue;
-                };
+            for (p, _, c, _) in per_protocol_cc(&cells, &link) {
+                let p = &p;
                 let cc = controller(c);
                 let mut recs: Vec<Record> = records(c, "server")
                     .into_iter()
@@ -215,7 +249,10 @@ pub fn migration_cwnd_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Re
                     let (name, color) = if i == 0 {
                         (label(p, cc.as_deref()), base.color)
                     } else {
-                        (format!("{p}, connection {}", i + 1), lighter(base.color))
+                        (
+                            format!("{}, connection {}", label(p, cc.as_deref()), i + 1),
+                            lighter(base.color),
+                        )
                     };
                     series.push(Series {
                         label: name,
@@ -279,36 +316,66 @@ pub const SENDER_METRICS: [(&str, &str); 5] = [
     ("tx_srtt_ms", "sRTT at the end [ms]"),
 ];
 
-/// Beside goodput: what the sender did, per link and protocol (medians with
-/// 95% CIs over the repetitions), and the controller that ran.
+/// Median [95% CI] of `metric` over `cells` ("–" without samples).
+fn cell_median(cells: &[&CellResult], metric: &str) -> String {
+    let v = data::pooled(cells.iter().copied(), metric);
+    match quicbench_results::stats::median_ci(&v) {
+        Ok(ci) => {
+            let flag = if ci.n < 6 {
+                "<span class=\"warn\" title=\"fewer than 6 samples: [min, max], confidence below 95%\">*</span>"
+            } else {
+                ""
+            };
+            format!(
+                "{} <span class=\"ci\">[{}, {}]</span>{flag}",
+                num(ci.median),
+                num(ci.low),
+                num(ci.high)
+            )
+        }
+        Err(_) => "–".into(),
+    }
+}
+
+/// Beside goodput (and migration): what the sender did, per link, protocol
+/// and controller (medians with 95% CIs over the repetitions, from the
+/// cells: a controller axis is never pooled here).
 pub fn sender_table(runs: &[RunData], workload: &str, html: &mut String) {
     let mut rows = Vec::new();
     for (ri, run) in runs.iter().enumerate() {
         let cells: Vec<&CellResult> = run.ok_cells().filter(|c| c.workload == workload).collect();
-        let groups: BTreeSet<(String, String, String)> = cells
+        let groups: BTreeSet<(String, String, String, String)> = cells
             .iter()
-            .map(|c| (c.variant.clone(), c.link.label.clone(), c.protocol.clone()))
+            .map(|c| {
+                (
+                    c.variant.clone(),
+                    c.link.label.clone(),
+                    c.protocol.clone(),
+                    cell_cc(c),
+                )
+            })
             .collect();
         let order = run.link_order(groups.iter().map(|g| &g.1));
         let mut groups: Vec<_> = groups.into_iter().collect();
-        groups.sort_by_key(|(v, l, p)| {
+        groups.sort_by_key(|(v, l, p, cc)| {
             (
                 v.clone(),
                 order.iter().position(|x| x == l),
+                cc.clone(),
                 crate::palette::protocol_rank(p),
             )
         });
-        for (v, l, p) in groups {
-            let cell_of = cells
+        for (v, l, p, cc) in groups {
+            let of: Vec<&CellResult> = cells
                 .iter()
-                .find(|c| c.variant == v && c.link.label == l && c.protocol == p);
+                .copied()
+                .filter(|c| {
+                    c.variant == v && c.link.label == l && c.protocol == p && cell_cc(c) == cc
+                })
+                .collect();
             let tx: Vec<String> = SENDER_METRICS
                 .iter()
-                .map(|(m, _)| {
-                    run.row(&p, workload, &v, &l, m)
-                        .map(median_ci)
-                        .unwrap_or_else(|| "–".into())
-                })
+                .map(|(m, _)| cell_median(&of, m))
                 .collect();
             if tx.iter().all(|s| s == "–") {
                 continue;
@@ -318,19 +385,15 @@ pub fn sender_table(runs: &[RunData], workload: &str, html: &mut String) {
                 row.push(format!("{}", ri + 1));
             }
             row.extend([esc(&v), esc(&l), proto_cell(&p)]);
-            row.push(esc(&cell_of
-                .and_then(|c| controller(c))
-                .unwrap_or_default()));
+            // What ran, read back (the set value if nothing was read).
+            let ran = of.first().and_then(|c| controller(c)).unwrap_or(cc);
+            row.push(esc(&ran));
             let key = if workload == "goodput" {
                 "goodput_mbps"
             } else {
                 "completion_ms"
             };
-            row.push(
-                run.row(&p, workload, &v, &l, key)
-                    .map(median_ci)
-                    .unwrap_or_else(|| "–".into()),
-            );
+            row.push(cell_median(&of, key));
             row.extend(tx);
             rows.push(row);
         }
@@ -340,7 +403,7 @@ pub fn sender_table(runs: &[RunData], workload: &str, html: &mut String) {
     }
     let _ = writeln!(
         html,
-        "<h2>What the sender did</h2>\n<p>The server's own view of each transfer, at its end (TCP: <code>TCP_INFO</code>; QUIC: quinn's statistics): TCP counts bytes retransmitted, QUIC bytes in packets declared lost (their data goes again in new packets). TCP_INFO has no count of congestion events. Median [95% CI] over the repetitions.</p>"
+        "<h2>What the sender did</h2>\n<p>The server's own view of each transfer, at its end (TCP: <code>TCP_INFO</code>; QUIC: quinn's statistics): TCP counts bytes retransmitted, QUIC bytes in packets declared lost (their data goes again in new packets). TCP_INFO has no count of congestion events. One row per controller: rows with different controllers are not a protocol comparison. Median [95% CI] over the repetitions.</p>"
     );
     let mut head = Vec::new();
     if runs.len() > 1 {
