@@ -83,6 +83,10 @@ pub struct Counters {
     pub dropped_loss: u64,
     /// Copies dropped because the queue held `limit` packets.
     pub dropped_queue: u64,
+    /// Kernel backend only (0 in the model): drops tc counts in one figure
+    /// that could be either loss or queue drops (see `kernel_backend.rs`).
+    #[serde(default)]
+    pub dropped_unattributed: u64,
     /// Extra copies made by `duplicate`.
     pub duplicated: u64,
     /// Delivered copies with a flipped bit.
