@@ -323,3 +323,40 @@ fn link_is_send_and_sync() {
     assert_send_sync::<quicbench_netem::Link>();
     assert_send_sync::<quicbench_netem::NetNs>();
 }
+
+/// Each direction records the sojourn and the queueing its packets met: a
+/// burst up a 10 Mbit/s link queues there; the echoes come back spaced by the
+/// bottleneck and do not queue down.
+#[test]
+fn relay_records_sojourn_and_queueing_per_direction() {
+    if skip("relay_records_sojourn_and_queueing_per_direction") {
+        return;
+    }
+    let spec: quicbench_netem::LinkSpec = "delay 5ms rate 10mbit".parse().unwrap();
+    let link = userspace(LinkConfig::symmetric(spec));
+    let echo = UdpEcho::start(link.server_ns(), link.server_ip());
+    let c = client_udp(&link, link.client_ip());
+    let msg = vec![1u8; 1200];
+    for _ in 0..40 {
+        c.send_to(&msg, echo.addr).unwrap();
+    }
+    let mut buf = vec![0u8; 2048];
+    let mut got = 0;
+    while got < 40 && c.recv_from(&mut buf).is_ok() {
+        got += 1;
+    }
+    assert_eq!(got, 40);
+    let k = link.counters();
+    let (up, down) = (&k.up.relay, &k.down.relay);
+    eprintln!("up {up:?}\ndown {down:?}");
+    // 1228-byte IP packets at 10 Mbit/s: ~0.98 ms each; the last of 40 waits ~38 ms.
+    assert!(up.sojourn_p50_ns >= 5_000_000, "{up:?}");
+    assert!(up.queueing_max_ns > 30_000_000, "{up:?}");
+    assert!(
+        up.sojourn_max_ns >= up.queueing_max_ns + 5_000_000,
+        "{up:?}"
+    );
+    assert!(down.sojourn_p50_ns >= 5_000_000, "{down:?}");
+    assert!(down.queueing_p99_ns < 5_000_000, "{down:?}");
+    assert_eq!(up.queued, 0, "nothing left in the queue: {up:?}");
+}
