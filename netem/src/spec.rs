@@ -1481,9 +1481,97 @@ pub fn sets_limit(text: &str) -> bool {
     })
 }
 
+// ---------------------------------------------------------------------------------------
+// Both directions together.
+
+/// What a path's two directions give a round trip. Each direction applies its own spec:
+/// `delay 10ms loss 2%` both ways is a 20 ms RTT and ~3.96% of round trips losing a packet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundTrip {
+    /// Sum of both directions' base delays.
+    pub rtt_ns: u64,
+    /// Nominal loss probability of each direction (0..=1).
+    pub up_loss: f64,
+    pub down_loss: f64,
+}
+
+impl RoundTrip {
+    pub fn of(up: &LinkSpec, down: &LinkSpec) -> RoundTrip {
+        RoundTrip {
+            rtt_ns: up.base_delay_ns() + down.base_delay_ns(),
+            up_loss: up.loss_probability(),
+            down_loss: down.loss_probability(),
+        }
+    }
+
+    /// Probability that a packet or its answer is lost: `1 - (1 - up)(1 - down)`.
+    pub fn loss(&self) -> f64 {
+        1.0 - (1.0 - self.up_loss) * (1.0 - self.down_loss)
+    }
+}
+
+/// A number with at most three decimals, trailing zeros dropped.
+fn short(x: f64) -> String {
+    let s = format!("{x:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+impl fmt::Display for RoundTrip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "RTT {} ms, round-trip loss {}% ({}",
+            short(self.rtt_ns as f64 / 1e6),
+            short(self.loss() * 100.0),
+            if self.up_loss == self.down_loss {
+                format!("{}% each way", short(self.up_loss * 100.0))
+            } else {
+                format!(
+                    "{}% up, {}% down",
+                    short(self.up_loss * 100.0),
+                    short(self.down_loss * 100.0)
+                )
+            }
+        )?;
+        f.write_str(")")
+    }
+}
+
+/// One line for people: each direction's effective spec, then the round trip, e.g.
+/// `up (client → server) [delay 10ms loss 2%], down (server → client) [delay 10ms loss 2%]:
+/// RTT 20 ms, round-trip loss 3.96% (2% each way)`.
+pub fn describe_path(up: &LinkSpec, down: &LinkSpec) -> String {
+    format!(
+        "up (client → server) [{up}], down (server → client) [{down}]: {}",
+        RoundTrip::of(up, down)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_trips_say_what_both_directions_do() {
+        let s: LinkSpec = "delay 10ms loss 2%".parse().unwrap();
+        let line = describe_path(&s, &s);
+        assert_eq!(
+            line,
+            "up (client → server) [delay 10ms loss 2%], down (server → client) \
+             [delay 10ms loss 2%]: RTT 20 ms, round-trip loss 3.96% (2% each way)"
+        );
+        let d: LinkSpec = "delay 30ms rate 10mbit".parse().unwrap();
+        let rt = RoundTrip::of(&s, &d);
+        assert_eq!(rt.rtt_ns, 40_000_000);
+        assert_eq!(
+            rt.to_string(),
+            "RTT 40 ms, round-trip loss 2% (2% up, 0% down)"
+        );
+        assert_eq!(
+            RoundTrip::of(&LinkSpec::default(), &LinkSpec::default()).loss(),
+            0.0
+        );
+    }
 
     #[test]
     fn buffers_in_bdp() {

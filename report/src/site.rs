@@ -765,25 +765,33 @@ fn methodology_page(runs: &[RunData], labels: &[String]) -> Page {
             .iter()
             .filter_map(|l| links.get(l))
             .map(|l| {
+                let (per_dir, round_trip) = loss_columns(l);
                 vec![
                     esc(&l.label),
                     format!("<code>{}</code>", esc(&l.up)),
                     format!("<code>{}</code>", esc(&l.down)),
                     num_short(l.rtt_ms),
-                    format!("{}%", num_short(l.loss * 100.0)),
+                    per_dir,
+                    round_trip,
                     l.rate_bps
                         .map(|b| format!("{} Mbit/s", num_short(b as f64 / 1e6)))
                         .unwrap_or_else(|| "–".into()),
                 ]
             })
             .collect();
+        h.push_str(
+            "<p>Each direction applies its own spec: a link given one spec has it both ways, so \
+             its delay counts twice in the RTT and a packet or its answer is lost with the \
+             round-trip loss 1 − (1 − up)(1 − down).</p>\n",
+        );
         table(
             &[
                 "label",
-                "up",
-                "down",
+                "up (client → server)",
+                "down (server → client)",
                 "RTT [ms]",
-                "loss per direction",
+                "loss up / down",
+                "round-trip loss",
                 "rate",
             ],
             &rows,
@@ -951,4 +959,53 @@ fn calibration(r: &RunData, h: &mut String) {
         &rows,
         h,
     );
+}
+
+/// "up% / down%" and the round-trip loss of a link, from its two specs
+/// (the nominal `loss` field holds the up direction only).
+fn loss_columns(l: &quicbench_results::LinkInfo) -> (String, String) {
+    let parse = |s: &str| s.parse::<quicbench_netem::LinkSpec>().ok();
+    match (parse(&l.up), parse(&l.down)) {
+        (Some(up), Some(down)) => {
+            let rt = quicbench_netem::RoundTrip::of(&up, &down);
+            (
+                format!(
+                    "{}% / {}%",
+                    num_short(rt.up_loss * 100.0),
+                    num_short(rt.down_loss * 100.0)
+                ),
+                format!("{}%", num_short(rt.loss() * 100.0)),
+            )
+        }
+        _ => (format!("{}% / ?", num_short(l.loss * 100.0)), "–".into()),
+    }
+}
+
+#[cfg(test)]
+mod link_table_tests {
+    use super::*;
+
+    #[test]
+    fn link_table_states_each_direction_and_the_round_trip() {
+        let l = |up: &str, down: &str| quicbench_results::LinkInfo {
+            label: "x".into(),
+            up: up.into(),
+            down: down.into(),
+            rtt_ms: 20.0,
+            loss: 0.02,
+            rate_bps: None,
+        };
+        assert_eq!(
+            loss_columns(&l("delay 10ms loss 2%", "delay 10ms loss 2%")),
+            ("2% / 2%".to_string(), "3.96%".to_string())
+        );
+        assert_eq!(
+            loss_columns(&l("delay 10ms loss 2%", "delay 10ms")),
+            ("2% / 0%".to_string(), "2%".to_string())
+        );
+        assert_eq!(
+            loss_columns(&l("not a spec", "delay 10ms")),
+            ("2% / ?".to_string(), "–".to_string())
+        );
+    }
 }
