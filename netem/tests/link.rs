@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::time::Duration;
 
 use common::{skip, tcp_client, tcp_server, udp_roundtrip, userspace, UdpEcho};
 use quicbench_netem::link::addr;

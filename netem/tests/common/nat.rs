@@ -19,7 +19,7 @@ pub fn rebinding_on_demand(link: &Link, port_kept: bool) {
         (link.client_ip6(), link.server_ip6()),
     ] {
         let echo = UdpEcho::start(link.server_ns(), sip);
-        let c = client_udp(&link, cip);
+        let c = client_udp(link, cip);
         let (seen0, _) = udp_roundtrip(&c, echo.addr, b"before").unwrap();
         let seen0: SocketAddr = seen0.parse().unwrap();
         if link.rebind_events().is_empty() {
@@ -95,7 +95,7 @@ pub fn schedule_config() -> LinkConfig {
 /// A link built from [`schedule_config`]: a live UDP flow sees three ports.
 pub fn scheduled_rebinds(link: &Link) {
     let echo = UdpEcho::start(link.server_ns(), link.server_ip());
-    let c = client_udp(&link, link.client_ip());
+    let c = client_udp(link, link.client_ip());
     let mut ports = Vec::new();
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_millis(1100) {
