@@ -145,11 +145,14 @@ pub(super) fn counters(ns: &NetNs, dev: &str, spec: &LinkSpec) -> DirCounters {
     let out = ns
         .exec("tc", &["-s", "qdisc", "show", "dev", dev])
         .unwrap_or_default();
+    let stats = parse_tc_stats(&out);
     DirCounters {
-        model: parse_tc_stats(&out)
-            .map(|s| s.counters(spec))
-            .unwrap_or_default(),
-        relay: Default::default(),
+        model: stats.map(|s| s.counters(spec)).unwrap_or_default(),
+        relay: crate::relay::RelayCounters {
+            // The qdisc's backlog: the standing queue now.
+            queued: stats.map_or(0, |s| s.backlog_packets),
+            ..Default::default()
+        },
     }
 }
 
@@ -159,6 +162,8 @@ struct TcStats {
     bytes: u64,
     packets: u64,
     dropped: u64,
+    /// Packets queued now (`backlog Nb Mp`).
+    backlog_packets: u64,
 }
 
 impl TcStats {
@@ -195,10 +200,17 @@ fn parse_tc_stats(out: &str) -> Option<TcStats> {
         let i = t.iter().position(|w| *w == key)?;
         t.get(i + 1)?.parse().ok()
     };
+    let backlog_packets = out
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("backlog "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.strip_suffix('p')?.parse().ok())
+        .unwrap_or(0);
     Some(TcStats {
         bytes: after("Sent")?,
         packets: after("bytes")?,
         dropped: after("dropped").unwrap_or(0),
+        backlog_packets,
     })
 }
 
@@ -255,7 +267,12 @@ mod tests {
     fn parses_tc_stats() {
         let out = "qdisc netem 8001: root refcnt 2 limit 1000 delay 10ms\n Sent 1234 bytes 5 pkt (dropped 1, overlimits 0 requeues 0)\n backlog 0b 0p requeues 0\n";
         let s = super::parse_tc_stats(out).unwrap();
-        assert_eq!((s.bytes, s.packets, s.dropped), (1234, 5, 1));
+        assert_eq!(
+            (s.bytes, s.packets, s.dropped, s.backlog_packets),
+            (1234, 5, 1, 0)
+        );
+        let busy = out.replace("backlog 0b 0p", "backlog 4500b 3p");
+        assert_eq!(super::parse_tc_stats(&busy).unwrap().backlog_packets, 3);
         assert_eq!(super::parse_tc_stats("nothing"), None);
     }
 
