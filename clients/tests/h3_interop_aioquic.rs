@@ -1,6 +1,8 @@
 //! Interop: our HTTP/3 client fetches /bytes/N from an aioquic server
 //! (scripts/interop/aioquic_h3_server.py, same pattern, our certificate).
-//! Needs Python with aioquic (scripts/install-test-deps.sh); skips loudly without it.
+//! Needs Python with aioquic (scripts/install-test-deps.sh installs it); as root
+//! (CI) a failed install fails the test with the installer's output, otherwise
+//! it skips loudly.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,6 +1,7 @@
 //! Interop: aioquic's HTTP/3 client fetches /bytes/N from our server and checks
-//! every byte. Needs Python with aioquic (scripts/install-test-deps.sh); skips
-//! loudly without it.
+//! every byte. Needs Python with aioquic (scripts/install-test-deps.sh installs
+//! it); as root (CI) a failed install fails the test with the installer's
+//! output, otherwise it skips loudly.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

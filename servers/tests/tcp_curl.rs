@@ -1,6 +1,7 @@
 //! Interop: curl (HTTP/1.0, HTTP/1.1, HTTP/2 over TLS 1.3) fetches `/bytes/N`
-//! from our server and the bytes match the pattern. Skips loudly without curl
-//! (`scripts/install-test-deps.sh` installs it; CI runs that first).
+//! from our server and the bytes match the pattern. Installs curl with
+//! `scripts/install-test-deps.sh` when missing; as root (CI) a failed install
+//! fails the test with the installer's output, otherwise it skips loudly.
 
 use std::path::Path;
 use std::process::Stdio;

@@ -10,8 +10,9 @@
 //! from the server that belong to no client-originated flow (old bindings) are
 //! dropped and counted, as a real NAT drops them.
 //!
-//! Needs `nft` (Debian: nftables) and the kernel's nf_tables NAT; runs as the
-//! calling thread's namespace, so callers enter the client namespace first.
+//! Needs `nft` (Debian: nftables) and the kernel's nf_tables NAT; runs in the
+//! calling thread's network namespace, so callers enter the client namespace
+//! first.
 
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
