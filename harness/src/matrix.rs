@@ -41,8 +41,10 @@ pub struct MatrixFile {
     pub grid: Option<Grid>,
     #[serde(default)]
     pub workloads: Workloads,
-    /// QUIC congestion controller: cubic (default), newreno, bbr.
-    pub cc: Option<Spanned<String>>,
+    /// Congestion controller of both transports in a cell (QUIC's and
+    /// `TCP_CONGESTION`): cubic (default), newreno, bbr, or a list of them
+    /// (an axis: cells per controller).
+    pub cc: Option<Spanned<OneOrMany>>,
     pub mtu: Option<u32>,
     /// Per-cell time limit, seconds (default 120).
     pub cell_timeout_s: Option<u64>,
@@ -52,22 +54,22 @@ pub struct MatrixFile {
     /// `LinkSpec::limit_for_buffer`); a direction whose spec sets `limit`
     /// itself keeps it, and links without a rate have no bottleneck and keep
     /// their limit. Default: none (tc's `limit 1000`).
-    pub buffer: Option<Buffers>,
+    pub buffer: Option<OneOrMany>,
 }
 
-/// One buffer or a sweep of them.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// A name or a list of names, as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
-pub enum Buffers {
+pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
-impl Buffers {
-    fn list(&self) -> Vec<&str> {
+impl OneOrMany {
+    pub fn items(&self) -> Vec<&str> {
         match self {
-            Buffers::One(s) => vec![s.as_str()],
-            Buffers::Many(v) => v.iter().map(String::as_str).collect(),
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
         }
     }
 }
@@ -178,7 +180,7 @@ pub struct HandshakeParams {
     pub links: Option<Vec<String>>,
     /// Only the links with these buffers (of the matrix's `buffer` sweep;
     /// links without a rate always qualify).
-    pub buffer: Option<Buffers>,
+    pub buffer: Option<OneOrMany>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -202,7 +204,7 @@ pub struct HolParams {
     pub links: Option<Vec<String>>,
     /// Only the links with these buffers (of the matrix's `buffer` sweep;
     /// links without a rate always qualify).
-    pub buffer: Option<Buffers>,
+    pub buffer: Option<OneOrMany>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -235,7 +237,7 @@ pub struct MigrationParams {
     pub links: Option<Vec<String>>,
     /// Only the links with these buffers (of the matrix's `buffer` sweep;
     /// links without a rate always qualify).
-    pub buffer: Option<Buffers>,
+    pub buffer: Option<OneOrMany>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -247,7 +249,7 @@ pub struct GoodputParams {
     pub links: Option<Vec<String>>,
     /// Only the links with these buffers (of the matrix's `buffer` sweep;
     /// links without a rate always qualify).
-    pub buffer: Option<Buffers>,
+    pub buffer: Option<OneOrMany>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -262,7 +264,7 @@ pub struct UdpParams {
     pub links: Option<Vec<String>>,
     /// Only the links with these buffers (of the matrix's `buffer` sweep;
     /// links without a rate always qualify).
-    pub buffer: Option<Buffers>,
+    pub buffer: Option<OneOrMany>,
 }
 
 /// One link of the matrix, both directions parsed.
@@ -292,7 +294,9 @@ pub struct Matrix {
     pub protocols: Vec<Protocol>,
     pub links: Vec<LinkDef>,
     pub workloads: Workloads,
-    pub cc: CongestionControl,
+    /// Congestion controllers, each applied to both transports of a cell
+    /// (never empty; one per cell, and the cell id names it).
+    pub ccs: Vec<CongestionControl>,
     pub mtu: u32,
     pub cell_timeout_s: u64,
     /// The source text, for run.json.
@@ -497,8 +501,7 @@ impl Matrix {
             ));
         }
         let mtu = f.mtu.unwrap_or(1500);
-        let buffers =
-            parse_buffers(f.buffer.as_ref(), "buffer").map_err(|m| err(0, "buffer", m))?;
+        let buffers = parse_buffers(f.buffer.as_ref()).map_err(|m| err(0, "buffer", m))?;
         let (links, expanded) = with_buffers(links, &explicit, &buffers, mtu);
         let mut seen = BTreeSet::new();
         for l in &links {
@@ -511,14 +514,28 @@ impl Matrix {
             }
         }
 
-        let cc = match &f.cc {
-            None => CongestionControl::default(),
-            Some(s) => s
-                .get_ref()
-                .parse()
-                .map_err(|e: quicbench_wire::UnknownName| {
-                    err(line_of(src, s.span().start), "cc", e.to_string())
-                })?,
+        let ccs = match &f.cc {
+            None => vec![CongestionControl::default()],
+            Some(s) => {
+                let mut out = Vec::new();
+                for name in s.get_ref().items() {
+                    let cc: CongestionControl =
+                        name.parse().map_err(|e: quicbench_wire::UnknownName| {
+                            err(line_of(src, s.span().start), "cc", e.to_string())
+                        })?;
+                    if !out.contains(&cc) {
+                        out.push(cc);
+                    }
+                }
+                if out.is_empty() {
+                    return Err(err(
+                        line_of(src, s.span().start),
+                        "cc",
+                        "the list is empty".into(),
+                    ));
+                }
+                out
+            }
         };
 
         let mut workloads = f.workloads.clone();
@@ -634,7 +651,7 @@ impl Matrix {
             protocols,
             links,
             workloads,
-            cc,
+            ccs,
             mtu,
             cell_timeout_s: f.cell_timeout_s.unwrap_or(120),
             source: src.to_string(),
@@ -647,10 +664,10 @@ impl Matrix {
 }
 
 /// The `buffer` values of a matrix or workload, checked.
-fn parse_buffers(b: Option<&Buffers>, _field: &str) -> Result<Vec<Buffer>, String> {
+fn parse_buffers(b: Option<&OneOrMany>) -> Result<Vec<Buffer>, String> {
     let Some(b) = b else { return Ok(Vec::new()) };
     let mut out: Vec<Buffer> = Vec::new();
-    for s in b.list() {
+    for s in b.items() {
         let v: Buffer = s.parse()?;
         if !out.contains(&v) {
             out.push(v);
@@ -736,11 +753,11 @@ fn filter_buffers(
     };
     let restrict = |field: &str,
                     ls: &mut Option<Vec<String>>,
-                    b: &Option<Buffers>|
+                    b: &Option<OneOrMany>|
      -> Result<(), (String, String)> {
         expand(ls);
         let Some(b) = b else { return Ok(()) };
-        let want = parse_buffers(Some(b), field).map_err(|m| (field.to_string(), m))?;
+        let want = parse_buffers(Some(b)).map_err(|m| (field.to_string(), m))?;
         if let Some(x) = want.iter().find(|w| !buffers.contains(w)) {
             return Err((
                 field.to_string(),
