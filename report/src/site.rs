@@ -644,6 +644,13 @@ fn workload_page(runs: &[RunData], labels: &[String], w: &str, out: &Path) -> an
                 "One line per protocol (first repetition), the event dashed.",
                 wl::migration_charts,
             )?;
+            section(
+                &mut h,
+                "The sender's congestion window around the event",
+                "The server's own view of its window (TCP_INFO, quinn's statistics), sampled every 10 ms or coarser on long transfers; the line of a TCP transfer ends where its connection broke and a new line starts with the new connection.",
+                crate::transport::migration_cwnd_charts,
+            )?;
+            crate::transport::sender_table(runs, w, &mut h);
             summary_table(runs, w, &mut h);
         }
         "goodput" => {
@@ -654,6 +661,13 @@ fn workload_page(runs: &[RunData], labels: &[String], w: &str, out: &Path) -> an
                 "One chart per RTT and rate; lines: medians, bands and bars: 95% CIs.",
                 wl::goodput_charts,
             )?;
+            section(
+                &mut h,
+                "The sender's congestion window",
+                "The server's own view of its window during the transfer (TCP_INFO snd_cwnd × MSS; quinn's window), sampled every 10 ms (coarser on long transfers). The legend names the controller that ran.",
+                crate::transport::goodput_cwnd_charts,
+            )?;
+            crate::transport::sender_table(runs, w, &mut h);
             summary_table(runs, w, &mut h);
         }
         "udp" => {
@@ -699,7 +713,7 @@ fn summary_table(runs: &[RunData], w: &str, h: &mut String) {
 
 // ---------------------------------------------------------- methodology
 
-const METRICS: [(&str, &str, &str); 27] = [
+const METRICS: [(&str, &str, &str); 32] = [
     ("ttfb_ms", "ms", "handshake: from the start of connecting to the first response byte"),
     ("ttfb_rtt", "RTT", "handshake: ttfb_ms divided by the link's configured RTT"),
     ("connect_ms", "ms", "handshake: transport ready (TCP established / QUIC handshake confirmed)"),
@@ -727,6 +741,11 @@ const METRICS: [(&str, &str, &str); 27] = [
     ("jitter_ms", "ms", "udp: RFC 3550 interarrival jitter"),
     ("reordered", "packets", "udp: probes that arrived after a later one"),
     ("failures", "count", "every workload: requests or steps that failed in a cell"),
+    ("tx_retrans_bytes", "B", "HTTP workloads: the sender's (server's) retransmitted bytes, summed over connections (TCP_INFO bytes_retrans; QUIC: bytes in packets declared lost)"),
+    ("tx_retrans_share", "fraction", "HTTP workloads: tx_retrans_bytes / bytes the sender put on the wire"),
+    ("tx_congestion_events", "count", "h3: quinn's congestion events on the sender's side (TCP_INFO has no such count)"),
+    ("tx_max_cwnd_bytes", "B", "HTTP workloads: the sender's largest congestion window seen (samples and end)"),
+    ("tx_srtt_ms", "ms", "HTTP workloads: the sender's smoothed RTT at the end of its connection (largest over connections)"),
 ];
 
 fn methodology_page(runs: &[RunData], labels: &[String]) -> Page {
