@@ -33,6 +33,7 @@
 
 pub mod error;
 pub mod hist;
+pub mod infer;
 pub mod schema;
 pub mod stats;
 pub mod store;
