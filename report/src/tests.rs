@@ -124,6 +124,9 @@ pub(crate) fn synthetic_run(base: &Path) -> RunDir {
         calibration: None,
         planned_cells: ids.len() as u64,
         cell_ids: ids,
+        order_seed: None,
+        drift: Vec::new(),
+        adaptive: Vec::new(),
     })
     .unwrap();
     rd.resummarize().unwrap();

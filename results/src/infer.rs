@@ -157,10 +157,7 @@ fn median_in_place(v: &mut [f64]) -> f64 {
         m
     } else {
         // The largest of the lower half.
-        let lo = v[..mid]
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
+        let lo = v[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
         (lo + m) / 2.0
     }
 }

@@ -232,10 +232,22 @@ fn distinguishable_never_without_significance() {
             }
         }
     }
-    assert_eq!(verdict(2, 10, Some(0.0), Some((2.0, 3.0))), Err(Reason::NTooSmall));
-    assert_eq!(verdict(5, 5, Some(0.06), Some((2.0, 3.0))), Err(Reason::NotSignificant));
-    assert_eq!(verdict(5, 5, None, Some((2.0, 3.0))), Err(Reason::NotSignificant));
-    assert_eq!(verdict(5, 5, Some(0.01), Some((0.9, 3.0))), Err(Reason::Overlap));
+    assert_eq!(
+        verdict(2, 10, Some(0.0), Some((2.0, 3.0))),
+        Err(Reason::NTooSmall)
+    );
+    assert_eq!(
+        verdict(5, 5, Some(0.06), Some((2.0, 3.0))),
+        Err(Reason::NotSignificant)
+    );
+    assert_eq!(
+        verdict(5, 5, None, Some((2.0, 3.0))),
+        Err(Reason::NotSignificant)
+    );
+    assert_eq!(
+        verdict(5, 5, Some(0.01), Some((0.9, 3.0))),
+        Err(Reason::Overlap)
+    );
     assert_eq!(verdict(5, 5, Some(0.01), None), Err(Reason::RatioUndefined));
     assert_eq!(verdict(5, 5, Some(0.01), Some((1.1, 3.0))), Ok(()));
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::hist::HistogramData;
 use crate::schema::{CellStatus, HostInfo, LinkInfo};
 use std::collections::BTreeMap;
 
@@ -81,6 +82,9 @@ fn meta(name: &str, shard: Option<(u32, u32)>, ids: Vec<String>) -> RunMeta {
         calibration: None,
         planned_cells: 12,
         cell_ids: ids,
+        order_seed: None,
+        drift: Vec::new(),
+        adaptive: Vec::new(),
     }
 }
 
@@ -334,16 +338,25 @@ fn summary_pools_repetitions() {
     );
     let h2 = &rows[0];
     assert_eq!(
-        (h2.n, h2.cells, h2.median),
-        (2, 1, 30.5),
+        (h2.n, h2.cells, h2.samples, h2.median),
+        (1, 1, 2, 30.5),
         "failed/skipped cells excluded"
     );
-    assert_eq!(h2.ci_method, "range-small-n");
+    assert_eq!(h2.ci_method, "n too small");
+    assert_eq!(
+        (h2.ci_low, h2.ci_high, h2.ci_confidence),
+        (None, None, None)
+    );
     let h3 = &rows[1];
-    assert_eq!((h3.n, h3.cells, h3.median), (12, 3, 15.5));
-    // n = 12: ranks 3 and 10.
-    assert_eq!((h3.ci_low, h3.ci_high), (12.0, 19.0));
-    assert_eq!(h3.ci_method, "order-statistic");
+    // The cell is the unit: three cells whose medians are 11.5, 15.5, 19.5.
+    assert_eq!((h3.n, h3.cells, h3.samples, h3.median), (3, 3, 12, 15.5));
+    assert_eq!(h3.ci_method, "cluster-bootstrap");
+    let (lo, hi) = (h3.ci_low.unwrap(), h3.ci_high.unwrap());
+    assert!(
+        (10.0..=12.0).contains(&lo) && (19.0..=21.0).contains(&hi),
+        "{lo} {hi}"
+    );
+    assert_eq!(h3.ci_confidence, Some(0.75));
     assert_eq!(
         (h3.unit.as_str(), h3.link.as_str(), h3.workload.as_str()),
         ("ms", "rtt50", "handshake")
@@ -352,11 +365,16 @@ fn summary_pools_repetitions() {
     assert_eq!(h3.source, "samples");
     let hist = &rows[2];
     assert_eq!(
-        (hist.n, hist.unit.as_str(), hist.source.as_str()),
-        (100, "us", "histogram")
+        (
+            hist.n,
+            hist.samples,
+            hist.unit.as_str(),
+            hist.source.as_str()
+        ),
+        (1, 100, "us", "histogram")
     );
-    // 1..=100 are exact at 3 significant digits: ranks 40 and 61.
-    assert_eq!((hist.median, hist.ci_low, hist.ci_high), (50.5, 40.0, 61.0));
+    // 1..=100 are exact at 3 significant digits; one cell: no interval.
+    assert_eq!((hist.median, hist.ci_low, hist.ci_high), (50.5, None, None));
     assert_eq!((hist.min, hist.max), (1.0, 100.0));
 
     // Order of the input does not matter, to the last bit.
@@ -384,7 +402,7 @@ fn summary_files() {
     assert!(csv_text.starts_with("protocol,workload,link,metric,unit,median,ci_low,ci_high,n,"));
     let row = lines.next().unwrap();
     assert!(
-        row.starts_with("h3,handshake,rtt50,ttfb_ms,ms,2.5,1.0,4.0,4,cold,range-small-n,"),
+        row.starts_with("h3,handshake,rtt50,ttfb_ms,ms,3.0,,,2,cold,n too small,,"),
         "{row}"
     );
     assert_eq!(lines.next(), None);
