@@ -124,6 +124,9 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         calibration: None,
         planned_cells: planned_total as u64,
         cell_ids: mine.iter().map(|c| c.id.clone()).collect(),
+        order_seed: None,
+        drift: Vec::new(),
+        adaptive: Vec::new(),
     };
     if opts.resume.is_some() {
         // The matrix must be the one the directory was started with.
@@ -221,8 +224,6 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         pb.finish_and_clear();
     }
     let cells = dir.read_cells()?;
-    let rows = quicbench_results::summarize(&cells);
-    dir.write_summary(&rows)?;
     let complete = meta
         .cell_ids
         .iter()
@@ -231,6 +232,8 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         meta.finished = Some(quicbench_results::now_rfc3339());
     }
     dir.write_meta(&meta)?;
+    // Summary, comparisons and the drift check (into run.json), in one place.
+    crate::headline::write_analysis(&dir)?;
     Ok(RunOutcome {
         dir: dir.path().to_path_buf(),
         planned: mine.len(),

@@ -87,13 +87,21 @@ pub fn summary_table(
         });
         for r in sel {
             let vs = match h3.get(&(r.variant.as_str(), r.link.as_str(), r.metric.as_str())) {
-                Some(h) if r.protocol != "h3" && r.source != "derived" => {
-                    if r.ci_overlaps(h) {
-                        "not distinguishable".to_string()
-                    } else if h.median != 0.0 {
-                        format!("×{} of h3", num(r.median / h.median))
-                    } else {
-                        "differs".to_string()
+                Some(_) if r.protocol != "h3" => {
+                    match run.comparison(
+                        workload,
+                        &r.variant,
+                        &r.link,
+                        &r.metric,
+                        &r.protocol,
+                        "h3",
+                    ) {
+                        Some((Some(ratio), c)) if c.distinguishable => {
+                            format!("×{} of h3", num(ratio))
+                        }
+                        Some((_, c)) if c.distinguishable => "differs".to_string(),
+                        Some((_, c)) => format!("not distinguishable ({})", c.reason),
+                        None => "not compared".to_string(),
                     }
                 }
                 _ => String::new(),
@@ -186,8 +194,8 @@ pub fn handshake_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<
                     bars.push(Bar {
                         protocol: r.protocol.clone(),
                         value: r.median,
-                        ci: Some((r.ci_low, r.ci_high)),
-                        ci_exact: r.ci_method != "range-small-n",
+                        ci: r.ci_low.zip(r.ci_high),
+                        ci_exact: r.ci_method == "order-statistic",
                         theory: theory_of(&hs, &r.protocol, v, link, "ttfb_rtt"),
                     });
                 }
@@ -504,12 +512,22 @@ pub fn hol_heatmaps(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Vec<
             ];
             nmin = nmin.min(pools.iter().map(|p| p.len() as u64).min().unwrap_or(0));
             let seed = (x as u64) << 32 | y as u64;
-            let res = inflation_ratio(&pools[0], &pools[1], &pools[2], &pools[3], seed);
+            // Value and hatching from the run's comparison of the cell-level
+            // p99 inflations (the one rule); pooled requests only when a run
+            // has no comparisons.csv of this format, then never significant.
+            let cmp = run.comparison("hol", "paced", label, "hol_inflation_p99", &a, &b);
+            let (ratio, significant) = match cmp {
+                Some((r, c)) => (r, c.distinguishable),
+                None => (
+                    inflation_ratio(&pools[0], &pools[1], &pools[2], &pools[3], seed).map(|r| r.0),
+                    false,
+                ),
+            };
             cells.push(HeatCell {
                 x,
                 y,
-                ratio: res.map(|r| r.0),
-                significant: res.is_some_and(|r| r.1),
+                ratio,
+                significant,
             });
         }
         if cells.iter().all(|c| c.ratio.is_none()) {
@@ -517,7 +535,7 @@ pub fn hol_heatmaps(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Vec<
         }
         let title = format!("HOL inflation of {a} relative to {b} (p99 latency vs lossless)");
         let note = format!(
-            "paced requests; each cell: (p99 lossy / p99 lossless) of {a} ÷ the same of {b} · ≥ {} requests per pool · hatched: 95% bootstrap CI contains 1",
+            "paced requests; each cell: median over cells of (p99 lossy / p99 lossless twin) of {a} ÷ the same of {b} · ≥ {} requests per pool · hatched: not distinguishable (comparisons.csv: corrected p < 0.05 and ratio interval excluding 1, over cells)",
             if nmin == u64::MAX { 0 } else { nmin }
         );
         let svg = charts::heatmap_svg(
@@ -886,7 +904,17 @@ pub fn goodput_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Ve
             ns.extend(pts.iter().map(|(_, r)| r.n));
             series.push(Series {
                 points: pts.iter().map(|(x, r)| (*x, r.median)).collect(),
-                band: pts.iter().map(|(x, r)| (*x, r.ci_low, r.ci_high)).collect(),
+                // No interval (n too small): the band closes on the median.
+                band: pts
+                    .iter()
+                    .map(|(x, r)| {
+                        (
+                            *x,
+                            r.ci_low.unwrap_or(r.median),
+                            r.ci_high.unwrap_or(r.median),
+                        )
+                    })
+                    .collect(),
                 markers: true,
                 ..Series::protocol(p, Vec::new())
             });
@@ -1034,8 +1062,8 @@ pub fn udp_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Vec<Fi
             bars: vec![Bar {
                 protocol: r.protocol.clone(),
                 value: r.median * 100.0,
-                ci: Some((r.ci_low * 100.0, r.ci_high * 100.0)),
-                ci_exact: r.ci_method != "range-small-n",
+                ci: r.ci_low.zip(r.ci_high).map(|(l, h)| (l * 100.0, h * 100.0)),
+                ci_exact: r.ci_method == "order-statistic",
                 theory: nominal.map(|v| v * 100.0),
             }],
         });
@@ -1168,8 +1196,8 @@ pub fn generic_charts(
                             Some(Bar {
                                 protocol: p.clone(),
                                 value: if fraction { r.mean } else { r.median },
-                                ci: (!fraction).then_some((r.ci_low, r.ci_high)),
-                                ci_exact: r.ci_method != "range-small-n",
+                                ci: r.ci_low.zip(r.ci_high).filter(|_| !fraction),
+                                ci_exact: r.ci_method == "order-statistic",
                                 theory: None,
                             })
                         })
