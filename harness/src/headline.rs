@@ -283,8 +283,9 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
     if no_ci > 0 {
         let _ = writeln!(
             s,
-            "Intervals: {no_ci} of {} summary rows have fewer than {} cells and no interval (\"n too small\"); more repetitions give them one.",
+            "Intervals: {no_ci} of {} summary rows have fewer than {} cells and no interval (\"n too small\"): their medians are single measurements of a protocol, not estimates with an error bar. An interval needs ≥ {} cells per group, a 95% one ≥ 6 (--repetitions 6, or adaptive repetitions as in the full preset).",
             rows.len(),
+            infer::MIN_CELLS,
             infer::MIN_CELLS
         );
     }
@@ -297,7 +298,7 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
         let family = a.comparisons.first().map_or(0, |c| c.family);
         let _ = writeln!(
             s,
-            "Comparisons (comparisons.csv): {yes} of {} protocol pairs distinguishable ({} over a family of {family}, corrected p < 0.05 and ratio interval excluding 1); not: {}",
+            "Comparisons (comparisons.csv): {yes} of {} protocol pairs distinguishable (Mann-Whitney on cell values, {} over the {family} pairs with ≥ 3 cells a side; corrected p < 0.05 and ratio interval excluding 1); not: {}",
             a.comparisons.len(),
             infer::RUN_CORRECTION.as_str(),
             if why.is_empty() {
@@ -311,14 +312,31 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
         );
     }
     if !a.drift.is_empty() {
-        let drifting = a.drift.iter().any(|d| d.drifting);
+        let drifting: Vec<String> = a
+            .drift
+            .iter()
+            .filter(|d| d.drifting)
+            .map(|d| {
+                format!(
+                    "{} {} ({})",
+                    d.workload,
+                    d.metric,
+                    d.median_change
+                        .map(|c| format!("{:+.1}%", c * 100.0))
+                        .unwrap_or_else(|| "-".into())
+                )
+            })
+            .collect();
         let _ = writeln!(
             s,
-            "Order/drift check (last vs first cell of each group): {}",
-            if drifting {
-                "the run DRIFTED: later cells measure systematically differently"
+            "Order/drift check (last vs first cell of each group, sign test): {}",
+            if drifting.is_empty() {
+                "no systematic drift".to_string()
             } else {
-                "no systematic drift"
+                format!(
+                    "later cells measure systematically differently in {}",
+                    drifting.join(", ")
+                )
             }
         );
         s.push_str(&analysis::drift_text(&a.drift));

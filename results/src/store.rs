@@ -499,6 +499,35 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunMeta, ResultsError> {
         }
     }
 
+    // Adaptive repetitions decide per group from the group's own cells: a
+    // group split over shards would have been decided twice, on partial data.
+    let adaptive = shards.iter().any(|s| {
+        !s.2.adaptive.is_empty()
+            || s.2
+                .matrix
+                .pointer("/resolved/adaptive")
+                .is_some_and(|v| !v.is_null())
+    });
+    if adaptive {
+        let mut owner: BTreeMap<crate::analysis::Group, &PathBuf> = BTreeMap::new();
+        for (d, _, _, cs) in &shards {
+            for c in cs {
+                let g = crate::analysis::Group::of(c);
+                if let Some(other) = owner.get(&g) {
+                    if *other != d {
+                        return Err(ResultsError::Merge(format!(
+                            "group {} has cells in {} and {}: with adaptive repetitions a shard must own whole groups (shard with this quicbench's --shard)",
+                            g.label(),
+                            other.display(),
+                            d.display()
+                        )));
+                    }
+                }
+                owner.insert(g, d);
+            }
+        }
+    }
+
     // Union of cells, refusing conflicting duplicates.
     let mut cells: BTreeMap<String, (CellResult, PathBuf)> = BTreeMap::new();
     for (d, rd, _, cs) in &shards {
@@ -587,9 +616,15 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunMeta, ResultsError> {
             cells: cs.len() as u64,
         })
         .collect();
+    let mut adaptive_groups: Vec<crate::schema::AdaptiveGroup> =
+        shards.iter().flat_map(|s| s.2.adaptive.clone()).collect();
+    adaptive_groups.sort_by(|a, b| a.group.cmp(&b.group));
     let meta = RunMeta {
         schema_version: SCHEMA_VERSION,
         shard: None,
+        adaptive: adaptive_groups,
+        // Recomputed over the merged cells by the caller (the harness).
+        drift: Vec::new(),
         started,
         finished,
         backend,

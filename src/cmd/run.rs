@@ -40,7 +40,7 @@ pub struct RunArgs {
     /// Override the matrix seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Override the matrix repetitions.
+    /// Override the matrix repetitions with a fixed number (adaptive off).
     #[arg(long)]
     repetitions: Option<u32>,
     /// Skip the link calibration recorded at the start of a run.
@@ -110,6 +110,7 @@ fn matrix_of(a: &RunArgs) -> anyhow::Result<Matrix> {
             bail!("--repetitions must be ≥ 1");
         }
         m.repetitions = r;
+        m.adaptive = None;
     }
     Ok(m)
 }

@@ -699,3 +699,31 @@ fn real_run_round_trips_and_merges() {
         cells.len()
     );
 }
+
+/// With adaptive repetitions, a group's cells must all come from one shard.
+#[test]
+fn merge_refuses_groups_split_over_adaptive_shards() {
+    let base = tempfile::tempdir().unwrap();
+    let mk = |name: &str, i: u32, reps: &[u32]| {
+        let rd = RunDir::create_at(base.path(), name, t0()).unwrap();
+        let cells: Vec<CellResult> = reps
+            .iter()
+            .map(|r| cell(&format!("g-r{r}"), "h3", "cold", "rtt50", *r, &[1.0]))
+            .collect();
+        let mut m = meta(
+            name,
+            Some((i, 2)),
+            cells.iter().map(|c| c.cell_id.clone()).collect(),
+        );
+        m.matrix = serde_json::json!({"resolved": {"adaptive": {"max": 9, "target": 0.05}}});
+        rd.write_meta(&m).unwrap();
+        for c in &cells {
+            rd.write_cell(c).unwrap();
+        }
+        rd.path().to_path_buf()
+    };
+    let a = mk("a", 0, &[0, 1]);
+    let b = mk("b", 1, &[2]);
+    let e = merge(&[a, b], &base.path().join("out")).unwrap_err();
+    assert!(e.to_string().contains("must own whole groups"), "{e}");
+}
