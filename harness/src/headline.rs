@@ -100,6 +100,8 @@ pub struct Analysis {
     pub rows: Vec<SummaryRow>,
     pub comparisons: Vec<ComparisonRow>,
     pub drift: Vec<DriftCheck>,
+    /// Adaptive repetitions per group, from run.json (empty otherwise).
+    pub adaptive: Vec<quicbench_results::AdaptiveGroup>,
 }
 
 pub fn analyze(cells: &[CellResult]) -> Analysis {
@@ -108,6 +110,7 @@ pub fn analyze(cells: &[CellResult]) -> Analysis {
         rows: analysis::summarize_with(cells, &d),
         comparisons: analysis::comparisons(cells, &d, infer::RUN_CORRECTION),
         drift: analysis::drift(cells),
+        adaptive: Vec::new(),
     }
 }
 
@@ -116,11 +119,12 @@ pub fn analyze(cells: &[CellResult]) -> Analysis {
 /// `quicbench run` and `quicbench merge` write them.
 pub fn write_analysis(dir: &RunDir) -> anyhow::Result<(Vec<CellResult>, Analysis)> {
     let cells = dir.read_cells()?;
-    let a = analyze(&cells);
+    let mut a = analyze(&cells);
     dir.write_summary(&a.rows)?;
     dir.write_comparisons(&a.comparisons)?;
     if let Ok(mut meta) = dir.read_meta() {
         meta.drift = a.drift.clone();
+        a.adaptive = meta.adaptive.clone();
         dir.write_meta(&meta)?;
     }
     Ok((cells, a))
@@ -309,6 +313,17 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
                     .collect::<Vec<_>>()
                     .join(", ")
             }
+        );
+    }
+    if !a.adaptive.is_empty() {
+        let met = a.adaptive.iter().filter(|g| g.met_target).count();
+        let reps: Vec<u32> = a.adaptive.iter().map(|g| g.repetitions).collect();
+        let _ = writeln!(
+            s,
+            "Adaptive repetitions: {met} of {} groups met their target (run.json \"adaptive\"); {}–{} repetitions per group; the others stopped at the maximum, their intervals wider than asked.",
+            a.adaptive.len(),
+            reps.iter().min().copied().unwrap_or(0),
+            reps.iter().max().copied().unwrap_or(0)
         );
     }
     if !a.drift.is_empty() {

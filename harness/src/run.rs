@@ -238,6 +238,8 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         Ok(budget > 0)
     };
     let mut go_on = run_batch(&todo, "")?;
+    // An adaptive run is finished only once no group needs another round.
+    let mut adaptive_done = m.adaptive.is_none();
     if let Some(ad) = m.adaptive {
         // Adaptive rounds: repetition `rep` for every group of this shard that
         // has not met its target, interleaved in the block's seeded order. The
@@ -262,6 +264,7 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
                     .map(|g| g.group)
                     .collect();
             if more.is_empty() {
+                adaptive_done = true;
                 break;
             }
             let next: Vec<plan::Cell> = plan::cells_upto(m, rep + 1)
@@ -285,6 +288,9 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
             go_on = run_batch(&next, &format!("r{} ", rep + 1))?;
             rep += 1;
         }
+        if go_on && rep >= ad.max {
+            adaptive_done = true;
+        }
         let cells = dir.read_cells()?;
         meta.adaptive = plan::adaptive_status(&groups, &cells, u32::MAX, ad.target);
     }
@@ -296,7 +302,7 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         .cell_ids
         .iter()
         .all(|id| cells.iter().any(|c| &c.cell_id == id));
-    if complete {
+    if complete && adaptive_done {
         meta.finished = Some(quicbench_results::now_rfc3339());
     }
     dir.write_meta(&meta)?;

@@ -37,8 +37,8 @@ pub fn write_fig(
 fn n_range(ns: impl Iterator<Item = u64>) -> String {
     let v: Vec<u64> = ns.collect();
     match (v.iter().min(), v.iter().max()) {
-        (Some(a), Some(b)) if a == b => format!("n = {a} per {}", "protocol"),
-        (Some(a), Some(b)) => format!("n = {a}–{b} per protocol"),
+        (Some(a), Some(b)) if a == b => format!("n = {a} cells per {}", "protocol"),
+        (Some(a), Some(b)) => format!("n = {a}–{b} cells per protocol"),
         _ => "n = 0".into(),
     }
 }
@@ -118,7 +118,7 @@ pub fn summary_table(
                 median_ci(r),
                 esc(&r.unit),
                 r.n.to_string(),
-                r.cells.to_string(),
+                r.samples.to_string(),
                 esc(&vs),
             ]);
             rows_out.push(row);
@@ -136,10 +136,10 @@ pub fn summary_table(
         "link",
         "metric",
         "protocol",
-        "median [95% CI]",
+        "median [interval over cells]",
         "unit",
-        "n",
-        "cells",
+        "n (cells)",
+        "samples",
         "vs h3",
     ]);
     let _ = writeln!(
@@ -226,12 +226,12 @@ pub fn handshake_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<
         );
         let infos: Vec<&LinkInfo> = labels.iter().filter_map(|l| links.get(l)).collect();
         let note = format!(
-            "{} · {} handshakes per bar ({})",
+            "{} · {} per bar ({})",
             specs_note(&infos),
             n_range(ns.into_iter())
                 .trim_start_matches("n = ")
                 .replace(" per protocol", ""),
-            "median, 95% CI"
+            "median of cells; whisker: interval over cells, grey when approximate, none when n < 3"
         );
         let svg = charts::grouped_bars_svg(
             Frame {
@@ -1071,7 +1071,7 @@ pub fn udp_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Vec<Fi
     if !groups.is_empty() {
         let title = "UDP round-trip loss: measured vs nominal".to_string();
         let note = format!(
-            "theory mark: 1 − (1 − loss)² of each link's nominal loss · {} probe runs per bar",
+            "theory mark: 1 − (1 − loss)² of each link's nominal loss · {} (probe runs) per bar",
             n_range(ns.into_iter())
                 .trim_start_matches("n = ")
                 .replace(" per protocol", "")
