@@ -122,6 +122,7 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         shard: opts.shard.map(|s| (s.index, s.count)),
         seed: m.seed,
         calibration: None,
+        transport_profile: None,
         planned_cells: planned_total as u64,
         cell_ids: mine.iter().map(|c| c.id.clone()).collect(),
         order_seed: Some(plan::order_seed(m)),
@@ -151,6 +152,9 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
     }
     if opts.resume.is_none() && opts.calibrate {
         meta.calibration = Some(calibrate_links(m, backend));
+    }
+    if opts.resume.is_none() {
+        meta.transport_profile = host_transport_profile();
     }
     dir.write_meta(&meta)?;
 
@@ -317,6 +321,14 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         interrupted,
         elapsed_s: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What a fresh namespace inherits from this host (a throwaway namespace,
+/// read as the cells' are), plus the warnings `doctor` would give.
+fn host_transport_profile() -> Option<serde_json::Value> {
+    let ns = quicbench_netem::ns::NetNs::with_label("qb-profile").ok()?;
+    let p = crate::profile::read_profile(&ns);
+    serde_json::to_value(p).ok()
 }
 
 /// A short calibration of every distinct link (1 s of probes at 2000/s each):
