@@ -460,8 +460,9 @@ fn sign_test(k: u64, n: u64) -> f64 {
 /// duration: whether cells that ran later in the run measure systematically
 /// higher or lower than their group's first cell.
 pub fn drift(cells: &[CellResult]) -> Vec<DriftCheck> {
-    let mut series: BTreeMap<(String, String), BTreeMap<Group, Vec<(time_key::T, f64)>>> =
-        BTreeMap::new();
+    // (workload, metric) → group → (start time, value) per cell.
+    type Series = BTreeMap<(String, String), BTreeMap<Group, Vec<(time_key::T, f64)>>>;
+    let mut series: Series = BTreeMap::new();
     for c in cells.iter().filter(|c| c.status.is_ok()) {
         let g = Group::of(c);
         let t = time_key::of(&c.started);
