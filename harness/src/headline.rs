@@ -130,9 +130,10 @@ pub fn write_analysis(dir: &RunDir) -> anyhow::Result<(Vec<CellResult>, Analysis
     Ok((cells, a))
 }
 
+/// The row of one group (protocol and cc) and metric.
 fn row<'a>(
     rows: &'a [SummaryRow],
-    proto: &str,
+    (proto, cc): (&str, &str),
     workload: &str,
     variant: &str,
     link: &str,
@@ -140,6 +141,7 @@ fn row<'a>(
 ) -> Option<&'a SummaryRow> {
     rows.iter().find(|r| {
         r.protocol == proto
+            && r.cc == cc
             && r.workload == workload
             && r.variant == variant
             && r.link == link
@@ -147,13 +149,36 @@ fn row<'a>(
     })
 }
 
+/// "h3", or "h3/bbr" when the run has several controllers.
+fn who(r: &SummaryRow, several: bool) -> String {
+    if several && !r.cc.is_empty() {
+        format!("{}/{}", r.protocol, r.cc)
+    } else {
+        r.protocol.clone()
+    }
+}
+
 /// A short plain-text table of the headline findings.
 pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
     let rows = a.rows.as_slice();
     let mut s = String::new();
-    let mut protos: Vec<String> = rows.iter().map(|r| r.protocol.clone()).collect();
+    // Groups as (protocol, cc): a cc axis gives each controller its own line.
+    let mut protos: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.protocol.clone(), r.cc.clone()))
+        .collect();
     protos.sort();
     protos.dedup();
+    let several_cc = {
+        let mut ccs: Vec<&str> = rows
+            .iter()
+            .map(|r| r.cc.as_str())
+            .filter(|c| !c.is_empty())
+            .collect();
+        ccs.sort();
+        ccs.dedup();
+        ccs.len() > 1
+    };
     let mut links: Vec<(f64, f64, String)> = cells
         .iter()
         .map(|c| (c.link.rtt_ms, c.link.loss, c.link.label.clone()))
@@ -180,16 +205,17 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
             s,
             "Handshake: time to first byte in RTTs on {l} (median of cells, interval over cells; theory)"
         );
-        for p in &protos {
+        for (p, cc) in &protos {
             for mode in ["cold", "resumed"] {
-                let Some(r) = row(rows, p, "handshake", mode, l, "ttfb_rtt") else {
+                let Some(r) = row(rows, (p, cc), "handshake", mode, l, "ttfb_rtt") else {
                     continue;
                 };
                 let t = theory
                     .get(&(p.clone(), mode.to_string()))
                     .map(|t| format!("; theory {t}"))
                     .unwrap_or_default();
-                let _ = writeln!(s, "  {p:<15} {mode:<7} {}{t}", interval_text(r, 2));
+                let name = who(r, several_cc);
+                let _ = writeln!(s, "  {name:<15} {mode:<7} {}{t}", interval_text(r, 2));
             }
         }
     }
@@ -211,13 +237,14 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
         la.partial_cmp(&lb).unwrap_or(std::cmp::Ordering::Equal)
     }) {
         let _ = writeln!(s, "HOL blocking (paced requests) on {worst}: p99 latency inflation vs the lossless twin (median of cells, interval over cells), p50 inflation, share delayed > 1 RTT");
-        for p in &protos {
-            let g = |m: &str| row(rows, p, "hol", "paced", &worst, m);
+        for (p, cc) in &protos {
+            let g = |m: &str| row(rows, (p, cc), "hol", "paced", &worst, m);
             if let (Some(a), Some(b)) = (g("hol_inflation_p50"), g("hol_inflation_p99")) {
                 let d = g("hol_delayed_share").map_or(f64::NAN, |r| r.median);
+                let name = who(b, several_cc);
                 let _ = writeln!(
                     s,
-                    "  {p:<15} x{}   p50 x{:.2}   {:5.1}%",
+                    "  {name:<15} x{}   p50 x{:.2}   {:5.1}%",
                     interval_text(b, 2),
                     a.median,
                     d * 100.0
@@ -231,17 +258,17 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
             s,
             "Migration: survived without a new handshake (cells), median disruption"
         );
-        let mut keys: Vec<(String, String)> = mig
+        let mut keys: Vec<(String, String, String)> = mig
             .iter()
-            .map(|c| (c.variant.clone(), c.protocol.clone()))
+            .map(|c| (c.variant.clone(), c.protocol.clone(), analysis::cell_cc(c)))
             .collect();
         keys.sort();
         keys.dedup();
-        for (v, p) in keys {
+        for (v, p, cc) in keys {
             // Survival is counted over cells; the disruption is a median of cells.
             let cs: Vec<&&CellResult> = mig
                 .iter()
-                .filter(|c| c.variant == v && c.protocol == p)
+                .filter(|c| c.variant == v && c.protocol == p && analysis::cell_cc(c) == cc)
                 .collect();
             let surv: f64 = cs
                 .iter()
@@ -252,14 +279,20 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
                 .iter()
                 .find(|r| {
                     r.protocol == p
+                        && r.cc == cc
                         && r.workload == "migration"
                         && r.variant == v
                         && r.metric == "disruption_ms"
                 })
                 .map(|r| r.median);
+            let name = if several_cc && !cc.is_empty() {
+                format!("{p}/{cc}")
+            } else {
+                p.clone()
+            };
             let _ = writeln!(
                 s,
-                "  {v:<8} {p:<15} {}/{}   {}",
+                "  {v:<8} {name:<15} {}/{}   {}",
                 surv as u64,
                 cs.len(),
                 dis.map(|d| format!("{d:8.1} ms"))
@@ -277,7 +310,7 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
             let _ = writeln!(
                 s,
                 "  {:<15} {:<22} {}",
-                r.protocol,
+                who(r, several_cc),
                 r.link,
                 interval_text(r, 1)
             );

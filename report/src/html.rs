@@ -82,12 +82,17 @@ pub fn median_ci(r: &SummaryRow) -> String {
                     r.n
                 )
             };
+            let pct = c * 100.0;
+            let pct = if (pct - pct.round()).abs() < 1e-9 {
+                format!("{pct:.0}")
+            } else {
+                format!("{pct:.2}")
+            };
             format!(
-                "{} <span class=\"ci\">[{}, {}] {}% {}</span>{flag}",
+                "{} <span class=\"ci\">[{}, {}] {pct}% {}</span>{flag}",
                 num(r.median),
                 num(l),
                 num(h),
-                num(c * 100.0),
                 esc(&r.ci_method)
             )
         }
