@@ -278,7 +278,8 @@ pub struct ComparisonRow {
     pub ratio: Option<f64>,
     pub ratio_low: Option<f64>,
     pub ratio_high: Option<f64>,
-    /// `cluster-bootstrap` (nominal 95%), or empty.
+    /// `cluster-bootstrap` (fewer than 6 cells a side) or `cell-bootstrap`
+    /// (nominal 95%), or empty.
     pub ratio_method: String,
     /// `mann-whitney-exact` or `mann-whitney-normal`, on cell-level values.
     pub test: String,
@@ -384,11 +385,7 @@ pub fn comparisons(
                     ratio: (mb != 0.0).then(|| ma / mb),
                     ratio_low: ratio.map(|r| r.1),
                     ratio_high: ratio.map(|r| r.2),
-                    ratio_method: if ratio.is_some() {
-                        "cluster-bootstrap".into()
-                    } else {
-                        String::new()
-                    },
+                    ratio_method: ratio.map_or(String::new(), |r| r.3.as_str().into()),
                     test: test.as_str().into(),
                     p,
                     p_adjusted: None,

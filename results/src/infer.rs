@@ -163,13 +163,19 @@ fn median_in_place(v: &mut [f64]) -> f64 {
 }
 
 /// One bootstrap draw of a group's median: `n` cells drawn with replacement,
-/// each cell's samples drawn again with replacement (cells with fewer than two
-/// samples keep their value).
-fn draw_median(cells: &[CellValue], rng: &mut ChaCha8Rng, buf: &mut Vec<f64>, vals: &mut [f64]) {
+/// each cell's samples drawn again with replacement when `within` (cells with
+/// fewer than two samples keep their value).
+fn draw_median(
+    cells: &[CellValue],
+    within: bool,
+    rng: &mut ChaCha8Rng,
+    buf: &mut Vec<f64>,
+    vals: &mut [f64],
+) {
     let n = cells.len();
     for v in vals.iter_mut() {
         let c = &cells[rng.random_range(0..n)];
-        *v = if c.within.len() >= 2 {
+        *v = if within && c.within.len() >= 2 {
             buf.clear();
             let m = c.within.len();
             buf.extend((0..m).map(|_| c.within[rng.random_range(0..m)]));
@@ -217,7 +223,7 @@ pub fn cluster_bootstrap_ci(
     let mut vals = vec![0.0; cells.len()];
     let mut meds = Vec::with_capacity(resamples);
     for _ in 0..resamples {
-        draw_median(cells, &mut rng, &mut buf, &mut vals);
+        draw_median(cells, true, &mut rng, &mut buf, &mut vals);
         meds.push(median_in_place(&mut vals));
     }
     meds.sort_by(f64::total_cmp);
@@ -273,17 +279,25 @@ pub fn cell_interval(cells: &[CellValue], level: f64, seed: u64) -> Result<Inter
     })
 }
 
+/// Cells a side from which the ratio's bootstrap resamples cells only: the
+/// spread of that many cell values already carries the within-cell noise, and
+/// resampling every request of every cell of hundreds of pairs would cost
+/// hours on a full run.
+pub const RATIO_CELLS_ONLY_FROM: usize = 6;
+
 /// Ratio of the groups' medians, median(a) / median(b), with a percentile
-/// interval from the same two-stage bootstrap applied to each side
-/// independently. `None` when median(b) is 0, or when more than 5% of the
-/// resampled denominators are 0 (the ratio is then not a stable figure).
+/// interval from a bootstrap applied to each side independently: two-stage
+/// (cells, then samples within cells) while a side has fewer than
+/// [`RATIO_CELLS_ONLY_FROM`] cells, cells only from there. Returns (ratio,
+/// low, high, method); `None` when median(b) is 0, or when more than 5% of
+/// the resampled denominators are 0 (the ratio is then not a stable figure).
 pub fn ratio_interval(
     a: &[CellValue],
     b: &[CellValue],
     level: f64,
     resamples: usize,
     seed: u64,
-) -> Result<Option<(f64, f64, f64)>, StatsError> {
+) -> Result<Option<(f64, f64, f64, IntervalMethod)>, StatsError> {
     check_cells(a)?;
     check_cells(b)?;
     if !(level > 0.0 && level < 1.0) {
@@ -305,9 +319,16 @@ pub fn ratio_interval(
     let (mut va, mut vb) = (vec![0.0; a.len()], vec![0.0; b.len()]);
     let mut ratios = Vec::with_capacity(resamples);
     let mut zero = 0usize;
+    let within = a.len().min(b.len()) < RATIO_CELLS_ONLY_FROM;
+    let has_within = a.iter().chain(b).any(|c| c.within.len() >= 2);
+    let method = if within && has_within {
+        IntervalMethod::ClusterBootstrap
+    } else {
+        IntervalMethod::CellBootstrap
+    };
     for _ in 0..resamples {
-        draw_median(a, &mut rng, &mut buf, &mut va);
-        draw_median(b, &mut rng, &mut buf, &mut vb);
+        draw_median(a, within, &mut rng, &mut buf, &mut va);
+        draw_median(b, within, &mut rng, &mut buf, &mut vb);
         let (x, y) = (median_in_place(&mut va), median_in_place(&mut vb));
         if y == 0.0 {
             zero += 1;
@@ -323,6 +344,7 @@ pub fn ratio_interval(
         ma / mb,
         stats::quantile_sorted(&ratios, (1.0 - level) / 2.0)?,
         stats::quantile_sorted(&ratios, (1.0 + level) / 2.0)?,
+        method,
     )))
 }
 

@@ -263,9 +263,19 @@ fn ratio_interval_brackets_the_ratio() {
             within: c.within.iter().map(|v| v * 2.0).collect(),
         })
         .collect();
-    let (r, lo, hi) = ratio_interval(&a, &b, 0.95, 1000, 9).unwrap().unwrap();
+    let (r, lo, hi, m) = ratio_interval(&a, &b, 0.95, 1000, 9).unwrap().unwrap();
     assert!(lo <= r && r <= hi);
     assert!(hi < 1.0 && lo > 0.25, "{lo} {hi}");
+    assert_eq!(
+        m,
+        IntervalMethod::CellBootstrap,
+        "8 cells a side: cells only"
+    );
+    let (_, lo4, hi4, m4) = ratio_interval(&a[..4], &b[..4], 0.95, 1000, 9)
+        .unwrap()
+        .unwrap();
+    assert_eq!(m4, IntervalMethod::ClusterBootstrap);
+    assert!(lo4 <= hi4);
     let zeros = [0.0, 0.0, 0.0].map(CellValue::single).to_vec();
     assert_eq!(ratio_interval(&a, &zeros, 0.95, 100, 1).unwrap(), None);
 }
