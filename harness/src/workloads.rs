@@ -12,8 +12,12 @@ use quicbench_clients::udp::{ProbeConfig, ProbeMode};
 use quicbench_clients::{
     Client, ClientOptions, ConnInfo, Connection, Epoch, Request, RequestRecord,
 };
+use quicbench_wire::sockinfo::TransportRecord;
 use quicbench_wire::{CongestionControl, Protocol};
 use rustls_pki_types::CertificateDer;
+
+/// How often goodput and migration transfers sample the transport.
+pub const TRANSPORT_SAMPLE: Duration = quicbench_wire::sockinfo::SAMPLE_PERIOD;
 
 use crate::matrix::{GoodputParams, HandshakeParams, HolParams, MigrationParams, UdpParams};
 
@@ -47,6 +51,9 @@ pub struct Env {
     pub capture_dir: Option<std::path::PathBuf>,
     /// See `ClientOptions::stall_timeout` (set by the migration workload).
     pub stall_timeout: Option<Duration>,
+    /// See `ClientOptions::transport_sample` (set by the goodput and
+    /// migration workloads: their charts show the window over time).
+    pub transport_sample: Option<Duration>,
 }
 
 /// Raw measurements of one cell.
@@ -64,7 +71,16 @@ pub struct Output {
     pub extra: BTreeMap<String, serde_json::Value>,
     /// Requests that failed (they are not in the latency samples).
     pub failures: u64,
+    /// The client's transport records of its connections (see
+    /// `quicbench_wire::sockinfo`), the first [`MAX_TRANSPORT_RECORDS`].
+    pub transport: Vec<TransportRecord>,
+    /// CLOCK_MONOTONIC ns of the workload's time zero (that of its timelines);
+    /// transport records are put on that axis.
+    pub t0_mono_ns: u64,
 }
+
+/// Most client transport records a workload keeps.
+pub const MAX_TRANSPORT_RECORDS: usize = 16;
 
 impl Output {
     pub fn push(&mut self, metric: &str, unit: &str, v: f64) {
@@ -74,6 +90,14 @@ impl Output {
                 .or_insert_with(|| (unit.to_string(), Vec::new()))
                 .1
                 .push(v);
+        }
+    }
+    /// Keep the transport records of `conn` (until there are enough).
+    fn keep_transport(&mut self, conn: &Connection) {
+        if self.transport.len() < MAX_TRANSPORT_RECORDS {
+            let room = MAX_TRANSPORT_RECORDS - self.transport.len();
+            self.transport
+                .extend(conn.transport().into_iter().take(room));
         }
     }
     fn fail(&mut self, what: String) {
@@ -110,6 +134,7 @@ fn client(
     o.timeout = env.timeout;
     o.capture_dir = env.capture_dir.clone();
     o.stall_timeout = env.stall_timeout;
+    o.transport_sample = env.transport_sample;
     Client::with_epoch(p, o, epoch).map_err(|e| e.to_string())
 }
 
@@ -147,6 +172,7 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
     let mut out = Output::default();
     let resumed = mode == "resumed";
     let epoch = Epoch::new();
+    out.t0_mono_ns = epoch.mono_ns();
     let c = match client(env, p, resumed, false, epoch) {
         Ok(c) => c,
         Err(e) => {
@@ -177,6 +203,7 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
         };
         let recs = conn.run(&[Request::bytes(hp.size)]).await;
         let info = conn.info().clone();
+        out.keep_transport(&conn);
         conn.close().await;
         let Some(r) = recs.into_iter().next() else {
             out.fail(format!("connection {i}: no record"));
@@ -249,6 +276,8 @@ pub async fn hol_paced(env: &Env, p: Protocol, hp: &HolParams) -> Output {
         .collect();
     let recs = conn.run(&reqs).await;
     out.conn = Some(conn.info().clone());
+    out.t0_mono_ns = epoch.mono_ns();
+    out.keep_transport(&conn);
     conn.close().await;
     for r in &recs {
         match (r.ok(), r.total_ns()) {
@@ -348,7 +377,9 @@ pub async fn hol_parallel(env: &Env, p: Protocol, hp: &HolParams) -> Output {
         out.push("page_ms", "ms", page);
     }
     out.conn = conns.first().map(|c| c.info().clone());
+    out.t0_mono_ns = epoch.mono_ns() + batch_start;
     for conn in conns {
+        out.keep_transport(&conn);
         conn.close().await;
     }
     out.records = all.into_iter().map(|(_, r)| r).collect();
@@ -371,6 +402,7 @@ fn merged_progress(attempts: &[(u64, RequestRecord)]) -> Vec<(u64, u64)> {
 pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams) -> Output {
     let mut env = env.clone();
     env.stall_timeout = Some(Duration::from_millis(mp.stall_timeout_ms.max(1)));
+    env.transport_sample = Some(TRANSPORT_SAMPLE);
     let env = &env;
     let mut out = Output::default();
     let epoch = Epoch::new();
@@ -380,6 +412,7 @@ pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams)
     let first_conn = conn.info().conn_id;
     out.conn = Some(conn.info().clone());
     let start = epoch.now_ns();
+    out.t0_mono_ns = epoch.mono_ns() + start;
     // The event, on its own task, at its time.
     let event = spawn_event(
         env,
@@ -431,6 +464,7 @@ pub async fn migration(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams)
             ));
         }
         attempts.push((base, r));
+        out.keep_transport(&cur);
         if ok && got >= mp.size {
             cur.close().await;
             break;
@@ -543,6 +577,7 @@ fn spawn_event(
 pub async fn migration_paced(env: &Env, p: Protocol, kind: &str, mp: &MigrationParams) -> Output {
     let mut env = env.clone();
     env.stall_timeout = Some(Duration::from_millis(mp.stall_timeout_ms.max(1)));
+    env.transport_sample = Some(TRANSPORT_SAMPLE);
     let env = &env;
     let mut out = Output::default();
     let epoch = Epoch::new();
@@ -555,6 +590,7 @@ pub async fn migration_paced(env: &Env, p: Protocol, kind: &str, mp: &MigrationP
     let n = (mp.paced_duration_ms / interval).max(1) as usize;
     let size = 1024u64;
     let start = epoch.now_ns();
+    out.t0_mono_ns = epoch.mono_ns() + start;
     let scheduled: Vec<u64> = (0..n)
         .map(|i| start + i as u64 * interval * 1_000_000)
         .collect();
@@ -605,6 +641,7 @@ pub async fn migration_paced(env: &Env, p: Protocol, kind: &str, mp: &MigrationP
         }
         pending = still;
         if broken {
+            out.keep_transport(&cn);
             // A broken TCP connection cannot carry the rest: start over.
             drop(cn);
         } else {
@@ -612,6 +649,7 @@ pub async fn migration_paced(env: &Env, p: Protocol, kind: &str, mp: &MigrationP
         }
     }
     if let Some(cn) = current {
+        out.keep_transport(&cn);
         cn.close().await;
     }
     let (ev_ns, ev) = event
@@ -705,6 +743,9 @@ pub fn disruption(series: &[(u64, u64)], ev_ns: u64, end_ns: u64) -> (u64, Optio
 
 /// Goodput: one object of N bytes on an established connection.
 pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
+    let mut env = env.clone();
+    env.transport_sample = Some(TRANSPORT_SAMPLE);
+    let env = &env;
     let mut out = Output::default();
     let epoch = Epoch::new();
     let Some((_client, mut conn)) = open(env, p, true, false, epoch, &mut out).await else {
@@ -715,6 +756,10 @@ pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
     }
     let recs = conn.run(&[Request::bytes(gp.size)]).await;
     out.conn = Some(conn.info().clone());
+    // The transfer's time zero: when its request was due.
+    out.t0_mono_ns = epoch.mono_ns() + recs.first().map_or(0, |r| r.start_ns);
+    // Right after the transfer: the connection's state at its end.
+    out.keep_transport(&conn);
     conn.close().await;
     for r in &recs {
         match (r.ok(), r.total_ns()) {

@@ -22,6 +22,7 @@ pub mod data;
 pub mod html;
 pub mod palette;
 mod site;
+pub mod transport;
 pub mod workloads;
 
 use std::path::{Path, PathBuf};
@@ -70,7 +71,16 @@ pub const WORKLOADS: [(&str, &str, &[&str]); 5] = [
     (
         "goodput",
         "Goodput",
-        &["goodput_mbps", "completion_ms", "rate_ratio"],
+        &[
+            "goodput_mbps",
+            "completion_ms",
+            "rate_ratio",
+            "tx_retrans_share",
+            "tx_retrans_bytes",
+            "tx_congestion_events",
+            "tx_max_cwnd_bytes",
+            "tx_srtt_ms",
+        ],
     ),
     (
         "udp",

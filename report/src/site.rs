@@ -644,6 +644,13 @@ fn workload_page(runs: &[RunData], labels: &[String], w: &str, out: &Path) -> an
                 "One line per protocol (first repetition), the event dashed.",
                 wl::migration_charts,
             )?;
+            section(
+                &mut h,
+                "The sender's congestion window around the event",
+                "The server's own view of its window (TCP_INFO, quinn's statistics), sampled every 10 ms or coarser on long transfers; the line of a TCP transfer ends where its connection broke and a new line starts with the new connection.",
+                crate::transport::migration_cwnd_charts,
+            )?;
+            crate::transport::sender_table(runs, w, &mut h);
             summary_table(runs, w, &mut h);
         }
         "goodput" => {
@@ -654,6 +661,13 @@ fn workload_page(runs: &[RunData], labels: &[String], w: &str, out: &Path) -> an
                 "One chart per RTT and rate; lines: medians, bands and bars: 95% CIs.",
                 wl::goodput_charts,
             )?;
+            section(
+                &mut h,
+                "The sender's congestion window",
+                "The server's own view of its window during the transfer (TCP_INFO snd_cwnd × MSS; quinn's window), sampled every 10 ms (coarser on long transfers). The legend names the controller that ran.",
+                crate::transport::goodput_cwnd_charts,
+            )?;
+            crate::transport::sender_table(runs, w, &mut h);
             summary_table(runs, w, &mut h);
         }
         "udp" => {
@@ -699,7 +713,7 @@ fn summary_table(runs: &[RunData], w: &str, h: &mut String) {
 
 // ---------------------------------------------------------- methodology
 
-const METRICS: [(&str, &str, &str); 27] = [
+const METRICS: [(&str, &str, &str); 32] = [
     ("ttfb_ms", "ms", "handshake: from the start of connecting to the first response byte"),
     ("ttfb_rtt", "RTT", "handshake: ttfb_ms divided by the link's configured RTT"),
     ("connect_ms", "ms", "handshake: transport ready (TCP established / QUIC handshake confirmed)"),
@@ -727,6 +741,11 @@ const METRICS: [(&str, &str, &str); 27] = [
     ("jitter_ms", "ms", "udp: RFC 3550 interarrival jitter"),
     ("reordered", "packets", "udp: probes that arrived after a later one"),
     ("failures", "count", "every workload: requests or steps that failed in a cell"),
+    ("tx_retrans_bytes", "B", "HTTP workloads: the sender's (server's) retransmitted bytes, summed over connections (TCP_INFO bytes_retrans; QUIC: bytes in packets declared lost)"),
+    ("tx_retrans_share", "fraction", "HTTP workloads: tx_retrans_bytes / bytes the sender put on the wire"),
+    ("tx_congestion_events", "count", "h3: quinn's congestion events on the sender's side (TCP_INFO has no such count)"),
+    ("tx_max_cwnd_bytes", "B", "HTTP workloads: the sender's largest congestion window seen (samples and end)"),
+    ("tx_srtt_ms", "ms", "HTTP workloads: the sender's smoothed RTT at the end of its connection (largest over connections)"),
 ];
 
 fn methodology_page(runs: &[RunData], labels: &[String]) -> Page {
@@ -765,25 +784,33 @@ fn methodology_page(runs: &[RunData], labels: &[String]) -> Page {
             .iter()
             .filter_map(|l| links.get(l))
             .map(|l| {
+                let (per_dir, round_trip) = loss_columns(l);
                 vec![
                     esc(&l.label),
                     format!("<code>{}</code>", esc(&l.up)),
                     format!("<code>{}</code>", esc(&l.down)),
                     num_short(l.rtt_ms),
-                    format!("{}%", num_short(l.loss * 100.0)),
+                    per_dir,
+                    round_trip,
                     l.rate_bps
                         .map(|b| format!("{} Mbit/s", num_short(b as f64 / 1e6)))
                         .unwrap_or_else(|| "–".into()),
                 ]
             })
             .collect();
+        h.push_str(
+            "<p>Each direction applies its own spec: a link given one spec has it both ways, so \
+             its delay counts twice in the RTT and a packet or its answer is lost with the \
+             round-trip loss 1 − (1 − up)(1 − down).</p>\n",
+        );
         table(
             &[
                 "label",
-                "up",
-                "down",
+                "up (client → server)",
+                "down (server → client)",
                 "RTT [ms]",
-                "loss per direction",
+                "loss up / down",
+                "round-trip loss",
                 "rate",
             ],
             &rows,
@@ -951,4 +978,53 @@ fn calibration(r: &RunData, h: &mut String) {
         &rows,
         h,
     );
+}
+
+/// "up% / down%" and the round-trip loss of a link, from its two specs
+/// (the nominal `loss` field holds the up direction only).
+fn loss_columns(l: &quicbench_results::LinkInfo) -> (String, String) {
+    let parse = |s: &str| s.parse::<quicbench_netem::LinkSpec>().ok();
+    match (parse(&l.up), parse(&l.down)) {
+        (Some(up), Some(down)) => {
+            let rt = quicbench_netem::RoundTrip::of(&up, &down);
+            (
+                format!(
+                    "{}% / {}%",
+                    num_short(rt.up_loss * 100.0),
+                    num_short(rt.down_loss * 100.0)
+                ),
+                format!("{}%", num_short(rt.loss() * 100.0)),
+            )
+        }
+        _ => (format!("{}% / ?", num_short(l.loss * 100.0)), "–".into()),
+    }
+}
+
+#[cfg(test)]
+mod link_table_tests {
+    use super::*;
+
+    #[test]
+    fn link_table_states_each_direction_and_the_round_trip() {
+        let l = |up: &str, down: &str| quicbench_results::LinkInfo {
+            label: "x".into(),
+            up: up.into(),
+            down: down.into(),
+            rtt_ms: 20.0,
+            loss: 0.02,
+            rate_bps: None,
+        };
+        assert_eq!(
+            loss_columns(&l("delay 10ms loss 2%", "delay 10ms loss 2%")),
+            ("2% / 2%".to_string(), "3.96%".to_string())
+        );
+        assert_eq!(
+            loss_columns(&l("delay 10ms loss 2%", "delay 10ms")),
+            ("2% / 0%".to_string(), "2%".to_string())
+        );
+        assert_eq!(
+            loss_columns(&l("not a spec", "delay 10ms")),
+            ("2% / ?".to_string(), "–".to_string())
+        );
+    }
 }

@@ -131,6 +131,16 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         git_commit: git_commit(),
         quicbench_version: env!("CARGO_PKG_VERSION").to_string(),
     };
+    // What each link does per direction, before anything runs: a spec applies
+    // to each direction, so its delay counts twice in the RTT.
+    eprintln!("quicbench run: {} link(s):", m.links.len());
+    for l in &m.links {
+        eprintln!(
+            "  {}: {}",
+            l.label,
+            quicbench_netem::describe_path(&l.up, &l.down)
+        );
+    }
     let outcome = quicbench_harness::run(&m, &opts, stop)?;
     let dir = quicbench_results::RunDir::open(&outcome.dir)?;
     let (cells, analysis) = quicbench_harness::headline::write_analysis(&dir)?;
