@@ -33,7 +33,8 @@ pub struct MatrixError {
 pub struct MatrixFile {
     pub name: Option<String>,
     pub seed: Option<u64>,
-    pub repetitions: Option<u32>,
+    /// A number, or `{ min, max, target }` for adaptive repetitions.
+    pub repetitions: Option<RepetitionsSpec>,
     pub warmup: Option<u32>,
     pub protocols: Option<Vec<Spanned<String>>>,
     #[serde(default)]
@@ -55,6 +56,30 @@ pub struct MatrixFile {
     /// itself keeps it, and links without a rate have no bottleneck and keep
     /// their limit. Default: none (tc's `limit 1000`).
     pub buffer: Option<OneOrMany>,
+}
+
+/// `repetitions` as written: a plain number, or adaptive bounds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RepetitionsSpec {
+    Fixed(u32),
+    Adaptive {
+        min: u32,
+        max: u32,
+        /// Stop a group once its headline metric's 95% interval half-width is
+        /// at most `target` × its median (e.g. 0.05).
+        target: f64,
+    },
+}
+
+/// Adaptive repetitions: after `Matrix::repetitions` (the minimum), a group
+/// keeps getting repetitions, interleaved with the other unfinished groups,
+/// until its headline metric's 95% interval half-width is at most
+/// `target` × median, or `max` is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Adaptive {
+    pub max: u32,
+    pub target: f64,
 }
 
 /// A name or a list of names, as written.
@@ -289,7 +314,10 @@ pub struct LinkDef {
 pub struct Matrix {
     pub name: String,
     pub seed: u64,
+    /// Repetitions planned up front (the minimum when adaptive).
     pub repetitions: u32,
+    /// Adaptive repetitions beyond `repetitions`, if asked for.
+    pub adaptive: Option<Adaptive>,
     pub warmup: u32,
     pub protocols: Vec<Protocol>,
     pub links: Vec<LinkDef>,
@@ -632,7 +660,23 @@ impl Matrix {
             check_subset("workloads.conns", &None, &c.links)?;
             c.validate().map_err(|e| err(0, "workloads.conns", e))?;
         }
-        let repetitions = f.repetitions.unwrap_or(3);
+        let (repetitions, adaptive) = match f.repetitions {
+            None => (3, None),
+            Some(RepetitionsSpec::Fixed(n)) => (n, None),
+            Some(RepetitionsSpec::Adaptive { min, max, target }) => {
+                if max < min {
+                    return Err(err(0, "repetitions", format!("max {max} < min {min}")));
+                }
+                if !(target > 0.0 && target < 1.0) {
+                    return Err(err(
+                        0,
+                        "repetitions.target",
+                        format!("a fraction of the median in (0, 1), got {target}"),
+                    ));
+                }
+                (min, Some(Adaptive { max, target }))
+            }
+        };
         if repetitions == 0 {
             return Err(err(0, "repetitions", "must be ≥ 1".into()));
         }
@@ -647,6 +691,7 @@ impl Matrix {
             name: f.name.clone().unwrap_or_else(|| "matrix".into()),
             seed: f.seed.unwrap_or(1),
             repetitions,
+            adaptive,
             warmup: f.warmup.unwrap_or(1),
             protocols,
             links,
@@ -1046,6 +1091,26 @@ mod tests {
         assert!((l.loss - 0.01).abs() < 1e-9);
         assert_eq!(l.rate_bps, Some(10_000_000));
         assert_eq!(grid_spec_text(20.0, 0.0, None, None), "delay 10000us");
+    }
+
+    #[test]
+    fn repetitions_plain_or_adaptive() {
+        let m = Matrix::parse("repetitions = 4\n[workloads.goodput]\n", "r.toml").unwrap();
+        assert_eq!((m.repetitions, m.adaptive), (4, None));
+        let src = "repetitions = { min = 6, max = 30, target = 0.05 }\n[workloads.goodput]\n";
+        let m = Matrix::parse(src, "r.toml").unwrap();
+        assert_eq!(m.repetitions, 6);
+        assert_eq!(
+            m.adaptive,
+            Some(Adaptive {
+                max: 30,
+                target: 0.05
+            })
+        );
+        let bad = "repetitions = { min = 6, max = 3, target = 0.05 }\n[workloads.goodput]\n";
+        assert!(Matrix::parse(bad, "r.toml").is_err());
+        let bad = "repetitions = { min = 6, max = 9, target = 5 }\n[workloads.goodput]\n";
+        assert!(Matrix::parse(bad, "r.toml").is_err());
     }
 
     #[test]

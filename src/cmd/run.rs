@@ -40,7 +40,7 @@ pub struct RunArgs {
     /// Override the matrix seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Override the matrix repetitions.
+    /// Override the matrix repetitions with a fixed number (adaptive off).
     #[arg(long)]
     repetitions: Option<u32>,
     /// Skip the link calibration recorded at the start of a run.
@@ -110,6 +110,7 @@ fn matrix_of(a: &RunArgs) -> anyhow::Result<Matrix> {
             bail!("--repetitions must be ≥ 1");
         }
         m.repetitions = r;
+        m.adaptive = None;
     }
     Ok(m)
 }
@@ -141,17 +142,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let outcome = quicbench_harness::run(&m, &opts, stop)?;
-    let cells = quicbench_harness::run::load_cells(&outcome.dir)?;
     let dir = quicbench_results::RunDir::open(&outcome.dir)?;
-    let mut rows = quicbench_results::summarize(&cells);
-    rows.extend(quicbench_harness::headline::derived_rows(&cells));
-    dir.write_summary(&rows)?;
-    quicbench_harness::headline::write_comparisons(
-        &outcome.dir,
-        &quicbench_harness::headline::comparisons(&cells),
-    )?;
+    let (cells, analysis) = quicbench_harness::headline::write_analysis(&dir)?;
     println!();
-    print!("{}", quicbench_harness::headline::headline(&cells, &rows));
+    print!(
+        "{}",
+        quicbench_harness::headline::headline(&cells, &analysis)
+    );
     println!(
         "\n{} cell(s) run, {} failed, {} skipped (already done) in {:.0} s{}",
         outcome.ran,
@@ -180,14 +177,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
 pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
     quicbench_results::merge(&a.dirs, &a.out)?;
     let dir = quicbench_results::RunDir::open(&a.out)?;
-    let cells = dir.read_cells()?;
-    let mut rows = quicbench_results::summarize(&cells);
-    rows.extend(quicbench_harness::headline::derived_rows(&cells));
-    dir.write_summary(&rows)?;
-    quicbench_harness::headline::write_comparisons(
-        &a.out,
-        &quicbench_harness::headline::comparisons(&cells),
-    )?;
+    let (cells, _) = quicbench_harness::headline::write_analysis(&dir)?;
     println!(
         "merged {} shard(s), {} cell(s) into {}",
         a.dirs.len(),
