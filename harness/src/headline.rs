@@ -1,56 +1,15 @@
-//! Derived metrics (HOL inflation against the lossless twin cell) and the short
+//! Derived metrics (HOL inflation against the lossless twin cell), the run's
+//! analysis (summary, corrected comparisons, drift check: computed by
+//! `quicbench_results`, written here once for `run` and `merge`) and the short
 //! table of headline findings printed at the end of a run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use quicbench_results::stats::{median_ci, quantile};
-use quicbench_results::{CellResult, SummaryRow};
-
-fn pooled(cells: &[CellResult], f: impl Fn(&CellResult) -> bool, metric: &str) -> Vec<f64> {
-    cells
-        .iter()
-        .filter(|c| c.status.is_ok() && f(c))
-        .filter_map(|c| c.metrics.get(metric))
-        .flat_map(|m| m.samples.iter().copied())
-        .collect()
-}
-
-/// A derived row of the paced HOL workload.
-fn row(
-    protocol: &str,
-    link: &str,
-    metric: &str,
-    unit: &str,
-    samples: &[f64],
-    cells: u64,
-) -> Option<SummaryRow> {
-    let (workload, variant) = ("hol", "paced");
-    let ci = median_ci(samples).ok()?;
-    let d = quicbench_results::stats::describe(samples).ok()?;
-    Some(SummaryRow {
-        protocol: protocol.into(),
-        workload: workload.into(),
-        link: link.into(),
-        metric: metric.into(),
-        unit: unit.into(),
-        median: ci.median,
-        ci_low: ci.low,
-        ci_high: ci.high,
-        n: ci.n as u64,
-        variant: variant.into(),
-        ci_method: ci.method.as_str().into(),
-        ci_confidence: ci.confidence,
-        mean: d.mean,
-        std: d.std,
-        min: d.min,
-        p90: d.p90,
-        p99: d.p99,
-        max: d.max,
-        cells,
-        source: "derived".into(),
-    })
-}
+use quicbench_results::analysis::{self, interval_text, ComparisonRow, Derived, DriftCheck};
+use quicbench_results::infer;
+use quicbench_results::stats::quantile;
+use quicbench_results::{CellResult, RunDir, SummaryRow};
 
 /// The lossless twin of a link: same RTT and rate, no loss.
 fn twin<'a>(cells: &'a [CellResult], c: &CellResult) -> Option<&'a str> {
@@ -65,105 +24,161 @@ fn twin<'a>(cells: &'a [CellResult], c: &CellResult) -> Option<&'a str> {
         .map(|o| o.link.label.as_str())
 }
 
-/// HOL inflation rows: for each protocol and lossy link of the paced workload,
-/// latency quantiles under loss divided by the same quantiles on the lossless
-/// twin link, and the share of requests slower than the lossless median plus one RTT.
-pub fn derived_rows(cells: &[CellResult]) -> Vec<SummaryRow> {
-    let mut out = Vec::new();
-    let mut keys: Vec<(String, String)> = cells
+/// HOL inflation, one value per lossy cell of the paced workload: the cell's
+/// latency quantiles divided by the same quantiles of its lossless twin cell
+/// (same protocol, cc and repetition; the median over the twin's cells when
+/// that repetition is missing), and the share of the cell's requests slower
+/// than the twin's median plus one RTT. One value per cell keeps the cell the
+/// unit of replication: the interval of these rows is over cells.
+pub fn derived(cells: &[CellResult]) -> Vec<Derived> {
+    let ok: Vec<&CellResult> = cells
         .iter()
-        .filter(|c| c.workload == "hol" && c.variant == "paced" && c.link.loss > 0.0)
-        .map(|c| (c.protocol.clone(), c.link.label.clone()))
+        .filter(|c| c.status.is_ok() && c.workload == "hol" && c.variant == "paced")
         .collect();
-    keys.sort();
-    keys.dedup();
-    for (proto, label) in keys {
-        let Some(example) = cells
+    let lat = |c: &CellResult| c.metrics.get("latency_ms").map(|m| m.samples.clone());
+    let mut out = Vec::new();
+    for c in ok.iter().filter(|c| c.link.loss > 0.0) {
+        let Some(base_label) = twin(cells, c) else {
+            continue;
+        };
+        let Some(lossy) = lat(c).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let twins: Vec<&&CellResult> = ok
             .iter()
-            .find(|c| c.protocol == proto && c.link.label == label)
-        else {
-            continue;
-        };
-        let Some(base_label) = twin(cells, example) else {
-            continue;
-        };
-        let base_label = base_label.to_string();
-        let sel = |l: &str| {
-            let l = l.to_string();
-            let p = proto.clone();
-            move |c: &CellResult| {
-                c.workload == "hol" && c.variant == "paced" && c.protocol == p && c.link.label == l
+            .filter(|o| {
+                o.protocol == c.protocol
+                    && o.link.label == base_label
+                    && analysis::cell_cc(o) == analysis::cell_cc(c)
+            })
+            .collect();
+        let same_rep = twins.iter().find(|o| o.repetition == c.repetition);
+        // The twin's quantile q: of the same repetition, else the median over twins.
+        let base_q = |q: f64| -> Option<f64> {
+            match same_rep {
+                Some(t) => quantile(&lat(t)?, q).ok(),
+                None => {
+                    let qs: Vec<f64> = twins
+                        .iter()
+                        .filter_map(|t| quantile(&lat(t)?, q).ok())
+                        .collect();
+                    quicbench_results::stats::median(&qs).ok()
+                }
             }
         };
-        let lossy = pooled(cells, sel(&label), "latency_ms");
-        let base = pooled(cells, sel(&base_label), "latency_ms");
-        if lossy.is_empty() || base.is_empty() {
-            continue;
-        }
-        let ncells = cells.iter().filter(|c| sel(&label)(c)).count() as u64;
+        let mut push = |metric: &str, unit: &str, value: f64| {
+            out.push(Derived {
+                cell_id: c.cell_id.clone(),
+                metric: metric.into(),
+                unit: unit.into(),
+                value,
+            })
+        };
         for (name, q) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
-            if let (Ok(a), Ok(b)) = (quantile(&lossy, q), quantile(&base, q)) {
+            if let (Ok(a), Some(b)) = (quantile(&lossy, q), base_q(q)) {
                 if b > 0.0 {
-                    // One value per comparison: n counts the lossy samples behind it.
-                    if let Some(mut r) = row(
-                        &proto,
-                        &label,
-                        &format!("hol_inflation_{name}"),
-                        "ratio",
-                        &[a / b],
-                        ncells,
-                    ) {
-                        r.n = lossy.len() as u64;
-                        out.push(r);
-                    }
+                    push(&format!("hol_inflation_{name}"), "ratio", a / b);
                 }
             }
         }
-        let rtt = example.link.rtt_ms;
-        if let Ok(b50) = quantile(&base, 0.5) {
-            let delayed =
-                lossy.iter().filter(|v| **v > b50 + rtt).count() as f64 / lossy.len() as f64;
-            if let Some(mut r) = row(
-                &proto,
-                &label,
+        if let Some(b50) = base_q(0.5) {
+            let late = lossy.iter().filter(|v| **v > b50 + c.link.rtt_ms).count();
+            push(
                 "hol_delayed_share",
                 "fraction",
-                &[delayed],
-                ncells,
-            ) {
-                r.n = lossy.len() as u64;
-                out.push(r);
-            }
+                late as f64 / lossy.len() as f64,
+            );
         }
     }
     out
 }
 
-fn med(
-    rows: &[SummaryRow],
-    proto: &str,
+/// What a run's cells support: summary rows (derived HOL rows included),
+/// comparisons corrected over the run's family, and the drift check.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub rows: Vec<SummaryRow>,
+    pub comparisons: Vec<ComparisonRow>,
+    pub drift: Vec<DriftCheck>,
+    /// Adaptive repetitions per group, from run.json (empty otherwise).
+    pub adaptive: Vec<quicbench_results::AdaptiveGroup>,
+}
+
+pub fn analyze(cells: &[CellResult]) -> Analysis {
+    let d = derived(cells);
+    Analysis {
+        rows: analysis::summarize_with(cells, &d),
+        comparisons: analysis::comparisons(cells, &d, infer::RUN_CORRECTION),
+        drift: analysis::drift(cells),
+        adaptive: Vec::new(),
+    }
+}
+
+/// Analyzes the run directory's cells and writes summary.csv/json,
+/// comparisons.csv and the drift check into run.json: the one place both
+/// `quicbench run` and `quicbench merge` write them.
+pub fn write_analysis(dir: &RunDir) -> anyhow::Result<(Vec<CellResult>, Analysis)> {
+    let cells = dir.read_cells()?;
+    let mut a = analyze(&cells);
+    dir.write_summary(&a.rows)?;
+    dir.write_comparisons(&a.comparisons)?;
+    if let Ok(mut meta) = dir.read_meta() {
+        meta.drift = a.drift.clone();
+        a.adaptive = meta.adaptive.clone();
+        dir.write_meta(&meta)?;
+    }
+    Ok((cells, a))
+}
+
+/// The row of one group (protocol and cc) and metric.
+fn row<'a>(
+    rows: &'a [SummaryRow],
+    (proto, cc): (&str, &str),
     workload: &str,
     variant: &str,
     link: &str,
     metric: &str,
-) -> Option<f64> {
-    rows.iter()
-        .find(|r| {
-            r.protocol == proto
-                && r.workload == workload
-                && r.variant == variant
-                && r.link == link
-                && r.metric == metric
-        })
-        .map(|r| r.median)
+) -> Option<&'a SummaryRow> {
+    rows.iter().find(|r| {
+        r.protocol == proto
+            && r.cc == cc
+            && r.workload == workload
+            && r.variant == variant
+            && r.link == link
+            && r.metric == metric
+    })
+}
+
+/// "h3", or "h3/bbr" when the run has several controllers.
+fn who(r: &SummaryRow, several: bool) -> String {
+    if several && !r.cc.is_empty() {
+        format!("{}/{}", r.protocol, r.cc)
+    } else {
+        r.protocol.clone()
+    }
 }
 
 /// A short plain-text table of the headline findings.
-pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
+pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
+    let rows = a.rows.as_slice();
     let mut s = String::new();
-    let mut protos: Vec<String> = rows.iter().map(|r| r.protocol.clone()).collect();
+    // Groups as (protocol, cc): a cc axis gives each controller its own line.
+    let mut protos: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.protocol.clone(), r.cc.clone()))
+        .collect();
     protos.sort();
     protos.dedup();
+    let several_cc = {
+        let mut ccs: Vec<&str> = rows
+            .iter()
+            .map(|r| r.cc.as_str())
+            .filter(|c| !c.is_empty())
+            .collect();
+        ccs.sort();
+        ccs.dedup();
+        ccs.len() > 1
+    };
     let mut links: Vec<(f64, f64, String)> = cells
         .iter()
         .map(|c| (c.link.rtt_ms, c.link.loss, c.link.label.clone()))
@@ -188,28 +203,20 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
     }) {
         let _ = writeln!(
             s,
-            "Handshake: time to first byte in RTTs on {l} (median [theory])"
+            "Handshake: time to first byte in RTTs on {l} (median of cells, interval over cells; theory)"
         );
-        for p in &protos {
-            let c = med(rows, p, "handshake", "cold", l, "ttfb_rtt");
-            let r = med(rows, p, "handshake", "resumed", l, "ttfb_rtt");
-            if c.is_none() && r.is_none() {
-                continue;
+        for (p, cc) in &protos {
+            for mode in ["cold", "resumed"] {
+                let Some(r) = row(rows, (p, cc), "handshake", mode, l, "ttfb_rtt") else {
+                    continue;
+                };
+                let t = theory
+                    .get(&(p.clone(), mode.to_string()))
+                    .map(|t| format!("; theory {t}"))
+                    .unwrap_or_default();
+                let name = who(r, several_cc);
+                let _ = writeln!(s, "  {name:<15} {mode:<7} {}{t}", interval_text(r, 2));
             }
-            let f = |v: Option<f64>, mode: &str| match (
-                v,
-                theory.get(&(p.clone(), mode.to_string())),
-            ) {
-                (Some(v), Some(t)) => format!("{v:5.2} [{t}]"),
-                (Some(v), None) => format!("{v:5.2}"),
-                _ => "    -".into(),
-            };
-            let _ = writeln!(
-                s,
-                "  {p:<15} cold {}   resumed {}",
-                f(c, "cold"),
-                f(r, "resumed")
-            );
         }
     }
     let derived: Vec<&SummaryRow> = rows
@@ -229,12 +236,19 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
             .unwrap_or(0.0);
         la.partial_cmp(&lb).unwrap_or(std::cmp::Ordering::Equal)
     }) {
-        let _ = writeln!(s, "HOL blocking (paced requests) on {worst}: latency inflation vs lossless, p50 / p99, share delayed > 1 RTT");
-        for p in &protos {
-            let g = |m: &str| med(rows, p, "hol", "paced", &worst, m);
+        let _ = writeln!(s, "HOL blocking (paced requests) on {worst}: p99 latency inflation vs the lossless twin (median of cells, interval over cells), p50 inflation, share delayed > 1 RTT");
+        for (p, cc) in &protos {
+            let g = |m: &str| row(rows, (p, cc), "hol", "paced", &worst, m);
             if let (Some(a), Some(b)) = (g("hol_inflation_p50"), g("hol_inflation_p99")) {
-                let d = g("hol_delayed_share").unwrap_or(f64::NAN);
-                let _ = writeln!(s, "  {p:<15} x{a:5.2} / x{b:6.2}   {:5.1}%", d * 100.0);
+                let d = g("hol_delayed_share").map_or(f64::NAN, |r| r.median);
+                let name = who(b, several_cc);
+                let _ = writeln!(
+                    s,
+                    "  {name:<15} x{}   p50 x{:.2}   {:5.1}%",
+                    interval_text(b, 2),
+                    a.median,
+                    d * 100.0
+                );
             }
         }
     }
@@ -244,16 +258,17 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
             s,
             "Migration: survived without a new handshake (cells), median disruption"
         );
-        let mut keys: Vec<(String, String)> = mig
+        let mut keys: Vec<(String, String, String)> = mig
             .iter()
-            .map(|c| (c.variant.clone(), c.protocol.clone()))
+            .map(|c| (c.variant.clone(), c.protocol.clone(), analysis::cell_cc(c)))
             .collect();
         keys.sort();
         keys.dedup();
-        for (v, p) in keys {
+        for (v, p, cc) in keys {
+            // Survival is counted over cells; the disruption is a median of cells.
             let cs: Vec<&&CellResult> = mig
                 .iter()
-                .filter(|c| c.variant == v && c.protocol == p)
+                .filter(|c| c.variant == v && c.protocol == p && analysis::cell_cc(c) == cc)
                 .collect();
             let surv: f64 = cs
                 .iter()
@@ -264,14 +279,20 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
                 .iter()
                 .find(|r| {
                     r.protocol == p
+                        && r.cc == cc
                         && r.workload == "migration"
                         && r.variant == v
                         && r.metric == "disruption_ms"
                 })
                 .map(|r| r.median);
+            let name = if several_cc && !cc.is_empty() {
+                format!("{p}/{cc}")
+            } else {
+                p.clone()
+            };
             let _ = writeln!(
                 s,
-                "  {v:<8} {p:<15} {}/{}   {}",
+                "  {v:<8} {name:<15} {}/{}   {}",
                 surv as u64,
                 cs.len(),
                 dis.map(|d| format!("{d:8.1} ms"))
@@ -284,14 +305,89 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
         .filter(|r| r.workload == "goodput" && r.metric == "goodput_mbps")
         .collect();
     if !gp.is_empty() {
-        let _ = writeln!(s, "Goodput (Mbit/s, median [95% CI])");
+        let _ = writeln!(s, "Goodput (Mbit/s, median of cells [interval over cells])");
         for r in gp {
             let _ = writeln!(
                 s,
-                "  {:<15} {:<22} {:8.1} [{:.1}, {:.1}]",
-                r.protocol, r.link, r.median, r.ci_low, r.ci_high
+                "  {:<15} {:<22} {}",
+                who(r, several_cc),
+                r.link,
+                interval_text(r, 1)
             );
         }
+    }
+    let no_ci = rows.iter().filter(|r| !r.has_interval()).count();
+    if no_ci > 0 {
+        let _ = writeln!(
+            s,
+            "Intervals: {no_ci} of {} summary rows have fewer than {} cells and no interval (\"n too small\"): their medians are single measurements of a protocol, not estimates with an error bar. An interval needs ≥ {} cells per group, a 95% one ≥ 6 (--repetitions 6, or adaptive repetitions as in the full preset).",
+            rows.len(),
+            infer::MIN_CELLS,
+            infer::MIN_CELLS
+        );
+    }
+    if !a.comparisons.is_empty() {
+        let mut why: BTreeMap<&str, usize> = BTreeMap::new();
+        for c in a.comparisons.iter().filter(|c| !c.distinguishable) {
+            *why.entry(c.reason.as_str()).or_default() += 1;
+        }
+        let yes = a.comparisons.iter().filter(|c| c.distinguishable).count();
+        let family = a.comparisons.first().map_or(0, |c| c.family);
+        let _ = writeln!(
+            s,
+            "Comparisons (comparisons.csv): {yes} of {} protocol pairs distinguishable (Mann-Whitney on cell values, {} over the {family} pairs with ≥ 3 cells a side; corrected p < 0.05 and ratio interval excluding 1); not: {}",
+            a.comparisons.len(),
+            infer::RUN_CORRECTION.as_str(),
+            if why.is_empty() {
+                "none".to_string()
+            } else {
+                why.iter()
+                    .map(|(k, v)| format!("{v} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+    }
+    if !a.adaptive.is_empty() {
+        let met = a.adaptive.iter().filter(|g| g.met_target).count();
+        let reps: Vec<u32> = a.adaptive.iter().map(|g| g.repetitions).collect();
+        let _ = writeln!(
+            s,
+            "Adaptive repetitions: {met} of {} groups met their target (run.json \"adaptive\"); {}–{} repetitions per group; the others stopped at the maximum, their intervals wider than asked.",
+            a.adaptive.len(),
+            reps.iter().min().copied().unwrap_or(0),
+            reps.iter().max().copied().unwrap_or(0)
+        );
+    }
+    if !a.drift.is_empty() {
+        let drifting: Vec<String> = a
+            .drift
+            .iter()
+            .filter(|d| d.drifting)
+            .map(|d| {
+                format!(
+                    "{} {} ({})",
+                    d.workload,
+                    d.metric,
+                    d.median_change
+                        .map(|c| format!("{:+.1}%", c * 100.0))
+                        .unwrap_or_else(|| "-".into())
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "Order/drift check (last vs first cell of each group, sign test): {}",
+            if drifting.is_empty() {
+                "no systematic drift".to_string()
+            } else {
+                format!(
+                    "later cells measure systematically differently in {}",
+                    drifting.join(", ")
+                )
+            }
+        );
+        s.push_str(&analysis::drift_text(&a.drift));
     }
     let failed = cells.iter().filter(|c| !c.status.is_ok()).count();
     if failed > 0 {
@@ -301,102 +397,6 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
         );
     }
     s
-}
-
-/// One protocol pair compared on one metric (a row of `comparisons.csv`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ComparisonRow {
-    pub workload: String,
-    pub variant: String,
-    pub link: String,
-    pub metric: String,
-    pub unit: String,
-    pub protocol_a: String,
-    pub protocol_b: String,
-    pub median_a: f64,
-    pub median_b: f64,
-    /// median_a − median_b.
-    pub diff: f64,
-    /// median_a / median_b (empty when median_b is 0).
-    pub ratio: Option<f64>,
-    /// The 95% CIs of the two medians do not overlap.
-    pub distinguishable: bool,
-    /// Two-sided Mann-Whitney U p-value (second opinion).
-    pub mann_whitney_p: f64,
-    pub n_a: u64,
-    pub n_b: u64,
-}
-
-/// Every protocol pair on every metric of every (workload, variant, link),
-/// from the pooled samples of the Ok cells; pairs whose 95% CIs overlap are
-/// marked not distinguishable.
-pub fn comparisons(cells: &[CellResult]) -> Vec<ComparisonRow> {
-    type Key = (String, String, String, String, String);
-    let mut pools: BTreeMap<Key, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
-    for c in cells.iter().filter(|c| c.status.is_ok()) {
-        for (name, m) in &c.metrics {
-            if name == "failures" {
-                continue;
-            }
-            let key = (
-                c.workload.clone(),
-                c.variant.clone(),
-                c.link.label.clone(),
-                name.clone(),
-                m.unit.clone(),
-            );
-            pools
-                .entry(key)
-                .or_default()
-                .entry(c.protocol.clone())
-                .or_default()
-                .extend(m.samples.iter().copied().filter(|v| v.is_finite()));
-        }
-    }
-    let mut out = Vec::new();
-    for ((workload, variant, link, metric, unit), by_proto) in pools {
-        let protos: Vec<(&String, &Vec<f64>)> =
-            by_proto.iter().filter(|(_, v)| !v.is_empty()).collect();
-        for (i, (pa, a)) in protos.iter().enumerate() {
-            for (pb, b) in protos.iter().skip(i + 1) {
-                let Ok(cmp) = quicbench_results::compare(a, b) else {
-                    continue;
-                };
-                out.push(ComparisonRow {
-                    workload: workload.clone(),
-                    variant: variant.clone(),
-                    link: link.clone(),
-                    metric: metric.clone(),
-                    unit: unit.clone(),
-                    protocol_a: (*pa).clone(),
-                    protocol_b: (*pb).clone(),
-                    median_a: cmp.a.median,
-                    median_b: cmp.b.median,
-                    diff: cmp.diff_median,
-                    ratio: cmp.ratio,
-                    distinguishable: cmp.distinguishable,
-                    mann_whitney_p: cmp.mann_whitney_p,
-                    n_a: a.len() as u64,
-                    n_b: b.len() as u64,
-                });
-            }
-        }
-    }
-    out
-}
-
-/// Write `comparisons.csv` into a run directory.
-pub fn write_comparisons(dir: &std::path::Path, rows: &[ComparisonRow]) -> anyhow::Result<()> {
-    let path = dir.join("comparisons.csv");
-    let tmp = dir.join(".comparisons.csv.tmp");
-    let mut w = csv::Writer::from_path(&tmp)?;
-    for r in rows {
-        w.serialize(r)?;
-    }
-    w.flush()?;
-    drop(w);
-    std::fs::rename(&tmp, &path)?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -451,11 +451,12 @@ mod tests {
             cell("h3", "clean", 0.0, "latency_ms", base),
             cell("h3", "lossy", 0.02, "latency_ms", lossy),
         ];
-        let rows = derived_rows(&cells);
+        let rows = derived(&cells);
+        assert!(rows.iter().all(|d| d.cell_id == cells[1].cell_id));
         let get = |m: &str| {
             rows.iter()
                 .find(|r| r.metric == m)
-                .map(|r| r.median)
+                .map(|r| r.value)
                 .unwrap()
         };
         assert!((get("hol_inflation_p50") - 1.0).abs() < 0.01);
@@ -464,8 +465,11 @@ mod tests {
         assert!((get("hol_delayed_share") - 0.1).abs() < 1e-9);
     }
 
+    /// One cell per protocol, however many requests it holds, is one
+    /// measurement: no interval, and no pair called distinguishable (the old
+    /// per-sample rule called h1.1 vs h2 distinguishable here).
     #[test]
-    fn comparisons_mark_indistinguishable_pairs() {
+    fn one_cell_is_not_enough_to_distinguish() {
         let a: Vec<f64> = (0..40).map(|i| 10.0 + (i % 7) as f64).collect();
         let b = a.clone();
         let c: Vec<f64> = a.iter().map(|v| v + 100.0).collect();
@@ -474,15 +478,19 @@ mod tests {
             cell("h3", "l", 0.0, "latency_ms", b),
             cell("h1.1", "l", 0.0, "latency_ms", c),
         ];
-        let rows = comparisons(&cells);
-        assert_eq!(rows.len(), 3);
-        let find = |x: &str, y: &str| {
-            rows.iter()
-                .find(|r| r.protocol_a == x && r.protocol_b == y)
-                .unwrap()
-        };
-        assert!(!find("h2", "h3").distinguishable);
-        assert!(find("h1.1", "h2").distinguishable);
-        assert!(find("h1.1", "h3").diff > 99.0);
+        let an = analyze(&cells);
+        assert_eq!(an.comparisons.len(), 3);
+        assert!(an
+            .comparisons
+            .iter()
+            .all(|r| !r.distinguishable && r.reason == "n too small"));
+        assert!(an.rows.iter().all(|r| r.ci_low.is_none()));
+        let text = headline(&cells, &an);
+        assert!(text.contains("no interval"), "{text}");
+        assert!(
+            text.contains("0 of 3 protocol pairs distinguishable"),
+            "{text}"
+        );
+        assert!(text.contains("3 n too small"), "{text}");
     }
 }
