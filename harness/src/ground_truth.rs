@@ -44,7 +44,7 @@ pub fn record(
     if let Some(sum) = server
         .iter()
         .filter_map(SenderSummary::of)
-        .reduce(SenderSummary::add)
+        .reduce(SenderSummary::combine)
     {
         for (name, unit, v) in sender_metrics(&sum) {
             res.metrics.insert(
@@ -69,8 +69,8 @@ pub fn record(
 /// The sender metrics of a summary: (name, unit, value).
 pub fn sender_metrics(s: &SenderSummary) -> Vec<(&'static str, &'static str, f64)> {
     let mut v = vec![
-        (M_RETRANS_BYTES, "B", s.retrans_bytes as f64),
-        (M_MAX_CWND, "B", s.max_cwnd as f64),
+        (M_RETRANS_BYTES, "bytes", s.retrans_bytes as f64),
+        (M_MAX_CWND, "bytes", s.max_cwnd as f64),
         (M_SRTT, "ms", s.end_srtt_us as f64 / 1e3),
     ];
     if s.sent_bytes > 0 {

@@ -741,10 +741,10 @@ const METRICS: [(&str, &str, &str); 32] = [
     ("jitter_ms", "ms", "udp: RFC 3550 interarrival jitter"),
     ("reordered", "packets", "udp: probes that arrived after a later one"),
     ("failures", "count", "every workload: requests or steps that failed in a cell"),
-    ("tx_retrans_bytes", "B", "HTTP workloads: the sender's (server's) retransmitted bytes, summed over connections (TCP_INFO bytes_retrans; QUIC: bytes in packets declared lost)"),
+    ("tx_retrans_bytes", "bytes", "HTTP workloads: the sender's (server's) retransmitted bytes, summed over connections (TCP_INFO bytes_retrans; QUIC: bytes in packets declared lost)"),
     ("tx_retrans_share", "fraction", "HTTP workloads: tx_retrans_bytes / bytes the sender put on the wire"),
     ("tx_congestion_events", "count", "h3: quinn's congestion events on the sender's side (TCP_INFO has no such count)"),
-    ("tx_max_cwnd_bytes", "B", "HTTP workloads: the sender's largest congestion window seen (samples and end)"),
+    ("tx_max_cwnd_bytes", "bytes", "HTTP workloads: the sender's largest congestion window seen (samples and end)"),
     ("tx_srtt_ms", "ms", "HTTP workloads: the sender's smoothed RTT at the end of its connection (largest over connections)"),
 ];
 
