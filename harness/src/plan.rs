@@ -584,6 +584,16 @@ spec = "delay 5ms"
         assert_eq!(early, adaptive_status(&groups, &partial, min, target));
     }
 
+    /// The full preset is adaptive: its plan is the minimum (6 repetitions of
+    /// 7752 cells, docs/matrix.md § wall time); more come group by group.
+    #[test]
+    fn full_preset_is_adaptive() {
+        let f = Matrix::preset("full").unwrap();
+        assert_eq!(f.repetitions, 6);
+        assert!(f.adaptive.is_some_and(|a| a.max == 10 && a.target == 0.05));
+        assert_eq!(cells(&f).len(), 6 * 7752);
+    }
+
     #[test]
     fn slugs_are_file_safe() {
         assert_eq!(slug("rtt20ms-loss2%"), "rtt20ms-loss2pct");

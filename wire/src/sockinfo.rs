@@ -333,14 +333,14 @@ fn cc_name(buf: &[u8]) -> Option<String> {
 
 // `crate::transport::tcp_congestion` is the public form (of an `AsFd`); the
 // probe holds a raw descriptor.
-fn tcp_congestion_raw(fd: RawFd) -> io::Result<String> {
+pub(crate) fn tcp_congestion_raw(fd: RawFd) -> io::Result<String> {
     // TCP_CA_NAME_MAX is 16.
     let mut buf = [0u8; 16];
     let n = getsockopt_raw(fd, libc::IPPROTO_TCP, libc::TCP_CONGESTION, &mut buf)?;
     cc_name(&buf[..n.min(buf.len())]).ok_or_else(|| io::Error::other("empty TCP_CONGESTION"))
 }
 
-fn int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> Option<u32> {
+pub(crate) fn int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> Option<u32> {
     let mut v: libc::c_int = 0;
     getsockopt_raw(fd, level, name, &mut v).ok()?;
     u32::try_from(v).ok()
