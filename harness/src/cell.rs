@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use quicbench_netem::link::{Backend, Link, LinkConfig, RebindKind};
+use quicbench_netem::link::{Backend, Link, LinkConfig};
 use quicbench_results::{CellResult, CellStatus, LinkInfo, Metric};
 use quicbench_servers::{ServerOptions, StatsSnapshot};
 use quicbench_wire::tls::Identity;
@@ -17,7 +17,7 @@ use quicbench_wire::Protocol;
 
 use crate::matrix::{LinkDef, Matrix};
 use crate::plan::{Cell, Workload};
-use crate::workloads::{self, Env, Output, Ports, RebindFn};
+use crate::workloads::{self, Env, Output, Ports};
 
 /// What every cell of a run shares.
 pub struct CellCtx {
@@ -191,19 +191,10 @@ fn execute_inner(
     let link = Arc::new(Link::build(cfg)?);
     let server_ip = link.server_ip();
     let (servers, ports) = start_servers(&link, server_ip, ctx.identity.clone(), m)?;
-    let rebind: Option<RebindFn> =
+    // The NAT the migration workload rebinds (and asks to confirm the event).
+    let nat: Option<Arc<dyn workloads::LinkControl>> =
         if cell.workload == Workload::Migration && !cell.variant.starts_with("active") {
-            let l = link.clone();
-            Some(Arc::new(move |kind: &str| {
-                let k = if kind == "address" {
-                    RebindKind::Address
-                } else {
-                    RebindKind::Port
-                };
-                l.rebind_now(k)
-                    .map(|ev| format!("{ev}"))
-                    .map_err(|e| e.to_string())
-            }))
+            Some(link.clone())
         } else {
             None
         };
@@ -216,7 +207,7 @@ fn execute_inner(
         rate_bps: ldef.rate_bps,
         warmup: m.warmup,
         timeout: Duration::from_secs(m.cell_timeout_s.clamp(5, 3600)),
-        rebind,
+        link: nat,
         capture_dir: ctx.pcap_dir.as_ref().map(|d| d.join(&cell.id)),
         stall_timeout: None,
     };

@@ -1,0 +1,249 @@
+//! Goodput: the time to complete one object (slow start included), and the
+//! steady-state rate of a transfer long enough to have one.
+
+use quicbench_clients::{Epoch, Request, RequestRecord};
+use quicbench_wire::Protocol;
+
+use super::names as n;
+use super::{ms, open, Env, Output};
+use crate::matrix::GoodputParams;
+
+/// The long transfer is never larger than the servers serve (`/bytes/N` cap).
+const MAX_LONG_BYTES: u64 = quicbench_wire::resource::DEFAULT_MAX_BYTES;
+/// Points kept of the long transfer's bytes-over-time series (a 10 s transfer
+/// is sampled every ms: too much to keep per cell).
+const MAX_TIMELINE_POINTS: usize = 500;
+
+/// The steady-state rate of one transfer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SteadyGoodput {
+    pub mbps: f64,
+    /// The span it was measured over, ns.
+    pub window_ns: u64,
+    pub bytes: u64,
+}
+
+/// Goodput over a transfer's bytes-over-time series (`progress`: ns,
+/// cumulative bytes) from `skip_ns` after its first byte to its last sample;
+/// None when that leaves less than `min_window_ns`. Pure: unit-tested.
+pub fn steady_goodput(
+    progress: &[(u64, u64)],
+    first_byte_ns: u64,
+    skip_ns: u64,
+    min_window_ns: u64,
+) -> Option<SteadyGoodput> {
+    let from = first_byte_ns.saturating_add(skip_ns);
+    let &(t1, b1) = progress.last()?;
+    let &(t0, b0) = progress.iter().find(|(t, _)| *t >= from)?;
+    let window_ns = t1.saturating_sub(t0);
+    if window_ns == 0 || window_ns < min_window_ns {
+        return None;
+    }
+    let bytes = b1.saturating_sub(b0);
+    Some(SteadyGoodput {
+        mbps: bytes as f64 * 8.0 / (window_ns as f64 / 1e9) / 1e6,
+        window_ns,
+        bytes,
+    })
+}
+
+/// Size of the long transfer: `duration_ms` at the link's rate, or (no rate
+/// limit) at the rate the object reached, never less than the object.
+fn long_size(gp: &GoodputParams, rate_bps: Option<u64>, object_mbps: Option<f64>) -> u64 {
+    let bps = match (rate_bps, object_mbps) {
+        (Some(r), _) if r > 0 => r as f64,
+        (_, Some(m)) if m > 0.0 => m * 1e6,
+        _ => 0.0,
+    };
+    let bytes = bps / 8.0 * gp.duration_ms as f64 / 1000.0;
+    (bytes as u64).clamp(gp.size, MAX_LONG_BYTES.max(gp.size))
+}
+
+/// Every `k`-th point, so at most [`MAX_TIMELINE_POINTS`] remain (the last one kept).
+fn thin(series: &[(u64, u64)], origin: u64) -> Vec<(f64, f64)> {
+    let k = series.len().div_ceil(MAX_TIMELINE_POINTS).max(1);
+    let mut v: Vec<(f64, f64)> = series
+        .iter()
+        .step_by(k)
+        .map(|(t, b)| (ms(t.saturating_sub(origin)), *b as f64))
+        .collect();
+    if let Some(&(t, b)) = series.last() {
+        if (series.len() - 1) % k != 0 {
+            v.push((ms(t.saturating_sub(origin)), b as f64));
+        }
+    }
+    v
+}
+
+fn failure(r: &RequestRecord) -> String {
+    r.error.clone().unwrap_or_else(|| "incomplete".into())
+}
+
+/// The object: completion and its mean rate; HTTP/1.0 also without its own
+/// connection's set-up. Returns the rate, Mbit/s.
+fn object(out: &mut Output, env: &Env, r: &RequestRecord) -> Option<f64> {
+    let t = match (r.ok(), r.total_ns()) {
+        (true, Some(t)) if t > 0 => t,
+        _ => {
+            out.fail(format!("object: {}", failure(r)));
+            return None;
+        }
+    };
+    let mbps = r.bytes as f64 * 8.0 / (t as f64 / 1e9) / 1e6;
+    out.push(n::GOODPUT_MBPS, "Mbit/s", mbps);
+    out.push(n::COMPLETION_MS, "ms", ms(t));
+    if let Some(rate) = env.rate_bps {
+        out.push(n::RATE_RATIO, "fraction", mbps * 1e6 / rate as f64);
+    }
+    // Only a request that opened its own connection (HTTP/1.0) has set-up.
+    if let Some(ready) = r.tls_ready_ns.or(r.transport_ready_ns) {
+        let setup = ready.saturating_sub(r.start_ns);
+        let rest = t.saturating_sub(setup);
+        out.push(n::SETUP_MS, "ms", ms(setup));
+        out.push(n::COMPLETION_EXCL_SETUP_MS, "ms", ms(rest));
+        if rest > 0 {
+            out.push(
+                n::GOODPUT_EXCL_SETUP_MBPS,
+                "Mbit/s",
+                r.bytes as f64 * 8.0 / (rest as f64 / 1e9) / 1e6,
+            );
+        }
+    }
+    Some(mbps)
+}
+
+/// Goodput: one object of `size` on an established connection (HTTP/1.0: its
+/// own), then a transfer of about `duration_ms` for the steady-state rate.
+pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
+    let mut out = Output::default();
+    let epoch = Epoch::new();
+    let Some((_client, mut conn)) = open(env, p, true, true, epoch, &mut out).await else {
+        return out;
+    };
+    // HTTP/1.0: the measured requests open their own connections (the first
+    // request would reuse the one `open` made).
+    let warm = if matches!(p, Protocol::H10 | Protocol::H10Tls) {
+        env.warmup.max(1)
+    } else {
+        env.warmup
+    };
+    for _ in 0..warm {
+        let _ = conn.run(&[Request::bytes(1024)]).await;
+    }
+    let recs = conn.run(&[Request::bytes(gp.size)]).await;
+    let object_mbps = recs.first().and_then(|r| object(&mut out, env, r));
+    let mut records = recs;
+    if gp.duration_ms > 0 && object_mbps.is_some() {
+        let size = long_size(gp, env.rate_bps, object_mbps);
+        let skip_ns = (gp.steady_after_rtts as f64 * env.rtt_ms * 1e6) as u64;
+        // At least 10 RTTs and 250 ms of steady state, or no figure.
+        let min_window = ((10.0 * env.rtt_ms * 1e6) as u64).max(250_000_000);
+        out.extra.insert(
+            "goodput".into(),
+            serde_json::json!({"object_bytes": gp.size, "long_bytes": size,
+                "steady_after_rtts": gp.steady_after_rtts, "skip_ms": ms(skip_ns),
+                "min_window_ms": ms(min_window)}),
+        );
+        let long = conn.run(&[Request::bytes(size)]).await;
+        for r in &long {
+            let steady = match (r.ok(), r.first_byte_ns) {
+                (true, Some(fb)) => steady_goodput(&r.progress, fb, skip_ns, min_window),
+                _ => {
+                    out.fail(format!("long transfer: {}", failure(r)));
+                    continue;
+                }
+            };
+            out.timelines
+                .insert("bytes_vs_time".into(), thin(&r.progress, r.start_ns));
+            match steady {
+                Some(s) => {
+                    out.push(n::STEADY_GOODPUT_MBPS, "Mbit/s", s.mbps);
+                    out.push(n::STEADY_WINDOW_MS, "ms", ms(s.window_ns));
+                }
+                None => out.notes.push(format!(
+                    "no steady-state figure: {size} B left less than {:.0} ms after the first {} RTTs",
+                    ms(min_window),
+                    gp.steady_after_rtts
+                )),
+            }
+        }
+        records.extend(long);
+    }
+    out.conn = Some(conn.info().clone());
+    conn.close().await;
+    out.records = records;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: u64 = 1_000_000;
+
+    /// Slow start for 200 ms (doubling every 20 ms), then 2.5 MB/s (20 Mbit/s).
+    fn series() -> Vec<(u64, u64)> {
+        let mut s = Vec::new();
+        let mut b = 0u64;
+        for i in 0..10u64 {
+            b += 1460 * 10 * (1 << i);
+            s.push(((i + 1) * 20 * M, b));
+        }
+        for i in 1..=1800u64 {
+            s.push((200 * M + i * M, b + i * 2500));
+        }
+        s
+    }
+
+    #[test]
+    fn steady_state_skips_slow_start() {
+        let s = series();
+        let whole = *s.last().unwrap();
+        let mean = whole.1 as f64 * 8.0 / (whole.0 as f64 / 1e9) / 1e6;
+        let g = steady_goodput(&s, 20 * M, 10 * 20 * M, 250 * M).unwrap();
+        assert!((g.mbps - 20.0).abs() < 0.01, "{g:?}");
+        assert_eq!(g.window_ns, 1780 * M);
+        // The whole transfer's mean is far from the link's rate: slow start's burst.
+        assert!((mean - 20.0).abs() > 5.0, "{mean}");
+    }
+
+    #[test]
+    fn too_short_a_transfer_has_no_steady_state() {
+        let s = series();
+        assert_eq!(steady_goodput(&s, 20 * M, 10 * 20 * M, 5000 * M), None);
+        assert_eq!(steady_goodput(&s[..5], 20 * M, 200 * M, 0), None);
+        assert_eq!(steady_goodput(&[], 0, 0, 0), None);
+    }
+
+    fn params(size: u64, duration_ms: u64) -> GoodputParams {
+        toml::from_str(&format!("size = {size}\nduration_ms = {duration_ms}\n")).unwrap()
+    }
+
+    #[test]
+    fn the_long_transfer_lasts_the_duration_at_the_rate() {
+        // 20 Mbit/s for 10 s: 25 MB.
+        assert_eq!(
+            long_size(&params(1 << 20, 10_000), Some(20_000_000), None),
+            25_000_000
+        );
+        // No rate: the object's rate; never below the object, never above the cap.
+        assert_eq!(
+            long_size(&params(1 << 20, 2000), None, Some(80.0)),
+            20_000_000
+        );
+        assert_eq!(long_size(&params(1 << 20, 10), None, Some(1.0)), 1 << 20);
+        assert_eq!(
+            long_size(&params(1, 100_000), None, Some(1e5)),
+            MAX_LONG_BYTES
+        );
+    }
+
+    #[test]
+    fn thinning_keeps_the_ends() {
+        let s: Vec<(u64, u64)> = (0..2001).map(|i| (i * M, i)).collect();
+        let t = thin(&s, 0);
+        assert!(t.len() <= MAX_TIMELINE_POINTS + 1, "{}", t.len());
+        assert_eq!(t.first(), Some(&(0.0, 0.0)));
+        assert_eq!(t.last(), Some(&(2000.0, 2000.0)));
+    }
+}
