@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use quicbench_results::stats::{median_ci, quantile};
 use quicbench_results::{CellResult, SummaryRow};
 
+use crate::workloads::names as n;
+
 fn pooled(cells: &[CellResult], f: impl Fn(&CellResult) -> bool, metric: &str) -> Vec<f64> {
     cells
         .iter()
@@ -65,9 +67,13 @@ fn twin<'a>(cells: &'a [CellResult], c: &CellResult) -> Option<&'a str> {
         .map(|o| o.link.label.as_str())
 }
 
-/// HOL inflation rows: for each protocol and lossy link of the paced workload,
-/// latency quantiles under loss divided by the same quantiles on the lossless
-/// twin link, and the share of requests slower than the lossless median plus one RTT.
+/// HOL rows: for each protocol and lossy link of the paced workload, against
+/// the lossless twin link: the lossless service time and queueing, the
+/// loss-caused delay (latency quantile under loss − the same quantile without),
+/// the queueing under loss, the inflation that delay alone causes
+/// (`(lossless service + loss-caused delay) ÷ lossless service`, per quantile;
+/// queueing that happens without loss is in neither), and the share of
+/// requests slower than the lossless median plus one RTT.
 pub fn derived_rows(cells: &[CellResult]) -> Vec<SummaryRow> {
     let mut out = Vec::new();
     let mut keys: Vec<(String, String)> = cells
@@ -95,45 +101,60 @@ pub fn derived_rows(cells: &[CellResult]) -> Vec<SummaryRow> {
                 c.workload == "hol" && c.variant == "paced" && c.protocol == p && c.link.label == l
             }
         };
-        let lossy = pooled(cells, sel(&label), "latency_ms");
-        let base = pooled(cells, sel(&base_label), "latency_ms");
+        let lossy = pooled(cells, sel(&label), n::LATENCY_MS);
+        let base = pooled(cells, sel(&base_label), n::LATENCY_MS);
         if lossy.is_empty() || base.is_empty() {
             continue;
         }
+        // Cells from before the split have no service time: their latency is it.
+        let mut service = pooled(cells, sel(&base_label), n::SERVICE_MS);
+        if service.is_empty() {
+            service = base.clone();
+        }
         let ncells = cells.iter().filter(|c| sel(&label)(c)).count() as u64;
-        for (name, q) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
-            if let (Ok(a), Ok(b)) = (quantile(&lossy, q), quantile(&base, q)) {
-                if b > 0.0 {
-                    // One value per comparison: n counts the lossy samples behind it.
-                    if let Some(mut r) = row(
-                        &proto,
-                        &label,
-                        &format!("hol_inflation_{name}"),
-                        "ratio",
-                        &[a / b],
-                        ncells,
-                    ) {
-                        r.n = lossy.len() as u64;
-                        out.push(r);
-                    }
-                }
+        let nl = lossy.len() as u64;
+        // One value per comparison: n counts the lossy samples behind it.
+        let mut one = |metric: &str, unit: &str, v: f64| {
+            if let Some(mut r) = row(&proto, &label, metric, unit, &[v], ncells) {
+                r.n = nl;
+                out.push(r);
+            }
+        };
+        let q = |v: &[f64], p: f64| quantile(v, p).ok();
+        if let Some(s50) = q(&service, 0.5) {
+            one(n::LOSSLESS_SERVICE_MS, "ms", s50);
+        }
+        let base_queue = pooled(cells, sel(&base_label), n::QUEUE_MS);
+        if let Some(v) = q(&base_queue, 0.5) {
+            one(n::LOSSLESS_QUEUE_MS, "ms", v);
+        }
+        let lossy_queue = pooled(cells, sel(&label), n::QUEUE_MS);
+        if let Some(v) = q(&lossy_queue, 0.5) {
+            one(n::LOSSY_QUEUE_MS, "ms", v);
+        }
+        for (name, p) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
+            let (Some(a), Some(b), Some(s)) = (q(&lossy, p), q(&base, p), q(&service, p)) else {
+                continue;
+            };
+            let delay = a - b;
+            match name {
+                "p50" => one(n::LOSS_DELAY_P50_MS, "ms", delay),
+                "p99" => one(n::LOSS_DELAY_P99_MS, "ms", delay),
+                _ => {}
+            }
+            if s > 0.0 {
+                one(
+                    &format!("{}_{name}", n::HOL_INFLATION),
+                    "ratio",
+                    (s + delay) / s,
+                );
             }
         }
         let rtt = example.link.rtt_ms;
-        if let Ok(b50) = quantile(&base, 0.5) {
+        if let Some(b50) = q(&base, 0.5) {
             let delayed =
                 lossy.iter().filter(|v| **v > b50 + rtt).count() as f64 / lossy.len() as f64;
-            if let Some(mut r) = row(
-                &proto,
-                &label,
-                "hol_delayed_share",
-                "fraction",
-                &[delayed],
-                ncells,
-            ) {
-                r.n = lossy.len() as u64;
-                out.push(r);
-            }
+            one(n::HOL_DELAYED_SHARE, "fraction", delayed);
         }
     }
     out
@@ -229,70 +250,45 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
             .unwrap_or(0.0);
         la.partial_cmp(&lb).unwrap_or(std::cmp::Ordering::Equal)
     }) {
-        let _ = writeln!(s, "HOL blocking (paced requests) on {worst}: latency inflation vs lossless, p50 / p99, share delayed > 1 RTT");
-        for p in &protos {
-            let g = |m: &str| med(rows, p, "hol", "paced", &worst, m);
-            if let (Some(a), Some(b)) = (g("hol_inflation_p50"), g("hol_inflation_p99")) {
-                let d = g("hol_delayed_share").unwrap_or(f64::NAN);
-                let _ = writeln!(s, "  {p:<15} x{a:5.2} / x{b:6.2}   {:5.1}%", d * 100.0);
-            }
-        }
-    }
-    let mig: Vec<&CellResult> = cells.iter().filter(|c| c.workload == "migration").collect();
-    if !mig.is_empty() {
         let _ = writeln!(
             s,
-            "Migration: survived without a new handshake (cells), median disruption"
+            "HOL blocking (paced requests) on {worst}: lossless service [queueing], loss-caused delay p50 / p99, inflation from it p50 / p99, share delayed > 1 RTT"
         );
-        let mut keys: Vec<(String, String)> = mig
-            .iter()
-            .map(|c| (c.variant.clone(), c.protocol.clone()))
-            .collect();
-        keys.sort();
-        keys.dedup();
-        for (v, p) in keys {
-            let cs: Vec<&&CellResult> = mig
-                .iter()
-                .filter(|c| c.variant == v && c.protocol == p)
-                .collect();
-            let surv: f64 = cs
-                .iter()
-                .filter_map(|c| c.metrics.get("survived"))
-                .flat_map(|m| m.samples.iter())
-                .sum();
-            let dis = rows
-                .iter()
-                .find(|r| {
-                    r.protocol == p
-                        && r.workload == "migration"
-                        && r.variant == v
-                        && r.metric == "disruption_ms"
-                })
-                .map(|r| r.median);
+        for p in &protos {
+            let g = |m: &str| med(rows, p, "hol", "paced", &worst, m);
+            let (Some(a), Some(b)) = (
+                g(&format!("{}_p50", n::HOL_INFLATION)),
+                g(&format!("{}_p99", n::HOL_INFLATION)),
+            ) else {
+                continue;
+            };
+            let f = |v: Option<f64>| {
+                v.map(|v| format!("{v:6.1}"))
+                    .unwrap_or_else(|| "     -".into())
+            };
+            let d = g(n::HOL_DELAYED_SHARE).unwrap_or(f64::NAN);
+            let svc = g(n::LOSSLESS_SERVICE_MS);
+            let queue = g(n::LOSSLESS_QUEUE_MS);
+            // A baseline that queues is not a baseline: say so.
+            let saturated = matches!((svc, queue), (Some(s), Some(q)) if q > 0.05 * s);
             let _ = writeln!(
                 s,
-                "  {v:<8} {p:<15} {}/{}   {}",
-                surv as u64,
-                cs.len(),
-                dis.map(|d| format!("{d:8.1} ms"))
-                    .unwrap_or_else(|| "       -".into())
+                "  {p:<15} {} ms [{}]  {} / {} ms   x{a:5.2} / x{b:6.2}   {:5.1}%{}",
+                f(svc),
+                f(queue),
+                f(g(n::LOSS_DELAY_P50_MS)),
+                f(g(n::LOSS_DELAY_P99_MS)),
+                d * 100.0,
+                if saturated {
+                    "  (lossless baseline queues)"
+                } else {
+                    ""
+                }
             );
         }
     }
-    let gp: Vec<&SummaryRow> = rows
-        .iter()
-        .filter(|r| r.workload == "goodput" && r.metric == "goodput_mbps")
-        .collect();
-    if !gp.is_empty() {
-        let _ = writeln!(s, "Goodput (Mbit/s, median [95% CI])");
-        for r in gp {
-            let _ = writeln!(
-                s,
-                "  {:<15} {:<22} {:8.1} [{:.1}, {:.1}]",
-                r.protocol, r.link, r.median, r.ci_low, r.ci_high
-            );
-        }
-    }
+    migration_lines(&mut s, cells, rows);
+    goodput_lines(&mut s, cells, rows);
     let failed = cells.iter().filter(|c| !c.status.is_ok()).count();
     if failed > 0 {
         let _ = writeln!(
@@ -301,6 +297,148 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
         );
     }
     s
+}
+
+/// TCP's protocols: their migration recovery is a reconnect, in parts.
+fn is_tcp(protocol: &str) -> bool {
+    !matches!(protocol, "h3" | "udp")
+}
+
+fn row_median(
+    rows: &[SummaryRow],
+    proto: &str,
+    workload: &str,
+    variant: &str,
+    metric: &str,
+) -> Option<f64> {
+    rows.iter()
+        .find(|r| {
+            r.protocol == proto
+                && r.workload == workload
+                && r.variant == variant
+                && r.metric == metric
+        })
+        .map(|r| r.median)
+}
+
+/// Migration: survival counted only over cells whose event happened (a cell
+/// whose event did not happen failed, and is counted apart); TCP's recovery
+/// in parts, the stall timeout named as the parameter it is.
+fn migration_lines(s: &mut String, cells: &[CellResult], rows: &[SummaryRow]) {
+    let mig: Vec<&CellResult> = cells.iter().filter(|c| c.workload == "migration").collect();
+    if mig.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "Migration: survived without a new handshake (cells with a confirmed event), median disruption"
+    );
+    let mut keys: Vec<(String, String)> = mig
+        .iter()
+        .map(|c| (c.variant.clone(), c.protocol.clone()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for (v, p) in keys {
+        let cs: Vec<&&CellResult> = mig
+            .iter()
+            .filter(|c| c.variant == v && c.protocol == p)
+            .collect();
+        let ok: Vec<&&&CellResult> = cs.iter().filter(|c| c.status.is_ok()).collect();
+        let surv: f64 = ok
+            .iter()
+            .filter_map(|c| c.metrics.get(n::SURVIVED))
+            .flat_map(|m| m.samples.iter())
+            .sum();
+        let failed = cs.len() - ok.len();
+        let g = |m: &str| row_median(rows, &p, "migration", &v, m);
+        let mut line = format!(
+            "  {v:<14} {p:<15} {}/{}{}   {}",
+            surv as u64,
+            ok.len(),
+            if failed > 0 {
+                format!(" ({failed} failed)")
+            } else {
+                String::new()
+            },
+            g(n::DISRUPTION_MS)
+                .map(|d| format!("{d:8.1} ms"))
+                .unwrap_or_else(|| "       -".into())
+        );
+        if is_tcp(&p) {
+            let stall = ok
+                .iter()
+                .find_map(|c| c.params.get("stall_timeout_ms").and_then(|x| x.as_u64()));
+            if let (Some(st), Some(d)) = (stall, g(n::DETECT_MS)) {
+                let f = |m: &str| {
+                    g(m).map(|x| format!("{x:.0}"))
+                        .unwrap_or_else(|| "-".into())
+                };
+                line.push_str(&format!(
+                    "  after a {st} ms stall timeout: detect {d:.0}, reconnect {}, resume {} ms",
+                    f(n::RECONNECT_MS),
+                    f(n::RESUME_MS)
+                ));
+            }
+        } else if let (Some(qp), Some(qm)) = (g(n::QUEUE_AT_EVENT_PACKETS), g(n::QUEUE_AT_EVENT_MS))
+        {
+            line.push_str(&format!(
+                "  queue at the event {qp:.0} packets ({qm:.0} ms), {} dropped at the NAT",
+                g(n::NAT_DROPPED_PACKETS)
+                    .map(|x| format!("{x:.0}"))
+                    .unwrap_or_else(|| "-".into())
+            ));
+        }
+        let _ = writeln!(s, "{line}");
+    }
+}
+
+/// Goodput: steady state (after the stated RTTs) and the object's time to complete.
+fn goodput_lines(s: &mut String, cells: &[CellResult], rows: &[SummaryRow]) {
+    let gp: Vec<&SummaryRow> = rows
+        .iter()
+        .filter(|r| r.workload == "goodput" && r.metric == n::STEADY_GOODPUT_MBPS)
+        .collect();
+    let after = cells
+        .iter()
+        .filter(|c| c.workload == "goodput")
+        .find_map(|c| c.params.get("steady_after_rtts").and_then(|x| x.as_u64()));
+    let size = cells
+        .iter()
+        .filter(|c| c.workload == "goodput")
+        .find_map(|c| c.params.get("size").and_then(|x| x.as_u64()));
+    if gp.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "Goodput: steady state after {} RTTs, Mbit/s median [95% CI]; time to complete {} KiB (HTTP/1.0: without its connection set-up)",
+        after.map(|a| a.to_string()).unwrap_or_else(|| "?".into()),
+        size.map(|b| (b / 1024).to_string()).unwrap_or_else(|| "?".into())
+    );
+    for r in gp {
+        let m = |metric: &str| {
+            rows.iter()
+                .find(|x| {
+                    x.protocol == r.protocol
+                        && x.workload == "goodput"
+                        && x.link == r.link
+                        && x.metric == metric
+                })
+                .map(|x| x.median)
+        };
+        let obj = m(n::COMPLETION_MS)
+            .map(|v| format!("{v:7.1} ms"))
+            .unwrap_or_else(|| "      -".into());
+        let excl = m(n::COMPLETION_EXCL_SETUP_MS)
+            .map(|v| format!(" ({v:.1} ms)"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  {:<15} {:<22} {:8.1} [{:.1}, {:.1}]   {obj}{excl}",
+            r.protocol, r.link, r.median, r.ci_low, r.ci_high
+        );
+    }
 }
 
 /// One protocol pair compared on one metric (a row of `comparisons.csv`).
@@ -462,6 +600,94 @@ mod tests {
         assert!((get("hol_inflation_max") - 80.0 / 20.4).abs() < 0.01);
         // 5 of 50 requests are slower than the lossless median + 1 RTT.
         assert!((get("hol_delayed_share") - 0.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn inflation_counts_loss_caused_delay_only() {
+        // A lossless baseline that queues 100 ms behind a 20 ms service, and
+        // the same plus 20 ms of loss-caused delay under loss: the old
+        // ratio of latencies said x1.17; the loss-caused inflation is x2.
+        let mut base = cell("h1.1", "clean", 0.0, "latency_ms", vec![120.0; 20]);
+        base.metrics.insert(
+            "service_ms".into(),
+            Metric {
+                unit: "ms".into(),
+                samples: vec![20.0; 20],
+            },
+        );
+        base.metrics.insert(
+            "queue_ms".into(),
+            Metric {
+                unit: "ms".into(),
+                samples: vec![100.0; 20],
+            },
+        );
+        let lossy = cell("h1.1", "lossy", 0.02, "latency_ms", vec![140.0; 20]);
+        let rows = derived_rows(&[base, lossy]);
+        let get = |m: &str| rows.iter().find(|r| r.metric == m).map(|r| r.median);
+        assert_eq!(get("hol_inflation_p50"), Some(2.0));
+        assert_eq!(get("loss_delay_p50_ms"), Some(20.0));
+        assert_eq!(get("lossless_service_ms"), Some(20.0));
+        assert_eq!(get("lossless_queue_ms"), Some(100.0));
+        let h = headline(&[], &rows);
+        assert!(h.is_empty() || !h.contains("NaN"), "{h}");
+    }
+
+    #[test]
+    fn migration_headline_names_the_stall_timeout_and_counts_failed_events_apart() {
+        let mk = |proto: &str, ok: bool, survived: f64| {
+            let mut c = CellResult::new(
+                format!("migration-port__{proto}"),
+                proto,
+                "migration",
+                "port",
+                LinkInfo {
+                    label: "l".into(),
+                    up: "delay 10ms rate 20mbit".into(),
+                    down: String::new(),
+                    rtt_ms: 20.0,
+                    loss: 0.0,
+                    rate_bps: Some(20_000_000),
+                },
+                0,
+                1,
+            );
+            c.params = serde_json::json!({"stall_timeout_ms": 1000});
+            if ok {
+                for (m, v) in [
+                    ("survived", survived),
+                    ("detect_ms", 1010.0),
+                    ("reconnect_ms", 45.0),
+                    ("resume_ms", 25.0),
+                ] {
+                    c.metrics.insert(
+                        m.into(),
+                        Metric {
+                            unit: "ms".into(),
+                            samples: vec![v],
+                        },
+                    );
+                }
+            } else {
+                c.status = quicbench_results::CellStatus::Failed {
+                    reason: "migration event did not happen".into(),
+                };
+            }
+            c
+        };
+        let cells = vec![mk("h2", true, 0.0), mk("h2", false, 0.0)];
+        let rows: Vec<SummaryRow> = ["detect_ms", "reconnect_ms", "resume_ms"]
+            .iter()
+            .filter_map(|m| {
+                let mut r = row("h2", "l", m, "ms", &[10.0], 1)?;
+                r.workload = "migration".into();
+                r.variant = "port".into();
+                Some(r)
+            })
+            .collect();
+        let h = headline(&cells, &rows);
+        assert!(h.contains("0/1 (1 failed)"), "{h}");
+        assert!(h.contains("after a 1000 ms stall timeout"), "{h}");
     }
 
     #[test]

@@ -47,13 +47,21 @@ pub fn steady_goodput(
     })
 }
 
-/// Size of the long transfer: `duration_ms` at the link's rate, or (no rate
-/// limit) at the rate the object reached, never less than the object.
+/// The object's rate is a low estimate of the steady rate (slow start).
+const SLOW_START_ALLOWANCE: f64 = 1.5;
+
+/// Size of the long transfer: `duration_ms` at the lower of the link's rate
+/// and 1.5 × the object's rate (loss, not the link, may be the limit), never
+/// less than the object nor more than the servers serve.
 fn long_size(gp: &GoodputParams, rate_bps: Option<u64>, object_mbps: Option<f64>) -> u64 {
-    let bps = match (rate_bps, object_mbps) {
-        (Some(r), _) if r > 0 => r as f64,
-        (_, Some(m)) if m > 0.0 => m * 1e6,
-        _ => 0.0,
+    let link = rate_bps.filter(|r| *r > 0).map(|r| r as f64);
+    let seen = object_mbps
+        .filter(|m| *m > 0.0)
+        .map(|m| m * 1e6 * SLOW_START_ALLOWANCE);
+    let bps = match (link, seen) {
+        (Some(l), Some(s)) => l.min(s),
+        (Some(v), None) | (None, Some(v)) => v,
+        (None, None) => 0.0,
     };
     let bytes = bps / 8.0 * gp.duration_ms as f64 / 1000.0;
     (bytes as u64).clamp(gp.size, MAX_LONG_BYTES.max(gp.size))
@@ -221,15 +229,15 @@ mod tests {
 
     #[test]
     fn the_long_transfer_lasts_the_duration_at_the_rate() {
-        // 20 Mbit/s for 10 s: 25 MB.
-        assert_eq!(
-            long_size(&params(1 << 20, 10_000), Some(20_000_000), None),
-            25_000_000
-        );
-        // No rate: the object's rate; never below the object, never above the cap.
+        // 20 Mbit/s for 10 s: 25 MB (the object reached 18 Mbit/s).
+        let p = params(1 << 20, 10_000);
+        assert_eq!(long_size(&p, Some(20_000_000), Some(18.0)), 25_000_000);
+        // Loss-limited: 1.5 × the object's 2 Mbit/s, not the link's 20.
+        assert_eq!(long_size(&p, Some(20_000_000), Some(2.0)), 3_750_000);
+        // No rate: the object's; never below the object, never above the cap.
         assert_eq!(
             long_size(&params(1 << 20, 2000), None, Some(80.0)),
-            20_000_000
+            30_000_000
         );
         assert_eq!(long_size(&params(1 << 20, 10), None, Some(1.0)), 1 << 20);
         assert_eq!(
