@@ -120,6 +120,54 @@ fn object(out: &mut Output, env: &Env, r: &RequestRecord) -> Option<f64> {
     Some(mbps)
 }
 
+/// Tries at the long transfer: a first size estimated from the object often
+/// ends far too soon (an unlimited link, or a controller that ignores loss).
+const LONG_TRIES: usize = 3;
+
+/// The size for another try after a transfer of `bytes` took `took_ns`: the
+/// rate it reached, for `duration_ms`, with 10% to spare. None when the last
+/// one lasted at least half the duration (or reached the cap).
+fn resize(bytes: u64, took_ns: u64, duration_ms: u64) -> Option<u64> {
+    let want_ns = duration_ms.saturating_mul(1_000_000);
+    if took_ns.saturating_mul(2) >= want_ns || bytes >= MAX_LONG_BYTES {
+        return None;
+    }
+    let scaled = bytes as f64 * want_ns as f64 / took_ns.max(1) as f64 * 1.1;
+    Some((scaled as u64).clamp(bytes, MAX_LONG_BYTES))
+}
+
+/// The long transfer: `size` first, then (at most [`LONG_TRIES`] in all)
+/// resized from the rate the previous one reached until one lasts at least
+/// half of `duration_ms`. Returns the records of the last try (earlier ones
+/// in a note).
+async fn long_transfer(
+    conn: &mut quicbench_clients::Connection,
+    mut size: u64,
+    duration_ms: u64,
+    out: &mut Output,
+) -> Vec<RequestRecord> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let recs = conn.run(&[Request::bytes(size)]).await;
+        let took = recs
+            .first()
+            .filter(|r| r.ok())
+            .and_then(|r| Some(r.last_byte_ns?.saturating_sub(r.first_byte_ns?)));
+        let next = took.and_then(|t| resize(size, t, duration_ms));
+        match next {
+            Some(bigger) if tries < LONG_TRIES => {
+                out.notes.push(format!(
+                    "long transfer of {size} B took {:.0} ms: again with {bigger} B",
+                    ms(took.unwrap_or(0))
+                ));
+                size = bigger;
+            }
+            _ => return recs,
+        }
+    }
+}
+
 /// Goodput: one object of `size` on an established connection (HTTP/1.0: its
 /// own), then a transfer of about `duration_ms` for the steady-state rate.
 pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
@@ -146,13 +194,14 @@ pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
         let skip_ns = (gp.steady_after_rtts as f64 * env.rtt_ms * 1e6) as u64;
         // At least 10 RTTs and 250 ms of steady state, or no figure.
         let min_window = ((10.0 * env.rtt_ms * 1e6) as u64).max(250_000_000);
+        let long = long_transfer(&mut conn, size, gp.duration_ms, &mut out).await;
         out.extra.insert(
             "goodput".into(),
-            serde_json::json!({"object_bytes": gp.size, "long_bytes": size,
+            serde_json::json!({"object_bytes": gp.size,
+                "long_bytes": long.first().map(|r| r.bytes),
                 "steady_after_rtts": gp.steady_after_rtts, "skip_ms": ms(skip_ns),
                 "min_window_ms": ms(min_window)}),
         );
-        let long = conn.run(&[Request::bytes(size)]).await;
         for r in &long {
             let steady = match (r.ok(), r.first_byte_ns) {
                 (true, Some(fb)) => steady_goodput(&r.progress, fb, skip_ns, min_window),
@@ -169,7 +218,8 @@ pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
                     out.push(n::STEADY_WINDOW_MS, "ms", ms(s.window_ns));
                 }
                 None => out.notes.push(format!(
-                    "no steady-state figure: {size} B left less than {:.0} ms after the first {} RTTs",
+                    "no steady-state figure: {} B left less than {:.0} ms after the first {} RTTs",
+                    r.bytes,
                     ms(min_window),
                     gp.steady_after_rtts
                 )),
@@ -244,6 +294,16 @@ mod tests {
             long_size(&params(1, 100_000), None, Some(1e5)),
             MAX_LONG_BYTES
         );
+    }
+
+    #[test]
+    fn a_transfer_that_ended_too_soon_is_resized_from_its_rate() {
+        // 20 MB in 400 ms (400 Mbit/s) for a 2 s target: 110 MB next.
+        assert_eq!(resize(20_000_000, 400 * M, 2000), Some(110_000_000));
+        // Half the target or more: done.
+        assert_eq!(resize(20_000_000, 1000 * M, 2000), None);
+        assert_eq!(resize(MAX_LONG_BYTES, M, 2000), None);
+        assert_eq!(resize(900_000_000, 100 * M, 2000), Some(MAX_LONG_BYTES));
     }
 
     #[test]
