@@ -364,11 +364,12 @@ impl Work for Paced {
             return Step::Stop;
         }
         let mut still = Vec::new();
-        for (&i, r) in self.pending.iter().zip(recs) {
-            if r.ok() {
-                self.done[i] = Some(r);
-            } else {
-                still.push(i);
+        let mut recs = recs.into_iter();
+        // A request without a record is still pending (not silently dropped).
+        for &i in &self.pending {
+            match recs.next() {
+                Some(r) if r.ok() => self.done[i] = Some(r),
+                _ => still.push(i),
             }
         }
         let broken = !still.is_empty();
@@ -885,6 +886,50 @@ mod tests {
         f.records.push(rec(7, 600 * M, 700 * M, 10));
         let o = account(&f).unwrap();
         assert!(!o.survived);
+    }
+
+    #[test]
+    fn paced_work_keeps_broken_and_missing_requests_pending() {
+        let mut w = Paced {
+            size: 1024,
+            scheduled: vec![0, 20 * M, 40 * M],
+            done: vec![None; 3],
+            pending: vec![0, 1, 2],
+        };
+        let mut broken = rec(0, 30 * M, 31 * M, 1024);
+        broken.error = Some("reset".into());
+        // Request 0 answered, 1 broken, 2 has no record at all.
+        assert_eq!(
+            w.absorb(vec![rec(0, 5 * M, 6 * M, 1024), broken]),
+            Step::Broken
+        );
+        assert_eq!(w.pending, vec![1, 2]);
+        // Re-issued at their original times.
+        let again = w.next_batch(30 * M);
+        assert_eq!(again[0].at, Some(Duration::ZERO));
+        assert_eq!(again[1].at, Some(Duration::from_millis(10)));
+        assert_eq!(
+            w.absorb(vec![rec(1, 45 * M, 46 * M, 1), rec(1, 50 * M, 51 * M, 1)]),
+            Step::Ok
+        );
+        assert!(w.done());
+    }
+
+    #[test]
+    fn bulk_work_resumes_with_a_range_after_a_break() {
+        let mut w = Bulk {
+            size: 1000,
+            got: 0,
+            attempts: Vec::new(),
+        };
+        assert_eq!(w.next_batch(0)[0].range_from, None);
+        let mut cut = rec(0, M, 2 * M, 400);
+        cut.error = Some("stalled".into());
+        assert_eq!(w.absorb(vec![cut]), Step::Broken);
+        assert_eq!(w.next_batch(0)[0].range_from, Some(400));
+        assert_eq!(w.absorb(vec![rec(1, 3 * M, 4 * M, 600)]), Step::Ok);
+        assert!(w.done());
+        assert_eq!(w.absorb(vec![]), Step::Stop);
     }
 
     struct FakeLink {
