@@ -96,6 +96,7 @@ fn conns_beyond_65535_at_one_port() {
         hold_s: 1.0,
         establish_timeout_s: 120,
         handshake_timeout_s: 20,
+        cc: Default::default(),
         links: None,
     };
     let cfg = ConnsConfig::new(params, PathBuf::from(env!("CARGO_BIN_EXE_quicbench")));

@@ -4,67 +4,15 @@
 //! was skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_quicbench")
-}
+#[path = "support/runs.rs"]
+mod runs;
+use runs::{bin, cells, median, quicbench, run_dir_in};
 
 fn can_run_links() -> bool {
-    match quicbench_netem::ns::can_create() {
-        Ok(()) => std::fs::metadata("/dev/net/tun").is_ok(),
-        Err(e) => {
-            eprintln!("SKIPPED: end-to-end runs need network namespaces and /dev/net/tun ({e}); run as root");
-            false
-        }
-    }
-}
-
-fn run_dir_in(base: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(base)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("run.json").exists())
-        .collect();
-    dirs.sort();
-    dirs.pop().expect("a run directory")
-}
-
-fn quicbench(args: &[&str]) -> std::process::Output {
-    let out = Command::new(bin())
-        .args(args)
-        .output()
-        .expect("run quicbench");
-    if !out.status.success() {
-        eprintln!(
-            "quicbench {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
-}
-
-fn cells(dir: &Path) -> Vec<serde_json::Value> {
-    let mut v: Vec<serde_json::Value> = std::fs::read_dir(dir.join("cells"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap())
-        .collect();
-    v.sort_by_key(|c| c["cell_id"].as_str().unwrap().to_string());
-    v
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    runs::can_run_links("end-to-end runs")
 }
 
 fn net_devices() -> BTreeSet<String> {

@@ -15,11 +15,11 @@ use crate::h1::read_hyper_body;
 use crate::h1::transport::{authority, check_target, open, range_value, Schedule};
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
 
-/// Receive windows, the same as QUIC's (`wire::tls::transport_config`: 6 MiB
-/// per stream, 24 MiB per connection) so neither is window-limited where the
+/// Receive windows, QUIC's from one place (`wire::transport`: 6 MiB per
+/// stream, 24 MiB per connection) so neither is window-limited where the
 /// other is not.
-pub const STREAM_WINDOW: u32 = 6 << 20;
-pub const CONN_WINDOW: u32 = 24 << 20;
+pub const STREAM_WINDOW: u32 = quicbench_wire::transport::STREAM_WINDOW;
+pub const CONN_WINDOW: u32 = quicbench_wire::transport::CONN_WINDOW;
 
 #[derive(Debug)]
 pub struct H2Conn {

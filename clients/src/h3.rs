@@ -204,6 +204,8 @@ struct Established {
     ready: Option<Instant>,
     /// A first attempt in 0-RTT was rejected; this is the second, 1-RTT one.
     rejected_0rtt: bool,
+    /// The UDP socket's buffers as granted (receive, send), read back.
+    socket_buffers: (u64, u64),
 }
 
 fn connect_error(addr: SocketAddr, e: quinn::ConnectionError) -> ClientError {
@@ -275,14 +277,30 @@ async fn establish_once(
         }
         None => None,
     };
-    let cfg = tls::quic_client_config_with_qlog(tls_cfg, opts.cc, qlog)
+    let transport = quicbench_wire::transport::Transport {
+        cc: opts.cc,
+        link_mtu: opts.link_mtu,
+    };
+    let cfg = tls::quic_client_config_with_qlog(tls_cfg, transport, qlog)
         .map_err(|e| fail(ClientError::Setup(e.to_string())))?;
-    let mut endpoint = quinn::Endpoint::client(SocketAddr::new(bind_ip, 0)).map_err(|e| {
+    let bind_err = |e: std::io::Error| {
         fail(ClientError::Connect {
             addr,
             detail: format!("cannot bind a UDP socket on {bind_ip}: {e}"),
         })
-    })?;
+    };
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, 0)).map_err(bind_err)?;
+    // Buffers of the size the server's get (wire::transport): the default
+    // receive buffer drops datagrams at tens of Mbit/s, outside the link.
+    let socket_buffers = quicbench_wire::transport::set_socket_buffers(
+        &socket,
+        quicbench_wire::transport::QUIC_SOCKET_BUFFER,
+    );
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| bind_err(std::io::Error::other("no async runtime")))?;
+    let mut endpoint =
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+            .map_err(bind_err)?;
     endpoint.set_default_client_config(cfg);
     let connecting = endpoint.connect(addr, &opts.server_name).map_err(|e| {
         fail(ClientError::Connect {
@@ -334,6 +352,7 @@ async fn establish_once(
     });
     Ok(Established {
         endpoint,
+        socket_buffers,
         conn,
         send,
         driver,
@@ -374,7 +393,9 @@ impl H3Conn {
             alpn: None,
             resumed: None,
             early_data_accepted: None,
-            congestion_control: Some(opts.cc.name().to_string()),
+            // Read back from quinn's state, not the option we passed.
+            congestion_control: Some(quicbench_wire::transport::quic_controller(&est.conn)),
+            socket_buffers: Some(est.socket_buffers),
         };
         if est.pending_0rtt.is_none() {
             // No 0-RTT: no ticket was held, resumption is off, or the server

@@ -54,8 +54,13 @@ pub struct ClientOptions {
     pub server_name: String,
     /// Certificates to trust.
     pub trust: Vec<CertificateDer<'static>>,
-    /// QUIC congestion controller (TCP uses the kernel's).
+    /// Congestion controller of both transports: QUIC's, and `TCP_CONGESTION`
+    /// on every TCP socket before it connects. Default cubic. What ran is read
+    /// back into [`ConnInfo::congestion_control`].
     pub cc: CongestionControl,
+    /// The link's MTU when known (QUIC then starts at the payload TCP's
+    /// segments have; `wire::transport::Transport`). Default None.
+    pub link_mtu: Option<u32>,
     /// Keep TLS sessions across connections (resumption, QUIC 0-RTT).
     pub resume: bool,
     /// Record per-request progress (bytes vs time) for waterfall and migration charts.
@@ -81,6 +86,7 @@ impl ClientOptions {
             server_name: server.ip().to_string(),
             trust,
             cc: CongestionControl::default(),
+            link_mtu: None,
             resume: true,
             track_progress: false,
             timeout: Duration::from_secs(60),

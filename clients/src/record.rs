@@ -147,8 +147,13 @@ pub struct ConnInfo {
     pub resumed: Option<bool>,
     /// 0-RTT data was sent and accepted by the server (QUIC).
     pub early_data_accepted: Option<bool>,
-    /// QUIC congestion controller (TCP: the kernel's, reported by the harness).
+    /// Congestion controller read back from the connection (TCP:
+    /// `getsockopt(TCP_CONGESTION)`; QUIC: quinn's state), in our names.
     pub congestion_control: Option<String>,
+    /// The socket's buffers as the kernel granted them (SO_RCVBUF,
+    /// SO_SNDBUF), read back, bytes.
+    #[serde(default)]
+    pub socket_buffers: Option<(u64, u64)>,
 }
 
 /// Client failures, naming the step that failed.

@@ -13,10 +13,11 @@ use quicbench_netem::link::{Backend, Link, LinkConfig};
 use quicbench_results::{CellResult, CellStatus, LinkInfo, Metric};
 use quicbench_servers::{ServerOptions, StatsSnapshot};
 use quicbench_wire::tls::Identity;
-use quicbench_wire::Protocol;
+use quicbench_wire::CongestionControl;
 
 use crate::matrix::{LinkDef, Matrix};
 use crate::plan::{Cell, Workload};
+use crate::transport;
 use crate::workloads::{self, Env, Output, Ports};
 
 /// What every cell of a run shares.
@@ -50,11 +51,11 @@ fn start_servers(
     link: &Link,
     ip: IpAddr,
     identity: Identity,
-    m: &Matrix,
+    cc: CongestionControl,
+    link_mtu: u32,
 ) -> anyhow::Result<(ServerThread, Ports)> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Ports, String>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let cc = m.cc;
     let join = link.server_ns().spawn_thread("qb-servers", move || {
         let rt = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -71,6 +72,7 @@ fn start_servers(
             let mut o = ServerOptions::new(identity);
             o.listen = vec![ip];
             o.cc = cc;
+            o.link_mtu = Some(link_mtu);
             let servers = match quicbench_servers::start(o).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -120,6 +122,17 @@ pub fn execute(ctx: &CellCtx, m: &Matrix, cell: &Cell) -> CellResult {
     );
     res.params = params_of(m, cell);
     let t0 = Instant::now();
+    // A controller the kernel lacks: the cell cannot be a matched comparison,
+    // and falling back to another would be a silent lie.
+    if let Some(cc) = cell.cc {
+        if let Err(e) = quicbench_wire::transport::check_tcp_congestion(cc) {
+            res.status = CellStatus::Skipped {
+                reason: e.to_string(),
+            };
+            res.finished = quicbench_results::now_rfc3339();
+            return res;
+        }
+    }
     // A panic in a workload, client or server code (a bug, or a peer provoking
     // one) fails this cell, not the whole run: the unwind drops the cell's
     // link and servers like an error return does.
@@ -163,7 +176,9 @@ fn params_of(m: &Matrix, cell: &Cell) -> serde_json::Value {
     let mut v = v.unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.insert("warmup".into(), m.warmup.into());
-        o.insert("cc".into(), m.cc.name().into());
+        if let Some(cc) = cell.cc {
+            o.insert("cc".into(), cc.name().into());
+        }
         o.insert("mtu".into(), m.mtu.into());
     }
     v
@@ -190,7 +205,10 @@ fn execute_inner(
     }
     let link = Arc::new(Link::build(cfg)?);
     let server_ip = link.server_ip();
-    let (servers, ports) = start_servers(&link, server_ip, ctx.identity.clone(), m)?;
+    // The UDP probe has no controller; its servers run the default.
+    let cc = cell.cc.unwrap_or_default();
+    let (servers, ports) = start_servers(&link, server_ip, ctx.identity.clone(), cc, m.mtu)?;
+    let drops_before = transport::read_drops_both(&link);
     // The NAT the migration workload rebinds (and asks to confirm the event).
     let nat: Option<Arc<dyn workloads::LinkControl>> =
         if cell.workload == Workload::Migration && !cell.variant.starts_with("active") {
@@ -202,7 +220,7 @@ fn execute_inner(
         server_ip,
         ports,
         trust: ctx.identity.trust_anchors(),
-        cc: m.cc,
+        cc,
         rtt_ms: ldef.rtt_ms,
         rate_bps: ldef.rate_bps,
         warmup: m.warmup,
@@ -235,12 +253,22 @@ fn execute_inner(
         Ok(Ok(s)) => s,
         _ => None,
     };
+    let drops_after = transport::read_drops_both(&link);
+    let record = transport::CellTransport::collect(
+        &link,
+        cell.cc,
+        cell.protocol,
+        out.conn.as_ref(),
+        server_stats.as_ref(),
+        &drops_before,
+        &drops_after,
+    );
     res.link_counters = serde_json::to_value(link.counters()).ok();
     if let (Some(v), Some(s)) = (res.link_counters.as_mut(), server_stats) {
         if let Some(o) = v.as_object_mut() {
             o.insert(
                 "servers".into(),
-                serde_json::to_value(s).unwrap_or_default(),
+                serde_json::to_value(&s).unwrap_or_default(),
             );
             o.insert("backend".into(), link.backend().to_string().into());
             if let Ok(ev) = serde_json::to_value(link.rebind_events()) {
@@ -248,7 +276,8 @@ fn execute_inner(
             }
         }
     }
-    fill(res, out, cell.protocol);
+    fill(res, out);
+    record.apply(res);
     Ok(())
 }
 
@@ -292,7 +321,7 @@ async fn run_workload(env: &Env, c: &Cell, w: &crate::matrix::Workloads) -> Outp
 /// Records above this many are summarised, not kept raw.
 const MAX_RAW_RECORDS: usize = 2000;
 
-fn fill(res: &mut CellResult, out: Output, p: Protocol) {
+fn fill(res: &mut CellResult, out: Output) {
     for (name, (unit, samples)) in out.metrics {
         // Latencies also as HdrHistograms under the same name, in µs (mergeable
         // across cells and runs; the summary uses the exact samples).
@@ -323,13 +352,8 @@ fn fill(res: &mut CellResult, out: Output, p: Protocol) {
         res.records = serde_json::to_value(lean).ok();
     }
     if let Some(ci) = out.conn {
-        let mut v = serde_json::to_value(&ci).unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            if !matches!(p, Protocol::H3 | Protocol::Udp) {
-                o.insert("congestion_control".into(), tcp_cc().into());
-            }
-        }
-        res.tls = Some(v);
+        // congestion_control in it is read back from the connection.
+        res.tls = serde_json::to_value(&ci).ok();
     }
     // Structured output (a migration's event, the UDP probe's report) goes
     // where docs/results-schema.md says: `extra`, not a note.
@@ -359,11 +383,4 @@ fn fill(res: &mut CellResult, out: Output, p: Protocol) {
             },
         );
     }
-}
-
-/// The kernel's TCP congestion controller (what every TCP protocol used).
-pub fn tcp_cc() -> String {
-    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
-        .map(|s| format!("{} (kernel)", s.trim()))
-        .unwrap_or_else(|_| "kernel default".into())
 }

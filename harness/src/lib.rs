@@ -8,7 +8,9 @@ pub mod conns;
 pub mod headline;
 pub mod matrix;
 pub mod plan;
+pub mod profile;
 pub mod run;
+pub mod transport;
 pub mod workloads;
 
 pub use matrix::{Matrix, MatrixError};

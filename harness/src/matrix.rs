@@ -41,11 +41,30 @@ pub struct MatrixFile {
     pub grid: Option<Grid>,
     #[serde(default)]
     pub workloads: Workloads,
-    /// QUIC congestion controller: cubic (default), newreno, bbr.
-    pub cc: Option<Spanned<String>>,
+    /// Congestion controller of both transports in a cell (QUIC's and
+    /// `TCP_CONGESTION`): cubic (default), newreno, bbr, or a list of them
+    /// (an axis: cells per controller).
+    pub cc: Option<Spanned<OneOrMany>>,
     pub mtu: Option<u32>,
     /// Per-cell time limit, seconds (default 120).
     pub cell_timeout_s: Option<u64>,
+}
+
+/// A name or a list of names, as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -264,7 +283,9 @@ pub struct Matrix {
     pub protocols: Vec<Protocol>,
     pub links: Vec<LinkDef>,
     pub workloads: Workloads,
-    pub cc: CongestionControl,
+    /// Congestion controllers, each applied to both transports of a cell
+    /// (never empty; one per cell, and the cell id names it).
+    pub ccs: Vec<CongestionControl>,
     pub mtu: u32,
     pub cell_timeout_s: u64,
     /// The source text, for run.json.
@@ -468,14 +489,28 @@ impl Matrix {
             }
         }
 
-        let cc = match &f.cc {
-            None => CongestionControl::default(),
-            Some(s) => s
-                .get_ref()
-                .parse()
-                .map_err(|e: quicbench_wire::UnknownName| {
-                    err(line_of(src, s.span().start), "cc", e.to_string())
-                })?,
+        let ccs = match &f.cc {
+            None => vec![CongestionControl::default()],
+            Some(s) => {
+                let mut out = Vec::new();
+                for name in s.get_ref().items() {
+                    let cc: CongestionControl =
+                        name.parse().map_err(|e: quicbench_wire::UnknownName| {
+                            err(line_of(src, s.span().start), "cc", e.to_string())
+                        })?;
+                    if !out.contains(&cc) {
+                        out.push(cc);
+                    }
+                }
+                if out.is_empty() {
+                    return Err(err(
+                        line_of(src, s.span().start),
+                        "cc",
+                        "the list is empty".into(),
+                    ));
+                }
+                out
+            }
         };
 
         let wl = &f.workloads;
@@ -589,7 +624,7 @@ impl Matrix {
             protocols,
             links,
             workloads: f.workloads.clone(),
-            cc,
+            ccs,
             mtu,
             cell_timeout_s: f.cell_timeout_s.unwrap_or(120),
             source: src.to_string(),

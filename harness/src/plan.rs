@@ -1,6 +1,6 @@
 //! From a matrix to the list of cells, and the deterministic shard of it.
 
-use quicbench_wire::Protocol;
+use quicbench_wire::{CongestionControl, Protocol};
 use serde::{Deserialize, Serialize};
 
 use crate::matrix::Matrix;
@@ -41,6 +41,10 @@ pub struct Cell {
     pub variant: String,
     /// Index into `Matrix::links`.
     pub link: usize,
+    /// The congestion controller of both transports (None: a workload with
+    /// no congestion control, the raw UDP probe).
+    #[serde(default)]
+    pub cc: Option<CongestionControl>,
     pub repetition: u32,
     /// Seed of this cell's link model (derived from the matrix seed and the id).
     pub seed: u64,
@@ -201,24 +205,45 @@ pub fn cells(m: &Matrix) -> Vec<Cell> {
                     continue;
                 }
                 for p in protos {
-                    let id = format!(
-                        "{}-{}__{}__{}__r{}",
-                        w.name(),
-                        variant,
-                        p.name(),
-                        slug(&link.label),
-                        rep
-                    );
-                    let seed = m.seed ^ stable_hash(&id);
-                    out.push(Cell {
-                        id,
-                        protocol: *p,
-                        workload: *w,
-                        variant: variant.clone(),
-                        link: li,
-                        repetition: rep,
-                        seed,
-                    });
+                    // The UDP probe has no controller: one cell, not one per cc.
+                    let ccs: Vec<Option<CongestionControl>> = if *p == Protocol::Udp {
+                        vec![None]
+                    } else {
+                        m.ccs.iter().copied().map(Some).collect()
+                    };
+                    for cc in ccs {
+                        let cc_part = cc.map(|c| format!("__{}", c.name())).unwrap_or_default();
+                        let id = format!(
+                            "{}-{}__{}{}__{}__r{}",
+                            w.name(),
+                            variant,
+                            p.name(),
+                            cc_part,
+                            slug(&link.label),
+                            rep
+                        );
+                        // The link's seed leaves the controller out: cells that
+                        // differ only in cc meet the same loss pattern.
+                        let seed_id = format!(
+                            "{}-{}__{}__{}__r{}",
+                            w.name(),
+                            variant,
+                            p.name(),
+                            slug(&link.label),
+                            rep
+                        );
+                        let seed = m.seed ^ stable_hash(&seed_id);
+                        out.push(Cell {
+                            id,
+                            protocol: *p,
+                            workload: *w,
+                            variant: variant.clone(),
+                            link: li,
+                            cc,
+                            repetition: rep,
+                            seed,
+                        });
+                    }
                 }
             }
         }
@@ -268,6 +293,51 @@ mod tests {
             .all(|c| c.variant != "active" || c.protocol == Protocol::H3));
         // Same matrix, same plan, same seeds.
         assert_eq!(cs, cells(&m));
+    }
+
+    #[test]
+    fn a_cc_list_is_an_axis() {
+        let src = r#"
+protocols = ["h2", "h3", "udp"]
+repetitions = 1
+cc = ["cubic", "bbr"]
+[[links]]
+spec = "delay 5ms"
+[workloads.goodput]
+[workloads.udp]
+"#;
+        let m = Matrix::parse(src, "t.toml").unwrap();
+        let cs = cells(&m);
+        let good: Vec<_> = cs
+            .iter()
+            .filter(|c| c.workload == Workload::Goodput)
+            .collect();
+        assert_eq!(good.len(), 4, "2 protocols × 2 controllers");
+        for p in [Protocol::H2, Protocol::H3] {
+            let mine: Vec<_> = good.iter().filter(|c| c.protocol == p).collect();
+            assert_eq!(mine.len(), 2);
+            assert!(mine
+                .iter()
+                .any(|c| c.cc == Some(CongestionControl::Cubic) && c.id.contains("__cubic__")));
+            assert!(mine
+                .iter()
+                .any(|c| c.cc == Some(CongestionControl::Bbr) && c.id.contains("__bbr__")));
+            // Same loss pattern for both controllers.
+            assert_eq!(mine[0].seed, mine[1].seed);
+        }
+        let udp: Vec<_> = cs.iter().filter(|c| c.workload == Workload::Udp).collect();
+        assert_eq!(udp.len(), 1);
+        assert_eq!(udp[0].cc, None);
+        // One controller by default, and a bad name is named.
+        let one = Matrix::parse("[workloads.goodput]\n", "t.toml").unwrap();
+        assert_eq!(one.ccs, vec![CongestionControl::Cubic]);
+        let e = Matrix::parse(
+            "cc = [\"cubic\", \"vegas\"]\n[workloads.goodput]\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("cc", 1));
+        assert!(e.message.contains("vegas"), "{e}");
     }
 
     #[test]

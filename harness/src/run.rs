@@ -122,6 +122,7 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         shard: opts.shard.map(|s| (s.index, s.count)),
         seed: m.seed,
         calibration: None,
+        transport_profile: None,
         planned_cells: planned_total as u64,
         cell_ids: mine.iter().map(|c| c.id.clone()).collect(),
     };
@@ -140,6 +141,9 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
     }
     if opts.resume.is_none() && opts.calibrate {
         meta.calibration = Some(calibrate_links(m, backend));
+    }
+    if opts.resume.is_none() {
+        meta.transport_profile = host_transport_profile();
     }
     dir.write_meta(&meta)?;
 
@@ -240,6 +244,14 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         interrupted,
         elapsed_s: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What a fresh namespace inherits from this host (a throwaway namespace,
+/// read as the cells' are), plus the warnings `doctor` would give.
+fn host_transport_profile() -> Option<serde_json::Value> {
+    let ns = quicbench_netem::ns::NetNs::with_label("qb-profile").ok()?;
+    let p = crate::profile::read_profile(&ns);
+    serde_json::to_value(p).ok()
 }
 
 /// A short calibration of every distinct link (1 s of probes at 2000/s each):

@@ -22,12 +22,14 @@ protocols = ["h1.0", "h2", "h3"]
 
 [[links]]
 label = "rtt100ms-20mbit"
-spec = "delay 50ms rate 20mbit"
+# A buffer of one BDP (170 packets): with tc's default 1000 (600 ms here)
+# Cubic's slow-start overshoot and its recovery outlast any short window.
+spec = "delay 50ms rate 20mbit limit 170"
 
 [workloads.goodput]
 size = 2097152
-duration_ms = 3000
-steady_after_rtts = 5
+duration_ms = 4000
+steady_after_rtts = 10
 "#;
 
 fn one(res: &quicbench_results::CellResult, k: &str) -> Option<f64> {

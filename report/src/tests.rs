@@ -122,6 +122,7 @@ pub(crate) fn synthetic_run(base: &Path) -> RunDir {
         shard: None,
         seed: 1,
         calibration: None,
+        transport_profile: None,
         planned_cells: ids.len() as u64,
         cell_ids: ids,
     })

@@ -76,6 +76,12 @@ pub struct RunMeta {
     /// Measured emulator precision / host calibration, if any.
     #[serde(default)]
     pub calibration: Option<serde_json::Value>,
+    /// The network-stack settings a fresh namespace of this host inherits
+    /// (sysctls, host default controller, available controllers): what a
+    /// cell would get unless the harness sets it. Per-cell read-backs are in
+    /// each cell's `transport`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport_profile: Option<serde_json::Value>,
     /// Number of cells in the whole plan (all shards).
     pub planned_cells: u64,
     /// Ids of the cells this directory is meant to hold (this shard's, or all),
@@ -201,6 +207,12 @@ pub struct CellResult {
     /// Negotiated TLS version, cipher, ALPN, resumed, 0-RTT, congestion control.
     #[serde(default)]
     pub tls: Option<serde_json::Value>,
+    /// What the transports ran and what the stack around them did, for both
+    /// ends (docs/results-schema.md § transport): the cell's controller, what
+    /// was read back from the connections, each namespace's settings, and the
+    /// drops that the link model did not make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<serde_json::Value>,
     /// Theoretical values to compare with, e.g. `"ttfb_rtt" -> 3.0`.
     #[serde(default)]
     pub theory: BTreeMap<String, f64>,
@@ -245,6 +257,7 @@ impl CellResult {
             timelines: BTreeMap::new(),
             link_counters: None,
             tls: None,
+            transport: None,
             theory: BTreeMap::new(),
             notes: Vec::new(),
             extra: BTreeMap::new(),

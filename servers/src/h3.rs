@@ -38,7 +38,7 @@ pub const RETRY_ABOVE_HANDSHAKES: usize = 64;
 
 /// Bind a QUIC endpoint (must be called inside a tokio runtime).
 pub fn bind(addr: SocketAddr, cfg: quinn::ServerConfig) -> std::io::Result<quinn::Endpoint> {
-    bind_with(addr, cfg, None)
+    bind_with(addr, cfg, None).map(|(ep, _)| ep)
 }
 
 /// The server endpoint's configuration: quinn's defaults, with connection IDs
@@ -115,43 +115,29 @@ impl quinn::ConnectionIdGenerator for ServerCidGenerator {
 }
 
 /// As [`bind`], with the socket's receive buffer set to `recv_buffer` bytes
-/// when given (see `ServerOptions::quic_recv_buffer`).
+/// when given (see `ServerOptions::quic_recv_buffer`). Also returns the
+/// socket's buffers as the kernel granted them (receive, send), read back.
 pub fn bind_with(
     addr: SocketAddr,
     cfg: quinn::ServerConfig,
     recv_buffer: Option<usize>,
-) -> std::io::Result<quinn::Endpoint> {
+) -> std::io::Result<(quinn::Endpoint, (u64, u64))> {
     let socket = std::net::UdpSocket::bind(addr)?;
-    if let Some(bytes) = recv_buffer {
-        set_recv_buffer(&socket, bytes);
-    }
+    let granted = match recv_buffer {
+        Some(bytes) => set_recv_buffer(&socket, bytes),
+        None => quicbench_wire::transport::socket_buffers(&socket),
+    };
     let runtime = quinn::default_runtime()
         .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
-    quinn::Endpoint::new(endpoint_config(), Some(cfg), socket, runtime)
+    let ep = quinn::Endpoint::new(endpoint_config(), Some(cfg), socket, runtime)?;
+    Ok((ep, granted))
 }
 
-/// Ask for a receive buffer of `bytes`: `SO_RCVBUFFORCE` (privileged: not
-/// capped by `net.core.rmem_max`), else `SO_RCVBUF` (capped). Best effort; the
-/// kernel reports what it granted in `SO_RCVBUF`.
-pub fn set_recv_buffer(socket: &std::net::UdpSocket, bytes: usize) {
-    use std::os::fd::AsRawFd;
-    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    let set = |opt: libc::c_int| {
-        // SAFETY: a valid socket fd and a c_int option value of the right size.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&v as *const libc::c_int).cast(),
-                len,
-            ) == 0
-        }
-    };
-    if !set(libc::SO_RCVBUFFORCE) {
-        set(libc::SO_RCVBUF);
-    }
+/// Ask for a receive buffer of `bytes` (and a send buffer as large):
+/// `wire::transport::set_socket_buffers`. Best effort; returns what the
+/// kernel granted (receive, send).
+pub fn set_recv_buffer(socket: &std::net::UdpSocket, bytes: usize) -> (u64, u64) {
+    quicbench_wire::transport::set_socket_buffers(socket, bytes)
 }
 
 /// Accept connections on `ep` and serve HTTP/3.
@@ -256,6 +242,10 @@ async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<ServerCtx>, hs_gua
     };
     ctx.stats.open_connections.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard(ctx.clone());
+    crate::count_name(
+        &ctx.stats.quic_congestion,
+        quicbench_wire::transport::quic_controller(&conn),
+    );
     if let Some(established) = established {
         // Count the connection when its handshake completes (or fails).
         let (ctx2, conn2) = (ctx.clone(), conn.clone());

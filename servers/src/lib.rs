@@ -15,12 +15,14 @@ pub mod respond;
 pub mod tcp;
 pub mod udp;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use quicbench_wire::tls::{self, Identity, ALPN_H1, ALPN_H1_0, ALPN_H2};
+use quicbench_wire::transport::Transport;
 use quicbench_wire::CongestionControl;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -41,8 +43,12 @@ pub struct ServerOptions {
     pub identity: Identity,
     /// Cap on `/bytes/N` (413 above).
     pub max_bytes: u64,
-    /// QUIC congestion controller.
+    /// Congestion controller of both transports: QUIC's, and `TCP_CONGESTION`
+    /// on the TCP listeners (accepted connections inherit it). Default cubic.
     pub cc: CongestionControl,
+    /// The link's MTU when known: QUIC then sends datagrams of the size TCP's
+    /// segments have on it (`wire::transport::Transport`). Default None.
+    pub link_mtu: Option<u32>,
     /// Close an HTTP/1.x connection whose request head has not fully arrived in
     /// this long (slowloris defence).
     pub header_timeout: Duration,
@@ -51,9 +57,11 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// Largest request head (HTTP/1.x) or header list (h2/h3) accepted.
     pub max_header_bytes: usize,
-    /// Receive buffer of the QUIC socket, bytes (None: the kernel's default,
-    /// `net.core.rmem_default`, often 208 KiB). Thousands of handshakes at once
-    /// overflow the default and their Initials are dropped.
+    /// Receive (and send) buffer of the QUIC socket, bytes. Default
+    /// `wire::transport::QUIC_SOCKET_BUFFER` (16 MiB): the kernel's default
+    /// (`net.core.rmem_default`, often 208 KiB) drops datagrams at tens of
+    /// Mbit/s and under handshake floods, outside any link model. None: the
+    /// kernel's default.
     pub quic_recv_buffer: Option<usize>,
     /// SO_REUSEPORT on the TCP listeners: several server processes share one
     /// port (each process's RLIMIT_NOFILE then bounds only its share).
@@ -75,11 +83,12 @@ impl ServerOptions {
             identity,
             max_bytes: quicbench_wire::resource::DEFAULT_MAX_BYTES,
             cc: CongestionControl::default(),
+            link_mtu: None,
             header_timeout: Duration::from_secs(10),
             max_connections: 100_000,
             max_header_bytes: 16 * 1024,
             udp_source_any: false,
-            quic_recv_buffer: None,
+            quic_recv_buffer: Some(quicbench_wire::transport::QUIC_SOCKET_BUFFER),
             tcp_reuse_port: false,
         }
     }
@@ -112,6 +121,20 @@ pub struct Stats {
     pub bytes_sent: AtomicU64,
     /// Connections open now (TCP + QUIC).
     pub open_connections: AtomicU64,
+    /// The QUIC socket's buffers as granted by the kernel (read back), bytes.
+    pub quic_socket_rcvbuf: AtomicU64,
+    pub quic_socket_sndbuf: AtomicU64,
+    /// Congestion controller read back from each accepted connection
+    /// (`getsockopt(TCP_CONGESTION)`, quinn's state): name → connections.
+    pub tcp_congestion: std::sync::Mutex<BTreeMap<String, u64>>,
+    pub quic_congestion: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+/// Count one connection under `name`.
+pub(crate) fn count_name(m: &std::sync::Mutex<BTreeMap<String, u64>>, name: String) {
+    if let Ok(mut g) = m.lock() {
+        *g.entry(name).or_default() += 1;
+    }
 }
 
 impl Stats {
@@ -130,6 +153,18 @@ impl Stats {
             udp_garbage: l(&self.udp_garbage),
             bytes_sent: l(&self.bytes_sent),
             open_connections: l(&self.open_connections),
+            quic_socket_rcvbuf: l(&self.quic_socket_rcvbuf),
+            quic_socket_sndbuf: l(&self.quic_socket_sndbuf),
+            tcp_congestion: self
+                .tcp_congestion
+                .lock()
+                .map(|g| g.clone())
+                .unwrap_or_default(),
+            quic_congestion: self
+                .quic_congestion
+                .lock()
+                .map(|g| g.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -150,6 +185,17 @@ pub struct StatsSnapshot {
     pub udp_garbage: u64,
     pub bytes_sent: u64,
     pub open_connections: u64,
+    /// The QUIC socket's buffers as the kernel granted them, bytes.
+    #[serde(default)]
+    pub quic_socket_rcvbuf: u64,
+    #[serde(default)]
+    pub quic_socket_sndbuf: u64,
+    /// Controller read back per accepted TCP connection: name → count.
+    #[serde(default)]
+    pub tcp_congestion: BTreeMap<String, u64>,
+    /// Controller read back per accepted QUIC connection: name → count.
+    #[serde(default)]
+    pub quic_congestion: BTreeMap<String, u64>,
 }
 
 /// What every server task shares.
@@ -196,6 +242,8 @@ pub enum ServeError {
     },
     #[error("TLS set-up: {0}")]
     Tls(#[from] quicbench_wire::tls::TlsError),
+    #[error("{0}")]
+    CongestionControl(#[from] quicbench_wire::transport::CcError),
 }
 
 /// Bind and start every server on every address in `opts.listen`.
@@ -217,7 +265,11 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
         &[ALPN_H2, ALPN_H1, ALPN_H1_0],
         false,
     )?);
-    let quic_cfg = tls::quic_server_config(&opts.identity, opts.cc)?;
+    let transport = Transport {
+        cc: opts.cc,
+        link_mtu: opts.link_mtu,
+    };
+    let quic_cfg = tls::quic_server_config(&opts.identity, transport)?;
     let mut addrs = BoundAddrs::default();
     let mut tasks = Vec::new();
     let mut quic_endpoints = Vec::new();
@@ -228,6 +280,7 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
             addr: a,
             source,
         })?;
+        transport.apply_tcp(&l)?;
         addrs.http.push(l.local_addr().unwrap_or(a));
         tasks.push(tcp::spawn(l, None, ctx.clone()));
 
@@ -237,6 +290,7 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
             addr: a,
             source,
         })?;
+        transport.apply_tcp(&l)?;
         let tls_addr = l.local_addr().unwrap_or(a);
         addrs.tls.push(tls_addr);
         tasks.push(tcp::spawn(l, Some(tls_cfg.clone()), ctx.clone()));
@@ -257,11 +311,17 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
                 Err(e)
             }
         });
-        let ep = ep.map_err(|source| ServeError::Bind {
+        let (ep, granted) = ep.map_err(|source| ServeError::Bind {
             proto: "h3 (quic/udp)",
             addr: a,
             source,
         })?;
+        ctx.stats
+            .quic_socket_rcvbuf
+            .store(granted.0, Ordering::Relaxed);
+        ctx.stats
+            .quic_socket_sndbuf
+            .store(granted.1, Ordering::Relaxed);
         addrs.quic.push(ep.local_addr().unwrap_or(a));
         quic_endpoints.push(ep.clone());
         tasks.push(h3::spawn(ep, ctx.clone()));

@@ -32,12 +32,12 @@ use tokio_rustls::TlsAcceptor;
 use crate::respond::{self, Body};
 use crate::ServerCtx;
 
-/// HTTP/2 flow-control windows, the same as QUIC's (`wire::tls::transport_config`)
-/// so neither transport is window-limited where the other is not.
-pub const H2_STREAM_WINDOW: u32 = 6 << 20;
-pub const H2_CONN_WINDOW: u32 = 24 << 20;
-/// Concurrent HTTP/2 streams a client may open (QUIC allows as many bidi streams).
-pub const H2_MAX_STREAMS: u32 = 1024;
+/// HTTP/2 flow-control windows and stream limit: QUIC's, from one place
+/// (`wire::transport`), so neither transport is window-limited where the
+/// other is not.
+pub const H2_STREAM_WINDOW: u32 = quicbench_wire::transport::STREAM_WINDOW;
+pub const H2_CONN_WINDOW: u32 = quicbench_wire::transport::CONN_WINDOW;
+pub const H2_MAX_STREAMS: u32 = quicbench_wire::transport::MAX_STREAMS;
 /// Bytes of the HTTP/2 client connection preface (24) plus a frame header (9):
 /// what a client must have sent within `header_timeout`.
 const H2_PREFACE_MIN: usize = 24 + 9;
@@ -140,6 +140,13 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<S
         };
         // Responses are written whole by hyper; Nagle would only delay the tail.
         let _ = stream.set_nodelay(true);
+        // What this connection really runs (inherited from the listener).
+        if let Ok(cc) = quicbench_wire::transport::tcp_congestion(&stream) {
+            crate::count_name(
+                &ctx.stats.tcp_congestion,
+                quicbench_wire::transport::normalize_cc_name(&cc),
+            );
+        }
         let refused = slots.serving.load(Ordering::Relaxed) >= ctx.max_connections;
         if refused {
             ctx.stats.tcp_refused.fetch_add(1, Ordering::Relaxed);

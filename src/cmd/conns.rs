@@ -13,6 +13,10 @@ use quicbench_netem::link::Backend;
 
 #[derive(Debug, Args)]
 pub struct ConnsArgs {
+    /// Congestion controller of both transports (QUIC's and TCP_CONGESTION on
+    /// every socket): cubic, newreno, bbr.
+    #[arg(long, default_value = "cubic")]
+    cc: quicbench_wire::CongestionControl,
     /// TCP connections to hold at one server port (0: skip TCP).
     #[arg(long, default_value_t = 70_000)]
     tcp: u64,
@@ -76,6 +80,7 @@ pub fn conns(a: ConnsArgs) -> anyhow::Result<ExitCode> {
         hold_s: a.hold,
         establish_timeout_s: a.establish_timeout,
         handshake_timeout_s: a.handshake_timeout,
+        cc: a.cc,
         links: None,
     };
     params.validate().map_err(|e| anyhow::anyhow!(e))?;

@@ -34,7 +34,9 @@ pub struct GetArgs {
     /// TLS server name (default: the URL's host).
     #[arg(long)]
     server_name: Option<String>,
-    /// QUIC congestion controller.
+    /// Congestion controller of both transports: QUIC's, and TCP_CONGESTION on
+    /// every TCP socket (cubic, newreno, bbr). Not the host's default: a
+    /// comparison needs the same controller on both.
     #[arg(long, default_value = "cubic")]
     cc: CongestionControl,
     /// Per-request timeout, seconds.

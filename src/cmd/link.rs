@@ -233,6 +233,9 @@ pub fn doctor() -> anyhow::Result<ExitCode> {
     );
     let (b, reason) = quicbench_netem::link::choose_backend(Backend::Auto);
     println!("  backend that `run` will use: {b} — {reason}");
+    for w in comparison_warnings() {
+        println!("  [!!] {w}");
+    }
     let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(s, h)| format!("{s} (hard {h})"))
         .unwrap_or_default();
@@ -256,4 +259,57 @@ pub fn doctor() -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Host defaults that would bias a TCP-vs-QUIC comparison if a run relied on
+/// them. `run` sets the controller on every socket and QUIC's buffers itself;
+/// these warnings are for what other tools (iperf3, curl) on this host get,
+/// and for a controller a matrix cannot have.
+fn comparison_warnings() -> Vec<String> {
+    use quicbench_wire::transport::{available_tcp_congestion, tcp_name};
+    use quicbench_wire::CongestionControl;
+    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string());
+    let mut w = Vec::new();
+    if let Ok(cc) = read("/proc/sys/net/ipv4/tcp_congestion_control") {
+        if cc != "cubic" {
+            w.push(format!(
+                "host TCP default controller is {cc}, not cubic: quicbench sets the matrix's `cc` on every socket of both transports, but another tool on this host (iperf3, curl) runs {cc} unless told otherwise (iperf3 -C cubic)"
+            ));
+        }
+    }
+    match available_tcp_congestion() {
+        Ok(list) => {
+            let missing: Vec<&str> = [
+                CongestionControl::Cubic,
+                CongestionControl::NewReno,
+                CongestionControl::Bbr,
+            ]
+            .into_iter()
+            .map(tcp_name)
+            .filter(|n| !list.iter().any(|a| a == n))
+            .collect();
+            if !missing.is_empty() {
+                w.push(format!(
+                    "TCP controllers missing from this kernel: {} (available: {}); cells asking for them are skipped — modprobe tcp_<name> to add one",
+                    missing.join(", "),
+                    list.join(" ")
+                ));
+            }
+        }
+        Err(e) => w.push(format!("cannot read tcp_available_congestion_control: {e}")),
+    }
+    if let Ok(v) = read("/proc/sys/net/core/rmem_max") {
+        if v.parse::<u64>().unwrap_or(0) < (4 << 20) && !nix::unistd::geteuid().is_root() {
+            w.push(format!(
+                "net.core.rmem_max is {v} bytes and this is not root: QUIC sockets cannot get the {} MiB buffers they ask for, and a fast link may drop datagrams in the receive buffer (each cell reports it as unaccounted_drops)",
+                quicbench_wire::transport::QUIC_SOCKET_BUFFER >> 20
+            ));
+        }
+    }
+    if let Ok(v) = read("/proc/sys/net/ipv4/tcp_slow_start_after_idle") {
+        if v == "1" {
+            w.push("net.ipv4.tcp_slow_start_after_idle = 1: an idle keep-alive TCP connection restarts from the initial window (quinn does not); paced workloads record it in each cell's transport profile".into());
+        }
+    }
+    w
 }

@@ -43,7 +43,9 @@ pub struct ServeArgs {
     /// Cap on /bytes/N (413 above).
     #[arg(long, default_value_t = quicbench_wire::resource::DEFAULT_MAX_BYTES)]
     max_bytes: u64,
-    /// QUIC congestion controller: cubic, newreno, bbr.
+    /// Congestion controller of both transports: QUIC's, and TCP_CONGESTION on
+    /// every TCP socket (cubic, newreno, bbr). Not the host's default: a
+    /// comparison needs the same controller on both.
     #[arg(long, default_value = "cubic")]
     cc: CongestionControl,
     /// Most concurrent connections per server.

@@ -6,6 +6,8 @@
 //! * [`probe`]: the UDP probe datagram format (echo, sink, source).
 //! * [`tls`]: the one certificate and the TLS 1.3 / QUIC configurations shared
 //!   by every protocol, so comparisons are like with like.
+//! * [`transport`]: the settings both ends of every transport share (congestion
+//!   controller for QUIC *and* TCP, windows, packet size), and their read-back.
 //! * [`Protocol`] and [`CongestionControl`]: names used on the command line,
 //!   in matrices and in results.
 
@@ -14,6 +16,7 @@ pub mod pattern;
 pub mod probe;
 pub mod resource;
 pub mod tls;
+pub mod transport;
 
 mod names;
 pub use names::{CongestionControl, Protocol, UnknownName};

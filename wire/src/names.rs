@@ -135,8 +135,9 @@ impl From<Protocol> for String {
     }
 }
 
-/// QUIC congestion controller. TCP uses the kernel's (Cubic on Linux), so Cubic
-/// is the default for a like-with-like comparison.
+/// Congestion controller of both transports of a cell: QUIC's, and the TCP
+/// socket's `TCP_CONGESTION` (`wire::transport`). Cubic by default, the common
+/// default of Linux TCP and quinn; never the host's default, which may be BBR.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]

@@ -4,13 +4,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::CongestionControl;
+use crate::transport::Transport;
 
 pub const ALPN_H1: &[u8] = b"http/1.1";
 pub const ALPN_H1_0: &[u8] = b"http/1.0";
@@ -268,45 +267,14 @@ pub fn client_config(
     Ok(cfg)
 }
 
-/// QUIC transport parameters shared by client and server.
-///
-/// Windows mirror Linux TCP's autotuning ceiling (tcp_rmem max 6 MiB) so neither
-/// transport is window-limited where the other is not.
-pub fn transport_config(cc: CongestionControl) -> quinn::TransportConfig {
-    let mut t = quinn::TransportConfig::default();
-    match cc {
-        CongestionControl::Cubic => {
-            t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()));
-        }
-        CongestionControl::NewReno => {
-            t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default()));
-        }
-        CongestionControl::Bbr => {
-            t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
-        }
-    }
-    t.stream_receive_window(quinn::VarInt::from_u32(6 << 20));
-    t.receive_window(quinn::VarInt::from_u32(24 << 20));
-    t.send_window(24 << 20);
-    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(1024));
-    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(100));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(30)) {
-        t.max_idle_timeout(Some(idle));
-    }
-    t
-}
-
 /// A quinn server config: TLS as [`server_config`] with ALPN h3 and 0-RTT,
-/// migration allowed, congestion controller `cc`.
-pub fn quic_server_config(
-    id: &Identity,
-    cc: CongestionControl,
-) -> Result<quinn::ServerConfig, TlsError> {
+/// migration allowed, transport settings `t` (controller, packet size).
+pub fn quic_server_config(id: &Identity, t: Transport) -> Result<quinn::ServerConfig, TlsError> {
     let tls = server_config(id, &[ALPN_H3], true)?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| TlsError::Config(format!("QUIC server TLS: {e}")))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    cfg.transport_config(Arc::new(transport_config(cc)));
+    cfg.transport_config(Arc::new(t.quic()));
     cfg.migration(true);
     Ok(cfg)
 }
@@ -315,22 +283,22 @@ pub fn quic_server_config(
 /// connections to resume sessions and use 0-RTT).
 pub fn quic_client_config(
     tls: Arc<rustls::ClientConfig>,
-    cc: CongestionControl,
+    t: Transport,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    quic_client_config_with_qlog(tls, cc, None)
+    quic_client_config_with_qlog(tls, t, None)
 }
 
 /// As [`quic_client_config`], writing a qlog trace (JSON-SEQ) of the
 /// connection to `qlog` (quinn's `qlog` feature).
 pub fn quic_client_config_with_qlog(
     tls: Arc<rustls::ClientConfig>,
-    cc: CongestionControl,
+    transport: Transport,
     qlog: Option<Box<dyn std::io::Write + Send + Sync>>,
 ) -> Result<quinn::ClientConfig, TlsError> {
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TlsError::Config(format!("QUIC client TLS: {e}")))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut t = transport_config(cc);
+    let mut t = transport.quic();
     if let Some(w) = qlog {
         let mut q = quinn::QlogConfig::default();
         q.writer(w).title(Some("quicbench client".into()));
@@ -403,9 +371,9 @@ mod tests {
         assert_eq!(id.chain.len(), 2);
         assert!(id.trust_anchors().len() >= 2);
         server_config(&id, &[ALPN_H2, ALPN_H1], false).unwrap();
-        quic_server_config(&id, CongestionControl::Bbr).unwrap();
+        quic_server_config(&id, Transport::new(crate::CongestionControl::Bbr)).unwrap();
         let c = client_config(&id.trust_anchors(), &[ALPN_H3], true).unwrap();
-        quic_client_config(Arc::new(c), CongestionControl::Cubic).unwrap();
+        quic_client_config(Arc::new(c), Transport::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ca.pem");
         id.write_trust(&p).unwrap();

@@ -166,6 +166,10 @@ pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnI
         TcpSocket::new_v6()
     }
     .map_err(connect_err)?;
+    // The cell's controller on both transports (wire::transport), set before
+    // the SYN so the whole connection runs it.
+    quicbench_wire::transport::set_tcp_congestion(&sock, shared.opts.cc)
+        .map_err(|e| ClientError::Setup(e.to_string()))?;
     if let Some(ip) = shared.opts.local_ip {
         sock.bind(SocketAddr::new(ip, 0))
             .map_err(|e| ClientError::Connect {
@@ -178,6 +182,12 @@ pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnI
     // Requests are small single writes: never hold them back for an ACK.
     tcp.set_nodelay(true).map_err(connect_err)?;
     info.local = tcp.local_addr().ok();
+    // What this connection really runs, read back from the socket.
+    info.congestion_control = quicbench_wire::transport::tcp_congestion(&tcp)
+        .ok()
+        .map(|c| quicbench_wire::transport::normalize_cc_name(&c));
+    // TCP's buffers are autotuned (tcp_rmem/tcp_wmem): recorded, not set.
+    info.socket_buffers = Some(quicbench_wire::transport::socket_buffers(&tcp));
     let Some(cfg) = &shared.tls else {
         return Ok((Stream::Plain(tcp), info));
     };

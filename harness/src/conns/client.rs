@@ -75,10 +75,11 @@ pub fn child_main(spec_json: &str) -> anyhow::Result<()> {
         let addrs = spec.addrs.clone();
         let server = spec.server;
         let first = spec.first;
+        let cc = p.cc;
         let est = establish_all(p, &spec.addrs, spec.target, &pb, &None, |i| {
             let a = ((first + i) % n) as usize;
             let src = addrs.get(a).copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
-            tcp::establish_indexed(a, src, server, limit)
+            tcp::establish_indexed(a, src, server, limit, cc)
         })
         .await;
         printer.abort();

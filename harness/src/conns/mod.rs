@@ -37,6 +37,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use quicbench_netem::link::{Backend, Link, LinkConfig};
 use quicbench_netem::{LinkSpec, NetNs};
 use quicbench_servers::StatsSnapshot;
+use quicbench_wire::CongestionControl;
 use serde::{Deserialize, Serialize};
 
 use self::proc::ChildProc;
@@ -100,6 +101,10 @@ pub struct ConnsParams {
     /// Time limit of one handshake and of one liveness check, seconds.
     #[serde(default = "d_handshake_timeout")]
     pub handshake_timeout_s: u64,
+    /// Congestion controller of both transports (QUIC's and TCP_CONGESTION on
+    /// every socket, client and server). Default cubic.
+    #[serde(default)]
+    pub cc: CongestionControl,
     /// Matrix only: the links (labels) to run on; default all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub links: Option<Vec<String>>,
@@ -139,6 +144,7 @@ impl Default for ConnsParams {
             hold_s: d_hold(),
             establish_timeout_s: d_establish_timeout(),
             handshake_timeout_s: d_handshake_timeout(),
+            cc: CongestionControl::default(),
             links: None,
         }
     }
@@ -591,6 +597,7 @@ fn run_phase(cfg: &ConnsConfig, kind: Kind, target: u64) -> anyhow::Result<Phase
         quic_recv_buffer: Some(SERVER_UDP_RECV_BUFFER),
         http_port: 0,
         reuse_port: n_servers > 1,
+        cc: p.cc,
     };
     let mut srvs: Vec<ServerProc> = Vec::new();
     for _ in 0..n_servers {
@@ -1160,7 +1167,7 @@ async fn quic_phase(
     let limit = Duration::from_secs(p.handshake_timeout_s);
     // Keep-alives: establishing 70,000 connections takes longer than the
     // server's 30 s idle timeout.
-    let cfg = quic::client_config(trust, Some(Duration::from_secs(10)))?;
+    let cfg = quic::client_config(trust, Some(Duration::from_secs(10)), p.cc)?;
     let mut eps: Vec<(usize, quinn::Endpoint)> = Vec::new();
     for (a, ip) in addrs.iter().enumerate() {
         for _ in 0..p.quic_sockets_per_addr {

@@ -19,13 +19,16 @@ use rustls_pki_types::CertificateDer;
 pub fn client_config(
     trust: &[CertificateDer<'static>],
     keep_alive: Option<Duration>,
+    cc: quicbench_wire::CongestionControl,
 ) -> anyhow::Result<quinn::ClientConfig> {
     let mut t = tls::client_config(trust, &[ALPN_H3], false)?;
     t.resumption = rustls::client::Resumption::disabled();
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(t))
         .map_err(|e| anyhow::anyhow!("QUIC client TLS: {e}"))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut tr = quinn::TransportConfig::default();
+    // The cell's controller (wire::transport), with small windows: thousands
+    // of idle connections, not throughput.
+    let mut tr = quicbench_wire::transport::Transport::new(cc).quic();
     tr.stream_receive_window(quinn::VarInt::from_u32(64 << 10));
     tr.receive_window(quinn::VarInt::from_u32(256 << 10));
     tr.send_window(256 << 10);
@@ -33,9 +36,6 @@ pub fn client_config(
     // The server's HTTP/3 layer opens three unidirectional streams (control,
     // QPACK encoder and decoder).
     tr.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(30)) {
-        tr.max_idle_timeout(Some(idle));
-    }
     tr.keep_alive_interval(keep_alive);
     cfg.transport_config(Arc::new(tr));
     Ok(cfg)

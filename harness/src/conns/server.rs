@@ -38,6 +38,9 @@ pub struct ChildSpec {
     pub http_port: u16,
     #[serde(default)]
     pub reuse_port: bool,
+    /// Both transports' congestion controller.
+    #[serde(default)]
+    pub cc: quicbench_wire::CongestionControl,
 }
 
 /// The child's first line.
@@ -68,6 +71,7 @@ pub fn child_main(spec_json: &str) -> anyhow::Result<()> {
         o.quic_recv_buffer = spec.quic_recv_buffer;
         o.http_port = spec.http_port;
         o.tcp_reuse_port = spec.reuse_port;
+        o.cc = spec.cc;
         let servers = quicbench_servers::start(o).await?;
         let port = |v: &[std::net::SocketAddr]| v.first().map(|a| a.port()).unwrap_or(0);
         let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)

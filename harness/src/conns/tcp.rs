@@ -19,9 +19,11 @@ pub async fn establish(
     src: Ipv4Addr,
     server: SocketAddr,
     limit: Duration,
+    cc: quicbench_wire::CongestionControl,
 ) -> Result<(TcpStream, Duration), String> {
     let t0 = Instant::now();
     let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {}", errno_name(&e)))?;
+    quicbench_wire::transport::set_tcp_congestion(&sock, cc).map_err(|e| e.to_string())?;
     bind_no_port(&sock);
     sock.bind(SocketAddr::new(src.into(), 0))
         .map_err(|e| format!("bind: {}", errno_name(&e)))?;
@@ -47,8 +49,9 @@ pub async fn establish_indexed(
     src: Ipv4Addr,
     server: SocketAddr,
     limit: Duration,
+    cc: quicbench_wire::CongestionControl,
 ) -> (usize, Result<(TcpStream, Duration), String>) {
-    (a, establish(src, server, limit).await)
+    (a, establish(src, server, limit, cc).await)
 }
 
 /// One request/response on an open connection: the liveness check.

@@ -79,6 +79,7 @@ fn meta(name: &str, shard: Option<(u32, u32)>, ids: Vec<String>) -> RunMeta {
         shard,
         seed: 1,
         calibration: None,
+        transport_profile: None,
         planned_cells: 12,
         cell_ids: ids,
     }

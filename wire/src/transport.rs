@@ -1,0 +1,399 @@
+//! The transport settings both ends of every protocol share, in one place:
+//! the congestion controller (QUIC's *and* TCP's), flow-control windows,
+//! idle timeout, and the packet size a link's MTU allows.
+//!
+//! A comparison is only like with like when these match, so servers, clients,
+//! the harness and `conns` all take them from here, and what actually ran is
+//! read back from the sockets and connections ([`tcp_congestion`],
+//! [`quic_controller`]) rather than assumed.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
+
+use crate::CongestionControl;
+
+/// Per-stream receive window (QUIC stream, HTTP/2 stream): Linux TCP's
+/// autotuning ceiling (`tcp_rmem` max, 6 MiB), so neither transport is
+/// window-limited where the other is not.
+pub const STREAM_WINDOW: u32 = 6 << 20;
+/// Per-connection receive window (QUIC connection, HTTP/2 connection).
+pub const CONN_WINDOW: u32 = 24 << 20;
+/// QUIC send buffer per connection.
+pub const SEND_WINDOW: u64 = 24 << 20;
+/// Concurrent bidirectional streams a peer may open (QUIC, HTTP/2).
+pub const MAX_STREAMS: u32 = 1024;
+/// QUIC idle timeout (both ends advertise it).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// IPv4 + UDP header bytes: a QUIC datagram's payload is the MTU less these.
+pub const UDP4_OVERHEAD: u32 = 20 + 8;
+/// IPv6 + UDP header bytes.
+pub const UDP6_OVERHEAD: u32 = 40 + 8;
+/// Smallest UDP payload QUIC allows (RFC 9000 §14).
+pub const QUIC_MIN_PAYLOAD: u16 = 1200;
+/// Receive and send buffers requested for every QUIC socket, client and
+/// server. A TCP socket's receive queue grows with its window (tcp_rmem);
+/// a UDP socket's does not, and the kernel default (rmem_default, ~208 KiB)
+/// overflowed at 60 Mbit/s bursts here: drops outside the link model. 16 MiB
+/// holds 100 ms at 1 Gbit/s.
+pub const QUIC_SOCKET_BUFFER: usize = 16 << 20;
+
+/// What a cell's endpoints share: the congestion controller of both
+/// transports, and the link MTU when the harness knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Transport {
+    /// QUIC's controller, and `TCP_CONGESTION` on every TCP socket.
+    pub cc: CongestionControl,
+    /// The link's MTU, bytes. Known: QUIC sends datagrams of the size TCP's
+    /// segments have on the same link from the first packet (initial MTU =
+    /// MTU − IP/UDP headers, no discovery). Unknown: quinn's default
+    /// (1200 bytes, then path MTU discovery).
+    pub link_mtu: Option<u32>,
+}
+
+impl Transport {
+    pub fn new(cc: CongestionControl) -> Self {
+        Transport { cc, link_mtu: None }
+    }
+
+    /// The UDP payload QUIC uses on this link, if the MTU is known
+    /// (IPv4 headers assumed: the benchmark hosts speak IPv4 first).
+    pub fn quic_udp_payload(&self) -> Option<u16> {
+        self.link_mtu.map(udp_payload_for_mtu)
+    }
+
+    /// quinn's transport parameters for these settings.
+    pub fn quic(&self) -> quinn::TransportConfig {
+        let mut t = quinn::TransportConfig::default();
+        match self.cc {
+            CongestionControl::Cubic => {
+                t.congestion_controller_factory(std::sync::Arc::new(
+                    quinn::congestion::CubicConfig::default(),
+                ));
+            }
+            CongestionControl::NewReno => {
+                t.congestion_controller_factory(std::sync::Arc::new(
+                    quinn::congestion::NewRenoConfig::default(),
+                ));
+            }
+            CongestionControl::Bbr => {
+                t.congestion_controller_factory(std::sync::Arc::new(
+                    quinn::congestion::BbrConfig::default(),
+                ));
+            }
+        }
+        t.stream_receive_window(quinn::VarInt::from_u32(STREAM_WINDOW));
+        t.receive_window(quinn::VarInt::from_u32(CONN_WINDOW));
+        t.send_window(SEND_WINDOW);
+        t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_STREAMS));
+        t.max_concurrent_uni_streams(quinn::VarInt::from_u32(100));
+        if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
+            t.max_idle_timeout(Some(idle));
+        }
+        if let Some(p) = self.quic_udp_payload() {
+            // The path's size is known: start there, as TCP's MSS does, and
+            // do not spend probes discovering it.
+            t.initial_mtu(p);
+            t.mtu_discovery_config(None);
+        }
+        t
+    }
+
+    /// Set this controller on a TCP socket (before `connect`, or on a
+    /// listener: accepted sockets inherit it). Fails when the kernel lacks it.
+    pub fn apply_tcp<S: AsFd>(&self, sock: &S) -> Result<(), CcError> {
+        set_tcp_congestion(sock, self.cc)
+    }
+}
+
+/// Ask for socket buffers of `bytes` (receive and send): `SO_*BUFFORCE`
+/// (privileged: not capped by `net.core.rmem_max`/`wmem_max`), else
+/// `SO_RCVBUF`/`SO_SNDBUF` (capped). Returns what the kernel granted, read
+/// back ([`socket_buffers`]); the kernel doubles the request for its own
+/// bookkeeping, so a granted value is about twice the payload it holds.
+pub fn set_socket_buffers<S: AsFd>(sock: &S, bytes: usize) -> (u64, u64) {
+    let fd = sock.as_fd().as_raw_fd();
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let set = |opt: libc::c_int| {
+        // SAFETY: a valid socket fd and a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                len,
+            ) == 0
+        }
+    };
+    if !set(libc::SO_RCVBUFFORCE) {
+        set(libc::SO_RCVBUF);
+    }
+    if !set(libc::SO_SNDBUFFORCE) {
+        set(libc::SO_SNDBUF);
+    }
+    socket_buffers(sock)
+}
+
+/// `SO_RCVBUF` and `SO_SNDBUF` as the kernel reports them (0 if unreadable).
+pub fn socket_buffers<S: AsFd>(sock: &S) -> (u64, u64) {
+    let fd = sock.as_fd().as_raw_fd();
+    let get = |opt: libc::c_int| {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a valid fd; `v` and `len` describe a writable c_int we own.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            v.max(0) as u64
+        } else {
+            0
+        }
+    };
+    (get(libc::SO_RCVBUF), get(libc::SO_SNDBUF))
+}
+
+/// The largest UDP payload an IPv4 datagram carries on a link of this MTU,
+/// clamped to what QUIC accepts.
+pub fn udp_payload_for_mtu(mtu: u32) -> u16 {
+    let p = mtu.saturating_sub(UDP4_OVERHEAD).min(u16::MAX as u32) as u16;
+    p.max(QUIC_MIN_PAYLOAD)
+}
+
+/// Linux's name of a controller (`tcp_available_congestion_control`).
+pub fn tcp_name(cc: CongestionControl) -> &'static str {
+    match cc {
+        CongestionControl::Cubic => "cubic",
+        CongestionControl::NewReno => "reno",
+        CongestionControl::Bbr => "bbr",
+    }
+}
+
+/// A controller the kernel cannot give a socket.
+#[derive(Debug, thiserror::Error)]
+pub enum CcError {
+    #[error("TCP congestion controller {wanted:?} is not available in this kernel (available: {available}); load its module (e.g. modprobe tcp_{wanted}) or choose another")]
+    Unavailable { wanted: String, available: String },
+    #[error("setting TCP congestion controller {wanted:?}: {source}")]
+    Set {
+        wanted: String,
+        source: std::io::Error,
+    },
+}
+
+/// The controllers this kernel has (`net.ipv4.tcp_available_congestion_control`;
+/// global, not per namespace).
+pub fn available_tcp_congestion() -> std::io::Result<Vec<String>> {
+    let s = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")?;
+    Ok(s.split_whitespace().map(str::to_string).collect())
+}
+
+/// `Ok` when the kernel has `cc`'s TCP counterpart; the error names what it has.
+pub fn check_tcp_congestion(cc: CongestionControl) -> Result<(), CcError> {
+    match available_tcp_congestion() {
+        Ok(list) => check_against(cc, &list),
+        // No /proc: let the setsockopt say what is wrong.
+        Err(_) => Ok(()),
+    }
+}
+
+/// `Ok` when `available` (the kernel's list) has `cc`'s TCP counterpart.
+pub fn check_against(cc: CongestionControl, available: &[String]) -> Result<(), CcError> {
+    let name = tcp_name(cc);
+    if available.iter().any(|a| a == name) {
+        Ok(())
+    } else {
+        Err(CcError::Unavailable {
+            wanted: name.into(),
+            available: available.join(" "),
+        })
+    }
+}
+
+/// `setsockopt(TCP_CONGESTION)`.
+pub fn set_tcp_congestion<S: AsFd>(sock: &S, cc: CongestionControl) -> Result<(), CcError> {
+    let name = tcp_name(cc);
+    let fd = sock.as_fd().as_raw_fd();
+    // SAFETY: a valid fd borrowed for the call; the value pointer and length
+    // describe `name`'s bytes, which outlive the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        return Err(CcError::Unavailable {
+            wanted: name.into(),
+            available: available_tcp_congestion()
+                .map(|l| l.join(" "))
+                .unwrap_or_else(|_| "unknown".into()),
+        });
+    }
+    Err(CcError::Set {
+        wanted: name.into(),
+        source: e,
+    })
+}
+
+/// `getsockopt(TCP_CONGESTION)`: the controller a TCP socket really runs.
+pub fn tcp_congestion<S: AsFd>(sock: &S) -> std::io::Result<String> {
+    let fd = sock.as_fd().as_raw_fd();
+    let mut buf = [0u8; 16]; // TCP_CA_NAME_MAX
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: a valid fd; `buf` and `len` describe a writable buffer we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let n = (len as usize).min(buf.len());
+    let end = buf[..n].iter().position(|b| *b == 0).unwrap_or(n);
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// The controller a QUIC connection really runs, read from quinn's state
+/// (a name in our vocabulary: cubic, newreno, bbr).
+pub fn quic_controller(c: &quinn::Connection) -> String {
+    let any = c.congestion_state().into_any();
+    if any.is::<quinn::congestion::Cubic>() {
+        "cubic".into()
+    } else if any.is::<quinn::congestion::NewReno>() {
+        "newreno".into()
+    } else if any.is::<quinn::congestion::Bbr>() {
+        "bbr".into()
+    } else {
+        "unknown".into()
+    }
+}
+
+/// Our vocabulary for a kernel controller name (reno → newreno), so TCP and
+/// QUIC read-backs compare as equal strings.
+pub fn normalize_cc_name(kernel: &str) -> String {
+    match kernel {
+        "reno" => "newreno".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_for_mtu() {
+        assert_eq!(udp_payload_for_mtu(1500), 1472);
+        assert_eq!(udp_payload_for_mtu(9000), 8972);
+        // Below QUIC's minimum the minimum wins (such a link fails QUIC anyway).
+        assert_eq!(udp_payload_for_mtu(1000), QUIC_MIN_PAYLOAD);
+        assert_eq!(udp_payload_for_mtu(u32::MAX), u16::MAX);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(tcp_name(CongestionControl::NewReno), "reno");
+        assert_eq!(normalize_cc_name("reno"), "newreno");
+        assert_eq!(normalize_cc_name("cubic"), "cubic");
+    }
+
+    #[test]
+    fn tcp_socket_takes_and_reports_the_controller() {
+        let available = available_tcp_congestion().unwrap_or_default();
+        for cc in [CongestionControl::Cubic, CongestionControl::NewReno] {
+            if !available.iter().any(|a| a == tcp_name(cc)) {
+                eprintln!(
+                    "SKIPPED: {} not in this kernel ({available:?})",
+                    tcp_name(cc)
+                );
+                continue;
+            }
+            let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            set_tcp_congestion(&s, cc).unwrap();
+            assert_eq!(tcp_congestion(&s).unwrap(), tcp_name(cc));
+        }
+    }
+
+    #[test]
+    fn a_controller_the_kernel_lacks_is_refused_with_the_list() {
+        let have = vec!["reno".to_string(), "cubic".to_string()];
+        assert!(check_against(CongestionControl::Cubic, &have).is_ok());
+        assert!(check_against(CongestionControl::NewReno, &have).is_ok());
+        let e = check_against(CongestionControl::Bbr, &have).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("\"bbr\"") && msg.contains("reno cubic"),
+            "{msg}"
+        );
+        assert!(check_against(CongestionControl::Cubic, &[]).is_err());
+    }
+
+    #[test]
+    fn unknown_controller_is_named() {
+        let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = s.as_fd().as_raw_fd();
+        let bogus = "qb-no-such-cc";
+        // SAFETY: as in set_tcp_congestion.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_CONGESTION,
+                bogus.as_ptr().cast(),
+                bogus.len() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, -1);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOENT)
+        );
+    }
+
+    #[test]
+    fn socket_buffers_are_granted_and_read_back() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (r0, _) = socket_buffers(&s);
+        let (r, w) = set_socket_buffers(&s, 4 << 20);
+        assert!(r > 0 && w > 0);
+        // As root the FORCE options pass rmem_max; otherwise the cap applies.
+        if nix_is_root() {
+            assert!(r >= 4 << 20, "granted {r}, before {r0}");
+        }
+    }
+
+    fn nix_is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    #[test]
+    fn known_mtu_fixes_quic_packet_size() {
+        let t = Transport {
+            cc: CongestionControl::Cubic,
+            link_mtu: Some(1500),
+        };
+        assert_eq!(t.quic_udp_payload(), Some(1472));
+        assert_eq!(Transport::default().quic_udp_payload(), None);
+    }
+}
