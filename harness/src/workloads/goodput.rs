@@ -50,9 +50,13 @@ pub fn steady_goodput(
 /// The object's rate is a low estimate of the steady rate (slow start).
 const SLOW_START_ALLOWANCE: f64 = 1.5;
 
+/// The long transfer is at least this (a loss-limited link may make it
+/// smaller than the object: its duration is what matters).
+const MIN_LONG_BYTES: u64 = 64 * 1024;
+
 /// Size of the long transfer: `duration_ms` at the lower of the link's rate
-/// and 1.5 × the object's rate (loss, not the link, may be the limit), never
-/// less than the object nor more than the servers serve.
+/// and 1.5 × the object's rate (loss, not the link, may be the limit),
+/// between [`MIN_LONG_BYTES`] and what the servers serve.
 fn long_size(gp: &GoodputParams, rate_bps: Option<u64>, object_mbps: Option<f64>) -> u64 {
     let link = rate_bps.filter(|r| *r > 0).map(|r| r as f64);
     let seen = object_mbps
@@ -64,7 +68,7 @@ fn long_size(gp: &GoodputParams, rate_bps: Option<u64>, object_mbps: Option<f64>
         (None, None) => 0.0,
     };
     let bytes = bps / 8.0 * gp.duration_ms as f64 / 1000.0;
-    (bytes as u64).clamp(gp.size, MAX_LONG_BYTES.max(gp.size))
+    (bytes as u64).clamp(MIN_LONG_BYTES, MAX_LONG_BYTES)
 }
 
 /// Every `k`-th point, so at most [`MAX_TIMELINE_POINTS`] remain (the last one kept).
@@ -284,12 +288,17 @@ mod tests {
         assert_eq!(long_size(&p, Some(20_000_000), Some(18.0)), 25_000_000);
         // Loss-limited: 1.5 × the object's 2 Mbit/s, not the link's 20.
         assert_eq!(long_size(&p, Some(20_000_000), Some(2.0)), 3_750_000);
-        // No rate: the object's; never below the object, never above the cap.
+        // No rate: the object's; never above the cap.
         assert_eq!(
             long_size(&params(1 << 20, 2000), None, Some(80.0)),
             30_000_000
         );
-        assert_eq!(long_size(&params(1 << 20, 10), None, Some(1.0)), 1 << 20);
+        // A slow (loss-limited) link: shorter than the object, not longer.
+        assert_eq!(long_size(&params(1 << 20, 1000), None, Some(2.0)), 375_000);
+        assert_eq!(
+            long_size(&params(1 << 20, 10), None, Some(1.0)),
+            MIN_LONG_BYTES
+        );
         assert_eq!(
             long_size(&params(1, 100_000), None, Some(1e5)),
             MAX_LONG_BYTES
