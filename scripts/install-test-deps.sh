@@ -29,6 +29,23 @@ install_iproute2
 
 
 # ---------------------------------------------------------------------------
+# nftables (`nft`): NAT rebinding on the kernel backend (netem/src/link/
+# kernel_nat.rs) and its tests (netem/tests/kernel.rs). System package; needs
+# root when missing.
+# ---------------------------------------------------------------------------
+install_nftables() {
+  if command -v nft >/dev/null 2>&1; then
+    echo "nftables: present ($(nft --version 2>&1 | head -n1))"
+    return 0
+  fi
+  echo "nftables: missing, installing it with apt"
+  apt-get update -qq && apt-get install -y -qq nftables
+}
+install_nftables
+# ------------------------------------------------------------ end nftables
+
+
+# ---------------------------------------------------------------------------
 # curl: TCP interop tests (servers/tests/tcp_curl.rs): HTTP/1.0, HTTP/1.1 and
 # HTTP/2 (curl built with nghttp2, as Debian's and Ubuntu's are) against our
 # server. System package; needs root when missing.

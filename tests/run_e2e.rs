@@ -314,6 +314,43 @@ fn processes_with_arg(arg: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// `link` and `calibrate` say first what the spec does per direction: the
+/// effective specs, the RTT and the round-trip loss (`--spec` is applied to
+/// each direction).
+#[test]
+fn link_and_calibrate_state_both_directions_first() {
+    if !can_run_links() {
+        return;
+    }
+    let want = "up (client → server) [delay 5ms loss 1%], down (server → client) \
+                [delay 5ms loss 1%]: RTT 10 ms, round-trip loss 1.99% (1% each way)";
+    let out = Command::new(bin())
+        .args(["link", "--spec", "delay 5ms loss 1%", "--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let first = err.lines().take(2).collect::<Vec<_>>().join("\n");
+    assert!(first.contains(want), "{err}");
+    let out = Command::new(bin())
+        .args([
+            "calibrate",
+            "--spec",
+            "delay 5ms loss 1%",
+            "--seconds",
+            "0.3",
+            "--pps",
+            "1000",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().next().is_some_and(|l| l.contains(want)),
+        "{err}"
+    );
+}
+
 /// `quicbench link`: any server and client command over the link, with the
 /// addresses in their environment; the client's exit status comes back and the
 /// server (including what its shell started) is stopped.

@@ -22,9 +22,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
+use quicbench_wire::sockinfo::ConnProbe;
 use transport::{
-    authority, check_target, open, range_value, request_head, BodySink, ResponseReader, Schedule,
-    Stream, TimedIo,
+    authority, check_target, keep_probe, open, range_value, request_head, BodySink, ResponseReader,
+    Schedule, Stream, TimedIo,
 };
 
 /// HTTP/1.0: every request opens its own TCP (+TLS) connection and the server
@@ -35,6 +36,8 @@ pub struct H10Conn {
     info: ConnInfo,
     /// The connection opened by `connect`, used by the first request.
     first: Option<Stream>,
+    /// Transport probes of the connections opened (the first `transport::MAX_PROBES`).
+    probes: Vec<Arc<ConnProbe>>,
 }
 
 impl H10Conn {
@@ -45,12 +48,17 @@ impl H10Conn {
         Ok(H10Conn {
             shared,
             info,
+            probes: vec![stream.probe()],
             first: Some(stream),
         })
     }
 
     pub fn info(&self) -> &ConnInfo {
         &self.info
+    }
+
+    pub(crate) fn probes(&self) -> &[Arc<ConnProbe>] {
+        &self.probes
     }
 
     /// Requests one after the other (each at its scheduled time, or when the
@@ -108,6 +116,7 @@ impl H10Conn {
         let conn_id = self.shared.next_conn_id();
         rec.conn_id = conn_id;
         let (stream, info) = open(&self.shared, conn_id).await?;
+        keep_probe(&mut self.probes, stream.probe());
         rec.transport_ready_ns = info.transport_ready_ns;
         rec.tls_ready_ns = info.tls_ready_ns;
         self.exchange(stream, &head, req, rec).await
@@ -158,11 +167,13 @@ pub struct H11Conn {
     /// Requests issued on this connection so far (the `stream_id` of records).
     position: u64,
     broken: Option<String>,
+    probe: Arc<ConnProbe>,
 }
 
 impl H11Conn {
     pub async fn connect(shared: Arc<Shared>) -> Result<Self, ClientError> {
         let (stream, info) = open(&shared, shared.next_conn_id()).await?;
+        let probe = stream.probe();
         let (io, last_write_ns) = TimedIo::new(stream, shared.epoch);
         let (sender, conn) = http1::handshake(TokioIo::new(io))
             .await
@@ -181,11 +192,16 @@ impl H11Conn {
             last_write_ns,
             position: 0,
             broken: None,
+            probe,
         })
     }
 
     pub fn info(&self) -> &ConnInfo {
         &self.info
+    }
+
+    pub(crate) fn probes(&self) -> &[Arc<ConnProbe>] {
+        std::slice::from_ref(&self.probe)
     }
 
     pub async fn run(&mut self, reqs: &[Request]) -> Vec<RequestRecord> {

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::h1::read_hyper_body;
 use crate::h1::transport::{authority, check_target, open, range_value, Schedule};
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
+use quicbench_wire::sockinfo::ConnProbe;
 
 /// Receive windows, QUIC's from one place (`wire::transport`: 6 MiB per
 /// stream, 24 MiB per connection) so neither is window-limited where the
@@ -32,6 +33,7 @@ pub struct H2Conn {
     /// streams are opened (RFC 9113 §5.1.1), and hyper opens them in submission
     /// order, so request k's stream id is 2k+1 (hyper does not expose it).
     submitted: u64,
+    probe: Arc<ConnProbe>,
 }
 
 impl H2Conn {
@@ -42,6 +44,7 @@ impl H2Conn {
             ));
         }
         let (stream, info) = open(&shared, shared.next_conn_id()).await?;
+        let probe = stream.probe();
         if info.alpn.as_deref() != Some("h2") {
             return Err(ClientError::Protocol(format!(
                 "server did not negotiate h2 by ALPN (got {:?})",
@@ -67,11 +70,16 @@ impl H2Conn {
             sender: Some(sender),
             conn_task: Some(conn_task),
             submitted: 0,
+            probe,
         })
     }
 
     pub fn info(&self) -> &ConnInfo {
         &self.info
+    }
+
+    pub(crate) fn probes(&self) -> &[Arc<ConnProbe>] {
+        std::slice::from_ref(&self.probe)
     }
 
     /// Every request is its own stream, opened when due; they proceed

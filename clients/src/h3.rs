@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use quicbench_wire::pattern::Verifier;
 use quicbench_wire::resource::Resource;
+use quicbench_wire::sockinfo::{ConnProbe, QuicProbeGuard, Side};
 use quicbench_wire::tls;
 use tokio::task::JoinHandle;
 
@@ -147,6 +148,10 @@ pub struct H3Conn {
     attempted_0rtt: bool,
     /// Tickets received from this server before this connection started.
     tickets_before: u64,
+    /// Transport probes (quinn's stats) of the QUIC connections made (a
+    /// second one after a rejected 0-RTT), and the guards that release them.
+    probes: Vec<Arc<ConnProbe>>,
+    probe_guards: Vec<QuicProbeGuard>,
 }
 
 impl fmt::Debug for H3Conn {
@@ -407,7 +412,7 @@ impl H3Conn {
             fill_alpn(&mut info, &est.conn);
         }
         let attempted_0rtt = est.pending_0rtt.is_some() || est.rejected_0rtt;
-        Ok(H3Conn {
+        let mut conn = H3Conn {
             shared,
             info,
             endpoint: est.endpoint,
@@ -419,7 +424,30 @@ impl H3Conn {
             ready_unreported: true,
             attempted_0rtt,
             tickets_before,
-        })
+            probes: Vec::new(),
+            probe_guards: Vec::new(),
+        };
+        conn.watch();
+        Ok(conn)
+    }
+
+    /// Put a transport probe on the current QUIC connection.
+    fn watch(&mut self) {
+        let (probe, guard) = ConnProbe::quic(
+            &self.conn,
+            Side::Client,
+            Some(self.info.conn_id),
+            self.shared.epoch.mono_ns(),
+        );
+        if let Some(period) = self.shared.opts.transport_sample {
+            probe.start_sampling(period);
+        }
+        self.probes.push(probe);
+        self.probe_guards.push(guard);
+    }
+
+    pub(crate) fn probes(&self) -> &[Arc<ConnProbe>] {
+        &self.probes
     }
 
     pub fn info(&self) -> &ConnInfo {
@@ -518,6 +546,8 @@ impl H3Conn {
             return;
         }
         self.driver.abort();
+        // The final snapshot of the abandoned connection, before it closes.
+        self.probe_guards.clear();
         self.conn.close(
             quinn::VarInt::from_u32(0x100),
             b"0-RTT rejected; reconnecting",
@@ -529,6 +559,7 @@ impl H3Conn {
                 self.send = est.send;
                 self.driver = est.driver;
                 self.info.local = self.endpoint.local_addr().ok();
+                self.watch();
                 if let Some(t) = est.ready {
                     let epoch = self.shared.epoch;
                     self.info.transport_ready_ns = Some(epoch.ns(t));
@@ -587,8 +618,11 @@ impl H3Conn {
             send,
             driver,
             pending_0rtt,
+            probe_guards,
             ..
         } = self;
+        // The final snapshot before CONNECTION_CLOSE.
+        drop(probe_guards);
         drop(send);
         conn.close(quinn::VarInt::from_u32(0x100), b"done"); // H3_NO_ERROR
         if let Some(p) = pending_0rtt {

@@ -15,6 +15,7 @@ pub mod pipelined;
 pub mod udp;
 
 mod record;
+pub use quicbench_wire::sockinfo;
 pub use record::{ClientError, ConnInfo, Epoch, Progress, Request, RequestRecord};
 
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use quicbench_wire::sockinfo::TransportRecord;
 use quicbench_wire::tls::{self, ALPN_H1, ALPN_H2, ALPN_H3};
 use quicbench_wire::{CongestionControl, Protocol};
 use rustls_pki_types::CertificateDer;
@@ -77,6 +79,11 @@ pub struct ClientOptions {
     pub capture_dir: Option<std::path::PathBuf>,
     /// Bind the client's sockets to this local address (None: the OS picks).
     pub local_ip: Option<IpAddr>,
+    /// Sample each connection's transport state (`TCP_INFO`, quinn's stats)
+    /// this often, for charts over time (see `quicbench_wire::sockinfo`).
+    /// Default None: only a snapshot when asked ([`Connection::transport`]) and
+    /// when the connection closes.
+    pub transport_sample: Option<Duration>,
 }
 
 impl ClientOptions {
@@ -93,6 +100,7 @@ impl ClientOptions {
             stall_timeout: None,
             capture_dir: None,
             local_ip: None,
+            transport_sample: None,
         }
     }
 }
@@ -259,6 +267,21 @@ impl Connection {
             Connection::H2(c) => c.run(reqs).await,
             Connection::H3(c) => c.run(reqs).await,
         }
+    }
+
+    /// The transport's view of each connection this one opened (HTTP/1.0 and
+    /// a re-established HTTP/3 connection: several): options read back, a
+    /// snapshot (taken now if the connection is still open, else at its close)
+    /// and the samples so far. Times count from the client's [`Epoch`].
+    pub fn transport(&self) -> Vec<TransportRecord> {
+        let probes = match self {
+            Connection::H10(c) => c.probes(),
+            Connection::H11(c) => c.probes(),
+            Connection::Pipelined(c) => c.probes(),
+            Connection::H2(c) => c.probes(),
+            Connection::H3(c) => c.probes(),
+        };
+        probes.iter().map(|p| p.record()).collect()
     }
 
     /// The HTTP/3 connection, for active migration.

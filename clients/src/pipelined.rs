@@ -18,6 +18,7 @@ use crate::h1::transport::{
     authority, fail_all, open, request_head, ResponseReader, Schedule, Stream,
 };
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
+use quicbench_wire::sockinfo::ConnProbe;
 
 /// `sent_ns` of a request not written (yet).
 const NOT_SENT: u64 = u64::MAX;
@@ -33,12 +34,14 @@ pub struct PipelinedConn {
     position: u64,
     /// Why the connection can no longer be used.
     broken: Option<String>,
+    probe: Arc<ConnProbe>,
 }
 
 impl PipelinedConn {
     pub async fn connect(shared: Arc<Shared>) -> Result<Self, ClientError> {
         let (stream, info) = open(&shared, shared.next_conn_id()).await?;
         let stall = shared.opts.stall_timeout;
+        let probe = stream.probe();
         Ok(PipelinedConn {
             authority: authority(&shared),
             shared,
@@ -47,11 +50,16 @@ impl PipelinedConn {
             reader: ResponseReader::new().with_stall(stall),
             position: 0,
             broken: None,
+            probe,
         })
     }
 
     pub fn info(&self) -> &ConnInfo {
         &self.info
+    }
+
+    pub(crate) fn probes(&self) -> &[Arc<ConnProbe>] {
+        std::slice::from_ref(&self.probe)
     }
 
     /// Write each request when due (in order of due time) while a reader takes

@@ -6,18 +6,30 @@ use std::time::{Duration, Instant};
 /// The zero of a client's time axis. All recorded times are ns since the epoch,
 /// from the monotonic clock (`Instant`, CLOCK_MONOTONIC on Linux, ns resolution).
 #[derive(Debug, Clone, Copy)]
-pub struct Epoch(Instant);
+pub struct Epoch {
+    at: Instant,
+    /// The same moment as host-wide CLOCK_MONOTONIC ns, to put records made
+    /// elsewhere (a server's transport samples) on this axis.
+    mono_ns: u64,
+}
 
 impl Epoch {
     pub fn new() -> Self {
-        Epoch(Instant::now())
+        Epoch {
+            at: Instant::now(),
+            mono_ns: quicbench_wire::clock::mono_ns(),
+        }
     }
     pub fn instant(&self) -> Instant {
-        self.0
+        self.at
+    }
+    /// The epoch in host-wide CLOCK_MONOTONIC ns.
+    pub fn mono_ns(&self) -> u64 {
+        self.mono_ns
     }
     /// ns since the epoch of an instant (0 if before it).
     pub fn ns(&self, t: Instant) -> u64 {
-        t.saturating_duration_since(self.0).as_nanos() as u64
+        t.saturating_duration_since(self.at).as_nanos() as u64
     }
     /// ns since the epoch, now.
     pub fn now_ns(&self) -> u64 {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use quicbench_netem::link::{Backend, Link, LinkConfig};
 use quicbench_results::{CellResult, CellStatus, LinkInfo, Metric};
 use quicbench_servers::{ServerOptions, StatsSnapshot};
+use quicbench_wire::sockinfo::TransportRecord;
 use quicbench_wire::tls::Identity;
 use quicbench_wire::CongestionControl;
 
@@ -41,9 +42,13 @@ pub fn link_info(l: &LinkDef) -> LinkInfo {
     }
 }
 
+/// What the servers leave behind: their counters and each connection's
+/// transport record.
+type ServerReport = (StatsSnapshot, Vec<TransportRecord>);
+
 struct ServerThread {
     stop: tokio::sync::oneshot::Sender<()>,
-    join: std::thread::JoinHandle<std::io::Result<Option<StatsSnapshot>>>,
+    join: std::thread::JoinHandle<std::io::Result<Option<ServerReport>>>,
 }
 
 /// Start the servers on a thread inside the server namespace; returns their ports.
@@ -53,6 +58,7 @@ fn start_servers(
     identity: Identity,
     cc: CongestionControl,
     link_mtu: u32,
+    transport_sample: Option<Duration>,
 ) -> anyhow::Result<(ServerThread, Ports)> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Ports, String>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -73,6 +79,8 @@ fn start_servers(
             o.listen = vec![ip];
             o.cc = cc;
             o.link_mtu = Some(link_mtu);
+            o.record_transport = true;
+            o.transport_sample = transport_sample;
             let servers = match quicbench_servers::start(o).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -90,8 +98,10 @@ fn start_servers(
             }));
             let _ = stop_rx.await;
             let stats = servers.stats();
+            let ctx = servers.ctx.clone();
             servers.shutdown(Duration::from_millis(500)).await;
-            Some(stats)
+            // After the shutdown: connections closed by then have their final snapshot.
+            Some((stats, ctx.transport_records()))
         })
     })?;
     let ports = ready_rx
@@ -207,7 +217,11 @@ fn execute_inner(
     let server_ip = link.server_ip();
     // The UDP probe has no controller; its servers run the default.
     let cc = cell.cc.unwrap_or_default();
-    let (servers, ports) = start_servers(&link, server_ip, ctx.identity.clone(), cc, m.mtu)?;
+    // The server samples the transfers whose charts show the window over time.
+    let sample = matches!(cell.workload, Workload::Goodput | Workload::Migration)
+        .then_some(workloads::TRANSPORT_SAMPLE);
+    let (servers, ports) =
+        start_servers(&link, server_ip, ctx.identity.clone(), cc, m.mtu, sample)?;
     let drops_before = transport::read_drops_both(&link);
     // The NAT the migration workload rebinds (and asks to confirm the event).
     let nat: Option<Arc<dyn workloads::LinkControl>> =
@@ -228,12 +242,13 @@ fn execute_inner(
         link: nat,
         capture_dir: ctx.pcap_dir.as_ref().map(|d| d.join(&cell.id)),
         stall_timeout: None,
+        transport_sample: None,
     };
     let cell_limit = Duration::from_secs(m.cell_timeout_s.max(5));
     let stop = ctx.stop.clone();
     let w = m.workloads.clone();
     let c = cell.clone();
-    let out = link.client_ns().try_run(move || -> anyhow::Result<Output> {
+    let mut out = link.client_ns().try_run(move || -> anyhow::Result<Output> {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         rt.block_on(async move {
             let work = run_workload(&env, &c, &w);
@@ -249,9 +264,9 @@ fn execute_inner(
         })
     })??;
     let _ = servers.stop.send(());
-    let server_stats = match servers.join.join() {
-        Ok(Ok(s)) => s,
-        _ => None,
+    let (server_stats, server_transport) = match servers.join.join() {
+        Ok(Ok(Some((s, t)))) => (Some(s), t),
+        _ => (None, Vec::new()),
     };
     let drops_after = transport::read_drops_both(&link);
     let record = transport::CellTransport::collect(
@@ -276,8 +291,10 @@ fn execute_inner(
             }
         }
     }
+    let (t0, client_transport) = (out.t0_mono_ns, std::mem::take(&mut out.transport));
     fill(res, out);
     record.apply(res);
+    crate::ground_truth::record(res, t0, client_transport, server_transport);
     Ok(())
 }
 

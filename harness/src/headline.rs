@@ -1,58 +1,17 @@
-//! Derived metrics (HOL inflation against the lossless twin cell) and the short
+//! Derived metrics (HOL inflation against the lossless twin cell), the run's
+//! analysis (summary, corrected comparisons, drift check: computed by
+//! `quicbench_results`, written here once for `run` and `merge`) and the short
 //! table of headline findings printed at the end of a run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use quicbench_results::stats::{median_ci, quantile};
-use quicbench_results::{CellResult, SummaryRow};
+use quicbench_results::analysis::{self, interval_text, ComparisonRow, Derived, DriftCheck};
+use quicbench_results::infer;
+use quicbench_results::stats::quantile;
+use quicbench_results::{CellResult, RunDir, SummaryRow};
 
 use crate::workloads::names as n;
-
-fn pooled(cells: &[CellResult], f: impl Fn(&CellResult) -> bool, metric: &str) -> Vec<f64> {
-    cells
-        .iter()
-        .filter(|c| c.status.is_ok() && f(c))
-        .filter_map(|c| c.metrics.get(metric))
-        .flat_map(|m| m.samples.iter().copied())
-        .collect()
-}
-
-/// A derived row of the paced HOL workload.
-fn row(
-    protocol: &str,
-    link: &str,
-    metric: &str,
-    unit: &str,
-    samples: &[f64],
-    cells: u64,
-) -> Option<SummaryRow> {
-    let (workload, variant) = ("hol", "paced");
-    let ci = median_ci(samples).ok()?;
-    let d = quicbench_results::stats::describe(samples).ok()?;
-    Some(SummaryRow {
-        protocol: protocol.into(),
-        workload: workload.into(),
-        link: link.into(),
-        metric: metric.into(),
-        unit: unit.into(),
-        median: ci.median,
-        ci_low: ci.low,
-        ci_high: ci.high,
-        n: ci.n as u64,
-        variant: variant.into(),
-        ci_method: ci.method.as_str().into(),
-        ci_confidence: ci.confidence,
-        mean: d.mean,
-        std: d.std,
-        min: d.min,
-        p90: d.p90,
-        p99: d.p99,
-        max: d.max,
-        cells,
-        source: "derived".into(),
-    })
-}
 
 /// The lossless twin of a link: same RTT and rate, no loss.
 fn twin<'a>(cells: &'a [CellResult], c: &CellResult) -> Option<&'a str> {
@@ -67,124 +26,202 @@ fn twin<'a>(cells: &'a [CellResult], c: &CellResult) -> Option<&'a str> {
         .map(|o| o.link.label.as_str())
 }
 
-/// HOL rows: for each protocol and lossy link of the paced workload, against
-/// the lossless twin link: the lossless service time and queueing, the
-/// loss-caused delay (latency quantile under loss − the same quantile without),
-/// the queueing under loss, the inflation that delay alone causes
-/// (`(lossless service + loss-caused delay) ÷ lossless service`, per quantile;
-/// queueing that happens without loss is in neither), and the share of
-/// requests slower than the lossless median plus one RTT.
-pub fn derived_rows(cells: &[CellResult]) -> Vec<SummaryRow> {
-    let mut out = Vec::new();
-    let mut keys: Vec<(String, String)> = cells
+/// HOL inflation, one value per lossy cell of the paced workload: the cell's
+/// latency quantiles divided by the same quantiles of its lossless twin cell
+/// (same protocol, cc and repetition; the median over the twin's cells when
+/// that repetition is missing), and the share of the cell's requests slower
+/// than the twin's median plus one RTT. One value per cell keeps the cell the
+/// unit of replication: the interval of these rows is over cells.
+pub fn derived(cells: &[CellResult]) -> Vec<Derived> {
+    let ok: Vec<&CellResult> = cells
         .iter()
-        .filter(|c| c.workload == "hol" && c.variant == "paced" && c.link.loss > 0.0)
-        .map(|c| (c.protocol.clone(), c.link.label.clone()))
+        .filter(|c| c.status.is_ok() && c.workload == "hol" && c.variant == "paced")
         .collect();
-    keys.sort();
-    keys.dedup();
-    for (proto, label) in keys {
-        let Some(example) = cells
+    let lat = |c: &CellResult| c.metrics.get("latency_ms").map(|m| m.samples.clone());
+    let mut out = Vec::new();
+    for c in ok.iter().filter(|c| c.link.loss > 0.0) {
+        let Some(base_label) = twin(cells, c) else {
+            continue;
+        };
+        let Some(lossy) = lat(c).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let twins: Vec<&&CellResult> = ok
             .iter()
-            .find(|c| c.protocol == proto && c.link.label == label)
-        else {
-            continue;
-        };
-        let Some(base_label) = twin(cells, example) else {
-            continue;
-        };
-        let base_label = base_label.to_string();
-        let sel = |l: &str| {
-            let l = l.to_string();
-            let p = proto.clone();
-            move |c: &CellResult| {
-                c.workload == "hol" && c.variant == "paced" && c.protocol == p && c.link.label == l
+            .filter(|o| {
+                o.protocol == c.protocol
+                    && o.link.label == base_label
+                    && analysis::cell_cc(o) == analysis::cell_cc(c)
+            })
+            .collect();
+        let same_rep = twins.iter().find(|o| o.repetition == c.repetition);
+        // The twin's quantile q: of the same repetition, else the median over twins.
+        let base_q = |q: f64| -> Option<f64> {
+            match same_rep {
+                Some(t) => quantile(&lat(t)?, q).ok(),
+                None => {
+                    let qs: Vec<f64> = twins
+                        .iter()
+                        .filter_map(|t| quantile(&lat(t)?, q).ok())
+                        .collect();
+                    quicbench_results::stats::median(&qs).ok()
+                }
             }
         };
-        let lossy = pooled(cells, sel(&label), n::LATENCY_MS);
-        let base = pooled(cells, sel(&base_label), n::LATENCY_MS);
-        if lossy.is_empty() || base.is_empty() {
-            continue;
-        }
-        // Cells from before the split have no service time: their latency is it.
-        let mut service = pooled(cells, sel(&base_label), n::SERVICE_MS);
-        if service.is_empty() {
-            service = base.clone();
-        }
-        let ncells = cells.iter().filter(|c| sel(&label)(c)).count() as u64;
-        let nl = lossy.len() as u64;
-        // One value per comparison: n counts the lossy samples behind it.
-        let mut one = |metric: &str, unit: &str, v: f64| {
-            if let Some(mut r) = row(&proto, &label, metric, unit, &[v], ncells) {
-                r.n = nl;
-                out.push(r);
-            }
+        let mut push = |metric: &str, unit: &str, value: f64| {
+            out.push(Derived {
+                cell_id: c.cell_id.clone(),
+                metric: metric.into(),
+                unit: unit.into(),
+                value,
+            })
         };
-        let q = |v: &[f64], p: f64| quantile(v, p).ok();
-        if let Some(s50) = q(&service, 0.5) {
-            one(n::LOSSLESS_SERVICE_MS, "ms", s50);
-        }
-        let base_queue = pooled(cells, sel(&base_label), n::QUEUE_MS);
-        if let Some(v) = q(&base_queue, 0.5) {
-            one(n::LOSSLESS_QUEUE_MS, "ms", v);
-        }
-        let lossy_queue = pooled(cells, sel(&label), n::QUEUE_MS);
-        if let Some(v) = q(&lossy_queue, 0.5) {
-            one(n::LOSSY_QUEUE_MS, "ms", v);
-        }
-        for (name, p) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
-            let (Some(a), Some(b), Some(s)) = (q(&lossy, p), q(&base, p), q(&service, p)) else {
-                continue;
+        // The twin's service time (cells from before the split: its latency),
+        // so queueing that happens without loss is in neither term.
+        let svc = |t: &CellResult| {
+            t.metrics
+                .get(n::SERVICE_MS)
+                .or_else(|| t.metrics.get(n::LATENCY_MS))
+                .map(|m| m.samples.clone())
+        };
+        let base_svc = |q: f64| -> Option<f64> {
+            let qs: Vec<f64> = match same_rep {
+                Some(t) => vec![quantile(&svc(t)?, q).ok()?],
+                None => twins
+                    .iter()
+                    .filter_map(|t| quantile(&svc(t)?, q).ok())
+                    .collect(),
             };
-            let delay = a - b;
-            match name {
-                "p50" => one(n::LOSS_DELAY_P50_MS, "ms", delay),
-                "p99" => one(n::LOSS_DELAY_P99_MS, "ms", delay),
-                _ => {}
-            }
-            if s > 0.0 {
-                one(
-                    &format!("{}_{name}", n::HOL_INFLATION),
-                    "ratio",
-                    (s + delay) / s,
-                );
+            quicbench_results::stats::median(&qs).ok()
+        };
+        let queue_med = |t: &CellResult| {
+            quicbench_results::stats::median(&t.metrics.get(n::QUEUE_MS)?.samples).ok()
+        };
+        if let Some(v) = base_svc(0.5) {
+            push(n::LOSSLESS_SERVICE_MS, "ms", v);
+        }
+        if let Some(v) = same_rep.and_then(|t| queue_med(t)) {
+            push(n::LOSSLESS_QUEUE_MS, "ms", v);
+        }
+        if let Some(v) = queue_med(c) {
+            push(n::LOSSY_QUEUE_MS, "ms", v);
+        }
+        for (name, q) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
+            if let (Ok(a), Some(b), Some(sv)) = (quantile(&lossy, q), base_q(q), base_svc(q)) {
+                // Loss-caused delay: the latency quantile under loss minus the same without.
+                let delay = a - b;
+                match name {
+                    "p50" => push(n::LOSS_DELAY_P50_MS, "ms", delay),
+                    "p99" => push(n::LOSS_DELAY_P99_MS, "ms", delay),
+                    _ => {}
+                }
+                if sv > 0.0 {
+                    push(
+                        &format!("{}_{name}", n::HOL_INFLATION),
+                        "ratio",
+                        (sv + delay) / sv,
+                    );
+                }
             }
         }
-        let rtt = example.link.rtt_ms;
-        if let Some(b50) = q(&base, 0.5) {
-            let delayed =
-                lossy.iter().filter(|v| **v > b50 + rtt).count() as f64 / lossy.len() as f64;
-            one(n::HOL_DELAYED_SHARE, "fraction", delayed);
+        if let Some(b50) = base_q(0.5) {
+            let late = lossy.iter().filter(|v| **v > b50 + c.link.rtt_ms).count();
+            push(
+                "hol_delayed_share",
+                "fraction",
+                late as f64 / lossy.len() as f64,
+            );
         }
     }
     out
 }
 
-fn med(
-    rows: &[SummaryRow],
-    proto: &str,
+/// What a run's cells support: summary rows (derived HOL rows included),
+/// comparisons corrected over the run's family, and the drift check.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub rows: Vec<SummaryRow>,
+    pub comparisons: Vec<ComparisonRow>,
+    pub drift: Vec<DriftCheck>,
+    /// Adaptive repetitions per group, from run.json (empty otherwise).
+    pub adaptive: Vec<quicbench_results::AdaptiveGroup>,
+}
+
+pub fn analyze(cells: &[CellResult]) -> Analysis {
+    let d = derived(cells);
+    Analysis {
+        rows: analysis::summarize_with(cells, &d),
+        comparisons: analysis::comparisons(cells, &d, infer::RUN_CORRECTION),
+        drift: analysis::drift(cells),
+        adaptive: Vec::new(),
+    }
+}
+
+/// Analyzes the run directory's cells and writes summary.csv/json,
+/// comparisons.csv and the drift check into run.json: the one place both
+/// `quicbench run` and `quicbench merge` write them.
+pub fn write_analysis(dir: &RunDir) -> anyhow::Result<(Vec<CellResult>, Analysis)> {
+    let cells = dir.read_cells()?;
+    let mut a = analyze(&cells);
+    dir.write_summary(&a.rows)?;
+    dir.write_comparisons(&a.comparisons)?;
+    if let Ok(mut meta) = dir.read_meta() {
+        meta.drift = a.drift.clone();
+        a.adaptive = meta.adaptive.clone();
+        dir.write_meta(&meta)?;
+    }
+    Ok((cells, a))
+}
+
+/// The row of one group (protocol and cc) and metric.
+fn row<'a>(
+    rows: &'a [SummaryRow],
+    (proto, cc): (&str, &str),
     workload: &str,
     variant: &str,
     link: &str,
     metric: &str,
-) -> Option<f64> {
-    rows.iter()
-        .find(|r| {
-            r.protocol == proto
-                && r.workload == workload
-                && r.variant == variant
-                && r.link == link
-                && r.metric == metric
-        })
-        .map(|r| r.median)
+) -> Option<&'a SummaryRow> {
+    rows.iter().find(|r| {
+        r.protocol == proto
+            && r.cc == cc
+            && r.workload == workload
+            && r.variant == variant
+            && r.link == link
+            && r.metric == metric
+    })
+}
+
+/// "h3", or "h3/bbr" when the run has several controllers.
+fn who(r: &SummaryRow, several: bool) -> String {
+    if several && !r.cc.is_empty() {
+        format!("{}/{}", r.protocol, r.cc)
+    } else {
+        r.protocol.clone()
+    }
 }
 
 /// A short plain-text table of the headline findings.
-pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
+pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
+    let rows = a.rows.as_slice();
     let mut s = String::new();
-    let mut protos: Vec<String> = rows.iter().map(|r| r.protocol.clone()).collect();
+    // Groups as (protocol, cc): a cc axis gives each controller its own line.
+    let mut protos: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.protocol.clone(), r.cc.clone()))
+        .collect();
     protos.sort();
     protos.dedup();
+    let several_cc = {
+        let mut ccs: Vec<&str> = rows
+            .iter()
+            .map(|r| r.cc.as_str())
+            .filter(|c| !c.is_empty())
+            .collect();
+        ccs.sort();
+        ccs.dedup();
+        ccs.len() > 1
+    };
     let mut links: Vec<(f64, f64, String)> = cells
         .iter()
         .map(|c| (c.link.rtt_ms, c.link.loss, c.link.label.clone()))
@@ -209,28 +246,20 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
     }) {
         let _ = writeln!(
             s,
-            "Handshake: time to first byte in RTTs on {l} (median [theory])"
+            "Handshake: time to first byte in RTTs on {l} (median of cells, interval over cells; theory)"
         );
-        for p in &protos {
-            let c = med(rows, p, "handshake", "cold", l, "ttfb_rtt");
-            let r = med(rows, p, "handshake", "resumed", l, "ttfb_rtt");
-            if c.is_none() && r.is_none() {
-                continue;
+        for (p, cc) in &protos {
+            for mode in ["cold", "resumed"] {
+                let Some(r) = row(rows, (p, cc), "handshake", mode, l, "ttfb_rtt") else {
+                    continue;
+                };
+                let t = theory
+                    .get(&(p.clone(), mode.to_string()))
+                    .map(|t| format!("; theory {t}"))
+                    .unwrap_or_default();
+                let name = who(r, several_cc);
+                let _ = writeln!(s, "  {name:<15} {mode:<7} {}{t}", interval_text(r, 2));
             }
-            let f = |v: Option<f64>, mode: &str| match (
-                v,
-                theory.get(&(p.clone(), mode.to_string())),
-            ) {
-                (Some(v), Some(t)) => format!("{v:5.2} [{t}]"),
-                (Some(v), None) => format!("{v:5.2}"),
-                _ => "    -".into(),
-            };
-            let _ = writeln!(
-                s,
-                "  {p:<15} cold {}   resumed {}",
-                f(c, "cold"),
-                f(r, "resumed")
-            );
         }
     }
     let derived: Vec<&SummaryRow> = rows
@@ -250,45 +279,205 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
             .unwrap_or(0.0);
         la.partial_cmp(&lb).unwrap_or(std::cmp::Ordering::Equal)
     }) {
+        let _ = writeln!(s, "HOL blocking (paced requests) on {worst}: p99 latency inflation vs the lossless twin (median of cells, interval over cells), p50 inflation, share delayed > 1 RTT");
+        for (p, cc) in &protos {
+            let g = |m: &str| row(rows, (p, cc), "hol", "paced", &worst, m);
+            if let (Some(a), Some(b)) = (g("hol_inflation_p50"), g("hol_inflation_p99")) {
+                let d = g("hol_delayed_share").map_or(f64::NAN, |r| r.median);
+                let name = who(b, several_cc);
+                let _ = writeln!(
+                    s,
+                    "  {name:<15} x{}   p50 x{:.2}   {:5.1}%",
+                    interval_text(b, 2),
+                    a.median,
+                    d * 100.0
+                );
+            }
+        }
+    }
+    let mig: Vec<&CellResult> = cells.iter().filter(|c| c.workload == "migration").collect();
+    if !mig.is_empty() {
         let _ = writeln!(
             s,
-            "HOL blocking (paced requests) on {worst}: lossless service [queueing], loss-caused delay p50 / p99, inflation from it p50 / p99, share delayed > 1 RTT"
+            "Migration: survived without a new handshake (cells with a confirmed event), median disruption"
         );
-        for p in &protos {
-            let g = |m: &str| med(rows, p, "hol", "paced", &worst, m);
-            let (Some(a), Some(b)) = (
-                g(&format!("{}_p50", n::HOL_INFLATION)),
-                g(&format!("{}_p99", n::HOL_INFLATION)),
-            ) else {
-                continue;
+        let mut keys: Vec<(String, String, String)> = mig
+            .iter()
+            .map(|c| (c.variant.clone(), c.protocol.clone(), analysis::cell_cc(c)))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        for (v, p, cc) in keys {
+            // Survival is counted over cells; the disruption is a median of cells.
+            let cs: Vec<&&CellResult> = mig
+                .iter()
+                .filter(|c| c.variant == v && c.protocol == p && analysis::cell_cc(c) == cc)
+                .collect();
+            let surv: f64 = cs
+                .iter()
+                .filter_map(|c| c.metrics.get("survived"))
+                .flat_map(|m| m.samples.iter())
+                .sum();
+            let dis = rows
+                .iter()
+                .find(|r| {
+                    r.protocol == p
+                        && r.cc == cc
+                        && r.workload == "migration"
+                        && r.variant == v
+                        && r.metric == "disruption_ms"
+                })
+                .map(|r| r.median);
+            let name = if several_cc && !cc.is_empty() {
+                format!("{p}/{cc}")
+            } else {
+                p.clone()
             };
-            let f = |v: Option<f64>| {
-                v.map(|v| format!("{v:6.1}"))
-                    .unwrap_or_else(|| "     -".into())
+            // Cells whose event did not happen failed: counted apart.
+            let failed = cs.iter().filter(|c| !c.status.is_ok()).count();
+            let med = |m: &str| {
+                rows.iter()
+                    .find(|r| {
+                        r.protocol == p
+                            && r.cc == cc
+                            && r.workload == "migration"
+                            && r.variant == v
+                            && r.metric == m
+                    })
+                    .map(|r| r.median)
             };
-            let d = g(n::HOL_DELAYED_SHARE).unwrap_or(f64::NAN);
-            let svc = g(n::LOSSLESS_SERVICE_MS);
-            let queue = g(n::LOSSLESS_QUEUE_MS);
-            // A baseline that queues is not a baseline: say so.
-            let saturated = matches!((svc, queue), (Some(s), Some(q)) if q > 0.05 * s);
+            let mut tail = String::new();
+            let stall = cs
+                .iter()
+                .find_map(|c| c.params.get("stall_timeout_ms").and_then(|x| x.as_u64()));
+            if let (Some(st), Some(d)) = (stall, med(n::DETECT_MS)) {
+                let f = |m: &str| {
+                    med(m)
+                        .map(|x| format!("{x:.0}"))
+                        .unwrap_or_else(|| "-".into())
+                };
+                tail = format!(
+                    "  after a {st} ms stall timeout: detect {d:.0}, reconnect {}, resume {} ms",
+                    f(n::RECONNECT_MS),
+                    f(n::RESUME_MS)
+                );
+            } else if let (Some(qp), Some(qm)) =
+                (med(n::QUEUE_AT_EVENT_PACKETS), med(n::QUEUE_AT_EVENT_MS))
+            {
+                tail = format!("  queue at the event {qp:.0} packets ({qm:.0} ms)");
+            }
             let _ = writeln!(
                 s,
-                "  {p:<15} {} ms [{}]  {} / {} ms   x{a:5.2} / x{b:6.2}   {:5.1}%{}",
-                f(svc),
-                f(queue),
-                f(g(n::LOSS_DELAY_P50_MS)),
-                f(g(n::LOSS_DELAY_P99_MS)),
-                d * 100.0,
-                if saturated {
-                    "  (lossless baseline queues)"
+                "  {v:<14} {name:<15} {}/{}{}   {}{tail}",
+                surv as u64,
+                cs.len() - failed,
+                if failed > 0 {
+                    format!(" ({failed} failed)")
                 } else {
-                    ""
-                }
+                    String::new()
+                },
+                dis.map(|d| format!("{d:8.1} ms"))
+                    .unwrap_or_else(|| "       -".into())
             );
         }
     }
-    migration_lines(&mut s, cells, rows);
-    goodput_lines(&mut s, cells, rows);
+    let gp: Vec<&SummaryRow> = rows
+        .iter()
+        .filter(|r| r.workload == "goodput" && r.metric == n::STEADY_GOODPUT_MBPS)
+        .collect();
+    if !gp.is_empty() {
+        let after = cells
+            .iter()
+            .filter(|c| c.workload == "goodput")
+            .find_map(|c| c.params.get("steady_after_rtts").and_then(|x| x.as_u64()))
+            .unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "Goodput: steady state after {after} RTTs (Mbit/s, median of cells [interval over cells])"
+        );
+        for r in gp {
+            let _ = writeln!(
+                s,
+                "  {:<15} {:<22} {}",
+                who(r, several_cc),
+                r.link,
+                interval_text(r, 1)
+            );
+        }
+    }
+    let no_ci = rows.iter().filter(|r| !r.has_interval()).count();
+    if no_ci > 0 {
+        let _ = writeln!(
+            s,
+            "Intervals: {no_ci} of {} summary rows have fewer than {} cells and no interval (\"n too small\"): their medians are single measurements of a protocol, not estimates with an error bar. An interval needs ≥ {} cells per group, a 95% one ≥ 6 (--repetitions 6, or adaptive repetitions as in the full preset).",
+            rows.len(),
+            infer::MIN_CELLS,
+            infer::MIN_CELLS
+        );
+    }
+    if !a.comparisons.is_empty() {
+        let mut why: BTreeMap<&str, usize> = BTreeMap::new();
+        for c in a.comparisons.iter().filter(|c| !c.distinguishable) {
+            *why.entry(c.reason.as_str()).or_default() += 1;
+        }
+        let yes = a.comparisons.iter().filter(|c| c.distinguishable).count();
+        let family = a.comparisons.first().map_or(0, |c| c.family);
+        let _ = writeln!(
+            s,
+            "Comparisons (comparisons.csv): {yes} of {} protocol pairs distinguishable (Mann-Whitney on cell values, {} over the {family} pairs with ≥ 3 cells a side; corrected p < 0.05 and ratio interval excluding 1); not: {}",
+            a.comparisons.len(),
+            infer::RUN_CORRECTION.as_str(),
+            if why.is_empty() {
+                "none".to_string()
+            } else {
+                why.iter()
+                    .map(|(k, v)| format!("{v} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+    }
+    if !a.adaptive.is_empty() {
+        let met = a.adaptive.iter().filter(|g| g.met_target).count();
+        let reps: Vec<u32> = a.adaptive.iter().map(|g| g.repetitions).collect();
+        let _ = writeln!(
+            s,
+            "Adaptive repetitions: {met} of {} groups met their target (run.json \"adaptive\"); {}–{} repetitions per group; the others stopped at the maximum, their intervals wider than asked.",
+            a.adaptive.len(),
+            reps.iter().min().copied().unwrap_or(0),
+            reps.iter().max().copied().unwrap_or(0)
+        );
+    }
+    if !a.drift.is_empty() {
+        let drifting: Vec<String> = a
+            .drift
+            .iter()
+            .filter(|d| d.drifting)
+            .map(|d| {
+                format!(
+                    "{} {} ({})",
+                    d.workload,
+                    d.metric,
+                    d.median_change
+                        .map(|c| format!("{:+.1}%", c * 100.0))
+                        .unwrap_or_else(|| "-".into())
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "Order/drift check (last vs first cell of each group, sign test): {}",
+            if drifting.is_empty() {
+                "no systematic drift".to_string()
+            } else {
+                format!(
+                    "later cells measure systematically differently in {}",
+                    drifting.join(", ")
+                )
+            }
+        );
+        s.push_str(&analysis::drift_text(&a.drift));
+    }
     let failed = cells.iter().filter(|c| !c.status.is_ok()).count();
     if failed > 0 {
         let _ = writeln!(
@@ -297,244 +486,6 @@ pub fn headline(cells: &[CellResult], rows: &[SummaryRow]) -> String {
         );
     }
     s
-}
-
-/// TCP's protocols: their migration recovery is a reconnect, in parts.
-fn is_tcp(protocol: &str) -> bool {
-    !matches!(protocol, "h3" | "udp")
-}
-
-fn row_median(
-    rows: &[SummaryRow],
-    proto: &str,
-    workload: &str,
-    variant: &str,
-    metric: &str,
-) -> Option<f64> {
-    rows.iter()
-        .find(|r| {
-            r.protocol == proto
-                && r.workload == workload
-                && r.variant == variant
-                && r.metric == metric
-        })
-        .map(|r| r.median)
-}
-
-/// Migration: survival counted only over cells whose event happened (a cell
-/// whose event did not happen failed, and is counted apart); TCP's recovery
-/// in parts, the stall timeout named as the parameter it is.
-fn migration_lines(s: &mut String, cells: &[CellResult], rows: &[SummaryRow]) {
-    let mig: Vec<&CellResult> = cells.iter().filter(|c| c.workload == "migration").collect();
-    if mig.is_empty() {
-        return;
-    }
-    let _ = writeln!(
-        s,
-        "Migration: survived without a new handshake (cells with a confirmed event), median disruption"
-    );
-    let mut keys: Vec<(String, String)> = mig
-        .iter()
-        .map(|c| (c.variant.clone(), c.protocol.clone()))
-        .collect();
-    keys.sort();
-    keys.dedup();
-    for (v, p) in keys {
-        let cs: Vec<&&CellResult> = mig
-            .iter()
-            .filter(|c| c.variant == v && c.protocol == p)
-            .collect();
-        let ok: Vec<&&&CellResult> = cs.iter().filter(|c| c.status.is_ok()).collect();
-        let surv: f64 = ok
-            .iter()
-            .filter_map(|c| c.metrics.get(n::SURVIVED))
-            .flat_map(|m| m.samples.iter())
-            .sum();
-        let failed = cs.len() - ok.len();
-        let g = |m: &str| row_median(rows, &p, "migration", &v, m);
-        let mut line = format!(
-            "  {v:<14} {p:<15} {}/{}{}   {}",
-            surv as u64,
-            ok.len(),
-            if failed > 0 {
-                format!(" ({failed} failed)")
-            } else {
-                String::new()
-            },
-            g(n::DISRUPTION_MS)
-                .map(|d| format!("{d:8.1} ms"))
-                .unwrap_or_else(|| "       -".into())
-        );
-        if is_tcp(&p) {
-            let stall = ok
-                .iter()
-                .find_map(|c| c.params.get("stall_timeout_ms").and_then(|x| x.as_u64()));
-            if let (Some(st), Some(d)) = (stall, g(n::DETECT_MS)) {
-                let f = |m: &str| {
-                    g(m).map(|x| format!("{x:.0}"))
-                        .unwrap_or_else(|| "-".into())
-                };
-                line.push_str(&format!(
-                    "  after a {st} ms stall timeout: detect {d:.0}, reconnect {}, resume {} ms",
-                    f(n::RECONNECT_MS),
-                    f(n::RESUME_MS)
-                ));
-            }
-        } else if let (Some(qp), Some(qm)) = (g(n::QUEUE_AT_EVENT_PACKETS), g(n::QUEUE_AT_EVENT_MS))
-        {
-            line.push_str(&format!(
-                "  queue at the event {qp:.0} packets ({qm:.0} ms), {} dropped at the NAT",
-                g(n::NAT_DROPPED_PACKETS)
-                    .map(|x| format!("{x:.0}"))
-                    .unwrap_or_else(|| "-".into())
-            ));
-        }
-        let _ = writeln!(s, "{line}");
-    }
-}
-
-/// Goodput: steady state (after the stated RTTs) and the object's time to complete.
-fn goodput_lines(s: &mut String, cells: &[CellResult], rows: &[SummaryRow]) {
-    let gp: Vec<&SummaryRow> = rows
-        .iter()
-        .filter(|r| r.workload == "goodput" && r.metric == n::STEADY_GOODPUT_MBPS)
-        .collect();
-    let after = cells
-        .iter()
-        .filter(|c| c.workload == "goodput")
-        .find_map(|c| c.params.get("steady_after_rtts").and_then(|x| x.as_u64()));
-    let size = cells
-        .iter()
-        .filter(|c| c.workload == "goodput")
-        .find_map(|c| c.params.get("size").and_then(|x| x.as_u64()));
-    if gp.is_empty() {
-        return;
-    }
-    let _ = writeln!(
-        s,
-        "Goodput: steady state after {} RTTs, Mbit/s median [95% CI]; time to complete {} KiB (HTTP/1.0: without its connection set-up)",
-        after.map(|a| a.to_string()).unwrap_or_else(|| "?".into()),
-        size.map(|b| (b / 1024).to_string()).unwrap_or_else(|| "?".into())
-    );
-    for r in gp {
-        let m = |metric: &str| {
-            rows.iter()
-                .find(|x| {
-                    x.protocol == r.protocol
-                        && x.workload == "goodput"
-                        && x.link == r.link
-                        && x.metric == metric
-                })
-                .map(|x| x.median)
-        };
-        let obj = m(n::COMPLETION_MS)
-            .map(|v| format!("{v:7.1} ms"))
-            .unwrap_or_else(|| "      -".into());
-        let excl = m(n::COMPLETION_EXCL_SETUP_MS)
-            .map(|v| format!(" ({v:.1} ms)"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            s,
-            "  {:<15} {:<22} {:8.1} [{:.1}, {:.1}]   {obj}{excl}",
-            r.protocol, r.link, r.median, r.ci_low, r.ci_high
-        );
-    }
-}
-
-/// One protocol pair compared on one metric (a row of `comparisons.csv`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ComparisonRow {
-    pub workload: String,
-    pub variant: String,
-    pub link: String,
-    pub metric: String,
-    pub unit: String,
-    pub protocol_a: String,
-    pub protocol_b: String,
-    pub median_a: f64,
-    pub median_b: f64,
-    /// median_a − median_b.
-    pub diff: f64,
-    /// median_a / median_b (empty when median_b is 0).
-    pub ratio: Option<f64>,
-    /// The 95% CIs of the two medians do not overlap.
-    pub distinguishable: bool,
-    /// Two-sided Mann-Whitney U p-value (second opinion).
-    pub mann_whitney_p: f64,
-    pub n_a: u64,
-    pub n_b: u64,
-}
-
-/// Every protocol pair on every metric of every (workload, variant, link),
-/// from the pooled samples of the Ok cells; pairs whose 95% CIs overlap are
-/// marked not distinguishable.
-pub fn comparisons(cells: &[CellResult]) -> Vec<ComparisonRow> {
-    type Key = (String, String, String, String, String);
-    let mut pools: BTreeMap<Key, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
-    for c in cells.iter().filter(|c| c.status.is_ok()) {
-        for (name, m) in &c.metrics {
-            if name == "failures" {
-                continue;
-            }
-            let key = (
-                c.workload.clone(),
-                c.variant.clone(),
-                c.link.label.clone(),
-                name.clone(),
-                m.unit.clone(),
-            );
-            pools
-                .entry(key)
-                .or_default()
-                .entry(c.protocol.clone())
-                .or_default()
-                .extend(m.samples.iter().copied().filter(|v| v.is_finite()));
-        }
-    }
-    let mut out = Vec::new();
-    for ((workload, variant, link, metric, unit), by_proto) in pools {
-        let protos: Vec<(&String, &Vec<f64>)> =
-            by_proto.iter().filter(|(_, v)| !v.is_empty()).collect();
-        for (i, (pa, a)) in protos.iter().enumerate() {
-            for (pb, b) in protos.iter().skip(i + 1) {
-                let Ok(cmp) = quicbench_results::compare(a, b) else {
-                    continue;
-                };
-                out.push(ComparisonRow {
-                    workload: workload.clone(),
-                    variant: variant.clone(),
-                    link: link.clone(),
-                    metric: metric.clone(),
-                    unit: unit.clone(),
-                    protocol_a: (*pa).clone(),
-                    protocol_b: (*pb).clone(),
-                    median_a: cmp.a.median,
-                    median_b: cmp.b.median,
-                    diff: cmp.diff_median,
-                    ratio: cmp.ratio,
-                    distinguishable: cmp.distinguishable,
-                    mann_whitney_p: cmp.mann_whitney_p,
-                    n_a: a.len() as u64,
-                    n_b: b.len() as u64,
-                });
-            }
-        }
-    }
-    out
-}
-
-/// Write `comparisons.csv` into a run directory.
-pub fn write_comparisons(dir: &std::path::Path, rows: &[ComparisonRow]) -> anyhow::Result<()> {
-    let path = dir.join("comparisons.csv");
-    let tmp = dir.join(".comparisons.csv.tmp");
-    let mut w = csv::Writer::from_path(&tmp)?;
-    for r in rows {
-        w.serialize(r)?;
-    }
-    w.flush()?;
-    drop(w);
-    std::fs::rename(&tmp, &path)?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -574,6 +525,30 @@ mod tests {
     }
 
     #[test]
+    fn inflation_counts_loss_caused_delay_only() {
+        // A lossless twin that queues 100 ms behind a 20 ms service, and the
+        // same plus 20 ms of loss-caused delay under loss: the ratio of
+        // latencies said x1.17; the inflation loss alone causes is x2.
+        let mut base = cell("h1.1", "clean", 0.0, "latency_ms", vec![120.0; 20]);
+        for (m, v) in [("service_ms", 20.0), ("queue_ms", 100.0)] {
+            base.metrics.insert(
+                m.into(),
+                Metric {
+                    unit: "ms".into(),
+                    samples: vec![v; 20],
+                },
+            );
+        }
+        let lossy = cell("h1.1", "lossy", 0.02, "latency_ms", vec![140.0; 20]);
+        let d = derived(&[base, lossy]);
+        let get = |m: &str| d.iter().find(|r| r.metric == m).map(|r| r.value);
+        assert_eq!(get("hol_inflation_p50"), Some(2.0));
+        assert_eq!(get("loss_delay_p50_ms"), Some(20.0));
+        assert_eq!(get("lossless_service_ms"), Some(20.0));
+        assert_eq!(get("lossless_queue_ms"), Some(100.0));
+    }
+
+    #[test]
     fn inflation_against_the_lossless_twin() {
         let base: Vec<f64> = (0..50).map(|i| 20.0 + (i % 5) as f64 * 0.1).collect();
         let lossy: Vec<f64> = (0..50)
@@ -589,11 +564,12 @@ mod tests {
             cell("h3", "clean", 0.0, "latency_ms", base),
             cell("h3", "lossy", 0.02, "latency_ms", lossy),
         ];
-        let rows = derived_rows(&cells);
+        let rows = derived(&cells);
+        assert!(rows.iter().all(|d| d.cell_id == cells[1].cell_id));
         let get = |m: &str| {
             rows.iter()
                 .find(|r| r.metric == m)
-                .map(|r| r.median)
+                .map(|r| r.value)
                 .unwrap()
         };
         assert!((get("hol_inflation_p50") - 1.0).abs() < 0.01);
@@ -602,96 +578,11 @@ mod tests {
         assert!((get("hol_delayed_share") - 0.1).abs() < 1e-9);
     }
 
+    /// One cell per protocol, however many requests it holds, is one
+    /// measurement: no interval, and no pair called distinguishable (the old
+    /// per-sample rule called h1.1 vs h2 distinguishable here).
     #[test]
-    fn inflation_counts_loss_caused_delay_only() {
-        // A lossless baseline that queues 100 ms behind a 20 ms service, and
-        // the same plus 20 ms of loss-caused delay under loss: the old
-        // ratio of latencies said x1.17; the loss-caused inflation is x2.
-        let mut base = cell("h1.1", "clean", 0.0, "latency_ms", vec![120.0; 20]);
-        base.metrics.insert(
-            "service_ms".into(),
-            Metric {
-                unit: "ms".into(),
-                samples: vec![20.0; 20],
-            },
-        );
-        base.metrics.insert(
-            "queue_ms".into(),
-            Metric {
-                unit: "ms".into(),
-                samples: vec![100.0; 20],
-            },
-        );
-        let lossy = cell("h1.1", "lossy", 0.02, "latency_ms", vec![140.0; 20]);
-        let rows = derived_rows(&[base, lossy]);
-        let get = |m: &str| rows.iter().find(|r| r.metric == m).map(|r| r.median);
-        assert_eq!(get("hol_inflation_p50"), Some(2.0));
-        assert_eq!(get("loss_delay_p50_ms"), Some(20.0));
-        assert_eq!(get("lossless_service_ms"), Some(20.0));
-        assert_eq!(get("lossless_queue_ms"), Some(100.0));
-        let h = headline(&[], &rows);
-        assert!(h.is_empty() || !h.contains("NaN"), "{h}");
-    }
-
-    #[test]
-    fn migration_headline_names_the_stall_timeout_and_counts_failed_events_apart() {
-        let mk = |proto: &str, ok: bool, survived: f64| {
-            let mut c = CellResult::new(
-                format!("migration-port__{proto}"),
-                proto,
-                "migration",
-                "port",
-                LinkInfo {
-                    label: "l".into(),
-                    up: "delay 10ms rate 20mbit".into(),
-                    down: String::new(),
-                    rtt_ms: 20.0,
-                    loss: 0.0,
-                    rate_bps: Some(20_000_000),
-                },
-                0,
-                1,
-            );
-            c.params = serde_json::json!({"stall_timeout_ms": 1000});
-            if ok {
-                for (m, v) in [
-                    ("survived", survived),
-                    ("detect_ms", 1010.0),
-                    ("reconnect_ms", 45.0),
-                    ("resume_ms", 25.0),
-                ] {
-                    c.metrics.insert(
-                        m.into(),
-                        Metric {
-                            unit: "ms".into(),
-                            samples: vec![v],
-                        },
-                    );
-                }
-            } else {
-                c.status = quicbench_results::CellStatus::Failed {
-                    reason: "migration event did not happen".into(),
-                };
-            }
-            c
-        };
-        let cells = vec![mk("h2", true, 0.0), mk("h2", false, 0.0)];
-        let rows: Vec<SummaryRow> = ["detect_ms", "reconnect_ms", "resume_ms"]
-            .iter()
-            .filter_map(|m| {
-                let mut r = row("h2", "l", m, "ms", &[10.0], 1)?;
-                r.workload = "migration".into();
-                r.variant = "port".into();
-                Some(r)
-            })
-            .collect();
-        let h = headline(&cells, &rows);
-        assert!(h.contains("0/1 (1 failed)"), "{h}");
-        assert!(h.contains("after a 1000 ms stall timeout"), "{h}");
-    }
-
-    #[test]
-    fn comparisons_mark_indistinguishable_pairs() {
+    fn one_cell_is_not_enough_to_distinguish() {
         let a: Vec<f64> = (0..40).map(|i| 10.0 + (i % 7) as f64).collect();
         let b = a.clone();
         let c: Vec<f64> = a.iter().map(|v| v + 100.0).collect();
@@ -700,15 +591,19 @@ mod tests {
             cell("h3", "l", 0.0, "latency_ms", b),
             cell("h1.1", "l", 0.0, "latency_ms", c),
         ];
-        let rows = comparisons(&cells);
-        assert_eq!(rows.len(), 3);
-        let find = |x: &str, y: &str| {
-            rows.iter()
-                .find(|r| r.protocol_a == x && r.protocol_b == y)
-                .unwrap()
-        };
-        assert!(!find("h2", "h3").distinguishable);
-        assert!(find("h1.1", "h2").distinguishable);
-        assert!(find("h1.1", "h3").diff > 99.0);
+        let an = analyze(&cells);
+        assert_eq!(an.comparisons.len(), 3);
+        assert!(an
+            .comparisons
+            .iter()
+            .all(|r| !r.distinguishable && r.reason == "n too small"));
+        assert!(an.rows.iter().all(|r| r.ci_low.is_none()));
+        let text = headline(&cells, &an);
+        assert!(text.contains("no interval"), "{text}");
+        assert!(
+            text.contains("0 of 3 protocol pairs distinguishable"),
+            "{text}"
+        );
+        assert!(text.contains("3 n too small"), "{text}");
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use quicbench_netem::LinkSpec;
+use quicbench_netem::{Buffer, LinkSpec};
 use quicbench_wire::{CongestionControl, Protocol};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -33,7 +33,8 @@ pub struct MatrixError {
 pub struct MatrixFile {
     pub name: Option<String>,
     pub seed: Option<u64>,
-    pub repetitions: Option<u32>,
+    /// A number, or `{ min, max, target }` for adaptive repetitions.
+    pub repetitions: Option<RepetitionsSpec>,
     pub warmup: Option<u32>,
     pub protocols: Option<Vec<Spanned<String>>>,
     #[serde(default)]
@@ -48,6 +49,37 @@ pub struct MatrixFile {
     pub mtu: Option<u32>,
     /// Per-cell time limit, seconds (default 120).
     pub cell_timeout_s: Option<u64>,
+    /// Bottleneck buffer of every rate-limited link, in BDPs: `"1bdp"`, or a
+    /// sweep `["0.5bdp", "1bdp", "4bdp"]` (one link per value, labelled
+    /// `<label>-buf<N>bdp`). Translated to netem's `limit` per direction (see
+    /// `LinkSpec::limit_for_buffer`); a direction whose spec sets `limit`
+    /// itself keeps it, and links without a rate have no bottleneck and keep
+    /// their limit. Default: none (tc's `limit 1000`).
+    pub buffer: Option<OneOrMany>,
+}
+
+/// `repetitions` as written: a plain number, or adaptive bounds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RepetitionsSpec {
+    Fixed(u32),
+    Adaptive {
+        min: u32,
+        max: u32,
+        /// Stop a group once its headline metric's 95% interval half-width is
+        /// at most `target` × its median (e.g. 0.05).
+        target: f64,
+    },
+}
+
+/// Adaptive repetitions: after `Matrix::repetitions` (the minimum), a group
+/// keeps getting repetitions, interleaved with the other unfinished groups,
+/// until its headline metric's 95% interval half-width is at most
+/// `target` × median, or `max` is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Adaptive {
+    pub max: u32,
+    pub target: f64,
 }
 
 /// A name or a list of names, as written.
@@ -177,6 +209,9 @@ pub struct HandshakeParams {
     pub modes: Vec<String>,
     pub protocols: Option<Vec<String>>,
     pub links: Option<Vec<String>>,
+    /// Only the links with these buffers (of the matrix's `buffer` sweep;
+    /// links without a rate always qualify).
+    pub buffer: Option<OneOrMany>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -198,6 +233,9 @@ pub struct HolParams {
     pub parallel_size: u64,
     pub protocols: Option<Vec<String>>,
     pub links: Option<Vec<String>>,
+    /// Only the links with these buffers (of the matrix's `buffer` sweep;
+    /// links without a rate always qualify).
+    pub buffer: Option<OneOrMany>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -228,6 +266,9 @@ pub struct MigrationParams {
     pub paced_duration_ms: u64,
     pub protocols: Option<Vec<String>>,
     pub links: Option<Vec<String>>,
+    /// Only the links with these buffers (of the matrix's `buffer` sweep;
+    /// links without a rate always qualify).
+    pub buffer: Option<OneOrMany>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -245,6 +286,9 @@ pub struct GoodputParams {
     pub steady_after_rtts: u32,
     pub protocols: Option<Vec<String>>,
     pub links: Option<Vec<String>>,
+    /// Only the links with these buffers (of the matrix's `buffer` sweep;
+    /// links without a rate always qualify).
+    pub buffer: Option<OneOrMany>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -257,6 +301,9 @@ pub struct UdpParams {
     #[serde(default = "d_probe_size")]
     pub size: u32,
     pub links: Option<Vec<String>>,
+    /// Only the links with these buffers (of the matrix's `buffer` sweep;
+    /// links without a rate always qualify).
+    pub buffer: Option<OneOrMany>,
 }
 
 /// One link of the matrix, both directions parsed.
@@ -271,6 +318,9 @@ pub struct LinkDef {
     pub loss: f64,
     /// Configured rate, bits/s (up direction).
     pub rate_bps: Option<u64>,
+    /// The matrix `buffer` this link got (None: no rate, limits set by hand,
+    /// or no `buffer` setting).
+    pub buffer: Option<Buffer>,
 }
 
 /// A validated matrix.
@@ -278,7 +328,10 @@ pub struct LinkDef {
 pub struct Matrix {
     pub name: String,
     pub seed: u64,
+    /// Repetitions planned up front (the minimum when adaptive).
     pub repetitions: u32,
+    /// Adaptive repetitions beyond `repetitions`, if asked for.
+    pub adaptive: Option<Adaptive>,
     pub warmup: u32,
     pub protocols: Vec<Protocol>,
     pub links: Vec<LinkDef>,
@@ -373,6 +426,8 @@ impl Matrix {
         };
 
         let mut links = Vec::new();
+        // Per link: (up, down) spec text sets `limit` itself.
+        let mut explicit: Vec<(bool, bool)> = Vec::new();
         for (i, l) in f.links.iter().enumerate() {
             let field = format!("links[{i}]");
             let (up, down) = match (&l.spec, &l.up, &l.down) {
@@ -407,6 +462,12 @@ impl Matrix {
                 }
             };
             let label = l.label.clone().unwrap_or_else(|| default_label(&up, &down));
+            let sets = |t: &Option<Spanned<String>>| {
+                t.as_ref()
+                    .is_some_and(|t| quicbench_netem::sets_limit(t.get_ref()))
+            };
+            let both = sets(&l.spec);
+            explicit.push((both || sets(&l.up), both || sets(&l.down)));
             links.push(link_def(label, up, down));
         }
         if let Some(g) = &f.grid {
@@ -466,18 +527,24 @@ impl Matrix {
                         if let Some(r) = rate {
                             label.push_str(&format!("-{}mbit", fmt_num(*r)));
                         }
+                        let own = quicbench_netem::sets_limit(&text);
+                        explicit.push((own, own));
                         links.push(link_def(label, spec.clone(), spec));
                     }
                 }
             }
         }
         if links.is_empty() {
+            explicit.push((false, false));
             links.push(link_def(
                 "direct".into(),
                 LinkSpec::default(),
                 LinkSpec::default(),
             ));
         }
+        let mtu = f.mtu.unwrap_or(1500);
+        let buffers = parse_buffers(f.buffer.as_ref()).map_err(|m| err(0, "buffer", m))?;
+        let (links, expanded) = with_buffers(links, &explicit, &buffers, mtu);
         let mut seen = BTreeSet::new();
         for l in &links {
             if !seen.insert(l.label.clone()) {
@@ -513,7 +580,10 @@ impl Matrix {
             }
         };
 
-        let wl = &f.workloads;
+        let mut workloads = f.workloads.clone();
+        filter_buffers(&mut workloads, &links, &expanded, &buffers)
+            .map_err(|(field, m)| err(0, &field, m))?;
+        let wl = &workloads;
         if wl.handshake.is_none()
             && wl.hol.is_none()
             && wl.migration.is_none()
@@ -604,11 +674,26 @@ impl Matrix {
             check_subset("workloads.conns", &None, &c.links)?;
             c.validate().map_err(|e| err(0, "workloads.conns", e))?;
         }
-        let repetitions = f.repetitions.unwrap_or(3);
+        let (repetitions, adaptive) = match f.repetitions {
+            None => (3, None),
+            Some(RepetitionsSpec::Fixed(n)) => (n, None),
+            Some(RepetitionsSpec::Adaptive { min, max, target }) => {
+                if max < min {
+                    return Err(err(0, "repetitions", format!("max {max} < min {min}")));
+                }
+                if !(target > 0.0 && target < 1.0) {
+                    return Err(err(
+                        0,
+                        "repetitions.target",
+                        format!("a fraction of the median in (0, 1), got {target}"),
+                    ));
+                }
+                (min, Some(Adaptive { max, target }))
+            }
+        };
         if repetitions == 0 {
             return Err(err(0, "repetitions", "must be ≥ 1".into()));
         }
-        let mtu = f.mtu.unwrap_or(1500);
         if !(1280..=65_535).contains(&mtu) {
             return Err(err(
                 0,
@@ -620,10 +705,11 @@ impl Matrix {
             name: f.name.clone().unwrap_or_else(|| "matrix".into()),
             seed: f.seed.unwrap_or(1),
             repetitions,
+            adaptive,
             warmup: f.warmup.unwrap_or(1),
             protocols,
             links,
-            workloads: f.workloads.clone(),
+            workloads,
             ccs,
             mtu,
             cell_timeout_s: f.cell_timeout_s.unwrap_or(120),
@@ -634,6 +720,143 @@ impl Matrix {
     pub fn link(&self, label: &str) -> Option<&LinkDef> {
         self.links.iter().find(|l| l.label == label)
     }
+}
+
+/// The `buffer` values of a matrix or workload, checked.
+fn parse_buffers(b: Option<&OneOrMany>) -> Result<Vec<Buffer>, String> {
+    let Some(b) = b else { return Ok(Vec::new()) };
+    let mut out: Vec<Buffer> = Vec::new();
+    for s in b.items() {
+        let v: Buffer = s.parse()?;
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    if out.is_empty() {
+        return Err("the list is empty".into());
+    }
+    Ok(out)
+}
+
+/// Every rate-limited link once per buffer, its `limit` set from the buffer
+/// (directions with their own `limit` or without a rate keep theirs). With a
+/// sweep, labels get `-buf<N>bdp`. Also returns base label -> its links.
+fn with_buffers(
+    links: Vec<LinkDef>,
+    explicit: &[(bool, bool)],
+    buffers: &[Buffer],
+    mtu: u32,
+) -> (Vec<LinkDef>, Vec<(String, Vec<String>)>) {
+    if buffers.is_empty() {
+        return (links, Vec::new());
+    }
+    let mut out = Vec::new();
+    let mut expanded = Vec::new();
+    for (l, &(own_up, own_down)) in links.into_iter().zip(explicit) {
+        let rtt_ns = l.up.base_delay_ns() + l.down.base_delay_ns();
+        let sized = |spec: &LinkSpec, own: bool, b: Buffer| -> Option<LinkSpec> {
+            if own {
+                return None;
+            }
+            let limit = spec.limit_for_buffer(b, rtt_ns, mtu)?;
+            Some(LinkSpec {
+                limit,
+                ..spec.clone()
+            })
+        };
+        if sized(&l.up, own_up, buffers[0]).is_none()
+            && sized(&l.down, own_down, buffers[0]).is_none()
+        {
+            // No rate, or limits given by hand: the buffer does not apply.
+            expanded.push((l.label.clone(), vec![l.label.clone()]));
+            out.push(l);
+            continue;
+        }
+        let mut names = Vec::new();
+        for &b in buffers {
+            let up = sized(&l.up, own_up, b).unwrap_or_else(|| l.up.clone());
+            let down = sized(&l.down, own_down, b).unwrap_or_else(|| l.down.clone());
+            let label = if buffers.len() > 1 {
+                format!("{}-buf{b}", l.label)
+            } else {
+                l.label.clone()
+            };
+            names.push(label.clone());
+            let mut d = link_def(label, up, down);
+            d.buffer = Some(b);
+            out.push(d);
+        }
+        expanded.push((l.label, names));
+    }
+    (out, expanded)
+}
+
+/// Workload link filters name links as written: each base label stands for
+/// all its buffer variants; a workload `buffer` keeps only those variants.
+fn filter_buffers(
+    wl: &mut Workloads,
+    links: &[LinkDef],
+    expanded: &[(String, Vec<String>)],
+    buffers: &[Buffer],
+) -> Result<(), (String, String)> {
+    let expand = |ls: &mut Option<Vec<String>>| {
+        if let Some(list) = ls.as_mut() {
+            *list = list
+                .iter()
+                .flat_map(|x| match expanded.iter().find(|(base, _)| base == x) {
+                    Some((_, names)) => names.clone(),
+                    None => vec![x.clone()],
+                })
+                .collect();
+        }
+    };
+    let restrict = |field: &str,
+                    ls: &mut Option<Vec<String>>,
+                    b: &Option<OneOrMany>|
+     -> Result<(), (String, String)> {
+        expand(ls);
+        let Some(b) = b else { return Ok(()) };
+        let want = parse_buffers(Some(b)).map_err(|m| (field.to_string(), m))?;
+        if let Some(x) = want.iter().find(|w| !buffers.contains(w)) {
+            return Err((
+                field.to_string(),
+                format!("buffer {x} is not in the matrix's buffer setting"),
+            ));
+        }
+        let keep = |l: &LinkDef| l.buffer.is_none_or(|lb| want.contains(&lb));
+        let all: Vec<String> = match ls.take() {
+            Some(list) => list,
+            None => links.iter().map(|l| l.label.clone()).collect(),
+        };
+        *ls = Some(
+            all.into_iter()
+                .filter(|x| {
+                    links.iter().any(|l| &l.label == x && keep(l))
+                        || !links.iter().any(|l| &l.label == x)
+                })
+                .collect(),
+        );
+        Ok(())
+    };
+    if let Some(h) = wl.handshake.as_mut() {
+        restrict("workloads.handshake.buffer", &mut h.links, &h.buffer)?;
+    }
+    if let Some(h) = wl.hol.as_mut() {
+        restrict("workloads.hol.buffer", &mut h.links, &h.buffer)?;
+    }
+    if let Some(m) = wl.migration.as_mut() {
+        restrict("workloads.migration.buffer", &mut m.links, &m.buffer)?;
+    }
+    if let Some(g) = wl.goodput.as_mut() {
+        restrict("workloads.goodput.buffer", &mut g.links, &g.buffer)?;
+    }
+    if let Some(u) = wl.udp.as_mut() {
+        restrict("workloads.udp.buffer", &mut u.links, &u.buffer)?;
+    }
+    if let Some(c) = wl.conns.as_mut() {
+        expand(&mut c.links);
+    }
+    Ok(())
 }
 
 fn fmt_num(x: f64) -> String {
@@ -686,6 +909,7 @@ pub fn link_def(label: String, up: LinkSpec, down: LinkSpec) -> LinkDef {
         rtt_ms,
         loss: up.loss_probability(),
         rate_bps: up.rate_bps(),
+        buffer: None,
         up,
         down,
     }
@@ -702,8 +926,127 @@ mod tests {
         assert!(q.links.len() >= 2);
         assert!((q.links[0].rtt_ms - 20.0).abs() < 1e-9);
         let f = Matrix::preset("full").unwrap();
-        assert_eq!(f.links.len(), 3 * 4 * 2);
+        // 3 RTTs × 4 losses × 2 rates, each at 0.5, 1 and 4 BDP.
+        assert_eq!(f.links.len(), 3 * 4 * 2 * 3);
         assert!(Matrix::preset("nope").is_err());
+    }
+
+    /// Presets state their buffers in BDP: no rate-limited link keeps tc's
+    /// 1000-packet default (~600 ms at 20 Mbit/s).
+    #[test]
+    fn presets_size_buffers_in_bdp() {
+        let q = Matrix::preset("quick").unwrap();
+        let l = q.link("rtt20ms-20mbit").unwrap();
+        // 20 Mbit/s, 20 ms: 17 packets in the 10 ms delay line + 34 (one BDP).
+        assert_eq!((l.up.limit, l.down.limit), (51, 51));
+        assert_eq!(l.buffer.map(|b| b.to_string()).as_deref(), Some("1bdp"));
+        assert_eq!(
+            q.link("rtt20ms").unwrap().up.limit,
+            1000,
+            "no rate: no bottleneck"
+        );
+        // The quick preset's cells are the same as before (labels unchanged).
+        assert_eq!(crate::plan::cells(&q).len(), 2 * 180 / 2);
+        let f = Matrix::preset("full").unwrap();
+        for l in &f.links {
+            let b = l.buffer.expect("every full-preset link has a rate");
+            let rtt = l.up.base_delay_ns() + l.down.base_delay_ns();
+            assert_eq!(
+                Some(l.up.limit),
+                l.up.limit_for_buffer(b, rtt, 1500),
+                "{}",
+                l.label
+            );
+        }
+        let sweep: Vec<String> = f
+            .links
+            .iter()
+            .filter(|l| l.label.starts_with("rtt50ms-loss0%-20mbit"))
+            .map(|l| format!("{} {}", l.label, l.up))
+            .collect();
+        assert_eq!(
+            sweep,
+            [
+                "rtt50ms-loss0%-20mbit-buf0.5bdp limit 84 delay 25ms rate 20mbit",
+                "rtt50ms-loss0%-20mbit-buf1bdp limit 126 delay 25ms rate 20mbit",
+                "rtt50ms-loss0%-20mbit-buf4bdp limit 376 delay 25ms rate 20mbit",
+            ]
+        );
+        // Handshake and UDP at 1 BDP only; the others sweep.
+        let hs = f
+            .workloads
+            .handshake
+            .as_ref()
+            .unwrap()
+            .links
+            .clone()
+            .unwrap();
+        assert!(
+            hs.len() == 24 && hs.iter().all(|l| l.ends_with("-buf1bdp")),
+            "{hs:?}"
+        );
+        assert!(f.workloads.hol.as_ref().unwrap().links.is_none());
+        eprintln!("full preset: {} cells", crate::plan::cells(&f).len());
+    }
+
+    #[test]
+    fn buffer_setting_rules() {
+        let src = "buffer = [\"1bdp\", \"4bdp\"]\n\
+                   [[links]]\nlabel = \"norate\"\nspec = \"delay 10ms\"\n\
+                   [[links]]\nlabel = \"raw\"\nspec = \"delay 10ms rate 10mbit limit 50\"\n\
+                   [[links]]\nlabel = \"half\"\nup = \"delay 5ms rate 10mbit lim 70\"\ndown = \"delay 5ms rate 10mbit\"\n\
+                   [[links]]\nlabel = \"r\"\nspec = \"delay 10ms rate 10mbit\"\n\
+                   [workloads.goodput]\nlinks = [\"r\", \"norate\"]\n\
+                   [workloads.udp]\nbuffer = \"4bdp\"\n";
+        let m = Matrix::parse(src, "b.toml").unwrap();
+        let labels: Vec<&str> = m.links.iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "norate",
+                "raw",
+                "half-buf1bdp",
+                "half-buf4bdp",
+                "r-buf1bdp",
+                "r-buf4bdp"
+            ]
+        );
+        assert_eq!(m.link("norate").unwrap().up.limit, 1000);
+        assert_eq!(m.link("norate").unwrap().buffer, None);
+        // A raw limit wins, per direction.
+        assert_eq!(m.link("raw").unwrap().up.limit, 50);
+        assert_eq!(m.link("raw").unwrap().buffer, None);
+        let h = m.link("half-buf4bdp").unwrap();
+        // 10 Mbit/s, 10 ms RTT: 5 in the delay line + max(16, 4 × 8.3 → 34).
+        assert_eq!((h.up.limit, h.down.limit), (70, 5 + 34));
+        let r = m.link("r-buf1bdp").unwrap();
+        // 10 Mbit/s, 20 ms RTT: 9 in the delay line + 17 (one BDP).
+        assert_eq!(r.up.limit, 9 + 17);
+        // Filters name links as written; a workload buffer keeps its variants.
+        assert_eq!(
+            m.workloads.goodput.as_ref().unwrap().links.as_deref(),
+            Some(&["r-buf1bdp".to_string(), "r-buf4bdp".into(), "norate".into()][..])
+        );
+        assert_eq!(
+            m.workloads.udp.as_ref().unwrap().links.as_deref(),
+            Some(
+                &[
+                    "norate".to_string(),
+                    "raw".into(),
+                    "half-buf4bdp".into(),
+                    "r-buf4bdp".into()
+                ][..]
+            )
+        );
+        // Errors.
+        let bad = Matrix::parse("buffer = \"1mb\"\n[workloads.goodput]\n", "b.toml").unwrap_err();
+        assert_eq!(bad.field, "buffer", "{bad}");
+        let bad = Matrix::parse(
+            "buffer = \"1bdp\"\n[workloads.goodput]\nbuffer = \"2bdp\"\n",
+            "b.toml",
+        )
+        .unwrap_err();
+        assert!(bad.message.contains("2bdp"), "{bad}");
     }
 
     #[test]
@@ -762,6 +1105,26 @@ mod tests {
         assert!((l.loss - 0.01).abs() < 1e-9);
         assert_eq!(l.rate_bps, Some(10_000_000));
         assert_eq!(grid_spec_text(20.0, 0.0, None, None), "delay 10000us");
+    }
+
+    #[test]
+    fn repetitions_plain_or_adaptive() {
+        let m = Matrix::parse("repetitions = 4\n[workloads.goodput]\n", "r.toml").unwrap();
+        assert_eq!((m.repetitions, m.adaptive), (4, None));
+        let src = "repetitions = { min = 6, max = 30, target = 0.05 }\n[workloads.goodput]\n";
+        let m = Matrix::parse(src, "r.toml").unwrap();
+        assert_eq!(m.repetitions, 6);
+        assert_eq!(
+            m.adaptive,
+            Some(Adaptive {
+                max: 30,
+                target: 0.05
+            })
+        );
+        let bad = "repetitions = { min = 6, max = 3, target = 0.05 }\n[workloads.goodput]\n";
+        assert!(Matrix::parse(bad, "r.toml").is_err());
+        let bad = "repetitions = { min = 6, max = 9, target = 5 }\n[workloads.goodput]\n";
+        assert!(Matrix::parse(bad, "r.toml").is_err());
     }
 
     #[test]

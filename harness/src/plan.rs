@@ -109,10 +109,38 @@ fn wants_link(list: &Option<Vec<String>>, label: &str) -> bool {
     }
 }
 
-/// Every cell of the matrix, in run order: repetitions outermost, so a run cut
-/// short has covered every cell evenly, and slow drift of the machine spreads
-/// over all protocols instead of biasing one.
+/// Seed of the shuffle of repetition block `rep` (recorded in run.json as
+/// `order_seed`, the block's seed derived from it).
+pub fn order_seed(m: &Matrix) -> u64 {
+    m.seed ^ stable_hash("order")
+}
+
+/// The repetition block in a seeded random order: protocols, links and
+/// workloads interleave, so neither a machine's drift nor a neighbour's load
+/// can line up with one of them.
+fn shuffle_block(m: &Matrix, rep: u32, block: &mut [Cell]) {
+    use rand::{seq::SliceRandom as _, SeedableRng as _};
+    let seed = order_seed(m) ^ (rep as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    block.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+}
+
+/// The group of a cell: its id without the repetition (protocol, workload
+/// variant, link and whatever else names the cell). Repetitions of a group
+/// are pooled; a shard owns whole groups.
+pub fn group_id(id: &str) -> &str {
+    id.rsplit_once("__r").map_or(id, |(g, _)| g)
+}
+
+/// Every cell of the matrix's planned repetitions, in run order: repetitions
+/// outermost, so a run cut short has covered every cell evenly; within each
+/// repetition a seeded shuffle.
 pub fn cells(m: &Matrix) -> Vec<Cell> {
+    cells_upto(m, m.repetitions)
+}
+
+/// The cells of repetitions `0..reps` (beyond the matrix's own, for adaptive
+/// repetitions), in run order.
+pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
     // (workload, variant, protocols it applies to, link filter)
     type Kind = (Workload, String, Vec<Protocol>, Option<Vec<String>>);
     let mut kinds: Vec<Kind> = Vec::new();
@@ -198,7 +226,8 @@ pub fn cells(m: &Matrix) -> Vec<Cell> {
         kinds.push((Workload::Conns, "hold".into(), ps, c.links.clone()));
     }
     let mut out = Vec::new();
-    for rep in 0..m.repetitions {
+    for rep in 0..reps {
+        let start = out.len();
         for (li, link) in m.links.iter().enumerate() {
             for (w, variant, protos, links) in &kinds {
                 if !wants_link(links, &link.label) {
@@ -247,22 +276,80 @@ pub fn cells(m: &Matrix) -> Vec<Cell> {
                 }
             }
         }
+        shuffle_block(m, rep, &mut out[start..]);
     }
     out
 }
 
-/// The cells of one shard: every `count`-th cell starting at `index`, in plan
-/// order. The union of all shards is the whole plan, each cell exactly once.
+/// The shard that owns a group: groups are dealt round-robin in a fixed
+/// (sorted) order, so every repetition of a group, adaptive ones included,
+/// runs in one shard.
+pub fn shard_of(groups: &[String], group: &str, count: u32) -> Option<u32> {
+    groups
+        .binary_search_by(|g| g.as_str().cmp(group))
+        .ok()
+        .map(|i| (i as u64 % count as u64) as u32)
+}
+
+/// The cells of one shard: those of the groups it owns (see [`shard_of`]), in
+/// plan order. The union of all shards is the whole plan, each cell exactly once.
 pub fn shard(cells: Vec<Cell>, s: Option<Shard>) -> Vec<Cell> {
-    match s {
-        None => cells,
-        Some(s) => cells
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| (*i as u64 % s.count as u64) == s.index as u64)
-            .map(|(_, c)| c)
-            .collect(),
+    let Some(s) = s else {
+        return cells;
+    };
+    let mut groups: Vec<String> = cells.iter().map(|c| group_id(&c.id).to_string()).collect();
+    groups.sort();
+    groups.dedup();
+    cells
+        .into_iter()
+        .filter(|c| shard_of(&groups, group_id(&c.id), s.count) == Some(s.index))
+        .collect()
+}
+
+/// Where each group of `groups` stands under adaptive repetitions, from its
+/// cells with a repetition below `before` (`u32::MAX`: all of them): how many
+/// repetitions it ran, and whether its headline metric's interval is a real
+/// 95% one (6 cells or more) with half-width ≤ `target` × median. A group
+/// without a headline metric never meets a target (it stays at the minimum:
+/// the caller runs more only for groups that have one).
+pub fn adaptive_status(
+    groups: &[String],
+    cells: &[quicbench_results::CellResult],
+    before: u32,
+    target: f64,
+) -> Vec<quicbench_results::AdaptiveGroup> {
+    use quicbench_results::{analysis, infer, stats};
+    let mut out = Vec::new();
+    for g in groups {
+        let mine: Vec<&quicbench_results::CellResult> = cells
+            .iter()
+            .filter(|c| c.repetition < before && group_id(&c.cell_id) == g)
+            .collect();
+        let metric = mine
+            .first()
+            .and_then(|c| analysis::headline_metric(&c.workload, &c.variant));
+        let values: Vec<infer::CellValue> = mine
+            .iter()
+            .filter(|c| c.status.is_ok())
+            .filter_map(|c| c.metrics.get(metric?))
+            .filter_map(|m| infer::CellValue::from_samples(&m.samples).ok())
+            .collect();
+        let iv = infer::cell_interval(&values, stats::LEVEL, analysis::stable_hash(g)).ok();
+        let rel = iv.as_ref().and_then(|iv| iv.relative_half_width());
+        let real = iv
+            .as_ref()
+            .and_then(|iv| iv.confidence)
+            .is_some_and(|c| c >= stats::LEVEL - 1e-12);
+        out.push(quicbench_results::AdaptiveGroup {
+            group: g.clone(),
+            metric: metric.unwrap_or_default().to_string(),
+            repetitions: mine.len() as u32,
+            // No headline metric: nothing to follow, counted as done.
+            met_target: metric.is_none() || (real && rel.is_some_and(|r| r <= target)),
+            relative_half_width: rel,
+        });
     }
+    out
 }
 
 #[cfg(test)]
@@ -357,6 +444,144 @@ spec = "delay 5ms"
         assert!("3/3".parse::<Shard>().is_err());
         assert!("x".parse::<Shard>().is_err());
         assert_eq!("1/3".parse::<Shard>(), Ok(Shard { index: 1, count: 3 }));
+        // A shard owns whole groups.
+        let s0 = shard(all.clone(), Some(Shard { index: 0, count: 3 }));
+        let s1 = shard(all.clone(), Some(Shard { index: 1, count: 3 }));
+        let g0: BTreeSet<&str> = s0.iter().map(|c| group_id(&c.id)).collect();
+        assert!(s1.iter().all(|c| !g0.contains(group_id(&c.id))));
+    }
+
+    #[test]
+    fn repetition_blocks_are_shuffled_and_interleaved() {
+        let m = Matrix::preset("quick").unwrap();
+        let cs = cells(&m);
+        let per = cs.len() / m.repetitions as usize;
+        for (rep, block) in cs.chunks(per).enumerate() {
+            assert!(block.iter().all(|c| c.repetition == rep as u32));
+            // Not grouped by protocol: consecutive cells change protocol often.
+            let changes = block
+                .windows(2)
+                .filter(|w| w[0].protocol != w[1].protocol)
+                .count();
+            assert!(changes > per / 2, "{changes} of {per}");
+        }
+        assert_ne!(
+            cs[..per]
+                .iter()
+                .map(|c| group_id(&c.id))
+                .collect::<Vec<_>>(),
+            cs[per..2 * per]
+                .iter()
+                .map(|c| group_id(&c.id))
+                .collect::<Vec<_>>(),
+            "each block has its own order"
+        );
+        // Extending the repetitions keeps the earlier blocks as they were.
+        let more = cells_upto(&m, m.repetitions + 1);
+        assert_eq!(&more[..cs.len()], &cs[..]);
+        assert_eq!(
+            group_id("goodput-bulk__h3__rtt20ms__r12"),
+            "goodput-bulk__h3__rtt20ms"
+        );
+    }
+
+    fn fake(group: &str, rep: u32, samples: &[f64]) -> quicbench_results::CellResult {
+        let mut c = quicbench_results::CellResult::new(
+            format!("{group}__r{rep}"),
+            "h3",
+            "goodput",
+            "bulk",
+            quicbench_results::LinkInfo::default(),
+            rep,
+            1,
+        );
+        for v in samples {
+            c.push_sample("goodput_mbps", "Mbit/s", *v).unwrap();
+        }
+        c
+    }
+
+    /// Simulated adaptive rounds over fake cells (no I/O): a quiet group
+    /// stops at min, a noisy one goes on until max; a run resumed from a
+    /// half-finished round decides the same.
+    #[test]
+    fn adaptive_stopping() {
+        use rand::{Rng as _, SeedableRng as _};
+        let groups = vec![
+            "goodput-bulk__h3__noisy".to_string(),
+            "goodput-bulk__h3__quiet".to_string(),
+        ];
+        let (min, max, target) = (6u32, 12u32, 0.05);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut value = |g: &str| -> f64 {
+            if g.ends_with("quiet") {
+                100.0 + rng.random_range(-0.5..0.5)
+            } else {
+                100.0 * rng.random_range(0.3..1.7)
+            }
+        };
+        // Rounds as run() plays them; `stop_after` cells cut a round short.
+        let mut play = |cells: &mut Vec<quicbench_results::CellResult>,
+                        stop_after: Option<usize>| {
+            let mut written = 0;
+            for rep in 0..max {
+                let todo: Vec<String> = if rep < min {
+                    groups.clone()
+                } else {
+                    adaptive_status(&groups, cells, rep, target)
+                        .into_iter()
+                        .filter(|g| !g.met_target)
+                        .map(|g| g.group)
+                        .collect()
+                };
+                for g in todo {
+                    if cells.iter().any(|c| c.cell_id == format!("{g}__r{rep}")) {
+                        continue;
+                    }
+                    if stop_after == Some(written) {
+                        return;
+                    }
+                    cells.push(fake(&g, rep, &[value(&g)]));
+                    written += 1;
+                }
+            }
+        };
+        let mut whole = Vec::new();
+        play(&mut whole, None);
+        let st = adaptive_status(&groups, &whole, u32::MAX, target);
+        let (noisy, quiet) = (&st[0], &st[1]);
+        assert_eq!(
+            (quiet.repetitions, quiet.met_target),
+            (min, true),
+            "{quiet:?}"
+        );
+        assert_eq!(
+            (noisy.repetitions, noisy.met_target),
+            (max, false),
+            "{noisy:?}"
+        );
+        assert!(noisy.relative_half_width.unwrap() > target);
+
+        // Interrupted after 13 cells (mid adaptive round), then resumed: the
+        // same groups get the same repetitions. Values differ (new random
+        // draws) but the quiet group's decision does not hinge on them.
+        let mut resumed = Vec::new();
+        play(&mut resumed, Some(13));
+        assert!(resumed.len() == 13);
+        play(&mut resumed, None);
+        let st2 = adaptive_status(&groups, &resumed, u32::MAX, target);
+        let reps = |s: &[quicbench_results::AdaptiveGroup]| -> Vec<(String, u32, bool)> {
+            s.iter()
+                .map(|g| (g.group.clone(), g.repetitions, g.met_target))
+                .collect()
+        };
+        assert_eq!(reps(&st2), reps(&st));
+        // Decisions read only earlier repetitions: cells of a later round on
+        // disk do not change the decision for an earlier one.
+        let early = adaptive_status(&groups, &whole, min, target);
+        let mut partial = whole.clone();
+        partial.retain(|c| c.repetition < min + 1);
+        assert_eq!(early, adaptive_status(&groups, &partial, min, target));
     }
 
     #[test]

@@ -125,11 +125,22 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         transport_profile: None,
         planned_cells: planned_total as u64,
         cell_ids: mine.iter().map(|c| c.id.clone()).collect(),
+        order_seed: Some(plan::order_seed(m)),
+        drift: Vec::new(),
+        adaptive: Vec::new(),
     };
     if opts.resume.is_some() {
-        // The matrix must be the one the directory was started with.
+        // The matrix must be the one the directory was started with. An
+        // adaptive run's list grows beyond the plan: the plan is its prefix.
         if let Ok(old) = dir.read_meta() {
-            if old.cell_ids != meta.cell_ids {
+            let same = if m.adaptive.is_some() {
+                old.cell_ids.starts_with(&meta.cell_ids)
+            } else {
+                old.cell_ids == meta.cell_ids
+            };
+            if same {
+                meta.cell_ids = old.cell_ids.clone();
+            } else {
                 anyhow::bail!(
                     "{}: this run directory was made with a different matrix or shard ({} planned cells there, {} now); resume with the same --matrix/--preset and --shard",
                     dir.path().display(),
@@ -179,62 +190,128 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         backend_reason
     );
     let (mut ran, mut failed, mut interrupted) = (0usize, 0usize, false);
-    for (i, c) in todo.iter().take(limit).enumerate() {
-        if stop.load(Ordering::Relaxed) {
-            interrupted = true;
-            break;
-        }
-        if let Some(pb) = &pb {
-            pb.set_message(c.id.clone());
-        }
-        let res = cell::execute(&ctx, m, c);
-        if stop.load(Ordering::Relaxed) && !res.status.is_ok() {
-            // Cut short by Ctrl-C: not a result; it will run on --resume.
-            interrupted = true;
-            break;
-        }
-        let ok = res.status.is_ok();
-        dir.write_cell(&res)?;
-        ran += 1;
-        if !ok {
-            failed += 1;
-        }
-        let line = format!(
-            "[{}/{}] {} {} ({:.1} s){}",
-            i + 1,
-            limit,
-            c.id,
-            if ok { "ok" } else { "FAILED" },
-            res.duration_s,
-            match &res.status {
-                quicbench_results::CellStatus::Failed { reason } => format!(": {reason}"),
-                _ => String::new(),
+    let mut budget = opts.max_cells.unwrap_or(usize::MAX);
+    // Runs `batch` in order (skipping finished cells); false when stopped.
+    let mut run_batch = |batch: &[plan::Cell], label: &str| -> anyhow::Result<bool> {
+        let done = dir.finished_cells()?;
+        let batch: Vec<&plan::Cell> = batch.iter().filter(|c| !done.contains(&c.id)).collect();
+        let total = batch.len().min(budget);
+        for (i, c) in batch.into_iter().take(total).enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                interrupted = true;
+                return Ok(false);
             }
-        );
-        match &pb {
-            Some(pb) => {
-                if !ok {
-                    pb.println(line);
+            if let Some(pb) = &pb {
+                pb.set_message(c.id.clone());
+            }
+            let res = cell::execute(&ctx, m, c);
+            if stop.load(Ordering::Relaxed) && !res.status.is_ok() {
+                // Cut short by Ctrl-C: not a result; it will run on --resume.
+                interrupted = true;
+                return Ok(false);
+            }
+            let ok = res.status.is_ok();
+            dir.write_cell(&res)?;
+            ran += 1;
+            budget -= 1;
+            if !ok {
+                failed += 1;
+            }
+            let line = format!(
+                "[{label}{}/{}] {} {} ({:.1} s){}",
+                i + 1,
+                total,
+                c.id,
+                if ok { "ok" } else { "FAILED" },
+                res.duration_s,
+                match &res.status {
+                    quicbench_results::CellStatus::Failed { reason } => format!(": {reason}"),
+                    _ => String::new(),
                 }
-                pb.inc(1);
+            );
+            match &pb {
+                Some(pb) => {
+                    if !ok {
+                        pb.println(line);
+                    }
+                    pb.inc(1);
+                }
+                None => eprintln!("{line}"),
             }
-            None => eprintln!("{line}"),
         }
+        Ok(budget > 0)
+    };
+    let mut go_on = run_batch(&todo, "")?;
+    // An adaptive run is finished only once no group needs another round.
+    let mut adaptive_done = m.adaptive.is_none();
+    if let Some(ad) = m.adaptive {
+        // Adaptive rounds: repetition `rep` for every group of this shard that
+        // has not met its target, interleaved in the block's seeded order. The
+        // decision for round `rep` reads only repetitions < rep, so a resumed
+        // run decides exactly as an uninterrupted one.
+        let groups: Vec<String> = {
+            let mut g: Vec<String> = mine
+                .iter()
+                .map(|c| plan::group_id(&c.id).to_string())
+                .collect();
+            g.sort();
+            g.dedup();
+            g
+        };
+        let mut rep = m.repetitions;
+        while go_on && rep < ad.max {
+            let cells = dir.read_cells()?;
+            let more: std::collections::BTreeSet<String> =
+                plan::adaptive_status(&groups, &cells, rep, ad.target)
+                    .into_iter()
+                    .filter(|g| !g.met_target)
+                    .map(|g| g.group)
+                    .collect();
+            if more.is_empty() {
+                adaptive_done = true;
+                break;
+            }
+            let next: Vec<plan::Cell> = plan::cells_upto(m, rep + 1)
+                .into_iter()
+                .filter(|c| c.repetition == rep && more.contains(plan::group_id(&c.id)))
+                .collect();
+            for c in &next {
+                if !meta.cell_ids.contains(&c.id) {
+                    meta.cell_ids.push(c.id.clone());
+                }
+            }
+            dir.write_meta(&meta)?;
+            if let Some(pb) = &pb {
+                pb.inc_length(next.len() as u64);
+            }
+            eprintln!(
+                "quicbench: adaptive repetition {} for {} group(s) short of their target",
+                rep + 1,
+                more.len()
+            );
+            go_on = run_batch(&next, &format!("r{} ", rep + 1))?;
+            rep += 1;
+        }
+        if go_on && rep >= ad.max {
+            adaptive_done = true;
+        }
+        let cells = dir.read_cells()?;
+        meta.adaptive = plan::adaptive_status(&groups, &cells, u32::MAX, ad.target);
     }
     if let Some(pb) = &pb {
         pb.finish_and_clear();
     }
     let cells = dir.read_cells()?;
-    let rows = quicbench_results::summarize(&cells);
-    dir.write_summary(&rows)?;
     let complete = meta
         .cell_ids
         .iter()
         .all(|id| cells.iter().any(|c| &c.cell_id == id));
-    if complete {
+    if complete && adaptive_done {
         meta.finished = Some(quicbench_results::now_rfc3339());
     }
     dir.write_meta(&meta)?;
+    // Summary, comparisons and the drift check (into run.json), in one place.
+    crate::headline::write_analysis(&dir)?;
     Ok(RunOutcome {
         dir: dir.path().to_path_buf(),
         planned: mine.len(),

@@ -43,6 +43,9 @@ pub struct QuicSettings {
     /// RFC 9000 default.
     pub pacing: &'static str,
     pub max_ack_delay_ms: u32,
+    /// UDP segmentation offload (GSO): off on an emulated link, so every
+    /// datagram meets the link model alone.
+    pub gso: bool,
 }
 
 impl QuicSettings {
@@ -56,6 +59,7 @@ impl QuicSettings {
             send_window: wt::SEND_WINDOW,
             pacing: "on (quinn paces at cwnd/RTT)",
             max_ack_delay_ms: 25,
+            gso: t.quic_udp_payload().is_none(),
         }
     }
 }

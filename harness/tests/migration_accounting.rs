@@ -66,6 +66,7 @@ async fn run(p: Protocol, refuse: bool, paced: bool) -> workloads::Output {
         link: Some(Arc::new(Fake { refuse })),
         capture_dir: None,
         stall_timeout: None,
+        transport_sample: None,
     };
     let mp: MigrationParams =
         toml::from_str("size = 268435456\nat_ms = 1\npaced_duration_ms = 200\n").unwrap();

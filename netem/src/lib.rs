@@ -26,5 +26,6 @@ pub use model::{Counters, Departure, DropReason, LinkModel, Verdict};
 pub use nat::{NatSchedule, RebindEvent, RebindKind};
 pub use ns::NetNs;
 pub use spec::{
-    Chance, Delay, Distribution, LinkSpec, Loss, Rate, Reorder, Slot, SlotDelay, SpecError,
+    describe_path, sets_limit, Buffer, Chance, Delay, Distribution, LinkSpec, Loss, Rate, Reorder,
+    RoundTrip, Slot, SlotDelay, SpecError, MIN_BUFFER_PACKETS,
 };

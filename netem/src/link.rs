@@ -14,6 +14,8 @@
 //! device (`qbc` in the client namespace, `qbs` in the server's).
 
 mod kernel_backend;
+mod kernel_nat;
+pub mod offload;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -34,6 +36,7 @@ use crate::tun::Tun;
 
 pub use crate::nat::{Binding, NatSchedule, RebindEvent, RebindKind};
 pub use crate::relay::{DirCounters, RelayCounters, RelayPriority};
+pub use kernel_backend::VethOffloads;
 
 /// Addresses of the link (benchmarking ranges only).
 pub mod addr {
@@ -141,7 +144,8 @@ pub struct LinkConfig {
     /// MTU of the link devices, 1280..=65535.
     pub mtu: u32,
     pub backend: Backend,
-    /// Scheduled NAT rebinds (user space only); times from `Link::build`.
+    /// Scheduled NAT rebinds (both backends; the kernel's needs `nft`); times
+    /// from `Link::build`.
     pub nat: Option<NatSchedule>,
     /// Capture `{up,down}-{in,out}.pcap` here (user space only).
     pub pcap_dir: Option<PathBuf>,
@@ -203,6 +207,9 @@ pub struct LinkCounters {
     pub up: DirCounters,
     pub down: DirCounters,
     pub nat: NatCounters,
+    /// Kernel backend: the veth ends' offload state, read back after the build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offloads: Option<VethOffloads>,
 }
 
 impl fmt::Display for RebindEvent {
@@ -252,9 +259,16 @@ struct UserSpace {
     _tuns: (Arc<Tun>, Arc<Tun>),
 }
 
+struct KernelSide {
+    offloads: VethOffloads,
+    nat: Arc<kernel_nat::KernelNat>,
+    /// Fires the NAT schedule (inside the client namespace).
+    scheduler: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
 enum Inner {
     User(UserSpace),
-    Kernel,
+    Kernel(KernelSide),
 }
 
 /// A built link. Dropping it stops the relay, closes the devices, kills the
@@ -297,26 +311,57 @@ impl Link {
                 addr::MAX_CLIENT_ADDRS
             )));
         }
-        let userspace_only = cfg.nat.is_some() || cfg.pcap_dir.is_some();
+        let userspace_only = cfg.pcap_dir.is_some();
         let (backend, reason) = match cfg.backend {
             Backend::Auto if userspace_only => (
                 Backend::UserSpace,
-                "NAT rebinding or pcap capture requested: user-space TUN relay".to_string(),
+                "pcap capture requested: user-space TUN relay".to_string(),
             ),
             b => choose_backend(b),
         };
+        let (backend, reason) = match (cfg.backend, backend, &cfg.nat) {
+            // Scheduled rebinds on the kernel backend need nft: where it is
+            // missing, auto keeps the user-space NAT.
+            (Backend::Auto, Backend::Kernel, Some(_)) => match kernel_nat::nft_available() {
+                Ok(()) => (backend, reason),
+                Err(e) => (
+                    Backend::UserSpace,
+                    format!("NAT rebinding requested and {e}: user-space TUN relay"),
+                ),
+            },
+            _ => (backend, reason),
+        };
         if backend == Backend::Kernel && userspace_only {
             return Err(LinkError::Unsupported(
-                "NAT rebinding and pcap capture need the user-space backend".into(),
+                "pcap capture needs the user-space backend".into(),
             ));
+        }
+        if backend == Backend::Kernel && cfg.nat.is_some() {
+            kernel_nat::nft_available().map_err(LinkError::Unsupported)?;
         }
         let clock = Clock::new();
         let client_ns = NetNs::with_label("client")?;
         let server_ns = NetNs::with_label("server")?;
         let inner = match backend {
             Backend::Kernel => {
-                kernel_backend::build(&cfg, &client_ns, &server_ns)?;
-                Inner::Kernel
+                let offloads = kernel_backend::build(&cfg, &client_ns, &server_ns)?;
+                let nat = kernel_nat::KernelNat::new(CLIENT_DEV, new_nat(&cfg), clock);
+                let scheduler = match cfg.nat.clone() {
+                    None => None,
+                    Some(sched) => {
+                        let n = nat.clone();
+                        Some(
+                            client_ns
+                                .spawn_thread("nat-schedule", move || n.run_schedule(&sched))
+                                .map_err(setup("starting the NAT schedule thread"))?,
+                        )
+                    }
+                };
+                Inner::Kernel(KernelSide {
+                    offloads,
+                    nat,
+                    scheduler,
+                })
             }
             _ => Inner::User(build_userspace(&cfg, &client_ns, &server_ns, clock)?),
         };
@@ -407,18 +452,33 @@ impl Link {
                     up: snap(&u.up),
                     down: snap(&u.down),
                     nat: u.nat.lock().counters().clone(),
+                    offloads: None,
                 }
             }
-            Inner::Kernel => LinkCounters {
+            Inner::Kernel(k) => LinkCounters {
                 backend: self.backend.to_string(),
-                up: kernel_backend::counters(&self.client_ns, CLIENT_DEV),
-                down: kernel_backend::counters(&self.server_ns, SERVER_DEV),
-                nat: NatCounters::default(),
+                up: kernel_backend::counters(&self.client_ns, CLIENT_DEV, &self.cfg.up),
+                down: kernel_backend::counters(&self.server_ns, SERVER_DEV, &self.cfg.down),
+                nat: self
+                    .client_ns
+                    .try_run(|| k.nat.counters())
+                    .unwrap_or_default(),
+                offloads: Some(k.offloads.clone()),
             },
         }
     }
 
-    /// Rebind the client's NAT mapping now (user space only).
+    /// Kernel backend: the veth ends' offload state (None in user space, where
+    /// the TUN devices hand the relay single packets).
+    pub fn offloads(&self) -> Option<&VethOffloads> {
+        match &self.inner {
+            Inner::Kernel(k) => Some(&k.offloads),
+            Inner::User(_) => None,
+        }
+    }
+
+    /// Rebind the client's NAT mapping now (both backends; the kernel's runs
+    /// `nft` in the client namespace).
     pub fn rebind_now(&self, kind: RebindKind) -> Result<RebindEvent, LinkError> {
         match &self.inner {
             Inner::User(u) => {
@@ -427,9 +487,11 @@ impl Link {
                 u.nat.generation.store(ev.generation, Ordering::Release);
                 Ok(ev)
             }
-            Inner::Kernel => Err(LinkError::Unsupported(
-                "NAT rebinding needs the user-space backend (build with Backend::UserSpace)".into(),
-            )),
+            Inner::Kernel(k) => self
+                .client_ns
+                .try_run(|| k.nat.rebind(kind, false))
+                .map_err(setup("entering the client namespace"))?
+                .map_err(setup("rebinding the kernel NAT (nftables)")),
         }
     }
 
@@ -437,7 +499,7 @@ impl Link {
     pub fn rebind_events(&self) -> Vec<RebindEvent> {
         match &self.inner {
             Inner::User(u) => u.nat.lock().events().to_vec(),
-            Inner::Kernel => Vec::new(),
+            Inner::Kernel(k) => k.nat.events(),
         }
     }
 
@@ -468,12 +530,29 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        if let Inner::User(u) = &mut self.inner {
+        match &mut self.inner {
             // Join the relay threads (which flush the captures) before the
             // devices and namespaces go.
-            u.relay.take();
+            Inner::User(u) => {
+                u.relay.take();
+            }
+            Inner::Kernel(k) => {
+                k.nat.stop();
+                if let Some(h) = k.scheduler.take() {
+                    let _ = h.join();
+                }
+            }
         }
     }
+}
+
+/// The NAT's bookkeeping for the client's addresses.
+fn new_nat(cfg: &LinkConfig) -> Nat {
+    let n = cfg.client_addrs;
+    Nat::new(
+        (0..n).map(addr::client_v4).collect(),
+        (0..n).map(addr::client_v6).collect(),
+    )
 }
 
 fn build_userspace(
@@ -546,13 +625,7 @@ fn build_userspace(
     let down = Arc::new(Mutex::new(DirShared::new(LinkModel::new(
         &cfg.down, down_seed,
     ))));
-    let nat = Arc::new(NatShared::new(
-        Nat::new(
-            (0..n).map(addr::client_v4).collect(),
-            (0..n).map(addr::client_v6).collect(),
-        ),
-        cfg.nat.clone(),
-    ));
+    let nat = Arc::new(NatShared::new(new_nat(cfg), cfg.nat.clone()));
     let tun_c = Arc::new(tun_c);
     let tun_s = Arc::new(tun_s);
     // Room for the largest packet the devices can hand us.

@@ -46,6 +46,9 @@ pub struct Departure {
     pub corrupt: Option<(usize, u8)>,
     /// This copy was sent ahead of packets that arrived before it (netem reorder).
     pub reordered: bool,
+    /// Time this copy waits behind other packets (rate serialisation, slots): its time
+    /// in the link minus its own delay and its own transmission time.
+    pub queued_ns: u64,
 }
 
 /// What the link does with one packet.
@@ -83,6 +86,10 @@ pub struct Counters {
     pub dropped_loss: u64,
     /// Copies dropped because the queue held `limit` packets.
     pub dropped_queue: u64,
+    /// Kernel backend only (0 in the model): drops tc counts in one figure
+    /// that could be either loss or queue drops (see `kernel_backend.rs`).
+    #[serde(default)]
+    pub dropped_unattributed: u64,
     /// Extra copies made by `duplicate`.
     pub duplicated: u64,
     /// Delivered copies with a flipped bit.
@@ -696,6 +703,7 @@ impl LinkModel {
         let delayed = self.gap == 0
             || self.counter < self.gap - 1
             || self.reorder < self.reorder_cor.next(&mut self.rng);
+        let mut queued_ns = 0;
         let at_ns = if delayed {
             let mut delay = tabledist(
                 self.latency,
@@ -705,6 +713,8 @@ impl LinkModel {
                 self.table,
             );
             let mut base = now;
+            // What this packet alone would take: its delay and its transmission.
+            let mut alone = delay.max(0);
             if let Some(rate) = &self.rate {
                 // Serialise behind the last packet still queued: its send time becomes the
                 // reference and the delay is reduced by the time it already waits.
@@ -713,16 +723,19 @@ impl LinkModel {
                     base = self.last_tts;
                 }
                 delay = delay.saturating_add(rate.packet_time_ns(len));
+                alone = alone.saturating_add(rate.packet_time_ns(len));
             }
             let tts = base.saturating_add(delay);
             self.last_tts = self.last_tts.max(tts);
             self.counter = self.counter.wrapping_add(1);
             // A negative delay (jitter larger than the delay) means "now".
             let ready = tts.max(now) as u64;
-            match &mut self.slot {
+            let at = match &mut self.slot {
                 Some(slot) => slot.gate(now_ns, ready, len, &mut self.rng),
                 None => ready,
-            }
+            };
+            queued_ns = at.saturating_sub(now_ns.saturating_add(alone as u64));
+            at
         } else {
             // netem puts the packet at the head of the queue, to leave at once.
             self.counter = 0;
@@ -733,6 +746,7 @@ impl LinkModel {
             at_ns,
             corrupt,
             reordered: !delayed,
+            queued_ns,
         }
     }
 }
@@ -818,6 +832,21 @@ mod tests {
         total as f64 / runs as f64
     }
 
+    /// The queueing a departure reports is its wait behind others: none below the
+    /// rate, the backlog beyond the delay above it.
+    #[test]
+    fn departures_report_their_queueing() {
+        let (v, _) = run("delay 10ms rate 10mbit", 1, 100, MS, 1250);
+        assert!(v.iter().all(|v| v.departures()[0].queued_ns == 0));
+        // 1250 bytes at 10 Mbit/s = 1 ms each; 40 at once: the k-th (0-based)
+        // waits k ms behind the others.
+        let mut m = LinkModel::new(&spec("delay 10ms rate 10mbit"), 1);
+        let q: Vec<u64> = (0..40)
+            .map(|_| m.enqueue(0, 1250).departures()[0].queued_ns)
+            .collect();
+        assert_eq!((q[0], q[10], q[39]), (0, 10 * MS, 39 * MS), "{q:?}");
+    }
+
     fn assert_invariant(c: &Counters) {
         assert_eq!(
             c.packets_in + c.duplicated,
@@ -835,7 +864,8 @@ mod tests {
                 &Verdict::Deliver(vec![Departure {
                     at_ns: i as u64 * US,
                     corrupt: None,
-                    reordered: false
+                    reordered: false,
+                    queued_ns: 0,
                 }])
             );
         }

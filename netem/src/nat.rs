@@ -135,7 +135,7 @@ struct Endpoint {
 }
 
 /// NAT state (pure: no I/O, no clock).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Nat {
     client_v4: Vec<Ipv4Addr>,
     client_v6: Vec<Ipv6Addr>,
@@ -208,6 +208,39 @@ impl Nat {
         self.counters.rebinds += 1;
         self.events.push(ev.clone());
         ev
+    }
+
+    /// Port rebinds so far.
+    pub(crate) fn port_generation(&self) -> u32 {
+        self.port_gen
+    }
+
+    /// How many addresses of each family the client has.
+    pub(crate) fn client_addr_count(&self) -> (usize, usize) {
+        (self.client_v4.len(), self.client_v6.len())
+    }
+
+    /// Client address i and its current external address (IPv4).
+    pub(crate) fn v4_binding(&self, i: usize) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        Some((*self.client_v4.get(i)?, self.v4_for(i)?))
+    }
+
+    /// Client address i and its current external address (IPv6).
+    pub(crate) fn v6_binding(&self, i: usize) -> Option<(Ipv6Addr, Ipv6Addr)> {
+        Some((*self.client_v6.get(i)?, self.v6_for(i)?))
+    }
+
+    /// Where the flow state lives outside this struct (the kernel backend's
+    /// conntrack): the number of flows the last rebind forgot.
+    pub(crate) fn set_last_flows_forgotten(&mut self, n: usize) {
+        if let Some(ev) = self.events.last_mut() {
+            ev.flows_forgotten = n;
+        }
+    }
+
+    /// The kernel backend counts in nftables: its figures replace these.
+    pub(crate) fn set_counters(&mut self, c: NatCounters) {
+        self.counters = c;
     }
 
     fn v4_for(&self, i: usize) -> Option<Ipv4Addr> {

@@ -109,6 +109,25 @@ pub struct RelayCounters {
     /// Packets the NAT dropped (no mapping after a rebind); down only.
     pub nat_dropped: u64,
     pub max_queued: u64,
+    /// Packets in the relay's queue at the last update (the standing queue now).
+    #[serde(default)]
+    pub queued: u64,
+    /// Sojourn: scheduled departure minus arrival (delay, transmission and
+    /// queueing), over every copy the link delivered.
+    #[serde(default)]
+    pub sojourn_p50_ns: u64,
+    #[serde(default)]
+    pub sojourn_p99_ns: u64,
+    #[serde(default)]
+    pub sojourn_max_ns: u64,
+    /// The queueing part of the sojourn: time spent behind other packets (see
+    /// `Departure::queued_ns`); what the buffer size decides.
+    #[serde(default)]
+    pub queueing_p50_ns: u64,
+    #[serde(default)]
+    pub queueing_p99_ns: u64,
+    #[serde(default)]
+    pub queueing_max_ns: u64,
     /// Write time minus scheduled departure time, over all written packets.
     pub lateness_p50_ns: u64,
     pub lateness_p99_ns: u64,
@@ -189,6 +208,23 @@ pub(crate) struct DirShared {
     pub model: LinkModel,
     pub relay: RelayCounters,
     lateness: hdrhistogram::Histogram<u64>,
+    sojourn: hdrhistogram::Histogram<u64>,
+    queueing: hdrhistogram::Histogram<u64>,
+}
+
+/// 1 ns .. 100 s, 2 significant digits: small and cheap to record.
+fn histogram() -> hdrhistogram::Histogram<u64> {
+    // Constant, valid bounds: this cannot fail.
+    hdrhistogram::Histogram::new_with_bounds(1, 100_000_000_000, 2)
+        .expect("constant histogram bounds are valid")
+}
+
+/// (p50, p99, max) of `h`, zeros when empty.
+fn quantiles(h: &hdrhistogram::Histogram<u64>) -> (u64, u64, u64) {
+    if h.is_empty() {
+        return (0, 0, 0);
+    }
+    (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())
 }
 
 impl DirShared {
@@ -196,20 +232,36 @@ impl DirShared {
         DirShared {
             model,
             relay: RelayCounters::default(),
-            // 1 ns .. 100 s, 2 significant digits: small and cheap to record.
-            // Constant, valid bounds: this cannot fail.
-            lateness: hdrhistogram::Histogram::new_with_bounds(1, 100_000_000_000, 2)
-                .expect("constant histogram bounds are valid"),
+            lateness: histogram(),
+            sojourn: histogram(),
+            queueing: histogram(),
         }
+    }
+
+    /// One delivered copy's time in the link and its queueing part (ns).
+    pub fn record_departure(&mut self, sojourn_ns: u64, queueing_ns: u64) {
+        // 0 is recorded as 1 ns: the histograms start at 1.
+        let _ = self.sojourn.record(sojourn_ns.max(1));
+        let _ = self.queueing.record(queueing_ns.max(1));
     }
 
     pub fn snapshot(&self) -> DirCounters {
         let mut relay = self.relay.clone();
-        if !self.lateness.is_empty() {
-            relay.lateness_p50_ns = self.lateness.value_at_quantile(0.5);
-            relay.lateness_p99_ns = self.lateness.value_at_quantile(0.99);
-            relay.lateness_max_ns = self.lateness.max();
-        }
+        (
+            relay.lateness_p50_ns,
+            relay.lateness_p99_ns,
+            relay.lateness_max_ns,
+        ) = quantiles(&self.lateness);
+        (
+            relay.sojourn_p50_ns,
+            relay.sojourn_p99_ns,
+            relay.sojourn_max_ns,
+        ) = quantiles(&self.sojourn);
+        (
+            relay.queueing_p50_ns,
+            relay.queueing_p99_ns,
+            relay.queueing_max_ns,
+        ) = quantiles(&self.queueing);
         DirCounters {
             model: self.model.counters().clone(),
             relay,
@@ -486,6 +538,7 @@ impl Worker {
                     let k = deps.len();
                     let mut buf = Some(buf);
                     for (i, d) in deps.into_iter().enumerate() {
+                        g.record_departure(d.at_ns.saturating_sub(t), d.queued_ns);
                         if self.heap.len() >= MAX_QUEUED {
                             overflow += 1;
                             continue;
@@ -523,6 +576,7 @@ impl Worker {
         }
         g.relay.dropped_overflow += overflow;
         g.relay.max_queued = g.relay.max_queued.max(self.heap.len() as u64);
+        g.relay.queued = self.heap.len() as u64;
         drop(g);
         self.batch = batch;
         full
@@ -579,6 +633,7 @@ impl Worker {
                 g.relay.nat_dropped += natd;
                 g.relay.spin_margin_ns = margin;
                 g.relay.spin_ns = self.spin_total;
+                g.relay.queued = self.heap.len() as u64;
                 for l in &lateness {
                     let _ = g.lateness.record((*l).max(1));
                 }

@@ -1400,9 +1400,250 @@ impl<'de> serde::Deserialize<'de> for LinkSpec {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Buffers in link terms.
+
+/// Smallest buffer [`LinkSpec::limit_for_buffer`] gives, in packets beyond the delay line:
+/// below this a burst of a few packets already overflows at any rate.
+pub const MIN_BUFFER_PACKETS: u32 = 16;
+
+/// A bottleneck buffer as a multiple of the link's bandwidth-delay product: `1bdp` holds
+/// one RTT of the rate. Written `0.5bdp`, `1bdp`, `4bdp` (case-insensitive).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Buffer {
+    pub bdp: f64,
+}
+
+impl FromStr for Buffer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().to_ascii_lowercase();
+        let num = t
+            .strip_suffix("bdp")
+            .ok_or_else(|| format!("buffer {s:?}: expected a multiple of the BDP like \"1bdp\""))?;
+        let bdp: f64 = num
+            .trim()
+            .parse()
+            .map_err(|_| format!("buffer {s:?}: {num:?} is not a number"))?;
+        if !(bdp.is_finite() && bdp > 0.0 && bdp <= 1000.0) {
+            return Err(format!("buffer {s:?}: the multiple must be in (0, 1000]"));
+        }
+        Ok(Buffer { bdp })
+    }
+}
+
+impl fmt::Display for Buffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = format!("{:.3}", self.bdp);
+        write!(f, "{}bdp", n.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
+
+impl serde::Serialize for Buffer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Buffer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl LinkSpec {
+    /// The netem `limit` that gives this direction a buffer of `buffer` times the link's
+    /// BDP (`rate × rtt_ns`), in packets of `packet_bytes`: the packets in the delay line
+    /// (`rate × (delay + jitter)`, which netem also counts against `limit`) plus
+    /// `max(MIN_BUFFER_PACKETS, buffer × BDP)`. So a full queue adds about `buffer × RTT`
+    /// of delay, whatever the delay. `None` without a rate: there is no bottleneck to
+    /// queue at (packets only wait their delay), and the spec's own limit stays.
+    pub fn limit_for_buffer(&self, buffer: Buffer, rtt_ns: u64, packet_bytes: u32) -> Option<u32> {
+        let rate = self.rate_bps()? as f64;
+        let bits = packet_bytes.max(1) as f64 * 8.0;
+        let line = rate * (self.base_delay_ns() + self.jitter_ns()) as f64 / 1e9 / bits;
+        let queue = (buffer.bdp * rate * rtt_ns as f64 / 1e9 / bits)
+            .ceil()
+            .max(MIN_BUFFER_PACKETS as f64);
+        Some((line.ceil() + queue).min(u32::MAX as f64) as u32)
+    }
+}
+
+/// Whether the spec text sets `limit` itself (any abbreviation tc accepts): a raw
+/// `limit N` wins over a buffer given in BDP.
+pub fn sets_limit(text: &str) -> bool {
+    Tokens::new(text).toks.iter().any(|(_, tok)| {
+        KEYWORDS
+            .iter()
+            .find(|(name, _)| matches(tok, name))
+            .is_some_and(|k| k.1 == Kw::Limit)
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Both directions together.
+
+/// What a path's two directions give a round trip. Each direction applies its own spec:
+/// `delay 10ms loss 2%` both ways is a 20 ms RTT and ~3.96% of round trips losing a packet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundTrip {
+    /// Sum of both directions' base delays.
+    pub rtt_ns: u64,
+    /// Nominal loss probability of each direction (0..=1).
+    pub up_loss: f64,
+    pub down_loss: f64,
+}
+
+impl RoundTrip {
+    pub fn of(up: &LinkSpec, down: &LinkSpec) -> RoundTrip {
+        RoundTrip {
+            rtt_ns: up.base_delay_ns() + down.base_delay_ns(),
+            up_loss: up.loss_probability(),
+            down_loss: down.loss_probability(),
+        }
+    }
+
+    /// Probability that a packet or its answer is lost: `1 - (1 - up)(1 - down)`.
+    pub fn loss(&self) -> f64 {
+        1.0 - (1.0 - self.up_loss) * (1.0 - self.down_loss)
+    }
+}
+
+/// A number with at most three decimals, trailing zeros dropped.
+fn short(x: f64) -> String {
+    let s = format!("{x:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+impl fmt::Display for RoundTrip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "RTT {} ms, round-trip loss {}% ({}",
+            short(self.rtt_ns as f64 / 1e6),
+            short(self.loss() * 100.0),
+            if self.up_loss == self.down_loss {
+                format!("{}% each way", short(self.up_loss * 100.0))
+            } else {
+                format!(
+                    "{}% up, {}% down",
+                    short(self.up_loss * 100.0),
+                    short(self.down_loss * 100.0)
+                )
+            }
+        )?;
+        f.write_str(")")
+    }
+}
+
+/// One line for people: each direction's effective spec, then the round trip, e.g.
+/// `up (client → server) [delay 10ms loss 2%], down (server → client) [delay 10ms loss 2%]:
+/// RTT 20 ms, round-trip loss 3.96% (2% each way)`.
+pub fn describe_path(up: &LinkSpec, down: &LinkSpec) -> String {
+    format!(
+        "up (client → server) [{up}], down (server → client) [{down}]: {}",
+        RoundTrip::of(up, down)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_trips_say_what_both_directions_do() {
+        let s: LinkSpec = "delay 10ms loss 2%".parse().unwrap();
+        let line = describe_path(&s, &s);
+        assert_eq!(
+            line,
+            "up (client → server) [delay 10ms loss 2%], down (server → client) \
+             [delay 10ms loss 2%]: RTT 20 ms, round-trip loss 3.96% (2% each way)"
+        );
+        let d: LinkSpec = "delay 30ms rate 10mbit".parse().unwrap();
+        let rt = RoundTrip::of(&s, &d);
+        assert_eq!(rt.rtt_ns, 40_000_000);
+        assert_eq!(
+            rt.to_string(),
+            "RTT 40 ms, round-trip loss 2% (2% up, 0% down)"
+        );
+        assert_eq!(
+            RoundTrip::of(&LinkSpec::default(), &LinkSpec::default()).loss(),
+            0.0
+        );
+    }
+
+    #[test]
+    fn buffers_in_bdp() {
+        let b: Buffer = "1bdp".parse().unwrap();
+        assert_eq!(b.bdp, 1.0);
+        assert_eq!("0.5BDP".parse::<Buffer>().unwrap().to_string(), "0.5bdp");
+        assert!("1".parse::<Buffer>().is_err());
+        assert!("0bdp".parse::<Buffer>().is_err());
+        assert!("xbdp".parse::<Buffer>().is_err());
+        // 20 Mbit/s, 20 ms RTT, 10 ms one way, 1500-byte packets: the delay line
+        // holds 16.7 packets, one BDP is 33.3 packets.
+        let s: LinkSpec = "delay 10ms rate 20mbit".parse().unwrap();
+        assert_eq!(s.limit_for_buffer(b, 20_000_000, 1500), Some(17 + 34));
+        assert_eq!(
+            s.limit_for_buffer("4bdp".parse().unwrap(), 20_000_000, 1500),
+            Some(17 + 134)
+        );
+        // Never below 16 packets of buffer.
+        let slow: LinkSpec = "delay 1ms rate 1mbit".parse().unwrap();
+        assert_eq!(slow.limit_for_buffer(b, 2_000_000, 1500), Some(1 + 16));
+        // No rate, no bottleneck: the spec's limit stays.
+        let norate: LinkSpec = "delay 10ms".parse().unwrap();
+        assert_eq!(norate.limit_for_buffer(b, 20_000_000, 1500), None);
+    }
+
+    #[test]
+    fn explicit_limits_are_seen_in_any_spelling() {
+        for t in [
+            "limit 50",
+            "delay 1ms l 50",
+            "lim 7 rate 1mbit",
+            "netem limit 1000",
+        ] {
+            assert!(sets_limit(t), "{t}");
+        }
+        for t in [
+            "",
+            "delay 10ms",
+            "latency 5ms loss 1%",
+            "rate 10mbit slot 1ms packets 4",
+        ] {
+            assert!(!sets_limit(t), "{t}");
+        }
+    }
+
+    /// A queue sized by `limit_for_buffer` holds about `buffer × RTT` beyond the delay:
+    /// a sender at twice the rate meets at most that much queueing (the model, netem's
+    /// semantics: the delay line counts against the limit).
+    #[test]
+    fn a_bdp_buffer_adds_about_its_rtts_of_queueing() {
+        let mut s: LinkSpec = "delay 10ms rate 20mbit".parse().unwrap();
+        for (b, want_ms) in [(0.5, 10.0), (1.0, 20.0), (4.0, 80.0)] {
+            s.limit = s
+                .limit_for_buffer(Buffer { bdp: b }, 20_000_000, 1500)
+                .unwrap();
+            let mut m = crate::model::LinkModel::new(&s, 1);
+            // 40 Mbit/s of 1500-byte packets for 2 s.
+            let mut worst = 0u64;
+            for i in 0..6667u64 {
+                let now = i * 300_000;
+                for d in m.enqueue(now, 1500).departures() {
+                    worst = worst.max(d.at_ns - now);
+                }
+            }
+            let extra_ms = (worst as f64 - 10e6 - 600e3) / 1e6;
+            assert!(
+                (extra_ms - want_ms).abs() < 1.5,
+                "{b} BDP: worst queueing {extra_ms:.2} ms, want ~{want_ms} ms (limit {})",
+                s.limit
+            );
+        }
+    }
     use rand::{Rng, SeedableRng};
 
     fn p(s: &str) -> LinkSpec {

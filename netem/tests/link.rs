@@ -5,21 +5,12 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
 
 use common::{skip, tcp_client, tcp_server, udp_roundtrip, userspace, UdpEcho};
 use quicbench_netem::link::addr;
-use quicbench_netem::{LinkConfig, NatSchedule, RebindKind};
+use quicbench_netem::{LinkConfig, RebindKind};
 
-fn client_udp(link: &quicbench_netem::Link, ip: IpAddr) -> UdpSocket {
-    let s = link
-        .client_ns()
-        .run(|| UdpSocket::bind(SocketAddr::new(ip, 0)))
-        .unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    s
-}
+use common::client_udp;
 
 #[test]
 fn udp_crosses_both_ways_v4_and_v6() {
@@ -177,68 +168,7 @@ fn nat_port_and_address_rebinding_on_demand() {
     if skip("nat_port_and_address_rebinding_on_demand") {
         return;
     }
-    let link = userspace(LinkConfig::default());
-    for (cip, sip) in [
-        (link.client_ip(), link.server_ip()),
-        (link.client_ip6(), link.server_ip6()),
-    ] {
-        let echo = UdpEcho::start(link.server_ns(), sip);
-        let c = client_udp(&link, cip);
-        let (seen0, _) = udp_roundtrip(&c, echo.addr, b"before").unwrap();
-        let seen0: SocketAddr = seen0.parse().unwrap();
-        if link.rebind_events().is_empty() {
-            assert_eq!(
-                seen0,
-                c.local_addr().unwrap(),
-                "transparent before the first rebind"
-            );
-        }
-
-        let ev = link.rebind_now(RebindKind::Port).unwrap();
-        let (seen1, _) =
-            udp_roundtrip(&c, echo.addr, b"after port").expect("reply after port rebind");
-        let seen1: SocketAddr = seen1.parse().unwrap();
-        assert_eq!(seen1.ip(), seen0.ip(), "port rebind keeps the address");
-        assert_ne!(seen1.port(), seen0.port(), "port rebind changes the port");
-        assert!(ev.to_string().contains("port"));
-
-        // The old mapping is gone: the server's packet to it is dropped.
-        let before = link.counters().nat.dropped_no_mapping;
-        let srv = link
-            .server_ns()
-            .run(|| UdpSocket::bind(SocketAddr::new(sip, 0)))
-            .unwrap();
-        srv.send_to(b"stale", seen0).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while link.counters().nat.dropped_no_mapping == before && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert_eq!(link.counters().nat.dropped_no_mapping, before + 1);
-
-        link.rebind_now(RebindKind::Address).unwrap();
-        let (seen2, _) =
-            udp_roundtrip(&c, echo.addr, b"after address").expect("reply after address rebind");
-        let seen2: SocketAddr = seen2.parse().unwrap();
-        assert_ne!(seen2.ip(), seen1.ip(), "address rebind changes the address");
-        match seen2.ip() {
-            IpAddr::V4(a) => assert_eq!(a.octets()[..2], [198, 19]),
-            IpAddr::V6(a) => assert_eq!(a.segments()[..4], [0x2001, 2, 0, 2]),
-        }
-        assert_eq!(
-            seen2.port(),
-            seen1.port(),
-            "address rebind keeps the (already shifted) port"
-        );
-    }
-    let ev = link.rebind_events();
-    assert_eq!(ev.len(), 4);
-    assert_eq!(
-        ev.iter().map(|e| e.generation).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4]
-    );
-    assert!(ev.windows(2).all(|w| w[0].at_ns <= w[1].at_ns));
-    assert!(!ev[0].scheduled);
-    assert!(link.counters().nat.translated_up > 0 && link.counters().nat.translated_down > 0);
+    common::nat::rebinding_on_demand(&userspace(LinkConfig::default()), true);
 }
 
 #[test]
@@ -246,48 +176,7 @@ fn nat_scheduled_rebinds_change_a_live_udp_flow() {
     if skip("nat_scheduled_rebinds_change_a_live_udp_flow") {
         return;
     }
-    let link = userspace(LinkConfig {
-        nat: Some(NatSchedule {
-            kind: RebindKind::Port,
-            first_at: Duration::from_millis(300),
-            every: Some(Duration::from_millis(300)),
-            count: Some(2),
-        }),
-        ..Default::default()
-    });
-    let echo = UdpEcho::start(link.server_ns(), link.server_ip());
-    let c = client_udp(&link, link.client_ip());
-    let mut ports = Vec::new();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(1100) {
-        // A reply in flight at a rebind is dropped (old mapping): short timeout.
-        if let Some((seen, _)) =
-            common::udp_roundtrip_within(&c, echo.addr, b"tick", Duration::from_millis(100))
-        {
-            let p = seen.parse::<SocketAddr>().unwrap().port();
-            if ports.last() != Some(&p) {
-                ports.push(p);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(
-        ports.len(),
-        3,
-        "two scheduled rebinds, three ports seen: {ports:?}"
-    );
-    let ev = link.rebind_events();
-    assert_eq!(ev.len(), 2);
-    assert!(ev.iter().all(|e| e.scheduled));
-    // Fired on time (the relay's timer, not a millisecond tick).
-    assert!(
-        (ev[0].at_ns as i64 - 300_000_000).abs() < 20_000_000,
-        "{ev:?}"
-    );
-    assert!(
-        (ev[1].at_ns as i64 - 600_000_000).abs() < 20_000_000,
-        "{ev:?}"
-    );
+    common::nat::scheduled_rebinds(&userspace(common::nat::schedule_config()));
 }
 
 #[test]
@@ -295,45 +184,7 @@ fn nat_port_rebind_breaks_a_tcp_connection_like_a_real_nat() {
     if skip("nat_port_rebind_breaks_a_tcp_connection_like_a_real_nat") {
         return;
     }
-    use std::io::{Read, Write};
-    let link = userspace(LinkConfig::default());
-    let l = link
-        .server_ns()
-        .run(|| std::net::TcpListener::bind((link.server_ip(), 0)))
-        .unwrap();
-    let to = l.local_addr().unwrap();
-    let srv = std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut buf = [0u8; 1024];
-        let mut total = 0;
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => return total,
-                Ok(n) => {
-                    total += n;
-                    if s.write_all(&buf[..n]).is_err() {
-                        return total;
-                    }
-                }
-            }
-        }
-    });
-    let mut c = link
-        .client_ns()
-        .run(|| std::net::TcpStream::connect(to))
-        .unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut buf = [0u8; 4];
-    c.write_all(b"ping").unwrap();
-    c.read_exact(&mut buf).unwrap();
-    link.rebind_now(RebindKind::Port).unwrap();
-    // The server sees an unknown 4-tuple and resets it; the client's
-    // connection dies (TCP cannot migrate).
-    let r = c.write_all(b"ping").and_then(|_| c.read_exact(&mut buf));
-    assert!(r.is_err(), "TCP survived a port rebind?");
-    drop(c);
-    assert_eq!(srv.join().unwrap(), 4);
+    common::nat::port_rebind_breaks_tcp(&userspace(LinkConfig::default()));
 }
 
 #[test]
@@ -470,4 +321,41 @@ fn link_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<quicbench_netem::Link>();
     assert_send_sync::<quicbench_netem::NetNs>();
+}
+
+/// Each direction records the sojourn and the queueing its packets met: a
+/// burst up a 10 Mbit/s link queues there; the echoes come back spaced by the
+/// bottleneck and do not queue down.
+#[test]
+fn relay_records_sojourn_and_queueing_per_direction() {
+    if skip("relay_records_sojourn_and_queueing_per_direction") {
+        return;
+    }
+    let spec: quicbench_netem::LinkSpec = "delay 5ms rate 10mbit".parse().unwrap();
+    let link = userspace(LinkConfig::symmetric(spec));
+    let echo = UdpEcho::start(link.server_ns(), link.server_ip());
+    let c = client_udp(&link, link.client_ip());
+    let msg = vec![1u8; 1200];
+    for _ in 0..40 {
+        c.send_to(&msg, echo.addr).unwrap();
+    }
+    let mut buf = vec![0u8; 2048];
+    let mut got = 0;
+    while got < 40 && c.recv_from(&mut buf).is_ok() {
+        got += 1;
+    }
+    assert_eq!(got, 40);
+    let k = link.counters();
+    let (up, down) = (&k.up.relay, &k.down.relay);
+    eprintln!("up {up:?}\ndown {down:?}");
+    // 1228-byte IP packets at 10 Mbit/s: ~0.98 ms each; the last of 40 waits ~38 ms.
+    assert!(up.sojourn_p50_ns >= 5_000_000, "{up:?}");
+    assert!(up.queueing_max_ns > 30_000_000, "{up:?}");
+    assert!(
+        up.sojourn_max_ns >= up.queueing_max_ns + 5_000_000,
+        "{up:?}"
+    );
+    assert!(down.sojourn_p50_ns >= 5_000_000, "{down:?}");
+    assert!(down.queueing_p99_ns < 5_000_000, "{down:?}");
+    assert_eq!(up.queued, 0, "nothing left in the queue: {up:?}");
 }

@@ -1,7 +1,8 @@
 //! Without root: `ns::enter_user_namespace()` at the start of a single-threaded
 //! main, then namespaces as usual. As root, this re-executes itself as uid/gid
-//! 65534 (nobody) to check the unprivileged path for real. `harness = false`:
-//! libtest's threads would make `unshare(CLONE_NEWUSER)` impossible.
+//! 65534 (nobody) to check the unprivileged path for real, and fails when that
+//! child could not run the check (a skipped child is no pass). `harness =
+//! false`: libtest's threads would make `unshare(CLONE_NEWUSER)` impossible.
 
 use std::net::UdpSocket;
 use std::os::unix::process::CommandExt;
@@ -11,6 +12,8 @@ use std::time::Duration;
 use quicbench_netem::ns::{enter_user_namespace, NetNs};
 
 const ENV: &str = "QB_USERNS_CHILD";
+/// The child's exit status when it could not run the check (automake's "skip").
+const SKIP: i32 = 77;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -23,7 +26,8 @@ fn main() {
         return;
     }
     if !nix::unistd::geteuid().is_root() {
-        // Already unprivileged: run the check in this process.
+        // Already unprivileged: run the check in this process (a skip here
+        // is reported as such, exit status 0: nothing more can be done).
         child();
         return;
     }
@@ -47,6 +51,13 @@ fn main() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     print!("{stdout}");
     eprint!("{stderr}");
+    // As root the unprivileged path can always be set up: a child that
+    // skipped means the check did not run, which must not pass.
+    assert_ne!(
+        out.status.code(),
+        Some(SKIP),
+        "the unprivileged child skipped instead of running the check: {stderr}"
+    );
     assert!(
         out.status.success(),
         "unprivileged child failed: {:?}",
@@ -65,7 +76,7 @@ fn child() {
                 eprintln!(
                     "SKIPPED: userns: uid {uid} may create namespaces without a user namespace?"
                 );
-                return;
+                skip();
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -78,7 +89,7 @@ fn child() {
     }
     if let Err(e) = enter_user_namespace() {
         eprintln!("SKIPPED: userns: this kernel refuses unprivileged user namespaces: {e}");
-        return;
+        skip();
     }
     let ns = NetNs::new().expect("a network namespace inside the user namespace");
     // Loopback is up: UDP over 127.0.0.1 inside it.
@@ -121,4 +132,13 @@ fn child() {
             println!("userns: namespaces work without root; TUN refused here: {msg}");
         }
     }
+}
+
+/// The check could not run: the root parent fails on this status; run
+/// directly (not root) it is a loud skip.
+fn skip() -> ! {
+    if std::env::var(ENV).is_ok() {
+        std::process::exit(SKIP);
+    }
+    std::process::exit(0);
 }

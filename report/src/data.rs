@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use quicbench_results::store::{self, RunDir};
-use quicbench_results::{CellResult, LinkInfo, RunMeta, SummaryRow};
+use quicbench_results::{CellResult, ComparisonRow, LinkInfo, RunMeta, SummaryRow};
 
 use crate::palette::protocol_rank;
 
@@ -22,6 +22,10 @@ pub struct RunData {
     pub rows: Vec<SummaryRow>,
     /// Cell files that could not be read, with the reason.
     pub invalid: Vec<(PathBuf, String)>,
+    /// `comparisons.csv` (corrected over the run's family); empty when the
+    /// file is missing or of an older format. Every "distinguishable" the
+    /// report shows comes from here: one rule, `quicbench_results::infer::verdict`.
+    pub comparisons: Vec<ComparisonRow>,
 }
 
 /// Loads a run directory for reporting: unreadable cell files are listed in
@@ -44,16 +48,47 @@ pub fn load_run(dir: &Path) -> anyhow::Result<RunData> {
     } else {
         quicbench_results::summarize(&cells)
     };
+    let comparisons = rd.read_comparisons().unwrap_or_default();
     Ok(RunData {
         dir: dir.to_path_buf(),
         meta,
         cells,
         rows,
         invalid,
+        comparisons,
     })
 }
 
 impl RunData {
+    /// The comparison of protocol `a` with `b` on one metric, in either order
+    /// of the file, with the ratio oriented as median(a) / median(b).
+    pub fn comparison(
+        &self,
+        workload: &str,
+        variant: &str,
+        link: &str,
+        metric: &str,
+        a: &str,
+        b: &str,
+    ) -> Option<(Option<f64>, &ComparisonRow)> {
+        self.comparisons.iter().find_map(|c| {
+            if c.workload != workload
+                || c.variant != variant
+                || c.link != link
+                || c.metric != metric
+            {
+                return None;
+            }
+            if c.protocol_a == a && c.protocol_b == b {
+                Some((c.ratio, c))
+            } else if c.protocol_a == b && c.protocol_b == a {
+                Some((c.ratio.filter(|r| *r != 0.0).map(|r| 1.0 / r), c))
+            } else {
+                None
+            }
+        })
+    }
+
     pub fn ok_cells(&self) -> impl Iterator<Item = &CellResult> {
         self.cells.iter().filter(|c| c.status.is_ok())
     }

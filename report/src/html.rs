@@ -68,19 +68,40 @@ pub fn proto_cell(p: &str) -> String {
     )
 }
 
-/// "median [low, high] unit" with a flag for small-n ranges.
+/// "median [low, high]" with the interval's method and confidence, or the
+/// median alone marked "n too small" when no interval can be given.
 pub fn median_ci(r: &SummaryRow) -> String {
-    let flag = if r.ci_method == "range-small-n" {
-        "<span class=\"warn\" title=\"fewer than 6 samples: [min, max], confidence below 95%\">*</span>"
-    } else {
-        ""
-    };
-    format!(
-        "{} <span class=\"ci\">[{}, {}]</span>{flag}",
-        num(r.median),
-        num(r.ci_low),
-        num(r.ci_high)
-    )
+    match (r.ci_low, r.ci_high, r.ci_confidence) {
+        (Some(l), Some(h), Some(c)) => {
+            let flag = if r.ci_method == "order-statistic" {
+                String::new()
+            } else {
+                format!(
+                    "<span class=\"warn\" title=\"{} of {} cells: approximate\">*</span>",
+                    esc(&r.ci_method),
+                    r.n
+                )
+            };
+            let pct = c * 100.0;
+            let pct = if (pct - pct.round()).abs() < 1e-9 {
+                format!("{pct:.0}")
+            } else {
+                format!("{pct:.2}")
+            };
+            format!(
+                "{} <span class=\"ci\">[{}, {}] {pct}% {}</span>{flag}",
+                num(r.median),
+                num(l),
+                num(h),
+                esc(&r.ci_method)
+            )
+        }
+        _ => format!(
+            "{} <span class=\"ci\">(n = {}: n too small for an interval)</span>",
+            num(r.median),
+            r.n
+        ),
+    }
 }
 
 pub const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:1500px;margin:0 auto;padding:0 1em 3em;color:#222;line-height:1.45}\

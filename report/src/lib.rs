@@ -22,6 +22,7 @@ pub mod data;
 pub mod html;
 pub mod palette;
 mod site;
+pub mod transport;
 pub mod workloads;
 
 use std::path::{Path, PathBuf};
@@ -84,6 +85,11 @@ pub const WORKLOADS: [(&str, &str, &[&str]); 5] = [
             "goodput_mbps",
             "rate_ratio",
             "setup_ms",
+            "tx_retrans_share",
+            "tx_retrans_bytes",
+            "tx_congestion_events",
+            "tx_max_cwnd_bytes",
+            "tx_srtt_ms",
         ],
     ),
     (

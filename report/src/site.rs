@@ -170,7 +170,7 @@ fn index_page(
     let _ = writeln!(h, "<h1>quicbench results: {}</h1>", esc(&main.meta.name));
     let _ = writeln!(
         h,
-        "<p>What HTTP/3 over QUIC buys over HTTP/1.0, HTTP/1.1 (keep-alive, pipelined), HTTP/2 and raw UDP on emulated links. Medians with 95% confidence intervals; two protocols whose intervals overlap are <em>not distinguishable</em>. How it was measured: <a href=\"methodology.html\">methodology</a>.</p>"
+        "<p>What HTTP/3 over QUIC buys over HTTP/1.0, HTTP/1.1 (keep-alive, pipelined), HTTP/2 and raw UDP on emulated links. The cell (one repetition) is the unit: medians of cells with intervals over cells, each with its method and confidence; two protocols are <em>distinguishable</em> only when the corrected p-value is below 0.05 and the interval of the ratio of medians excludes 1. How it was measured: <a href=\"methodology.html\">methodology</a>.</p>"
     );
     h.push_str("<p>Protocol colours (the same in every chart): ");
     for (p, c) in palette::PROTOCOLS {
@@ -516,7 +516,7 @@ fn compare_runs(runs: &[RunData], h: &mut String) {
     if rows.is_empty() {
         return;
     }
-    h.push_str("<h3>Runs compared</h3>\n<p>Headline metrics present in the first run and another: medians with 95% CIs; ×: the other run's median over the first's, shown only when the intervals do not overlap.</p>\n");
+    h.push_str("<h3>Runs compared</h3>\n<p>Headline metrics present in the first run and another: medians of cells with their intervals; ×: the other run's median over the first's, shown only when both have intervals and they do not overlap (runs are not corrected for multiple comparisons: read it as a screen).</p>\n");
     let mut head = vec!["workload", "link", "metric", "protocol", "run 1"];
     let names: Vec<String> = (2..=runs.len()).map(|i| format!("run {i}")).collect();
     head.extend(names.iter().map(String::as_str));
@@ -628,7 +628,7 @@ fn workload_page(runs: &[RunData], labels: &[String], w: &str, out: &Path) -> an
         "hol" => {
             h.push_str("<p>How much one lost packet delays requests that were not in it. <em>paced</em>: one small request every interval on one connection, per-request latency; <em>parallel</em>: many objects requested at once, per-object completion and progress.</p>\n");
             section(&mut h, "Latency CDFs per loss rate", "Distribution of per-request latency on each link (x: log scale). A protocol with head-of-line blocking grows a long tail under loss.", wl::hol_cdf_charts)?;
-            section(&mut h, "HOL inflation: protocol pairs over RTT × loss", "Each cell: how much more (&gt;1, vermillion) or less (&lt;1, blue) the first protocol's p99 latency grows under loss than the second's, each relative to its own lossless twin link. Hatched, marked n.s.: a 95% percentile bootstrap interval of the ratio (400 resamples of the requests) contains 1.", wl::hol_heatmaps)?;
+            section(&mut h, "HOL inflation: protocol pairs over RTT × loss", "Each cell: how much more (&gt;1, vermillion) or less (&lt;1, blue) the first protocol's p99 latency grows under loss than the second's, each relative to its own lossless twin link. Hatched, marked n.s.: not distinguishable by the run's rule (comparisons.csv: Mann-Whitney on cell values, Benjamini-Hochberg-corrected p &lt; 0.05 and the ratio's bootstrap interval excluding 1).", wl::hol_heatmaps)?;
             section(&mut h, "Parallel objects: waterfalls", "One row per object (first repetition): light bar from the request to the last byte, filled curve: the object's own bytes received over time, black tick: first byte.", wl::hol_waterfalls)?;
             h.push_str("<h2>Tables</h2>\n");
             wl::hol_inflation_table(runs, &mut h);
@@ -644,6 +644,13 @@ fn workload_page(runs: &[RunData], labels: &[String], w: &str, out: &Path) -> an
                 "One line per protocol (first repetition), the event dashed.",
                 wl::migration_charts,
             )?;
+            section(
+                &mut h,
+                "The sender's congestion window around the event",
+                "The server's own view of its window (TCP_INFO, quinn's statistics), sampled every 10 ms or coarser on long transfers; the line of a TCP transfer ends where its connection broke and a new line starts with the new connection.",
+                crate::transport::migration_cwnd_charts,
+            )?;
+            crate::transport::sender_table(runs, w, &mut h);
             summary_table(runs, w, &mut h);
         }
         "goodput" => {
@@ -654,6 +661,13 @@ fn workload_page(runs: &[RunData], labels: &[String], w: &str, out: &Path) -> an
                 "One chart per RTT and rate; lines: medians, bands and bars: 95% CIs.",
                 wl::goodput_charts,
             )?;
+            section(
+                &mut h,
+                "The sender's congestion window",
+                "The server's own view of its window during the transfer (TCP_INFO snd_cwnd × MSS; quinn's window), sampled every 10 ms (coarser on long transfers). The legend names the controller that ran.",
+                crate::transport::goodput_cwnd_charts,
+            )?;
+            crate::transport::sender_table(runs, w, &mut h);
             summary_table(runs, w, &mut h);
         }
         "udp" => {
@@ -699,7 +713,7 @@ fn summary_table(runs: &[RunData], w: &str, h: &mut String) {
 
 // ---------------------------------------------------------- methodology
 
-const METRICS: [(&str, &str, &str); 43] = [
+const METRICS: [(&str, &str, &str); 48] = [
     ("ttfb_ms", "ms", "handshake: from the start of connecting to the first response byte"),
     ("ttfb_rtt", "RTT", "handshake: ttfb_ms divided by the link's configured RTT"),
     ("connect_ms", "ms", "handshake: transport ready (TCP established / QUIC handshake confirmed)"),
@@ -743,6 +757,11 @@ const METRICS: [(&str, &str, &str); 43] = [
     ("jitter_ms", "ms", "udp: RFC 3550 interarrival jitter"),
     ("reordered", "packets", "udp: probes that arrived after a later one"),
     ("failures", "count", "every workload: requests or steps that failed in a cell"),
+    ("tx_retrans_bytes", "bytes", "HTTP workloads: the sender's (server's) retransmitted bytes, summed over connections (TCP_INFO bytes_retrans; QUIC: bytes in packets declared lost)"),
+    ("tx_retrans_share", "fraction", "HTTP workloads: tx_retrans_bytes / bytes the sender put on the wire"),
+    ("tx_congestion_events", "count", "h3: quinn's congestion events on the sender's side (TCP_INFO has no such count)"),
+    ("tx_max_cwnd_bytes", "bytes", "HTTP workloads: the sender's largest congestion window seen (samples and end)"),
+    ("tx_srtt_ms", "ms", "HTTP workloads: the sender's smoothed RTT at the end of its connection (largest over connections)"),
 ];
 
 fn methodology_page(runs: &[RunData], labels: &[String]) -> Page {
@@ -753,9 +772,9 @@ fn methodology_page(runs: &[RunData], labels: &[String]) -> Page {
         "<p>A <strong>cell</strong> is one protocol × one link × one workload variant × one repetition. Each cell builds its link afresh (two network namespaces joined by the emulated link), starts every server in the server namespace, runs the workload on a fresh client in the client namespace, records the link's own counters (packets delivered, dropped, delayed, reordered per direction) and writes <code>cells/&lt;id&gt;.json</code>. Every TLS endpoint is TLS 1.3 with the same certificate and library (rustls); Both transports of a cell run the congestion controller the matrix names (Cubic by default; TCP_CONGESTION on every TCP socket, quinn's controller for QUIC), read back from both ends of every connection; rows with different controllers are never compared. The full text: <a href=\"{DOCS}/methodology.md\">docs/methodology.md</a>, statistics: <a href=\"{DOCS}/statistics.md\">docs/statistics.md</a>, the link: <a href=\"{DOCS}/link-model.md\">docs/link-model.md</a>.</p>"
     );
     h.push_str("<h2 id=\"stats\">Statistics</h2>\n<ul>\
-<li>Samples are pooled over the repetitions of a cell group; tables and bars show the <strong>median with a distribution-free 95% confidence interval</strong> (order statistics of a Binomial(n, ½)); with fewer than 6 samples the interval is [min, max] and its confidence is below 95% (marked <span class=\"warn\">*</span>, whiskers grey).</li>\
-<li>Two protocols (or runs) are <strong>not distinguishable</strong> when their 95% intervals overlap: overlap does not prove equality, it means the run did not show a difference.</li>\
-<li><strong>HOL heatmaps</strong>: each cell is I<sub>A</sub> / I<sub>B</sub> with I = p99 latency on the lossy link / p99 latency on its lossless twin (same RTT and rate), requests pooled over repetitions. A cell is <em>significant</em> when the 95% percentile bootstrap interval of that ratio (400 resamples, requests resampled within each of the four pools, seeded) excludes 1; otherwise it is hatched and marked n.s.</li>\
+<li>The <strong>cell</strong> (one repetition) is the unit of replication: requests in a cell share a connection, a loss pattern and a moment of the machine. Each cell is reduced to its median; tables and bars show the <strong>median of the cells with an interval over cells</strong>: interpolated order statistics (95%) with 6 cells or more, a seeded cluster bootstrap (cells, then samples within cells; marked <span class=\"warn\">*</span>, whiskers grey, confidence capped at 1 − 2<sup>1−n</sup>) with 3 to 5, and <strong>no interval</strong> (\"n too small\") below 3.</li>\
+<li>Two protocols are <strong>distinguishable</strong> only when a Mann-Whitney test on their cell values, corrected over the run's whole family of comparisons (Benjamini-Hochberg), gives p &lt; 0.05 and the bootstrap interval of the ratio of medians excludes 1 (<code>comparisons.csv</code>); otherwise the reason is shown. Not distinguishable does not mean equal.</li>\
+<li><strong>HOL heatmaps</strong>: each cell is I<sub>A</sub> / I<sub>B</sub>, with I the median over cells of (p99 latency on the lossy link / p99 on its lossless twin of the same repetition). Hatched, marked n.s.: not distinguishable by the rule above.</li>\
 <li>Fractions (unit <code>bool</code>) are shown as the share of cells, without an interval.</li>\
 <li>RTT means the link's configured base RTT, not a measurement; the UDP page shows what the link really did.</li></ul>\n");
     h.push_str("<h2 id=\"metrics\">Metrics</h2>\n");
@@ -781,25 +800,33 @@ fn methodology_page(runs: &[RunData], labels: &[String]) -> Page {
             .iter()
             .filter_map(|l| links.get(l))
             .map(|l| {
+                let (per_dir, round_trip) = loss_columns(l);
                 vec![
                     esc(&l.label),
                     format!("<code>{}</code>", esc(&l.up)),
                     format!("<code>{}</code>", esc(&l.down)),
                     num_short(l.rtt_ms),
-                    format!("{}%", num_short(l.loss * 100.0)),
+                    per_dir,
+                    round_trip,
                     l.rate_bps
                         .map(|b| format!("{} Mbit/s", num_short(b as f64 / 1e6)))
                         .unwrap_or_else(|| "–".into()),
                 ]
             })
             .collect();
+        h.push_str(
+            "<p>Each direction applies its own spec: a link given one spec has it both ways, so \
+             its delay counts twice in the RTT and a packet or its answer is lost with the \
+             round-trip loss 1 − (1 − up)(1 − down).</p>\n",
+        );
         table(
             &[
                 "label",
-                "up",
-                "down",
+                "up (client → server)",
+                "down (server → client)",
                 "RTT [ms]",
-                "loss per direction",
+                "loss up / down",
+                "round-trip loss",
                 "rate",
             ],
             &rows,
@@ -967,4 +994,53 @@ fn calibration(r: &RunData, h: &mut String) {
         &rows,
         h,
     );
+}
+
+/// "up% / down%" and the round-trip loss of a link, from its two specs
+/// (the nominal `loss` field holds the up direction only).
+fn loss_columns(l: &quicbench_results::LinkInfo) -> (String, String) {
+    let parse = |s: &str| s.parse::<quicbench_netem::LinkSpec>().ok();
+    match (parse(&l.up), parse(&l.down)) {
+        (Some(up), Some(down)) => {
+            let rt = quicbench_netem::RoundTrip::of(&up, &down);
+            (
+                format!(
+                    "{}% / {}%",
+                    num_short(rt.up_loss * 100.0),
+                    num_short(rt.down_loss * 100.0)
+                ),
+                format!("{}%", num_short(rt.loss() * 100.0)),
+            )
+        }
+        _ => (format!("{}% / ?", num_short(l.loss * 100.0)), "–".into()),
+    }
+}
+
+#[cfg(test)]
+mod link_table_tests {
+    use super::*;
+
+    #[test]
+    fn link_table_states_each_direction_and_the_round_trip() {
+        let l = |up: &str, down: &str| quicbench_results::LinkInfo {
+            label: "x".into(),
+            up: up.into(),
+            down: down.into(),
+            rtt_ms: 20.0,
+            loss: 0.02,
+            rate_bps: None,
+        };
+        assert_eq!(
+            loss_columns(&l("delay 10ms loss 2%", "delay 10ms loss 2%")),
+            ("2% / 2%".to_string(), "3.96%".to_string())
+        );
+        assert_eq!(
+            loss_columns(&l("delay 10ms loss 2%", "delay 10ms")),
+            ("2% / 0%".to_string(), "2%".to_string())
+        );
+        assert_eq!(
+            loss_columns(&l("not a spec", "delay 10ms")),
+            ("2% / ?".to_string(), "–".to_string())
+        );
+    }
 }

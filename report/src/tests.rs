@@ -125,6 +125,9 @@ pub(crate) fn synthetic_run(base: &Path) -> RunDir {
         transport_profile: None,
         planned_cells: ids.len() as u64,
         cell_ids: ids,
+        order_seed: None,
+        drift: Vec::new(),
+        adaptive: Vec::new(),
     })
     .unwrap();
     rd.resummarize().unwrap();

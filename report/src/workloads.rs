@@ -37,8 +37,8 @@ pub fn write_fig(
 fn n_range(ns: impl Iterator<Item = u64>) -> String {
     let v: Vec<u64> = ns.collect();
     match (v.iter().min(), v.iter().max()) {
-        (Some(a), Some(b)) if a == b => format!("n = {a} per {}", "protocol"),
-        (Some(a), Some(b)) => format!("n = {a}–{b} per protocol"),
+        (Some(a), Some(b)) if a == b => format!("n = {a} cells per {}", "protocol"),
+        (Some(a), Some(b)) => format!("n = {a}–{b} cells per protocol"),
         _ => "n = 0".into(),
     }
 }
@@ -87,13 +87,21 @@ pub fn summary_table(
         });
         for r in sel {
             let vs = match h3.get(&(r.variant.as_str(), r.link.as_str(), r.metric.as_str())) {
-                Some(h) if r.protocol != "h3" && r.source != "derived" => {
-                    if r.ci_overlaps(h) {
-                        "not distinguishable".to_string()
-                    } else if h.median != 0.0 {
-                        format!("×{} of h3", num(r.median / h.median))
-                    } else {
-                        "differs".to_string()
+                Some(_) if r.protocol != "h3" => {
+                    match run.comparison(
+                        workload,
+                        &r.variant,
+                        &r.link,
+                        &r.metric,
+                        &r.protocol,
+                        "h3",
+                    ) {
+                        Some((Some(ratio), c)) if c.distinguishable => {
+                            format!("×{} of h3", num(ratio))
+                        }
+                        Some((_, c)) if c.distinguishable => "differs".to_string(),
+                        Some((_, c)) => format!("not distinguishable ({})", c.reason),
+                        None => "not compared".to_string(),
                     }
                 }
                 _ => String::new(),
@@ -110,7 +118,7 @@ pub fn summary_table(
                 median_ci(r),
                 esc(&r.unit),
                 r.n.to_string(),
-                r.cells.to_string(),
+                r.samples.to_string(),
                 esc(&vs),
             ]);
             rows_out.push(row);
@@ -128,10 +136,10 @@ pub fn summary_table(
         "link",
         "metric",
         "protocol",
-        "median [95% CI]",
+        "median [interval over cells]",
         "unit",
-        "n",
-        "cells",
+        "n (cells)",
+        "samples",
         "vs h3",
     ]);
     let _ = writeln!(
@@ -186,8 +194,8 @@ pub fn handshake_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<
                     bars.push(Bar {
                         protocol: r.protocol.clone(),
                         value: r.median,
-                        ci: Some((r.ci_low, r.ci_high)),
-                        ci_exact: r.ci_method != "range-small-n",
+                        ci: r.ci_low.zip(r.ci_high),
+                        ci_exact: r.ci_method == "order-statistic",
                         theory: theory_of(&hs, &r.protocol, v, link, "ttfb_rtt"),
                     });
                 }
@@ -218,12 +226,12 @@ pub fn handshake_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<
         );
         let infos: Vec<&LinkInfo> = labels.iter().filter_map(|l| links.get(l)).collect();
         let note = format!(
-            "{} · {} handshakes per bar ({})",
+            "{} · {} per bar ({})",
             specs_note(&infos),
             n_range(ns.into_iter())
                 .trim_start_matches("n = ")
                 .replace(" per protocol", ""),
-            "median, 95% CI"
+            "median of cells; whisker: interval over cells, grey when approximate, none when n < 3"
         );
         let svg = charts::grouped_bars_svg(
             Frame {
@@ -504,12 +512,22 @@ pub fn hol_heatmaps(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Vec<
             ];
             nmin = nmin.min(pools.iter().map(|p| p.len() as u64).min().unwrap_or(0));
             let seed = (x as u64) << 32 | y as u64;
-            let res = inflation_ratio(&pools[0], &pools[1], &pools[2], &pools[3], seed);
+            // Value and hatching from the run's comparison of the cell-level
+            // p99 inflations (the one rule); pooled requests only when a run
+            // has no comparisons.csv of this format, then never significant.
+            let cmp = run.comparison("hol", "paced", label, "hol_inflation_p99", &a, &b);
+            let (ratio, significant) = match cmp {
+                Some((r, c)) => (r, c.distinguishable),
+                None => (
+                    inflation_ratio(&pools[0], &pools[1], &pools[2], &pools[3], seed).map(|r| r.0),
+                    false,
+                ),
+            };
             cells.push(HeatCell {
                 x,
                 y,
-                ratio: res.map(|r| r.0),
-                significant: res.is_some_and(|r| r.1),
+                ratio,
+                significant,
             });
         }
         if cells.iter().all(|c| c.ratio.is_none()) {
@@ -517,7 +535,7 @@ pub fn hol_heatmaps(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Vec<
         }
         let title = format!("HOL inflation of {a} relative to {b} (p99 latency vs lossless)");
         let note = format!(
-            "paced requests; each cell: (p99 lossy / p99 lossless) of {a} ÷ the same of {b} · ≥ {} requests per pool · hatched: 95% bootstrap CI contains 1",
+            "paced requests; each cell: median over cells of (p99 lossy / p99 lossless twin) of {a} ÷ the same of {b} · ≥ {} requests per pool · hatched: not distinguishable (comparisons.csv: corrected p < 0.05 and ratio interval excluding 1, over cells)",
             if nmin == u64::MAX { 0 } else { nmin }
         );
         let svg = charts::heatmap_svg(
@@ -915,7 +933,17 @@ pub fn goodput_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Ve
             ns.extend(pts.iter().map(|(_, r)| r.n));
             series.push(Series {
                 points: pts.iter().map(|(x, r)| (*x, r.median)).collect(),
-                band: pts.iter().map(|(x, r)| (*x, r.ci_low, r.ci_high)).collect(),
+                // No interval (n too small): the band closes on the median.
+                band: pts
+                    .iter()
+                    .map(|(x, r)| {
+                        (
+                            *x,
+                            r.ci_low.unwrap_or(r.median),
+                            r.ci_high.unwrap_or(r.median),
+                        )
+                    })
+                    .collect(),
                 markers: true,
                 ..Series::protocol(p, Vec::new())
             });
@@ -1063,8 +1091,8 @@ pub fn udp_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Vec<Fi
             bars: vec![Bar {
                 protocol: r.protocol.clone(),
                 value: r.median * 100.0,
-                ci: Some((r.ci_low * 100.0, r.ci_high * 100.0)),
-                ci_exact: r.ci_method != "range-small-n",
+                ci: r.ci_low.zip(r.ci_high).map(|(l, h)| (l * 100.0, h * 100.0)),
+                ci_exact: r.ci_method == "order-statistic",
                 theory: nominal.map(|v| v * 100.0),
             }],
         });
@@ -1072,7 +1100,7 @@ pub fn udp_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Vec<Fi
     if !groups.is_empty() {
         let title = "UDP round-trip loss: measured vs nominal".to_string();
         let note = format!(
-            "theory mark: 1 − (1 − loss)² of each link's nominal loss · {} probe runs per bar",
+            "theory mark: 1 − (1 − loss)² of each link's nominal loss · {} (probe runs) per bar",
             n_range(ns.into_iter())
                 .trim_start_matches("n = ")
                 .replace(" per protocol", "")
@@ -1197,8 +1225,8 @@ pub fn generic_charts(
                             Some(Bar {
                                 protocol: p.clone(),
                                 value: if fraction { r.mean } else { r.median },
-                                ci: (!fraction).then_some((r.ci_low, r.ci_high)),
-                                ci_exact: r.ci_method != "range-small-n",
+                                ci: r.ci_low.zip(r.ci_high).filter(|_| !fraction),
+                                ci_exact: r.ci_method == "order-statistic",
                                 theory: None,
                             })
                         })

@@ -31,17 +31,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod analysis;
 pub mod error;
 pub mod hist;
+pub mod infer;
 pub mod schema;
 pub mod stats;
 pub mod store;
 
+pub use analysis::{comparisons, drift, summarize_with, ComparisonRow, Derived, DriftCheck, Group};
 pub use error::ResultsError;
 pub use hist::HistogramData;
 pub use schema::{
-    now_rfc3339, CellResult, CellStatus, HostInfo, LinkInfo, Metric, RunMeta, ShardSource,
-    SummaryRow, SCHEMA_VERSION,
+    now_rfc3339, AdaptiveGroup, CellResult, CellStatus, HostInfo, LinkInfo, Metric, RunMeta,
+    ShardSource, SummaryRow, SCHEMA_VERSION,
 };
 pub use stats::{compare, median_ci, Comparison, MedianCi, StatsError};
 pub use store::{merge, summarize, RunDir};

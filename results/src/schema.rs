@@ -88,6 +88,33 @@ pub struct RunMeta {
     /// in run order.
     #[serde(default)]
     pub cell_ids: Vec<String>,
+    /// How the cells were ordered: within each repetition block, a shuffle
+    /// seeded with this (so drift cannot line up with one protocol or link).
+    /// `None` in runs made before the shuffle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_seed: Option<u64>,
+    /// The order/drift check of the run (`crate::analysis::drift`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<crate::analysis::DriftCheck>,
+    /// Adaptive repetitions: per group, how many it took and whether it met
+    /// the target. Empty for a fixed number of repetitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adaptive: Vec<AdaptiveGroup>,
+}
+
+/// How one group fared under adaptive repetitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdaptiveGroup {
+    /// `protocol/workload-variant/link[/cc]`.
+    pub group: String,
+    /// The metric the stopping rule followed.
+    pub metric: String,
+    /// Repetitions run (Ok or not).
+    pub repetitions: u32,
+    /// The 95% interval's half-width reached `target` × median.
+    pub met_target: bool,
+    /// Half-width / median at the end, when an interval could be given.
+    pub relative_half_width: Option<f64>,
 }
 
 /// One shard directory folded into a merged run (`sources.json` of a merged
@@ -348,8 +375,10 @@ pub fn validate_cell_id(id: &str) -> Result<(), ResultsError> {
 }
 
 /// One row of the tidy summary: one cell group (protocol, workload, variant,
-/// link) × one metric, samples pooled over repetitions. The first nine columns
-/// are the stable core; the rest may grow.
+/// link, cc) × one metric. The cell is the unit: `median` is the median of the
+/// cells' own medians (or derived values) and the interval is over those cell
+/// values; `mean` .. `max` describe the pooled samples. The first nine
+/// columns are the stable core; the rest may grow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SummaryRow {
     pub protocol: String,
@@ -358,38 +387,55 @@ pub struct SummaryRow {
     pub link: String,
     pub metric: String,
     pub unit: String,
+    /// Median of the cell-level values.
     pub median: f64,
-    /// Lower bound of the 95% confidence interval of the median.
-    pub ci_low: f64,
-    /// Upper bound of the 95% confidence interval of the median.
-    pub ci_high: f64,
-    /// Number of pooled samples.
+    /// Lower bound of the interval of the median; empty when no interval can
+    /// be given (fewer than 3 cells).
+    pub ci_low: Option<f64>,
+    /// Upper bound of the interval of the median; empty likewise.
+    pub ci_high: Option<f64>,
+    /// Number of cells: the independent measurements behind the interval.
     pub n: u64,
     pub variant: String,
-    /// How the CI was obtained: `"order-statistic"` (exact, n ≥ 6) or
-    /// `"range-small-n"` (n < 6: [min, max], confidence below 95%).
+    /// How the interval was obtained: `order-statistic` (n ≥ 6),
+    /// `cluster-bootstrap` / `cell-bootstrap` (3 ≤ n < 6) or `n too small`.
     pub ci_method: String,
-    /// Confidence actually achieved by the CI (≥ 0.95 for order-statistic).
-    pub ci_confidence: f64,
+    /// Confidence of the interval (see `docs/statistics.md`); empty without one.
+    pub ci_confidence: Option<f64>,
     pub mean: f64,
-    /// Sample standard deviation (n − 1); `None` when n < 2.
+    /// Sample standard deviation (n − 1) of the pooled samples; `None` when
+    /// there is one.
     pub std: Option<f64>,
     pub min: f64,
     pub p90: f64,
     pub p99: f64,
     pub max: f64,
-    /// Number of cells (repetitions) pooled.
+    /// Number of cells (repetitions) pooled (equal to `n`).
     pub cells: u64,
     /// `"samples"` (from `metrics`), `"derived"` (computed by the harness
-    /// across cells) or `"histogram"` (from `histograms`:
-    /// bucket midpoints, within 0.1% at 3 significant digits).
+    /// from several cells, one value per cell) or `"histogram"` (from
+    /// `histograms`: bucket midpoints, within 0.1% at 3 significant digits).
     pub source: String,
+    /// Number of pooled samples (requests, probes...) behind mean .. max.
+    #[serde(default)]
+    pub samples: u64,
+    /// Congestion controller of the group (`params.cc` of its cells), or empty.
+    #[serde(default)]
+    pub cc: String,
 }
 
 impl SummaryRow {
-    /// True when the two rows' confidence intervals share a point: the report
-    /// then calls the two "not distinguishable" (see `docs/statistics.md`).
+    /// True when the two rows' intervals share a point, or either has none:
+    /// the report then calls the two "not distinguishable".
     pub fn ci_overlaps(&self, other: &SummaryRow) -> bool {
-        self.ci_low <= other.ci_high && other.ci_low <= self.ci_high
+        match (self.ci_low, self.ci_high, other.ci_low, other.ci_high) {
+            (Some(a), Some(b), Some(c), Some(d)) => a <= d && c <= b,
+            _ => true,
+        }
+    }
+
+    /// True when the row has a real interval (not "n too small").
+    pub fn has_interval(&self) -> bool {
+        self.ci_low.is_some() && self.ci_high.is_some()
     }
 }

@@ -22,17 +22,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::analysis::{ComparisonRow, COMPARISON_COLUMNS};
 use crate::error::ResultsError;
-use crate::hist::{self, HistogramData};
 use crate::schema::{
     format_rfc3339, validate_cell_id, CellResult, RunMeta, ShardSource, SummaryRow, SCHEMA_VERSION,
 };
-use crate::stats;
 
 pub const META_FILE: &str = "run.json";
 pub const CELLS_DIR: &str = "cells";
 pub const SUMMARY_CSV: &str = "summary.csv";
 pub const SUMMARY_JSON: &str = "summary.json";
+pub const COMPARISONS_CSV: &str = "comparisons.csv";
 /// Written by [`merge`]: one [`ShardSource`] per merged shard.
 pub const SOURCES_FILE: &str = "sources.json";
 
@@ -354,6 +354,42 @@ impl RunDir {
         write_atomic(&json_path, &to_json(&rows, &json_path)?)
     }
 
+    /// Writes `comparisons.csv` (atomically).
+    pub fn write_comparisons(&self, rows: &[ComparisonRow]) -> Result<(), ResultsError> {
+        let path = self.path.join(COMPARISONS_CSV);
+        let csv_err = |source| ResultsError::Csv {
+            path: path.clone(),
+            source,
+        };
+        let mut w = csv::Writer::from_writer(Vec::new());
+        for r in rows {
+            w.serialize(r).map_err(csv_err)?;
+        }
+        if rows.is_empty() {
+            w.write_record(COMPARISON_COLUMNS).map_err(csv_err)?;
+        }
+        let bytes = w.into_inner().map_err(|e| ResultsError::Csv {
+            path: path.clone(),
+            source: e.into_error().into(),
+        })?;
+        write_atomic(&path, &bytes)
+    }
+
+    /// The rows of `comparisons.csv`; empty when the file does not exist.
+    pub fn read_comparisons(&self) -> Result<Vec<ComparisonRow>, ResultsError> {
+        let path = self.path.join(COMPARISONS_CSV);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let mut r = csv::Reader::from_path(&path).map_err(|source| ResultsError::Csv {
+            path: path.clone(),
+            source,
+        })?;
+        r.deserialize()
+            .collect::<Result<Vec<ComparisonRow>, _>>()
+            .map_err(|source| ResultsError::Csv { path, source })
+    }
+
     /// Provenance of a merged run (`sources.json`); empty for a run made in one
     /// directory.
     pub fn read_sources(&self) -> Result<Vec<ShardSource>, ResultsError> {
@@ -378,7 +414,7 @@ impl RunDir {
 }
 
 /// Column names of `summary.csv`, in order (must match [`SummaryRow`]).
-pub const SUMMARY_COLUMNS: [&str; 20] = [
+pub const SUMMARY_COLUMNS: [&str; 22] = [
     "protocol",
     "workload",
     "link",
@@ -399,175 +435,15 @@ pub const SUMMARY_COLUMNS: [&str; 20] = [
     "max",
     "cells",
     "source",
+    "samples",
+    "cc",
 ];
 
-type GroupKey = (String, String, String, String, String, String);
-
-/// The tidy summary: `Ok` cells grouped by (protocol, workload, variant, link
-/// label); within a group each metric's samples are pooled over repetitions and
-/// described by median, 95% CI ([`stats::median_ci`]), n, mean, std, p90, p99.
-/// Histograms of the same name and unit are merged and described the same way
-/// (rank statistics on bucket midpoints; skipped when a sample metric of that
-/// name exists). A metric name appearing with two units gives two rows.
-/// Non-finite samples (which [`CellResult::validate`] refuses to write) are
-/// dropped. Rows are sorted by (protocol, workload, variant, link, metric, unit),
-/// so the result does not depend on the order of `cells`.
+/// The tidy summary of the `Ok` cells with no derived figures: see
+/// [`crate::analysis::summarize_with`]. Rows are sorted, so the result does
+/// not depend on the order of `cells`.
 pub fn summarize(cells: &[CellResult]) -> Vec<SummaryRow> {
-    let mut samples: BTreeMap<GroupKey, (Vec<f64>, BTreeSet<&str>)> = BTreeMap::new();
-    let mut hists: BTreeMap<GroupKey, (Vec<&HistogramData>, BTreeSet<&str>)> = BTreeMap::new();
-    for c in cells.iter().filter(|c| c.status.is_ok()) {
-        let (p, w, v, l) = c.group_key();
-        for (name, m) in &c.metrics {
-            let key = (
-                p.clone(),
-                w.clone(),
-                v.clone(),
-                l.clone(),
-                name.clone(),
-                m.unit.clone(),
-            );
-            let e = samples.entry(key).or_default();
-            e.0.extend(m.samples.iter().copied().filter(|x| x.is_finite()));
-            e.1.insert(&c.cell_id);
-        }
-        for (name, h) in &c.histograms {
-            if c.metrics.contains_key(name) {
-                continue;
-            }
-            let key = (
-                p.clone(),
-                w.clone(),
-                v.clone(),
-                l.clone(),
-                name.clone(),
-                h.unit.clone(),
-            );
-            let e = hists.entry(key).or_default();
-            e.0.push(h);
-            e.1.insert(&c.cell_id);
-        }
-    }
-    let mut rows: BTreeMap<GroupKey, SummaryRow> = BTreeMap::new();
-    for (key, (xs, ids)) in samples {
-        if let Some(row) = row_from_samples(&key, &xs, ids.len() as u64) {
-            rows.insert(key, row);
-        }
-    }
-    for (key, (hs, ids)) in hists {
-        if rows.contains_key(&key) {
-            continue;
-        }
-        // Sort the parts so the merged histogram does not depend on cell order.
-        let mut hs = hs;
-        hs.sort_by(|a, b| a.data.cmp(&b.data));
-        if let Some(row) = hist::merge_all(hs.iter().copied())
-            .ok()
-            .and_then(|h| h.decode().ok())
-            .and_then(|h| row_from_histogram(&key, &h, ids.len() as u64))
-        {
-            rows.insert(key, row);
-        }
-    }
-    rows.into_values().collect()
-}
-
-fn row_from_samples(key: &GroupKey, xs: &[f64], cells: u64) -> Option<SummaryRow> {
-    let d = stats::describe(xs).ok()?;
-    let ci = stats::median_ci(xs).ok()?;
-    let (protocol, workload, variant, link, metric, unit) = key.clone();
-    Some(SummaryRow {
-        protocol,
-        workload,
-        link,
-        metric,
-        unit,
-        median: ci.median,
-        ci_low: ci.low,
-        ci_high: ci.high,
-        n: ci.n as u64,
-        variant,
-        ci_method: ci.method.as_str().to_string(),
-        ci_confidence: ci.confidence,
-        mean: d.mean,
-        std: d.std,
-        min: d.min,
-        p90: d.p90,
-        p99: d.p99,
-        max: d.max,
-        cells,
-        source: "samples".to_string(),
-    })
-}
-
-/// The value of 0-based rank `r` of the recorded values (bucket midpoint).
-fn hist_rank(h: &hdrhistogram::Histogram<u64>, r: u64) -> f64 {
-    let mut seen = 0u64;
-    for it in h.iter_recorded() {
-        seen += it.count_at_value();
-        if seen > r {
-            return h.median_equivalent(it.value_iterated_to()) as f64;
-        }
-    }
-    h.median_equivalent(h.max()) as f64
-}
-
-/// Type-7 quantile over the recorded values (same rule as for samples).
-fn hist_quantile(h: &hdrhistogram::Histogram<u64>, p: f64) -> f64 {
-    let pos = (h.len() - 1) as f64 * p;
-    let lo = pos.floor() as u64;
-    let a = hist_rank(h, lo);
-    let b = hist_rank(h, (lo + 1).min(h.len() - 1));
-    a + (pos - lo as f64) * (b - a)
-}
-
-fn row_from_histogram(
-    key: &GroupKey,
-    h: &hdrhistogram::Histogram<u64>,
-    cells: u64,
-) -> Option<SummaryRow> {
-    let n = h.len();
-    if n == 0 {
-        return None;
-    }
-    let n_usize = usize::try_from(n).ok()?;
-    let (ci_low, ci_high, method, confidence) =
-        match stats::order_statistic_ranks(n_usize, stats::LEVEL) {
-            Some((j, k, c)) => (
-                hist_rank(h, j as u64 - 1),
-                hist_rank(h, k as u64 - 1),
-                stats::CiMethod::OrderStatistic,
-                c,
-            ),
-            None => (
-                hist_rank(h, 0),
-                hist_rank(h, n - 1),
-                stats::CiMethod::RangeSmallN,
-                1.0 - 2.0 * 0.5_f64.powi(n as i32),
-            ),
-        };
-    let (protocol, workload, variant, link, metric, unit) = key.clone();
-    Some(SummaryRow {
-        protocol,
-        workload,
-        link,
-        metric,
-        unit,
-        median: hist_quantile(h, 0.5),
-        ci_low,
-        ci_high,
-        n,
-        variant,
-        ci_method: method.as_str().to_string(),
-        ci_confidence: confidence,
-        mean: h.mean(),
-        std: (n >= 2).then(|| h.stdev()),
-        min: hist_rank(h, 0),
-        p90: hist_quantile(h, 0.9),
-        p99: hist_quantile(h, 0.99),
-        max: hist_rank(h, n - 1),
-        cells,
-        source: "histogram".to_string(),
-    })
+    crate::analysis::summarize_with(cells, &[])
 }
 
 fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
@@ -619,6 +495,35 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunMeta, ResultsError> {
         if let (Some((_, a)), Some((_, b))) = (m.shard, first.shard) {
             if a != b {
                 return Err(differs("shard count"));
+            }
+        }
+    }
+
+    // Adaptive repetitions decide per group from the group's own cells: a
+    // group split over shards would have been decided twice, on partial data.
+    let adaptive = shards.iter().any(|s| {
+        !s.2.adaptive.is_empty()
+            || s.2
+                .matrix
+                .pointer("/resolved/adaptive")
+                .is_some_and(|v| !v.is_null())
+    });
+    if adaptive {
+        let mut owner: BTreeMap<crate::analysis::Group, &PathBuf> = BTreeMap::new();
+        for (d, _, _, cs) in &shards {
+            for c in cs {
+                let g = crate::analysis::Group::of(c);
+                if let Some(other) = owner.get(&g) {
+                    if *other != d {
+                        return Err(ResultsError::Merge(format!(
+                            "group {} has cells in {} and {}: with adaptive repetitions a shard must own whole groups (shard with this quicbench's --shard)",
+                            g.label(),
+                            other.display(),
+                            d.display()
+                        )));
+                    }
+                }
+                owner.insert(g, d);
             }
         }
     }
@@ -711,9 +616,15 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunMeta, ResultsError> {
             cells: cs.len() as u64,
         })
         .collect();
+    let mut adaptive_groups: Vec<crate::schema::AdaptiveGroup> =
+        shards.iter().flat_map(|s| s.2.adaptive.clone()).collect();
+    adaptive_groups.sort_by(|a, b| a.group.cmp(&b.group));
     let meta = RunMeta {
         schema_version: SCHEMA_VERSION,
         shard: None,
+        adaptive: adaptive_groups,
+        // Recomputed over the merged cells by the caller (the harness).
+        drift: Vec::new(),
         started,
         finished,
         backend,

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use quicbench_wire::sockinfo::{ConnProbe, Side};
 use tokio::task::JoinHandle;
 
 use crate::respond::{self, BodyPlan, PatternChunks, Reply};
@@ -246,6 +247,12 @@ async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<ServerCtx>, hs_gua
         &ctx.stats.quic_congestion,
         quicbench_wire::transport::quic_controller(&conn),
     );
+    // Dropped first when this returns: the final snapshot, then the handle goes.
+    let _probe = ctx.transport.as_ref().map(|log| {
+        let (probe, guard) = ConnProbe::quic(&conn, Side::Server, None, log.origin_mono_ns);
+        log.add(&probe);
+        guard
+    });
     if let Some(established) = established {
         // Count the connection when its handshake completes (or fails).
         let (ctx2, conn2) = (ctx.clone(), conn.clone());

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use quicbench_wire::sockinfo::{ConnProbe, TransportRecord};
 use quicbench_wire::tls::{self, Identity, ALPN_H1, ALPN_H1_0, ALPN_H2};
 use quicbench_wire::transport::Transport;
 use quicbench_wire::CongestionControl;
@@ -69,6 +70,15 @@ pub struct ServerOptions {
     /// Serve UDP probe source runs to any peer. Off: only to loopback and the
     /// benchmarking ranges 198.18.0.0/15, 2001:2::/48 (source mode amplifies).
     pub udp_source_any: bool,
+    /// Keep the transport's view of each connection (TCP: `TCP_INFO` and the
+    /// options read back; QUIC: quinn's stats), with a snapshot at its close:
+    /// [`Servers::transport`]. The server is the sender of every download, so
+    /// its window and retransmissions are the ones that explain a transfer.
+    /// Default off (costs a few `getsockopt` per connection).
+    pub record_transport: bool,
+    /// With `record_transport`, also sample each connection this often
+    /// (bounded: see `quicbench_wire::sockinfo::Series`). Default None.
+    pub transport_sample: Option<Duration>,
 }
 
 impl ServerOptions {
@@ -90,6 +100,8 @@ impl ServerOptions {
             udp_source_any: false,
             quic_recv_buffer: Some(quicbench_wire::transport::QUIC_SOCKET_BUFFER),
             tcp_reuse_port: false,
+            record_transport: false,
+            transport_sample: None,
         }
     }
 
@@ -210,6 +222,64 @@ pub struct ServerCtx {
     pub stats: Stats,
     /// Flips to true on shutdown; tasks stop accepting and finish.
     pub shutdown: watch::Receiver<bool>,
+    /// Per-connection transport records (None: not recorded).
+    pub transport: Option<TransportLog>,
+}
+
+/// Most connections whose transport records a server keeps (the first ones).
+pub const MAX_TRANSPORT_RECORDS: usize = 64;
+
+/// The probes of a server's connections (see `ServerOptions::record_transport`).
+#[derive(Debug)]
+pub struct TransportLog {
+    /// Times in records count from here (CLOCK_MONOTONIC ns; the servers' start).
+    pub origin_mono_ns: u64,
+    pub sample: Option<Duration>,
+    probes: std::sync::Mutex<Vec<Arc<ConnProbe>>>,
+    /// Connections beyond [`MAX_TRANSPORT_RECORDS`], not recorded.
+    pub dropped: AtomicU64,
+}
+
+impl TransportLog {
+    pub fn new(sample: Option<Duration>) -> Self {
+        TransportLog {
+            origin_mono_ns: quicbench_wire::clock::mono_ns(),
+            sample,
+            probes: std::sync::Mutex::new(Vec::new()),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Keep `p` (and start sampling it) unless the log is full.
+    pub fn add(&self, p: &Arc<ConnProbe>) {
+        let mut v = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() >= MAX_TRANSPORT_RECORDS {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        v.push(p.clone());
+        drop(v);
+        if let Some(period) = self.sample {
+            p.start_sampling(period);
+        }
+    }
+
+    /// A record per connection kept: the snapshot at its close, or one taken
+    /// now if it is still open.
+    pub fn records(&self) -> Vec<TransportRecord> {
+        let v = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        v.iter().map(|p| p.record()).collect()
+    }
+}
+
+impl ServerCtx {
+    /// See [`Servers::transport`].
+    pub fn transport_records(&self) -> Vec<TransportRecord> {
+        self.transport
+            .as_ref()
+            .map(TransportLog::records)
+            .unwrap_or_default()
+    }
 }
 
 /// Where each server ended up listening.
@@ -257,6 +327,9 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
         udp_source_any: opts.udp_source_any,
         stats: Stats::default(),
         shutdown: shutdown_rx,
+        transport: opts
+            .record_transport
+            .then(|| TransportLog::new(opts.transport_sample)),
     });
     // http/1.0 too: curl --http1.0 offers only that over TLS, and rustls refuses
     // a handshake with no ALPN overlap. The TCP server treats it as HTTP/1.x.
@@ -347,6 +420,14 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
 impl Servers {
     pub fn stats(&self) -> StatsSnapshot {
         self.ctx.stats.snapshot()
+    }
+
+    /// The transport records of the connections served so far (empty unless
+    /// `ServerOptions::record_transport`). After [`Servers::shutdown`], read
+    /// them through a clone of `ctx`: closed connections have their final
+    /// snapshot by then.
+    pub fn transport(&self) -> Vec<TransportRecord> {
+        self.ctx.transport_records()
     }
 
     /// Stop accepting, close QUIC endpoints, and wait (at most `grace`) for tasks.

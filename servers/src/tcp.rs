@@ -23,8 +23,9 @@ use http::header::{HeaderValue, CONNECTION, RANGE};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use quicbench_wire::sockinfo::{Probed, Side};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -172,6 +173,19 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<S
                 // A refused connection gets one 503 and no more of our time.
                 let limit = ctx.header_timeout.max(Duration::from_millis(100));
                 let _ = tokio::time::timeout(limit, serve(stream, peer, tls, ctx, true)).await;
+            } else if let Some(log) = &ctx.transport {
+                // The probe's final snapshot is taken when the stream is
+                // dropped, just before the socket closes.
+                let local = stream.local_addr().ok();
+                let stream = Probed::new(
+                    stream,
+                    Side::Server,
+                    None,
+                    (local, Some(peer)),
+                    log.origin_mono_ns,
+                );
+                log.add(stream.probe());
+                serve(stream, peer, tls, ctx, false).await;
             } else {
                 serve(stream, peer, tls, ctx, false).await;
             }
@@ -180,13 +194,15 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<S
 }
 
 /// Serve one connection: TLS handshake (if any), then HTTP/1.x or HTTP/2.
-async fn serve(
-    stream: TcpStream,
+async fn serve<S>(
+    stream: S,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     ctx: Arc<ServerCtx>,
     refuse: bool,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let Some(acceptor) = tls else {
         serve_h1(stream, ctx, refuse).await;
         return;

@@ -1,6 +1,7 @@
 //! Interop: curl (HTTP/1.0, HTTP/1.1, HTTP/2 over TLS 1.3) fetches `/bytes/N`
-//! from our server and the bytes match the pattern. Skips loudly without curl
-//! (`scripts/install-test-deps.sh` installs it; CI runs that first).
+//! from our server and the bytes match the pattern. Installs curl with
+//! `scripts/install-test-deps.sh` when missing; as root (CI) a failed install
+//! fails the test with the installer's output, otherwise it skips loudly.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -22,21 +23,46 @@ fn curl_runs() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// curl, installed by the project's script when missing.
+/// curl, installed by the project's script when missing; as root a failed
+/// install fails the test with the installer's output.
 fn have_curl() -> bool {
-    let ok = curl_runs() || {
-        install_deps::provision();
-        curl_runs()
-    };
-    if !ok {
-        // Straight to the stderr handle: libtest captures eprintln!, and this must show.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: curl not installed and scripts/install-test-deps.sh could not install it (see its output above)"
-        );
+    if curl_runs() {
+        return true;
     }
-    ok
+    let p = install_deps::provision();
+    if curl_runs() {
+        return true;
+    }
+    install_deps::missing("tcp_curl", "curl", &p);
+    false
+}
+
+/// The helper every interop test uses: as root a peer the installer could not
+/// provide fails the test, with the installer's output in the message.
+#[test]
+fn a_missing_peer_fails_as_root_with_the_installer_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fake-installer.sh");
+    std::fs::write(
+        &script,
+        "echo 'fake: apt-get refused'; echo 'to stderr' >&2; exit 3\n",
+    )
+    .unwrap();
+    let p = install_deps::provision_with(&script);
+    assert!(
+        p.output.contains("fake: apt-get refused") && p.output.contains("to stderr"),
+        "{p:?}"
+    );
+    assert!(p.status.contains('3'), "{p:?}");
+    let e = std::panic::catch_unwind(|| install_deps::missing_as(true, "t", "curl", &p))
+        .expect_err("as root a missing peer must fail the test");
+    let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        msg.contains("curl is missing") && msg.contains("fake: apt-get refused"),
+        "{msg}"
+    );
+    // Without root: a loud skip, no panic.
+    install_deps::missing_as(false, "t", "curl", &p);
 }
 
 /// Run curl with `args` plus `-o out`; returns what `-w` printed.

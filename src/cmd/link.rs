@@ -14,7 +14,8 @@ use quicbench_netem::LinkSpec;
 /// The link's shape, shared by `link` and `calibrate`.
 #[derive(Debug, Args)]
 pub struct LinkShape {
-    /// netem spec for both directions, e.g. "delay 20ms loss 1%".
+    /// netem spec applied to each direction, e.g. "delay 20ms loss 1%": a
+    /// 40 ms RTT and ~2% of round trips losing a packet (printed at the start).
     #[arg(long)]
     spec: Option<LinkSpec>,
     /// client → server spec (overrides --spec for that direction).
@@ -92,13 +93,15 @@ pub fn link(a: LinkArgs) -> anyhow::Result<ExitCode> {
         ("QUICBENCH_CLIENT_IP6", link.client_ip6().to_string()),
     ];
     eprintln!(
-        "quicbench link: backend {} ({}); client {} ⇄ server {}; up [{}] down [{}]",
+        "quicbench link: backend {} ({}); client {} ⇄ server {}",
         link.backend(),
         link.backend_reason(),
         link.client_ip(),
         link.server_ip(),
-        link.config().up,
-        link.config().down
+    );
+    eprintln!(
+        "quicbench link: {}",
+        quicbench_netem::describe_path(&link.config().up, &link.config().down)
     );
     let mut server = None;
     if let Some(cmd) = &a.server {
@@ -153,7 +156,13 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         size: a.size,
         ..CalibrateOptions::default()
     };
-    let cal = quicbench_harness::calibrate::calibrate(&a.shape.config(), o)?;
+    let cfg = a.shape.config();
+    // Before the probe: what each direction will do (--spec applies to both).
+    eprintln!(
+        "quicbench calibrate: {}",
+        quicbench_netem::describe_path(&cfg.up, &cfg.down)
+    );
+    let cal = quicbench_harness::calibrate::calibrate(&cfg, o)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&cal)?);
     } else {

@@ -40,7 +40,7 @@ pub struct RunArgs {
     /// Override the matrix seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Override the matrix repetitions.
+    /// Override the matrix repetitions with a fixed number (adaptive off).
     #[arg(long)]
     repetitions: Option<u32>,
     /// Skip the link calibration recorded at the start of a run.
@@ -110,6 +110,7 @@ fn matrix_of(a: &RunArgs) -> anyhow::Result<Matrix> {
             bail!("--repetitions must be ≥ 1");
         }
         m.repetitions = r;
+        m.adaptive = None;
     }
     Ok(m)
 }
@@ -130,18 +131,24 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         git_commit: git_commit(),
         quicbench_version: env!("CARGO_PKG_VERSION").to_string(),
     };
+    // What each link does per direction, before anything runs: a spec applies
+    // to each direction, so its delay counts twice in the RTT.
+    eprintln!("quicbench run: {} link(s):", m.links.len());
+    for l in &m.links {
+        eprintln!(
+            "  {}: {}",
+            l.label,
+            quicbench_netem::describe_path(&l.up, &l.down)
+        );
+    }
     let outcome = quicbench_harness::run(&m, &opts, stop)?;
-    let cells = quicbench_harness::run::load_cells(&outcome.dir)?;
     let dir = quicbench_results::RunDir::open(&outcome.dir)?;
-    let mut rows = quicbench_results::summarize(&cells);
-    rows.extend(quicbench_harness::headline::derived_rows(&cells));
-    dir.write_summary(&rows)?;
-    quicbench_harness::headline::write_comparisons(
-        &outcome.dir,
-        &quicbench_harness::headline::comparisons(&cells),
-    )?;
+    let (cells, analysis) = quicbench_harness::headline::write_analysis(&dir)?;
     println!();
-    print!("{}", quicbench_harness::headline::headline(&cells, &rows));
+    print!(
+        "{}",
+        quicbench_harness::headline::headline(&cells, &analysis)
+    );
     println!(
         "\n{} cell(s) run, {} failed, {} skipped (already done) in {:.0} s{}",
         outcome.ran,
@@ -170,14 +177,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
 pub fn merge(a: MergeArgs) -> anyhow::Result<ExitCode> {
     quicbench_results::merge(&a.dirs, &a.out)?;
     let dir = quicbench_results::RunDir::open(&a.out)?;
-    let cells = dir.read_cells()?;
-    let mut rows = quicbench_results::summarize(&cells);
-    rows.extend(quicbench_harness::headline::derived_rows(&cells));
-    dir.write_summary(&rows)?;
-    quicbench_harness::headline::write_comparisons(
-        &a.out,
-        &quicbench_harness::headline::comparisons(&cells),
-    )?;
+    let (cells, _) = quicbench_harness::headline::write_analysis(&dir)?;
     println!(
         "merged {} shard(s), {} cell(s) into {}",
         a.dirs.len(),

@@ -6,6 +6,8 @@
 //! * [`probe`]: the UDP probe datagram format (echo, sink, source).
 //! * [`tls`]: the one certificate and the TLS 1.3 / QUIC configurations shared
 //!   by every protocol, so comparisons are like with like.
+//! * [`sockinfo`]: read-only transport facts per connection (`TCP_INFO`,
+//!   options read back, quinn's statistics), sampled over time.
 //! * [`transport`]: the settings both ends of every transport share (congestion
 //!   controller for QUIC *and* TCP, windows, packet size), and their read-back.
 //! * [`Protocol`] and [`CongestionControl`]: names used on the command line,
@@ -15,6 +17,7 @@ pub mod clock;
 pub mod pattern;
 pub mod probe;
 pub mod resource;
+pub mod sockinfo;
 pub mod tls;
 pub mod transport;
 

@@ -94,6 +94,11 @@ impl Transport {
             // do not spend probes discovering it.
             t.initial_mtu(p);
             t.mtu_discovery_config(None);
+            // One datagram per send: with UDP GSO the kernel hands a veth
+            // qdisc (the kernel netem backend) whole batches, which netem
+            // then drops and delays as one packet. TCP's offloads are off on
+            // that link for the same reason.
+            t.enable_segmentation_offload(false);
         }
         t
     }
@@ -138,25 +143,7 @@ pub fn set_socket_buffers<S: AsFd>(sock: &S, bytes: usize) -> (u64, u64) {
 /// `SO_RCVBUF` and `SO_SNDBUF` as the kernel reports them (0 if unreadable).
 pub fn socket_buffers<S: AsFd>(sock: &S) -> (u64, u64) {
     let fd = sock.as_fd().as_raw_fd();
-    let get = |opt: libc::c_int| {
-        let mut v: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: a valid fd; `v` and `len` describe a writable c_int we own.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&mut v as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if rc == 0 {
-            v.max(0) as u64
-        } else {
-            0
-        }
-    };
+    let get = |opt| crate::sockinfo::int_opt(fd, libc::SOL_SOCKET, opt).unwrap_or(0) as u64;
     (get(libc::SO_RCVBUF), get(libc::SO_SNDBUF))
 }
 
@@ -252,25 +239,7 @@ pub fn set_tcp_congestion<S: AsFd>(sock: &S, cc: CongestionControl) -> Result<()
 
 /// `getsockopt(TCP_CONGESTION)`: the controller a TCP socket really runs.
 pub fn tcp_congestion<S: AsFd>(sock: &S) -> std::io::Result<String> {
-    let fd = sock.as_fd().as_raw_fd();
-    let mut buf = [0u8; 16]; // TCP_CA_NAME_MAX
-    let mut len = buf.len() as libc::socklen_t;
-    // SAFETY: a valid fd; `buf` and `len` describe a writable buffer we own.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_CONGESTION,
-            buf.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let n = (len as usize).min(buf.len());
-    let end = buf[..n].iter().position(|b| *b == 0).unwrap_or(n);
-    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+    crate::sockinfo::tcp_congestion_raw(sock.as_fd().as_raw_fd())
 }
 
 /// The controller a QUIC connection really runs, read from quinn's state

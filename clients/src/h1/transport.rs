@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use quicbench_wire::pattern::Verifier;
 use quicbench_wire::resource::Resource;
+use quicbench_wire::sockinfo::{ConnProbe, Probed, Side};
 use rustls::HandshakeKind;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -23,11 +24,32 @@ use tokio_rustls::TlsConnector;
 use crate::pipelined::parse::{Event, ResponseParser};
 use crate::{ClientError, ConnInfo, Epoch, Request, RequestRecord, Shared};
 
-/// A TCP connection, with or without TLS.
+/// A TCP connection, with or without TLS, with a probe on its socket.
 #[derive(Debug)]
 pub(crate) enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Probed<TcpStream>),
+    Tls(Box<TlsStream<Probed<TcpStream>>>),
+}
+
+impl Stream {
+    /// The socket's transport probe (`TCP_INFO`; see `quicbench_wire::sockinfo`).
+    pub(crate) fn probe(&self) -> Arc<ConnProbe> {
+        match self {
+            Stream::Plain(s) => s.probe().clone(),
+            Stream::Tls(s) => s.get_ref().0.probe().clone(),
+        }
+    }
+}
+
+/// Most per-connection probes a client connection keeps (HTTP/1.0 opens one
+/// connection per request): the first ones, enough to chart.
+pub(crate) const MAX_PROBES: usize = 64;
+
+/// Keep `p` in `probes` unless there are [`MAX_PROBES`] already.
+pub(crate) fn keep_probe(probes: &mut Vec<Arc<ConnProbe>>, p: Arc<ConnProbe>) {
+    if probes.len() < MAX_PROBES {
+        probes.push(p);
+    }
 }
 
 impl AsyncRead for Stream {
@@ -188,6 +210,18 @@ pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnI
         .map(|c| quicbench_wire::transport::normalize_cc_name(&c));
     // TCP's buffers are autotuned (tcp_rmem/tcp_wmem): recorded, not set.
     info.socket_buffers = Some(quicbench_wire::transport::socket_buffers(&tcp));
+    // The probe (TCP_INFO, options read back) goes on once the socket is set
+    // up, so what it records is what carried the data.
+    let tcp = Probed::new(
+        tcp,
+        Side::Client,
+        Some(conn_id),
+        (info.local, Some(addr)),
+        epoch.mono_ns(),
+    );
+    if let Some(period) = shared.opts.transport_sample {
+        tcp.probe().start_sampling(period);
+    }
     let Some(cfg) = &shared.tls else {
         return Ok((Stream::Plain(tcp), info));
     };

@@ -5,7 +5,7 @@ use quicbench_clients::{Epoch, Request, RequestRecord};
 use quicbench_wire::Protocol;
 
 use super::names as n;
-use super::{ms, open, Env, Output};
+use super::{ms, open, Env, Output, TRANSPORT_SAMPLE};
 use crate::matrix::GoodputParams;
 
 /// The long transfer is never larger than the servers serve (`/bytes/N` cap).
@@ -175,6 +175,9 @@ async fn long_transfer(
 /// Goodput: one object of `size` on an established connection (HTTP/1.0: its
 /// own), then a transfer of about `duration_ms` for the steady-state rate.
 pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
+    let mut env = env.clone();
+    env.transport_sample = Some(TRANSPORT_SAMPLE);
+    let env = &env;
     let mut out = Output::default();
     let epoch = Epoch::new();
     let Some((_client, mut conn)) = open(env, p, true, true, epoch, &mut out).await else {
@@ -191,6 +194,8 @@ pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
         let _ = conn.run(&[Request::bytes(1024)]).await;
     }
     let recs = conn.run(&[Request::bytes(gp.size)]).await;
+    // The transfer's time zero: when its request was due.
+    out.t0_mono_ns = epoch.mono_ns() + recs.first().map_or(0, |r| r.start_ns);
     let object_mbps = recs.first().and_then(|r| object(&mut out, env, r));
     let mut records = recs;
     if gp.duration_ms > 0 && object_mbps.is_some() {
@@ -232,6 +237,8 @@ pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
         records.extend(long);
     }
     out.conn = Some(conn.info().clone());
+    // Right after the transfers: the connection's state at their end.
+    out.keep_transport(&conn);
     conn.close().await;
     out.records = records;
     out

@@ -182,7 +182,9 @@ pub async fn hol_paced(env: &Env, p: Protocol, hp: &HolParams) -> Output {
     });
     let results = futures::future::join_all(futs).await;
     out.conn = conns.first().map(|c| c.info().clone());
+    out.t0_mono_ns = epoch.mono_ns();
     for conn in conns {
+        out.keep_transport(&conn);
         conn.close().await;
     }
     let mut all = Vec::new();
@@ -280,7 +282,9 @@ pub async fn hol_parallel(env: &Env, p: Protocol, hp: &HolParams) -> Output {
         out.push("page_ms", "ms", page);
     }
     out.conn = conns.first().map(|c| c.info().clone());
+    out.t0_mono_ns = epoch.mono_ns() + batch_start;
     for conn in conns {
+        out.keep_transport(&conn);
         conn.close().await;
     }
     out.records = all.into_iter().map(|(_, r)| r).collect();

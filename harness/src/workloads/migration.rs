@@ -14,7 +14,7 @@ use quicbench_netem::RebindKind;
 use quicbench_wire::Protocol;
 
 use super::names as n;
-use super::{ms, open, Env, Output};
+use super::{ms, open, Env, Output, TRANSPORT_SAMPLE};
 use crate::matrix::MigrationParams;
 
 /// NAT counters that confirm a rebind did something.
@@ -293,11 +293,15 @@ async fn drive(
         match work.absorb(recs) {
             Step::Ok => current = Some(cn),
             // A broken TCP connection cannot be reused: drop it, start over.
-            Step::Broken => log.breaks.push(epoch.now_ns()),
+            Step::Broken => {
+                out.keep_transport(&cn);
+                log.breaks.push(epoch.now_ns());
+            }
             Step::Stop => break,
         }
     }
     if let Some(cn) = current {
+        out.keep_transport(&cn);
         cn.close().await;
     }
     log
@@ -534,11 +538,13 @@ async fn setup(
 ) -> Option<(Setup, Connection)> {
     let mut env = env.clone();
     env.stall_timeout = Some(Duration::from_millis(mp.stall_timeout_ms.max(1)));
+    env.transport_sample = Some(TRANSPORT_SAMPLE);
     let epoch = Epoch::new();
     let (client, conn) = open(&env, p, true, progress, epoch, out).await?;
     let first_conn = conn.info().conn_id;
     out.conn = Some(conn.info().clone());
     let start = epoch.now_ns();
+    out.t0_mono_ns = epoch.mono_ns() + start;
     let event = spawn_event(
         &env,
         kind,

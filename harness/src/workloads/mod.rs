@@ -26,8 +26,12 @@ use quicbench_clients::udp::{ProbeConfig, ProbeMode};
 use quicbench_clients::{
     Client, ClientOptions, ConnInfo, Connection, Epoch, Request, RequestRecord,
 };
+use quicbench_wire::sockinfo::TransportRecord;
 use quicbench_wire::{CongestionControl, Protocol};
 use rustls_pki_types::CertificateDer;
+
+/// How often goodput and migration transfers sample the transport.
+pub const TRANSPORT_SAMPLE: Duration = quicbench_wire::sockinfo::SAMPLE_PERIOD;
 
 use crate::matrix::{HandshakeParams, UdpParams};
 
@@ -60,6 +64,9 @@ pub struct Env {
     pub capture_dir: Option<std::path::PathBuf>,
     /// See `ClientOptions::stall_timeout` (set by the migration workload).
     pub stall_timeout: Option<Duration>,
+    /// See `ClientOptions::transport_sample` (set by the goodput and
+    /// migration workloads: their charts show the window over time).
+    pub transport_sample: Option<Duration>,
 }
 
 /// Raw measurements of one cell.
@@ -77,7 +84,16 @@ pub struct Output {
     pub extra: BTreeMap<String, serde_json::Value>,
     /// Requests that failed (they are not in the latency samples).
     pub failures: u64,
+    /// The client's transport records of its connections (see
+    /// `quicbench_wire::sockinfo`), the first [`MAX_TRANSPORT_RECORDS`].
+    pub transport: Vec<TransportRecord>,
+    /// CLOCK_MONOTONIC ns of the workload's time zero (that of its timelines);
+    /// transport records are put on that axis.
+    pub t0_mono_ns: u64,
 }
+
+/// Most client transport records a workload keeps.
+pub const MAX_TRANSPORT_RECORDS: usize = 16;
 
 impl Output {
     pub fn push(&mut self, metric: &str, unit: &str, v: f64) {
@@ -87,6 +103,14 @@ impl Output {
                 .or_insert_with(|| (unit.to_string(), Vec::new()))
                 .1
                 .push(v);
+        }
+    }
+    /// Keep the transport records of `conn` (until there are enough).
+    fn keep_transport(&mut self, conn: &Connection) {
+        if self.transport.len() < MAX_TRANSPORT_RECORDS {
+            let room = MAX_TRANSPORT_RECORDS - self.transport.len();
+            self.transport
+                .extend(conn.transport().into_iter().take(room));
         }
     }
     fn fail(&mut self, what: String) {
@@ -130,6 +154,7 @@ fn client(
     o.timeout = env.timeout;
     o.capture_dir = env.capture_dir.clone();
     o.stall_timeout = env.stall_timeout;
+    o.transport_sample = env.transport_sample;
     Client::with_epoch(p, o, epoch).map_err(|e| e.to_string())
 }
 
@@ -167,6 +192,7 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
     let mut out = Output::default();
     let resumed = mode == "resumed";
     let epoch = Epoch::new();
+    out.t0_mono_ns = epoch.mono_ns();
     let c = match client(env, p, resumed, false, epoch) {
         Ok(c) => c,
         Err(e) => {
@@ -197,6 +223,7 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
         };
         let recs = conn.run(&[Request::bytes(hp.size)]).await;
         let info = conn.info().clone();
+        out.keep_transport(&conn);
         conn.close().await;
         let Some(r) = recs.into_iter().next() else {
             out.fail(format!("connection {i}: no record"));

@@ -1,24 +1,78 @@
 //! Kernel backend: a veth pair between the namespaces with a tc-netem qdisc on
 //! each end's egress (client end = up, server end = down). Runs only where the
 //! kernel has `sch_netem`; the user-space relay is the default elsewhere.
+//!
+//! Both veth ends have their segmentation offloads off and `gso_max_segs 1`
+//! (see `offload.rs`), so netem impairs the packets the wire would carry.
 
 use std::os::fd::AsRawFd;
 
+use super::offload::{self, Offloads};
 use super::{addr, ip_batch, setup, LinkConfig, LinkError, CLIENT_DEV, SERVER_DEV};
 use crate::model::Counters;
 use crate::ns::NetNs;
 use crate::relay::DirCounters;
 use crate::spec::LinkSpec;
 
+/// The NAT's external pools (`crate::nat::NAT_V4_BASE`, `NAT_V6_BASE`).
+const NAT_POOL_V4: &str = "198.19.0.0/16";
+const NAT_POOL_V6: &str = "2001:2:0:2::/64";
+
+/// The offload state of both veth ends, as read back after the build.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VethOffloads {
+    /// The client end (`qbc`: egress = up).
+    pub client: Offloads,
+    /// The server end (`qbs`: egress = down).
+    pub server: Offloads,
+}
+
 pub(super) fn build(
     cfg: &LinkConfig,
     client_ns: &NetNs,
     server_ns: &NetNs,
-) -> Result<(), LinkError> {
+) -> Result<VethOffloads, LinkError> {
     wire_veth(cfg, client_ns, server_ns)?;
+    let offloads = VethOffloads {
+        client: no_batching(client_ns, CLIENT_DEV)?,
+        server: no_batching(server_ns, SERVER_DEV)?,
+    };
     apply_netem(client_ns, CLIENT_DEV, &cfg.up)?;
     apply_netem(server_ns, SERVER_DEV, &cfg.down)?;
-    Ok(())
+    Ok(offloads)
+}
+
+/// Offloads off and `gso_max_segs 1` on `dev`, verified: a link that would
+/// impair batches instead of packets is refused.
+fn no_batching(ns: &NetNs, dev: &str) -> Result<Offloads, LinkError> {
+    ip_batch(ns, &format!("link set dev {dev} gso_max_segs 1\n"))?;
+    let mut o = ns
+        .try_run(|| offload::disable_batching(dev))
+        .map_err(setup(format!("entering namespace {}", ns.label())))?
+        .map_err(setup(format!(
+            "turning segmentation offloads off on {dev} (ethtool ioctl)"
+        )))?;
+    let details = ns
+        .exec("ip", &["-d", "-o", "link", "show", "dev", dev])
+        .map_err(setup(format!("reading {dev}'s details with `ip -d link`")))?;
+    o.gso_max_segs = parse_gso_max_segs(&details).unwrap_or(0);
+    if !o.verified() {
+        return Err(LinkError::Setup {
+            what: format!("verifying that {dev} hands the qdisc single packets"),
+            source: std::io::Error::other(format!(
+                "still on: {:?}, gso_max_segs {} (want none, 1)",
+                o.still_on, o.gso_max_segs
+            )),
+        });
+    }
+    Ok(o)
+}
+
+/// `gso_max_segs N` from `ip -d link show`.
+fn parse_gso_max_segs(out: &str) -> Option<u32> {
+    let mut it = out.split_whitespace();
+    it.find(|w| *w == "gso_max_segs")?;
+    it.next()?.parse().ok()
 }
 
 /// The veth pair, addresses and routes (everything but the qdiscs).
@@ -48,12 +102,19 @@ fn wire_veth(cfg: &LinkConfig, client_ns: &NetNs, server_ns: &NetNs) -> Result<(
         addr::ROUTE_V6,
         addr::CLIENT_V6
     );
+    // The NAT pool is reached through the client's first address: on a veth
+    // (unlike a TUN device) the server resolves its next hop, and nothing
+    // answers ARP/ND for the pool's addresses themselves.
     let server = format!(
         "addr add {s4}/32 dev {SERVER_DEV}\naddr add {s6}/128 dev {SERVER_DEV} nodad\n\
          link set dev {SERVER_DEV} up\nroute add {r4} dev {SERVER_DEV} src {s4}\n\
-         route add {r6} dev {SERVER_DEV} src {s6}\n",
+         route add {r6} dev {SERVER_DEV} src {s6}\n\
+         route add {NAT_POOL_V4} via {c4} dev {SERVER_DEV} src {s4}\n\
+         route add {NAT_POOL_V6} via {c6} dev {SERVER_DEV} src {s6}\n",
         s4 = addr::SERVER_V4,
         s6 = addr::SERVER_V6,
+        c4 = addr::CLIENT_V4,
+        c6 = addr::CLIENT_V6,
         r4 = addr::ROUTE_V4,
         r6 = addr::ROUTE_V6,
     );
@@ -80,40 +141,77 @@ fn apply_netem(ns: &NetNs, dev: &str, spec: &LinkSpec) -> Result<(), LinkError> 
 
 /// Packets sent and dropped by the netem qdisc on `dev` (from `tc -s qdisc`);
 /// zeros when tc cannot tell.
-pub(super) fn counters(ns: &NetNs, dev: &str) -> DirCounters {
+pub(super) fn counters(ns: &NetNs, dev: &str, spec: &LinkSpec) -> DirCounters {
     let out = ns
         .exec("tc", &["-s", "qdisc", "show", "dev", dev])
         .unwrap_or_default();
-    let mut c = Counters::default();
-    if let Some((bytes, pkts, dropped)) = parse_tc_stats(&out) {
-        c.delivered = pkts;
-        c.bytes_delivered = bytes;
-        c.dropped_loss = dropped;
-        c.packets_in = pkts + dropped;
-    }
+    let stats = parse_tc_stats(&out);
     DirCounters {
-        model: c,
-        relay: Default::default(),
+        model: stats.map(|s| s.counters(spec)).unwrap_or_default(),
+        relay: crate::relay::RelayCounters {
+            // The qdisc's backlog: the standing queue now.
+            queued: stats.map_or(0, |s| s.backlog_packets),
+            ..Default::default()
+        },
     }
 }
 
-/// Parse " Sent 1234 bytes 5 pkt (dropped 1, overlimits 0 requeues 0)".
-fn parse_tc_stats(out: &str) -> Option<(u64, u64, u64)> {
+/// The figures of `tc -s qdisc show` for the root qdisc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TcStats {
+    bytes: u64,
+    packets: u64,
+    dropped: u64,
+    /// Packets queued now (`backlog Nb Mp`).
+    backlog_packets: u64,
+}
+
+impl TcStats {
+    /// netem counts loss drops and tail drops (queue full) in one `dropped`
+    /// figure. They are told apart where the spec decides it: a spec without a
+    /// loss model drops only at the limit (all queue drops). Otherwise the
+    /// split is unknown and the drops go to `dropped_unattributed`, never into
+    /// `dropped_loss` (which would count a full queue as link loss).
+    fn counters(self, spec: &LinkSpec) -> Counters {
+        let mut c = Counters {
+            delivered: self.packets,
+            bytes_delivered: self.bytes,
+            packets_in: self.packets + self.dropped,
+            ..Counters::default()
+        };
+        if spec.loss.is_none() {
+            c.dropped_queue = self.dropped;
+        } else {
+            c.dropped_unattributed = self.dropped;
+        }
+        c
+    }
+}
+
+/// Parse the first " Sent 1234 bytes 5 pkt (dropped 1, overlimits 0 requeues 0)"
+/// (the root qdisc's line: child qdiscs follow it).
+fn parse_tc_stats(out: &str) -> Option<TcStats> {
     let line = out.lines().find(|l| l.trim_start().starts_with("Sent "))?;
     let t: Vec<&str> = line
-        .split(|c: char| c.is_whitespace() || c == '(' || c == ',')
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ',' || c == ')')
         .filter(|s| !s.is_empty())
         .collect();
     let after = |key: &str| -> Option<u64> {
         let i = t.iter().position(|w| *w == key)?;
         t.get(i + 1)?.parse().ok()
     };
-    let bytes = after("Sent")?;
-    let pkts = t
-        .iter()
-        .position(|w| *w == "bytes")
-        .and_then(|i| t.get(i + 1)?.parse().ok())?;
-    Some((bytes, pkts, after("dropped").unwrap_or(0)))
+    let backlog_packets = out
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("backlog "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.strip_suffix('p')?.parse().ok())
+        .unwrap_or(0);
+    Some(TcStats {
+        bytes: after("Sent")?,
+        packets: after("bytes")?,
+        dropped: after("dropped").unwrap_or(0),
+        backlog_packets,
+    })
 }
 
 #[cfg(test)]
@@ -160,9 +258,51 @@ mod tests {
     }
 
     #[test]
+    fn nat_pools_match_the_nat() {
+        assert_eq!(NAT_POOL_V4, format!("{}/16", crate::nat::NAT_V4_BASE));
+        assert_eq!(NAT_POOL_V6, format!("{}/64", crate::nat::NAT_V6_BASE));
+    }
+
+    #[test]
     fn parses_tc_stats() {
         let out = "qdisc netem 8001: root refcnt 2 limit 1000 delay 10ms\n Sent 1234 bytes 5 pkt (dropped 1, overlimits 0 requeues 0)\n backlog 0b 0p requeues 0\n";
-        assert_eq!(super::parse_tc_stats(out), Some((1234, 5, 1)));
+        let s = super::parse_tc_stats(out).unwrap();
+        assert_eq!(
+            (s.bytes, s.packets, s.dropped, s.backlog_packets),
+            (1234, 5, 1, 0)
+        );
+        let busy = out.replace("backlog 0b 0p", "backlog 4500b 3p");
+        assert_eq!(super::parse_tc_stats(&busy).unwrap().backlog_packets, 3);
         assert_eq!(super::parse_tc_stats("nothing"), None);
+    }
+
+    /// Queue drops are never counted as link loss: a spec without a loss
+    /// model drops only at its limit; with one, netem's single figure is
+    /// reported as unattributed.
+    #[test]
+    fn tc_drops_are_not_all_loss() {
+        let out = "qdisc netem 8001: root refcnt 2 limit 20 delay 10ms rate 1Mbit\n Sent 30000 bytes 20 pkt (dropped 7, overlimits 0 requeues 0)\n backlog 0b 0p requeues 0\n";
+        let s = super::parse_tc_stats(out).unwrap();
+        let c = s.counters(&"delay 10ms rate 1mbit limit 20".parse().unwrap());
+        assert_eq!(
+            (c.dropped_loss, c.dropped_queue, c.dropped_unattributed),
+            (0, 7, 0)
+        );
+        assert_eq!(
+            (c.packets_in, c.delivered, c.bytes_delivered),
+            (27, 20, 30000)
+        );
+        let c = s.counters(&"delay 10ms loss 1% rate 1mbit limit 20".parse().unwrap());
+        assert_eq!(
+            (c.dropped_loss, c.dropped_queue, c.dropped_unattributed),
+            (0, 0, 7)
+        );
+    }
+
+    #[test]
+    fn gso_max_segs_from_ip_details() {
+        let out = "5: qbc@if4: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP \\    veth addrgenmode eui64 numtxqueues 2 numrxqueues 2 gso_max_size 65536 gso_max_segs 1 tso_max_size 524280";
+        assert_eq!(super::parse_gso_max_segs(out), Some(1));
+        assert_eq!(super::parse_gso_max_segs("mtu 1500"), None);
     }
 }

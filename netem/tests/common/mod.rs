@@ -10,6 +10,19 @@ use std::time::{Duration, Instant};
 
 use quicbench_netem::{Link, LinkConfig, NetNs};
 
+pub mod nat;
+
+/// A UDP socket on `ip` in the client namespace (200 ms read timeout).
+pub fn client_udp(link: &Link, ip: std::net::IpAddr) -> UdpSocket {
+    let s = link
+        .client_ns()
+        .run(|| UdpSocket::bind(SocketAddr::new(ip, 0)))
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s
+}
+
 /// True (after a loud message) when this machine cannot create namespaces and
 /// TUN devices for us: the caller returns.
 pub fn skip(test: &str) -> bool {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::hist::HistogramData;
 use crate::schema::{CellStatus, HostInfo, LinkInfo};
 use std::collections::BTreeMap;
 
@@ -82,6 +83,9 @@ fn meta(name: &str, shard: Option<(u32, u32)>, ids: Vec<String>) -> RunMeta {
         transport_profile: None,
         planned_cells: 12,
         cell_ids: ids,
+        order_seed: None,
+        drift: Vec::new(),
+        adaptive: Vec::new(),
     }
 }
 
@@ -335,16 +339,25 @@ fn summary_pools_repetitions() {
     );
     let h2 = &rows[0];
     assert_eq!(
-        (h2.n, h2.cells, h2.median),
-        (2, 1, 30.5),
+        (h2.n, h2.cells, h2.samples, h2.median),
+        (1, 1, 2, 30.5),
         "failed/skipped cells excluded"
     );
-    assert_eq!(h2.ci_method, "range-small-n");
+    assert_eq!(h2.ci_method, "n too small");
+    assert_eq!(
+        (h2.ci_low, h2.ci_high, h2.ci_confidence),
+        (None, None, None)
+    );
     let h3 = &rows[1];
-    assert_eq!((h3.n, h3.cells, h3.median), (12, 3, 15.5));
-    // n = 12: ranks 3 and 10.
-    assert_eq!((h3.ci_low, h3.ci_high), (12.0, 19.0));
-    assert_eq!(h3.ci_method, "order-statistic");
+    // The cell is the unit: three cells whose medians are 11.5, 15.5, 19.5.
+    assert_eq!((h3.n, h3.cells, h3.samples, h3.median), (3, 3, 12, 15.5));
+    assert_eq!(h3.ci_method, "cluster-bootstrap");
+    let (lo, hi) = (h3.ci_low.unwrap(), h3.ci_high.unwrap());
+    assert!(
+        (10.0..=12.0).contains(&lo) && (19.0..=21.0).contains(&hi),
+        "{lo} {hi}"
+    );
+    assert_eq!(h3.ci_confidence, Some(0.75));
     assert_eq!(
         (h3.unit.as_str(), h3.link.as_str(), h3.workload.as_str()),
         ("ms", "rtt50", "handshake")
@@ -353,11 +366,16 @@ fn summary_pools_repetitions() {
     assert_eq!(h3.source, "samples");
     let hist = &rows[2];
     assert_eq!(
-        (hist.n, hist.unit.as_str(), hist.source.as_str()),
-        (100, "us", "histogram")
+        (
+            hist.n,
+            hist.samples,
+            hist.unit.as_str(),
+            hist.source.as_str()
+        ),
+        (1, 100, "us", "histogram")
     );
-    // 1..=100 are exact at 3 significant digits: ranks 40 and 61.
-    assert_eq!((hist.median, hist.ci_low, hist.ci_high), (50.5, 40.0, 61.0));
+    // 1..=100 are exact at 3 significant digits; one cell: no interval.
+    assert_eq!((hist.median, hist.ci_low, hist.ci_high), (50.5, None, None));
     assert_eq!((hist.min, hist.max), (1.0, 100.0));
 
     // Order of the input does not matter, to the last bit.
@@ -385,7 +403,7 @@ fn summary_files() {
     assert!(csv_text.starts_with("protocol,workload,link,metric,unit,median,ci_low,ci_high,n,"));
     let row = lines.next().unwrap();
     assert!(
-        row.starts_with("h3,handshake,rtt50,ttfb_ms,ms,2.5,1.0,4.0,4,cold,range-small-n,"),
+        row.starts_with("h3,handshake,rtt50,ttfb_ms,ms,3.0,,,2,cold,n too small,,"),
         "{row}"
     );
     assert_eq!(lines.next(), None);
@@ -681,4 +699,32 @@ fn real_run_round_trips_and_merges() {
         "{} cells round-tripped and merged from {n} shards",
         cells.len()
     );
+}
+
+/// With adaptive repetitions, a group's cells must all come from one shard.
+#[test]
+fn merge_refuses_groups_split_over_adaptive_shards() {
+    let base = tempfile::tempdir().unwrap();
+    let mk = |name: &str, i: u32, reps: &[u32]| {
+        let rd = RunDir::create_at(base.path(), name, t0()).unwrap();
+        let cells: Vec<CellResult> = reps
+            .iter()
+            .map(|r| cell(&format!("g-r{r}"), "h3", "cold", "rtt50", *r, &[1.0]))
+            .collect();
+        let mut m = meta(
+            name,
+            Some((i, 2)),
+            cells.iter().map(|c| c.cell_id.clone()).collect(),
+        );
+        m.matrix = serde_json::json!({"resolved": {"adaptive": {"max": 9, "target": 0.05}}});
+        rd.write_meta(&m).unwrap();
+        for c in &cells {
+            rd.write_cell(c).unwrap();
+        }
+        rd.path().to_path_buf()
+    };
+    let a = mk("a", 0, &[0, 1]);
+    let b = mk("b", 1, &[2]);
+    let e = merge(&[a, b], &base.path().join("out")).unwrap_err();
+    assert!(e.to_string().contains("must own whole groups"), "{e}");
 }
