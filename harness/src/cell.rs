@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use quicbench_netem::link::{Backend, Link, LinkConfig, RebindKind};
+use quicbench_netem::link::{Backend, Link, LinkConfig};
 use quicbench_results::{CellResult, CellStatus, LinkInfo, Metric};
 use quicbench_servers::{ServerOptions, StatsSnapshot};
 use quicbench_wire::sockinfo::TransportRecord;
@@ -19,7 +19,7 @@ use quicbench_wire::CongestionControl;
 use crate::matrix::{LinkDef, Matrix};
 use crate::plan::{Cell, Workload};
 use crate::transport;
-use crate::workloads::{self, Env, Output, Ports, RebindFn};
+use crate::workloads::{self, Env, Output, Ports};
 
 /// What every cell of a run shares.
 pub struct CellCtx {
@@ -223,19 +223,10 @@ fn execute_inner(
     let (servers, ports) =
         start_servers(&link, server_ip, ctx.identity.clone(), cc, m.mtu, sample)?;
     let drops_before = transport::read_drops_both(&link);
-    let rebind: Option<RebindFn> =
+    // The NAT the migration workload rebinds (and asks to confirm the event).
+    let nat: Option<Arc<dyn workloads::LinkControl>> =
         if cell.workload == Workload::Migration && !cell.variant.starts_with("active") {
-            let l = link.clone();
-            Some(Arc::new(move |kind: &str| {
-                let k = if kind == "address" {
-                    RebindKind::Address
-                } else {
-                    RebindKind::Port
-                };
-                l.rebind_now(k)
-                    .map(|ev| format!("{ev}"))
-                    .map_err(|e| e.to_string())
-            }))
+            Some(link.clone())
         } else {
             None
         };
@@ -248,7 +239,7 @@ fn execute_inner(
         rate_bps: ldef.rate_bps,
         warmup: m.warmup,
         timeout: Duration::from_secs(m.cell_timeout_s.clamp(5, 3600)),
-        rebind,
+        link: nat,
         capture_dir: ctx.pcap_dir.as_ref().map(|d| d.join(&cell.id)),
         stall_timeout: None,
         transport_sample: None,

@@ -11,6 +11,8 @@ use quicbench_results::infer;
 use quicbench_results::stats::quantile;
 use quicbench_results::{CellResult, RunDir, SummaryRow};
 
+use crate::workloads::names as n;
+
 /// The lossless twin of a link: same RTT and rate, no loss.
 fn twin<'a>(cells: &'a [CellResult], c: &CellResult) -> Option<&'a str> {
     cells
@@ -74,10 +76,51 @@ pub fn derived(cells: &[CellResult]) -> Vec<Derived> {
                 value,
             })
         };
+        // The twin's service time (cells from before the split: its latency),
+        // so queueing that happens without loss is in neither term.
+        let svc = |t: &CellResult| {
+            t.metrics
+                .get(n::SERVICE_MS)
+                .or_else(|| t.metrics.get(n::LATENCY_MS))
+                .map(|m| m.samples.clone())
+        };
+        let base_svc = |q: f64| -> Option<f64> {
+            let qs: Vec<f64> = match same_rep {
+                Some(t) => vec![quantile(&svc(t)?, q).ok()?],
+                None => twins
+                    .iter()
+                    .filter_map(|t| quantile(&svc(t)?, q).ok())
+                    .collect(),
+            };
+            quicbench_results::stats::median(&qs).ok()
+        };
+        let queue_med = |t: &CellResult| {
+            quicbench_results::stats::median(&t.metrics.get(n::QUEUE_MS)?.samples).ok()
+        };
+        if let Some(v) = base_svc(0.5) {
+            push(n::LOSSLESS_SERVICE_MS, "ms", v);
+        }
+        if let Some(v) = same_rep.and_then(|t| queue_med(t)) {
+            push(n::LOSSLESS_QUEUE_MS, "ms", v);
+        }
+        if let Some(v) = queue_med(c) {
+            push(n::LOSSY_QUEUE_MS, "ms", v);
+        }
         for (name, q) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
-            if let (Ok(a), Some(b)) = (quantile(&lossy, q), base_q(q)) {
-                if b > 0.0 {
-                    push(&format!("hol_inflation_{name}"), "ratio", a / b);
+            if let (Ok(a), Some(b), Some(sv)) = (quantile(&lossy, q), base_q(q), base_svc(q)) {
+                // Loss-caused delay: the latency quantile under loss minus the same without.
+                let delay = a - b;
+                match name {
+                    "p50" => push(n::LOSS_DELAY_P50_MS, "ms", delay),
+                    "p99" => push(n::LOSS_DELAY_P99_MS, "ms", delay),
+                    _ => {}
+                }
+                if sv > 0.0 {
+                    push(
+                        &format!("{}_{name}", n::HOL_INFLATION),
+                        "ratio",
+                        (sv + delay) / sv,
+                    );
                 }
             }
         }
@@ -256,7 +299,7 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
     if !mig.is_empty() {
         let _ = writeln!(
             s,
-            "Migration: survived without a new handshake (cells), median disruption"
+            "Migration: survived without a new handshake (cells with a confirmed event), median disruption"
         );
         let mut keys: Vec<(String, String, String)> = mig
             .iter()
@@ -290,11 +333,49 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
             } else {
                 p.clone()
             };
+            // Cells whose event did not happen failed: counted apart.
+            let failed = cs.iter().filter(|c| !c.status.is_ok()).count();
+            let med = |m: &str| {
+                rows.iter()
+                    .find(|r| {
+                        r.protocol == p
+                            && r.cc == cc
+                            && r.workload == "migration"
+                            && r.variant == v
+                            && r.metric == m
+                    })
+                    .map(|r| r.median)
+            };
+            let mut tail = String::new();
+            let stall = cs
+                .iter()
+                .find_map(|c| c.params.get("stall_timeout_ms").and_then(|x| x.as_u64()));
+            if let (Some(st), Some(d)) = (stall, med(n::DETECT_MS)) {
+                let f = |m: &str| {
+                    med(m)
+                        .map(|x| format!("{x:.0}"))
+                        .unwrap_or_else(|| "-".into())
+                };
+                tail = format!(
+                    "  after a {st} ms stall timeout: detect {d:.0}, reconnect {}, resume {} ms",
+                    f(n::RECONNECT_MS),
+                    f(n::RESUME_MS)
+                );
+            } else if let (Some(qp), Some(qm)) =
+                (med(n::QUEUE_AT_EVENT_PACKETS), med(n::QUEUE_AT_EVENT_MS))
+            {
+                tail = format!("  queue at the event {qp:.0} packets ({qm:.0} ms)");
+            }
             let _ = writeln!(
                 s,
-                "  {v:<8} {name:<15} {}/{}   {}",
+                "  {v:<14} {name:<15} {}/{}{}   {}{tail}",
                 surv as u64,
-                cs.len(),
+                cs.len() - failed,
+                if failed > 0 {
+                    format!(" ({failed} failed)")
+                } else {
+                    String::new()
+                },
                 dis.map(|d| format!("{d:8.1} ms"))
                     .unwrap_or_else(|| "       -".into())
             );
@@ -302,10 +383,18 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
     }
     let gp: Vec<&SummaryRow> = rows
         .iter()
-        .filter(|r| r.workload == "goodput" && r.metric == "goodput_mbps")
+        .filter(|r| r.workload == "goodput" && r.metric == n::STEADY_GOODPUT_MBPS)
         .collect();
     if !gp.is_empty() {
-        let _ = writeln!(s, "Goodput (Mbit/s, median of cells [interval over cells])");
+        let after = cells
+            .iter()
+            .filter(|c| c.workload == "goodput")
+            .find_map(|c| c.params.get("steady_after_rtts").and_then(|x| x.as_u64()))
+            .unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "Goodput: steady state after {after} RTTs (Mbit/s, median of cells [interval over cells])"
+        );
         for r in gp {
             let _ = writeln!(
                 s,
@@ -433,6 +522,30 @@ mod tests {
             },
         );
         c
+    }
+
+    #[test]
+    fn inflation_counts_loss_caused_delay_only() {
+        // A lossless twin that queues 100 ms behind a 20 ms service, and the
+        // same plus 20 ms of loss-caused delay under loss: the ratio of
+        // latencies said x1.17; the inflation loss alone causes is x2.
+        let mut base = cell("h1.1", "clean", 0.0, "latency_ms", vec![120.0; 20]);
+        for (m, v) in [("service_ms", 20.0), ("queue_ms", 100.0)] {
+            base.metrics.insert(
+                m.into(),
+                Metric {
+                    unit: "ms".into(),
+                    samples: vec![v; 20],
+                },
+            );
+        }
+        let lossy = cell("h1.1", "lossy", 0.02, "latency_ms", vec![140.0; 20]);
+        let d = derived(&[base, lossy]);
+        let get = |m: &str| d.iter().find(|r| r.metric == m).map(|r| r.value);
+        assert_eq!(get("hol_inflation_p50"), Some(2.0));
+        assert_eq!(get("loss_delay_p50_ms"), Some(20.0));
+        assert_eq!(get("lossless_service_ms"), Some(20.0));
+        assert_eq!(get("lossless_queue_ms"), Some(100.0));
     }
 
     #[test]

@@ -179,6 +179,12 @@ fn d_stall_ms() -> u64 {
 fn d_goodput_size() -> u64 {
     4 << 20
 }
+fn d_goodput_duration_ms() -> u64 {
+    10_000
+}
+fn d_steady_after_rtts() -> u32 {
+    10
+}
 fn d_count() -> u32 {
     500
 }
@@ -268,8 +274,16 @@ pub struct MigrationParams {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GoodputParams {
+    /// The object whose time to complete is measured (slow start included).
     #[serde(default = "d_goodput_size")]
     pub size: u64,
+    /// Then a transfer of about this long (at the link's rate, or at the
+    /// object's rate without one) for the steady-state goodput; 0: none.
+    #[serde(default = "d_goodput_duration_ms")]
+    pub duration_ms: u64,
+    /// The steady state starts this many RTTs after the long transfer's first byte.
+    #[serde(default = "d_steady_after_rtts")]
+    pub steady_after_rtts: u32,
     pub protocols: Option<Vec<String>>,
     pub links: Option<Vec<String>>,
     /// Only the links with these buffers (of the matrix's `buffer` sweep;

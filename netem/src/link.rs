@@ -233,6 +233,22 @@ impl fmt::Display for RebindEvent {
     }
 }
 
+/// One direction's queue at an instant (see [`Link::standing_queue`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DirQueue {
+    /// Packets inside the emulator (queued or in their delay).
+    pub packets: u64,
+    /// Extra wait beyond the base delay for a packet arriving now.
+    pub wait_ns: u64,
+}
+
+/// Both directions' queues at an instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StandingQueue {
+    pub up: DirQueue,
+    pub down: DirQueue,
+}
+
 struct UserSpace {
     // Field order matters for drop: the relay threads stop before the TUN
     // devices close.
@@ -485,6 +501,30 @@ impl Link {
             Inner::User(u) => u.nat.lock().events().to_vec(),
             Inner::Kernel(k) => k.nat.events(),
         }
+    }
+
+    /// The standing queue of each direction now (user space only; None on the
+    /// kernel backend): what a packet arriving now would find ahead of it.
+    pub fn standing_queue(&self) -> Option<StandingQueue> {
+        let Inner::User(u) = &self.inner else {
+            return None;
+        };
+        let now = self.clock.now_ns();
+        let one = |s: &Arc<Mutex<DirShared>>| {
+            let (packets, wait_ns) = s
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .model
+                .standing_queue(now);
+            DirQueue {
+                packets: packets as u64,
+                wait_ns,
+            }
+        };
+        Some(StandingQueue {
+            up: one(&u.up),
+            down: one(&u.down),
+        })
     }
 }
 

@@ -587,6 +587,19 @@ impl LinkModel {
         self.queue.len()
     }
 
+    /// The standing queue at `now_ns`: copies still inside, and how much longer
+    /// than the base delay a copy arriving now would wait behind them (0 without
+    /// a backlog). Read-only apart from expiring departed copies.
+    pub fn standing_queue(&mut self, now_ns: u64) -> (usize, u64) {
+        let n = self.in_flight(now_ns);
+        let now = now_ns.min(i64::MAX as u64) as i64;
+        let wait = self
+            .last_tts
+            .saturating_sub(now)
+            .saturating_sub(self.latency);
+        (n, wait.max(0) as u64)
+    }
+
     fn expire(&mut self, now: u64) {
         while let Some(Reverse(t)) = self.queue.peek() {
             if *t > now {
@@ -1183,6 +1196,25 @@ mod tests {
         let secs = (t[n - 1] - t[0]) as f64 / 1e9;
         assert!((bits / secs - 10e6).abs() < 1.0, "{}", bits / secs);
         assert_eq!(m.counters().dropped_queue, 0);
+    }
+
+    #[test]
+    fn standing_queue_is_the_backlog_beyond_the_base_delay() {
+        let mut m = LinkModel::new(&spec("delay 10ms rate 1mbit limit 100"), 1);
+        assert_eq!(m.standing_queue(0), (0, 0));
+        // 20 packets of 1000 B at once: 8 ms each on the wire at 1 Mbit/s.
+        for _ in 0..20 {
+            m.enqueue(0, 1000);
+        }
+        let (n, wait) = m.standing_queue(0);
+        assert_eq!(n, 20);
+        assert!((159 * MS..=161 * MS).contains(&wait), "{wait}");
+        // Once everything left, nothing stands.
+        assert_eq!(m.standing_queue(200 * MS), (0, 0));
+        // A delay alone is no queue.
+        let mut d = LinkModel::new(&spec("delay 50ms"), 1);
+        d.enqueue(0, 1000);
+        assert_eq!(d.standing_queue(MS), (1, 0));
     }
 
     #[test]

@@ -636,7 +636,7 @@ fn workload_page(runs: &[RunData], labels: &[String], w: &str, out: &Path) -> an
         }
         "migration" => {
             h.push_str("<p>A long transfer (or a paced request stream: <em>-paced</em> variants) during which the client's address or port changes: NAT rebinding (<em>port</em>, <em>address</em>) or active QUIC migration (<em>active</em>). QUIC keeps its connection by connection ID; TCP has to start over with a new handshake and resume with a Range request.</p>\n");
-            h.push_str("<h2>Survival and disruption</h2>\n<p>survived: completed on the same connection; disruption: the longest delivery gap from the event on (paced: the worst latency of a request scheduled from shortly before the event on); recovery: time until the delivery rate is back to 90% of the pre-event rate.</p>\n");
+            h.push_str("<h2>Survival and disruption</h2>\n<p>survived: completed on the same connection, counted only in cells whose event the link confirmed (the rebind is in its log and packets were translated after it; a cell whose event did not happen fails with the reason); TCP recovers in parts: detect (mostly the stall timeout, a parameter), reconnect (a new handshake) and resume (the Range request); the queue at the event is what a rebinding flushes at the NAT; disruption: the longest delivery gap from the event on (paced: the worst latency of a request scheduled from shortly before the event on); recovery: time until the delivery rate is back to 90% of the pre-event rate.</p>\n");
             wl::migration_table(runs, &mut h);
             section(
                 &mut h,
@@ -713,7 +713,7 @@ fn summary_table(runs: &[RunData], w: &str, h: &mut String) {
 
 // ---------------------------------------------------------- methodology
 
-const METRICS: [(&str, &str, &str); 32] = [
+const METRICS: [(&str, &str, &str); 48] = [
     ("ttfb_ms", "ms", "handshake: from the start of connecting to the first response byte"),
     ("ttfb_rtt", "RTT", "handshake: ttfb_ms divided by the link's configured RTT"),
     ("connect_ms", "ms", "handshake: transport ready (TCP established / QUIC handshake confirmed)"),
@@ -721,20 +721,36 @@ const METRICS: [(&str, &str, &str); 32] = [
     ("total_ms", "ms", "handshake: to the last byte of the small object"),
     ("resumed_share", "fraction", "handshake: share of connections whose TLS session was resumed"),
     ("zero_rtt_share", "fraction", "handshake: share of h3 connections whose 0-RTT data was accepted"),
-    ("latency_ms", "ms", "hol/paced: per-request latency from its scheduled send to its last byte (migration -paced: from the original schedule)"),
-    ("hol_inflation_p50", "ratio", "hol/paced (derived): median latency on a lossy link / on its lossless twin (same RTT and rate)"),
-    ("hol_inflation_p99", "ratio", "hol/paced (derived): p99 latency on a lossy link / on its lossless twin"),
-    ("hol_inflation_max", "ratio", "hol/paced (derived): max latency on a lossy link / on its lossless twin"),
+    ("latency_ms", "ms", "hol/paced: per-request latency from its scheduled send to its last byte = queue_ms + service_ms (migration -paced: from the original schedule)"),
+    ("queue_ms", "ms", "hol/paced: scheduled send to the moment the request could start (HTTP/1.x: waiting for its connection to be free)"),
+    ("service_ms", "ms", "hol/paced: request start to its last byte"),
+    ("lossless_service_ms", "ms", "hol/paced (derived): median service time on the lossless twin link"),
+    ("lossless_queue_ms", "ms", "hol/paced (derived): median queueing on the lossless twin link (0 when the baseline is unsaturated)"),
+    ("lossy_queue_ms", "ms", "hol/paced (derived): median queueing under loss (requests waiting behind a stalled one)"),
+    ("loss_delay_p50_ms", "ms", "hol/paced (derived): median latency under loss minus the lossless median"),
+    ("loss_delay_p99_ms", "ms", "hol/paced (derived): p99 latency under loss minus the lossless p99"),
+    ("hol_inflation_p50", "ratio", "hol/paced (derived): (lossless median service + loss-caused delay p50) / lossless median service: the inflation loss alone causes"),
+    ("hol_inflation_p99", "ratio", "hol/paced (derived): the same at p99 (lossless p99 service + loss-caused delay p99) / lossless p99 service"),
+    ("hol_inflation_max", "ratio", "hol/paced (derived): the same at the maximum"),
     ("hol_delayed_share", "fraction", "hol/paced (derived): share of requests slower than the lossless median + 1 RTT"),
     ("object_ms", "ms", "hol/parallel: completion of each object from the common request time"),
     ("page_ms", "ms", "hol/parallel: completion of the last object"),
-    ("survived", "bool", "migration: completed on the original connection, no new handshake"),
+    ("survived", "bool", "migration: completed on the original connection, no new handshake; only in cells whose event the link confirmed (a cell whose event did not happen fails)"),
     ("new_handshake", "bool", "migration: the client had to connect again"),
     ("completed", "bool", "migration: every byte (every request) arrived in time"),
     ("disruption_ms", "ms", "migration: longest delivery gap from the event on (paced: worst latency around the event)"),
     ("recovery_ms", "ms", "migration: from the event until the delivery rate is back to 90% of before"),
-    ("completion_ms", "ms", "migration / goodput: duration of the whole transfer"),
-    ("goodput_mbps", "Mbit/s", "goodput: payload bits / transfer time of one object on an established connection"),
+    ("detect_ms", "ms", "migration, TCP: from the event until the client gave up on the connection (mostly the stall timeout, a parameter)"),
+    ("reconnect_ms", "ms", "migration, TCP: from giving up to a new connection ready (handshake)"),
+    ("resume_ms", "ms", "migration, TCP: from the new connection to the first byte of the resumed (Range) response"),
+    ("queue_at_event_packets", "packets", "migration: packets queued toward the client at the event (flushed at the NAT after a rebind)"),
+    ("queue_at_event_ms", "ms", "migration: the wait that standing queue adds beyond the base delay"),
+    ("nat_dropped_packets", "packets", "migration: packets the NAT dropped after the event (sent to the old binding)"),
+    ("completion_ms", "ms", "migration / goodput: duration of the whole transfer (goodput: of the object, slow start included)"),
+    ("goodput_mbps", "Mbit/s", "goodput: payload bits / transfer time of one object on an established connection (HTTP/1.0: its own, set-up included)"),
+    ("steady_goodput_mbps", "Mbit/s", "goodput: bytes over time of a long transfer after its first N RTTs (N: steady_after_rtts)"),
+    ("setup_ms", "ms", "goodput, HTTP/1.0: the object's own connection set-up (TCP, TLS)"),
+    ("goodput_excl_setup_mbps", "Mbit/s", "goodput, HTTP/1.0: the object's rate without its connection set-up"),
     ("rate_ratio", "fraction", "goodput: goodput / the link's rate limit"),
     ("rtt_ms", "ms", "udp: round-trip time of each echoed probe"),
     ("loss_rate", "fraction", "udp: share of probes without an echo (round trip)"),

@@ -817,6 +817,18 @@ pub fn migration_table(runs: &[RunData], html: &mut String) {
                             Err(_) => "–".into(),
                         }
                     };
+                    // Medians of several metrics, " / "-separated ("–" where absent).
+                    let parts = |ms: &[&str]| {
+                        let v: Vec<String> = ms
+                            .iter()
+                            .map(|m| {
+                                stats_median_ci(&pooled(ok.iter().copied(), m))
+                                    .map(|ci| num(ci.median))
+                                    .unwrap_or_else(|_| "–".into())
+                            })
+                            .collect();
+                        v.join(" / ")
+                    };
                     let surv = count("survived");
                     let cls = if surv.starts_with("0/") { "fail" } else { "ok" };
                     let mut row = Vec::new();
@@ -832,6 +844,8 @@ pub fn migration_table(runs: &[RunData], html: &mut String) {
                         count("completed"),
                         stat("disruption_ms"),
                         stat("recovery_ms"),
+                        parts(&["detect_ms", "reconnect_ms", "resume_ms"]),
+                        parts(&["queue_at_event_packets", "queue_at_event_ms"]),
                         format!(
                             "{}{}",
                             cs.len(),
@@ -862,12 +876,27 @@ pub fn migration_table(runs: &[RunData], html: &mut String) {
         "completed",
         "disruption [ms] median [95% CI]",
         "recovery [ms] median [95% CI]",
+        "TCP: detect / reconnect / resume [ms]",
+        "queue at the event [packets / ms]",
         "cells",
     ]);
     table(&head, &rows, html);
 }
 
 // ---------------------------------------------------------------- goodput
+
+/// The steady-state goodput where the run has it (older runs: the object's).
+fn goodput_metric(run: &RunData) -> &'static str {
+    if run
+        .rows
+        .iter()
+        .any(|r| r.workload == "goodput" && r.metric == "steady_goodput_mbps")
+    {
+        "steady_goodput_mbps"
+    } else {
+        "goodput_mbps"
+    }
+}
 
 /// Goodput against loss, one line per protocol with its CI band, one chart
 /// per RTT and rate.
@@ -876,7 +905,7 @@ pub fn goodput_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Ve
     let rows: Vec<&SummaryRow> = run
         .rows
         .iter()
-        .filter(|r| r.workload == "goodput" && r.metric == "goodput_mbps")
+        .filter(|r| r.workload == "goodput" && r.metric == goodput_metric(run))
         .collect();
     let mut groups: BTreeMap<(u64, u64), Vec<&SummaryRow>> = BTreeMap::new();
     for r in &rows {

@@ -1,0 +1,323 @@
+//! The five workloads, run on the client side of a cell. Each returns raw
+//! measurements ([`Output`]); statistics happen later, in `results`.
+//!
+//! Exact metric definitions: docs/methodology.md; their names: [`names`].
+
+mod goodput;
+mod hol;
+mod migration;
+pub mod names;
+
+pub use goodput::{goodput, steady_goodput, SteadyGoodput};
+pub use hol::{
+    hol_paced, hol_parallel, paced_plan, split_latency, PacedPlan, H1_PARALLEL_CONNECTIONS,
+};
+pub use migration::{
+    account, disruption, migration, migration_paced, Confirmed, Facts, LinkControl, NatTally,
+    Outcome, QueueAtEvent, RebindError, Rebound, Reconnect, TcpRecovery,
+};
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quicbench_clients::udp::{ProbeConfig, ProbeMode};
+use quicbench_clients::{
+    Client, ClientOptions, ConnInfo, Connection, Epoch, Request, RequestRecord,
+};
+use quicbench_wire::sockinfo::TransportRecord;
+use quicbench_wire::{CongestionControl, Protocol};
+use rustls_pki_types::CertificateDer;
+
+/// How often goodput and migration transfers sample the transport.
+pub const TRANSPORT_SAMPLE: Duration = quicbench_wire::sockinfo::SAMPLE_PERIOD;
+
+use crate::matrix::{HandshakeParams, UdpParams};
+
+/// Server ports of one cell.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Ports {
+    pub http: u16,
+    pub tls: u16,
+    pub quic: u16,
+    pub udp: u16,
+}
+
+/// What a workload needs to know about its cell.
+#[derive(Clone)]
+pub struct Env {
+    pub server_ip: IpAddr,
+    pub ports: Ports,
+    pub trust: Vec<CertificateDer<'static>>,
+    pub cc: CongestionControl,
+    /// Configured base RTT of the link, ms.
+    pub rtt_ms: f64,
+    pub rate_bps: Option<u64>,
+    pub warmup: u32,
+    /// Per-request time limit.
+    pub timeout: Duration,
+    /// The link's NAT, for the migration workload's rebinding events (None:
+    /// not a rebinding cell, or a link that cannot rebind).
+    pub link: Option<Arc<dyn LinkControl>>,
+    /// TLS key log and qlog go here (with `--pcap`).
+    pub capture_dir: Option<std::path::PathBuf>,
+    /// See `ClientOptions::stall_timeout` (set by the migration workload).
+    pub stall_timeout: Option<Duration>,
+    /// See `ClientOptions::transport_sample` (set by the goodput and
+    /// migration workloads: their charts show the window over time).
+    pub transport_sample: Option<Duration>,
+}
+
+/// Raw measurements of one cell.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// metric → (unit, samples).
+    pub metrics: BTreeMap<String, (String, Vec<f64>)>,
+    /// name → (t_ms, value) series (progress for waterfalls and migration).
+    pub timelines: BTreeMap<String, Vec<(f64, f64)>>,
+    pub records: Vec<RequestRecord>,
+    pub conn: Option<ConnInfo>,
+    pub theory: BTreeMap<String, f64>,
+    pub notes: Vec<String>,
+    /// Extra structured data (probe report, events).
+    pub extra: BTreeMap<String, serde_json::Value>,
+    /// Requests that failed (they are not in the latency samples).
+    pub failures: u64,
+    /// The client's transport records of its connections (see
+    /// `quicbench_wire::sockinfo`), the first [`MAX_TRANSPORT_RECORDS`].
+    pub transport: Vec<TransportRecord>,
+    /// CLOCK_MONOTONIC ns of the workload's time zero (that of its timelines);
+    /// transport records are put on that axis.
+    pub t0_mono_ns: u64,
+}
+
+/// Most client transport records a workload keeps.
+pub const MAX_TRANSPORT_RECORDS: usize = 16;
+
+impl Output {
+    pub fn push(&mut self, metric: &str, unit: &str, v: f64) {
+        if v.is_finite() {
+            self.metrics
+                .entry(metric.to_string())
+                .or_insert_with(|| (unit.to_string(), Vec::new()))
+                .1
+                .push(v);
+        }
+    }
+    /// Keep the transport records of `conn` (until there are enough).
+    fn keep_transport(&mut self, conn: &Connection) {
+        if self.transport.len() < MAX_TRANSPORT_RECORDS {
+            let room = MAX_TRANSPORT_RECORDS - self.transport.len();
+            self.transport
+                .extend(conn.transport().into_iter().take(room));
+        }
+    }
+    fn fail(&mut self, what: String) {
+        self.failures += 1;
+        if self.notes.len() < 20 {
+            self.notes.push(what);
+        }
+    }
+    /// The whole cell failed for `reason`: no metric is kept (nothing it would
+    /// say is true), the reason becomes the cell's (the first note).
+    fn fail_cell(&mut self, reason: String) {
+        self.metrics.clear();
+        self.failures += 1;
+        self.notes.insert(0, reason);
+    }
+}
+
+const MS: f64 = 1e6;
+
+fn port_of(p: Protocol, ports: &Ports) -> u16 {
+    match p {
+        Protocol::H10 | Protocol::H11 => ports.http,
+        Protocol::H10Tls | Protocol::H11Tls | Protocol::H11Pipelined | Protocol::H2 => ports.tls,
+        Protocol::H3 => ports.quic,
+        Protocol::Udp => ports.udp,
+    }
+}
+
+fn client(
+    env: &Env,
+    p: Protocol,
+    resume: bool,
+    progress: bool,
+    epoch: Epoch,
+) -> Result<Client, String> {
+    let server = SocketAddr::new(env.server_ip, port_of(p, &env.ports));
+    let mut o = ClientOptions::new(server, env.trust.clone());
+    o.cc = env.cc;
+    o.resume = resume;
+    o.track_progress = progress;
+    o.timeout = env.timeout;
+    o.capture_dir = env.capture_dir.clone();
+    o.stall_timeout = env.stall_timeout;
+    o.transport_sample = env.transport_sample;
+    Client::with_epoch(p, o, epoch).map_err(|e| e.to_string())
+}
+
+/// A client and its first connection; failures are recorded in `out`.
+async fn open(
+    env: &Env,
+    p: Protocol,
+    resume: bool,
+    progress: bool,
+    epoch: Epoch,
+    out: &mut Output,
+) -> Option<(Client, Connection)> {
+    let c = match client(env, p, resume, progress, epoch) {
+        Ok(c) => c,
+        Err(e) => {
+            out.fail(e);
+            return None;
+        }
+    };
+    match c.connect().await {
+        Ok(conn) => Some((c, conn)),
+        Err(e) => {
+            out.fail(format!("connect: {e}"));
+            None
+        }
+    }
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / MS
+}
+
+/// Handshake: sequential fresh connections, each fetching one small object.
+pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams) -> Output {
+    let mut out = Output::default();
+    let resumed = mode == "resumed";
+    let epoch = Epoch::new();
+    out.t0_mono_ns = epoch.mono_ns();
+    let c = match client(env, p, resumed, false, epoch) {
+        Ok(c) => c,
+        Err(e) => {
+            out.fail(e);
+            return out;
+        }
+    };
+    if let Some(t) = p.theory_ttfb_rtt(resumed && p == Protocol::H3) {
+        out.theory.insert("ttfb_rtt".into(), t);
+    }
+    // Warm-up connections: in resumed mode they also obtain the ticket.
+    let warm = env.warmup.max(if resumed { 1 } else { 0 });
+    for _ in 0..warm {
+        if let Ok(mut conn) = c.connect().await {
+            let _ = conn.run(&[Request::bytes(hp.size)]).await;
+            conn.close().await;
+        }
+    }
+    let (mut resumed_n, mut early_n) = (0u64, 0u64);
+    for i in 0..hp.connections {
+        let t0 = epoch.now_ns();
+        let mut conn = match c.connect().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                out.fail(format!("connection {i}: {e}"));
+                continue;
+            }
+        };
+        let recs = conn.run(&[Request::bytes(hp.size)]).await;
+        let info = conn.info().clone();
+        out.keep_transport(&conn);
+        conn.close().await;
+        let Some(r) = recs.into_iter().next() else {
+            out.fail(format!("connection {i}: no record"));
+            continue;
+        };
+        if !r.ok() {
+            out.fail(format!(
+                "connection {i}: {}",
+                r.error
+                    .clone()
+                    .unwrap_or_else(|| format!("status {:?}", r.status))
+            ));
+            out.records.push(r);
+            continue;
+        }
+        let transport = r.transport_ready_ns.or(info.transport_ready_ns);
+        let tls = r.tls_ready_ns.or(info.tls_ready_ns);
+        if let Some(t) = transport {
+            out.push("connect_ms", "ms", ms(t.saturating_sub(t0)));
+        }
+        if p.uses_tls() {
+            if let Some(t) = tls {
+                out.push("tls_ms", "ms", ms(t.saturating_sub(t0)));
+            }
+        }
+        if let Some(fb) = r.first_byte_ns {
+            let v = ms(fb.saturating_sub(t0));
+            out.push("ttfb_ms", "ms", v);
+            if env.rtt_ms > 0.0 {
+                out.push("ttfb_rtt", "RTT", v / env.rtt_ms);
+            }
+        }
+        if let Some(lb) = r.last_byte_ns {
+            out.push("total_ms", "ms", ms(lb.saturating_sub(t0)));
+        }
+        if info.resumed == Some(true) {
+            resumed_n += 1;
+        }
+        if info.early_data_accepted == Some(true) {
+            early_n += 1;
+        }
+        if out.conn.is_none() {
+            out.conn = Some(info);
+        }
+        out.records.push(r);
+    }
+    let n = hp.connections.max(1) as f64;
+    if p.uses_tls() {
+        out.push("resumed_share", "fraction", resumed_n as f64 / n);
+    }
+    if p == Protocol::H3 {
+        out.push("zero_rtt_share", "fraction", early_n as f64 / n);
+    }
+    out
+}
+
+/// The raw UDP baseline: the probe in echo mode.
+pub async fn udp(env: &Env, up: &UdpParams) -> Output {
+    let mut out = Output::default();
+    let mut cfg = ProbeConfig::new(
+        SocketAddr::new(env.server_ip, env.ports.udp),
+        ProbeMode::Echo,
+    );
+    cfg.count = up.count as u64;
+    cfg.interval = Duration::from_micros(up.interval_us);
+    cfg.size = up.size as usize;
+    cfg.timeout = Duration::from_millis((env.rtt_ms * 4.0) as u64 + 500);
+    match quicbench_clients::udp::probe(cfg).await {
+        Ok(rep) => {
+            for v in &rep.samples_us {
+                out.push("rtt_ms", "ms", *v as f64 / 1000.0);
+            }
+            if let Some(s) = &rep.owd_up {
+                out.push("owd_up_p50_ms", "ms", s.p50_us / 1000.0);
+            }
+            if let Some(s) = &rep.owd_down {
+                out.push("owd_down_p50_ms", "ms", s.p50_us / 1000.0);
+            }
+            out.push("loss_rate", "fraction", rep.loss_rate);
+            if let Some(r) = rep.reordered {
+                out.push("reordered", "packets", r as f64);
+            }
+            if let Some(d) = rep.duplicates {
+                out.push("duplicates", "packets", d as f64);
+            }
+            if let Some(j) = rep.jitter_us {
+                out.push("jitter_ms", "ms", j / 1000.0);
+            }
+            out.extra.insert(
+                "probe".into(),
+                serde_json::to_value(&rep).unwrap_or_default(),
+            );
+        }
+        Err(e) => out.fail(format!("probe: {e}")),
+    }
+    out
+}

@@ -1,0 +1,89 @@
+//! Goodput on a real link that slow start dominates for a small object
+//! (20 Mbit/s, 100 ms RTT: a 2 MiB object is ~8 BDP): the steady-state figure
+//! (after the first RTTs of a long transfer) is near the link's rate while
+//! the object's mean rate is not; HTTP/1.0's object is also reported without
+//! its own connection set-up (one RTT of TCP handshake). Before, only the
+//! object's mean rate existed. Real namespaces and TUN devices: needs root.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use quicbench_harness::cell::{execute, CellCtx};
+use quicbench_harness::{plan, Matrix};
+use quicbench_netem::link::Backend;
+use quicbench_wire::tls::Identity;
+
+const MATRIX: &str = r#"
+name = "goodput-steady"
+seed = 1
+repetitions = 1
+warmup = 1
+protocols = ["h1.0", "h2", "h3"]
+
+[[links]]
+label = "rtt100ms-20mbit"
+# A buffer of one BDP (170 packets): with tc's default 1000 (600 ms here)
+# Cubic's slow-start overshoot and its recovery outlast any short window.
+spec = "delay 50ms rate 20mbit limit 170"
+
+[workloads.goodput]
+size = 2097152
+duration_ms = 4000
+steady_after_rtts = 10
+"#;
+
+fn one(res: &quicbench_results::CellResult, k: &str) -> Option<f64> {
+    res.metrics.get(k).and_then(|m| m.samples.first().copied())
+}
+
+#[test]
+fn steady_state_goodput_is_the_links_rate_not_slow_start() {
+    if let Err(e) = quicbench_netem::ns::can_create() {
+        if nix::unistd::Uid::effective().is_root() {
+            panic!("root, but no network namespace: {e}");
+        }
+        eprintln!("SKIPPED: needs network namespaces and /dev/net/tun ({e}); run as root");
+        return;
+    }
+    let m = Matrix::parse(MATRIX, "<test>").expect("matrix");
+    let ctx = CellCtx {
+        identity: Identity::generate(&["198.18.1.1".into(), "2001:2:0:1::1".into()])
+            .expect("identity"),
+        backend: Backend::UserSpace,
+        pcap_dir: None,
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    for cell in plan::cells(&m) {
+        let res = execute(&ctx, &m, &cell);
+        assert!(res.status.is_ok(), "{}: {:?}", cell.id, res.status);
+        let object = one(&res, "goodput_mbps").expect("goodput_mbps");
+        let steady = one(&res, "steady_goodput_mbps")
+            .unwrap_or_else(|| panic!("{}: no steady state: {:?}", cell.id, res.notes));
+        eprintln!(
+            "{:<6} object {object:5.1} Mbit/s ({:.0} ms), steady {steady:5.1} Mbit/s over {:.0} ms, set-up {:?} ms",
+            cell.protocol.name(),
+            one(&res, "completion_ms").unwrap_or(f64::NAN),
+            one(&res, "steady_window_ms").unwrap_or(f64::NAN),
+            one(&res, "setup_ms"),
+        );
+        assert!(
+            (17.0..=20.5).contains(&steady),
+            "{}: steady {steady} Mbit/s on a 20 Mbit/s link",
+            cell.id
+        );
+        assert!(
+            object < 0.9 * steady,
+            "{}: object {object} vs steady {steady}",
+            cell.id
+        );
+        if cell.protocol.name() == "h1.0" {
+            let setup = one(&res, "setup_ms").expect("HTTP/1.0 set-up");
+            assert!((95.0..=130.0).contains(&setup), "h1.0 set-up {setup} ms");
+            let excl = one(&res, "completion_excl_setup_ms").expect("without set-up");
+            let total = one(&res, "completion_ms").expect("completion");
+            assert!((total - excl - setup).abs() < 0.01);
+        } else {
+            assert!(one(&res, "setup_ms").is_none(), "{}", cell.id);
+        }
+    }
+}
