@@ -48,18 +48,7 @@ fn handshake_ttfb_matches_theory_and_cells_leave_nothing_behind() {
         return;
     }
     let before = net_devices();
-    let tmp = tempfile::tempdir().unwrap();
-    let m = tmp.path().join("m.toml");
-    std::fs::write(&m, HANDSHAKE).unwrap();
-    let out = quicbench(&[
-        "run",
-        "--matrix",
-        m.to_str().unwrap(),
-        "--out",
-        tmp.path().to_str().unwrap(),
-    ]);
-    assert!(out.status.success());
-    let dir = run_dir_in(tmp.path());
+    let (_tmp, dir) = runs::run_matrix(HANDSHAKE);
     let cs = cells(&dir);
     assert_eq!(cs.len(), 8, "4 protocols × 2 modes");
     let mut checked = 0;

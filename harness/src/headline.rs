@@ -192,7 +192,8 @@ fn row<'a>(
     })
 }
 
-/// "h3", or "h3/bbr" when the run has several controllers.
+/// "h3/cubic": the protocol and the controller both its ends ran ("h3"
+/// for the UDP probe and old runs without one).
 fn who(r: &SummaryRow, several: bool) -> String {
     if several && !r.cc.is_empty() {
         format!("{}/{}", r.protocol, r.cc)
@@ -220,7 +221,8 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
             .collect();
         ccs.sort();
         ccs.dedup();
-        ccs.len() > 1
+        // Every row names its controller (a comparison is only within one).
+        !ccs.is_empty()
     };
     let mut links: Vec<(f64, f64, String)> = cells
         .iter()
@@ -258,7 +260,7 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
                     .map(|t| format!("; theory {t}"))
                     .unwrap_or_default();
                 let name = who(r, several_cc);
-                let _ = writeln!(s, "  {name:<15} {mode:<7} {}{t}", interval_text(r, 2));
+                let _ = writeln!(s, "  {name:<21} {mode:<7} {}{t}", interval_text(r, 2));
             }
         }
     }
@@ -287,7 +289,7 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
                 let name = who(b, several_cc);
                 let _ = writeln!(
                     s,
-                    "  {name:<15} x{}   p50 x{:.2}   {:5.1}%",
+                    "  {name:<21} x{}   p50 x{:.2}   {:5.1}%",
                     interval_text(b, 2),
                     a.median,
                     d * 100.0
@@ -368,7 +370,7 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
             }
             let _ = writeln!(
                 s,
-                "  {v:<14} {name:<15} {}/{}{}   {}{tail}",
+                "  {v:<14} {name:<21} {}/{}{}   {}{tail}",
                 surv as u64,
                 cs.len() - failed,
                 if failed > 0 {
@@ -398,7 +400,7 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
         for r in gp {
             let _ = writeln!(
                 s,
-                "  {:<15} {:<22} {}",
+                "  {:<21} {:<22} {}",
                 who(r, several_cc),
                 r.link,
                 interval_text(r, 1)

@@ -5,13 +5,10 @@
 //! its own connection set-up (one RTT of TCP handshake). Before, only the
 //! object's mean rate existed. Real namespaces and TUN devices: needs root.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+mod common;
 
-use quicbench_harness::cell::{execute, CellCtx};
+use quicbench_harness::cell::execute;
 use quicbench_harness::{plan, Matrix};
-use quicbench_netem::link::Backend;
-use quicbench_wire::tls::Identity;
 
 const MATRIX: &str = r#"
 name = "goodput-steady"
@@ -38,21 +35,11 @@ fn one(res: &quicbench_results::CellResult, k: &str) -> Option<f64> {
 
 #[test]
 fn steady_state_goodput_is_the_links_rate_not_slow_start() {
-    if let Err(e) = quicbench_netem::ns::can_create() {
-        if nix::unistd::Uid::effective().is_root() {
-            panic!("root, but no network namespace: {e}");
-        }
-        eprintln!("SKIPPED: needs network namespaces and /dev/net/tun ({e}); run as root");
+    if !common::can_build_links() {
         return;
     }
     let m = Matrix::parse(MATRIX, "<test>").expect("matrix");
-    let ctx = CellCtx {
-        identity: Identity::generate(&["198.18.1.1".into(), "2001:2:0:1::1".into()])
-            .expect("identity"),
-        backend: Backend::UserSpace,
-        pcap_dir: None,
-        stop: Arc::new(AtomicBool::new(false)),
-    };
+    let ctx = common::ctx();
     for cell in plan::cells(&m) {
         let res = execute(&ctx, &m, &cell);
         assert!(res.status.is_ok(), "{}: {:?}", cell.id, res.status);

@@ -4,13 +4,10 @@
 //! 20 ms on a 20 ms RTT link queued behind each other (HTTP/1.0: a 541 ms
 //! median for a 2-RTT request). Real namespaces and TUN devices: needs root.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+mod common;
 
-use quicbench_harness::cell::{execute, CellCtx};
+use quicbench_harness::cell::execute;
 use quicbench_harness::{plan, Matrix};
-use quicbench_netem::link::Backend;
-use quicbench_wire::tls::Identity;
 
 const MATRIX: &str = r#"
 name = "hol-lossless"
@@ -37,21 +34,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[test]
 fn lossless_paced_hol_does_not_queue() {
-    if let Err(e) = quicbench_netem::ns::can_create() {
-        if nix::unistd::Uid::effective().is_root() {
-            panic!("root, but no network namespace: {e}");
-        }
-        eprintln!("SKIPPED: needs network namespaces and /dev/net/tun ({e}); run as root");
+    if !common::can_build_links() {
         return;
     }
     let m = Matrix::parse(MATRIX, "<test>").expect("matrix");
-    let ctx = CellCtx {
-        identity: Identity::generate(&["198.18.1.1".into(), "2001:2:0:1::1".into()])
-            .expect("identity"),
-        backend: Backend::UserSpace,
-        pcap_dir: None,
-        stop: Arc::new(AtomicBool::new(false)),
-    };
+    let ctx = common::ctx();
     let mut report = Vec::new();
     let mut bad = Vec::new();
     for cell in plan::cells(&m) {

@@ -1,0 +1,37 @@
+//! What the harness's real-link tests share: the privilege check and the
+//! context cells run in. Included with `mod common;`.
+#![allow(dead_code)]
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use quicbench_harness::cell::CellCtx;
+use quicbench_netem::link::Backend;
+use quicbench_wire::tls::Identity;
+
+/// True when links can be built. As root a failure is a bug (panics);
+/// otherwise the test says loudly what it skipped.
+pub fn can_build_links() -> bool {
+    match quicbench_netem::ns::can_create() {
+        Ok(()) => true,
+        Err(e) if nix::unistd::Uid::effective().is_root() => {
+            panic!("root, but no network namespace: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: needs network namespaces and /dev/net/tun ({e}); run as root");
+            false
+        }
+    }
+}
+
+/// A run's shared context on the user-space link, the server's addresses in
+/// its certificate.
+pub fn ctx() -> CellCtx {
+    CellCtx {
+        identity: Identity::generate(&["198.18.1.1".into(), "2001:2:0:1::1".into()])
+            .expect("identity"),
+        backend: Backend::UserSpace,
+        pcap_dir: None,
+        stop: Arc::new(AtomicBool::new(false)),
+    }
+}
