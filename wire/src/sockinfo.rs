@@ -431,6 +431,17 @@ mod series;
 pub use probe::{ConnProbe, Probed, QuicProbeGuard, SenderSummary, Side, TransportRecord};
 pub use series::{Sample, Series, MAX_SAMPLES, SAMPLE_PERIOD};
 
+/// A sample at `t_ns` whose cwnd is `t_ns` too (order is visible in it):
+/// the series' and the probe's tests share it.
+#[cfg(test)]
+pub(crate) fn test_sample(t_ns: u64) -> Sample {
+    Sample {
+        t_ns,
+        cwnd: t_ns,
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -469,13 +469,7 @@ impl SenderSummary {
 mod tests {
     use super::*;
 
-    fn s(t_ns: u64) -> Sample {
-        Sample {
-            t_ns,
-            cwnd: t_ns,
-            ..Default::default()
-        }
-    }
+    use crate::sockinfo::test_sample as s;
 
     #[test]
     fn rebase_moves_every_time() {

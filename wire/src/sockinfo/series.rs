@@ -149,13 +149,7 @@ impl Series {
 mod tests {
     use super::*;
 
-    fn s(t_ns: u64) -> Sample {
-        Sample {
-            t_ns,
-            cwnd: t_ns,
-            ..Default::default()
-        }
-    }
+    use crate::sockinfo::test_sample as s;
 
     #[test]
     fn series_keeps_the_period_and_order() {
