@@ -31,6 +31,9 @@ repetitions = 1
 warmup = 1
 protocols = ["h1.0", "h1.1-tls", "h2", "h3"]
 [[links]]
+label = "rtt0"
+spec = "delay 0ms"
+[[links]]
 label = "rtt40ms"
 spec = "delay 20ms"
 [workloads.handshake]
@@ -39,34 +42,63 @@ size = 100
 modes = ["cold", "resumed"]
 "#;
 
-/// In lossless cells at RTT ≥ 20 ms the measured first-byte time is within 10%
-/// of theory (2 RTT h1 cleartext, 3 RTT TLS over TCP, 2 RTT h3, 1 RTT h3 0-RTT):
-/// this proves the harness measures what it claims.
+/// Median of a cell's per-connection samples of `metric`.
+fn cell_median(c: &serde_json::Value, metric: &str) -> f64 {
+    let samples: Vec<f64> = c["metrics"][metric]["samples"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}: no {metric} samples", c["cell_id"]))
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(samples.len(), 5, "{}: {metric}", c["cell_id"]);
+    median(samples)
+}
+
+/// The first-byte time on a lossless 40 ms link is theory × RTT (2 RTT h1
+/// cleartext, 3 RTT TLS over TCP, 2 RTT h3, 1 RTT h3 0-RTT) plus the
+/// endpoints' own fixed cost, measured on a 0 ms link in the same run: within
+/// 10% once that cost is taken off (an extra round trip is 50-100%). The fixed
+/// cost is what the endpoints spend (crypto, sockets, the relay's crossings),
+/// not round trips; it is bounded here and printed (h3 1.6-3.2 ms, TLS over
+/// TCP ≈ 0.9 ms on this 2-core machine). What is left above theory (h3 0-RTT
+/// 1.015-1.07 RTT) is the delay line's wake-up and the endpoints waiting for a
+/// core beside the relay (issue 15). The machine is held alone: a concurrent
+/// run added 5 ms. This proves the harness measures what it claims.
 #[test]
 fn handshake_ttfb_matches_theory_and_cells_leave_nothing_behind() {
     if !can_run_links() {
         return;
     }
+    let _machine = runs::alone();
     let before = net_devices();
     let (_tmp, dir) = runs::run_matrix(HANDSHAKE);
     let cs = cells(&dir);
-    assert_eq!(cs.len(), 8, "4 protocols × 2 modes");
+    assert_eq!(cs.len(), 16, "4 protocols × 2 modes × 2 links");
+    let mut fixed_ms = BTreeMap::new();
+    for c in cs.iter().filter(|c| c["link"]["label"] == "rtt0") {
+        let id = c["cell_id"].as_str().unwrap();
+        assert_eq!(c["status"]["kind"], "ok", "{id}: {}", c["status"]);
+        let m = cell_median(c, "ttfb_ms");
+        eprintln!("{id}: fixed cost {m:.3} ms");
+        assert!(m < 10.0, "{id}: {m:.3} ms to the first byte on a 0 ms link");
+        let key = (c["protocol"].to_string(), c["variant"].to_string());
+        fixed_ms.insert(key, m);
+    }
     let mut checked = 0;
-    for c in &cs {
+    for c in cs.iter().filter(|c| c["link"]["label"] == "rtt40ms") {
         let id = c["cell_id"].as_str().unwrap();
         assert_eq!(c["status"]["kind"], "ok", "{id}: {}", c["status"]);
         let theory = c["theory"]["ttfb_rtt"].as_f64().unwrap();
-        let samples: Vec<f64> = c["metrics"]["ttfb_rtt"]["samples"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        assert_eq!(samples.len(), 5, "{id}");
-        let m = median(samples);
+        let key = (c["protocol"].to_string(), c["variant"].to_string());
+        let fixed = fixed_ms[&key];
+        let raw = cell_median(c, "ttfb_rtt");
+        let net = (cell_median(c, "ttfb_ms") - fixed) / 40.0;
+        eprintln!(
+            "{id}: median TTFB {raw:.3} RTT, {net:.3} RTT without the fixed {fixed:.2} ms (theory {theory})"
+        );
         assert!(
-            (m - theory).abs() <= 0.10 * theory,
-            "{id}: median TTFB {m:.3} RTT vs theory {theory} RTT"
+            (net - theory).abs() <= 0.10 * theory,
+            "{id}: median TTFB {net:.3} RTT after the fixed {fixed:.2} ms vs theory {theory} RTT"
         );
         checked += 1;
         if c["protocol"] == "h3" && c["variant"] == "resumed" {
@@ -154,6 +186,7 @@ fn resume_and_shards_merge_to_the_same_run() {
     if !can_run_links() {
         return;
     }
+    let _machine = runs::shared();
     let tmp = tempfile::tempdir().unwrap();
     let m = tmp.path().join("m.toml");
     std::fs::write(&m, SMALL).unwrap();
@@ -311,6 +344,7 @@ fn link_and_calibrate_state_both_directions_first() {
     if !can_run_links() {
         return;
     }
+    let _machine = runs::shared();
     let want = "up (client → server) [delay 5ms loss 1%], down (server → client) \
                 [delay 5ms loss 1%]: RTT 10 ms, round-trip loss 1.99% (1% each way)";
     let out = Command::new(bin())
@@ -348,6 +382,7 @@ fn link_runs_any_commands_and_stops_the_server_group() {
     if !can_run_links() {
         return;
     }
+    let _machine = runs::shared();
     let marker = "987.654321";
     let out = Command::new(bin())
         .args([

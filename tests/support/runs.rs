@@ -10,6 +10,22 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_quicbench")
 }
 
+/// Tests of one binary run in parallel threads, and on a 2-core machine a
+/// concurrent run adds milliseconds to a timed one. Timing checks hold the
+/// machine alone ([`alone`]); every other test that runs links holds it
+/// shared ([`shared`]).
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Hold the machine alone while a timing-sensitive check runs.
+pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Hold the machine shared (other non-timing tests may run beside).
+pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|p| p.into_inner())
+}
+
 /// True when links can be built here; otherwise says loudly what is skipped.
 pub fn can_run_links(what: &str) -> bool {
     match quicbench_netem::ns::can_create() {

@@ -118,9 +118,22 @@ fn wire_veth(cfg: &LinkConfig, client_ns: &NetNs, server_ns: &NetNs) -> Result<(
         r4 = addr::ROUTE_V4,
         r6 = addr::ROUTE_V6,
     );
+    for ns in [client_ns, server_ns] {
+        no_dad(ns)?;
+    }
     ip_batch(client_ns, &client)?;
     ip_batch(server_ns, &server)?;
     Ok(())
+}
+
+/// New devices of `ns` skip duplicate address detection. Without this the
+/// veth's link-local address stays tentative for 1-2 s after it comes up, and
+/// the kernel sends no neighbour solicitation for a packet whose source is not
+/// one of the device's own addresses (every packet the NAT has rewritten):
+/// IPv6 through the NAT was dead for the first seconds of a link.
+fn no_dad(ns: &NetNs) -> Result<(), LinkError> {
+    ns.run(|| std::fs::write("/proc/sys/net/ipv6/conf/default/accept_dad", "0"))
+        .map_err(setup("turning off IPv6 duplicate address detection"))
 }
 
 /// Install `spec` as the root netem qdisc of `dev` inside `ns` (`crate::kernel`

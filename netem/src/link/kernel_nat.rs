@@ -5,8 +5,12 @@
 //! Transparent until the first rebind. A rebind rewrites the SNAT rules (new
 //! external address from the same pool as user space; for a port rebind, a
 //! source-port range disjoint from the previous one and from the ephemeral
-//! ports) and then flushes the namespace's conntrack table, so every flow gets
-//! a new binding with its next packet up, as with the user-space NAT. Packets
+//! ports) and then deletes the conntrack entries of older bindings, so every
+//! flow gets a new binding with its next packet up, as with the user-space NAT.
+//! Each binding generation marks the flows it translates (`ct mark`), and the
+//! deletion keeps the current generation's: a flush of the whole table would
+//! race with traffic, deleting a flow just bound under the new rules and
+//! making it rebind twice (a flow seen on two new ports after one event). Packets
 //! from the server that belong to no client-originated flow (old bindings) are
 //! dropped and counted, as a real NAT drops them.
 //!
@@ -68,7 +72,7 @@ impl KernelNat {
         nft(&ruleset(&next, &self.dev, first))?;
         self.installed.store(true, Ordering::Release);
         let flows = conntrack_count().unwrap_or(0);
-        flush_conntrack()?;
+        forget_old_bindings(generation_mark(next.events().len()))?;
         next.set_last_flows_forgotten(flows);
         ev.flows_forgotten = flows;
         *nat = next;
@@ -153,6 +157,7 @@ pub(super) fn ruleset(nat: &Nat, dev: &str, first: bool) -> String {
         );
     }
     s += &format!("flush chain inet {TABLE} src_rewrite\n");
+    let mark = generation_mark(nat.events().len());
     let ports = match nat.port_generation() {
         0 => String::new(),
         g => {
@@ -164,7 +169,7 @@ pub(super) fn ruleset(nat: &Nat, dev: &str, first: bool) -> String {
     for proto in ["tcp", "udp"] {
         for (own, ext) in (0..n4).filter_map(|i| nat.v4_binding(i)) {
             s += &format!(
-                "add rule inet {TABLE} src_rewrite oifname \"{dev}\" ip saddr {own} meta l4proto {proto} snat ip to {ext}{ports}\n"
+                "add rule inet {TABLE} src_rewrite oifname \"{dev}\" ip saddr {own} meta l4proto {proto} ct mark set {mark} snat ip to {ext}{ports}\n"
             );
         }
         for (own, ext) in (0..n6).filter_map(|i| nat.v6_binding(i)) {
@@ -174,7 +179,7 @@ pub(super) fn ruleset(nat: &Nat, dev: &str, first: bool) -> String {
                 format!("[{ext}]{ports}")
             };
             s += &format!(
-                "add rule inet {TABLE} src_rewrite oifname \"{dev}\" ip6 saddr {own} meta l4proto {proto} snat ip6 to {to}\n"
+                "add rule inet {TABLE} src_rewrite oifname \"{dev}\" ip6 saddr {own} meta l4proto {proto} ct mark set {mark} snat ip6 to {to}\n"
             );
         }
     }
@@ -267,9 +272,36 @@ fn conntrack_count() -> io::Result<usize> {
         .map_err(io::Error::other)
 }
 
-/// Flush this namespace's conntrack table (ctnetlink `IPCTNL_MSG_CT_DELETE`
-/// without a tuple, family AF_UNSPEC: every entry).
-fn flush_conntrack() -> io::Result<()> {
+/// Bits of the conntrack mark the NAT owns.
+const MARK_MASK: u32 = 3;
+
+/// The conntrack mark of flows bound in generation `events` (1 or 2,
+/// alternating; 0 is a flow no rule of ours translated).
+fn generation_mark(events: usize) -> u32 {
+    1 + (events % 2) as u32
+}
+
+/// Delete the conntrack entries not bound by the generation marked `keep`:
+/// unmarked ones (from before the first rebind) and the previous generation's.
+/// Twice: a flow whose first packet was between the rule change and the
+/// first pass (still bound by the old rules, not yet in the table) is caught
+/// by the second.
+fn forget_old_bindings(keep: u32) -> io::Result<()> {
+    let other = if keep == 1 { 2 } else { 1 };
+    for _ in 0..2 {
+        for mark in [0, other] {
+            delete_conntrack(Some((mark, MARK_MASK)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Delete this namespace's conntrack entries (ctnetlink `IPCTNL_MSG_CT_DELETE`
+/// without a tuple, family AF_UNSPEC): all, or those whose
+/// `mark & mask == value` (`CTA_MARK`, `CTA_MARK_MASK`).
+fn delete_conntrack(mark: Option<(u32, u32)>) -> io::Result<()> {
+    const CTA_MARK: u16 = 8;
+    const CTA_MARK_MASK: u16 = 21;
     const NETLINK_NETFILTER: libc::c_int = 12;
     const NFNL_SUBSYS_CTNETLINK: u16 = 1;
     const IPCTNL_MSG_CT_DELETE: u16 = 2;
@@ -300,14 +332,25 @@ fn flush_conntrack() -> io::Result<()> {
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         );
     }
-    // nlmsghdr (16 bytes) + nfgenmsg (family, version, res_id).
-    let mut msg = Vec::with_capacity(20);
-    msg.extend_from_slice(&20u32.to_ne_bytes());
+    // nlmsghdr (16 bytes) + nfgenmsg (family, version, res_id) + attributes
+    // (4-byte header, big-endian u32 payload).
+    let mut attrs = Vec::new();
+    if let Some((value, mask)) = mark {
+        for (kind, v) in [(CTA_MARK, value), (CTA_MARK_MASK, mask)] {
+            attrs.extend_from_slice(&8u16.to_ne_bytes());
+            attrs.extend_from_slice(&kind.to_ne_bytes());
+            attrs.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+    let len = 20 + attrs.len();
+    let mut msg = Vec::with_capacity(len);
+    msg.extend_from_slice(&(len as u32).to_ne_bytes());
     msg.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE).to_ne_bytes());
     msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
     msg.extend_from_slice(&1u32.to_ne_bytes());
     msg.extend_from_slice(&0u32.to_ne_bytes());
     msg.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+    msg.extend_from_slice(&attrs);
     // SAFETY: zeroed sockaddr_nl is valid; family set below.
     let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -363,10 +406,10 @@ mod tests {
         assert!(first.contains("table inet quicbench_nat"), "{first}");
         assert!(first.contains("counter name \"dropped_no_mapping\" drop"));
         assert!(
-            first.contains("ip saddr 198.18.0.1 meta l4proto tcp snat ip to 198.18.0.1:1024-16383")
+            first.contains("ip saddr 198.18.0.1 meta l4proto tcp ct mark set 2 snat ip to 198.18.0.1:1024-16383")
         );
         assert!(first
-            .contains("ip6 saddr 2001:2::2 meta l4proto udp snat ip6 to [2001:2::2]:1024-16383"));
+            .contains("ip6 saddr 2001:2::2 meta l4proto udp ct mark set 2 snat ip6 to [2001:2::2]:1024-16383"));
         // The second port rebind takes the other range; an address rebind
         // moves to the pool, ports kept from the current range.
         n.rebind(RebindKind::Port, 1, false);
@@ -374,14 +417,14 @@ mod tests {
         assert!(!again.contains("table inet"), "{again}");
         assert!(again.starts_with("flush chain inet quicbench_nat src_rewrite\n"));
         assert!(
-            again.contains("snat ip to 198.18.0.1:16384-32767"),
+            again.contains("ct mark set 1 snat ip to 198.18.0.1:16384-32767"),
             "{again}"
         );
         n.rebind(RebindKind::Address, 2, false);
         let addr_rb = ruleset(&n, "qbc", false);
         assert!(
             addr_rb
-                .contains("ip saddr 198.18.0.2 meta l4proto udp snat ip to 198.19.0.2:16384-32767"),
+                .contains("ip saddr 198.18.0.2 meta l4proto udp ct mark set 2 snat ip to 198.19.0.2:16384-32767"),
             "{addr_rb}"
         );
         let mut m = nat(1);

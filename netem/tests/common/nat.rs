@@ -20,7 +20,14 @@ pub fn rebinding_on_demand(link: &Link, port_kept: bool) {
     ] {
         let echo = UdpEcho::start(link.server_ns(), sip);
         let c = client_udp(link, cip);
-        let (seen0, _) = udp_roundtrip(&c, echo.addr, b"before").unwrap();
+        let (seen0, _) = udp_roundtrip(&c, echo.addr, b"before").unwrap_or_else(|| {
+            panic!(
+                "no reply from {} to {} before this family's first rebind (events so far: {:?})",
+                echo.addr,
+                c.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                link.rebind_events()
+            )
+        });
         let seen0: SocketAddr = seen0.parse().unwrap();
         if link.rebind_events().is_empty() {
             assert_eq!(
