@@ -213,7 +213,9 @@ fn execute_inner(
     if let Some(d) = &ctx.pcap_dir {
         cfg.pcap_dir = Some(d.join(&cell.id));
     }
+    let mut phases = Phases::start();
     let link = Arc::new(Link::build(cfg)?);
+    phases.mark("link_up");
     let server_ip = link.server_ip();
     // The UDP probe has no controller; its servers run the default.
     let cc = cell.cc.unwrap_or_default();
@@ -222,7 +224,9 @@ fn execute_inner(
         .then_some(workloads::TRANSPORT_SAMPLE);
     let (servers, ports) =
         start_servers(&link, server_ip, ctx.identity.clone(), cc, m.mtu, sample)?;
+    phases.mark("servers_up");
     let drops_before = transport::read_drops_both(&link);
+    phases.mark("counters_before");
     // The NAT the migration workload rebinds (and asks to confirm the event).
     let nat: Option<Arc<dyn workloads::LinkControl>> =
         if cell.workload == Workload::Migration && !cell.variant.starts_with("active") {
@@ -263,12 +267,15 @@ fn execute_inner(
             }
         })
     })??;
+    phases.mark("workload");
     let _ = servers.stop.send(());
     let (server_stats, server_transport) = match servers.join.join() {
         Ok(Ok(Some((s, t)))) => (Some(s), t),
         _ => (None, Vec::new()),
     };
+    phases.mark("servers_down");
     let drops_after = transport::read_drops_both(&link);
+    phases.mark("counters_after");
     let record = transport::CellTransport::collect(
         &link,
         cell.cc,
@@ -295,7 +302,49 @@ fn execute_inner(
     fill(res, out);
     record.apply(res);
     crate::ground_truth::record(res, t0, client_transport, server_transport);
+    // The link goes last (namespaces, devices, relay threads): its teardown
+    // is part of what the cell cost.
+    drop(link);
+    phases.mark("link_down");
+    phases.record(res);
     Ok(())
+}
+
+/// Wall time of a cell's phases, in order (`extra.fixed_cost`): what set-up
+/// and teardown cost beside the workload (docs/matrix.md, wall time).
+struct Phases {
+    last: Instant,
+    done: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Phases {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.done
+            .push((name, (now - self.last).as_secs_f64() * 1e3));
+        self.last = now;
+    }
+
+    fn record(self, res: &mut CellResult) {
+        let mut o = serde_json::Map::new();
+        let mut fixed = 0.0;
+        for (name, ms) in &self.done {
+            o.insert(format!("{name}_ms"), (*ms).into());
+            if *name != "workload" {
+                fixed += ms;
+            }
+        }
+        o.insert("total_fixed_ms".into(), fixed.into());
+        res.extra
+            .insert("fixed_cost".into(), serde_json::Value::Object(o));
+    }
 }
 
 async fn run_workload(env: &Env, c: &Cell, w: &crate::matrix::Workloads) -> Output {

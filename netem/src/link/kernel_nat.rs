@@ -405,11 +405,12 @@ mod tests {
         let first = ruleset(&n, "qbc", true);
         assert!(first.contains("table inet quicbench_nat"), "{first}");
         assert!(first.contains("counter name \"dropped_no_mapping\" drop"));
-        assert!(
-            first.contains("ip saddr 198.18.0.1 meta l4proto tcp ct mark set 2 snat ip to 198.18.0.1:1024-16383")
-        );
-        assert!(first
-            .contains("ip6 saddr 2001:2::2 meta l4proto udp ct mark set 2 snat ip6 to [2001:2::2]:1024-16383"));
+        assert!(first.contains(
+            "ip saddr 198.18.0.1 meta l4proto tcp ct mark set 2 snat ip to 198.18.0.1:1024-16383"
+        ));
+        assert!(first.contains(
+            "ip6 saddr 2001:2::2 meta l4proto udp ct mark set 2 snat ip6 to [2001:2::2]:1024-16383"
+        ));
         // The second port rebind takes the other range; an address rebind
         // moves to the pool, ports kept from the current range.
         n.rebind(RebindKind::Port, 1, false);
