@@ -174,6 +174,7 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
             None
         },
         stop: stop.clone(),
+        reaper: Default::default(),
     };
     let limit = opts.max_cells.unwrap_or(usize::MAX).min(todo.len());
     let pb = progress(opts.progress_bar, limit as u64);

@@ -20,11 +20,31 @@ use crate::profile::{self, DropCounters, NsProfile};
 /// not be read (the cell then says so rather than claiming zero).
 pub type BothDrops = (Result<DropCounters, String>, Result<DropCounters, String>);
 
+/// Both ends' profiles, side by side (three `ip` runs each).
+fn read_profiles(link: &Link) -> (profile::NsProfile, profile::NsProfile) {
+    std::thread::scope(|s| {
+        let server = s.spawn(|| profile::read_profile(link.server_ns()));
+        let client = profile::read_profile(link.client_ns());
+        let server = server.join().unwrap_or_else(|_| {
+            let mut p = profile::NsProfile::default();
+            p.unreadable
+                .push("reading the server's profile panicked".into());
+            p
+        });
+        (client, server)
+    })
+}
+
 pub fn read_drops_both(link: &Link) -> BothDrops {
-    (
-        profile::read_drops(link.client_ns()),
-        profile::read_drops(link.server_ns()),
-    )
+    // Side by side: each end is two `ip`/`tc` runs (~6 ms each), twice a cell.
+    std::thread::scope(|s| {
+        let server = s.spawn(|| profile::read_drops(link.server_ns()));
+        let client = profile::read_drops(link.client_ns());
+        let server = server
+            .join()
+            .unwrap_or_else(|_| Err("reading the server's counters panicked".into()));
+        (client, server)
+    })
 }
 
 /// The QUIC side's settings as configured from `wire::transport` (the same
@@ -131,6 +151,7 @@ impl CellTransport {
             .map(|s| s.quic_congestion.clone())
             .unwrap_or_default();
         let client_connection = conn.and_then(|c| c.congestion_control.clone());
+        let (client, server) = read_profiles(link);
         let mismatches = cc
             .map(|cc| {
                 mismatches(
@@ -156,8 +177,8 @@ impl CellTransport {
             // IPv4 + TCP headers; timestamps take 12 more bytes of it.
             tcp_mss_max: mtu.saturating_sub(40),
             quic: QuicSettings::of(&t),
-            client: profile::read_profile(link.client_ns()),
-            server: profile::read_profile(link.server_ns()),
+            client,
+            server,
             unaccounted_drops: drops,
             unreadable,
         }

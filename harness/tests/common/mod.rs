@@ -33,5 +33,6 @@ pub fn ctx() -> CellCtx {
         backend: Backend::UserSpace,
         pcap_dir: None,
         stop: Arc::new(AtomicBool::new(false)),
+        reaper: Default::default(),
     }
 }
