@@ -11,6 +11,7 @@ use toml::Spanned;
 
 pub const QUICK: &str = include_str!("../presets/quick.toml");
 pub const FULL: &str = include_str!("../presets/full.toml");
+pub const GRID: &str = include_str!("../presets/grid.toml");
 
 /// Most links a `[grid]` may expand to (each becomes at least one cell per
 /// repetition; the full preset has a few dozen).
@@ -109,6 +110,9 @@ pub struct LinkEntry {
     pub up: Option<Spanned<String>>,
     /// Server → client only.
     pub down: Option<Spanned<String>>,
+    /// This link's buffers, instead of the matrix's `buffer` (e.g. a sweep
+    /// on one link only).
+    pub buffer: Option<OneOrMany>,
 }
 
 /// A grid of links: every RTT × loss (× rate) combination. Delay is split
@@ -212,6 +216,8 @@ pub struct HandshakeParams {
     /// Only the links with these buffers (of the matrix's `buffer` sweep;
     /// links without a rate always qualify).
     pub buffer: Option<OneOrMany>,
+    /// Only these of the matrix's controllers (its `cc` list); all by default.
+    pub cc: Option<OneOrMany>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -236,6 +242,8 @@ pub struct HolParams {
     /// Only the links with these buffers (of the matrix's `buffer` sweep;
     /// links without a rate always qualify).
     pub buffer: Option<OneOrMany>,
+    /// Only these of the matrix's controllers (its `cc` list); all by default.
+    pub cc: Option<OneOrMany>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -269,6 +277,8 @@ pub struct MigrationParams {
     /// Only the links with these buffers (of the matrix's `buffer` sweep;
     /// links without a rate always qualify).
     pub buffer: Option<OneOrMany>,
+    /// Only these of the matrix's controllers (its `cc` list); all by default.
+    pub cc: Option<OneOrMany>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -289,6 +299,8 @@ pub struct GoodputParams {
     /// Only the links with these buffers (of the matrix's `buffer` sweep;
     /// links without a rate always qualify).
     pub buffer: Option<OneOrMany>,
+    /// Only these of the matrix's controllers (its `cc` list); all by default.
+    pub cc: Option<OneOrMany>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -360,12 +372,13 @@ impl Matrix {
         let src = match name {
             "quick" => QUICK,
             "full" => FULL,
+            "grid" => GRID,
             other => {
                 return Err(MatrixError {
                     file: "<preset>".into(),
                     line: 0,
                     field: "preset".into(),
-                    message: format!("unknown preset {other:?}: expected quick or full"),
+                    message: format!("unknown preset {other:?}: expected quick, full or grid"),
                 })
             }
         };
@@ -428,6 +441,8 @@ impl Matrix {
         let mut links = Vec::new();
         // Per link: (up, down) spec text sets `limit` itself.
         let mut explicit: Vec<(bool, bool)> = Vec::new();
+        // Per link: its own `buffer` list, if it has one.
+        let mut own_buffers: Vec<Option<Vec<Buffer>>> = Vec::new();
         for (i, l) in f.links.iter().enumerate() {
             let field = format!("links[{i}]");
             let (up, down) = match (&l.spec, &l.up, &l.down) {
@@ -468,6 +483,12 @@ impl Matrix {
             };
             let both = sets(&l.spec);
             explicit.push((both || sets(&l.up), both || sets(&l.down)));
+            own_buffers.push(match &l.buffer {
+                Some(b) => Some(
+                    parse_buffers(Some(b)).map_err(|m| err(0, &format!("{field}.buffer"), m))?,
+                ),
+                None => None,
+            });
             links.push(link_def(label, up, down));
         }
         if let Some(g) = &f.grid {
@@ -544,7 +565,19 @@ impl Matrix {
         }
         let mtu = f.mtu.unwrap_or(1500);
         let buffers = parse_buffers(f.buffer.as_ref()).map_err(|m| err(0, "buffer", m))?;
-        let (links, expanded) = with_buffers(links, &explicit, &buffers, mtu);
+        own_buffers.resize(links.len(), None);
+        let per_link: Vec<Vec<Buffer>> = own_buffers
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| buffers.clone()))
+            .collect();
+        // Every buffer some link runs: what a workload's `buffer` may name.
+        let mut buffers = buffers;
+        for b in per_link.iter().flatten() {
+            if !buffers.contains(b) {
+                buffers.push(*b);
+            }
+        }
+        let (links, expanded) = with_buffers(links, &explicit, &per_link, mtu);
         let mut seen = BTreeSet::new();
         for l in &links {
             if !seen.insert(l.label.clone()) {
@@ -583,6 +616,7 @@ impl Matrix {
         let mut workloads = f.workloads.clone();
         filter_buffers(&mut workloads, &links, &expanded, &buffers)
             .map_err(|(field, m)| err(0, &field, m))?;
+        check_workload_ccs(&workloads, &ccs).map_err(|(field, m)| err(0, &field, m))?;
         let wl = &workloads;
         if wl.handshake.is_none()
             && wl.hol.is_none()
@@ -722,6 +756,60 @@ impl Matrix {
     }
 }
 
+/// A workload's `cc`: known names, each one of the matrix's controllers.
+fn check_workload_ccs(wl: &Workloads, ccs: &[CongestionControl]) -> Result<(), (String, String)> {
+    let lists = [
+        (
+            "workloads.handshake.cc",
+            wl.handshake.as_ref().and_then(|w| w.cc.as_ref()),
+        ),
+        (
+            "workloads.hol.cc",
+            wl.hol.as_ref().and_then(|w| w.cc.as_ref()),
+        ),
+        (
+            "workloads.migration.cc",
+            wl.migration.as_ref().and_then(|w| w.cc.as_ref()),
+        ),
+        (
+            "workloads.goodput.cc",
+            wl.goodput.as_ref().and_then(|w| w.cc.as_ref()),
+        ),
+    ];
+    for (field, list) in lists {
+        let Some(list) = list else { continue };
+        if list.items().is_empty() {
+            return Err((field.into(), "the list is empty".into()));
+        }
+        for name in list.items() {
+            let cc: CongestionControl = name
+                .parse()
+                .map_err(|e: quicbench_wire::UnknownName| (field.to_string(), e.to_string()))?;
+            if !ccs.contains(&cc) {
+                return Err((
+                    field.into(),
+                    format!("{name} is not in the matrix's cc setting"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The controllers a workload runs: its own `cc` (checked at parse time to
+/// be among the matrix's), else all of the matrix's.
+pub fn workload_ccs(m: &Matrix, list: Option<&OneOrMany>) -> Vec<CongestionControl> {
+    match list {
+        None => m.ccs.clone(),
+        Some(l) => m
+            .ccs
+            .iter()
+            .copied()
+            .filter(|cc| l.items().iter().any(|n| n.parse().ok() == Some(*cc)))
+            .collect(),
+    }
+}
+
 /// The `buffer` values of a matrix or workload, checked.
 fn parse_buffers(b: Option<&OneOrMany>) -> Result<Vec<Buffer>, String> {
     let Some(b) = b else { return Ok(Vec::new()) };
@@ -744,15 +832,17 @@ fn parse_buffers(b: Option<&OneOrMany>) -> Result<Vec<Buffer>, String> {
 fn with_buffers(
     links: Vec<LinkDef>,
     explicit: &[(bool, bool)],
-    buffers: &[Buffer],
+    per_link: &[Vec<Buffer>],
     mtu: u32,
 ) -> (Vec<LinkDef>, Vec<(String, Vec<String>)>) {
-    if buffers.is_empty() {
-        return (links, Vec::new());
-    }
     let mut out = Vec::new();
     let mut expanded = Vec::new();
-    for (l, &(own_up, own_down)) in links.into_iter().zip(explicit) {
+    for ((l, &(own_up, own_down)), buffers) in links.into_iter().zip(explicit).zip(per_link) {
+        if buffers.is_empty() {
+            expanded.push((l.label.clone(), vec![l.label.clone()]));
+            out.push(l);
+            continue;
+        }
         let rtt_ns = l.up.base_delay_ns() + l.down.base_delay_ns();
         let sized = |spec: &LinkSpec, own: bool, b: Buffer| -> Option<LinkSpec> {
             if own {
@@ -925,9 +1015,14 @@ mod tests {
         assert_eq!(q.protocols.len(), 8);
         assert!(q.links.len() >= 2);
         assert!((q.links[0].rtt_ms - 20.0).abs() < 1e-9);
-        let f = Matrix::preset("full").unwrap();
+        let g = Matrix::preset("grid").unwrap();
         // 3 RTTs × 4 losses × 2 rates, each at 0.5, 1 and 4 BDP.
-        assert_eq!(f.links.len(), 3 * 4 * 2 * 3);
+        assert_eq!(g.links.len(), 3 * 4 * 2 * 3);
+        // 8 links, two of them swept over 3 buffers.
+        let f = Matrix::preset("full").unwrap();
+        assert_eq!(f.links.len(), 8 + 2 * 2);
+        assert!(f.link("rtt50ms-loss2%-100mbit-buf4bdp").is_some());
+        assert!(f.link("rtt150ms-100mbit").is_some());
         assert!(Matrix::preset("nope").is_err());
     }
 
@@ -947,9 +1042,12 @@ mod tests {
         );
         // The quick preset's cells are the same as before (labels unchanged).
         assert_eq!(crate::plan::cells(&q).len(), 2 * 180 / 2);
-        let f = Matrix::preset("full").unwrap();
-        for l in &f.links {
-            let b = l.buffer.expect("every full-preset link has a rate");
+        let f = Matrix::preset("grid").unwrap();
+        let full = Matrix::preset("full").unwrap();
+        for l in f.links.iter().chain(&full.links) {
+            let b = l
+                .buffer
+                .expect("every full- and grid-preset link has a rate");
             let rtt = l.up.base_delay_ns() + l.down.base_delay_ns();
             assert_eq!(
                 Some(l.up.limit),

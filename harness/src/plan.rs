@@ -144,6 +144,17 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
     // (workload, variant, protocols it applies to, link filter)
     type Kind = (Workload, String, Vec<Protocol>, Option<Vec<String>>);
     let mut kinds: Vec<Kind> = Vec::new();
+    let w = &m.workloads;
+    let ccs_of = |wl: Workload| -> Vec<CongestionControl> {
+        let list = match wl {
+            Workload::Handshake => w.handshake.as_ref().and_then(|x| x.cc.as_ref()),
+            Workload::Hol => w.hol.as_ref().and_then(|x| x.cc.as_ref()),
+            Workload::Migration => w.migration.as_ref().and_then(|x| x.cc.as_ref()),
+            Workload::Goodput => w.goodput.as_ref().and_then(|x| x.cc.as_ref()),
+            Workload::Udp | Workload::Conns => None,
+        };
+        crate::matrix::workload_ccs(m, list)
+    };
     let http: Vec<Protocol> = m
         .protocols
         .iter()
@@ -238,7 +249,7 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
                     let ccs: Vec<Option<CongestionControl>> = if *p == Protocol::Udp {
                         vec![None]
                     } else {
-                        m.ccs.iter().copied().map(Some).collect()
+                        ccs_of(*w).into_iter().map(Some).collect()
                     };
                     for cc in ccs {
                         let cc_part = cc.map(|c| format!("__{}", c.name())).unwrap_or_default();
@@ -428,6 +439,42 @@ spec = "delay 5ms"
     }
 
     #[test]
+    fn a_workload_cc_keeps_some_of_the_matrix_controllers() {
+        let src = r#"
+protocols = ["h2", "h3"]
+repetitions = 1
+cc = ["cubic", "bbr"]
+[[links]]
+spec = "delay 5ms"
+[workloads.handshake]
+cc = "cubic"
+[workloads.goodput]
+"#;
+        let m = Matrix::parse(src, "t.toml").unwrap();
+        let cs = cells(&m);
+        let of = |w: Workload, cc: CongestionControl| {
+            cs.iter()
+                .filter(|c| c.workload == w && c.cc == Some(cc))
+                .count()
+        };
+        // 2 protocols × 2 modes, Cubic only; goodput on both controllers.
+        assert_eq!(of(Workload::Handshake, CongestionControl::Cubic), 4);
+        assert_eq!(of(Workload::Handshake, CongestionControl::Bbr), 0);
+        assert_eq!(of(Workload::Goodput, CongestionControl::Cubic), 2);
+        assert_eq!(of(Workload::Goodput, CongestionControl::Bbr), 2);
+        // A controller the matrix does not run, or an unknown one, is named.
+        for (bad, what) in [("newreno", "not in the matrix's cc"), ("vegas", "vegas")] {
+            let e = Matrix::parse(
+                &format!("cc = [\"cubic\", \"bbr\"]\n[workloads.hol]\ncc = \"{bad}\"\n"),
+                "t.toml",
+            )
+            .unwrap_err();
+            assert_eq!(e.field, "workloads.hol.cc", "{e}");
+            assert!(e.message.contains(what), "{e}");
+        }
+    }
+
+    #[test]
     fn shards_partition_the_plan() {
         let m = Matrix::preset("quick").unwrap();
         let all = cells(&m);
@@ -584,14 +631,25 @@ spec = "delay 5ms"
         assert_eq!(early, adaptive_status(&groups, &partial, min, target));
     }
 
-    /// The full preset is adaptive: its plan is the minimum (6 repetitions of
-    /// 7752 cells, docs/matrix.md § wall time); more come group by group.
+    /// The full and grid presets are adaptive: their plan is the minimum (6
+    /// repetitions; full: 206 cells each, grid: 7752, docs/matrix.md § wall
+    /// time); more come group by group.
     #[test]
-    fn full_preset_is_adaptive() {
+    fn full_and_grid_presets_are_adaptive() {
         let f = Matrix::preset("full").unwrap();
         assert_eq!(f.repetitions, 6);
-        assert!(f.adaptive.is_some_and(|a| a.max == 10 && a.target == 0.05));
-        assert_eq!(cells(&f).len(), 6 * 7752);
+        assert!(f.adaptive.is_some_and(|a| a.max == 8 && a.target == 0.05));
+        let cs = cells(&f);
+        assert_eq!(cs.len(), 6 * 206);
+        // BBR only where it is asked for: goodput.
+        assert!(cs
+            .iter()
+            .filter(|c| c.cc == Some(CongestionControl::Bbr))
+            .all(|c| c.workload == Workload::Goodput));
+        let g = Matrix::preset("grid").unwrap();
+        assert_eq!(g.repetitions, 6);
+        assert!(g.adaptive.is_some_and(|a| a.max == 10 && a.target == 0.05));
+        assert_eq!(cells(&g).len(), 6 * 7752);
     }
 
     #[test]
