@@ -286,7 +286,9 @@ async fn establish_once(
         cc: opts.cc,
         link_mtu: opts.link_mtu,
     };
-    let cfg = tls::quic_client_config_with_qlog(tls_cfg, transport, qlog)
+    // The stall timeout of the TCP clients is the h3 client's keep-alive:
+    // the same time to notice a silent path (a NAT rebinding).
+    let cfg = tls::quic_client_config_with_qlog(tls_cfg, transport, qlog, opts.stall_timeout)
         .map_err(|e| fail(ClientError::Setup(e.to_string())))?;
     let bind_err = |e: std::io::Error| {
         fail(ClientError::Connect {

@@ -72,7 +72,10 @@ pub struct ClientOptions {
     /// Give up on a response whose body makes no progress for this long (a
     /// stalled flow, e.g. after a NAT rebinding of a TCP connection); None: only
     /// `timeout` applies. The record then has `error` set and the bytes received
-    /// so far, so the caller can resume with a Range request.
+    /// so far, so the caller can resume with a Range request. HTTP/3: the
+    /// client pings after this long without a packet from the server (QUIC
+    /// keep-alive), so a silent path is noticed in the same time and the
+    /// connection migrates instead of failing.
     pub stall_timeout: Option<Duration>,
     /// Write captures here: the TLS key log (`keylog.txt`, NSS format) and, for
     /// QUIC, one qlog per connection (`conn-<id>.qlog`).

@@ -291,6 +291,7 @@ fn execute_inner(
         cc,
         rtt_ms: ldef.rtt_ms,
         rate_bps: ldef.rate_bps,
+        loss: ldef.loss,
         warmup: m.warmup,
         timeout: Duration::from_secs(m.cell_timeout_s.clamp(5, 3600)),
         link: nat,

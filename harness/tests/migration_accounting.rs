@@ -61,6 +61,7 @@ async fn run(p: Protocol, refuse: bool, paced: bool) -> workloads::Output {
         cc: CongestionControl::default(),
         rtt_ms: 0.0,
         rate_bps: None,
+        loss: 0.0,
         warmup: 0,
         timeout: Duration::from_secs(20),
         link: Some(Arc::new(Fake { refuse })),

@@ -285,20 +285,27 @@ pub fn quic_client_config(
     tls: Arc<rustls::ClientConfig>,
     t: Transport,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    quic_client_config_with_qlog(tls, t, None)
+    quic_client_config_with_qlog(tls, t, None, None)
 }
 
 /// As [`quic_client_config`], writing a qlog trace (JSON-SEQ) of the
-/// connection to `qlog` (quinn's `qlog` feature).
+/// connection to `qlog` (quinn's `qlog` feature). With `keep_alive`, the
+/// client pings after that long without hearing from the server (quinn's
+/// keep-alive timer restarts on every packet received): how a downloading
+/// client, which otherwise sends only in reply, notices a silent path (after
+/// a NAT rebinding the server's packets go to the old mapping), as the TCP
+/// clients notice a stalled response (`ClientOptions::stall_timeout`).
 pub fn quic_client_config_with_qlog(
     tls: Arc<rustls::ClientConfig>,
     transport: Transport,
     qlog: Option<Box<dyn std::io::Write + Send + Sync>>,
+    keep_alive: Option<std::time::Duration>,
 ) -> Result<quinn::ClientConfig, TlsError> {
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TlsError::Config(format!("QUIC client TLS: {e}")))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     let mut t = transport.quic();
+    t.keep_alive_interval(keep_alive);
     if let Some(w) = qlog {
         let mut q = quinn::QlogConfig::default();
         q.writer(w).title(Some("quicbench client".into()));

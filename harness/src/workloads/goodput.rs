@@ -54,19 +54,37 @@ const SLOW_START_ALLOWANCE: f64 = 1.5;
 /// smaller than the object: its duration is what matters).
 const MIN_LONG_BYTES: u64 = 64 * 1024;
 
-/// Size of the long transfer: `duration_ms` at the lower of the link's rate
-/// and 1.5 × the object's rate (loss, not the link, may be the limit),
-/// between [`MIN_LONG_BYTES`] and what the servers serve.
-fn long_size(gp: &GoodputParams, rate_bps: Option<u64>, object_mbps: Option<f64>) -> u64 {
+/// Twice the Mathis et al. rate of a loss-limited Reno-like flow,
+/// 1.22 · MSS / (RTT · √p), bits/s; None without loss or RTT. Only a size
+/// estimate for the long transfer: an object finished in slow start, before
+/// its first loss, runs 5-20× faster than the flow's steady state, and a
+/// transfer sized from it lasted 15-48 s instead of 3 s (Cubic, 0.5-2% loss,
+/// 50-150 ms). A controller that ignores loss (BBR) ends such a transfer
+/// early, and the next try is sized from the rate it reached.
+fn loss_limited_bps(rtt_ms: f64, loss: f64) -> Option<f64> {
+    const MSS_BITS: f64 = 1448.0 * 8.0;
+    (loss > 0.0 && rtt_ms > 0.0).then(|| 2.0 * 1.22 * MSS_BITS / (rtt_ms / 1e3 * loss.sqrt()))
+}
+
+/// Size of the long transfer: `duration_ms` at the lowest of the link's rate,
+/// 1.5 × the object's rate and, on a lossy link, twice the loss-limited rate
+/// ([`loss_limited_bps`]), between [`MIN_LONG_BYTES`] and what the servers
+/// serve.
+fn long_size(
+    gp: &GoodputParams,
+    rate_bps: Option<u64>,
+    object_mbps: Option<f64>,
+    loss_limit_bps: Option<f64>,
+) -> u64 {
     let link = rate_bps.filter(|r| *r > 0).map(|r| r as f64);
     let seen = object_mbps
         .filter(|m| *m > 0.0)
         .map(|m| m * 1e6 * SLOW_START_ALLOWANCE);
-    let bps = match (link, seen) {
-        (Some(l), Some(s)) => l.min(s),
-        (Some(v), None) | (None, Some(v)) => v,
-        (None, None) => 0.0,
-    };
+    let bps = [link, seen, loss_limit_bps]
+        .into_iter()
+        .flatten()
+        .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.min(b))))
+        .unwrap_or(0.0);
     let bytes = bps / 8.0 * gp.duration_ms as f64 / 1000.0;
     (bytes as u64).clamp(MIN_LONG_BYTES, MAX_LONG_BYTES)
 }
@@ -199,7 +217,12 @@ pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
     let object_mbps = recs.first().and_then(|r| object(&mut out, env, r));
     let mut records = recs;
     if gp.duration_ms > 0 && object_mbps.is_some() {
-        let size = long_size(gp, env.rate_bps, object_mbps);
+        let size = long_size(
+            gp,
+            env.rate_bps,
+            object_mbps,
+            loss_limited_bps(env.rtt_ms, env.loss),
+        );
         let skip_ns = (gp.steady_after_rtts as f64 * env.rtt_ms * 1e6) as u64;
         // At least 10 RTTs and 250 ms of steady state, or no figure.
         let min_window = ((10.0 * env.rtt_ms * 1e6) as u64).max(250_000_000);
@@ -292,24 +315,43 @@ mod tests {
     fn the_long_transfer_lasts_the_duration_at_the_rate() {
         // 20 Mbit/s for 10 s: 25 MB (the object reached 18 Mbit/s).
         let p = params(1 << 20, 10_000);
-        assert_eq!(long_size(&p, Some(20_000_000), Some(18.0)), 25_000_000);
+        assert_eq!(
+            long_size(&p, Some(20_000_000), Some(18.0), None),
+            25_000_000
+        );
         // Loss-limited: 1.5 × the object's 2 Mbit/s, not the link's 20.
-        assert_eq!(long_size(&p, Some(20_000_000), Some(2.0)), 3_750_000);
+        assert_eq!(long_size(&p, Some(20_000_000), Some(2.0), None), 3_750_000);
         // No rate: the object's; never above the cap.
         assert_eq!(
-            long_size(&params(1 << 20, 2000), None, Some(80.0)),
+            long_size(&params(1 << 20, 2000), None, Some(80.0), None),
             30_000_000
         );
         // A slow (loss-limited) link: shorter than the object, not longer.
-        assert_eq!(long_size(&params(1 << 20, 1000), None, Some(2.0)), 375_000);
         assert_eq!(
-            long_size(&params(1 << 20, 10), None, Some(1.0)),
+            long_size(&params(1 << 20, 1000), None, Some(2.0), None),
+            375_000
+        );
+        assert_eq!(
+            long_size(&params(1 << 20, 10), None, Some(1.0), None),
             MIN_LONG_BYTES
         );
         assert_eq!(
-            long_size(&params(1, 100_000), None, Some(1e5)),
+            long_size(&params(1, 100_000), None, Some(1e5), None),
             MAX_LONG_BYTES
         );
+        // Cubic's object at 150 ms, 0.5% loss: 6.8 Mbit/s in slow start; the
+        // flow's steady state is ~1.3-1.5 Mbit/s (Mathis). Sized from the
+        // object, "3 s" was 3.85 MB, ended in its own slow start (1.3 s),
+        // grew to 10 MB and took ~45 s; from the loss model, ~1 MB.
+        let p = params(1 << 20, 3000);
+        let model = loss_limited_bps(150.0, 0.005).unwrap();
+        assert!((model / 2.0 - 1.333e6).abs() < 0.01e6, "{model}");
+        assert_eq!(
+            long_size(&p, Some(100_000_000), Some(6.8), Some(model)),
+            (model / 8.0 * 3.0) as u64
+        );
+        assert_eq!(loss_limited_bps(150.0, 0.0), None);
+        assert_eq!(loss_limited_bps(0.0, 0.01), None);
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Env {
     /// Configured base RTT of the link, ms.
     pub rtt_ms: f64,
     pub rate_bps: Option<u64>,
+    /// The link's configured loss probability per packet (0 lossless).
+    pub loss: f64,
     pub warmup: u32,
     /// Per-request time limit.
     pub timeout: Duration,
