@@ -40,8 +40,11 @@ pub struct CellCtx {
 /// every link handed to it: a run leaves nothing behind when it returns.
 #[derive(Default)]
 pub struct Reaper {
-    inner: std::sync::Mutex<Option<(mpsc::Sender<Arc<Link>>, std::thread::JoinHandle<()>)>>,
+    inner: std::sync::Mutex<Option<ReaperThread>>,
 }
+
+/// The reaper's queue and thread, started with the first link.
+type ReaperThread = (mpsc::Sender<Arc<Link>>, std::thread::JoinHandle<()>);
 
 impl Reaper {
     /// Hand `link` over; it is dropped (devices, namespaces, relay threads)
