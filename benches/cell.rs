@@ -18,7 +18,6 @@ use quicbench_harness::cell::{self, CellCtx};
 use quicbench_harness::matrix::Matrix;
 use quicbench_harness::plan;
 use quicbench_netem::link::{Backend, Link, LinkConfig};
-use quicbench_wire::tls::Identity;
 
 /// One connection, one 100-byte response, no warm-up, on a 0 ms link: the
 /// workload is ~1-3 ms, the rest is the cell's fixed cost.
@@ -87,14 +86,8 @@ fn whole_cell(c: &mut Criterion) {
         return;
     }
     let m = Matrix::parse(MATRIX, "benches/cell.rs").expect("bench matrix");
-    let ctx = CellCtx {
-        identity: Identity::generate(&["198.18.1.1".into(), "2001:2:0:1::1".into()])
-            .expect("identity"),
-        backend: Backend::UserSpace,
-        pcap_dir: None,
-        stop: Arc::new(AtomicBool::new(false)),
-        reaper: Default::default(),
-    };
+    let ctx =
+        CellCtx::new(Backend::UserSpace, None, Arc::new(AtomicBool::new(false))).expect("identity");
     let cells = plan::cells(&m);
     let mut phases: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
     let mut g = c.benchmark_group("cell_fixed/cell");

@@ -33,6 +33,26 @@ pub struct CellCtx {
     pub reaper: Reaper,
 }
 
+impl CellCtx {
+    /// A run's context: a fresh identity whose certificate names the link's
+    /// server addresses (every cell's server has the same ones).
+    pub fn new(
+        backend: Backend,
+        pcap_dir: Option<PathBuf>,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<CellCtx> {
+        use quicbench_netem::link::addr;
+        let names = [addr::SERVER_V4.to_string(), addr::SERVER_V6.to_string()];
+        Ok(CellCtx {
+            identity: Identity::generate(&names)?,
+            backend,
+            pcap_dir,
+            stop,
+            reaper: Reaper::default(),
+        })
+    }
+}
+
 /// Tears links down on a thread of its own. Closing a TUN device waits for
 /// the kernel's RCU grace periods (~20 ms each, two devices a link): 65-75 ms
 /// a cell, the largest part of its fixed cost (benches/cell.rs), all of it

@@ -10,7 +10,6 @@ use std::time::Instant;
 use anyhow::Context;
 use quicbench_netem::link::Backend;
 use quicbench_results::{CellResult, HostInfo, RunDir, RunMeta, SCHEMA_VERSION};
-use quicbench_wire::tls::Identity;
 
 use crate::cell::{self, CellCtx};
 use crate::matrix::Matrix;
@@ -164,18 +163,8 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         .cloned()
         .collect();
     let skipped_finished = mine.len() - todo.len();
-    let identity = Identity::generate(&["198.18.1.1".into(), "2001:2:0:1::1".into()])?;
-    let ctx = CellCtx {
-        identity,
-        backend,
-        pcap_dir: if opts.pcap {
-            Some(dir.path().join("pcap"))
-        } else {
-            None
-        },
-        stop: stop.clone(),
-        reaper: Default::default(),
-    };
+    let pcap_dir = opts.pcap.then(|| dir.path().join("pcap"));
+    let ctx = CellCtx::new(backend, pcap_dir, stop.clone())?;
     let limit = opts.max_cells.unwrap_or(usize::MAX).min(todo.len());
     let pb = progress(opts.progress_bar, limit as u64);
     eprintln!(

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use quicbench_harness::cell::CellCtx;
 use quicbench_netem::link::Backend;
-use quicbench_wire::tls::Identity;
 
 /// True when links can be built. As root a failure is a bug (panics);
 /// otherwise the test says loudly what it skipped.
@@ -27,12 +26,5 @@ pub fn can_build_links() -> bool {
 /// A run's shared context on the user-space link, the server's addresses in
 /// its certificate.
 pub fn ctx() -> CellCtx {
-    CellCtx {
-        identity: Identity::generate(&["198.18.1.1".into(), "2001:2:0:1::1".into()])
-            .expect("identity"),
-        backend: Backend::UserSpace,
-        pcap_dir: None,
-        stop: Arc::new(AtomicBool::new(false)),
-        reaper: Default::default(),
-    }
+    CellCtx::new(Backend::UserSpace, None, Arc::new(AtomicBool::new(false))).expect("identity")
 }
