@@ -151,6 +151,34 @@ impl RunData {
             .filter(move |c| c.workload == workload && c.variant == variant)
     }
 
+    /// Each variant of `workload` × each link its (ok) cells ran on, in
+    /// report order (variant name, then [`RunData::link_order`]): the
+    /// variant, the link, and the variant's cells on it. The walk of every
+    /// per-link chart of a workload.
+    pub fn by_variant_and_link(&self, workload: &str) -> Vec<(String, LinkInfo, Vec<&CellResult>)> {
+        let links = self.links();
+        let mut out = Vec::new();
+        for v in self.variants(workload) {
+            let cells: Vec<&CellResult> = self
+                .ok_cells()
+                .filter(|c| c.workload == workload && c.variant == v)
+                .collect();
+            let labels: BTreeSet<String> = cells.iter().map(|c| c.link.label.clone()).collect();
+            for link in self.link_order(labels.iter()) {
+                let Some(info) = links.get(&link) else {
+                    continue;
+                };
+                let on: Vec<&CellResult> = cells
+                    .iter()
+                    .copied()
+                    .filter(|c| c.link.label == link)
+                    .collect();
+                out.push((v.clone(), info.clone(), on));
+            }
+        }
+        out
+    }
+
     /// Variants of a workload present in the cells, in name order.
     pub fn variants(&self, workload: &str) -> Vec<String> {
         self.cells

@@ -224,85 +224,78 @@ pub fn goodput_cwnd_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Resu
 /// Migration: the sender's window around the event, one chart per variant
 /// and link. A TCP transfer that started over has one line per connection.
 pub fn migration_cwnd_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Vec<Fig>> {
-    let links = run.links();
     let mut figs = Vec::new();
-    for v in run.variants("migration") {
-        let cells: Vec<&CellResult> = run.select("migration", &v).collect();
-        let labels: BTreeSet<String> = cells.iter().map(|c| c.link.label.clone()).collect();
-        for link in run.link_order(labels.iter()) {
-            let Some(info) = links.get(&link) else {
-                continue;
-            };
-            let mut series = Vec::new();
-            let mut events = Vec::new();
-            for (p, _, c, _) in per_protocol_cc(&cells, &link) {
-                let p = &p;
-                let cc = controller(c);
-                let mut recs: Vec<Record> = records(c, "server")
-                    .into_iter()
-                    .filter(|r| r.samples.len() > 1)
-                    .collect();
-                recs.sort_by_key(|r| r.start_ns);
-                for (i, r) in recs.iter().enumerate() {
-                    let base = Series::protocol(p, cwnd_points(r));
-                    // Later connections of the same protocol: its colour, lighter.
-                    let (name, color) = if i == 0 {
-                        (label(p, cc.as_deref()), base.color)
-                    } else {
-                        (
-                            format!("{}, connection {}", label(p, cc.as_deref()), i + 1),
-                            lighter(base.color),
-                        )
-                    };
-                    series.push(Series {
-                        label: name,
-                        color,
-                        ..base
-                    });
-                }
-                if let Some(e) = data::migration_event(c).filter(|e| e.2) {
-                    events.push(e.0);
-                }
+    for (v, info, cells) in run.by_variant_and_link("migration") {
+        let (link, info) = (info.label.clone(), &info);
+        let mut series = Vec::new();
+        let mut events = Vec::new();
+        for (p, _, c, _) in per_protocol_cc(&cells, &link) {
+            let p = &p;
+            let cc = controller(c);
+            let mut recs: Vec<Record> = records(c, "server")
+                .into_iter()
+                .filter(|r| r.samples.len() > 1)
+                .collect();
+            recs.sort_by_key(|r| r.start_ns);
+            for (i, r) in recs.iter().enumerate() {
+                let base = Series::protocol(p, cwnd_points(r));
+                // Later connections of the same protocol: its colour, lighter.
+                let (name, color) = if i == 0 {
+                    (label(p, cc.as_deref()), base.color)
+                } else {
+                    (
+                        format!("{}, connection {}", label(p, cc.as_deref()), i + 1),
+                        lighter(base.color),
+                    )
+                };
+                series.push(Series {
+                    label: name,
+                    color,
+                    ..base
+                });
             }
-            if series.is_empty() {
-                continue;
+            if let Some(e) = data::migration_event(c).filter(|e| e.2) {
+                events.push(e.0);
             }
-            events.sort_by(f64::total_cmp);
-            let vlines = match events.get(events.len() / 2) {
-                Some(t) => vec![(*t, format!("event ≈ {} ms", num_short(t.round())))],
-                None => Vec::new(),
-            };
-            let title = format!("Migration ({v}): the sender's congestion window");
-            let note = format!(
-                "link: {} · server's view, one line per connection · first repetition per protocol",
-                link_spec(info)
-            );
-            let svg = charts::lines_svg(
-                Frame {
-                    title: &title,
-                    note: &note,
-                },
-                &LineChart {
-                    x_desc: if v.ends_with("-paced") {
-                        "time since the first scheduled request [ms]".into()
-                    } else {
-                        "time since the start of the transfer [ms]".into()
-                    },
-                    y_desc: "congestion window [KiB]".into(),
-                    series,
-                    vlines,
-                    ..Default::default()
-                },
-            )?;
-            figs.push(write_fig(
-                out,
-                ri,
-                &format!("migration-cwnd-{v}-{link}"),
-                &title,
-                false,
-                &svg,
-            )?);
         }
+        if series.is_empty() {
+            continue;
+        }
+        events.sort_by(f64::total_cmp);
+        let vlines = match events.get(events.len() / 2) {
+            Some(t) => vec![(*t, format!("event ≈ {} ms", num_short(t.round())))],
+            None => Vec::new(),
+        };
+        let title = format!("Migration ({v}): the sender's congestion window");
+        let note = format!(
+            "link: {} · server's view, one line per connection · first repetition per protocol",
+            link_spec(info)
+        );
+        let svg = charts::lines_svg(
+            Frame {
+                title: &title,
+                note: &note,
+            },
+            &LineChart {
+                x_desc: if v.ends_with("-paced") {
+                    "time since the first scheduled request [ms]".into()
+                } else {
+                    "time since the start of the transfer [ms]".into()
+                },
+                y_desc: "congestion window [KiB]".into(),
+                series,
+                vlines,
+                ..Default::default()
+            },
+        )?;
+        figs.push(write_fig(
+            out,
+            ri,
+            &format!("migration-cwnd-{v}-{link}"),
+            &title,
+            false,
+            &svg,
+        )?);
     }
     Ok(figs)
 }

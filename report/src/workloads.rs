@@ -660,101 +660,94 @@ pub fn hol_inflation_table(runs: &[RunData], html: &mut String) {
 /// Bytes (or latency) over time around the event: one chart per variant and
 /// link, one line per protocol (first repetition), the event marked.
 pub fn migration_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Vec<Fig>> {
-    let links = run.links();
     let mut figs = Vec::new();
-    for v in run.variants("migration") {
-        let cells: Vec<&CellResult> = run.select("migration", &v).collect();
-        let labels: BTreeSet<String> = cells.iter().map(|c| c.link.label.clone()).collect();
-        for link in run.link_order(labels.iter()) {
-            let Some(info) = links.get(&link) else {
+    for (v, info, cells) in run.by_variant_and_link("migration") {
+        let (link, info) = (info.label.clone(), &info);
+        let protos = sort_protocols(
+            cells
+                .iter()
+                .filter(|c| c.link.label == link)
+                .map(|c| c.protocol.clone())
+                .collect(),
+        );
+        let paced = v.ends_with("-paced");
+        let tl = if paced {
+            "latency_vs_time"
+        } else {
+            "bytes_vs_time"
+        };
+        let mut series = Vec::new();
+        let mut events = Vec::new();
+        for p in &protos {
+            let Some(c) = cells
+                .iter()
+                .filter(|c| c.link.label == link && &c.protocol == p)
+                .filter(|c| c.timelines.contains_key(tl))
+                .min_by_key(|c| c.repetition)
+            else {
                 continue;
             };
-            let protos = sort_protocols(
-                cells
-                    .iter()
-                    .filter(|c| c.link.label == link)
-                    .map(|c| c.protocol.clone())
-                    .collect(),
-            );
-            let paced = v.ends_with("-paced");
-            let tl = if paced {
-                "latency_vs_time"
-            } else {
-                "bytes_vs_time"
-            };
-            let mut series = Vec::new();
-            let mut events = Vec::new();
-            for p in &protos {
-                let Some(c) = cells
-                    .iter()
-                    .filter(|c| c.link.label == link && &c.protocol == p)
-                    .filter(|c| c.timelines.contains_key(tl))
-                    .min_by_key(|c| c.repetition)
-                else {
-                    continue;
-                };
-                let pts = c.timelines.get(tl).cloned().unwrap_or_default();
-                let pts = if paced { pts } else { thin(&pts, 600) };
-                series.push(Series::protocol(p, pts));
-                if let Some(e) = data::migration_event(c) {
-                    events.push(e);
-                }
+            let pts = c.timelines.get(tl).cloned().unwrap_or_default();
+            let pts = if paced { pts } else { thin(&pts, 600) };
+            series.push(Series::protocol(p, pts));
+            if let Some(e) = data::migration_event(c) {
+                events.push(e);
             }
-            if series.is_empty() {
-                continue;
-            }
-            let mut ts: Vec<f64> = events.iter().filter(|e| e.2).map(|e| e.0).collect();
-            ts.sort_by(f64::total_cmp);
-            let kind = events
-                .first()
-                .map(|e| e.1.clone())
-                .unwrap_or_else(|| v.clone());
-            let vlines = match ts.get(ts.len() / 2) {
-                Some(t) => vec![(*t, format!("{kind} event ≈ {} ms", num_short(t.round())))],
-                None => Vec::new(),
-            };
-            let (title, y) = if paced {
-                (
-                    format!("Migration ({v}): request latency around the event"),
-                    "latency from the scheduled send [ms]",
-                )
-            } else {
-                (
-                    format!("Migration ({v}): bytes delivered around the event"),
-                    "bytes received (cumulative) [B]",
-                )
-            };
-            let note = format!(
+        }
+        if series.is_empty() {
+            continue;
+        }
+        let mut ts: Vec<f64> = events.iter().filter(|e| e.2).map(|e| e.0).collect();
+        ts.sort_by(f64::total_cmp);
+        let kind = events
+            .first()
+            .map(|e| e.1.clone())
+            .unwrap_or_else(|| v.clone());
+        let vlines = match ts.get(ts.len() / 2) {
+            Some(t) => vec![(*t, format!("{kind} event ≈ {} ms", num_short(t.round())))],
+            None => Vec::new(),
+        };
+        let (title, y) = if paced {
+            (
+                format!("Migration ({v}): request latency around the event"),
+                "latency from the scheduled send [ms]",
+            )
+        } else {
+            (
+                format!("Migration ({v}): bytes delivered around the event"),
+                "bytes received (cumulative) [B]",
+            )
+        };
+        let note = format!(
                 "link: {} · first repetition per protocol ({} cells in all) · event time: median over protocols",
                 link_spec(info),
                 cells.iter().filter(|c| c.link.label == link).count()
             );
-            let svg = charts::lines_svg(
-                Frame {
-                    title: &title,
-                    note: &note,
+        let svg = charts::lines_svg(
+            Frame {
+                title: &title,
+                note: &note,
+            },
+            &LineChart {
+                x_desc: if paced {
+                    "scheduled send time since the start [ms]".into()
+                } else {
+                    "time since the start of the transfer [ms]".into()
                 },
-                &LineChart {
-                    x_desc: if paced {
-                        "scheduled send time since the start [ms]".into()
-                    } else {
-                        "time since the start of the transfer [ms]".into()
-                    },
-                    y_desc: y.into(),
-                    series,
-                    vlines,
-                    ..Default::default()
-                },
-            )?;
-            figs.push(write_fig(
-                out,
-                ri,
-                &format!("migration-{v}-{link}"),
-                &title,
-                !paced,
-                &svg,
-            )?);
-        }
+                y_desc: y.into(),
+                series,
+                vlines,
+                ..Default::default()
+            },
+        )?;
+        figs.push(write_fig(
+            out,
+            ri,
+            &format!("migration-{v}-{link}"),
+            &title,
+            !paced,
+            &svg,
+        )?);
     }
     Ok(figs)
 }
