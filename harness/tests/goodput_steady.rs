@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::first;
+
 use quicbench_harness::cell::execute;
 use quicbench_harness::{plan, Matrix};
 
@@ -29,10 +31,6 @@ duration_ms = 4000
 steady_after_rtts = 10
 "#;
 
-fn one(res: &quicbench_results::CellResult, k: &str) -> Option<f64> {
-    res.metrics.get(k).and_then(|m| m.samples.first().copied())
-}
-
 #[test]
 fn steady_state_goodput_is_the_links_rate_not_slow_start() {
     if !common::can_build_links() {
@@ -43,15 +41,15 @@ fn steady_state_goodput_is_the_links_rate_not_slow_start() {
     for cell in plan::cells(&m) {
         let res = execute(&ctx, &m, &cell);
         assert!(res.status.is_ok(), "{}: {:?}", cell.id, res.status);
-        let object = one(&res, "goodput_mbps").expect("goodput_mbps");
-        let steady = one(&res, "steady_goodput_mbps")
+        let object = first(&res, "goodput_mbps").expect("goodput_mbps");
+        let steady = first(&res, "steady_goodput_mbps")
             .unwrap_or_else(|| panic!("{}: no steady state: {:?}", cell.id, res.notes));
         eprintln!(
             "{:<6} object {object:5.1} Mbit/s ({:.0} ms), steady {steady:5.1} Mbit/s over {:.0} ms, set-up {:?} ms",
             cell.protocol.name(),
-            one(&res, "completion_ms").unwrap_or(f64::NAN),
-            one(&res, "steady_window_ms").unwrap_or(f64::NAN),
-            one(&res, "setup_ms"),
+            first(&res, "completion_ms").unwrap_or(f64::NAN),
+            first(&res, "steady_window_ms").unwrap_or(f64::NAN),
+            first(&res, "setup_ms"),
         );
         assert!(
             (17.0..=20.5).contains(&steady),
@@ -64,13 +62,13 @@ fn steady_state_goodput_is_the_links_rate_not_slow_start() {
             cell.id
         );
         if cell.protocol.name() == "h1.0" {
-            let setup = one(&res, "setup_ms").expect("HTTP/1.0 set-up");
+            let setup = first(&res, "setup_ms").expect("HTTP/1.0 set-up");
             assert!((95.0..=130.0).contains(&setup), "h1.0 set-up {setup} ms");
-            let excl = one(&res, "completion_excl_setup_ms").expect("without set-up");
-            let total = one(&res, "completion_ms").expect("completion");
+            let excl = first(&res, "completion_excl_setup_ms").expect("without set-up");
+            let total = first(&res, "completion_ms").expect("completion");
             assert!((total - excl - setup).abs() < 0.01);
         } else {
-            assert!(one(&res, "setup_ms").is_none(), "{}", cell.id);
+            assert!(first(&res, "setup_ms").is_none(), "{}", cell.id);
         }
     }
 }

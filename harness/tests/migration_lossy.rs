@@ -43,10 +43,7 @@ fn h3_survives_a_rebinding_on_a_lossy_link() {
         let res = execute(&ctx, &m, &cell);
         assert!(res.status.is_ok(), "{}: {:?}", cell.id, res.status);
         let get = |k: &str| {
-            res.metrics
-                .get(k)
-                .and_then(|x| x.samples.first().copied())
-                .unwrap_or_else(|| panic!("{}: no {k}: {:?}", cell.id, res.notes))
+            common::first(&res, k).unwrap_or_else(|| panic!("{}: no {k}: {:?}", cell.id, res.notes))
         };
         let (survived, disruption) = (get("survived"), get("disruption_ms"));
         eprintln!(

@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::first;
+
 use quicbench_harness::cell::execute;
 use quicbench_harness::{plan, Matrix};
 
@@ -32,10 +34,6 @@ spec = "delay 10ms reorder 25% gap 5"
 size = 2097152
 duration_ms = 1000
 "#;
-
-fn one(res: &quicbench_results::CellResult, k: &str) -> Option<f64> {
-    res.metrics.get(k).and_then(|m| m.samples.first().copied())
-}
 
 #[test]
 fn reordered_packets_match_the_model_and_both_transports_deliver() {
@@ -68,10 +66,10 @@ fn reordered_packets_match_the_model_and_both_transports_deliver() {
             "{:<24} {:<3} object {:6.1} Mbit/s, steady {:6.1} Mbit/s, sender: retransmitted {:.1}%, {} congestion events; link down: {reordered} of {delivered} packets reordered ({:.1}%)",
             res.link.label,
             cell.protocol.name(),
-            one(&res, "goodput_mbps").unwrap_or(f64::NAN),
-            one(&res, "steady_goodput_mbps").unwrap_or(f64::NAN),
-            one(&res, "tx_retrans_share").unwrap_or(f64::NAN) * 100.0,
-            one(&res, "tx_congestion_events").unwrap_or(f64::NAN),
+            first(&res, "goodput_mbps").unwrap_or(f64::NAN),
+            first(&res, "steady_goodput_mbps").unwrap_or(f64::NAN),
+            first(&res, "tx_retrans_share").unwrap_or(f64::NAN) * 100.0,
+            first(&res, "tx_congestion_events").unwrap_or(f64::NAN),
             frac * 100.0
         );
         if res.link.label.contains("reorder") {

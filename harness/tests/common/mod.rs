@@ -28,3 +28,9 @@ pub fn can_build_links() -> bool {
 pub fn ctx() -> CellCtx {
     CellCtx::new(Backend::UserSpace, None, Arc::new(AtomicBool::new(false))).expect("identity")
 }
+
+/// The first sample of a cell's metric `k` (one-sample metrics: goodput,
+/// migration facts), if the cell has it.
+pub fn first(res: &quicbench_results::CellResult, k: &str) -> Option<f64> {
+    res.metrics.get(k).and_then(|m| m.samples.first().copied())
+}
