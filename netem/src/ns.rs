@@ -354,6 +354,22 @@ pub(crate) fn ifreq_named(name: &str) -> io::Result<libc::ifreq> {
     Ok(ifr)
 }
 
+/// `unshare(CLONE_NEWUSER)`, retried for a moment on EINVAL: a thread that
+/// has just ended (joined) stays in the thread group until the kernel reaps
+/// it, and meanwhile the process still counts as multi-threaded (a test that
+/// probed `NetNs::new` first failed on this now and then).
+fn unshare_user_namespace() -> nix::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    loop {
+        match unshare(CloneFlags::CLONE_NEWUSER) {
+            Err(nix::Error::EINVAL) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Make this process root of a new user namespace (mapping the current uid and
 /// gid to 0) so that it may create network namespaces and TUN devices without
 /// being root. A no-op when already root.
@@ -366,7 +382,7 @@ pub fn enter_user_namespace() -> Result<(), NsError> {
     if uid.is_root() {
         return Ok(());
     }
-    match unshare(CloneFlags::CLONE_NEWUSER) {
+    match unshare_user_namespace() {
         Ok(()) => {}
         Err(nix::Error::EINVAL) => {
             return Err(NsError::sys(
