@@ -32,8 +32,16 @@ impl Resource {
         if path == "/" {
             return Resource::Health;
         }
-        let Some(n) = path.strip_prefix("/bytes/") else {
+        let Some(rest) = path.strip_prefix("/bytes/") else {
             return Resource::NotFound;
+        };
+        // `/bytes/N/<tag>`: the same N bytes; the tag tells apart requests of
+        // one size, so a static file server can hold one file per request
+        // (docs/endpoints.md) and clients name downloads by it.
+        let n = match rest.split_once('/') {
+            Some((n, tag)) if is_tag(tag) => n,
+            Some(_) => return Resource::NotFound,
+            None => rest,
         };
         if n.is_empty() {
             return Resource::BadRequest("missing N in /bytes/N".into());
@@ -75,6 +83,22 @@ impl Resource {
             Resource::NotFound => Some(b"404 not found\n".to_vec()),
         }
     }
+}
+
+/// A request tag of `/bytes/N/<tag>`: 1-64 of `[A-Za-z0-9._-]`, not `.`/`..`.
+pub fn is_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 64
+        && tag != "."
+        && tag != ".."
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The path of the `tag`-th object of `size` bytes: `/bytes/<size>/<tag>`.
+pub fn tagged_path(size: u64, tag: &str) -> String {
+    format!("/bytes/{size}/{tag}")
 }
 
 /// A satisfiable byte range `start..end` (end exclusive) of a body of `len` bytes.
@@ -161,7 +185,15 @@ mod tests {
         ] {
             assert_eq!(Resource::parse(bad, cap).status(), 400, "{bad}");
         }
-        for nf in ["/bytes", "/x", "", "/bytes/1/2x", "//"] {
+        assert_eq!(Resource::parse("/bytes/12/0", cap), Resource::Bytes(12));
+        assert_eq!(Resource::parse("/bytes/12/a-1.b_c", cap), Resource::Bytes(12));
+        assert_eq!(Resource::parse(&tagged_path(7, "3"), cap), Resource::Bytes(7));
+        assert_eq!(Resource::parse("/bytes/x/0", cap).status(), 400);
+        for nf in ["/bytes/1/", "/bytes/1/..", "/bytes/1/a/b", "/bytes/1/a b"] {
+            assert_eq!(Resource::parse(nf, cap), Resource::NotFound, "{nf}");
+        }
+        assert!(!is_tag(&"x".repeat(65)));
+        for nf in ["/bytes", "/x", "", "//"] {
             let r = Resource::parse(nf, cap);
             assert!(matches!(r.status(), 404 | 400), "{nf}: {r:?}");
         }
