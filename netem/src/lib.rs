@@ -3,6 +3,8 @@
 //! * [`spec`]: the tc-netem option language (parse and print back).
 //! * [`model`]: a sans-IO per-direction link model: `(now, packet) -> verdict`,
 //!   seeded RNG, simulated clock, no I/O.
+//! * [`flows`]: sans-IO per-flow metrics on the link (5-tuple table, TCP and
+//!   QUIC milestones, goodput curves), fed by the user-space relay.
 //! * [`kernel`]: the kernel tc-netem backend (qdisc construction, detection).
 //! * [`ns`], [`tun`], [`relay`], [`pcap`], [`link`]: the user-space backend shell
 //!   (namespaces held by file descriptors, TUN devices, the timed relay and NAT)
@@ -10,6 +12,7 @@
 //!
 //! netem knows nothing of HTTP.
 
+pub mod flows;
 pub mod kernel;
 pub mod link;
 pub mod model;
@@ -20,6 +23,7 @@ pub mod relay;
 pub mod spec;
 pub mod tun;
 
+pub use flows::{FlowReport, FlowTable, FlowsConfig, FlowsReport, Handshake};
 pub use kernel::{NetemProbe, TcError};
 pub use link::{Backend, Link, LinkConfig, LinkCounters, LinkError};
 pub use model::{Counters, Departure, DropReason, LinkModel, Verdict};
