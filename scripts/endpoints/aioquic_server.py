@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""HTTP/3 static file server on aioquic for the endpoint contract
+(docs/endpoints.md): serves the files of QB_WWW at their paths.
+
+Environment: QB_LISTEN_ADDR, QB_PORT, QB_CERT, QB_KEY, QB_WWW, QB_CC
+(cubic|newreno), QB_KEYLOG, QB_QLOG_DIR, QB_OUTPUT_DIR.
+
+Session tickets are kept in memory (so a client can resume, and send 0-RTT
+requests, for as long as this process runs). Every handshake is logged on
+stderr as "handshake alpn=h3 resumed=True early_data=True".
+Runs until SIGTERM.
+"""
+
+import asyncio
+import os
+import signal
+import sys
+
+from aioquic.asyncio import serve
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import HandshakeCompleted, ProtocolNegotiated
+from aioquic.quic.logger import QuicFileLogger
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+CC = {"cubic": "cubic", "newreno": "reno"}
+CHUNK = 1 << 20
+
+
+def env(name):
+    value = os.environ.get(name, "")
+    if not value:
+        sys.exit(f"aioquic-server: environment variable {name} is not set (see docs/endpoints.md)")
+    return value
+
+
+class Server(QuicConnectionProtocol):
+    www = "/"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.h3 = None
+
+    def quic_event_received(self, event):
+        if isinstance(event, ProtocolNegotiated):
+            self.h3 = H3Connection(self._quic)
+        elif isinstance(event, HandshakeCompleted):
+            print(
+                f"handshake alpn={event.alpn_protocol} resumed={event.session_resumed}"
+                f" early_data={event.early_data_accepted}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if self.h3 is None:
+            return
+        for ev in self.h3.handle_event(event):
+            if isinstance(ev, HeadersReceived):
+                self.respond(ev.stream_id, dict(ev.headers))
+
+    def respond(self, sid, headers):
+        method = headers.get(b":method", b"")
+        path = headers.get(b":path", b"/").decode(errors="replace").split("?")[0]
+        status, body = 404, b"404 not found\n"
+        if method != b"GET":
+            status, body = 405, b"405 method not allowed\n"
+        else:
+            # Stay inside the document root.
+            full = os.path.realpath(os.path.join(self.www, path.lstrip("/")))
+            if (full == self.www or full.startswith(self.www + os.sep)) and os.path.isfile(full):
+                with open(full, "rb") as f:
+                    status, body = 200, f.read()
+        self.h3.send_headers(
+            sid,
+            [
+                (b":status", str(status).encode()),
+                (b"content-type", b"application/octet-stream" if status == 200 else b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+                (b"server", b"aioquic"),
+            ],
+        )
+        self.h3.send_data(sid, body, end_stream=True)
+        self.transmit()
+
+
+def configuration():
+    cc = os.environ.get("QB_CC") or "cubic"
+    if cc not in CC:
+        sys.exit(f"aioquic-server: congestion controller QB_CC={cc} is not available here (can run: {' '.join(CC)})")
+    cfg = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN, congestion_control_algorithm=CC[cc])
+    cfg.max_datagram_frame_size = None
+    with open(env("QB_CERT"), "rb") as f:
+        certs = x509.load_pem_x509_certificates(f.read())
+
+    def is_ca(c):
+        try:
+            return c.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            return False
+
+    leaves = [c for c in certs if not is_ca(c)]
+    if not leaves:
+        sys.exit(f"aioquic-server: {os.environ['QB_CERT']}: no leaf certificate")
+    cfg.certificate = leaves[0]
+    cfg.certificate_chain = [c for c in certs if c is not leaves[0] and is_ca(c)]
+    with open(env("QB_KEY"), "rb") as f:
+        cfg.private_key = load_pem_private_key(f.read(), password=None)
+    if os.environ.get("QB_KEYLOG"):
+        cfg.secrets_log_file = open(os.environ["QB_KEYLOG"], "a", buffering=1)
+    if os.environ.get("QB_QLOG_DIR"):
+        os.makedirs(os.environ["QB_QLOG_DIR"], exist_ok=True)
+        cfg.quic_logger = QuicFileLogger(os.environ["QB_QLOG_DIR"])
+    return cfg
+
+
+class TicketStore:
+    def __init__(self):
+        self.tickets = {}
+
+    def add(self, ticket):
+        self.tickets[ticket.ticket] = ticket
+
+    def pop(self, label):
+        return self.tickets.pop(label, None)
+
+
+async def main():
+    if (os.environ.get("QB_PROTOCOL") or "h3") != "h3":
+        sys.exit(f"aioquic-server: QB_PROTOCOL={os.environ['QB_PROTOCOL']} is not h3")
+    Server.www = os.path.realpath(env("QB_WWW"))
+    cfg = configuration()
+    store = TicketStore()
+    server = await serve(
+        env("QB_LISTEN_ADDR"),
+        int(env("QB_PORT")),
+        configuration=cfg,
+        create_protocol=Server,
+        session_ticket_fetcher=store.pop,
+        session_ticket_handler=store.add,
+    )
+    print(f"aioquic-server: listening on {os.environ['QB_LISTEN_ADDR']}:{os.environ['QB_PORT']} (udp), www {Server.www}", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
