@@ -31,6 +31,9 @@ pub struct CellCtx {
     pub stop: Arc<AtomicBool>,
     /// Tears the cells' links down beside the next cell.
     pub reaper: Reaper,
+    /// Certificate files, pattern objects and versions for third-party
+    /// endpoints (docs/endpoints.md).
+    pub endpoints: crate::endpoints::cell::Shared,
 }
 
 impl CellCtx {
@@ -49,6 +52,7 @@ impl CellCtx {
             pcap_dir,
             stop,
             reaper: Reaper::default(),
+            endpoints: Default::default(),
         })
     }
 }
@@ -216,6 +220,15 @@ pub fn execute(ctx: &CellCtx, m: &Matrix, cell: &Cell) -> CellResult {
             return res;
         }
     }
+    if !cell.ours() {
+        if let Some(why) = crate::endpoints::cell::applicability(m, cell) {
+            res.status = CellStatus::Skipped {
+                reason: format!("not applicable: {why}"),
+            };
+            res.finished = quicbench_results::now_rfc3339();
+            return res;
+        }
+    }
     // A panic in a workload, client or server code (a bug, or a peer provoking
     // one) fails this cell, not the whole run: the unwind drops the cell's
     // link and servers like an error return does.
@@ -263,6 +276,8 @@ fn params_of(m: &Matrix, cell: &Cell) -> serde_json::Value {
             o.insert("cc".into(), cc.name().into());
         }
         o.insert("mtu".into(), m.mtu.into());
+        o.insert("server".into(), cell.server.clone().into());
+        o.insert("client".into(), cell.client.clone().into());
     }
     v
 }
@@ -289,63 +304,80 @@ fn execute_inner(
     let mut phases = Phases::start();
     let link = Arc::new(Link::build(cfg)?);
     phases.mark("link_up");
+    let ends = Ends::of(ctx, m, cell)?;
     let server_ip = link.server_ip();
     // The UDP probe has no controller; its servers run the default.
     let cc = cell.cc.unwrap_or_default();
-    // The server samples the transfers whose charts show the window over time.
-    let sample = matches!(cell.workload, Workload::Goodput | Workload::Migration)
-        .then_some(workloads::TRANSPORT_SAMPLE);
-    let (servers, ports) =
-        start_servers(&link, server_ip, ctx.identity.clone(), cc, m.mtu, sample)?;
+    let servers = match &ends.server {
+        None => {
+            // The server samples the transfers whose charts show the window over time.
+            let sample = matches!(cell.workload, Workload::Goodput | Workload::Migration)
+                .then_some(workloads::TRANSPORT_SAMPLE);
+            let (t, ports) =
+                start_servers(&link, server_ip, ctx.identity.clone(), cc, m.mtu, sample)?;
+            Servers::Ours(t, ports)
+        }
+        Some(e) => {
+            let objects =
+                crate::endpoints::cell::objects_of(m, cell, ldef.rate_bps, ldef.rtt_ms, ldef.loss);
+            let s = crate::endpoints::cell::start_server(
+                &ctx.endpoints,
+                &ctx.identity,
+                &link,
+                e,
+                cell,
+                &ends.dir,
+                &objects,
+                server_ip,
+            )?;
+            Servers::Theirs(s)
+        }
+    };
     phases.mark("servers_up");
     let drops_before = transport::read_drops_both(&link);
     phases.mark("counters_before");
-    // The NAT the migration workload rebinds (and asks to confirm the event).
-    let nat: Option<Arc<dyn workloads::LinkControl>> =
-        if cell.workload == Workload::Migration && !cell.variant.starts_with("active") {
-            Some(link.clone())
-        } else {
-            None
-        };
-    let env = Env {
-        server_ip,
-        ports,
-        trust: ctx.identity.trust_anchors(),
-        cc,
-        rtt_ms: ldef.rtt_ms,
-        rate_bps: ldef.rate_bps,
-        loss: ldef.loss,
-        warmup: m.warmup,
-        timeout: Duration::from_secs(m.cell_timeout_s.clamp(5, 3600)),
-        link: nat,
-        capture_dir: ctx.pcap_dir.as_ref().map(|d| d.join(&cell.id)),
-        stall_timeout: None,
-        transport_sample: None,
+    let (mut out, client_tcp_cc) = match &ends.client {
+        None => (
+            run_ours(
+                ctx,
+                m,
+                cell,
+                ldef,
+                &link,
+                servers.ports(),
+                ends.server.is_some(),
+            )?,
+            None,
+        ),
+        Some(e) => crate::endpoints::cell::run_client(
+            &ctx.endpoints,
+            &ctx.identity,
+            &link,
+            m,
+            cell,
+            e,
+            &ends.dir,
+            server_ip,
+            &servers.ports(),
+            ctx.stop.clone(),
+        )?,
     };
-    let cell_limit = Duration::from_secs(m.cell_timeout_s.max(5));
-    let stop = ctx.stop.clone();
-    let w = m.workloads.clone();
-    let c = cell.clone();
-    let mut out = link.client_ns().try_run(move || -> anyhow::Result<Output> {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        rt.block_on(async move {
-            let work = run_workload(&env, &c, &w);
-            let stopper = async {
-                while !stop.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            };
-            tokio::select! {
-                r = tokio::time::timeout(cell_limit, work) => r.map_err(|_| anyhow::anyhow!("cell timed out after {} s (cell_timeout_s)", cell_limit.as_secs())),
-                _ = stopper => Err(anyhow::anyhow!("interrupted")),
-            }
-        })
-    })??;
     phases.mark("workload");
-    let _ = servers.stop.send(());
-    let (server_stats, server_transport) = match servers.join.join() {
-        Ok(Ok(Some((s, t)))) => (Some(s), t),
-        _ => (None, Vec::new()),
+    let (server_stats, server_transport, server_tcp_cc) = match servers {
+        Servers::Ours(t, _) => {
+            let _ = t.stop.send(());
+            match t.join.join() {
+                Ok(Ok(Some((s, t)))) => (Some(s), t, None),
+                _ => (None, Vec::new(), None),
+            }
+        }
+        Servers::Theirs(s) => {
+            let tcp_cc = s.tcp_cc.clone();
+            if let Err(reason) = s.stop() {
+                out.fail_cell(reason);
+            }
+            (None, Vec::new(), tcp_cc)
+        }
     };
     phases.mark("servers_down");
     let drops_after = transport::read_drops_both(&link);
@@ -360,22 +392,23 @@ fn execute_inner(
         &drops_after,
     );
     res.link_counters = serde_json::to_value(link.counters()).ok();
-    if let (Some(v), Some(s)) = (res.link_counters.as_mut(), server_stats) {
-        if let Some(o) = v.as_object_mut() {
+    if let Some(o) = res.link_counters.as_mut().and_then(|v| v.as_object_mut()) {
+        if let Some(s) = server_stats {
             o.insert(
                 "servers".into(),
                 serde_json::to_value(&s).unwrap_or_default(),
             );
-            o.insert("backend".into(), link.backend().to_string().into());
-            if let Ok(ev) = serde_json::to_value(link.rebind_events()) {
-                o.insert("rebind_events".into(), ev);
-            }
+        }
+        o.insert("backend".into(), link.backend().to_string().into());
+        if let Ok(ev) = serde_json::to_value(link.rebind_events()) {
+            o.insert("rebind_events".into(), ev);
         }
     }
     let (t0, client_transport) = (out.t0_mono_ns, std::mem::take(&mut out.transport));
     fill(res, out);
     record.apply(res);
     crate::ground_truth::record(res, t0, client_transport, server_transport);
+    ends.record(ctx, res, server_tcp_cc, client_tcp_cc);
     phases.mark("transport_record");
     // The link goes last (namespaces, devices, relay threads), beside the
     // next cell: "link_down" is the hand-over.
@@ -383,6 +416,129 @@ fn execute_inner(
     phases.mark("link_down");
     phases.record(res);
     Ok(())
+}
+
+/// The servers of a cell: ours (in-process) or a third-party one.
+enum Servers {
+    Ours(ServerThread, Ports),
+    Theirs(crate::endpoints::cell::ExternalServer),
+}
+
+impl Servers {
+    fn ports(&self) -> Ports {
+        match self {
+            Servers::Ours(_, p) => *p,
+            Servers::Theirs(s) => s.ports,
+        }
+    }
+}
+
+/// A cell's endpoints when not ours (None: ours), and their directory.
+struct Ends<'a> {
+    server: Option<&'a crate::endpoints::Endpoint>,
+    client: Option<&'a crate::endpoints::Endpoint>,
+    dir: PathBuf,
+}
+
+impl<'a> Ends<'a> {
+    fn of(ctx: &CellCtx, m: &'a Matrix, cell: &Cell) -> anyhow::Result<Ends<'a>> {
+        let (s, c) = crate::endpoints::cell::pair(m, cell)?;
+        let capture = ctx.pcap_dir.as_ref().map(|d| d.join(&cell.id));
+        Ok(Ends {
+            server: (!s.is_ours()).then_some(s),
+            client: (!c.is_ours()).then_some(c),
+            dir: ctx.endpoints.cell_dir(capture.as_deref(), cell),
+        })
+    }
+
+    /// `extra.endpoints`: who ran each side, its version, and where its
+    /// controller came from; then the cell's endpoint directory goes
+    /// (unless the run keeps captures).
+    fn record(
+        &self,
+        ctx: &CellCtx,
+        res: &mut CellResult,
+        server_tcp_cc: Option<String>,
+        client_tcp_cc: Option<String>,
+    ) {
+        if self.server.is_none() && self.client.is_none() {
+            return;
+        }
+        let side = |e: Option<&crate::endpoints::Endpoint>, tcp_cc: Option<String>| match e {
+            None => serde_json::json!({"name": crate::endpoints::OURS}),
+            Some(e) => serde_json::json!({
+                "name": e.name,
+                "version": ctx.endpoints.version(e),
+                "command": e.command,
+                "notes": e.notes,
+                "namespace_tcp_cc": tcp_cc,
+            }),
+        };
+        res.extra.insert(
+            "endpoints".into(),
+            serde_json::json!({
+                "server": side(self.server, server_tcp_cc),
+                "client": side(self.client, client_tcp_cc),
+            }),
+        );
+        if ctx.pcap_dir.is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Our own client's workload, in the client namespace.
+fn run_ours(
+    ctx: &CellCtx,
+    m: &Matrix,
+    cell: &Cell,
+    ldef: &LinkDef,
+    link: &Arc<Link>,
+    ports: Ports,
+    static_server: bool,
+) -> anyhow::Result<Output> {
+    // The NAT the migration workload rebinds (and asks to confirm the event).
+    let nat: Option<Arc<dyn workloads::LinkControl>> =
+        if cell.workload == Workload::Migration && !cell.variant.starts_with("active") {
+            Some(link.clone())
+        } else {
+            None
+        };
+    let env = Env {
+        server_ip: link.server_ip(),
+        ports,
+        trust: ctx.identity.trust_anchors(),
+        cc: cell.cc.unwrap_or_default(),
+        rtt_ms: ldef.rtt_ms,
+        rate_bps: ldef.rate_bps,
+        loss: ldef.loss,
+        warmup: m.warmup,
+        timeout: Duration::from_secs(m.cell_timeout_s.clamp(5, 3600)),
+        link: nat,
+        capture_dir: ctx.pcap_dir.as_ref().map(|d| d.join(&cell.id)),
+        stall_timeout: None,
+        transport_sample: None,
+        static_server,
+    };
+    let cell_limit = Duration::from_secs(m.cell_timeout_s.max(5));
+    let stop = ctx.stop.clone();
+    let w = m.workloads.clone();
+    let c = cell.clone();
+    link.client_ns().try_run(move || -> anyhow::Result<Output> {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        rt.block_on(async move {
+            let work = run_workload(&env, &c, &w);
+            let stopper = async {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            tokio::select! {
+                r = tokio::time::timeout(cell_limit, work) => r.map_err(|_| anyhow::anyhow!("cell timed out after {} s (cell_timeout_s)", cell_limit.as_secs())),
+                _ = stopper => Err(anyhow::anyhow!("interrupted")),
+            }
+        })
+    })?
 }
 
 /// Wall time of a cell's phases, in order (`extra.fixed_cost`): what set-up

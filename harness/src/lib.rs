@@ -5,6 +5,7 @@
 pub mod calibrate;
 pub mod cell;
 pub mod conns;
+pub mod endpoints;
 pub mod ground_truth;
 pub mod headline;
 pub mod matrix;

@@ -57,6 +57,14 @@ pub struct MatrixFile {
     /// itself keeps it, and links without a rate have no bottleneck and keep
     /// their limit. Default: none (tc's `limit 1000`).
     pub buffer: Option<OneOrMany>,
+    /// Server implementations to pair (docs/endpoints.md): names of
+    /// built-in endpoints or of this file's `[[endpoints]]`. Default: ours.
+    pub servers: Option<Vec<Spanned<String>>>,
+    /// Client implementations to pair, likewise.
+    pub clients: Option<Vec<Spanned<String>>>,
+    /// The matrix's own endpoints, beside the built-in ones.
+    #[serde(default)]
+    pub endpoints: Vec<crate::endpoints::EndpointDef>,
 }
 
 /// `repetitions` as written: a plain number, or adaptive bounds.
@@ -353,6 +361,12 @@ pub struct Matrix {
     pub ccs: Vec<CongestionControl>,
     pub mtu: u32,
     pub cell_timeout_s: u64,
+    /// Server and client implementations to pair (never empty; `quicbench`
+    /// alone unless the file names others).
+    pub servers: Vec<String>,
+    pub clients: Vec<String>,
+    /// Every endpoint the matrix may name (built-ins and its own).
+    pub endpoints: crate::endpoints::Registry,
     /// The source text, for run.json.
     pub source: String,
 }
@@ -735,6 +749,40 @@ impl Matrix {
                 format!("must be 1280..=65535 (IPv6 minimum is 1280), got {mtu}"),
             ));
         }
+        let endpoints = crate::endpoints::Registry::with(&f.endpoints)
+            .map_err(|(i, m)| err(0, &format!("endpoints[{i}]"), m))?;
+        let pick = |field: &str,
+                    role: crate::endpoints::Role,
+                    list: &Option<Vec<Spanned<String>>>|
+         -> Result<Vec<String>, MatrixError> {
+            let Some(list) = list else {
+                return Ok(vec![crate::endpoints::OURS.to_string()]);
+            };
+            let mut out: Vec<String> = Vec::new();
+            for s in list {
+                let name = s.get_ref();
+                if endpoints.get(role, name).is_none() {
+                    return Err(err(
+                        line_of(src, s.span().start),
+                        field,
+                        format!(
+                            "unknown {} endpoint {name:?}; known: {}",
+                            role.name(),
+                            endpoints.names(role).join(", ")
+                        ),
+                    ));
+                }
+                if !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+            if out.is_empty() {
+                return Err(err(0, field, "the list is empty".into()));
+            }
+            Ok(out)
+        };
+        let servers = pick("servers", crate::endpoints::Role::Server, &f.servers)?;
+        let clients = pick("clients", crate::endpoints::Role::Client, &f.clients)?;
         Ok(Matrix {
             name: f.name.clone().unwrap_or_else(|| "matrix".into()),
             seed: f.seed.unwrap_or(1),
@@ -747,6 +795,9 @@ impl Matrix {
             ccs,
             mtu,
             cell_timeout_s: f.cell_timeout_s.unwrap_or(120),
+            servers,
+            clients,
+            endpoints,
             source: src.to_string(),
         })
     }

@@ -48,6 +48,31 @@ pub struct Cell {
     pub repetition: u32,
     /// Seed of this cell's link model (derived from the matrix seed and the id).
     pub seed: u64,
+    /// Server and client implementation (docs/endpoints.md); `quicbench` is ours.
+    #[serde(default = "ours")]
+    pub server: String,
+    #[serde(default = "ours")]
+    pub client: String,
+}
+
+fn ours() -> String {
+    crate::endpoints::OURS.to_string()
+}
+
+impl Cell {
+    /// Both ends are ours.
+    pub fn ours(&self) -> bool {
+        self.server == crate::endpoints::OURS && self.client == crate::endpoints::OURS
+    }
+}
+
+/// The cell id part naming a pair that is not ours on both sides.
+pub fn pair_part(server: &str, client: &str) -> String {
+    if server == crate::endpoints::OURS && client == crate::endpoints::OURS {
+        String::new()
+    } else {
+        format!("__srv={server},cli={client}")
+    }
 }
 
 /// A shard: `index` of `count` (0-based).
@@ -251,43 +276,70 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
                     } else {
                         ccs_of(*w).into_iter().map(Some).collect()
                     };
-                    for cc in ccs {
-                        let cc_part = cc.map(|c| format!("__{}", c.name())).unwrap_or_default();
-                        let id = format!(
-                            "{}-{}__{}{}__{}__r{}",
-                            w.name(),
-                            variant,
-                            p.name(),
-                            cc_part,
-                            slug(&link.label),
-                            rep
-                        );
-                        // The link's seed leaves the controller out: cells that
-                        // differ only in cc meet the same loss pattern.
-                        let seed_id = format!(
-                            "{}-{}__{}__{}__r{}",
-                            w.name(),
-                            variant,
-                            p.name(),
-                            slug(&link.label),
-                            rep
-                        );
-                        let seed = m.seed ^ stable_hash(&seed_id);
-                        out.push(Cell {
-                            id,
-                            protocol: *p,
-                            workload: *w,
-                            variant: variant.clone(),
-                            link: li,
-                            cc,
-                            repetition: rep,
-                            seed,
-                        });
+                    for (server, client) in pairs(m, *w, *p) {
+                        for &cc in &ccs {
+                            let cc_part = cc.map(|c| format!("__{}", c.name())).unwrap_or_default();
+                            let id = format!(
+                                "{}-{}__{}{}{}__{}__r{}",
+                                w.name(),
+                                variant,
+                                p.name(),
+                                cc_part,
+                                pair_part(server, client),
+                                slug(&link.label),
+                                rep
+                            );
+                            // The link's seed leaves the controller and the
+                            // pair out: cells that differ only in them meet
+                            // the same loss pattern.
+                            let seed_id = format!(
+                                "{}-{}__{}__{}__r{}",
+                                w.name(),
+                                variant,
+                                p.name(),
+                                slug(&link.label),
+                                rep
+                            );
+                            let seed = m.seed ^ stable_hash(&seed_id);
+                            out.push(Cell {
+                                id,
+                                protocol: *p,
+                                workload: *w,
+                                variant: variant.clone(),
+                                link: li,
+                                cc,
+                                repetition: rep,
+                                seed,
+                                server: server.to_string(),
+                                client: client.to_string(),
+                            });
+                        }
                     }
                 }
             }
         }
         shuffle_block(m, rep, &mut out[start..]);
+    }
+    out
+}
+
+/// The server × client pairs of a workload and protocol: every pair of the
+/// matrix's servers and clients that both speak the protocol (a pair that
+/// cannot run the workload variant still gets its cell, which says why:
+/// `cell::execute`). The UDP probe and `conns` are ours only.
+fn pairs(m: &Matrix, w: Workload, p: Protocol) -> Vec<(&str, &str)> {
+    use crate::endpoints::{Role, OURS};
+    if matches!(w, Workload::Udp | Workload::Conns) {
+        return vec![(OURS, OURS)];
+    }
+    let speaks = |role, name: &str| m.endpoints.get(role, name).is_some_and(|e| e.speaks(p));
+    let mut out = Vec::new();
+    for s in &m.servers {
+        for c in &m.clients {
+            if speaks(Role::Server, s) && speaks(Role::Client, c) {
+                out.push((s.as_str(), c.as_str()));
+            }
+        }
     }
     out
 }

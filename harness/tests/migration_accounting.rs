@@ -68,6 +68,7 @@ async fn run(p: Protocol, refuse: bool, paced: bool) -> workloads::Output {
         capture_dir: None,
         stall_timeout: None,
         transport_sample: None,
+        static_server: false,
     };
     let mp: MigrationParams =
         toml::from_str("size = 268435456\nat_ms = 1\npaced_duration_ms = 200\n").unwrap();

@@ -45,8 +45,25 @@ pub fn cell_cc(c: &CellResult) -> String {
         .to_string()
 }
 
+/// The implementation at one end of a cell (`params.server` /
+/// `params.client`, docs/endpoints.md): `quicbench` (ours) when unnamed.
+pub fn cell_endpoint(c: &CellResult, end: &str) -> String {
+    c.params
+        .get(end)
+        .and_then(|v| v.as_str())
+        .unwrap_or(OURS)
+        .to_string()
+}
+
+/// Our own implementation's endpoint name.
+pub const OURS: &str = "quicbench";
+
+pub(crate) fn ours() -> String {
+    OURS.to_string()
+}
+
 /// A group of cells that are repetitions of one another: protocol, workload,
-/// variant, link label and congestion controller.
+/// variant, link label, congestion controller and the server × client pair.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Group {
     pub protocol: String,
@@ -54,6 +71,8 @@ pub struct Group {
     pub variant: String,
     pub link: String,
     pub cc: String,
+    pub server: String,
+    pub client: String,
 }
 
 impl Group {
@@ -64,7 +83,14 @@ impl Group {
             variant: c.variant.clone(),
             link: c.link.label.clone(),
             cc: cell_cc(c),
+            server: cell_endpoint(c, "server"),
+            client: cell_endpoint(c, "client"),
         }
+    }
+
+    /// Both ends are ours.
+    pub fn ours(&self) -> bool {
+        self.server == OURS && self.client == OURS
     }
 
     /// `protocol/workload-variant/link[/cc]`, for messages and run.json.
@@ -76,6 +102,9 @@ impl Group {
         if !self.cc.is_empty() {
             s.push('/');
             s.push_str(&self.cc);
+        }
+        if !self.ours() {
+            s.push_str(&format!("/{}->{}", self.server, self.client));
         }
         s
     }
@@ -229,6 +258,8 @@ pub fn summarize_with(cells: &[CellResult], derived: &[Derived]) -> Vec<SummaryR
             source: p.source.to_string(),
             samples: d.n as u64,
             cc: g.cc,
+            server: g.server,
+            client: g.client,
         });
     }
     rows
@@ -296,10 +327,20 @@ pub struct ComparisonRow {
     /// Why not, when not: `n too small`, `not significant after correction`,
     /// `overlap`, `ratio undefined`.
     pub reason: String,
+    /// The server × client pair of arm a (`quicbench`: ours); new columns
+    /// at the end, so readers of the first 24 keep working.
+    #[serde(default = "ours")]
+    pub server_a: String,
+    #[serde(default = "ours")]
+    pub client_a: String,
+    #[serde(default = "ours")]
+    pub server_b: String,
+    #[serde(default = "ours")]
+    pub client_b: String,
 }
 
 /// Column names of `comparisons.csv`, in order (must match [`ComparisonRow`]).
-pub const COMPARISON_COLUMNS: [&str; 24] = [
+pub const COMPARISON_COLUMNS: [&str; 28] = [
     "workload",
     "variant",
     "link",
@@ -324,6 +365,10 @@ pub const COMPARISON_COLUMNS: [&str; 24] = [
     "family",
     "distinguishable",
     "reason",
+    "server_a",
+    "client_a",
+    "server_b",
+    "client_b",
 ];
 
 /// Every protocol pair on every metric of every (workload, variant, link, cc),
@@ -335,18 +380,23 @@ pub fn comparisons(
     correction: Correction,
 ) -> Vec<ComparisonRow> {
     type CKey = (String, String, String, String, String, String);
-    let mut by: BTreeMap<CKey, BTreeMap<String, Vec<CellValue>>> = BTreeMap::new();
+    // An arm: a protocol run by one server × client pair.
+    type Arm = (String, String, String);
+    let mut by: BTreeMap<CKey, BTreeMap<Arm, Vec<CellValue>>> = BTreeMap::new();
     for ((g, metric, unit), p) in pools(cells, derived) {
         if metric == "failures" {
             continue;
         }
         by.entry((g.workload, g.variant, g.link, g.cc, metric, unit))
             .or_default()
-            .insert(g.protocol, p.cells.into_iter().map(|c| c.2).collect());
+            .insert(
+                (g.protocol, g.server, g.client),
+                p.cells.into_iter().map(|c| c.2).collect(),
+            );
     }
     let mut out = Vec::new();
     for ((workload, variant, link, cc, metric, unit), protos) in by {
-        let protos: Vec<(&String, &Vec<CellValue>)> = protos.iter().collect();
+        let protos: Vec<(&Arm, &Vec<CellValue>)> = protos.iter().collect();
         for (i, (pa, a)) in protos.iter().enumerate() {
             for (pb, b) in protos.iter().skip(i + 1) {
                 let va: Vec<f64> = a.iter().map(|c| c.value).collect();
@@ -358,8 +408,18 @@ pub fn comparisons(
                 ) else {
                     continue;
                 };
+                // Ours on both ends keeps the seed it always had.
+                let arm = |(p, s, c): &Arm| {
+                    if s == OURS && c == OURS {
+                        p.clone()
+                    } else {
+                        format!("{p}@{s}->{c}")
+                    }
+                };
                 let seed = stable_hash(&format!(
-                    "{workload}|{variant}|{link}|{cc}|{metric}|{pa}|{pb}"
+                    "{workload}|{variant}|{link}|{cc}|{metric}|{}|{}",
+                    arm(pa),
+                    arm(pb)
                 ));
                 let ratio = if a.len().min(b.len()) >= infer::MIN_CELLS {
                     infer::ratio_interval(a, b, stats::LEVEL, infer::RESAMPLES, seed)
@@ -375,8 +435,8 @@ pub fn comparisons(
                     cc: cc.clone(),
                     metric: metric.clone(),
                     unit: unit.clone(),
-                    protocol_a: (*pa).clone(),
-                    protocol_b: (*pb).clone(),
+                    protocol_a: pa.0.clone(),
+                    protocol_b: pb.0.clone(),
                     n_a: a.len() as u64,
                     n_b: b.len() as u64,
                     median_a: ma,
@@ -393,6 +453,10 @@ pub fn comparisons(
                     family: 0,
                     distinguishable: false,
                     reason: String::new(),
+                    server_a: pa.1.clone(),
+                    client_a: pa.2.clone(),
+                    server_b: pb.1.clone(),
+                    client_b: pb.2.clone(),
                 });
             }
         }

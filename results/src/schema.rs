@@ -422,6 +422,12 @@ pub struct SummaryRow {
     /// Congestion controller of the group (`params.cc` of its cells), or empty.
     #[serde(default)]
     pub cc: String,
+    /// Server and client implementation of the group (docs/endpoints.md):
+    /// `quicbench` is ours.
+    #[serde(default = "crate::analysis::ours")]
+    pub server: String,
+    #[serde(default = "crate::analysis::ours")]
+    pub client: String,
 }
 
 impl SummaryRow {

@@ -414,7 +414,7 @@ impl RunDir {
 }
 
 /// Column names of `summary.csv`, in order (must match [`SummaryRow`]).
-pub const SUMMARY_COLUMNS: [&str; 22] = [
+pub const SUMMARY_COLUMNS: [&str; 24] = [
     "protocol",
     "workload",
     "link",
@@ -437,6 +437,8 @@ pub const SUMMARY_COLUMNS: [&str; 22] = [
     "source",
     "samples",
     "cc",
+    "server",
+    "client",
 ];
 
 /// The tidy summary of the `Ok` cells with no derived figures: see

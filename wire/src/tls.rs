@@ -180,6 +180,20 @@ impl Identity {
         })
     }
 
+    /// Write the certificate chain (leaf first) as PEM, for foreign servers
+    /// (docs/endpoints.md: `QB_CERT`).
+    pub fn write_chain(&self, path: &Path) -> Result<(), TlsError> {
+        let blocks: Vec<pem::Pem> = self
+            .chain
+            .iter()
+            .map(|c| pem::Pem::new("CERTIFICATE", c.as_ref().to_vec()))
+            .collect();
+        std::fs::write(path, pem::encode_many(&blocks)).map_err(|source| TlsError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
     /// The certificates to put in a client's root store.
     pub fn trust_anchors(&self) -> Vec<CertificateDer<'static>> {
         certs_from_pem(self.trust_pem.as_bytes())

@@ -89,6 +89,17 @@ fn long_size(
     (bytes as u64).clamp(MIN_LONG_BYTES, MAX_LONG_BYTES)
 }
 
+/// Most a static server's long transfer is (its file is written once a run).
+const MAX_STATIC_LONG_BYTES: u64 = 256 << 20;
+
+/// The long transfer's size when the server is a static file server
+/// (docs/endpoints.md): fixed before the cell, so from the link alone
+/// (its rate, else 1 Gbit/s, and the loss model), never resized.
+pub fn static_long_size(gp: &GoodputParams, rate_bps: Option<u64>, rtt_ms: f64, loss: f64) -> u64 {
+    let rate = rate_bps.filter(|r| *r > 0).unwrap_or(1_000_000_000);
+    long_size(gp, Some(rate), None, loss_limited_bps(rtt_ms, loss)).min(MAX_STATIC_LONG_BYTES)
+}
+
 /// Every `k`-th point, so at most [`MAX_TIMELINE_POINTS`] remain (the last one kept).
 fn thin(series: &[(u64, u64)], origin: u64) -> Vec<(f64, f64)> {
     let k = series.len().div_ceil(MAX_TIMELINE_POINTS).max(1);
@@ -166,9 +177,11 @@ async fn long_transfer(
     conn: &mut quicbench_clients::Connection,
     mut size: u64,
     duration_ms: u64,
+    fixed: bool,
     out: &mut Output,
 ) -> Vec<RequestRecord> {
     let mut tries = 0;
+    let max_tries = if fixed { 1 } else { LONG_TRIES };
     loop {
         tries += 1;
         let recs = conn.run(&[Request::bytes(size)]).await;
@@ -178,7 +191,7 @@ async fn long_transfer(
             .and_then(|r| Some(r.last_byte_ns?.saturating_sub(r.first_byte_ns?)));
         let next = took.and_then(|t| resize(size, t, duration_ms));
         match next {
-            Some(bigger) if tries < LONG_TRIES => {
+            Some(bigger) if tries < max_tries => {
                 out.notes.push(format!(
                     "long transfer of {size} B took {:.0} ms: again with {bigger} B",
                     ms(took.unwrap_or(0))
@@ -217,16 +230,22 @@ pub async fn goodput(env: &Env, p: Protocol, gp: &GoodputParams) -> Output {
     let object_mbps = recs.first().and_then(|r| object(&mut out, env, r));
     let mut records = recs;
     if gp.duration_ms > 0 && object_mbps.is_some() {
-        let size = long_size(
-            gp,
-            env.rate_bps,
-            object_mbps,
-            loss_limited_bps(env.rtt_ms, env.loss),
-        );
+        // A static server holds only the sizes fixed before the cell.
+        let size = if env.static_server {
+            static_long_size(gp, env.rate_bps, env.rtt_ms, env.loss)
+        } else {
+            long_size(
+                gp,
+                env.rate_bps,
+                object_mbps,
+                loss_limited_bps(env.rtt_ms, env.loss),
+            )
+        };
         let skip_ns = (gp.steady_after_rtts as f64 * env.rtt_ms * 1e6) as u64;
         // At least 10 RTTs and 250 ms of steady state, or no figure.
         let min_window = ((10.0 * env.rtt_ms * 1e6) as u64).max(250_000_000);
-        let long = long_transfer(&mut conn, size, gp.duration_ms, &mut out).await;
+        let long =
+            long_transfer(&mut conn, size, gp.duration_ms, env.static_server, &mut out).await;
         out.extra.insert(
             "goodput".into(),
             serde_json::json!({"object_bytes": gp.size,

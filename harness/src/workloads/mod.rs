@@ -8,7 +8,7 @@ mod hol;
 mod migration;
 pub mod names;
 
-pub use goodput::{goodput, steady_goodput, SteadyGoodput};
+pub use goodput::{goodput, static_long_size, steady_goodput, SteadyGoodput};
 pub use hol::{
     hol_paced, hol_parallel, paced_plan, split_latency, PacedPlan, H1_PARALLEL_CONNECTIONS,
 };
@@ -69,6 +69,9 @@ pub struct Env {
     /// See `ClientOptions::transport_sample` (set by the goodput and
     /// migration workloads: their charts show the window over time).
     pub transport_sample: Option<Duration>,
+    /// The server is a third-party static file server: only the object
+    /// sizes fixed before the cell exist (`endpoints::cell::objects_of`).
+    pub static_server: bool,
 }
 
 /// Raw measurements of one cell.
@@ -115,7 +118,7 @@ impl Output {
                 .extend(conn.transport().into_iter().take(room));
         }
     }
-    fn fail(&mut self, what: String) {
+    pub(crate) fn fail(&mut self, what: String) {
         self.failures += 1;
         if self.notes.len() < 20 {
             self.notes.push(what);
@@ -123,7 +126,7 @@ impl Output {
     }
     /// The whole cell failed for `reason`: no metric is kept (nothing it would
     /// say is true), the reason becomes the cell's (the first note).
-    fn fail_cell(&mut self, reason: String) {
+    pub(crate) fn fail_cell(&mut self, reason: String) {
         self.metrics.clear();
         self.failures += 1;
         self.notes.insert(0, reason);

@@ -1,0 +1,246 @@
+//! Third-party endpoints as child processes in a cell's namespaces: started
+//! with `sh -c` in a process group of their own (so whatever they fork goes
+//! with them), stdout and stderr to files, readiness by the port being bound
+//! in their namespace, stopped by signal. Started from the namespace's keeper
+//! thread, a child is SIGKILLed (pdeathsig) if the coordinator dies.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use quicbench_netem::NetNs;
+
+/// How much of stderr a failure reason quotes.
+const TAIL_BYTES: usize = 600;
+
+/// The last lines of a log file (at most [`TAIL_BYTES`]), for a reason.
+pub fn tail(path: &Path) -> String {
+    let Ok(b) = std::fs::read(path) else {
+        return String::new();
+    };
+    let from = b.len().saturating_sub(TAIL_BYTES);
+    let s = String::from_utf8_lossy(&b[from..]);
+    // From a line start when the cut fell mid-line.
+    let s = if from > 0 {
+        s.split_once('\n').map_or(&*s, |(_, r)| r)
+    } else {
+        &s
+    };
+    s.trim().replace('\n', " | ")
+}
+
+/// A started child and where its output goes.
+pub struct Proc {
+    child: Child,
+    pub what: String,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    done: Option<std::process::ExitStatus>,
+}
+
+impl Proc {
+    /// `sh -c <command>` in `ns`, working directory `dir`, with `vars`.
+    pub fn start(
+        ns: &NetNs,
+        what: &str,
+        command: &str,
+        vars: &[(String, String)],
+        dir: &Path,
+        out_dir: &Path,
+    ) -> anyhow::Result<Proc> {
+        use std::os::unix::process::CommandExt;
+        let stdout = out_dir.join("stdout.log");
+        let stderr = out_dir.join("stderr.log");
+        let mut cmd = ns.command("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .current_dir(dir)
+            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).with_context(|| stdout.display().to_string())?)
+            .stderr(std::fs::File::create(&stderr).with_context(|| stderr.display().to_string())?)
+            .process_group(0);
+        let child = ns
+            .spawn(cmd)
+            .with_context(|| format!("starting {what}: sh -c {command:?}"))?;
+        Ok(Proc {
+            child,
+            what: what.to_string(),
+            stdout,
+            stderr,
+            done: None,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        if self.done.is_none() {
+            self.done = self.child.try_wait().ok().flatten();
+        }
+        self.done
+    }
+
+    /// "`what` exited with status S: <stderr tail>".
+    pub fn exit_reason(&self, status: std::process::ExitStatus) -> String {
+        let t = tail(&self.stderr);
+        let t = if t.is_empty() { tail(&self.stdout) } else { t };
+        format!("{} exited with {status}: {t}", self.what)
+    }
+
+    /// Wait until it exits, `limit` passes or `stop` is set. Ok(status), or
+    /// Err(reason) after killing it.
+    pub fn wait(
+        &mut self,
+        limit: Duration,
+        stop: &AtomicBool,
+    ) -> Result<std::process::ExitStatus, String> {
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = self.exited() {
+                return Ok(s);
+            }
+            if stop.load(Ordering::Relaxed) {
+                self.kill();
+                return Err("interrupted".into());
+            }
+            if t0.elapsed() >= limit {
+                self.kill();
+                return Err(format!(
+                    "{} still running after {:.1} s: killed ({})",
+                    self.what,
+                    limit.as_secs_f64(),
+                    tail(&self.stderr)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Wait until `port` is bound (UDP when `udp`, else a TCP listener) in
+    /// the child's namespace, read from its own `/proc/<pid>/net`.
+    pub fn wait_bound(&mut self, port: u16, udp: bool, limit: Duration) -> anyhow::Result<()> {
+        let t0 = Instant::now();
+        let files: &[&str] = if udp {
+            &["udp", "udp6"]
+        } else {
+            &["tcp", "tcp6"]
+        };
+        loop {
+            if let Some(s) = self.exited() {
+                return Err(anyhow!("{}", self.exit_reason(s)));
+            }
+            let net = PathBuf::from(format!("/proc/{}/net", self.pid()));
+            let bound = files.iter().any(|f| {
+                std::fs::read_to_string(net.join(f))
+                    .map(|t| port_bound(&t, port, !udp))
+                    .unwrap_or(false)
+            });
+            if bound {
+                return Ok(());
+            }
+            if t0.elapsed() >= limit {
+                let s = tail(&self.stderr);
+                self.kill();
+                return Err(anyhow!(
+                    "{} did not bind {} port {port} within {} s ({})",
+                    self.what,
+                    if udp { "UDP" } else { "TCP" },
+                    limit.as_secs(),
+                    if s.is_empty() { "no output" } else { &s }
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM to its process group, SIGKILL after `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        if self.exited().is_some() {
+            return;
+        }
+        signal_group(self.pid(), libc::SIGTERM);
+        let t0 = Instant::now();
+        while t0.elapsed() < grace {
+            if self.exited().is_some() {
+                // Children it left in the group go too.
+                signal_group(self.pid(), libc::SIGKILL);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+    }
+
+    /// SIGKILL to its process group, then reap it.
+    pub fn kill(&mut self) {
+        signal_group(self.pid(), libc::SIGKILL);
+        if self.done.is_none() {
+            self.done = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn signal_group(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child's process group (its pgid is its pid:
+    // started with process_group(0)).
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), sig);
+    }
+}
+
+/// Whether `/proc/net/{tcp,udp}[6]` text shows local port `port` bound
+/// (for TCP: in state LISTEN, 0A).
+pub fn port_bound(table: &str, port: u16, listen: bool) -> bool {
+    let want = format!("{port:04X}");
+    table.lines().skip(1).any(|l| {
+        let mut f = l.split_whitespace();
+        let local = f.nth(1).unwrap_or("");
+        let state = f.nth(1).unwrap_or("");
+        local.rsplit_once(':').map(|(_, p)| p) == Some(want.as_str()) && (!listen || state == "0A")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_bound_reads_proc_net() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue\n\
+   0: 0112C6C6:115C 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n\
+   1: 0112C6C6:D431 0101C6C6:115C 01 00000000:00000000 00:00000000 00000000     0        0 2\n";
+        assert!(port_bound(tcp, 0x115C, true));
+        // Bound as the local end of an established connection, not listening.
+        assert!(!port_bound(tcp, 0xD431, true));
+        assert!(port_bound(tcp, 0xD431, false));
+        assert!(!port_bound(tcp, 80, false));
+        let udp6 = "  sl  local_address                         remote_address                        st\n\
+  10: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 07 0\n";
+        assert!(port_bound(udp6, 443, false));
+        assert!(!port_bound("", 443, false));
+    }
+
+    #[test]
+    fn tail_quotes_the_last_lines() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("e.log");
+        std::fs::write(&p, "one\ntwo\n").unwrap();
+        assert_eq!(tail(&p), "one | two");
+        let long = format!("{}\nlast line\n", "x".repeat(2000));
+        std::fs::write(&p, long).unwrap();
+        assert_eq!(tail(&p), "last line");
+        assert_eq!(tail(&t.path().join("none")), "");
+    }
+}
