@@ -186,8 +186,14 @@ mod tests {
             assert_eq!(Resource::parse(bad, cap).status(), 400, "{bad}");
         }
         assert_eq!(Resource::parse("/bytes/12/0", cap), Resource::Bytes(12));
-        assert_eq!(Resource::parse("/bytes/12/a-1.b_c", cap), Resource::Bytes(12));
-        assert_eq!(Resource::parse(&tagged_path(7, "3"), cap), Resource::Bytes(7));
+        assert_eq!(
+            Resource::parse("/bytes/12/a-1.b_c", cap),
+            Resource::Bytes(12)
+        );
+        assert_eq!(
+            Resource::parse(&tagged_path(7, "3"), cap),
+            Resource::Bytes(7)
+        );
         assert_eq!(Resource::parse("/bytes/x/0", cap).status(), 400);
         for nf in ["/bytes/1/", "/bytes/1/..", "/bytes/1/a/b", "/bytes/1/a b"] {
             assert_eq!(Resource::parse(nf, cap), Resource::NotFound, "{nf}");
