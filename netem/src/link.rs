@@ -26,6 +26,7 @@ use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use crate::flows::{FlowTable, FlowsConfig, FlowsReport};
 use crate::model::LinkModel;
 use crate::nat::{Nat, NatCounters};
 use crate::ns::{NetNs, NsError};
@@ -153,6 +154,10 @@ pub struct LinkConfig {
     pub client_addrs: usize,
     /// Scheduling of the relay threads (user space).
     pub relay_priority: RelayPriority,
+    /// Per-flow metrics on the link (user space; `max_flows: 0` turns them
+    /// off). See [`Link::flows`].
+    #[serde(default)]
+    pub flows: FlowsConfig,
 }
 
 impl LinkConfig {
@@ -167,6 +172,7 @@ impl LinkConfig {
             pcap_dir: None,
             client_addrs: 1,
             relay_priority: RelayPriority::default(),
+            flows: FlowsConfig::default(),
         }
     }
 
@@ -256,6 +262,7 @@ struct UserSpace {
     up: Arc<Mutex<DirShared>>,
     down: Arc<Mutex<DirShared>>,
     nat: Arc<NatShared>,
+    flows: Option<Arc<Mutex<FlowTable>>>,
     _tuns: (Arc<Tun>, Arc<Tun>),
 }
 
@@ -503,6 +510,39 @@ impl Link {
         }
     }
 
+    /// Per-flow metrics measured on the link since it was built (or since
+    /// [`Link::reset_flows`]): every TCP/UDP flow's packets and bytes offered,
+    /// delivered and dropped per direction, TCP and QUIC milestones,
+    /// retransmissions and a goodput curve, the same for every endpoint
+    /// implementation (see [`crate::flows`]). Times are on the link clock
+    /// ([`Link::now_ns`]).
+    ///
+    /// None on the kernel backend, which has no per-packet hook (tc-netem
+    /// only counts; a capture could later provide one), and when
+    /// `LinkConfig::flows.max_flows` is 0.
+    pub fn flows(&self) -> Option<FlowsReport> {
+        let Inner::User(u) = &self.inner else {
+            return None;
+        };
+        let t = u.flows.as_ref()?;
+        let now = self.clock.now_ns();
+        Some(t.lock().unwrap_or_else(|p| p.into_inner()).report(now))
+    }
+
+    /// Start a new measurement phase of [`Link::flows`] now (between a
+    /// cell's warm-up and its measurement, say): counts, times and curves
+    /// restart from zero; known flows keep their client and server roles.
+    /// Returns the link-clock time of the reset (None where `flows` is None).
+    pub fn reset_flows(&self) -> Option<u64> {
+        let Inner::User(u) = &self.inner else {
+            return None;
+        };
+        let t = u.flows.as_ref()?;
+        let now = self.clock.now_ns();
+        t.lock().unwrap_or_else(|p| p.into_inner()).reset(now);
+        Some(now)
+    }
+
     /// The standing queue of each direction now (user space only; None on the
     /// kernel backend): what a packet arriving now would find ahead of it.
     pub fn standing_queue(&self) -> Option<StandingQueue> {
@@ -626,6 +666,8 @@ fn build_userspace(
         &cfg.down, down_seed,
     ))));
     let nat = Arc::new(NatShared::new(new_nat(cfg), cfg.nat.clone()));
+    let flows =
+        (cfg.flows.max_flows > 0).then(|| Arc::new(Mutex::new(FlowTable::new(cfg.flows.clone()))));
     let tun_c = Arc::new(tun_c);
     let tun_s = Arc::new(tun_s);
     // Room for the largest packet the devices can hand us.
@@ -641,6 +683,7 @@ fn build_userspace(
             clock,
             buf_len,
             priority: cfg.relay_priority,
+            flows: flows.clone(),
         },
         DirectionCfg {
             dir: Dir::Down,
@@ -652,6 +695,7 @@ fn build_userspace(
             clock,
             buf_len,
             priority: cfg.relay_priority,
+            flows: flows.clone(),
         },
     )
     .map_err(setup("starting the relay threads"))?;
@@ -660,6 +704,7 @@ fn build_userspace(
         up,
         down,
         nat,
+        flows,
         _tuns: (tun_c, tun_s),
     })
 }

@@ -21,7 +21,7 @@
 //! ("none") stays zero.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 /// First address of the pool external IPv4 bindings come from (RFC 2544 range,
@@ -306,6 +306,22 @@ impl Nat {
         rewrite(pkt, &h, Side::Src, ext.addr, ext.port);
         self.counters.translated_up += 1;
         true
+    }
+
+    /// The client-side endpoint the NAT maps the external `ext` of protocol
+    /// `proto` (6 TCP, 17 UDP) back to: itself while the NAT is transparent,
+    /// None when a rebind forgot it (a packet to it will be dropped). Read
+    /// only: for observers such as the flow table.
+    pub fn internal_of(&self, proto: u8, ext: SocketAddr) -> Option<SocketAddr> {
+        if self.generation == 0 {
+            return Some(ext);
+        }
+        let int = self.rev.get(&Endpoint {
+            proto,
+            addr: ext.ip(),
+            port: ext.port(),
+        })?;
+        Some(SocketAddr::new(int.addr, int.port))
     }
 
     /// Translate a packet going down (server -> client) in place.
@@ -694,6 +710,22 @@ mod tests {
             assert_eq!(n.translate_down(&mut stale), DownAction::Drop);
             assert_eq!(n.counters().dropped_no_mapping, 1);
         }
+    }
+
+    #[test]
+    fn internal_of_maps_back_without_counting() {
+        let mut n = nat();
+        let ext = SocketAddr::new(IpAddr::V4(C4.into()), 40000 + 7919);
+        let int = SocketAddr::new(IpAddr::V4(C4.into()), 40000);
+        assert_eq!(n.internal_of(PROTO_UDP, int), Some(int), "transparent");
+        n.rebind(RebindKind::Port, 5, false);
+        assert_eq!(n.internal_of(PROTO_UDP, ext), None, "no mapping yet");
+        let mut up = v4_packet(PROTO_UDP, C4, 40000, S4, 443, b"payload");
+        assert!(n.translate_up(&mut up));
+        assert_eq!(n.internal_of(PROTO_UDP, ext), Some(int));
+        assert_eq!(n.internal_of(PROTO_TCP, ext), None, "per protocol");
+        assert_eq!(n.counters().translated_down, 0);
+        assert_eq!(n.counters().dropped_no_mapping, 0);
     }
 
     #[test]

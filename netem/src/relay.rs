@@ -19,6 +19,14 @@
 //!    cores free for the endpoints while hitting deadlines within a few µs.
 //!
 //! Tokio timers are never used: they tick in milliseconds.
+//!
+//! Flow metrics ([`crate::flows`]): each packet's headers are parsed once as it
+//! is read (going up before the NAT rewrites it, going down mapped back
+//! through the NAT, so both see the client-side 5-tuple), offered to the flow
+//! table with the model's verdict, and the returned [`Stamp`] rides with each
+//! queued copy until it is written (delivered) or dropped (NAT, refused
+//! write). The table lock is taken once per read batch and once per write
+//! batch.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
@@ -29,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::flows::{self, DropCause, FlowTable, PacketMeta, Stamp};
 use crate::model::{Counters, LinkModel, Verdict};
 use crate::nat::{DownAction, Nat, NatSchedule};
 use crate::pcap::PcapWriter;
@@ -313,6 +322,8 @@ pub(crate) struct DirectionCfg {
     pub clock: Clock,
     pub buf_len: usize,
     pub priority: RelayPriority,
+    /// The flow table both directions feed (None: flow metrics off).
+    pub flows: Option<Arc<Mutex<FlowTable>>>,
 }
 
 /// The two relay threads; stopped and joined on drop.
@@ -369,6 +380,8 @@ struct Pending {
     len: usize,
     corrupt: Option<(usize, u8)>,
     buf: Vec<u8>,
+    /// The flow table's stamp of this packet (None: not tracked).
+    stamp: Option<Stamp>,
 }
 
 // Reversed so that BinaryHeap (a max-heap) pops the earliest (at_ns, seq).
@@ -400,6 +413,11 @@ struct Worker {
     late_avg_ns: u64,
     next_rebind: u32,
     batch: Vec<(Vec<u8>, usize, u64)>,
+    /// Parsed headers of `batch` (when flows are tracked), same order.
+    metas: Vec<Option<PacketMeta>>,
+    /// Fates of written/dropped copies, applied to the flow table once per
+    /// write batch: (time, stamp, None = delivered).
+    fates: Vec<(u64, Stamp, Option<DropCause>)>,
     // Local counters, folded into the shared ones under the lock.
     written: u64,
     bytes_written: u64,
@@ -426,6 +444,8 @@ impl Worker {
             late_avg_ns: 20_000,
             next_rebind: 0,
             batch: Vec::with_capacity(READ_BATCH),
+            metas: Vec::with_capacity(READ_BATCH),
+            fates: Vec::with_capacity(256),
             written: 0,
             bytes_written: 0,
             write_errors: 0,
@@ -440,6 +460,14 @@ impl Worker {
 
     fn margin_ns(&self) -> u64 {
         (2 * self.late_avg_ns).clamp(MARGIN_MIN_NS, MARGIN_MAX_NS)
+    }
+
+    fn flows(&self) -> Option<MutexGuard<'_, FlowTable>> {
+        // A FlowTable stays consistent across a panic (counters and appends).
+        self.cfg
+            .flows
+            .as_ref()
+            .map(|f| f.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn shared(&self) -> MutexGuard<'_, DirShared> {
@@ -519,21 +547,68 @@ impl Worker {
                 let _ = w.write(self.cfg.clock.realtime_ns(*t), &buf[..*n]);
             }
         }
-        if self.cfg.dir == Dir::Up && self.cfg.nat.generation.load(Ordering::Acquire) != 0 {
+        // Flow metrics see the client-side tuple: parse before the NAT
+        // rewrites a packet going up.
+        self.metas.clear();
+        let tracking = self.cfg.flows.is_some();
+        if tracking {
+            self.metas
+                .extend(batch.iter().map(|(buf, n, _)| flows::parse(&buf[..*n])));
+        }
+        if self.cfg.nat.generation.load(Ordering::Acquire) != 0 {
             let mut nat = self.cfg.nat.lock();
-            for (buf, n, _) in batch.iter_mut() {
-                nat.translate_up(&mut buf[..*n]);
+            match self.cfg.dir {
+                Dir::Up => {
+                    for (buf, n, _) in batch.iter_mut() {
+                        nat.translate_up(&mut buf[..*n]);
+                    }
+                }
+                // Going down the destination is the external binding: map it
+                // back (a packet the NAT will drop for want of a mapping is
+                // attributed to no flow).
+                Dir::Down => {
+                    for slot in self.metas.iter_mut() {
+                        if let Some(m) = slot {
+                            let proto = match m.proto {
+                                flows::Proto::Tcp => 6,
+                                flows::Proto::Udp => 17,
+                            };
+                            match nat.internal_of(proto, m.dst) {
+                                Some(int) => m.dst = int,
+                                None => *slot = None,
+                            }
+                        }
+                    }
+                }
             }
         }
         let shared = Arc::clone(&self.cfg.shared);
         let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let flows_arc = self.cfg.flows.clone();
+        let mut ft = flows_arc
+            .as_ref()
+            .map(|f| f.lock().unwrap_or_else(|p| p.into_inner()));
         g.relay.read_errors += read_errors;
         let mut overflow = 0u64;
-        for (buf, n, t) in batch.drain(..) {
+        let mut unattributed = 0u64;
+        for (j, (buf, n, t)) in batch.drain(..).enumerate() {
             g.relay.packets_read += 1;
             g.relay.bytes_read += n as u64;
+            let stamp = match (ft.as_mut(), self.metas.get(j).copied().flatten()) {
+                (Some(ft), Some(m)) => ft.offer(t, self.cfg.dir, &m),
+                (Some(_), None) => {
+                    unattributed += 1;
+                    None
+                }
+                (None, _) => None,
+            };
             match g.model.enqueue(t, n) {
-                Verdict::Drop(_) => self.recycle(buf),
+                Verdict::Drop(r) => {
+                    if let (Some(ft), Some(s)) = (ft.as_mut(), stamp.as_ref()) {
+                        ft.dropped(s, r.into());
+                    }
+                    self.recycle(buf)
+                }
                 Verdict::Deliver(deps) => {
                     let k = deps.len();
                     let mut buf = Some(buf);
@@ -541,6 +616,9 @@ impl Worker {
                         g.record_departure(d.at_ns.saturating_sub(t), d.queued_ns);
                         if self.heap.len() >= MAX_QUEUED {
                             overflow += 1;
+                            if let (Some(ft), Some(s)) = (ft.as_mut(), stamp.as_ref()) {
+                                ft.dropped(s, DropCause::Relay);
+                            }
                             continue;
                         }
                         // The last copy takes the buffer; duplicates copy it.
@@ -566,6 +644,7 @@ impl Worker {
                             len: n,
                             corrupt: d.corrupt,
                             buf: b,
+                            stamp,
                         });
                     }
                     if let Some(b) = buf {
@@ -574,6 +653,10 @@ impl Worker {
                 }
             }
         }
+        if let Some(ft) = ft.as_mut() {
+            ft.unattributed(unattributed);
+        }
+        drop(ft);
         g.relay.dropped_overflow += overflow;
         g.relay.max_queued = g.relay.max_queued.max(self.heap.len() as u64);
         g.relay.queued = self.heap.len() as u64;
@@ -593,6 +676,9 @@ impl Worker {
                 let action = self.cfg.nat.lock().translate_down(pkt);
                 if action == DownAction::Drop {
                     self.nat_dropped += 1;
+                    if let Some(s) = p.stamp {
+                        self.fates.push((now, s, Some(DropCause::Relay)));
+                    }
                     self.recycle(p.buf);
                     continue;
                 }
@@ -602,14 +688,22 @@ impl Worker {
                     *b ^= 1 << (bit & 7);
                 }
             }
-            match self.cfg.dst.send(pkt) {
+            let sent = match self.cfg.dst.send(pkt) {
                 Ok(n) => {
                     self.written += 1;
                     self.bytes_written += n as u64;
+                    true
                 }
-                Err(_) => self.write_errors += 1,
-            }
+                Err(_) => {
+                    self.write_errors += 1;
+                    false
+                }
+            };
             now = self.cfg.clock.now_ns();
+            if let Some(s) = p.stamp {
+                self.fates
+                    .push((now, s, (!sent).then_some(DropCause::Relay)));
+            }
             self.lateness.push(now.saturating_sub(p.at_ns));
             if let Some(w) = self.cfg.pcap.output.as_mut() {
                 let _ = w.write(self.cfg.clock.realtime_ns(now), pkt);
@@ -640,6 +734,17 @@ impl Worker {
             }
             self.lateness = lateness;
             self.lateness.clear();
+            if !self.fates.is_empty() {
+                if let Some(mut ft) = self.flows() {
+                    for (t, s, fate) in &self.fates {
+                        match fate {
+                            None => ft.delivered(*t, s),
+                            Some(c) => ft.dropped(s, *c),
+                        }
+                    }
+                }
+                self.fates.clear();
+            }
             self.written = 0;
             self.bytes_written = 0;
             self.write_errors = 0;

@@ -1,0 +1,338 @@
+//! Link-side flow metrics end to end: real TCP and UDP through the user-space
+//! link, checked against what the applications sent and the link's delay.
+//! Needs root (namespaces, TUN); elsewhere each test prints SKIPPED and passes.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::{client_udp, skip, tcp_client, tcp_server, udp_roundtrip, userspace, UdpEcho};
+use quicbench_netem::flows::{FlowReport, FlowsReport, Handshake, Proto};
+use quicbench_netem::{Backend, Link, LinkConfig, LinkSpec, RebindKind};
+
+const MS: u64 = 1_000_000;
+
+fn spec(s: &str) -> LinkSpec {
+    s.parse().unwrap_or_else(|e| panic!("{s:?}: {e}"))
+}
+
+/// The report once the link is quiet: fates are recorded when a packet is
+/// written, a moment after the application may already have read it, and
+/// closing handshakes are still in flight when a transfer returns.
+fn settled(link: &Link) -> FlowsReport {
+    std::thread::sleep(Duration::from_millis(150));
+    link.flows().expect("the user-space link measures flows")
+}
+
+fn flows_to(r: &FlowsReport, proto: Proto, server: SocketAddr) -> Vec<&FlowReport> {
+    r.flows
+        .iter()
+        .filter(|f| f.protocol == proto && f.server == server)
+        .collect()
+}
+
+fn near(got: Option<u64>, want: u64, tol: u64, what: &str) {
+    let g = got.unwrap_or_else(|| panic!("{what}: missing"));
+    assert!(
+        g.abs_diff(want) <= tol,
+        "{what}: {:.3} ms, expected {:.3} ± {:.3} ms",
+        g as f64 / 1e6,
+        want as f64 / 1e6,
+        tol as f64 / 1e6
+    );
+}
+
+#[test]
+fn tcp_and_udp_through_10ms_each_way() {
+    if skip("tcp_and_udp_through_10ms_each_way") {
+        return;
+    }
+    let link = userspace(LinkConfig::symmetric(spec("delay 10ms")));
+
+    // TCP: the client asks for DOWN bytes (an 8-byte request), then uploads UP.
+    const DOWN: u64 = 300_000;
+    const UP: u64 = 100_000;
+    let (taddr, server) = tcp_server(link.server_ns(), link.server_ip());
+    tcp_client(link.client_ns(), taddr, DOWN, UP);
+    assert_eq!(server.join().unwrap(), UP);
+
+    // UDP: ten request/response pairs of known sizes.
+    let echo = UdpEcho::start(link.server_ns(), link.server_ip());
+    let sock = client_udp(&link, link.client_ip());
+    let (mut sent, mut got) = (0u64, 0u64);
+    for i in 0..10usize {
+        let msg = vec![b'a' + i as u8; 100 + 10 * i];
+        let (from, body) = udp_roundtrip(&sock, echo.addr, &msg).expect("echo through the link");
+        sent += msg.len() as u64;
+        got += (from.len() + 1 + body.len()) as u64;
+    }
+    let eaddr = echo.addr;
+    drop(echo);
+
+    let r = settled(&link);
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+    assert!(!r.overflowed);
+    assert_eq!(
+        r.unattributed_packets, 0,
+        "an idle link carries nothing else"
+    );
+    // One flow per 5-tuple: exactly these two.
+    assert_eq!(r.flows.len(), 2, "{r:#?}");
+
+    let tcp = flows_to(&r, Proto::Tcp, taddr);
+    assert_eq!(tcp.len(), 1);
+    let f = tcp[0];
+    assert_eq!(f.client.ip(), link.client_ip());
+    assert_eq!(f.up.delivered_payload_bytes, 8 + UP);
+    assert_eq!(f.down.delivered_payload_bytes, DOWN);
+    assert_eq!(f.up.retransmitted_bytes + f.down.retransmitted_bytes, 0);
+    assert_eq!(f.up.dropped_loss_packets + f.down.dropped_loss_packets, 0);
+    assert_eq!(f.up.offered_packets, f.up.delivered_packets);
+    near(
+        f.connect_ns(),
+        20 * MS,
+        MS,
+        "TCP connect (SYN → SYN-ACK at the client)",
+    );
+    let t = f.tcp.as_ref().unwrap();
+    let (syn, syn_ack) = (t.syn_ns.unwrap(), t.syn_ack_ns.unwrap());
+    near(Some(syn_ack - syn), 20 * MS, MS, "SYN → SYN-ACK");
+    assert!(t.fin_up_ns.is_some() && t.fin_down_ns.is_some(), "{t:?}");
+    let Some(Handshake::Tcp(h)) = f.handshake() else {
+        panic!("no TCP handshake: {f:?}")
+    };
+    // The request goes with (or right after) the handshake's last ACK; the
+    // first response byte arrives one round trip later.
+    near(h.request_after_ns, 20 * MS, MS, "SYN → request");
+    near(
+        h.response_after_ns,
+        40 * MS,
+        MS,
+        "SYN → first response byte",
+    );
+    assert!(f.completion_ns().unwrap() >= 40 * MS);
+    assert_eq!(f.goodput_down.total(), DOWN);
+    let overhead = f.wire_overhead().unwrap();
+    assert!((1.0..1.2).contains(&overhead), "wire overhead {overhead}");
+
+    let udp = flows_to(&r, Proto::Udp, eaddr);
+    assert_eq!(udp.len(), 1);
+    let u = udp[0];
+    assert_eq!(u.client, sock.local_addr().unwrap());
+    assert_eq!(u.up.delivered_payload_bytes, sent);
+    assert_eq!(u.down.delivered_payload_bytes, got);
+    assert_eq!((u.up.delivered_packets, u.down.delivered_packets), (10, 10));
+    assert!(u.tcp.is_none());
+    near(
+        u.connect_ns(),
+        20 * MS,
+        MS,
+        "UDP first request → first reply",
+    );
+}
+
+#[test]
+fn tcp_bulk_with_5pct_loss_shows_retransmissions() {
+    if skip("tcp_bulk_with_5pct_loss_shows_retransmissions") {
+        return;
+    }
+    let mut cfg = LinkConfig::symmetric(spec("delay 2ms loss 5%"));
+    cfg.seed = 7;
+    let link = userspace(cfg);
+    const DOWN: u64 = 1 << 20;
+    let (taddr, server) = tcp_server(link.server_ns(), link.server_ip());
+    tcp_client(link.client_ns(), taddr, DOWN, 0);
+    assert_eq!(server.join().unwrap(), 0);
+    let r = settled(&link);
+    let tcp = flows_to(&r, Proto::Tcp, taddr);
+    assert_eq!(tcp.len(), 1, "{r:#?}");
+    let f = tcp[0];
+    let d = &f.down;
+    eprintln!(
+        "down: offered {} pkts / {} payload B, delivered {} B, lost {} pkts, retransmitted {} pkts / {} B ({:.2}%)",
+        d.offered_packets,
+        d.offered_payload_bytes,
+        d.delivered_payload_bytes,
+        d.dropped_loss_packets,
+        d.retransmitted_packets,
+        d.retransmitted_bytes,
+        100.0 * d.retransmitted_share().unwrap()
+    );
+    assert!(d.dropped_loss_packets > 0);
+    assert!(d.retransmitted_bytes > 0, "{d:?}");
+    assert!(d.delivered_payload_bytes >= DOWN, "{d:?}");
+    assert!(d.offered_payload_bytes >= DOWN + d.retransmitted_bytes);
+    // Every byte is sent once as new data; everything else is a retransmission.
+    assert_eq!(d.offered_payload_bytes - d.retransmitted_bytes, DOWN);
+    assert!(f.retransmitted_share().unwrap() > 0.0);
+    // The model's drops are the flow's drops (nothing else crossed the link).
+    let k = link.counters();
+    assert_eq!(
+        d.dropped_loss_packets + f.up.dropped_loss_packets,
+        k.down.model.dropped_loss + k.up.model.dropped_loss
+    );
+}
+
+#[test]
+fn quic_shaped_datagrams_counted_by_type() {
+    if skip("quic_shaped_datagrams_counted_by_type") {
+        return;
+    }
+    let link = userspace(LinkConfig::symmetric(spec("delay 10ms")));
+    let srv = link
+        .server_ns()
+        .run(|| UdpSocket::bind(SocketAddr::new(link.server_ip(), 0)))
+        .unwrap();
+    srv.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let saddr = srv.local_addr().unwrap();
+    // A long header: first byte, version 1, then filler.
+    let long = |first: u8, len: usize| {
+        let mut d = vec![first, 0, 0, 0, 1];
+        d.resize(len, 0x11);
+        d
+    };
+    let short = |len: usize| {
+        let mut d = vec![0x43u8];
+        d.resize(len, 0x22);
+        d
+    };
+    let server = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        // Initial in, "Handshake" out; then five 1-RTT in, three 1-RTT out.
+        let (_, from) = srv.recv_from(&mut buf).unwrap();
+        srv.send_to(&long(0xe0, 600), from).unwrap();
+        for i in 0..5 {
+            srv.recv_from(&mut buf).unwrap();
+            if i < 3 {
+                srv.send_to(&short(300), from).unwrap();
+            }
+        }
+    });
+    let c = client_udp(&link, link.client_ip());
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 2048];
+    c.send_to(&long(0xc3, 1200), saddr).unwrap();
+    c.recv_from(&mut buf).unwrap();
+    for _ in 0..5 {
+        c.send_to(&short(100), saddr).unwrap();
+    }
+    for _ in 0..3 {
+        c.recv_from(&mut buf).unwrap();
+    }
+    server.join().unwrap();
+
+    let r = settled(&link);
+    assert_eq!(r.flows.len(), 1, "{r:#?}");
+    let f = &r.flows[0];
+    assert_eq!(f.client, c.local_addr().unwrap());
+    let q = f
+        .quic
+        .as_ref()
+        .expect("a long header with version 1 makes it QUIC");
+    assert_eq!(q.version, Some(1));
+    assert_eq!((q.up.initial.offered, q.up.initial.delivered), (1, 1));
+    assert_eq!(q.up.one_rtt.delivered, 5);
+    assert_eq!(q.down.handshake.delivered, 1);
+    assert_eq!(q.down.one_rtt.delivered, 3);
+    assert_eq!(q.down.initial.delivered + q.up.handshake.delivered, 0);
+    assert_eq!(q.up.zero_rtt.offered + q.up.retry.offered, 0);
+    let Some(Handshake::Quic(h)) = f.handshake() else {
+        panic!("no QUIC handshake: {f:?}")
+    };
+    assert!(!h.zero_rtt);
+    // Initial → server Handshake back (20 ms) → client 1-RTT (at once) →
+    // server 1-RTT back (20 ms later).
+    near(
+        h.client_data_after_ns,
+        20 * MS,
+        MS,
+        "Initial → client 1-RTT",
+    );
+    near(
+        h.server_one_rtt_after_ns,
+        40 * MS,
+        MS,
+        "Initial → server 1-RTT at the client",
+    );
+    assert_eq!(f.up.delivered_payload_bytes, 1200 + 5 * 100);
+    assert_eq!(f.down.delivered_payload_bytes, 600 + 3 * 300);
+}
+
+#[test]
+fn nat_rebinding_keeps_one_flow() {
+    if skip("nat_rebinding_keeps_one_flow") {
+        return;
+    }
+    let link = userspace(LinkConfig::default());
+    let echo = UdpEcho::start(link.server_ns(), link.server_ip());
+    let sock = client_udp(&link, link.client_ip());
+    let mut seen = Vec::new();
+    for i in 0..6u8 {
+        if i == 3 {
+            link.rebind_now(RebindKind::Port).unwrap();
+        }
+        let (from, _) = udp_roundtrip(&sock, echo.addr, &[i; 50]).expect("echo");
+        seen.push(from);
+    }
+    drop(echo);
+    // The server saw the client's port change...
+    assert_ne!(seen[0], seen[5]);
+    // ...the link saw one flow, on the client's own address.
+    let r = settled(&link);
+    assert_eq!(r.flows.len(), 1, "{r:#?}");
+    let f = &r.flows[0];
+    assert_eq!(f.client, sock.local_addr().unwrap());
+    assert_eq!((f.up.delivered_packets, f.down.delivered_packets), (6, 6));
+    assert_eq!(r.unattributed_packets, 0);
+}
+
+#[test]
+fn reset_starts_a_new_phase() {
+    if skip("reset_starts_a_new_phase") {
+        return;
+    }
+    let link = userspace(LinkConfig::default());
+    let echo = UdpEcho::start(link.server_ns(), link.server_ip());
+    let sock = client_udp(&link, link.client_ip());
+    udp_roundtrip(&sock, echo.addr, b"warm-up").expect("echo");
+    std::thread::sleep(Duration::from_millis(20));
+    let at = link.reset_flows().expect("user space measures flows");
+    assert!(link.flows().unwrap().flows.is_empty());
+    udp_roundtrip(&sock, echo.addr, b"measured").expect("echo");
+    let r = settled(&link);
+    assert_eq!(r.since_ns, at);
+    assert_eq!(r.flows.len(), 1);
+    assert_eq!(r.flows[0].up.delivered_payload_bytes, 8);
+    assert!(r.flows[0].start_ns >= at);
+}
+
+#[test]
+fn kernel_backend_has_no_flow_metrics() {
+    if skip("kernel_backend_has_no_flow_metrics") {
+        return;
+    }
+    // Unimpaired, the kernel backend is a plain veth pair (no netem needed).
+    let cfg = LinkConfig {
+        backend: Backend::Kernel,
+        ..Default::default()
+    };
+    match Link::build(cfg) {
+        Ok(link) => {
+            assert!(link.flows().is_none());
+            assert!(link.reset_flows().is_none());
+        }
+        Err(e) => eprintln!("SKIPPED: kernel_backend_has_no_flow_metrics: {e}"),
+    }
+}
+
+#[test]
+fn flows_off_when_max_flows_is_zero() {
+    if skip("flows_off_when_max_flows_is_zero") {
+        return;
+    }
+    let mut cfg = LinkConfig::default();
+    cfg.flows.max_flows = 0;
+    let link = userspace(cfg);
+    assert!(link.flows().is_none());
+}
