@@ -99,3 +99,4 @@ install_aioquic
 # ---------------------------------------------------------------------------
 bash "$ROOT/scripts/install-chromium.sh"
 # ------------------------------------------------------------- end chromium
+bash "$ROOT/scripts/install-endpoints.sh"
