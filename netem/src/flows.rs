@@ -1778,6 +1778,55 @@ mod tests {
         assert_eq!(r.flows_known, 1);
     }
 
+    /// The table's cost per packet on the relay's path: parse, offer and one
+    /// delivery, for a bulk TCP flow (cache hits) and for packets alternating
+    /// between 64 flows (hash lookups). Run with `--ignored --nocapture`.
+    #[test]
+    #[ignore = "measurement: per-packet cost of the flow table"]
+    fn measure_per_packet_cost() {
+        let n = 2_000_000u32;
+        let bulk: Vec<Vec<u8>> = (0..64u32)
+            .map(|i| tcp4(false, i * 1448, TCP_ACK, &[0u8; 1448]))
+            .collect();
+        let many: Vec<Vec<u8>> = (0..64u16)
+            .map(|i| {
+                let mut p = udp4(true, &[0x40; 1200]);
+                p[20..22].copy_from_slice(&(1000 + i).to_be_bytes());
+                p
+            })
+            .collect();
+        for (name, pkts) in [("one TCP flow", &bulk), ("64 UDP flows", &many)] {
+            let mut t = table();
+            let t0 = std::time::Instant::now();
+            for i in 0..n {
+                let p = &pkts[(i % 64) as usize];
+                let now = i as u64 * 1000;
+                if let Some(m) = parse(p) {
+                    if let Some(s) = t.offer(now, Dir::Down, &m) {
+                        t.delivered(now + 10 * MS, &s);
+                    }
+                }
+            }
+            let ns = t0.elapsed().as_nanos() as f64 / n as f64;
+            let t1 = std::time::Instant::now();
+            let mut k = 0u64;
+            for i in 0..n {
+                if let Some(m) = parse(&pkts[(i % 64) as usize]) {
+                    k += std::hint::black_box(m).payload_len as u64;
+                }
+            }
+            let parse_ns = t1.elapsed().as_nanos() as f64 / n as f64;
+            assert!(k > 0);
+            eprintln!(
+                "MEASURE flow table, {name}: {ns:.1} ns per packet (parsing alone {parse_ns:.1} ns)"
+            );
+            assert_eq!(
+                t.report(0).flows.len(),
+                if name == "one TCP flow" { 1 } else { 64 }
+            );
+        }
+    }
+
     #[test]
     fn report_serialises() {
         let mut t = table();

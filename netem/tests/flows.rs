@@ -13,6 +13,19 @@ use quicbench_netem::{Backend, Link, LinkConfig, LinkSpec, RebindKind};
 
 const MS: u64 = 1_000_000;
 
+/// Tests that check times to ±1 ms hold the machine alone (libtest runs the
+/// others in parallel; on 2 cores the endpoints would wait for a core, as
+/// impair.rs found for its RTT check); the others share it.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|p| p.into_inner())
+}
+
 fn spec(s: &str) -> LinkSpec {
     s.parse().unwrap_or_else(|e| panic!("{s:?}: {e}"))
 }
@@ -48,6 +61,7 @@ fn tcp_and_udp_through_10ms_each_way() {
     if skip("tcp_and_udp_through_10ms_each_way") {
         return;
     }
+    let _alone = alone();
     let link = userspace(LinkConfig::symmetric(spec("delay 10ms")));
 
     // TCP: the client asks for DOWN bytes (an 8-byte request), then uploads UP.
@@ -137,6 +151,7 @@ fn tcp_bulk_with_5pct_loss_shows_retransmissions() {
     if skip("tcp_bulk_with_5pct_loss_shows_retransmissions") {
         return;
     }
+    let _shared = shared();
     let mut cfg = LinkConfig::symmetric(spec("delay 2ms loss 5%"));
     cfg.seed = 7;
     let link = userspace(cfg);
@@ -179,6 +194,7 @@ fn quic_shaped_datagrams_counted_by_type() {
     if skip("quic_shaped_datagrams_counted_by_type") {
         return;
     }
+    let _alone = alone();
     let link = userspace(LinkConfig::symmetric(spec("delay 10ms")));
     let srv = link
         .server_ns()
@@ -264,6 +280,7 @@ fn nat_rebinding_keeps_one_flow() {
     if skip("nat_rebinding_keeps_one_flow") {
         return;
     }
+    let _shared = shared();
     let link = userspace(LinkConfig::default());
     let echo = UdpEcho::start(link.server_ns(), link.server_ip());
     let sock = client_udp(&link, link.client_ip());
@@ -292,6 +309,7 @@ fn reset_starts_a_new_phase() {
     if skip("reset_starts_a_new_phase") {
         return;
     }
+    let _shared = shared();
     let link = userspace(LinkConfig::default());
     let echo = UdpEcho::start(link.server_ns(), link.server_ip());
     let sock = client_udp(&link, link.client_ip());
