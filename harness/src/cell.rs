@@ -336,32 +336,46 @@ fn execute_inner(
     phases.mark("servers_up");
     let drops_before = transport::read_drops_both(&link);
     phases.mark("counters_before");
-    let (mut out, client_tcp_cc) = match &ends.client {
-        None => (
-            run_ours(
-                ctx,
-                m,
-                cell,
-                ldef,
-                &link,
-                servers.ports(),
-                ends.server.is_some(),
-            )?,
-            None,
-        ),
-        Some(e) => crate::endpoints::cell::run_client(
-            &ctx.endpoints,
-            &ctx.identity,
-            &link,
-            m,
-            cell,
-            e,
-            &ends.dir,
-            server_ip,
-            &servers.ports(),
-            ctx.stop.clone(),
-        )?,
-    };
+    let (ran, readback) = crate::endpoints::cell::with_tcp_readback(
+        &link,
+        cell.protocol,
+        ends.server.is_some(),
+        ends.client.is_some(),
+        || -> anyhow::Result<(Output, Option<String>)> {
+            match &ends.client {
+                None => Ok((
+                    run_ours(
+                        ctx,
+                        m,
+                        cell,
+                        ldef,
+                        &link,
+                        servers.ports(),
+                        ends.server.is_some(),
+                    )?,
+                    None,
+                )),
+                Some(e) => crate::endpoints::cell::run_client(
+                    &ctx.endpoints,
+                    &ctx.identity,
+                    &link,
+                    m,
+                    cell,
+                    e,
+                    &ends.dir,
+                    server_ip,
+                    &servers.ports(),
+                    ctx.stop.clone(),
+                ),
+            }
+        },
+    );
+    let (mut out, client_tcp_cc) = ran?;
+    let (mismatch, cc_notes) = readback.check(cell.cc);
+    out.notes.extend(cc_notes);
+    if let Some(m) = mismatch {
+        out.fail_cell(m);
+    }
     phases.mark("workload");
     let (server_stats, server_transport, server_tcp_cc) = match servers {
         Servers::Ours(t, _) => {

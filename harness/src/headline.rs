@@ -52,6 +52,8 @@ pub fn derived(cells: &[CellResult]) -> Vec<Derived> {
                 o.protocol == c.protocol
                     && o.link.label == base_label
                     && analysis::cell_cc(o) == analysis::cell_cc(c)
+                    && analysis::Group::of(o).server == analysis::Group::of(c).server
+                    && analysis::Group::of(o).client == analysis::Group::of(c).client
             })
             .collect();
         let same_rep = twins.iter().find(|o| o.repetition == c.repetition);
@@ -202,8 +204,125 @@ fn who(r: &SummaryRow, several: bool) -> String {
     }
 }
 
-/// A short plain-text table of the headline findings.
+/// Both ends of the cell are ours.
+fn ours_cell(c: &CellResult) -> bool {
+    analysis::Group::of(c).ours()
+}
+
+/// A short plain-text table of the headline findings: the protocols as our
+/// own endpoints run them, then (when the run pairs other implementations)
+/// each pair's headline figures and the not-applicable and failed pairs.
 pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
+    let ours: Vec<CellResult> = cells.iter().filter(|c| ours_cell(c)).cloned().collect();
+    if ours.len() == cells.len() {
+        return protocols_headline(cells, a);
+    }
+    let is_ours = |s: &str, c: &str| s == analysis::OURS && c == analysis::OURS;
+    let mine = Analysis {
+        rows: a
+            .rows
+            .iter()
+            .filter(|r| is_ours(&r.server, &r.client))
+            .cloned()
+            .collect(),
+        comparisons: a
+            .comparisons
+            .iter()
+            .filter(|r| is_ours(&r.server_a, &r.client_a) && is_ours(&r.server_b, &r.client_b))
+            .cloned()
+            .collect(),
+        drift: a.drift.clone(),
+        adaptive: a.adaptive.clone(),
+    };
+    let mut s = protocols_headline(&ours, &mine);
+    s.push_str(&implementations_headline(cells, a));
+    s
+}
+
+/// Per pair that is not ours on both ends: the headline metric's median
+/// (with its interval where there is one) per workload variant, link and
+/// protocol; then how many pairs were not applicable, and which failed.
+fn implementations_headline(cells: &[CellResult], a: &Analysis) -> String {
+    let mut s =
+        String::from("\nImplementations (server -> client), headline metric median [interval]:\n");
+    let mut rows: Vec<&SummaryRow> = a
+        .rows
+        .iter()
+        .filter(|r| {
+            !(r.server == analysis::OURS && r.client == analysis::OURS)
+                && analysis::headline_metric(&r.workload, &r.variant) == Some(r.metric.as_str())
+        })
+        .collect();
+    rows.sort_by(|x, y| {
+        (
+            &x.workload,
+            &x.variant,
+            &x.link,
+            &x.protocol,
+            &x.server,
+            &x.client,
+        )
+            .cmp(&(
+                &y.workload,
+                &y.variant,
+                &y.link,
+                &y.protocol,
+                &y.server,
+                &y.client,
+            ))
+    });
+    for r in rows {
+        let iv = match (r.ci_low, r.ci_high) {
+            (Some(l), Some(h)) => format!(" [{l:.3}, {h:.3}]"),
+            _ => format!(" (n={}, no interval)", r.n),
+        };
+        let _ = writeln!(
+            s,
+            "  {}-{} {} {} {}->{}: {} {:.3} {}{iv}",
+            r.workload,
+            r.variant,
+            r.link,
+            r.protocol,
+            r.server,
+            r.client,
+            r.metric,
+            r.median,
+            r.unit
+        );
+    }
+    let na = cells
+        .iter()
+        .filter(|c| matches!(&c.status, quicbench_results::CellStatus::Skipped { reason } if reason.starts_with("not applicable")))
+        .count();
+    if na > 0 {
+        let _ = writeln!(
+            s,
+            "  {na} cell(s) not applicable to their pair (the reason is in each cell's status)"
+        );
+    }
+    let mut failed: Vec<String> = cells
+        .iter()
+        .filter(|c| !ours_cell(c))
+        .filter_map(|c| match &c.status {
+            quicbench_results::CellStatus::Failed { reason } => {
+                let g = analysis::Group::of(c);
+                Some(format!(
+                    "{} {}->{}: {}",
+                    c.cell_id, g.server, g.client, reason
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    failed.truncate(10);
+    for f in failed {
+        let _ = writeln!(s, "  failed: {f}");
+    }
+    s
+}
+
+/// The headline of cells whose ends are all ours.
+fn protocols_headline(cells: &[CellResult], a: &Analysis) -> String {
     let rows = a.rows.as_slice();
     let mut s = String::new();
     // Groups as (protocol, cc): a cc axis gives each controller its own line.

@@ -173,17 +173,139 @@ fn server_port(p: Protocol) -> (u16, bool) {
     }
 }
 
-/// Set the namespace's TCP controller: a third-party TCP endpoint runs the
-/// namespace default (it cannot be asked per socket). Returns what reads back.
+/// Give the namespace's routes to the peer the cell's TCP controller
+/// (`ip route replace ... congctl <cc>`): a third-party TCP endpoint cannot
+/// be asked for one per socket, and the namespace default
+/// (`net.ipv4.tcp_congestion_control`) may only name controllers in the
+/// host's `tcp_allowed_congestion_control` outside the initial namespace
+/// (here "reno bbr": writing cubic is EPERM). A route's controller applies
+/// to every connection over it that does not choose its own, active and
+/// passive. Returns the route as it reads back.
 fn set_tcp_cc(ns: &NetNs, cc: Option<CongestionControl>) -> anyhow::Result<Option<String>> {
     let Some(cc) = cc else { return Ok(None) };
     let name = quicbench_wire::transport::tcp_name(cc);
-    ns.set_sysctl("net/ipv4/tcp_congestion_control", name)?;
-    let back = ns.sysctl("net/ipv4/tcp_congestion_control")?;
-    if back != name {
-        anyhow::bail!("namespace TCP controller reads back {back:?}, the cell asked for {name}");
+    let ip = |args: &[&str]| -> anyhow::Result<String> {
+        let out = ns
+            .command("ip")
+            .args(args)
+            .output()
+            .with_context(|| format!("ip {}", args.join(" ")))?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    use quicbench_netem::link::addr::{ROUTE_V4, ROUTE_V6};
+    let mut back = Vec::new();
+    for (family, prefix) in [("-4", ROUTE_V4), ("-6", ROUTE_V6)] {
+        let route = ip(&[family, "route", "show", prefix])?;
+        let Some(line) = route.lines().next() else {
+            anyhow::bail!("no route to {prefix} in the namespace");
+        };
+        let mut words: Vec<&str> = Vec::new();
+        let mut it = line.split_whitespace();
+        while let Some(w) = it.next() {
+            if w == "congctl" {
+                // Its value (and an optional "lock" before it).
+                if it.next() == Some("lock") {
+                    it.next();
+                }
+                continue;
+            }
+            words.push(w);
+        }
+        let mut args = vec![family, "route", "replace"];
+        args.extend(words);
+        args.extend(["congctl", name]);
+        ip(&args)?;
+        let now = ip(&[family, "route", "show", prefix])?;
+        if !now.contains(&format!("congctl {name}")) {
+            anyhow::bail!(
+                "the route to {prefix} reads back {now:?}, the cell asked for congctl {name}"
+            );
+        }
+        back.push(now);
     }
-    Ok(Some(back))
+    Ok(Some(back.join("; ")))
+}
+
+/// The TCP controllers seen on a third-party end's sockets during the
+/// workload (None: that end is ours, or the protocol is not over TCP).
+#[derive(Debug, Default)]
+pub struct TcpReadback {
+    pub server: Option<std::collections::BTreeSet<String>>,
+    pub client: Option<std::collections::BTreeSet<String>>,
+}
+
+impl TcpReadback {
+    /// A mismatch with the cell's controller, naming the end; a note when
+    /// no connection was seen (too short for the sampler).
+    pub fn check(&self, cc: Option<CongestionControl>) -> (Option<String>, Vec<String>) {
+        let Some(cc) = cc else {
+            return (None, Vec::new());
+        };
+        let want = quicbench_wire::transport::tcp_name(cc);
+        let mut notes = Vec::new();
+        for (end, seen) in [("server", &self.server), ("client", &self.client)] {
+            let Some(seen) = seen else { continue };
+            if seen.is_empty() {
+                notes.push(format!(
+                    "{end}: no established TCP connection seen by ss (sampled every 20 ms): controller not read back"
+                ));
+            }
+            let other: Vec<&String> = seen.iter().filter(|c| c.as_str() != want).collect();
+            if !other.is_empty() {
+                return (
+                    Some(format!(
+                        "the third-party {end}'s TCP connections ran {other:?}, the cell asked for {want}"
+                    )),
+                    notes,
+                );
+            }
+        }
+        (None, notes)
+    }
+}
+
+/// Run `f` (the workload) while the third-party TCP ends' controllers are
+/// read back from their sockets.
+pub fn with_tcp_readback<R>(
+    link: &Link,
+    protocol: Protocol,
+    server_theirs: bool,
+    client_theirs: bool,
+    f: impl FnOnce() -> R,
+) -> (R, TcpReadback) {
+    use super::process::sampling_cc;
+    let period = Duration::from_millis(20);
+    let tcp = protocol != Protocol::H3 && protocol != Protocol::Udp;
+    let mut rb = TcpReadback::default();
+    let r = match (tcp && server_theirs, tcp && client_theirs) {
+        (false, false) => f(),
+        (true, false) => {
+            let (r, s) = sampling_cc(link.server_ns(), period, f);
+            rb.server = Some(s);
+            r
+        }
+        (false, true) => {
+            let (r, c) = sampling_cc(link.client_ns(), period, f);
+            rb.client = Some(c);
+            r
+        }
+        (true, true) => {
+            let ((r, c), s) = sampling_cc(link.server_ns(), period, || {
+                sampling_cc(link.client_ns(), period, f)
+            });
+            rb.server = Some(s);
+            rb.client = Some(c);
+            r
+        }
+    };
+    (r, rb)
 }
 
 /// A third-party server, running.

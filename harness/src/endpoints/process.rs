@@ -200,6 +200,47 @@ fn signal_group(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// Run `f` while the TCP controllers of `ns`'s established connections are
+/// read with `ss -tin` every `period` beside it: a third-party TCP
+/// endpoint's controller read back from its own sockets. Returns f's value
+/// and every controller seen.
+pub fn sampling_cc<R>(
+    ns: &NetNs,
+    period: Duration,
+    f: impl FnOnce() -> R,
+) -> (R, std::collections::BTreeSet<String>) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(o) = ns
+                    .command("ss")
+                    .args(["-tinH", "state", "established"])
+                    .output()
+                {
+                    seen.extend(ss_controllers(&String::from_utf8_lossy(&o.stdout)));
+                }
+                std::thread::sleep(period);
+            }
+            seen
+        });
+        let r = f();
+        stop.store(true, Ordering::Relaxed);
+        (r, h.join().unwrap_or_default())
+    })
+}
+
+/// Controller names in `ss -tin` output (the word before `wscale:`, or any
+/// known name standing alone).
+pub fn ss_controllers(text: &str) -> Vec<String> {
+    const KNOWN: [&str; 6] = ["cubic", "reno", "bbr", "bbr2", "vegas", "westwood"];
+    text.split_whitespace()
+        .filter(|w| KNOWN.contains(w))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Whether `/proc/net/{tcp,udp}[6]` text shows local port `port` bound
 /// (for TCP: in state LISTEN, 0A).
 pub fn port_bound(table: &str, port: u16, listen: bool) -> bool {
@@ -230,6 +271,14 @@ mod tests {
   10: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 07 0\n";
         assert!(port_bound(udp6, 443, false));
         assert!(!port_bound("", 443, false));
+    }
+
+    #[test]
+    fn controllers_are_read_from_ss() {
+        let ss = "0      0      198.18.0.1:40000  198.18.1.1:4433\n\t cubic wscale:7,7 rto:204 rtt:20.5/10 mss:1448\n";
+        assert_eq!(ss_controllers(ss), vec!["cubic"]);
+        assert_eq!(ss_controllers("ts sack bbr wscale:9,9"), vec!["bbr"]);
+        assert!(ss_controllers("").is_empty());
     }
 
     #[test]
