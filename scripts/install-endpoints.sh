@@ -133,7 +133,17 @@ install_aioquic
 # ---------------------------------------------------------------------------
 # chromium: the HTTP/3 browser client "chromium"
 # (scripts/endpoints/chromium-client.sh); scripts/install-chromium.sh is a
-# no-op when it is present.
+# no-op when it is present. The wrapper trusts QB_CA through an NSS database
+# it makes with certutil (Debian libnss3-tools).
 # ---------------------------------------------------------------------------
 bash "$ROOT/scripts/install-chromium.sh"
+install_certutil() {
+  if ! command -v certutil >/dev/null 2>&1; then
+    echo "certutil: missing, installing libnss3-tools with apt"
+    apt_install libnss3-tools
+  fi
+  command -v certutil >/dev/null 2>&1 || { echo "certutil: installed but not found" >&2; exit 1; }
+  echo "certutil: present (libnss3-tools $(dpkg-query -W -f='${Version}' libnss3-tools 2>/dev/null || echo '?'))"
+}
+install_certutil
 # ------------------------------------------------------------- end chromium
