@@ -420,6 +420,9 @@ fn execute_inner(
     }
     let (t0, client_transport) = (out.t0_mono_ns, std::mem::take(&mut out.transport));
     fill(res, out);
+    if let Some(f) = link.flows() {
+        crate::link_metrics::record(res, &f);
+    }
     record.apply(res);
     crate::ground_truth::record(res, t0, client_transport, server_transport);
     ends.record(ctx, res, server_tcp_cc, client_tcp_cc);

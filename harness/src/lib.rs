@@ -8,6 +8,7 @@ pub mod conns;
 pub mod endpoints;
 pub mod ground_truth;
 pub mod headline;
+pub mod link_metrics;
 pub mod matrix;
 pub mod plan;
 pub mod profile;

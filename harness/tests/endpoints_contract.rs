@@ -165,7 +165,7 @@ fn contract_endpoints_run_fail_and_say_why() {
     match &r.status {
         CellStatus::Failed { reason } => {
             assert!(
-                reason.contains("client liar: /bytes/1024/warmup: wrong byte"),
+                reason.contains("client liar: /bytes/1000000/object: wrong byte"),
                 "{reason}"
             )
         }

@@ -352,28 +352,12 @@ pub fn objects_of(
             Workload::Goodput => w
                 .goodput
                 .as_ref()
-                .map(|g| {
-                    vec![
-                        Object {
-                            size: 1024,
-                            tag: "warmup".into(),
-                        },
-                        Object {
-                            size: g.size,
-                            tag: "object".into(),
-                        },
-                    ]
-                })
+                .map(|g| external::one_object(g.size))
                 .unwrap_or_default(),
             Workload::Migration => w
                 .migration
                 .as_ref()
-                .map(|g| {
-                    vec![Object {
-                        size: g.size,
-                        tag: "object".into(),
-                    }]
-                })
+                .map(|g| external::one_object(g.size))
                 .unwrap_or_default(),
             Workload::Udp | Workload::Conns => Vec::new(),
         };

@@ -1,0 +1,125 @@
+//! Metrics measured at the link, the same way for every implementation
+//! (ours or a third-party black box): from the relay's per-flow records
+//! (`quicbench_netem::flows`), one sample per flow the cell's client opened.
+//! Definitions: docs/methodology.md, "Measured at the link".
+
+use quicbench_netem::flows::{Handshake, Proto, Side};
+use quicbench_netem::{FlowReport, FlowsReport};
+use quicbench_results::{CellResult, Metric};
+
+/// A flow carries a transfer worth a rate when this many payload bytes
+/// reached the client.
+const MIN_RATE_BYTES: u64 = 64 * 1024;
+/// Flows described one by one in `extra.link_flows`.
+const MAX_LISTED: usize = 32;
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// The rate of the server's payload toward the client from its first
+/// response byte to its last, Mbit/s (None for small or single-bin flows).
+pub fn down_rate_mbps(f: &FlowReport) -> Option<f64> {
+    let bytes = f.down.delivered_payload_bytes;
+    let from = f.first_response_ns.or(f.down.first_payload_delivered_ns)?;
+    let to = f.down.last_payload_delivered_ns?;
+    let span = to.checked_sub(from).filter(|s| *s > 0)?;
+    (bytes >= MIN_RATE_BYTES).then(|| bytes as f64 * 8.0 / (span as f64 / 1e9) / 1e6)
+}
+
+/// The transport handshake as the link saw it, up to the client being
+/// able to send application data on a confirmed path: TCP SYN → SYN-ACK
+/// delivered; QUIC the client's first Initial → its first 1-RTT packet
+/// offered (it has processed the server's flight: its Finished and first
+/// request leave together). 0-RTT data does not end it.
+pub fn handshake_ns(f: &FlowReport) -> Option<u64> {
+    match f.handshake()? {
+        Handshake::Tcp(t) => t.syn_ack_after_ns,
+        Handshake::Quic(q) => {
+            let q1 = f.quic.as_ref()?.up.one_rtt.first_offered_ns?;
+            q1.checked_sub(q.initial_ns)
+        }
+    }
+}
+
+/// Add the link's metrics (`link_*`) and `extra.link_flows` to a cell.
+pub fn record(res: &mut CellResult, report: &FlowsReport) {
+    let flows: Vec<&FlowReport> = report
+        .flows
+        .iter()
+        .filter(|f| f.client_in == Side::ClientNs && f.up.offered_packets > 0)
+        .collect();
+    let mut push = |name: &str, unit: &str, v: Option<f64>| {
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            res.metrics
+                .entry(name.to_string())
+                .or_insert_with(|| Metric::new(unit))
+                .samples
+                .push(v);
+        }
+    };
+    push("link_flows", "count", Some(flows.len() as f64));
+    for f in &flows {
+        push("link_connect_ms", "ms", f.connect_ns().map(ms));
+        push("link_handshake_ms", "ms", handshake_ns(f).map(ms));
+        push("link_completion_ms", "ms", f.completion_ns().map(ms));
+        push("link_goodput_mbps", "Mbit/s", down_rate_mbps(f));
+        push("link_wire_overhead", "ratio", f.wire_overhead());
+        push(
+            "link_retransmitted_share",
+            "fraction",
+            f.retransmitted_share(),
+        );
+    }
+    let listed: Vec<serde_json::Value> = flows
+        .iter()
+        .take(MAX_LISTED)
+        .map(|f| {
+            serde_json::json!({
+                "protocol": match f.protocol { Proto::Tcp => "tcp", Proto::Udp => "udp" },
+                "client": f.client.to_string(),
+                "server": f.server.to_string(),
+                "connect_ms": f.connect_ns().map(ms),
+                "handshake_ms": handshake_ns(f).map(ms),
+                "completion_ms": f.completion_ns().map(ms),
+                "down_payload_bytes": f.down.delivered_payload_bytes,
+                "down_wire_bytes": f.down.delivered_bytes,
+                "up_wire_bytes": f.up.delivered_bytes,
+                "retransmitted_bytes": f.up.retransmitted_bytes + f.down.retransmitted_bytes,
+                "dropped_packets": f.up.dropped_loss_packets + f.down.dropped_loss_packets
+                    + f.up.dropped_queue_packets + f.down.dropped_queue_packets,
+                "quic_version": f.quic.as_ref().and_then(|q| q.version),
+                "zero_rtt": f.quic.as_ref().map(|q| q.up.zero_rtt.offered > 0),
+                "goodput_mbps": down_rate_mbps(f),
+            })
+        })
+        .collect();
+    res.extra.insert(
+        "link_flows".into(),
+        serde_json::json!({
+            "flows": listed,
+            "listed": listed.len(),
+            "total": flows.len(),
+            "overflowed": report.overflowed,
+            "unattributed_packets": report.unattributed_packets,
+        }),
+    );
+    // The busiest flow's bytes toward the client over time (its goodput curve).
+    if let Some(f) = flows
+        .iter()
+        .max_by_key(|f| f.down.delivered_payload_bytes)
+        .filter(|f| f.down.delivered_payload_bytes >= MIN_RATE_BYTES)
+    {
+        let c = &f.goodput_down;
+        let bin_s = c.bin_ns as f64 / 1e9;
+        if bin_s > 0.0 {
+            let pts: Vec<(f64, f64)> = c
+                .bytes
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (ms(c.bin_ns * i as u64), *b as f64 * 8.0 / bin_s / 1e6))
+                .collect();
+            res.timelines.insert("link_goodput_mbps".into(), pts);
+        }
+    }
+}
