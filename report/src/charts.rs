@@ -13,9 +13,9 @@ use crate::palette::protocol_color;
 
 pub const WIDTH: u32 = 900;
 pub const HEIGHT: u32 = 480;
-const FONT: &str = "sans-serif";
-const LEGEND_WIDTH: u32 = 170;
-const NOTE_HEIGHT: u32 = 22;
+pub(crate) const FONT: &str = "sans-serif";
+pub(crate) const LEGEND_WIDTH: u32 = 170;
+pub(crate) const NOTE_HEIGHT: u32 = 22;
 
 /// A chart failed to draw (plotters' error, with the chart's title).
 #[derive(Debug, thiserror::Error)]

@@ -5,27 +5,51 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use quicbench_results::analysis::{cell_endpoint, OURS};
 use quicbench_results::store::{self, RunDir};
 use quicbench_results::{CellResult, ComparisonRow, LinkInfo, RunMeta, SummaryRow};
 
 use crate::palette::protocol_rank;
 
 /// Everything the report needs of one run directory.
+///
+/// `cells`, `rows` and `comparisons` hold only what ran with our own
+/// implementation at both ends (docs/endpoints.md): every protocol chart and
+/// table reads these, so a run with third-party endpoints neither pools nor
+/// duplicates implementations there. The implementations page reads
+/// `impl_cells` / `impl_rows`: everything.
 #[derive(Debug, Clone)]
 pub struct RunData {
     pub dir: PathBuf,
     pub meta: RunMeta,
-    /// Every readable cell (ok or not), sorted by id.
+    /// Every readable cell (ok or not) of our own server × client pair,
+    /// sorted by id.
     pub cells: Vec<CellResult>,
     /// `summary.json` if present (it may hold harness-derived rows), else
-    /// `quicbench_results::summarize` of the cells.
+    /// `quicbench_results::summarize` of the cells; our own pair's rows.
     pub rows: Vec<SummaryRow>,
+    /// Every readable cell of every server × client pair, sorted by id.
+    pub impl_cells: Vec<CellResult>,
+    /// Every summary row of every pair.
+    pub impl_rows: Vec<SummaryRow>,
     /// Cell files that could not be read, with the reason.
     pub invalid: Vec<(PathBuf, String)>,
     /// `comparisons.csv` (corrected over the run's family); empty when the
     /// file is missing or of an older format. Every "distinguishable" the
     /// report shows comes from here: one rule, `quicbench_results::infer::verdict`.
+    /// Only rows whose two arms are both our own pair.
     pub comparisons: Vec<ComparisonRow>,
+}
+
+/// Both ends of the cell are our own implementation (`params.server` and
+/// `params.client` absent, as in runs before endpoints, or `quicbench`).
+pub fn ours_cell(c: &CellResult) -> bool {
+    cell_endpoint(c, "server") == OURS && cell_endpoint(c, "client") == OURS
+}
+
+/// The summary row is of our own pair.
+pub fn ours_row(r: &SummaryRow) -> bool {
+    r.server == OURS && r.client == OURS
 }
 
 /// Loads a run directory for reporting: unreadable cell files are listed in
@@ -48,18 +72,52 @@ pub fn load_run(dir: &Path) -> anyhow::Result<RunData> {
     } else {
         quicbench_results::summarize(&cells)
     };
-    let comparisons = rd.read_comparisons().unwrap_or_default();
-    Ok(RunData {
-        dir: dir.to_path_buf(),
-        meta,
-        cells,
-        rows,
-        invalid,
-        comparisons,
-    })
+    let comparisons = rd
+        .read_comparisons()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| {
+            [&c.server_a, &c.client_a, &c.server_b, &c.client_b]
+                .iter()
+                .all(|e| *e == OURS)
+        })
+        .collect();
+    Ok(RunData::split(dir, meta, cells, rows, invalid, comparisons))
 }
 
 impl RunData {
+    /// The one place the report keeps third-party pairs out of the protocol
+    /// views: `cells` / `rows` become our own pair's, `impl_*` keep all.
+    pub fn split(
+        dir: &Path,
+        meta: RunMeta,
+        impl_cells: Vec<CellResult>,
+        impl_rows: Vec<SummaryRow>,
+        invalid: Vec<(PathBuf, String)>,
+        comparisons: Vec<ComparisonRow>,
+    ) -> RunData {
+        RunData {
+            dir: dir.to_path_buf(),
+            meta,
+            cells: impl_cells
+                .iter()
+                .filter(|c| ours_cell(c))
+                .cloned()
+                .collect(),
+            rows: impl_rows.iter().filter(|r| ours_row(r)).cloned().collect(),
+            impl_cells,
+            impl_rows,
+            invalid,
+            comparisons,
+        }
+    }
+
+    /// Any cell with another implementation at one end (the implementations
+    /// page is built and linked only then).
+    pub fn has_other_endpoints(&self) -> bool {
+        self.impl_cells.len() > self.cells.len()
+    }
+
     /// The comparison of protocol `a` with `b` on one metric, in either order
     /// of the file, with the ratio oriented as median(a) / median(b).
     pub fn comparison(

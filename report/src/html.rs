@@ -115,7 +115,7 @@ table{border-collapse:collapse;font-size:.85em;margin:1em 0}td,th{border:1px sol
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}.ci{color:#666}\
 .sw{display:inline-block;width:.8em;height:.8em;margin-right:.3em;vertical-align:middle;border:1px solid #999}\
 .warn,.fail{color:#D55E00}.ok{color:#009E73}details{margin:1em 0}summary{cursor:pointer}\
-.missing{padding:2em;border:1px dashed #bbb;color:#777}.wide{overflow-x:auto}\
+.missing{padding:2em;border:1px dashed #bbb;color:#777}.svg svg{max-width:100%;height:auto;border:1px solid #ddd}.wide{overflow-x:auto}\
 .finding{background:#f6f9fc;border-left:4px solid #0072B2;padding:.4em 1em;margin:.6em 0}\
 footer{margin-top:3em;font-size:.85em;color:#666}code{font-size:.9em}";
 

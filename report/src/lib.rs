@@ -7,6 +7,8 @@
 //! <out>/index.html          headline findings, matrix overview, failed cells
 //! <out>/<workload>.html     one page per workload (handshake, hol, migration,
 //!                           goodput, udp, and any other in the data)
+//! <out>/implementations.html server × client pairs (only when a run has a
+//!                           cell with a third-party endpoint)
 //! <out>/methodology.html    metrics, statistics, link model, calibration,
 //!                           versions, host
 //! <out>/charts/r<i>-*.svg   charts of run i (0 = the main run)
@@ -20,6 +22,8 @@
 pub mod charts;
 pub mod data;
 pub mod html;
+pub mod impl_charts;
+pub mod implementations;
 pub mod palette;
 mod site;
 pub mod transport;

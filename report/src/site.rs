@@ -76,6 +76,9 @@ pub fn build_site_with(runs: &[PathBuf], out: &Path, opts: &Options) -> anyhow::
     for w in &workloads {
         pages.push(workload_page(&loaded, &labels, w, out)?);
     }
+    if let Some(p) = crate::implementations::page(&loaded, &labels, out, opts.copy_cells)? {
+        pages.push(p);
+    }
     pages.push(methodology_page(&loaded, &labels));
 
     let nav: Vec<(String, String)> = pages
@@ -121,17 +124,18 @@ fn copy_data(runs: &[RunData], out: &Path, opts: &Options) -> anyhow::Result<Vec
         if opts.copy_cells {
             let cells = data.join("cells");
             fs::create_dir_all(&cells).with_context(|| format!("creating {}", cells.display()))?;
-            for c in &run.cells {
+            // Every pair's cells: the implementations page links to them too.
+            for c in &run.impl_cells {
                 let src = run.dir.join("cells").join(format!("{}.json", c.cell_id));
                 let dst = cells.join(format!("{}.json", c.cell_id));
                 fs::copy(&src, &dst)
                     .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
             }
-            if let Some(c) = run.cells.first() {
+            if let Some(c) = run.impl_cells.first() {
                 mine.push(format!(
                     "<a href=\"data/r{i}/cells/{}.json\">cells/</a> ({} files)",
                     esc(&c.cell_id),
-                    run.cells.len()
+                    run.impl_cells.len()
                 ));
             }
         }
@@ -187,7 +191,7 @@ fn index_page(
         let failed = r.cells.iter().filter(|c| !c.status.is_ok()).count();
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}<br><small>{} → {}</small></td><td>{}<br><small>{}, {} cores, kernel {}</small></td><td>{}</td><td>{} of {} planned{}{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}<br><small>{} → {}</small></td><td>{}<br><small>{}, {} cores, kernel {}</small></td><td>{}</td><td>{} of {} planned{}{}{}</td><td>{}</td></tr>",
             i + 1,
             esc(&r.meta.name),
             esc(&r.meta.started),
@@ -197,13 +201,14 @@ fn index_page(
             r.meta.host.cores,
             esc(&r.meta.host.kernel),
             esc(&r.meta.backend),
-            r.cells.len(),
+            r.impl_cells.len(),
             r.meta.cell_ids.len(),
             if failed > 0 {
                 format!(", <span class=\"fail\">{failed} not ok</span>")
             } else {
                 String::new()
             },
+            other_pairs_note(r),
             if r.invalid.is_empty() {
                 String::new()
             } else {
@@ -234,9 +239,23 @@ fn index_page(
             esc(&crate::workload_title(w))
         );
     }
+    if runs.iter().any(RunData::has_other_endpoints) {
+        let _ = writeln!(
+            h,
+            "<li><a href=\"{}\">Implementations: server × client pairs, protocol or implementation</a></li>",
+            crate::implementations::FILE
+        );
+    }
     h.push_str("<li><a href=\"methodology.html\">Methodology: metrics, statistics, link model, calibration, versions, host</a></li></ul>\n");
 
     h.push_str("<h2 id=\"matrix\">Matrix overview</h2>\n<p>Cells per workload variant × protocol × link: the number that finished ok; <span class=\"fail\">✗n</span>: n failed or skipped; –: not in the plan.</p>\n");
+    if runs.iter().any(RunData::has_other_endpoints) {
+        let _ = writeln!(
+            h,
+            "<p>Here and on every workload page: cells with our own server and client only. Other server × client pairs: <a href=\"{}\">implementations</a>.</p>",
+            crate::implementations::FILE
+        );
+    }
     for (i, r) in runs.iter().enumerate() {
         if runs.len() > 1 {
             let _ = writeln!(h, "<h3>{}</h3>", esc(&labels[i]));
@@ -249,6 +268,21 @@ fn index_page(
         title: format!("quicbench: {}", main.meta.name),
         body: h,
     }
+}
+
+/// The run table's word on cells of other implementation pairs: counted
+/// there, shown only on the implementations page.
+fn other_pairs_note(r: &RunData) -> String {
+    let other = r.impl_cells.len() - r.cells.len();
+    if other == 0 {
+        return String::new();
+    }
+    let not_ok = r.impl_cells.iter().filter(|c| !c.status.is_ok()).count()
+        - r.cells.iter().filter(|c| !c.status.is_ok()).count();
+    format!(
+        "<br><small>{other} with other implementations ({not_ok} not ok or not applicable): <a href=\"{}\">implementations</a></small>",
+        crate::implementations::FILE
+    )
 }
 
 fn finding(h: &mut String, title: &str, body: &str) {
@@ -890,7 +924,7 @@ fn methodology_page(runs: &[RunData], labels: &[String]) -> Page {
                 "cells".into(),
                 format!(
                     "{} present, {} planned here, {} in the whole plan",
-                    r.cells.len(),
+                    r.impl_cells.len(),
                     m.cell_ids.len(),
                     m.planned_cells
                 ),

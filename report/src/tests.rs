@@ -3,7 +3,7 @@ use std::fs;
 use std::path::Path;
 
 use quicbench_results::{
-    CellResult, CellStatus, HostInfo, LinkInfo, RunDir, RunMeta, SCHEMA_VERSION,
+    CellResult, CellStatus, HostInfo, LinkInfo, RunDir, RunMeta, SummaryRow, SCHEMA_VERSION,
 };
 
 use super::*;
@@ -22,8 +22,114 @@ fn link(label: &str, rtt: f64, loss: f64) -> LinkInfo {
 /// A small synthetic run: handshakes of h2 and h3 on two links (links given
 /// in the "wrong" order to check sorting), a migration with timelines.
 pub(crate) fn synthetic_run(base: &Path) -> RunDir {
+    synthetic_run_with(base, false)
+}
+
+/// The cell run by another server × client pair (`params`, and
+/// `extra.endpoints` as the harness writes it).
+fn with_pair(mut c: CellResult, server: &str, client: &str) -> CellResult {
+    c.params = serde_json::json!({ "server": server, "client": client });
+    let side = |name: &str| {
+        if name == "quicbench" {
+            serde_json::json!({ "name": name })
+        } else {
+            serde_json::json!({
+                "name": name,
+                "version": format!("{name} 1.2.3"),
+                "command": format!("$QB_SCRIPTS/endpoints/{name}.sh"),
+                "notes": format!("{name} <notes>"),
+                "namespace_tcp_cc": null,
+            })
+        }
+    };
+    c.extra.insert(
+        "endpoints".into(),
+        serde_json::json!({ "server": side(server), "client": side(client) }),
+    );
+    c
+}
+
+/// Third-party pairs beside ours: h3 handshakes by ngtcp2 → quicbench and
+/// ngtcp2 → ngtcp2 (ok, slower), quicbench → aioquic (every cell failed),
+/// h2 by ngtcp2 → quicbench (not applicable); a migration by ngtcp2 →
+/// quicbench that survived 2 of 3 times.
+fn add_pairs(rd: &RunDir, ids: &mut Vec<String>) {
+    for rep in 0..3u32 {
+        for (label, rtt) in [("rtt200", 200.0), ("rtt20", 20.0)] {
+            let arms: [(&str, &str, &str, Option<f64>); 4] = [
+                ("h3", "ngtcp2", "quicbench", Some(2.5)),
+                ("h3", "ngtcp2", "ngtcp2", Some(4.0)),
+                ("h3", "quicbench", "aioquic", None),
+                ("h2", "ngtcp2", "quicbench", None),
+            ];
+            for (proto, server, client, rtts) in arms {
+                let id = format!("{proto}-handshake-cold-{label}-{server}-{client}-r{rep}");
+                let mut c = with_pair(
+                    CellResult::new(
+                        &id,
+                        proto,
+                        "handshake",
+                        "cold",
+                        link(label, rtt, 0.0),
+                        rep,
+                        7,
+                    ),
+                    server,
+                    client,
+                );
+                match (rtts, client) {
+                    (Some(t), _) => {
+                        for i in 0..4 {
+                            let r = t + 0.05 + 0.01 * (i + rep) as f64;
+                            c.push_sample("ttfb_rtt", "RTT", r).unwrap();
+                            c.push_sample("ttfb_ms", "ms", r * rtt).unwrap();
+                        }
+                    }
+                    (None, "aioquic") => {
+                        c.status = CellStatus::Failed {
+                            reason: "aioquic client: handshake timeout <interop>".into(),
+                        }
+                    }
+                    (None, _) => {
+                        c.status = CellStatus::Skipped {
+                            reason: "not applicable: ngtcp2 speaks h3 only".into(),
+                        }
+                    }
+                }
+                rd.write_cell(&c).unwrap();
+                ids.push(id);
+            }
+        }
+        let id = format!("h3-migration-port-rebind-rtt50-ngtcp2-quicbench-r{rep}");
+        let mut c = with_pair(
+            CellResult::new(
+                &id,
+                "h3",
+                "migration",
+                "port-rebind",
+                link("rtt50", 50.0, 0.0),
+                rep,
+                7,
+            ),
+            "ngtcp2",
+            "quicbench",
+        );
+        c.push_sample("survived", "bool", if rep < 2 { 1.0 } else { 0.0 })
+            .unwrap();
+        c.push_sample("completion_ms", "ms", 900.0 + rep as f64)
+            .unwrap();
+        rd.write_cell(&c).unwrap();
+        ids.push(id);
+    }
+}
+
+/// [`synthetic_run`], with the third-party pairs of [`add_pairs`] when `pairs`.
+pub(crate) fn synthetic_run_with(base: &Path, pairs: bool) -> RunDir {
     let rd = RunDir::create(base, "synthetic").unwrap();
     let mut ids = Vec::new();
+    if pairs {
+        add_pairs(&rd, &mut ids);
+    }
     for rep in 0..3u32 {
         for (label, rtt) in [("rtt200", 200.0), ("rtt20", 20.0)] {
             for (proto, theory) in [("h2", 3.0), ("h3", 2.0), ("h1.1-tls", 3.0)] {
@@ -178,4 +284,243 @@ fn site_is_built() -> anyhow::Result<()> {
     build_site(&[rd.path().to_path_buf()], &out)?;
     assert!(build_site(&[], &out).is_err());
     Ok(())
+}
+
+/// Every chart file of a site but the implementations page's, by name.
+fn protocol_charts(site: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for e in fs::read_dir(site.join("charts"))? {
+        let p = e?.path();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !name.contains("-impl-") {
+            out.insert(name, fs::read_to_string(&p)?);
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn third_party_pairs_leave_the_protocol_views_alone() -> anyhow::Result<()> {
+    let a = tempfile::tempdir()?;
+    let b = tempfile::tempdir()?;
+    let ours = synthetic_run_with(a.path(), false);
+    let mixed = synthetic_run_with(b.path(), true);
+    // Comparisons of every arm, as the harness writes them: the report keeps
+    // the rows whose two arms are our own pair.
+    for rd in [&ours, &mixed] {
+        let cells = rd.read_cells()?;
+        rd.write_comparisons(&quicbench_results::comparisons(
+            &cells,
+            &[],
+            quicbench_results::infer::RUN_CORRECTION,
+        ))?;
+    }
+    let (ro, rm) = (load_run(ours.path())?, load_run(mixed.path())?);
+    let ids = |r: &RunData| {
+        r.cells
+            .iter()
+            .map(|c| c.cell_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&ro), ids(&rm));
+    assert_eq!(ro.rows, rm.rows, "our pair's summary rows only");
+    assert!(rm.impl_rows.len() > rm.rows.len());
+    assert!(rm.impl_cells.len() > rm.cells.len() && rm.has_other_endpoints());
+    assert!(!ro.has_other_endpoints());
+    assert!(rm.comparisons.iter().all(|c| c.server_a == "quicbench"
+        && c.client_a == "quicbench"
+        && c.server_b == "quicbench"
+        && c.client_b == "quicbench"));
+    assert_eq!(
+        ro.comparisons
+            .iter()
+            .map(|c| (&c.metric, c.ratio))
+            .collect::<Vec<_>>(),
+        rm.comparisons
+            .iter()
+            .map(|c| (&c.metric, c.ratio))
+            .collect::<Vec<_>>()
+    );
+
+    let (so, sm) = (a.path().join("site"), b.path().join("site"));
+    build_site(&[ours.path().to_path_buf()], &so)?;
+    build_site(&[mixed.path().to_path_buf()], &sm)?;
+    let (co, cm) = (protocol_charts(&so)?, protocol_charts(&sm)?);
+    assert!(!co.is_empty());
+    assert_eq!(co.keys().collect::<Vec<_>>(), cm.keys().collect::<Vec<_>>());
+    for (name, svg) in &co {
+        assert!(cm[name] == *svg, "{name} differs with third-party pairs");
+    }
+    // The page and its link exist only with other pairs.
+    assert!(!so.join(implementations::FILE).exists());
+    assert!(!fs::read_to_string(so.join("index.html"))?.contains(implementations::FILE));
+    assert!(sm.join(implementations::FILE).is_file());
+    let index = fs::read_to_string(sm.join("index.html"))?;
+    assert!(index.contains("href=\"implementations.html\""));
+    // The matrix overview on the index has ours only: no ngtcp2 cell listed.
+    assert!(
+        !index.contains("ngtcp2-quicbench-r0"),
+        "third-party cells kept off the index"
+    );
+    Ok(())
+}
+
+#[test]
+fn heatmap_marks_not_applicable_failed_and_ok_pairs() -> anyhow::Result<()> {
+    let base = tempfile::tempdir()?;
+    let rd = synthetic_run_with(base.path(), true);
+    let run = load_run(rd.path())?;
+    let site = base.path().join("site");
+    build_site(&[rd.path().to_path_buf()], &site)?;
+    let h3 = fs::read_to_string(site.join("charts/r0-impl-handshake-cold-h3-rtt20.svg"))?;
+    let h2 = fs::read_to_string(site.join("charts/r0-impl-handshake-cold-h2-rtt20.svg"))?;
+    assert!(h3.starts_with("<svg") && h3.trim_end().ends_with("</svg>"));
+    // Failed: a red ✗ with the reason in the tooltip.
+    assert!(
+        h3.contains("<title>quicbench → aioquic, h3: failed (3 of 3 cells): aioquic client: handshake timeout &lt;interop&gt;</title>"),
+        "{h3}"
+    );
+    assert!(h3.contains(">✗</text>"));
+    // Ok: the median of the pair's summary row, its interval in the tooltip.
+    let row = |s: &str, c: &str| {
+        run.impl_rows
+            .iter()
+            .find(|r| {
+                r.protocol == "h3"
+                    && r.variant == "cold"
+                    && r.link == "rtt20"
+                    && r.metric == "ttfb_ms"
+                    && r.server == s
+                    && r.client == c
+            })
+            .cloned()
+    };
+    let theirs = row("ngtcp2", "quicbench").expect("row of ngtcp2 → quicbench");
+    let ours = row("quicbench", "quicbench").expect("row of our pair");
+    assert!(h3.contains(&format!(
+        ">{} ms</text>",
+        charts::format_value(theirs.median)
+    )));
+    assert!(h3.contains(&format!(">{} ms</text>", charts::format_value(ours.median))));
+    assert!(h3.contains(&format!(
+        "<title>ngtcp2 → quicbench, h3: ttfb_ms median {} ms [",
+        html::num(theirs.median)
+    )));
+    assert!(h3.contains(&format!(
+        "×{} vs ours (quicbench → quicbench)",
+        impl_charts::ratio_text(theirs.median / ours.median)
+    )));
+    // Not applicable: hatched grey "n/a", the reason in the tooltip; a pair
+    // that does not run h2 at all (ngtcp2 → ngtcp2) is blank.
+    assert!(h2.contains(">n/a</text>"));
+    assert!(
+        h2.contains("<title>ngtcp2 → quicbench, h2: not applicable: ngtcp2 speaks h3 only</title>")
+    );
+    assert!(!h2.contains("ngtcp2 → ngtcp2") && !h2.contains("<title>quicbench → aioquic"));
+    assert!(h3.contains("<title>ngtcp2 → ngtcp2, h3:"));
+    // Migration: the survived share; our pair recorded no completion_ms.
+    let mig = fs::read_to_string(site.join("charts/r0-impl-migration-port-rebind-h3-rtt50.svg"))?;
+    assert!(mig.contains(">survived 2/3</text>"), "{mig}");
+    assert!(mig.contains("3 ok cell(s) without completion_ms"));
+    // The page: versions, the range plot and its text, the not-ok list.
+    let page = fs::read_to_string(site.join(implementations::FILE))?;
+    assert!(page.contains("ngtcp2 1.2.3") && page.contains("ngtcp2 &lt;notes&gt;"));
+    assert!(page.contains("charts/r0-impl-range-handshake-cold-rtt20.svg"));
+    assert!(page.contains("h3: implementation spread "), "{page}");
+    assert!(page.contains("h3 vs h2 (ours): "));
+    assert!(page.contains("aioquic client: handshake timeout &lt;interop&gt;"));
+    assert!(page.contains("<title>"), "SVGs inline, so tooltips work");
+    Ok(())
+}
+
+fn summary_row(protocol: &str, server: &str, client: &str, median: f64) -> SummaryRow {
+    SummaryRow {
+        protocol: protocol.into(),
+        workload: "handshake".into(),
+        link: "rtt20".into(),
+        metric: "ttfb_ms".into(),
+        unit: "ms".into(),
+        median,
+        ci_low: Some(median * 0.9),
+        ci_high: Some(median * 1.1),
+        n: 6,
+        variant: "cold".into(),
+        ci_method: "order-statistic".into(),
+        ci_confidence: Some(0.95),
+        mean: median,
+        std: None,
+        min: median,
+        p90: median,
+        p99: median,
+        max: median,
+        cells: 6,
+        source: "samples".into(),
+        samples: 24,
+        cc: String::new(),
+        server: server.into(),
+        client: client.into(),
+    }
+}
+
+#[test]
+fn spread_text_holds_the_protocol_gap_against_the_implementation_spread() {
+    use implementations::{spread_text, Arm};
+    let arm = |p: &str, s: &str, c: &str, m: f64| Arm {
+        server: s.into(),
+        client: c.into(),
+        row: summary_row(p, s, c, m),
+    };
+    let rows = vec![
+        (
+            "h2".to_string(),
+            vec![arm("h2", "quicbench", "quicbench", 8.642_857)],
+        ),
+        (
+            "h3".to_string(),
+            vec![
+                arm("h3", "quicbench", "quicbench", 12.1),
+                arm("h3", "ngtcp2", "quicbench", 30.4),
+                arm("h3", "quic-go", "ngtcp2", 20.0),
+            ],
+        ),
+    ];
+    assert_eq!(
+        spread_text(&rows, "ms"),
+        "h3: implementation spread 12.1–30.4 ms (2.5×); h3 vs h2 (ours): 1.4×"
+    );
+    // Both with a spread; the gap the other way round; a protocol without
+    // our own pair has a spread but no gap.
+    let rows = vec![
+        (
+            "h2".to_string(),
+            vec![
+                arm("h2", "quicbench", "quicbench", 10.0),
+                arm("h2", "nginx", "quicbench", 11.0),
+            ],
+        ),
+        (
+            "h3".to_string(),
+            vec![
+                arm("h3", "quicbench", "quicbench", 7.0),
+                arm("h3", "ngtcp2", "quicbench", 70.0),
+            ],
+        ),
+        (
+            "h1.1".to_string(),
+            vec![
+                arm("h1.1", "nginx", "curl", 5.0),
+                arm("h1.1", "nginx", "wget", 6.0),
+            ],
+        ),
+    ];
+    assert_eq!(
+        spread_text(&rows, "ms"),
+        "h2: implementation spread 10.0–11.0 ms (1.1×); h2 vs h3 (ours): 1.4×. \
+         h3: implementation spread 7.00–70.0 ms (10×); h3 vs h2 (ours): 0.70×. \
+         h1.1: implementation spread 5.00–6.00 ms (1.2×)"
+    );
+    assert_eq!(spread_text(&rows[..1], "ms").matches(" vs ").count(), 0);
 }
