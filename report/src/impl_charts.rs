@@ -50,7 +50,7 @@ pub struct PairHeat {
     pub servers: Vec<String>,
     pub clients: Vec<String>,
     pub squares: Vec<PairSquare>,
-    /// What the colour is relative to, for the legend ("ours: quicbench → quicbench").
+    /// What the colour is relative to, short, for the legend ("our pair's median").
     pub reference: String,
 }
 
@@ -132,9 +132,10 @@ pub fn pair_heatmap_svg(p: &PairHeat) -> String {
     let nx = p.clients.len().max(1);
     let ny = p.servers.len().max(1);
     let w = (LEFT + CW * nx as f64 + 20.0) as u32 + LEGEND_WIDTH;
-    let w = w.max(560);
+    // At least the legend's height, and the note's width.
+    let w = w.max(720);
     let h = (TOP + CH * ny as f64 + 30.0) as u32 + NOTE_HEIGHT;
-    let h = h.max(300);
+    let h = h.max(360);
     let mut s = String::new();
     open_svg(&mut s, w, h, &p.title, &p.note);
     text(
@@ -197,8 +198,8 @@ pub fn pair_heatmap_svg(p: &PairHeat) -> String {
     }
     // Legend: the colour scale, then the other kinds of square.
     let lx = (w - LEGEND_WIDTH) as f64 + 8.0;
-    text(&mut s, lx, 56.0, 12, "start", "median / reference:");
-    text(&mut s, lx, 72.0, 11, "start", &p.reference);
+    text(&mut s, lx, 56.0, 12, "start", "colour: median /");
+    text(&mut s, lx, 72.0, 12, "start", &p.reference);
     let mut y = 92.0;
     for r in [4.0, 2.0, 1.41, 1.0, 0.71, 0.5, 0.25] {
         let _ = writeln!(

@@ -183,10 +183,19 @@ pub fn pair_heat(g: &PairGroup, servers: &[String], clients: &[String]) -> PairH
         .filter_map(|p| p.row.as_ref().map(|r| r.median))
         .filter(|m| *m > 0.0 && m.is_finite())
         .fold(None, |a: Option<f64>, m| Some(a.map_or(m, |a| a.min(m))));
-    let (reference, ref_text) = match (ours, lowest) {
-        (Some(o), _) => (Some(o), format!("ours ({OURS} → {OURS})")),
-        (None, Some(l)) => (Some(l), "the lowest median".to_string()),
-        (None, None) => (None, "none".to_string()),
+    // Colours relative to our own pair; without its median, to the lowest.
+    let (reference, ref_text, ref_short) = match (ours, lowest) {
+        (Some(o), _) => (
+            Some(o),
+            format!("ours ({OURS} → {OURS})"),
+            "our pair's median",
+        ),
+        (None, Some(l)) => (
+            Some(l),
+            "the lowest median".to_string(),
+            "the lowest median",
+        ),
+        (None, None) => (None, "none".to_string(), "(no median)"),
     };
     let mut squares = Vec::new();
     for (si, s) in servers.iter().enumerate() {
@@ -270,11 +279,7 @@ pub fn pair_heat(g: &PairGroup, servers: &[String], clients: &[String]) -> PairH
         .values()
         .filter_map(|p| p.row.as_ref().map(|r| r.n))
         .collect();
-    let n_text = match (ns.iter().min(), ns.iter().max()) {
-        (Some(a), Some(b)) if a == b => format!("n = {a} cells per pair"),
-        (Some(a), Some(b)) => format!("n = {a}–{b} cells per pair"),
-        _ => "no ok cells".into(),
-    };
+    let n_text = n_text(&ns);
     PairHeat {
         title: format!(
             "{}/{} · {} · {}: {metric}",
@@ -292,7 +297,16 @@ pub fn pair_heat(g: &PairGroup, servers: &[String], clients: &[String]) -> PairH
         servers: servers.to_vec(),
         clients: clients.to_vec(),
         squares,
-        reference: ref_text,
+        reference: ref_short.to_string(),
+    }
+}
+
+/// "n = 3 cells per pair", or its range when pairs differ.
+fn n_text(ns: &[u64]) -> String {
+    match (ns.iter().min(), ns.iter().max()) {
+        (Some(a), Some(b)) if a == b => format!("n = {a} cells per pair"),
+        (Some(a), Some(b)) => format!("n = {a}–{b} cells per pair"),
+        _ => "no ok cells".into(),
     }
 }
 
@@ -680,10 +694,9 @@ fn run_sections(
             g0.workload, g0.variant, g0.link.label
         );
         let note = format!(
-            "{}{cc} · n = {}–{} cells per pair · hover a dot for its interval",
+            "{}{cc} · {} · hover a dot for its interval",
             link_spec(&g0.link),
-            ns.iter().min().copied().unwrap_or(0),
-            ns.iter().max().copied().unwrap_or(0)
+            n_text(&ns)
         );
         let svg = range_svg(&title, &note, &format!("{metric} [{unit}]"), &range_rows);
         let file = chart_file(ri, "impl-range", &[&k.0, &k.1, &k.2, &k.3]);
