@@ -148,7 +148,7 @@ fn row_text(r: &SummaryRow) -> String {
             r.unit,
             num(l),
             num(h),
-            format_value(c * 100.0),
+            html::num_short(c * 100.0),
             r.ci_method,
             r.n
         ),
