@@ -12,6 +12,7 @@ use toml::Spanned;
 pub const QUICK: &str = include_str!("../presets/quick.toml");
 pub const FULL: &str = include_str!("../presets/full.toml");
 pub const GRID: &str = include_str!("../presets/grid.toml");
+pub const IMPLS: &str = include_str!("../presets/impls.toml");
 
 /// Most links a `[grid]` may expand to (each becomes at least one cell per
 /// repetition; the full preset has a few dozen).
@@ -387,12 +388,13 @@ impl Matrix {
             "quick" => QUICK,
             "full" => FULL,
             "grid" => GRID,
+            "impls" => IMPLS,
             other => {
                 return Err(MatrixError {
                     file: "<preset>".into(),
                     line: 0,
                     field: "preset".into(),
-                    message: format!("unknown preset {other:?}: expected quick, full or grid"),
+                    message: format!("unknown preset {other:?}: expected quick, full, grid or impls"),
                 })
             }
         };
@@ -1075,6 +1077,18 @@ mod tests {
         assert!(f.link("rtt50ms-loss2%-100mbit-buf4bdp").is_some());
         assert!(f.link("rtt150ms-100mbit").is_some());
         assert!(Matrix::preset("nope").is_err());
+        let i = Matrix::preset("impls").unwrap();
+        assert!(i.servers.len() >= 5 && i.clients.len() >= 4, "{:?} {:?}", i.servers, i.clients);
+        // Every h3 server × client pair, every h2 one, and ours in both.
+        let cells = crate::plan::cells_upto(&i, 1);
+        let pairs: std::collections::BTreeSet<(&str, &str, &str)> = cells
+            .iter()
+            .map(|c| (c.protocol.name(), c.server.as_str(), c.client.as_str()))
+            .collect();
+        assert!(pairs.contains(&("h3", "quic-go", "ngtcp2")));
+        assert!(pairs.contains(&("h2", "nginx", "curl")));
+        assert!(pairs.contains(&("h2", "quicbench", "quicbench")));
+        assert!(!pairs.iter().any(|(p, s, _)| *p == "h2" && *s == "ngtcp2"));
     }
 
     /// Presets state their buffers in BDP: no rate-limited link keeps tc's

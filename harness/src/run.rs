@@ -200,7 +200,10 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
                 interrupted = true;
                 return Ok(false);
             }
-            let ok = res.status.is_ok();
+            use quicbench_results::CellStatus;
+            // A skipped cell (not applicable to its pair, a controller the
+            // kernel lacks) is a result that says why, not a failure.
+            let ok = !matches!(res.status, CellStatus::Failed { .. });
             dir.write_cell(&res)?;
             ran += 1;
             budget -= 1;
@@ -212,11 +215,17 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
                 i + 1,
                 total,
                 c.id,
-                if ok { "ok" } else { "FAILED" },
+                match &res.status {
+                    CellStatus::Ok => "ok",
+                    CellStatus::Skipped { .. } => "skipped",
+                    CellStatus::Failed { .. } => "FAILED",
+                },
                 res.duration_s,
                 match &res.status {
-                    quicbench_results::CellStatus::Failed { reason } => format!(": {reason}"),
-                    _ => String::new(),
+                    CellStatus::Failed { reason } | CellStatus::Skipped { reason } => {
+                        format!(": {reason}")
+                    }
+                    CellStatus::Ok => String::new(),
                 }
             );
             match &pb {

@@ -13,7 +13,8 @@ use quicbench_netem::link::Backend;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// An embedded matrix: quick (default, a few minutes) or full (hours).
+    /// An embedded matrix: quick (default, a few minutes), full (~2 h),
+    /// grid (a cluster's job) or impls (independent implementations, ~15 min).
     #[arg(long, conflicts_with = "matrix")]
     preset: Option<String>,
     /// A matrix TOML file (see docs/matrix.md).

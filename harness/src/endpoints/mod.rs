@@ -209,10 +209,17 @@ struct DefsFile {
     endpoints: Vec<EndpointDef>,
 }
 
-/// Every endpoint a matrix may name, by (role, name).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// Every endpoint a matrix may name, by (role, name). Serialised as a list
+/// (run.json's resolved matrix): JSON keys must be strings.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Registry {
     by_key: BTreeMap<(Role, String), Endpoint>,
+}
+
+impl Serialize for Registry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.by_key.values())
+    }
 }
 
 impl Registry {
@@ -395,6 +402,9 @@ mod tests {
     #[test]
     fn builtins_parse_and_are_complete() {
         let r = Registry::builtin().unwrap();
+        // run.json holds the resolved matrix, endpoints included.
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v.as_array().is_some_and(|a| a.len() >= 10), "{v}");
         assert!(r.get(Role::Server, OURS).is_some());
         assert!(r.get(Role::Client, OURS).is_some());
         for e in r.all().filter(|e| !e.is_ours()) {
