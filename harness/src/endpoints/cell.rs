@@ -484,7 +484,7 @@ pub fn run_client(
         dir: client_dir,
         scripts: shared.scripts.clone(),
         stop,
-        limit: Duration::from_secs(m.cell_timeout_s.clamp(5, 3600)),
+        deadline: std::time::Instant::now() + Duration::from_secs(m.cell_timeout_s.clamp(5, 3600)),
         rtt_ms: ldef.rtt_ms,
         rate_bps: ldef.rate_bps,
     };

@@ -34,8 +34,10 @@ pub struct Ctx<'a> {
     pub dir: PathBuf,
     pub scripts: PathBuf,
     pub stop: Arc<AtomicBool>,
-    /// Per-run limit.
-    pub limit: Duration,
+    /// The cell's deadline (`cell_timeout_s` from its start): every run of
+    /// the client gets what is left of it, so a client that stalls costs a
+    /// cell its time limit once, not once per run.
+    pub deadline: Instant,
     pub rtt_ms: f64,
     pub rate_bps: Option<u64>,
 }
@@ -98,7 +100,8 @@ impl Ctx<'_> {
             Ok(p) => p,
             Err(e) => return fail(format!("{e:#}")),
         };
-        let status = p.wait(self.limit, &self.stop);
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let status = p.wait(left.max(Duration::from_secs(1)), &self.stop);
         let wall_ms = started.elapsed().as_secs_f64() * 1e3;
         let mut out = RunOut {
             error: None,
