@@ -62,6 +62,7 @@ impl Ctx<'_> {
         resume: bool,
         early_data: bool,
         session: &Path,
+        give_up: Option<&AtomicBool>,
     ) -> RunOut {
         let started = Instant::now();
         let fail = |e: String| RunOut {
@@ -101,7 +102,7 @@ impl Ctx<'_> {
             Err(e) => return fail(format!("{e:#}")),
         };
         let left = self.deadline.saturating_duration_since(Instant::now());
-        let status = p.wait(left.max(Duration::from_secs(1)), &self.stop);
+        let status = p.wait(left.max(Duration::from_secs(1)), &self.stop, give_up);
         let wall_ms = started.elapsed().as_secs_f64() * 1e3;
         let mut out = RunOut {
             error: None,
@@ -166,6 +167,7 @@ pub fn handshake(c: &Ctx, mode: &str, hp: &HandshakeParams) -> Output {
             true,
             false,
             &session,
+            None,
         );
         run += 1;
         if let Some(e) = r.error {
@@ -176,7 +178,7 @@ pub fn handshake(c: &Ctx, mode: &str, hp: &HandshakeParams) -> Output {
     let (mut resumed_n, mut early_n, mut timed) = (0u64, 0u64, 0u64);
     for i in 0..hp.connections as usize {
         let objs = Object::numbered(hp.size, i, 1);
-        let r = c.run_objects(run, &objs, 1, resumed, early, &session);
+        let r = c.run_objects(run, &objs, 1, resumed, early, &session, None);
         run += 1;
         if let Some(e) = r.error {
             out.fail(format!("connection {i}: {e}"));
@@ -233,7 +235,7 @@ pub fn handshake(c: &Ctx, mode: &str, hp: &HandshakeParams) -> Output {
 pub fn goodput(c: &Ctx, gp: &GoodputParams) -> Output {
     let mut out = Output::default();
     let objs = one_object(gp.size);
-    let r = c.run_objects(0, &objs, 1, false, false, &c.session());
+    let r = c.run_objects(0, &objs, 1, false, false, &c.session(), None);
     if let Some(e) = r.error {
         out.fail_cell(e);
         return out;
@@ -267,7 +269,7 @@ pub fn hol_parallel(c: &Ctx, hp: &HolParams) -> Output {
     let mut out = Output::default();
     let k = hp.parallel_objects.max(1) as usize;
     let objs = Object::numbered(hp.parallel_size, 0, k);
-    let r = c.run_objects(0, &objs, k, false, false, &c.session());
+    let r = c.run_objects(0, &objs, k, false, false, &c.session(), None);
     if let Some(e) = r.error {
         out.fail_cell(e);
         return out;
@@ -297,8 +299,9 @@ pub fn hol_parallel(c: &Ctx, hp: &HolParams) -> Output {
 }
 
 /// Migration: one run fetching the object; when a quarter of it has crossed
-/// the link toward the client, the link's NAT rebinds. Survived: the run
-/// completed with every byte right (a contract client cannot say whether it
+/// the link toward the client, the link's NAT rebinds. A client that then
+/// gets no byte for [`GIVE_UP_MIN_MS`] (or 5 × `stall_timeout_ms`) is
+/// stopped: it did not survive. Survived: the run completed with every byte right (a contract client cannot say whether it
 /// reconnected, so `survived` is `completed` here: docs/endpoints.md).
 /// Disruption: the longest gap in bytes delivered to the client from the
 /// event on, sampled on the link every 2 ms.
@@ -317,10 +320,12 @@ pub fn migration(c: &Ctx, link: &Link, kind: &str, mp: &MigrationParams) -> Outp
     let objs = one_object(mp.size);
     let before = link.counters().down.model.bytes_delivered;
     let stop_watch = AtomicBool::new(false);
+    let stalled = AtomicBool::new(false);
     let quarter = mp.size / 4;
+    let give_up_ms = (5 * mp.stall_timeout_ms).max(GIVE_UP_MIN_MS) as f64;
     let (r, watched) = std::thread::scope(|s| {
-        let h = s.spawn(|| watch(link, before, quarter, rk, &stop_watch));
-        let r = c.run_objects(0, &objs, 1, false, false, &c.session());
+        let h = s.spawn(|| watch(link, before, quarter, rk, give_up_ms, &stop_watch, &stalled));
+        let r = c.run_objects(0, &objs, 1, false, false, &c.session(), Some(&stalled));
         stop_watch.store(true, std::sync::atomic::Ordering::Relaxed);
         (r, h.join())
     });
@@ -342,7 +347,11 @@ pub fn migration(c: &Ctx, link: &Link, kind: &str, mp: &MigrationParams) -> Outp
     );
     out.extra.insert("event_t_ms".into(), serde_json::json!(ev));
     let done = r.error.is_none();
-    if let Some(e) = &r.error {
+    if stalled.load(std::sync::atomic::Ordering::Relaxed) {
+        out.notes.push(format!(
+            "no byte toward the client for {give_up_ms:.0} ms after the rebinding: stopped, did not survive"
+        ));
+    } else if let Some(e) = &r.error {
         out.notes.push(format!("after the rebinding: {e}"));
     }
     let b = |v: bool| if v { 1.0 } else { 0.0 };
@@ -367,7 +376,20 @@ struct Watched {
     series: Vec<(f64, f64)>,
 }
 
-fn watch(link: &Link, base: u64, quarter: u64, kind: RebindKind, stop: &AtomicBool) -> Watched {
+/// A contract client that gets no byte for this long after a rebinding
+/// (at least 5 × `stall_timeout_ms`) did not survive it: it is stopped
+/// rather than left to the cell's limit.
+const GIVE_UP_MIN_MS: u64 = 5000;
+
+fn watch(
+    link: &Link,
+    base: u64,
+    quarter: u64,
+    kind: RebindKind,
+    give_up_ms: f64,
+    stop: &AtomicBool,
+    stalled: &AtomicBool,
+) -> Watched {
     use std::sync::atomic::Ordering;
     let t0 = Instant::now();
     let mut w = Watched {
@@ -395,6 +417,12 @@ fn watch(link: &Link, base: u64, quarter: u64, kind: RebindKind, stop: &AtomicBo
             }
             last_bytes = bytes;
             last_change = now;
+        }
+        if let Some(ev) = w.event_ms {
+            if now - last_change.max(ev) >= give_up_ms {
+                w.gap_ms = w.gap_ms.max(now - last_change.max(ev));
+                stalled.store(true, Ordering::Relaxed);
+            }
         }
         if w.event_ms.is_none() && w.error.is_none() && bytes >= quarter.max(1) {
             match link.rebind_now(kind) {

@@ -93,12 +93,14 @@ impl Proc {
         format!("{} exited with {status}: {t}", self.what)
     }
 
-    /// Wait until it exits, `limit` passes or `stop` is set. Ok(status), or
-    /// Err(reason) after killing it.
+    /// Wait until it exits, `limit` passes, `stop` is set (Ctrl-C) or
+    /// `give_up` is (the caller's own reason). Ok(status), or Err(reason)
+    /// after killing it.
     pub fn wait(
         &mut self,
         limit: Duration,
         stop: &AtomicBool,
+        give_up: Option<&AtomicBool>,
     ) -> Result<std::process::ExitStatus, String> {
         let t0 = Instant::now();
         loop {
@@ -108,6 +110,10 @@ impl Proc {
             if stop.load(Ordering::Relaxed) {
                 self.kill();
                 return Err("interrupted".into());
+            }
+            if give_up.is_some_and(|g| g.load(Ordering::Relaxed)) {
+                self.kill();
+                return Err(format!("{} given up on: killed", self.what));
             }
             if t0.elapsed() >= limit {
                 self.kill();
