@@ -394,7 +394,9 @@ impl Matrix {
                     file: "<preset>".into(),
                     line: 0,
                     field: "preset".into(),
-                    message: format!("unknown preset {other:?}: expected quick, full, grid or impls"),
+                    message: format!(
+                        "unknown preset {other:?}: expected quick, full, grid or impls"
+                    ),
                 })
             }
         };
@@ -1078,7 +1080,12 @@ mod tests {
         assert!(f.link("rtt150ms-100mbit").is_some());
         assert!(Matrix::preset("nope").is_err());
         let i = Matrix::preset("impls").unwrap();
-        assert!(i.servers.len() >= 5 && i.clients.len() >= 4, "{:?} {:?}", i.servers, i.clients);
+        assert!(
+            i.servers.len() >= 5 && i.clients.len() >= 4,
+            "{:?} {:?}",
+            i.servers,
+            i.clients
+        );
         // Every h3 server × client pair, every h2 one, and ours in both.
         let cells = crate::plan::cells_upto(&i, 1);
         let pairs: std::collections::BTreeSet<(&str, &str, &str)> = cells

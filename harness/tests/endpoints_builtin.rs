@@ -26,7 +26,10 @@ fn installed() -> Result<(), String> {
             return Err(format!("{path} missing (Debian {pkg})"));
         }
     }
-    for venv in ["target/endpoints-venv/bin/caddy", "target/interop-venv/bin/python3"] {
+    for venv in [
+        "target/endpoints-venv/bin/caddy",
+        "target/interop-venv/bin/python3",
+    ] {
         if !root.join(venv).exists() {
             return Err(format!("{venv} missing"));
         }
@@ -102,10 +105,16 @@ duration_ms = 0
         let flows = &r.extra["link_flows"]["flows"];
         let down: u64 = flows
             .as_array()
-            .map(|a| a.iter().filter_map(|f| f["down_payload_bytes"].as_u64()).sum())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f["down_payload_bytes"].as_u64())
+                    .sum()
+            })
             .unwrap_or(0);
         if down < 1_048_576 {
-            bad.push(format!("{p} {s}->{c}: the link carried {down} B toward the client"));
+            bad.push(format!(
+                "{p} {s}->{c}: the link carried {down} B toward the client"
+            ));
         }
         if link_gp.is_none() {
             bad.push(format!("{p} {s}->{c}: no link_goodput_mbps"));

@@ -155,7 +155,10 @@ fn contract_endpoints_run_fail_and_say_why() {
     let r = execute(&ctx, &m, find("h2", "quicbench", "hang"));
     match &r.status {
         CellStatus::Failed { reason } => {
-            assert!(reason.contains("still running after") && reason.contains("killed"), "{reason}")
+            assert!(
+                reason.contains("still running after") && reason.contains("killed"),
+                "{reason}"
+            )
         }
         s => panic!("hang: {s:?}"),
     }
