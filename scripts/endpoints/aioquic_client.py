@@ -25,6 +25,9 @@ import json
 import os
 import pickle
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qb_contract import Contract  # noqa: E402
 import time
 from urllib.parse import urlsplit
 
@@ -41,16 +44,8 @@ CC = {"cubic": "cubic", "newreno": "reno"}
 TIMEOUT_S = float(os.environ.get("QB_CLIENT_TIMEOUT_S", "300"))
 
 
-def die(msg):
-    print(f"aioquic-client: {msg}", file=sys.stderr, flush=True)
-    sys.exit(2)
-
-
-def env(name):
-    value = os.environ.get(name, "")
-    if not value:
-        die(f"environment variable {name} is not set (see docs/endpoints.md)")
-    return value
+_C = Contract("aioquic-client")
+die, env = _C.die, _C.env
 
 
 def now():

@@ -24,17 +24,17 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import HandshakeCompleted, ProtocolNegotiated
 from aioquic.quic.logger import QuicFileLogger
 from cryptography import x509
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qb_contract import Contract, leaf_and_chain  # noqa: E402
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 CC = {"cubic": "cubic", "newreno": "reno"}
 CHUNK = 1 << 20
 
 
-def env(name):
-    value = os.environ.get(name, "")
-    if not value:
-        sys.exit(f"aioquic-server: environment variable {name} is not set (see docs/endpoints.md)")
-    return value
+_C = Contract("aioquic-server")
+env = _C.env
 
 
 class Server(QuicConnectionProtocol):
@@ -94,17 +94,7 @@ def configuration():
     with open(env("QB_CERT"), "rb") as f:
         certs = x509.load_pem_x509_certificates(f.read())
 
-    def is_ca(c):
-        try:
-            return c.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-        except x509.ExtensionNotFound:
-            return False
-
-    leaves = [c for c in certs if not is_ca(c)]
-    if not leaves:
-        sys.exit(f"aioquic-server: {os.environ['QB_CERT']}: no leaf certificate")
-    cfg.certificate = leaves[0]
-    cfg.certificate_chain = [c for c in certs if c is not leaves[0] and is_ca(c)]
+    cfg.certificate, cfg.certificate_chain = leaf_and_chain(certs, env("QB_CERT"))
     with open(env("QB_KEY"), "rb") as f:
         cfg.private_key = load_pem_private_key(f.read(), password=None)
     if os.environ.get("QB_KEYLOG"):

@@ -32,6 +32,9 @@ import select
 import shutil
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qb_contract import Contract  # noqa: E402
 import time
 from urllib.parse import urlsplit
 
@@ -71,16 +74,8 @@ SLICE_JS = r"""
 """
 
 
-def die(msg):
-    print(f"chromium-client: {msg}", file=sys.stderr, flush=True)
-    sys.exit(2)
-
-
-def env(name):
-    value = os.environ.get(name, "")
-    if not value:
-        die(f"environment variable {name} is not set (see docs/endpoints.md)")
-    return value
+_C = Contract("chromium-client")
+die, env = _C.die, _C.env
 
 
 class Pipe:

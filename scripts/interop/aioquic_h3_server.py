@@ -13,6 +13,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pattern  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "endpoints"))
+from qb_contract import leaf_and_chain  # noqa: E402
+
 from aioquic.asyncio import serve  # noqa: E402
 from aioquic.asyncio.protocol import QuicConnectionProtocol  # noqa: E402
 from aioquic.h3.connection import H3_ALPN, H3Connection  # noqa: E402
@@ -73,18 +76,7 @@ def configuration(cert_path, key_path):
     with open(cert_path, "rb") as f:
         certs = x509.load_pem_x509_certificates(f.read())
 
-    def is_ca(c):
-        try:
-            return c.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-        except x509.ExtensionNotFound:
-            return False
-
-    # The PEM may list the CA first (quicbench's trust PEM): serve the leaf first.
-    leaves = [c for c in certs if not is_ca(c)]
-    if not leaves:
-        raise SystemExit(f"{cert_path}: no leaf certificate")
-    cfg.certificate = leaves[0]
-    cfg.certificate_chain = [c for c in certs if c is not leaves[0] and is_ca(c)]
+    cfg.certificate, cfg.certificate_chain = leaf_and_chain(certs, cert_path)
     with open(key_path, "rb") as f:
         cfg.private_key = load_pem_private_key(f.read(), password=None)
     return cfg

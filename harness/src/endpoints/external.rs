@@ -318,7 +318,7 @@ pub fn migration(c: &Ctx, link: &Link, kind: &str, mp: &MigrationParams) -> Outp
         }
     };
     let objs = one_object(mp.size);
-    let before = link.counters().down.model.bytes_delivered;
+    let before = toward_client(link);
     let stop_watch = AtomicBool::new(false);
     let stalled = AtomicBool::new(false);
     let quarter = mp.size / 4;
@@ -376,6 +376,22 @@ struct Watched {
     series: Vec<(f64, f64)>,
 }
 
+/// Bytes that reached the client's namespace: payload of the flows the link
+/// records (packets the NAT drops after a rebinding, sent to the old
+/// binding, are not delivered), else the link model's delivered bytes
+/// (kernel backend: no flow record; there the NAT drops are counted apart).
+fn toward_client(link: &Link) -> u64 {
+    match link.flows() {
+        Some(f) => f
+            .flows
+            .iter()
+            .filter(|f| f.client_in == quicbench_netem::flows::Side::ClientNs)
+            .map(|f| f.down.delivered_payload_bytes)
+            .sum(),
+        None => link.counters().down.model.bytes_delivered,
+    }
+}
+
 /// A contract client that gets no byte for this long after a rebinding
 /// (at least 5 × `stall_timeout_ms`) did not survive it: it is stopped
 /// rather than left to the cell's limit.
@@ -402,12 +418,7 @@ fn watch(
     let (mut last_bytes, mut last_change) = (0u64, 0.0f64);
     while !stop.load(Ordering::Relaxed) {
         let now = t0.elapsed().as_secs_f64() * 1e3;
-        let bytes = link
-            .counters()
-            .down
-            .model
-            .bytes_delivered
-            .saturating_sub(base);
+        let bytes = toward_client(link).saturating_sub(base);
         if bytes != last_bytes || w.series.is_empty() {
             if w.series.len() < 5000 {
                 w.series.push((now, bytes as f64));
