@@ -5,7 +5,7 @@
 //! units are those of our own workloads, so the same summary, comparisons
 //! and charts hold both (docs/endpoints.md, "what is measured").
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +42,31 @@ pub struct Ctx<'a> {
     pub rate_bps: Option<u64>,
 }
 
+/// What one run of the client is asked to do.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    objects: &'a [Object],
+    /// `QB_PARALLEL`.
+    parallel: usize,
+    resume: bool,
+    early_data: bool,
+    /// Stop the client when this is set (the caller's own reason).
+    give_up: Option<&'a AtomicBool>,
+}
+
+impl<'a> Run<'a> {
+    /// `objects` one after the other on a fresh session.
+    fn of(objects: &'a [Object]) -> Run<'a> {
+        Run {
+            objects,
+            parallel: 1,
+            resume: false,
+            early_data: false,
+            give_up: None,
+        }
+    }
+}
+
 /// What one run of the client left.
 #[derive(Debug)]
 pub struct RunOut {
@@ -54,16 +79,16 @@ pub struct RunOut {
 }
 
 impl Ctx<'_> {
-    fn run_objects(
-        &self,
-        i: usize,
-        objects: &[Object],
-        parallel: usize,
-        resume: bool,
-        early_data: bool,
-        session: &Path,
-        give_up: Option<&AtomicBool>,
-    ) -> RunOut {
+    /// Run `i` of the client (in `run-<i>/`), as `run` asks.
+    fn run_objects(&self, i: usize, run: Run) -> RunOut {
+        let Run {
+            objects,
+            parallel,
+            resume,
+            early_data,
+            give_up,
+        } = run;
+        let session = self.session();
         let started = Instant::now();
         let fail = |e: String| RunOut {
             error: Some(e),
@@ -157,17 +182,15 @@ pub fn handshake(c: &Ctx, mode: &str, hp: &HandshakeParams) -> Output {
     if let Some(t) = c.protocol.theory_ttfb_rtt(early) {
         out.theory.insert("ttfb_rtt".into(), t);
     }
-    let session = c.session();
     let mut run = 0;
     if resumed {
+        let warm = Object::numbered(hp.size, 0, 1);
         let r = c.run_objects(
             run,
-            &Object::numbered(hp.size, 0, 1),
-            1,
-            true,
-            false,
-            &session,
-            None,
+            Run {
+                resume: true,
+                ..Run::of(&warm)
+            },
         );
         run += 1;
         if let Some(e) = r.error {
@@ -178,7 +201,14 @@ pub fn handshake(c: &Ctx, mode: &str, hp: &HandshakeParams) -> Output {
     let (mut resumed_n, mut early_n, mut timed) = (0u64, 0u64, 0u64);
     for i in 0..hp.connections as usize {
         let objs = Object::numbered(hp.size, i, 1);
-        let r = c.run_objects(run, &objs, 1, resumed, early, &session, None);
+        let r = c.run_objects(
+            run,
+            Run {
+                resume: resumed,
+                early_data: early,
+                ..Run::of(&objs)
+            },
+        );
         run += 1;
         if let Some(e) = r.error {
             out.fail(format!("connection {i}: {e}"));
@@ -235,7 +265,7 @@ pub fn handshake(c: &Ctx, mode: &str, hp: &HandshakeParams) -> Output {
 pub fn goodput(c: &Ctx, gp: &GoodputParams) -> Output {
     let mut out = Output::default();
     let objs = one_object(gp.size);
-    let r = c.run_objects(0, &objs, 1, false, false, &c.session(), None);
+    let r = c.run_objects(0, Run::of(&objs));
     if let Some(e) = r.error {
         out.fail_cell(e);
         return out;
@@ -269,7 +299,13 @@ pub fn hol_parallel(c: &Ctx, hp: &HolParams) -> Output {
     let mut out = Output::default();
     let k = hp.parallel_objects.max(1) as usize;
     let objs = Object::numbered(hp.parallel_size, 0, k);
-    let r = c.run_objects(0, &objs, k, false, false, &c.session(), None);
+    let r = c.run_objects(
+        0,
+        Run {
+            parallel: k,
+            ..Run::of(&objs)
+        },
+    );
     if let Some(e) = r.error {
         out.fail_cell(e);
         return out;
@@ -325,7 +361,13 @@ pub fn migration(c: &Ctx, link: &Link, kind: &str, mp: &MigrationParams) -> Outp
     let give_up_ms = (5 * mp.stall_timeout_ms).max(GIVE_UP_MIN_MS) as f64;
     let (r, watched) = std::thread::scope(|s| {
         let h = s.spawn(|| watch(link, before, quarter, rk, give_up_ms, &stop_watch, &stalled));
-        let r = c.run_objects(0, &objs, 1, false, false, &c.session(), Some(&stalled));
+        let r = c.run_objects(
+            0,
+            Run {
+                give_up: Some(&stalled),
+                ..Run::of(&objs)
+            },
+        );
         stop_watch.store(true, std::sync::atomic::Ordering::Relaxed);
         (r, h.join())
     });
