@@ -33,8 +33,10 @@ install_ngtcp2() {
     echo "ngtcp2: missing, installing ngtcp2-client and ngtcp2-server with apt"
     apt_install ngtcp2-client ngtcp2-server
   fi
-  [ -x /usr/bin/gtlsclient ] && [ -x /usr/sbin/gtlsserver ] \
-    || { echo "ngtcp2: installed but gtlsclient/gtlsserver not found" >&2; exit 1; }
+  if ! [ -x /usr/bin/gtlsclient ] || ! [ -x /usr/sbin/gtlsserver ]; then
+    echo "ngtcp2: installed but gtlsclient/gtlsserver not found" >&2
+    exit 1
+  fi
   echo "ngtcp2: present (gtlsclient, gtlsserver $(dpkg-query -W -f='${Version}' ngtcp2-client))"
 }
 install_ngtcp2

@@ -1,7 +1,8 @@
 #!/bin/sh
 # aioquic HTTP/3 client (aioquic_client.py). Contract: docs/endpoints.md.
 set -eu
-QB_WRAPPER=aioquic-client
+export QB_WRAPPER="aioquic-client"
+# shellcheck source=/dev/null
 . "$(dirname "$0")/lib.sh"
 qb_need QB_PROTOCOL QB_SERVER_ADDR QB_SERVER_PORT QB_SERVER_NAME QB_CA QB_REQUESTS QB_DOWNLOADS QB_OUTPUT_DIR QB_SCRIPTS
 qb_protocol h3

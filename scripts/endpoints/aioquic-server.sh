@@ -2,7 +2,8 @@
 # aioquic HTTP/3 server (aioquic_server.py) serving QB_WWW as static files.
 # Contract: docs/endpoints.md.
 set -eu
-QB_WRAPPER=aioquic-server
+export QB_WRAPPER="aioquic-server"
+# shellcheck source=/dev/null
 . "$(dirname "$0")/lib.sh"
 qb_need QB_PROTOCOL QB_LISTEN_ADDR QB_PORT QB_CERT QB_KEY QB_WWW QB_OUTPUT_DIR QB_SCRIPTS
 qb_protocol h3

@@ -2,7 +2,8 @@
 # Headless Chromium as an HTTP/3 client (chromium_client.py drives it over
 # the DevTools pipe). Contract: docs/endpoints.md.
 set -eu
-QB_WRAPPER=chromium-client
+export QB_WRAPPER="chromium-client"
+# shellcheck source=/dev/null
 . "$(dirname "$0")/lib.sh"
 qb_need QB_PROTOCOL QB_SERVER_ADDR QB_SERVER_PORT QB_SERVER_NAME QB_CA QB_REQUESTS QB_DOWNLOADS QB_OUTPUT_DIR
 qb_protocol h3

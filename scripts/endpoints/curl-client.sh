@@ -11,7 +11,8 @@
 # No resumption across runs: curl 7.88 keeps TLS sessions only in its own
 # process memory (no session file), and sends no TLS early data.
 set -eu
-QB_WRAPPER=curl-client
+export QB_WRAPPER="curl-client"
+# shellcheck source=/dev/null
 . "$(dirname "$0")/lib.sh"
 qb_need QB_PROTOCOL QB_REQUESTS QB_DOWNLOADS QB_OUTPUT_DIR
 qb_protocol h2 h1.1-tls h1.0-tls h1.1 h1.0

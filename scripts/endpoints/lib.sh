@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Shared helpers of the endpoint wrappers (sourced, POSIX sh).
 # The contract: docs/endpoints.md.
 
@@ -50,7 +51,11 @@ qb_cc_map() {
       return 0
     fi
   done
-  qb_die "congestion controller QB_CC=$qb_want is not available here (can run: $(echo "$1" | sed 's/=[^ ]*//g'))"
+  qb_can=""
+  for qb_pair in $1; do
+    qb_can="$qb_can ${qb_pair%%=*}"
+  done
+  qb_die "congestion controller QB_CC=$qb_want is not available here (can run:$qb_can)"
 }
 
 # qb_request_count: how many URLs QB_REQUESTS holds.

@@ -5,7 +5,8 @@
 # one process in the foreground (daemon off, master_process off), so SIGTERM
 # to it is a fast shutdown; logs and temp files stay in QB_OUTPUT_DIR.
 set -eu
-QB_WRAPPER=nginx-server
+export QB_WRAPPER="nginx-server"
+# shellcheck source=/dev/null
 . "$(dirname "$0")/lib.sh"
 qb_need QB_PROTOCOL QB_LISTEN_ADDR QB_PORT QB_WWW QB_OUTPUT_DIR
 qb_protocol h2 h1.1-tls h1.0-tls h1.1 h1.0

@@ -8,7 +8,8 @@
 # of running with more requests in flight than asked.
 # It saves each body as --download DIR/<last path segment>: QB_DOWNLOADS/<i>.
 set -eu
-QB_WRAPPER=ngtcp2-client
+export QB_WRAPPER="ngtcp2-client"
+# shellcheck source=/dev/null
 . "$(dirname "$0")/lib.sh"
 qb_need QB_PROTOCOL QB_SERVER_ADDR QB_SERVER_PORT QB_SERVER_NAME QB_CA QB_REQUESTS QB_DOWNLOADS QB_OUTPUT_DIR
 qb_protocol h3

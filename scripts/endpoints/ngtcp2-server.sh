@@ -2,7 +2,8 @@
 # ngtcp2's example HTTP/3 server (Debian ngtcp2-server: gtlsserver, GnuTLS
 # backend) serving QB_WWW as static files. Contract: docs/endpoints.md.
 set -eu
-QB_WRAPPER=ngtcp2-server
+export QB_WRAPPER="ngtcp2-server"
+# shellcheck source=/dev/null
 . "$(dirname "$0")/lib.sh"
 qb_need QB_PROTOCOL QB_LISTEN_ADDR QB_PORT QB_CERT QB_KEY QB_WWW QB_OUTPUT_DIR
 qb_protocol h3

@@ -6,7 +6,8 @@
 # QB_LISTEN_ADDR:QB_PORT (Caddy also serves h1/h2 on the TCP port of the same
 # number; the h3 cells use only UDP).
 set -eu
-QB_WRAPPER=quic-go-server
+export QB_WRAPPER="quic-go-server"
+# shellcheck source=/dev/null
 . "$(dirname "$0")/lib.sh"
 qb_need QB_PROTOCOL QB_LISTEN_ADDR QB_PORT QB_CERT QB_KEY QB_WWW QB_OUTPUT_DIR QB_SCRIPTS
 qb_protocol h3
