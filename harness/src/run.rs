@@ -96,6 +96,9 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
     let planned_total = all.len();
     let mine = plan::shard(all, opts.shard);
     let (backend, backend_reason) = quicbench_netem::link::choose_backend(opts.backend);
+    // Before any directory is made: a run that cannot start leaves nothing.
+    let endpoints = endpoint_versions(m, &crate::endpoints::cell::Shared::default());
+    check_installed(m, &endpoints)?;
 
     let dir = match &opts.resume {
         Some(p) => RunDir::open(p).with_context(|| format!("resuming {}", p.display()))?,
@@ -122,6 +125,7 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         seed: m.seed,
         calibration: None,
         transport_profile: None,
+        endpoints: Vec::new(),
         planned_cells: planned_total as u64,
         cell_ids: mine.iter().map(|c| c.id.clone()).collect(),
         order_seed: Some(plan::order_seed(m)),
@@ -155,6 +159,9 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
     if opts.resume.is_none() {
         meta.transport_profile = host_transport_profile();
     }
+    let pcap_dir = opts.pcap.then(|| dir.path().join("pcap"));
+    let ctx = CellCtx::new(backend, pcap_dir, stop.clone())?;
+    meta.endpoints = endpoints;
     dir.write_meta(&meta)?;
 
     let todo: Vec<_> = mine
@@ -163,8 +170,6 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         .cloned()
         .collect();
     let skipped_finished = mine.len() - todo.len();
-    let pcap_dir = opts.pcap.then(|| dir.path().join("pcap"));
-    let ctx = CellCtx::new(backend, pcap_dir, stop.clone())?;
     let limit = opts.max_cells.unwrap_or(usize::MAX).min(todo.len());
     let pb = progress(opts.progress_bar, limit as u64);
     eprintln!(
@@ -324,6 +329,71 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
 
 /// What a fresh namespace inherits from this host (a throwaway namespace,
 /// read as the cells' are), plus the warnings `doctor` would give.
+/// run.json's `endpoints`: the third-party implementations the matrix
+/// pairs, with the version each one's version command prints here.
+fn endpoint_versions(
+    m: &Matrix,
+    shared: &crate::endpoints::cell::Shared,
+) -> Vec<serde_json::Value> {
+    use crate::endpoints::Role;
+    let named = m
+        .servers
+        .iter()
+        .map(|n| (Role::Server, n))
+        .chain(m.clients.iter().map(|n| (Role::Client, n)));
+    named
+        .filter_map(|(role, name)| m.endpoints.get(role, name))
+        .filter(|e| !e.is_ours())
+        .map(|e| {
+            serde_json::json!({
+                "name": e.name,
+                "role": e.role.name(),
+                "version": shared.version(e),
+                "command": e.command,
+                "notes": e.notes,
+            })
+        })
+        .collect()
+}
+
+/// A built-in endpoint whose version command fails is not installed: say
+/// so before the first cell, naming the script that installs it (a user's
+/// own endpoint is the user's to judge: its cells will say what failed).
+fn check_installed(m: &Matrix, found: &[serde_json::Value]) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    for v in found {
+        let (Some(name), Some(role)) = (v["name"].as_str(), v["role"].as_str()) else {
+            continue;
+        };
+        let role = if role == "server" {
+            crate::endpoints::Role::Server
+        } else {
+            crate::endpoints::Role::Client
+        };
+        let Some(e) = m.endpoints.get(role, name) else {
+            continue;
+        };
+        let version = v["version"].as_str().unwrap_or("");
+        if e.builtin && version.starts_with("unknown (") {
+            missing.push(format!(
+                "{} {name}: {version}; install with `sudo bash {}`",
+                role.name(),
+                e.install
+                    .as_deref()
+                    .unwrap_or("scripts/install-endpoints.sh")
+            ));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "the matrix pairs endpoints that are not installed here:\n  {}",
+            missing.join("\n  ")
+        )
+    }
+}
+
 fn host_transport_profile() -> Option<serde_json::Value> {
     let ns = quicbench_netem::ns::NetNs::with_label("qb-profile").ok()?;
     let p = crate::profile::read_profile(&ns);
@@ -391,4 +461,58 @@ fn progress(enabled: bool, len: u64) -> Option<indicatif::ProgressBar> {
 /// Read a finished run's cells (for headline tables and reports).
 pub fn load_cells(dir: &Path) -> anyhow::Result<Vec<CellResult>> {
     Ok(RunDir::open(dir)?.read_cells()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_json_names_each_third_party_endpoint_with_its_version() {
+        let src = r#"
+protocols = ["h3"]
+servers = ["quicbench", "mine"]
+clients = ["quicbench"]
+[[links]]
+spec = "delay 1ms"
+[workloads.goodput]
+size = 1024
+[[endpoints]]
+name = "mine"
+role = "server"
+protocols = ["h3"]
+command = "true"
+version = "echo mine 1.2.3; echo second line"
+notes = "a test server"
+"#;
+        let m = Matrix::parse(src, "<test>").unwrap();
+        let shared = crate::endpoints::cell::Shared::default();
+        let v = endpoint_versions(&m, &shared);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0]["name"], "mine");
+        assert_eq!(v[0]["role"], "server");
+        assert_eq!(v[0]["version"], "mine 1.2.3");
+        assert_eq!(v[0]["notes"], "a test server");
+        // A version command that fails says so instead of inventing one.
+        let bad = src.replace("echo mine 1.2.3; echo second line", "exit 3");
+        let m = Matrix::parse(&bad, "<test>").unwrap();
+        let v = endpoint_versions(&m, &crate::endpoints::cell::Shared::default());
+        assert!(
+            v[0]["version"]
+                .as_str()
+                .unwrap()
+                .starts_with("unknown (exit 3"),
+            "{v:?}"
+        );
+        // A user's own endpoint is not refused for it; a built-in is.
+        assert!(check_installed(&m, &v).is_ok());
+        let src =
+            "protocols = [\"h3\"]\nservers = [\"ngtcp2\"]\n[workloads.goodput]\nsize = 1024\n";
+        let m = Matrix::parse(src, "<test>").unwrap();
+        let gone = vec![serde_json::json!({"name": "ngtcp2", "role": "server",
+            "version": "unknown (gtlsserver: exit status: 127)"})];
+        let e = check_installed(&m, &gone).unwrap_err().to_string();
+        assert!(e.contains("server ngtcp2: unknown (gtlsserver"), "{e}");
+        assert!(e.contains("sudo bash scripts/install-endpoints.sh"), "{e}");
+    }
 }

@@ -229,6 +229,7 @@ pub(crate) fn synthetic_run_with(base: &Path, pairs: bool) -> RunDir {
         seed: 1,
         calibration: None,
         transport_profile: None,
+        endpoints: Vec::new(),
         planned_cells: ids.len() as u64,
         cell_ids: ids,
         order_seed: None,

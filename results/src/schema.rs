@@ -82,6 +82,11 @@ pub struct RunMeta {
     /// each cell's `transport`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport_profile: Option<serde_json::Value>,
+    /// The third-party endpoints the matrix pairs (docs/endpoints.md): per
+    /// endpoint `name`, `role`, `version` (its version command's output, run
+    /// at the start), `command`, `notes`. Empty when every end is ours.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<serde_json::Value>,
     /// Number of cells in the whole plan (all shards).
     pub planned_cells: u64,
     /// Ids of the cells this directory is meant to hold (this shard's, or all),

@@ -81,6 +81,7 @@ fn meta(name: &str, shard: Option<(u32, u32)>, ids: Vec<String>) -> RunMeta {
         seed: 1,
         calibration: None,
         transport_profile: None,
+        endpoints: Vec::new(),
         planned_cells: 12,
         cell_ids: ids,
         order_seed: None,
