@@ -465,11 +465,7 @@ pub fn run_client(
         set_tcp_cc(link.client_ns(), cell.cc)?
     };
     let ldef = &m.links[cell.link];
-    let port = match cell.protocol {
-        Protocol::H3 => ports.quic,
-        p if p.uses_tls() => ports.tls,
-        _ => ports.http,
-    };
+    let port = crate::workloads::port_of(cell.protocol, ports);
     let client_dir = dir.join("client");
     std::fs::create_dir_all(&client_dir)
         .with_context(|| format!("creating {}", client_dir.display()))?;

@@ -14,15 +14,18 @@ use anyhow::{anyhow, Context};
 use quicbench_wire::{CongestionControl, Protocol};
 use serde::{Deserialize, Serialize};
 
-/// ALPN of a protocol as the contract passes it (`QB_ALPN`).
+/// ALPN of a protocol as the contract passes it (`QB_ALPN`): the one our
+/// own ends offer (`quicbench_wire::tls`); empty without TLS.
 pub fn alpn(p: Protocol) -> &'static str {
-    match p {
-        Protocol::H3 => "h3",
-        Protocol::H2 => "h2",
-        Protocol::H11Tls | Protocol::H11Pipelined => "http/1.1",
-        Protocol::H10Tls => "http/1.0",
-        Protocol::H10 | Protocol::H11 | Protocol::Udp => "",
-    }
+    use quicbench_wire::tls::{ALPN_H1, ALPN_H1_0, ALPN_H2, ALPN_H3};
+    let id: &'static [u8] = match p {
+        Protocol::H3 => ALPN_H3,
+        Protocol::H2 => ALPN_H2,
+        Protocol::H11Tls | Protocol::H11Pipelined => ALPN_H1,
+        Protocol::H10Tls => ALPN_H1_0,
+        Protocol::H10 | Protocol::H11 | Protocol::Udp => b"",
+    };
+    std::str::from_utf8(id).unwrap_or("")
 }
 
 /// The pattern objects of a run, one file per size, written once and

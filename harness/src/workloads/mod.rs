@@ -135,7 +135,8 @@ impl Output {
 
 const MS: f64 = 1e6;
 
-fn port_of(p: Protocol, ports: &Ports) -> u16 {
+/// The server port a protocol's client connects to.
+pub(crate) fn port_of(p: Protocol, ports: &Ports) -> u16 {
     match p {
         Protocol::H10 | Protocol::H11 => ports.http,
         Protocol::H10Tls | Protocol::H11Tls | Protocol::H11Pipelined | Protocol::H2 => ports.tls,
