@@ -377,22 +377,7 @@ fn execute_inner(
         out.fail_cell(m);
     }
     phases.mark("workload");
-    let (server_stats, server_transport, server_tcp_cc) = match servers {
-        Servers::Ours(t, _) => {
-            let _ = t.stop.send(());
-            match t.join.join() {
-                Ok(Ok(Some((s, t)))) => (Some(s), t, None),
-                _ => (None, Vec::new(), None),
-            }
-        }
-        Servers::Theirs(s) => {
-            let tcp_cc = s.tcp_cc.clone();
-            if let Err(reason) = s.stop() {
-                out.fail_cell(reason);
-            }
-            (None, Vec::new(), tcp_cc)
-        }
-    };
+    let (server_stats, server_transport, server_tcp_cc) = servers.stop(&mut out);
     phases.mark("servers_down");
     let drops_after = transport::read_drops_both(&link);
     phases.mark("counters_after");
@@ -405,19 +390,7 @@ fn execute_inner(
         &drops_before,
         &drops_after,
     );
-    res.link_counters = serde_json::to_value(link.counters()).ok();
-    if let Some(o) = res.link_counters.as_mut().and_then(|v| v.as_object_mut()) {
-        if let Some(s) = server_stats {
-            o.insert(
-                "servers".into(),
-                serde_json::to_value(&s).unwrap_or_default(),
-            );
-        }
-        o.insert("backend".into(), link.backend().to_string().into());
-        if let Ok(ev) = serde_json::to_value(link.rebind_events()) {
-            o.insert("rebind_events".into(), ev);
-        }
-    }
+    record_link(res, &link, server_stats);
     let (t0, client_transport) = (out.t0_mono_ns, std::mem::take(&mut out.transport));
     fill(res, out);
     if let Some(f) = link.flows() {
@@ -435,6 +408,24 @@ fn execute_inner(
     Ok(())
 }
 
+/// `link_counters`: the link's own counters, the backend, its rebinding
+/// log, and our servers' counters when they ran.
+fn record_link(res: &mut CellResult, link: &Link, server_stats: Option<StatsSnapshot>) {
+    res.link_counters = serde_json::to_value(link.counters()).ok();
+    if let Some(o) = res.link_counters.as_mut().and_then(|v| v.as_object_mut()) {
+        if let Some(s) = server_stats {
+            o.insert(
+                "servers".into(),
+                serde_json::to_value(&s).unwrap_or_default(),
+            );
+        }
+        o.insert("backend".into(), link.backend().to_string().into());
+        if let Ok(ev) = serde_json::to_value(link.rebind_events()) {
+            o.insert("rebind_events".into(), ev);
+        }
+    }
+}
+
 /// The servers of a cell: ours (in-process) or a third-party one.
 enum Servers {
     Ours(ServerThread, Ports),
@@ -442,6 +433,31 @@ enum Servers {
 }
 
 impl Servers {
+    /// Stop them: ours leave their counters and transport records; a
+    /// third-party server that died during the cell fails it. Also returns
+    /// the third-party server's namespace route controller, as read back.
+    fn stop(
+        self,
+        out: &mut Output,
+    ) -> (Option<StatsSnapshot>, Vec<TransportRecord>, Option<String>) {
+        match self {
+            Servers::Ours(t, _) => {
+                let _ = t.stop.send(());
+                match t.join.join() {
+                    Ok(Ok(Some((s, t)))) => (Some(s), t, None),
+                    _ => (None, Vec::new(), None),
+                }
+            }
+            Servers::Theirs(s) => {
+                let tcp_cc = s.tcp_cc.clone();
+                if let Err(reason) = s.stop() {
+                    out.fail_cell(reason);
+                }
+                (None, Vec::new(), tcp_cc)
+            }
+        }
+    }
+
     fn ports(&self) -> Ports {
         match self {
             Servers::Ours(_, p) => *p,
