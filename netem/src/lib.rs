@@ -21,6 +21,8 @@ pub mod ns;
 pub mod pcap;
 pub mod relay;
 pub mod spec;
+#[cfg(test)]
+mod testpkt;
 pub mod tun;
 
 pub use flows::{FlowReport, FlowTable, FlowsConfig, FlowsReport, Handshake};

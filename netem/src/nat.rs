@@ -557,6 +557,7 @@ mod tests {
         pkt[csum_off..csum_off + 2].copy_from_slice(&c.to_be_bytes());
     }
 
+    /// A packet with valid checksums (the NAT rewrites them incrementally).
     fn v4_packet(
         proto: u8,
         src: [u8; 4],
@@ -565,28 +566,9 @@ mod tests {
         dport: u16,
         payload: &[u8],
     ) -> Vec<u8> {
-        let l4len = if proto == PROTO_TCP { 20 } else { 8 } + payload.len();
-        let total = 20 + l4len;
-        let mut p = vec![0u8; total];
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        let l4b = testpkt::l4(proto, sport, dport, 0xdeadbeef, 0x18, payload);
+        let mut p = testpkt::v4(proto, src, dst, l4b);
         p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
-        p[6] = 0x40; // DF
-        p[8] = 64;
-        p[9] = proto;
-        p[12..16].copy_from_slice(&src);
-        p[16..20].copy_from_slice(&dst);
-        p[20..22].copy_from_slice(&sport.to_be_bytes());
-        p[22..24].copy_from_slice(&dport.to_be_bytes());
-        if proto == PROTO_TCP {
-            p[32] = 0x50; // data offset 5
-            p[33] = 0x18;
-            p[24..28].copy_from_slice(&0xdeadbeefu32.to_be_bytes());
-        } else {
-            p[24..26].copy_from_slice(&(l4len as u16).to_be_bytes());
-        }
-        let off = total - payload.len();
-        p[off..].copy_from_slice(payload);
         fill_checksums(&mut p);
         p
     }
@@ -599,35 +581,13 @@ mod tests {
         dport: u16,
         payload: &[u8],
     ) -> Vec<u8> {
-        let l4len = if proto == PROTO_TCP { 20 } else { 8 } + payload.len();
-        let mut p = vec![0u8; 40 + l4len];
-        p[0] = 0x60;
-        p[4..6].copy_from_slice(&(l4len as u16).to_be_bytes());
-        p[6] = proto;
-        p[7] = 64;
-        p[8..24].copy_from_slice(&src.octets());
-        p[24..40].copy_from_slice(&dst.octets());
-        p[40..42].copy_from_slice(&sport.to_be_bytes());
-        p[42..44].copy_from_slice(&dport.to_be_bytes());
-        if proto == PROTO_TCP {
-            p[52] = 0x50;
-        } else {
-            p[44..46].copy_from_slice(&(l4len as u16).to_be_bytes());
-        }
-        let off = p.len() - payload.len();
-        p[off..].copy_from_slice(payload);
+        let l4b = testpkt::l4(proto, sport, dport, 0, 0, payload);
+        let mut p = testpkt::v6(proto, src, dst, l4b);
         fill_checksums(&mut p);
         p
     }
 
-    const C4: [u8; 4] = [198, 18, 0, 1];
-    const S4: [u8; 4] = [198, 18, 1, 1];
-    fn c6() -> Ipv6Addr {
-        "2001:2::1".parse().unwrap()
-    }
-    fn s6() -> Ipv6Addr {
-        "2001:2:0:1::1".parse().unwrap()
-    }
+    use crate::testpkt::{self, c6, s6, C4, S4};
     fn nat() -> Nat {
         Nat::new(
             vec![C4.into(), [198, 18, 0, 2].into()],
