@@ -17,16 +17,14 @@ import signal
 import sys
 
 from aioquic.asyncio import serve
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import HeadersReceived
+from aioquic.h3.connection import H3_ALPN
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import HandshakeCompleted, ProtocolNegotiated
 from aioquic.quic.logger import QuicFileLogger
 from cryptography import x509
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from qb_contract import Contract, leaf_and_chain  # noqa: E402
+from aioquic_h3 import H3Responder  # noqa: E402
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 CC = {"cubic": "cubic", "newreno": "reno"}
@@ -37,52 +35,17 @@ _C = Contract("aioquic-server")
 env = _C.env
 
 
-class Server(QuicConnectionProtocol):
+class Server(H3Responder):
     www = "/"
+    log_handshakes = True
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.h3 = None
-
-    def quic_event_received(self, event):
-        if isinstance(event, ProtocolNegotiated):
-            self.h3 = H3Connection(self._quic)
-        elif isinstance(event, HandshakeCompleted):
-            print(
-                f"handshake alpn={event.alpn_protocol} resumed={event.session_resumed}"
-                f" early_data={event.early_data_accepted}",
-                file=sys.stderr,
-                flush=True,
-            )
-        if self.h3 is None:
-            return
-        for ev in self.h3.handle_event(event):
-            if isinstance(ev, HeadersReceived):
-                self.respond(ev.stream_id, dict(ev.headers))
-
-    def respond(self, sid, headers):
-        method = headers.get(b":method", b"")
-        path = headers.get(b":path", b"/").decode(errors="replace").split("?")[0]
-        status, body = 404, b"404 not found\n"
-        if method != b"GET":
-            status, body = 405, b"405 method not allowed\n"
-        else:
-            # Stay inside the document root.
-            full = os.path.realpath(os.path.join(self.www, path.lstrip("/")))
-            if (full == self.www or full.startswith(self.www + os.sep)) and os.path.isfile(full):
-                with open(full, "rb") as f:
-                    status, body = 200, f.read()
-        self.h3.send_headers(
-            sid,
-            [
-                (b":status", str(status).encode()),
-                (b"content-type", b"application/octet-stream" if status == 200 else b"text/plain"),
-                (b"content-length", str(len(body)).encode()),
-                (b"server", b"aioquic"),
-            ],
-        )
-        self.h3.send_data(sid, body, end_stream=True)
-        self.transmit()
+    def answer(self, path):
+        # Stay inside the document root.
+        full = os.path.realpath(os.path.join(self.www, path.lstrip("/")))
+        if (full == self.www or full.startswith(self.www + os.sep)) and os.path.isfile(full):
+            with open(full, "rb") as f:
+                return 200, f.read(), b"application/octet-stream"
+        return 404, b"404 not found\n", b"text/plain"
 
 
 def configuration():

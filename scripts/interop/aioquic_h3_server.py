@@ -15,60 +15,31 @@ import pattern  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "endpoints"))
 from qb_contract import leaf_and_chain  # noqa: E402
+from aioquic_h3 import H3Responder  # noqa: E402
 
 from aioquic.asyncio import serve  # noqa: E402
-from aioquic.asyncio.protocol import QuicConnectionProtocol  # noqa: E402
-from aioquic.h3.connection import H3_ALPN, H3Connection  # noqa: E402
-from aioquic.h3.events import HeadersReceived  # noqa: E402
+from aioquic.h3.connection import H3_ALPN  # noqa: E402
 from aioquic.quic.configuration import QuicConfiguration  # noqa: E402
-from aioquic.quic.events import ProtocolNegotiated  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives.serialization import load_pem_private_key  # noqa: E402
 
 MAX_BYTES = 64 << 20
 
 
-class H3Server(QuicConnectionProtocol):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.h3 = None
+class H3Server(H3Responder):
+    name = b"aioquic-interop"
 
-    def quic_event_received(self, event):
-        if isinstance(event, ProtocolNegotiated):
-            self.h3 = H3Connection(self._quic)
-        if self.h3 is None:
-            return
-        for ev in self.h3.handle_event(event):
-            if isinstance(ev, HeadersReceived):
-                self.respond(ev.stream_id, dict(ev.headers))
-
-    def respond(self, sid, headers):
-        method = headers.get(b":method", b"")
-        path = headers.get(b":path", b"/").decode(errors="replace").split("?")[0]
-        status, body, ctype = 404, b"404 not found\n", b"text/plain"
-        if method != b"GET":
-            status, body = 405, b"405 method not allowed\n"
-        elif path == "/":
-            status, body = 200, b"quicbench ok\n"
-        elif path.startswith("/bytes/"):
+    def answer(self, path):
+        if path == "/":
+            return 200, b"quicbench ok\n", b"text/plain"
+        if path.startswith("/bytes/"):
             n = path[len("/bytes/") :]
             if not n.isdigit():
-                status, body = 400, b"400 bad request\n"
-            elif int(n) > MAX_BYTES:
-                status, body = 413, b"413 too large\n"
-            else:
-                status, body, ctype = 200, pattern.chunk(0, int(n)), b"application/octet-stream"
-        self.h3.send_headers(
-            sid,
-            [
-                (b":status", str(status).encode()),
-                (b"content-type", ctype),
-                (b"content-length", str(len(body)).encode()),
-                (b"server", b"aioquic-interop"),
-            ],
-        )
-        self.h3.send_data(sid, body, end_stream=True)
-        self.transmit()
+                return 400, b"400 bad request\n", b"text/plain"
+            if int(n) > MAX_BYTES:
+                return 413, b"413 too large\n", b"text/plain"
+            return 200, pattern.chunk(0, int(n)), b"application/octet-stream"
+        return 404, b"404 not found\n", b"text/plain"
 
 
 def configuration(cert_path, key_path):
