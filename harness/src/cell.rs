@@ -123,13 +123,13 @@ pub fn link_info(l: &LinkDef) -> LinkInfo {
 /// transport record.
 type ServerReport = (StatsSnapshot, Vec<TransportRecord>);
 
-struct ServerThread {
+pub(crate) struct ServerThread {
     stop: tokio::sync::oneshot::Sender<()>,
     join: std::thread::JoinHandle<std::io::Result<Option<ServerReport>>>,
 }
 
 /// Start the servers on a thread inside the server namespace; returns their ports.
-fn start_servers(
+pub(crate) fn start_servers(
     link: &Link,
     ip: IpAddr,
     identity: Identity,
@@ -211,7 +211,14 @@ pub fn execute(ctx: &CellCtx, m: &Matrix, cell: &Cell) -> CellResult {
     let t0 = Instant::now();
     // A controller the kernel lacks: the cell cannot be a matched comparison,
     // and falling back to another would be a silent lie.
-    if let Some(cc) = cell.cc {
+    // A fairness mix may name a controller per flow.
+    let wanted: Vec<CongestionControl> = match crate::fairness::Mix::parse(&cell.variant) {
+        Ok(mix) if cell.workload == Workload::Fairness => {
+            mix.resolved(cell.cc).into_iter().map(|f| f.1).collect()
+        }
+        _ => cell.cc.into_iter().collect(),
+    };
+    for cc in wanted {
         if let Err(e) = quicbench_wire::transport::check_tcp_congestion(cc) {
             res.status = CellStatus::Skipped {
                 reason: e.to_string(),
@@ -268,6 +275,7 @@ fn params_of(m: &Matrix, cell: &Cell) -> serde_json::Value {
         Workload::Goodput => serde_json::to_value(&w.goodput),
         Workload::Udp => serde_json::to_value(&w.udp),
         Workload::Conns => serde_json::to_value(&w.conns),
+        Workload::Fairness => serde_json::to_value(&w.fairness),
     };
     let mut v = v.unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
@@ -294,15 +302,12 @@ fn execute_inner(
         // server in a child process.
         return crate::conns::cell::execute(ctx, m, cell, ldef, res);
     }
-    let mut cfg = LinkConfig::new(ldef.up.clone(), ldef.down.clone());
-    cfg.seed = cell.seed;
-    cfg.mtu = m.mtu;
-    cfg.backend = ctx.backend;
-    if let Some(d) = &ctx.pcap_dir {
-        cfg.pcap_dir = Some(d.join(&cell.id));
+    if cell.workload == Workload::Fairness {
+        // Several server sets (one per controller) and several flows.
+        return crate::fairness::cell::execute(ctx, m, cell, ldef, res);
     }
     let mut phases = Phases::start();
-    let link = Arc::new(Link::build(cfg)?);
+    let link = Arc::new(Link::build(link_config(ctx, m, cell, ldef))?);
     phases.mark("link_up");
     let ends = Ends::of(ctx, m, cell)?;
     let server_ip = link.server_ip();
@@ -408,9 +413,22 @@ fn execute_inner(
     Ok(())
 }
 
+/// The link of a cell: its matrix definition, the cell's seed, the run's
+/// backend and capture directory.
+pub(crate) fn link_config(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef) -> LinkConfig {
+    let mut cfg = LinkConfig::new(ldef.up.clone(), ldef.down.clone());
+    cfg.seed = cell.seed;
+    cfg.mtu = m.mtu;
+    cfg.backend = ctx.backend;
+    if let Some(d) = &ctx.pcap_dir {
+        cfg.pcap_dir = Some(d.join(&cell.id));
+    }
+    cfg
+}
+
 /// `link_counters`: the link's own counters, the backend, its rebinding
 /// log, and our servers' counters when they ran.
-fn record_link(res: &mut CellResult, link: &Link, server_stats: Option<StatsSnapshot>) {
+pub(crate) fn record_link(res: &mut CellResult, link: &Link, server_stats: Option<StatsSnapshot>) {
     res.link_counters = serde_json::to_value(link.counters()).ok();
     if let Some(o) = res.link_counters.as_mut().and_then(|v| v.as_object_mut()) {
         if let Some(s) = server_stats {
@@ -423,6 +441,16 @@ fn record_link(res: &mut CellResult, link: &Link, server_stats: Option<StatsSnap
         if let Ok(ev) = serde_json::to_value(link.rebind_events()) {
             o.insert("rebind_events".into(), ev);
         }
+    }
+}
+
+/// Stop our servers: their counters and transport records (None if the
+/// thread failed).
+pub(crate) fn stop_server_thread(t: ServerThread) -> Option<(StatsSnapshot, Vec<TransportRecord>)> {
+    let _ = t.stop.send(());
+    match t.join.join() {
+        Ok(Ok(Some(x))) => Some(x),
+        _ => None,
     }
 }
 
@@ -441,13 +469,10 @@ impl Servers {
         out: &mut Output,
     ) -> (Option<StatsSnapshot>, Vec<TransportRecord>, Option<String>) {
         match self {
-            Servers::Ours(t, _) => {
-                let _ = t.stop.send(());
-                match t.join.join() {
-                    Ok(Ok(Some((s, t)))) => (Some(s), t, None),
-                    _ => (None, Vec::new(), None),
-                }
-            }
+            Servers::Ours(t, _) => match stop_server_thread(t) {
+                Some((s, t)) => (Some(s), t, None),
+                None => (None, Vec::new(), None),
+            },
             Servers::Theirs(s) => {
                 let tcp_cc = s.tcp_cc.clone();
                 if let Err(reason) = s.stop() {
@@ -537,7 +562,26 @@ fn run_ours(
         } else {
             None
         };
-    let env = Env {
+    let mut env = env_of(ctx, m, cell, ldef, link, ports, static_server);
+    env.link = nat;
+    let w = m.workloads.clone();
+    let c = cell.clone();
+    in_client_ns(ctx, m, link, move || async move {
+        run_workload(&env, &c, &w).await
+    })
+}
+
+/// A workload's environment for our client in a cell.
+pub(crate) fn env_of(
+    ctx: &CellCtx,
+    m: &Matrix,
+    cell: &Cell,
+    ldef: &LinkDef,
+    link: &Arc<Link>,
+    ports: Ports,
+    static_server: bool,
+) -> Env {
+    Env {
         server_ip: link.server_ip(),
         ports,
         trust: ctx.identity.trust_anchors(),
@@ -547,27 +591,39 @@ fn run_ours(
         loss: ldef.loss,
         warmup: m.warmup,
         timeout: Duration::from_secs(m.cell_timeout_s.clamp(5, 3600)),
-        link: nat,
+        link: None,
         capture_dir: ctx.pcap_dir.as_ref().map(|d| d.join(&cell.id)),
         stall_timeout: None,
         transport_sample: None,
         static_server,
-    };
+    }
+}
+
+/// Run `work` on a runtime of its own in the client namespace, within the
+/// cell's time limit; Ctrl-C abandons it.
+pub(crate) fn in_client_ns<T, F, W>(
+    ctx: &CellCtx,
+    m: &Matrix,
+    link: &Arc<Link>,
+    work: W,
+) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+    W: FnOnce() -> F + Send + 'static,
+{
     let cell_limit = Duration::from_secs(m.cell_timeout_s.max(5));
     let stop = ctx.stop.clone();
-    let w = m.workloads.clone();
-    let c = cell.clone();
-    link.client_ns().try_run(move || -> anyhow::Result<Output> {
+    link.client_ns().try_run(move || -> anyhow::Result<T> {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         rt.block_on(async move {
-            let work = run_workload(&env, &c, &w);
             let stopper = async {
                 while !stop.load(Ordering::Relaxed) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             };
             tokio::select! {
-                r = tokio::time::timeout(cell_limit, work) => r.map_err(|_| anyhow::anyhow!("cell timed out after {} s (cell_timeout_s)", cell_limit.as_secs())),
+                r = tokio::time::timeout(cell_limit, work()) => r.map_err(|_| anyhow::anyhow!("cell timed out after {} s (cell_timeout_s)", cell_limit.as_secs())),
                 _ = stopper => Err(anyhow::anyhow!("interrupted")),
             }
         })
@@ -644,14 +700,14 @@ async fn run_workload(env: &Env, c: &Cell, w: &crate::matrix::Workloads) -> Outp
             None => missing(),
         },
         // Dispatched before the link is built (execute_inner).
-        Workload::Conns => missing(),
+        Workload::Conns | Workload::Fairness => missing(),
     }
 }
 
 /// Records above this many are summarised, not kept raw.
 const MAX_RAW_RECORDS: usize = 2000;
 
-fn fill(res: &mut CellResult, out: Output) {
+pub(crate) fn fill(res: &mut CellResult, out: Output) {
     for (name, (unit, samples)) in out.metrics {
         // Latencies also as HdrHistograms under the same name, in µs (mergeable
         // across cells and runs; the summary uses the exact samples).

@@ -6,6 +6,7 @@ pub mod calibrate;
 pub mod cell;
 pub mod conns;
 pub mod endpoints;
+pub mod fairness;
 pub mod ground_truth;
 pub mod headline;
 pub mod link_metrics;

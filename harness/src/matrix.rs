@@ -148,6 +148,8 @@ pub struct Workloads {
     pub udp: Option<UdpParams>,
     /// >65,535 connections at one server port (slow: not in the presets).
     pub conns: Option<crate::conns::ConnsParams>,
+    /// Flows of a mix sharing a rate-limited link.
+    pub fairness: Option<crate::fairness::FairnessParams>,
 }
 
 fn d_connections() -> u32 {
@@ -642,8 +644,9 @@ impl Matrix {
             && wl.goodput.is_none()
             && wl.udp.is_none()
             && wl.conns.is_none()
+            && wl.fairness.is_none()
         {
-            return Err(err(0, "workloads", "no workload: add at least one of [workloads.handshake], .hol, .migration, .goodput, .udp, .conns".into()));
+            return Err(err(0, "workloads", "no workload: add at least one of [workloads.handshake], .hol, .migration, .goodput, .udp, .conns, .fairness".into()));
         }
         let labels: BTreeSet<&str> = links.iter().map(|l| l.label.as_str()).collect();
         let check_subset = |field: &str,
@@ -725,6 +728,13 @@ impl Matrix {
         if let Some(c) = &wl.conns {
             check_subset("workloads.conns", &None, &c.links)?;
             c.validate().map_err(|e| err(0, "workloads.conns", e))?;
+        }
+        if let Some(fw) = &wl.fairness {
+            check_subset("workloads.fairness", &None, &fw.links)?;
+            crate::fairness::validate(fw).map_err(|(field, m)| err(0, &field, m))?;
+            // The names as written (a `buffer` filter adds rateless links back).
+            let raw = f.workloads.fairness.as_ref().unwrap_or(fw);
+            check_fairness_links(raw, &links).map_err(|m| err(0, "workloads.fairness.links", m))?;
         }
         let (repetitions, adaptive) = match f.repetitions {
             None => (3, None),
@@ -829,6 +839,10 @@ fn check_workload_ccs(wl: &Workloads, ccs: &[CongestionControl]) -> Result<(), (
         (
             "workloads.goodput.cc",
             wl.goodput.as_ref().and_then(|w| w.cc.as_ref()),
+        ),
+        (
+            "workloads.fairness.cc",
+            wl.fairness.as_ref().and_then(|w| w.cc.as_ref()),
         ),
     ];
     for (field, list) in lists {
@@ -1001,7 +1015,37 @@ fn filter_buffers(
     if let Some(c) = wl.conns.as_mut() {
         expand(&mut c.links);
     }
+    if let Some(f) = wl.fairness.as_mut() {
+        restrict("workloads.fairness.buffer", &mut f.links, &f.buffer)?;
+    }
     Ok(())
+}
+
+/// A fairness workload needs a bottleneck: a link it names must have a
+/// rate, and without `links` at least one link must.
+fn check_fairness_links(
+    f: &crate::fairness::FairnessParams,
+    links: &[LinkDef],
+) -> Result<(), String> {
+    match &f.links {
+        Some(names) => {
+            for n in names {
+                if let Some(l) = links.iter().find(|l| &l.label == n) {
+                    if l.rate_bps.is_none() {
+                        return Err(format!(
+                            "link {n:?} has no rate: fairness needs a bottleneck (add `rate ...` to its spec)"
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        None if links.iter().any(|l| l.rate_bps.is_some()) => Ok(()),
+        None => Err(
+            "no link has a rate: fairness needs a bottleneck (add `rate ...` to a link's spec)"
+                .into(),
+        ),
+    }
 }
 
 fn fmt_num(x: f64) -> String {

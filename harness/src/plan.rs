@@ -3,6 +3,7 @@
 use quicbench_wire::{CongestionControl, Protocol};
 use serde::{Deserialize, Serialize};
 
+use crate::fairness::Mix;
 use crate::matrix::Matrix;
 
 /// The five workloads.
@@ -16,6 +17,8 @@ pub enum Workload {
     Udp,
     /// Many concurrent connections at one server port (`crate::conns`).
     Conns,
+    /// Flows of a mix sharing one bottleneck (`crate::fairness`).
+    Fairness,
 }
 
 impl Workload {
@@ -27,6 +30,7 @@ impl Workload {
             Workload::Goodput => "goodput",
             Workload::Udp => "udp",
             Workload::Conns => "conns",
+            Workload::Fairness => "fairness",
         }
     }
 }
@@ -176,6 +180,7 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
             Workload::Hol => w.hol.as_ref().and_then(|x| x.cc.as_ref()),
             Workload::Migration => w.migration.as_ref().and_then(|x| x.cc.as_ref()),
             Workload::Goodput => w.goodput.as_ref().and_then(|x| x.cc.as_ref()),
+            Workload::Fairness => w.fairness.as_ref().and_then(|x| x.cc.as_ref()),
             Workload::Udp | Workload::Conns => None,
         };
         crate::matrix::workload_ccs(m, list)
@@ -261,6 +266,19 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
             .collect();
         kinds.push((Workload::Conns, "hold".into(), ps, c.links.clone()));
     }
+    if let Some(f) = &m.workloads.fairness {
+        // The variant is the mix; the cell's protocol its first flow's.
+        for mix in f.mixes.iter().filter_map(|x| Mix::parse(x).ok()) {
+            if let Some(first) = mix.flows.first() {
+                kinds.push((
+                    Workload::Fairness,
+                    mix.name(),
+                    vec![first.protocol],
+                    f.links.clone(),
+                ));
+            }
+        }
+    }
     let mut out = Vec::new();
     for rep in 0..reps {
         let start = out.len();
@@ -273,6 +291,11 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
                     // The UDP probe has no controller: one cell, not one per cc.
                     let ccs: Vec<Option<CongestionControl>> = if *p == Protocol::Udp {
                         vec![None]
+                    } else if *w == Workload::Fairness {
+                        if link.rate_bps.is_none() {
+                            continue;
+                        }
+                        fairness_ccs(variant, ccs_of(*w))
                     } else {
                         ccs_of(*w).into_iter().map(Some).collect()
                     };
@@ -323,13 +346,22 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
     out
 }
 
+/// A fairness mix's cells: one per matrix controller when it names none,
+/// else one (its controller when all flows share one, None when they differ).
+fn fairness_ccs(variant: &str, matrix: Vec<CongestionControl>) -> Vec<Option<CongestionControl>> {
+    match Mix::parse(variant) {
+        Ok(mix) if mix.names_controllers() => vec![mix.common_cc()],
+        _ => matrix.into_iter().map(Some).collect(),
+    }
+}
+
 /// The server × client pairs of a workload and protocol: every pair of the
 /// matrix's servers and clients that both speak the protocol (a pair that
 /// cannot run the workload variant still gets its cell, which says why:
 /// `cell::execute`). The UDP probe and `conns` are ours only.
 fn pairs(m: &Matrix, w: Workload, p: Protocol) -> Vec<(&str, &str)> {
     use crate::endpoints::{Role, OURS};
-    if matches!(w, Workload::Udp | Workload::Conns) {
+    if matches!(w, Workload::Udp | Workload::Conns | Workload::Fairness) {
         return vec![(OURS, OURS)];
     }
     let speaks = |role, name: &str| m.endpoints.get(role, name).is_some_and(|e| e.speaks(p));

@@ -31,6 +31,7 @@ pub fn headline_metric(workload: &str, variant: &str) -> Option<&'static str> {
         ("hol", _) => Some("latency_ms"),
         ("migration", _) => Some("completion_ms"),
         ("goodput", _) => Some("goodput_mbps"),
+        ("fairness", _) => Some("jain_index"),
         ("udp", _) => Some("rtt_ms"),
         _ => None,
     }

@@ -359,7 +359,7 @@ pub fn objects_of(
                 .as_ref()
                 .map(|g| external::one_object(g.size))
                 .unwrap_or_default(),
-            Workload::Udp | Workload::Conns => Vec::new(),
+            Workload::Udp | Workload::Conns | Workload::Fairness => Vec::new(),
         };
         return (tagged, Vec::new());
     }
@@ -381,7 +381,7 @@ pub fn objects_of(
                 ));
             }
         }
-        Workload::Udp | Workload::Conns => {}
+        Workload::Udp | Workload::Conns | Workload::Fairness => {}
     }
     sizes.sort_unstable();
     sizes.dedup();
@@ -507,7 +507,7 @@ pub fn run_client(
             Some(p) => external::migration(&ctx, link, &cell.variant, p),
             None => missing(),
         },
-        Workload::Udp | Workload::Conns => missing(),
+        Workload::Udp | Workload::Conns | Workload::Fairness => missing(),
     };
     Ok((out, tcp_cc))
 }

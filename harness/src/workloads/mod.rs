@@ -145,7 +145,7 @@ pub(crate) fn port_of(p: Protocol, ports: &Ports) -> u16 {
     }
 }
 
-fn client(
+pub(crate) fn client(
     env: &Env,
     p: Protocol,
     resume: bool,
