@@ -136,6 +136,7 @@ pub(crate) fn start_servers(
     cc: CongestionControl,
     link_mtu: u32,
     transport_sample: Option<Duration>,
+    port_shift: u16,
 ) -> anyhow::Result<(ServerThread, Ports)> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Ports, String>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -155,6 +156,13 @@ pub(crate) fn start_servers(
             let mut o = ServerOptions::new(identity);
             o.listen = vec![ip];
             o.cc = cc;
+            // Another set of servers beside the first (a fairness mix runs
+            // one per controller) listens `port_shift` higher.
+            for p in [&mut o.http_port, &mut o.tls_port, &mut o.quic_port, &mut o.udp_port] {
+                if *p != 0 {
+                    *p = p.saturating_add(port_shift);
+                }
+            }
             o.link_mtu = Some(link_mtu);
             o.record_transport = true;
             o.transport_sample = transport_sample;
@@ -319,7 +327,7 @@ fn execute_inner(
             let sample = matches!(cell.workload, Workload::Goodput | Workload::Migration)
                 .then_some(workloads::TRANSPORT_SAMPLE);
             let (t, ports) =
-                start_servers(&link, server_ip, ctx.identity.clone(), cc, m.mtu, sample)?;
+                start_servers(&link, server_ip, ctx.identity.clone(), cc, m.mtu, sample, 0)?;
             Servers::Ours(t, ports)
         }
         Some(e) => {

@@ -305,7 +305,7 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
                             let id = format!(
                                 "{}-{}__{}{}{}__{}__r{}",
                                 w.name(),
-                                variant,
+                                id_part(variant),
                                 p.name(),
                                 cc_part,
                                 pair_part(server, client),
@@ -318,7 +318,7 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
                             let seed_id = format!(
                                 "{}-{}__{}__{}__r{}",
                                 w.name(),
-                                variant,
+                                id_part(variant),
                                 p.name(),
                                 slug(&link.label),
                                 rep
@@ -344,6 +344,12 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
         shuffle_block(m, rep, &mut out[start..]);
     }
     out
+}
+
+/// A variant as a cell id writes it: ids are file names of a restricted
+/// alphabet, so a mix's `@` (its controllers) becomes `=`.
+fn id_part(variant: &str) -> String {
+    variant.replace('@', "=")
 }
 
 /// A fairness mix's cells: one per matrix controller when it names none,

@@ -53,7 +53,7 @@ pub fn execute(
     ccs.sort_by_key(|c| c.name());
     ccs.dedup();
     let mut servers = Vec::new();
-    for cc in &ccs {
+    for (i, cc) in ccs.iter().enumerate() {
         let (t, ports) = c::start_servers(
             &link,
             link.server_ip(),
@@ -61,6 +61,7 @@ pub fn execute(
             *cc,
             m.mtu,
             None,
+            100 * i as u16,
         )?;
         servers.push((*cc, t, ports));
     }
