@@ -242,6 +242,49 @@ pub fn headline(cells: &[CellResult], a: &Analysis) -> String {
 /// Per pair that is not ours on both ends: the headline metric's median
 /// (with its interval where there is one) per workload variant, link and
 /// protocol; then how many pairs were not applicable, and which failed.
+/// Fairness: per mix, link and controller, each group's share of the
+/// bottleneck and Jain's index (docs/methodology.md, fairness).
+fn fairness_headline(s: &mut String, rows: &[SummaryRow]) {
+    let jain: Vec<&SummaryRow> = rows
+        .iter()
+        .filter(|r| r.workload == "fairness" && r.metric == "jain_index")
+        .collect();
+    if jain.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "Sharing a bottleneck: each group's share of the bytes while all flows ran (median [interval]), Jain's index"
+    );
+    for j in jain {
+        let same = |r: &&SummaryRow| {
+            r.workload == "fairness"
+                && r.variant == j.variant
+                && r.link == j.link
+                && r.cc == j.cc
+                && r.metric.starts_with("share_")
+        };
+        let shares: Vec<String> = rows
+            .iter()
+            .filter(same)
+            .map(|r| format!("{} {}", &r.metric["share_".len()..], interval_text(r, 2)))
+            .collect();
+        let cc = if j.cc.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", j.cc)
+        };
+        let _ = writeln!(
+            s,
+            "  {:<24} {:<22} {}; Jain {}",
+            format!("{}{cc}", j.variant),
+            j.link,
+            shares.join(", "),
+            interval_text(j, 2)
+        );
+    }
+}
+
 fn implementations_headline(cells: &[CellResult], a: &Analysis) -> String {
     let mut s =
         String::from("\nImplementations (server -> client), headline metric median [interval]:\n");
@@ -526,6 +569,7 @@ fn protocols_headline(cells: &[CellResult], a: &Analysis) -> String {
             );
         }
     }
+    fairness_headline(&mut s, rows);
     let no_ci = rows.iter().filter(|r| !r.has_interval()).count();
     if no_ci > 0 {
         let _ = writeln!(

@@ -1117,9 +1117,9 @@ mod tests {
         let g = Matrix::preset("grid").unwrap();
         // 3 RTTs × 4 losses × 2 rates, each at 0.5, 1 and 4 BDP.
         assert_eq!(g.links.len(), 3 * 4 * 2 * 3);
-        // 8 links, two of them swept over 3 buffers.
+        // 10 links, two of them swept over 3 buffers.
         let f = Matrix::preset("full").unwrap();
-        assert_eq!(f.links.len(), 8 + 2 * 2);
+        assert_eq!(f.links.len(), 10 + 2 * 2);
         assert!(f.link("rtt50ms-loss2%-100mbit-buf4bdp").is_some());
         assert!(f.link("rtt150ms-100mbit").is_some());
         assert!(Matrix::preset("nope").is_err());
@@ -1156,14 +1156,21 @@ mod tests {
             1000,
             "no rate: no bottleneck"
         );
-        // The quick preset's cells are the same as before (labels unchanged).
-        assert_eq!(crate::plan::cells(&q).len(), 2 * 180 / 2);
+        // The quick preset's cells: 180 before issue 14's reordering link
+        // (goodput: 7 protocols, udp: 1) and fairness mix (1), 2 repetitions.
+        assert_eq!(crate::plan::cells(&q).len(), 180 + 2 * (7 + 1 + 1));
         let f = Matrix::preset("grid").unwrap();
         let full = Matrix::preset("full").unwrap();
+        // Every link with a rate (all but the full preset's jitter link,
+        // which reorders only without one) has its buffer in BDP.
         for l in f.links.iter().chain(&full.links) {
+            if l.label == "rtt50ms-jitter5ms" {
+                assert_eq!((l.rate_bps, l.buffer), (None, None));
+                continue;
+            }
             let b = l
                 .buffer
-                .expect("every full- and grid-preset link has a rate");
+                .expect("every other full- and grid-preset link has a rate");
             let rtt = l.up.base_delay_ns() + l.down.base_delay_ns();
             assert_eq!(
                 Some(l.up.limit),

@@ -722,7 +722,7 @@ cc = "cubic"
     }
 
     /// The full and grid presets are adaptive: their plan is the minimum (6
-    /// repetitions; full: 206 cells each, grid: 7752, docs/matrix.md § wall
+    /// repetitions; full: 250 cells each, grid: 7752, docs/matrix.md § wall
     /// time); more come group by group.
     #[test]
     fn full_and_grid_presets_are_adaptive() {
@@ -730,12 +730,20 @@ cc = "cubic"
         assert_eq!(f.repetitions, 6);
         assert!(f.adaptive.is_some_and(|a| a.max == 8 && a.target == 0.05));
         let cs = cells(&f);
-        assert_eq!(cs.len(), 6 * 206);
-        // BBR only where it is asked for: goodput.
+        assert_eq!(cs.len(), 6 * 250);
+        // BBR only where it is asked for: goodput and fairness.
         assert!(cs
             .iter()
             .filter(|c| c.cc == Some(CongestionControl::Bbr))
-            .all(|c| c.workload == Workload::Goodput));
+            .all(|c| matches!(c.workload, Workload::Goodput | Workload::Fairness)));
+        // Fairness only on the rate-limited reference link, four mixes, the
+        // two that name no controller under both.
+        let fair: Vec<&Cell> = cs
+            .iter()
+            .filter(|c| c.workload == Workload::Fairness && c.repetition == 0)
+            .collect();
+        assert_eq!(fair.len(), 6, "{fair:?}");
+        assert!(fair.iter().all(|c| f.links[c.link].rate_bps.is_some()));
         let g = Matrix::preset("grid").unwrap();
         assert_eq!(g.repetitions, 6);
         assert!(g.adaptive.is_some_and(|a| a.max == 10 && a.target == 0.05));
