@@ -158,7 +158,12 @@ pub(crate) fn start_servers(
             o.cc = cc;
             // Another set of servers beside the first (a fairness mix runs
             // one per controller) listens `port_shift` higher.
-            for p in [&mut o.http_port, &mut o.tls_port, &mut o.quic_port, &mut o.udp_port] {
+            for p in [
+                &mut o.http_port,
+                &mut o.tls_port,
+                &mut o.quic_port,
+                &mut o.udp_port,
+            ] {
                 if *p != 0 {
                     *p = p.saturating_add(port_shift);
                 }
@@ -437,7 +442,24 @@ pub(crate) fn link_config(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef
 /// `link_counters`: the link's own counters, the backend, its rebinding
 /// log, and our servers' counters when they ran.
 pub(crate) fn record_link(res: &mut CellResult, link: &Link, server_stats: Option<StatsSnapshot>) {
-    res.link_counters = serde_json::to_value(link.counters()).ok();
+    let counters = link.counters();
+    // The model's count of copies that left ahead of earlier ones (netem's
+    // reorder branch, or jitter): the user-space link counts them; tc does not.
+    if link.backend() == Backend::UserSpace {
+        for (name, d) in [
+            ("link_reordered_down_share", &counters.down.model),
+            ("link_reordered_up_share", &counters.up.model),
+        ] {
+            if d.delivered > 0 {
+                res.metrics
+                    .entry(name.to_string())
+                    .or_insert_with(|| Metric::new("fraction"))
+                    .samples
+                    .push(d.overtaking as f64 / d.delivered as f64);
+            }
+        }
+    }
+    res.link_counters = serde_json::to_value(counters).ok();
     if let Some(o) = res.link_counters.as_mut().and_then(|v| v.as_object_mut()) {
         if let Some(s) = server_stats {
             o.insert(

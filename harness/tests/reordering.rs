@@ -63,14 +63,15 @@ fn reordered_packets_match_the_model_and_both_transports_deliver() {
         let reordered = model["reordered"].as_u64().expect("reordered");
         let frac = reordered as f64 / delivered.max(1) as f64;
         eprintln!(
-            "{:<24} {:<3} object {:6.1} Mbit/s, steady {:6.1} Mbit/s, sender: retransmitted {:.1}%, {} congestion events; link down: {reordered} of {delivered} packets reordered ({:.1}%)",
+            "{:<24} {:<3} object {:6.1} Mbit/s, steady {:6.1} Mbit/s, sender: retransmitted {:.1}%, {} congestion events; link down: {reordered} of {delivered} packets sent at once by the reorder branch ({:.1}%), {} overtook an earlier one",
             res.link.label,
             cell.protocol.name(),
             first(&res, "goodput_mbps").unwrap_or(f64::NAN),
             first(&res, "steady_goodput_mbps").unwrap_or(f64::NAN),
             first(&res, "tx_retrans_share").unwrap_or(f64::NAN) * 100.0,
             first(&res, "tx_congestion_events").unwrap_or(f64::NAN),
-            frac * 100.0
+            frac * 100.0,
+            model["overtaking"]
         );
         if res.link.label.contains("reorder") {
             // 1/8 reordered; the count of a renewal process of mean cycle 8
@@ -86,5 +87,25 @@ fn reordered_packets_match_the_model_and_both_transports_deliver() {
         } else {
             assert_eq!(reordered, 0, "{}", cell.id);
         }
+        // The cell's metric is the link's count of copies that really left
+        // ahead of an earlier one: a copy the reorder branch sends at once
+        // overtakes nothing when the delay line is empty (a sender paused by
+        // its window), so it is at most the branch's count.
+        let overtaking = model["overtaking"].as_u64().expect("overtaking");
+        assert!(
+            overtaking <= reordered,
+            "{}: {overtaking} > {reordered}",
+            cell.id
+        );
+        if res.link.label.contains("reorder") {
+            assert!(overtaking > 0, "{}", cell.id);
+        }
+        let share = first(&res, "link_reordered_down_share").expect("reordered share");
+        let want = overtaking as f64 / delivered as f64;
+        assert!(
+            (share - want).abs() < 1e-12,
+            "{}: {share} vs {want}",
+            cell.id
+        );
     }
 }

@@ -96,6 +96,11 @@ pub struct Counters {
     pub corrupted: u64,
     /// Delivered copies sent at once by netem's reorder branch.
     pub reordered: u64,
+    /// Delivered copies that leave before a copy that arrived earlier: any
+    /// reordering the link makes (the reorder branch, or jitter through the
+    /// time-sorted queue). Each counts once, however many it overtakes.
+    #[serde(default)]
+    pub overtaking: u64,
 }
 
 /// netem's `NETEM_DIST_SCALE`: table entries are in units of sigma / 8192.
@@ -405,6 +410,8 @@ pub struct LinkModel {
     queue: BinaryHeap<Reverse<u64>>,
     /// Largest time_to_send handed out so far: netem's "last packet in the queue" for rate.
     last_tts: i64,
+    /// Latest departure handed out so far (for `Counters::overtaking`).
+    latest_departure_ns: u64,
     counters: Counters,
 }
 
@@ -521,6 +528,7 @@ impl LinkModel {
             limit,
             queue: BinaryHeap::with_capacity(limit.min(4096)),
             last_tts: i64::MIN,
+            latest_departure_ns: 0,
             counters: Counters::default(),
         }
     }
@@ -572,6 +580,8 @@ impl LinkModel {
             self.counters.bytes_delivered += len as u64;
             self.counters.corrupted += d.corrupt.is_some() as u64;
             self.counters.reordered += d.reordered as u64;
+            self.counters.overtaking += (d.at_ns < self.latest_departure_ns) as u64;
+            self.latest_departure_ns = self.latest_departure_ns.max(d.at_ns);
         }
         Verdict::Deliver(out)
     }
@@ -1011,6 +1021,36 @@ mod tests {
             0,
             "rate bases each packet on the last"
         );
+    }
+
+    /// `overtaking` counts every copy that leaves before one that arrived
+    /// earlier, whatever the cause; `reordered` only the reorder branch's.
+    #[test]
+    fn overtaking_counts_jitter_and_the_reorder_branch() {
+        let count = |s: &str| {
+            let mut m = LinkModel::new(&s.parse::<LinkSpec>().unwrap(), 9);
+            let mut latest = 0;
+            let mut by_hand = 0;
+            for i in 0..10_000u64 {
+                if let Verdict::Deliver(d) = m.enqueue(i * MS, 100) {
+                    for d in d {
+                        by_hand += (d.at_ns < latest) as u64;
+                        latest = latest.max(d.at_ns);
+                    }
+                }
+            }
+            let c = m.counters().clone();
+            assert_eq!(c.overtaking, by_hand, "{s}");
+            c
+        };
+        let c = count("delay 50ms 10ms");
+        assert!(c.overtaking > 1000 && c.reordered == 0, "{c:?}");
+        let c = count("delay 10ms reorder 25% gap 5");
+        // Every packet sent at once overtakes the ones in their 10 ms delay.
+        assert_eq!(c.overtaking, c.reordered, "{c:?}");
+        assert!(c.reordered > 1000, "{c:?}");
+        let c = count("delay 10ms rate 100mbit");
+        assert_eq!(c.overtaking, 0, "{c:?}");
     }
 
     #[test]
