@@ -138,6 +138,7 @@ pub fn format_value(v: f64) -> String {
 enum Key {
     Box(String, RGBColor),
     Line(String, RGBColor, u32),
+    Dashed(String, RGBColor),
     Hatch(String),
     Text(String),
 }
@@ -164,6 +165,17 @@ where
             Key::Line(label, c, w) => {
                 area.draw(&PathElement::new(vec![(6, y), (26, y)], c.stroke_width(*w)))
                     .map_err(&err)?;
+                area.draw(&Text::new(label.clone(), (32, y), style.clone()))
+                    .map_err(&err)?;
+            }
+            Key::Dashed(label, c) => {
+                for x in [6, 13, 20] {
+                    area.draw(&PathElement::new(
+                        vec![(x, y), (x + 5, y)],
+                        c.stroke_width(1),
+                    ))
+                    .map_err(&err)?;
+                }
                 area.draw(&Text::new(label.clone(), (32, y), style.clone()))
                     .map_err(&err)?;
             }
@@ -1080,7 +1092,7 @@ pub fn stacked_svg(frame: Frame, spec: &StackedChart) -> Result<String, ChartErr
                 .map_err(&err)?;
         }
         if !outline.is_empty() {
-            keys.push(Key::Line(spec.outline_label.clone(), dark, 1));
+            keys.push(Key::Dashed(spec.outline_label.clone(), dark));
         }
         if let Some((y, label)) = &spec.hline {
             chart

@@ -285,7 +285,7 @@ pub fn cell_chart(c: &CellResult) -> Option<StackedChart> {
             .map(|r| (r as f64 / 1e6, format!("link rate {}", mbit(r)))),
         lower: c.timelines.get("queue_delay_ms").map(|q| LowerPanel {
             y_desc: "queue [ms]".into(),
-            label: "queueing delay".into(),
+            label: "queueing delay (down)".into(),
             points: q.iter().map(|&(t, d)| (t / 1000.0, d)).collect(),
         }),
     })
@@ -360,7 +360,7 @@ fn convergence(run: &RunData, g: &MixGroup) -> String {
     let k = flags.iter().filter(|v| **v >= 0.5).count();
     let count = format!("{k} of {} cells converged", flags.len());
     match row(run, g, "convergence_ms") {
-        Some(r) if k > 0 => format!("{} ms<br><small>{count}</small>", median_ci(r)),
+        Some(r) if k > 0 => format!("{}<br><small>{count}</small>", median_ci(r)),
         _ if flags.is_empty() => "–".into(),
         _ => format!("<span class=\"warn\">never</span><br><small>{count}</small>"),
     }
@@ -445,7 +445,7 @@ pub fn shares_table(runs: &[RunData], html: &mut String) {
         "normalised share (1 = fair)",
         "share of the bytes (link)",
         "Jain's index (clients; link)",
-        "convergence",
+        "convergence [ms]",
         "utilisation",
         "queue delay p50; p99 [ms]",
         "cells",
