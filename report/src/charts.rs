@@ -138,6 +138,7 @@ pub fn format_value(v: f64) -> String {
 enum Key {
     Box(String, RGBColor),
     Line(String, RGBColor, u32),
+    Dashed(String, RGBColor),
     Hatch(String),
     Text(String),
 }
@@ -164,6 +165,17 @@ where
             Key::Line(label, c, w) => {
                 area.draw(&PathElement::new(vec![(6, y), (26, y)], c.stroke_width(*w)))
                     .map_err(&err)?;
+                area.draw(&Text::new(label.clone(), (32, y), style.clone()))
+                    .map_err(&err)?;
+            }
+            Key::Dashed(label, c) => {
+                for x in [6, 13, 20] {
+                    area.draw(&PathElement::new(
+                        vec![(x, y), (x + 5, y)],
+                        c.stroke_width(1),
+                    ))
+                    .map_err(&err)?;
+                }
                 area.draw(&Text::new(label.clone(), (32, y), style.clone()))
                     .map_err(&err)?;
             }
@@ -933,6 +945,196 @@ pub fn histogram_svg(
     })
 }
 
+/// One layer of a stacked chart: a flow's value in each window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackLayer {
+    pub label: String,
+    pub color: RGBColor,
+    /// One value per window (`StackedChart::edges.len() - 1`).
+    pub values: Vec<f64>,
+}
+
+/// A line under the stacked chart, on the same time axis (e.g. the queue).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LowerPanel {
+    pub y_desc: String,
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Layers stacked over windows of time, drawn as steps (each window's value
+/// is its mean); a second view of the same layers as thin dashed step lines
+/// at each cumulative top; a horizontal reference line; and an optional
+/// panel below on the same x axis.
+#[derive(Debug, Clone, Default)]
+pub struct StackedChart {
+    pub x_desc: String,
+    pub y_desc: String,
+    /// Window edges: n + 1 increasing values for n windows.
+    pub edges: Vec<f64>,
+    /// Bottom to top.
+    pub layers: Vec<StackLayer>,
+    /// The same layers in the same order as another observer saw them (n
+    /// values each); empty: none drawn.
+    pub outline: Vec<Vec<f64>>,
+    /// Legend of the dashed outline.
+    pub outline_label: String,
+    /// A horizontal line (e.g. the link's rate) and its legend.
+    pub hline: Option<(f64, String)>,
+    pub lower: Option<LowerPanel>,
+}
+
+/// The step path of one value per window.
+fn steps(edges: &[f64], values: &[f64]) -> Vec<(f64, f64)> {
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| Some([(edges[i], *v), (*edges.get(i + 1)?, *v)]))
+        .flatten()
+        .collect()
+}
+
+/// Cumulative sums of `layers` (each one value per window): the top of
+/// layer k in window i is `out[k][i]`.
+pub fn stack_tops(layers: &[&[f64]], n: usize) -> Vec<Vec<f64>> {
+    let mut acc = vec![0.0; n];
+    layers
+        .iter()
+        .map(|l| {
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a += l.get(i).copied().filter(|v| v.is_finite()).unwrap_or(0.0);
+            }
+            acc.clone()
+        })
+        .collect()
+}
+
+/// A stacked step chart ([`StackedChart`]): the layers filled, each
+/// bounded by a white line so shades of one colour stay apart.
+pub fn stacked_svg(frame: Frame, spec: &StackedChart) -> Result<String, ChartError> {
+    let err = chart_err(frame.title);
+    let n = spec.edges.len().saturating_sub(1);
+    let (x0, x1) = match (spec.edges.first(), spec.edges.last()) {
+        (Some(a), Some(b)) if b > a => (*a, *b),
+        _ => (0.0, 1.0),
+    };
+    let tops = stack_tops(
+        &spec
+            .layers
+            .iter()
+            .map(|l| l.values.as_slice())
+            .collect::<Vec<_>>(),
+        n,
+    );
+    let outline = stack_tops(
+        &spec.outline.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        n,
+    );
+    let ymax = y_max(
+        tops.iter()
+            .chain(outline.iter())
+            .flatten()
+            .copied()
+            .chain(spec.hline.iter().map(|h| h.0)),
+    );
+    let height = if spec.lower.is_some() { 640 } else { HEIGHT };
+    canvas(frame, WIDTH, height, |plot, legend| {
+        let (upper, lower) = match &spec.lower {
+            Some(_) => {
+                let (u, l) = plot.split_vertically(height - NOTE_HEIGHT - 200);
+                (u, Some(l))
+            }
+            None => (plot.clone(), None),
+        };
+        let mut chart = ChartBuilder::on(&upper)
+            .caption(frame.title, (FONT, 18))
+            .margin(14)
+            .x_label_area_size(if lower.is_some() { 24 } else { 44 })
+            .y_label_area_size(72)
+            .build_cartesian_2d(x0..x1, 0.0..ymax)
+            .map_err(&err)?;
+        let mut mesh = chart.configure_mesh();
+        mesh.y_desc(spec.y_desc.as_str())
+            .x_label_formatter(&|v| axis_label(*v))
+            .y_label_formatter(&|v| axis_label(*v))
+            .light_line_style(WHITE)
+            .label_style((FONT, 13));
+        if lower.is_none() {
+            mesh.x_desc(spec.x_desc.as_str());
+        }
+        mesh.draw().map_err(&err)?;
+        let mut keys = Vec::new();
+        let zero = vec![0.0; n];
+        for (k, l) in spec.layers.iter().enumerate() {
+            let below = if k == 0 { &zero } else { &tops[k - 1] };
+            let top = steps(&spec.edges, &tops[k]);
+            let mut poly = top.clone();
+            poly.extend(steps(&spec.edges, below).into_iter().rev());
+            if poly.len() >= 3 {
+                chart
+                    .draw_series(std::iter::once(Polygon::new(poly, l.color.filled())))
+                    .map_err(&err)?;
+                chart
+                    .draw_series(LineSeries::new(top, WHITE.stroke_width(1)))
+                    .map_err(&err)?;
+            }
+            keys.push(Key::Box(l.label.clone(), l.color));
+        }
+        let dark = RGBColor(0x22, 0x22, 0x22);
+        for top in &outline {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    steps(&spec.edges, top),
+                    6,
+                    4,
+                    dark.stroke_width(1),
+                ))
+                .map_err(&err)?;
+        }
+        if !outline.is_empty() {
+            keys.push(Key::Dashed(spec.outline_label.clone(), dark));
+        }
+        if let Some((y, label)) = &spec.hline {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x0, *y), (x1, *y)],
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(&err)?;
+            keys.push(Key::Line(label.clone(), BLACK, 2));
+        }
+        if let (Some(area), Some(p)) = (lower, &spec.lower) {
+            let ymax = y_max(p.points.iter().map(|q| q.1));
+            let mut c = ChartBuilder::on(&area)
+                .margin(14)
+                .margin_top(4)
+                .x_label_area_size(44)
+                .y_label_area_size(72)
+                .build_cartesian_2d(x0..x1, 0.0..ymax)
+                .map_err(&err)?;
+            c.configure_mesh()
+                .x_desc(spec.x_desc.as_str())
+                .y_desc(p.y_desc.as_str())
+                .x_label_formatter(&|v| axis_label(*v))
+                .y_label_formatter(&|v| axis_label(*v))
+                .y_labels(4)
+                .light_line_style(WHITE)
+                .label_style((FONT, 13))
+                .draw()
+                .map_err(&err)?;
+            let grey = RGBColor(0x55, 0x55, 0x55);
+            c.draw_series(LineSeries::new(
+                p.points.iter().copied().filter(|q| q.0 >= x0 && q.0 <= x1),
+                grey.stroke_width(1),
+            ))
+            .map_err(&err)?;
+            keys.push(Key::Text(String::new()));
+            keys.push(Key::Line(p.label.clone(), grey, 1));
+        }
+        draw_legend(legend, &keys, frame.title)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1101,6 +1303,62 @@ mod tests {
             &[(10.0, "nominal".into())],
         )?;
         assert!(h.contains("nominal") && h.contains("packets [count]"));
+        Ok(())
+    }
+
+    #[test]
+    fn stacked_flows_with_outline_rate_and_queue() -> Result<(), ChartError> {
+        assert_eq!(
+            stack_tops(&[&[1.0, 2.0], &[3.0, f64::NAN]], 2),
+            vec![vec![1.0, 2.0], vec![4.0, 2.0]]
+        );
+        assert_eq!(
+            steps(&[0.0, 1.0, 2.0], &[5.0, 6.0]),
+            vec![(0.0, 5.0), (1.0, 5.0), (1.0, 6.0), (2.0, 6.0)]
+        );
+        let spec = StackedChart {
+            x_desc: "time [ms]".into(),
+            y_desc: "throughput [Mbit/s]".into(),
+            edges: vec![0.0, 500.0, 1000.0, 1500.0],
+            layers: vec![
+                StackLayer {
+                    label: "flow 0 h3@bbr".into(),
+                    color: protocol_color("h3"),
+                    values: vec![12.0, 11.0, 10.0],
+                },
+                StackLayer {
+                    label: "flow 1 h2@cubic".into(),
+                    color: protocol_color("h2"),
+                    values: vec![6.0, 8.0, 9.0],
+                },
+            ],
+            outline: vec![vec![12.5, 11.2, 10.1], vec![6.1, 8.2, 9.3]],
+            outline_label: "the link's view".into(),
+            hline: Some((20.0, "link rate 20 Mbit/s".into())),
+            lower: Some(LowerPanel {
+                y_desc: "queue [ms]".into(),
+                label: "queueing delay".into(),
+                points: vec![(0.0, 1.0), (700.0, 19.0), (1400.0, 18.0)],
+            }),
+        };
+        let svg = stacked_svg(F, &spec)?;
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("#0072B2") && svg.contains("#D55E00"));
+        for text in [
+            "flow 0 h3@bbr",
+            "flow 1 h2@cubic",
+            "the link&apos;s view",
+            "link rate 20 Mbit/s",
+            "queueing delay",
+            "queue [ms]",
+            "n = 12",
+        ] {
+            assert!(svg.contains(text), "{text}");
+        }
+        assert!(svg.contains("<polygon"), "filled layers");
+        assert!(svg.contains("stroke-dasharray") || svg.matches("<polyline").count() > 4);
+        // No data: an empty chart, not an error.
+        assert!(stacked_svg(F, &StackedChart::default())?.contains("TTFB"));
         Ok(())
     }
 }

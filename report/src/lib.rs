@@ -6,7 +6,7 @@
 //! ```text
 //! <out>/index.html          headline findings, matrix overview, failed cells
 //! <out>/<workload>.html     one page per workload (handshake, hol, migration,
-//!                           goodput, udp, and any other in the data)
+//!                           goodput, udp, fairness, and any other in the data)
 //! <out>/implementations.html server × client pairs (only when a run has a
 //!                           cell with a third-party endpoint)
 //! <out>/methodology.html    metrics, statistics, link model, calibration,
@@ -21,6 +21,7 @@
 
 pub mod charts;
 pub mod data;
+pub mod fairness;
 pub mod html;
 pub mod impl_charts;
 pub mod implementations;
@@ -42,7 +43,7 @@ pub fn build_site(runs: &[PathBuf], out: &Path) -> anyhow::Result<PathBuf> {
 
 /// Workloads in the order the site shows them: (name, page title, metrics in
 /// order of interest; metrics not listed follow, by name).
-pub const WORKLOADS: [(&str, &str, &[&str]); 5] = [
+pub const WORKLOADS: [(&str, &str, &[&str]); 6] = [
     (
         "handshake",
         "Handshake cost",
@@ -109,6 +110,24 @@ pub const WORKLOADS: [(&str, &str, &[&str]); 5] = [
             "owd_down_p50_ms",
         ],
     ),
+    (
+        "fairness",
+        "Sharing a bottleneck",
+        &[
+            "jain_index",
+            "share_*",
+            "norm_share_*",
+            "convergence_ms",
+            "converged",
+            "utilisation",
+            "queue_delay_p50_ms",
+            "queue_delay_p99_ms",
+            "link_jain_index",
+            "link_share_*",
+            "flow_mbps",
+            "total_mbps",
+        ],
+    ),
 ];
 
 pub fn workload_rank(w: &str) -> usize {
@@ -126,6 +145,18 @@ pub fn workload_title(w: &str) -> String {
         .unwrap_or_else(|| format!("Workload {w}"))
 }
 
+/// A metric name against a pattern of [`WORKLOADS`]: the name itself, or a
+/// prefix ending in `*` for metrics named per group (`share_*` is
+/// `share_h3`, `share_h3@bbr`, ...; not `link_share_h3`).
+fn metric_matches(pattern: &str, metric: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => metric.starts_with(prefix) && metric.len() > prefix.len(),
+        None => pattern == metric,
+    }
+}
+
+/// Sort key of a metric on its workload's page: its place in [`WORKLOADS`]
+/// (a `prefix*` pattern holds every metric of that prefix), then its name.
 pub fn metric_rank(w: &str, m: &str) -> (usize, String) {
     let pref = WORKLOADS
         .iter()
@@ -133,7 +164,9 @@ pub fn metric_rank(w: &str, m: &str) -> (usize, String) {
         .map(|(_, _, p)| *p)
         .unwrap_or(&[]);
     (
-        pref.iter().position(|x| *x == m).unwrap_or(pref.len()),
+        pref.iter()
+            .position(|x| metric_matches(x, m))
+            .unwrap_or(pref.len()),
         m.to_string(),
     )
 }

@@ -39,6 +39,19 @@ pub fn protocol_rank(protocol: &str) -> (usize, String) {
     (i, protocol.to_string())
 }
 
+/// Shade `k` of `n` of a colour, for several lines or areas of one protocol
+/// (e.g. two h3 flows): the first is the colour itself, the others step
+/// towards white (up to 55% of the way), so every shade stays on the
+/// protocol's hue.
+pub fn shade(c: RGBColor, k: usize, n: usize) -> RGBColor {
+    if n <= 1 || k == 0 {
+        return c;
+    }
+    let t = 0.55 * k.min(n - 1) as f64 / (n - 1) as f64;
+    let mix = |v: u8| (v as f64 + (255.0 - v as f64) * t).round() as u8;
+    RGBColor(mix(c.0), mix(c.1), mix(c.2))
+}
+
 /// `#RRGGBB` for HTML.
 pub fn hex(c: RGBColor) -> String {
     format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
@@ -58,5 +71,10 @@ mod tests {
         assert_eq!(protocol_color("h9"), OTHER);
         assert!(protocol_rank("h2") < protocol_rank("h3"));
         assert!(protocol_rank("udp") < protocol_rank("zzz"));
+        let h3 = protocol_color("h3");
+        assert_eq!(shade(h3, 0, 3), h3);
+        assert_eq!(shade(h3, 5, 1), h3);
+        let (a, b) = (shade(h3, 1, 3), shade(h3, 2, 3));
+        assert!(a != h3 && b != a && b.0 > a.0 && b.2 > a.2, "{a:?} {b:?}");
     }
 }

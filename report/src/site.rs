@@ -448,6 +448,10 @@ fn findings(r: &RunData, h: &mut String) {
             &format!("{}. <a href=\"goodput.html\">more</a>", parts.join(" · ")),
         );
     }
+    if let Some((title, body)) = crate::fairness::finding(r) {
+        any = true;
+        finding(h, &title, &body);
+    }
     let udp: Vec<String> = order
         .iter()
         .filter_map(|l| {
@@ -704,6 +708,18 @@ fn workload_page(runs: &[RunData], labels: &[String], w: &str, out: &Path) -> an
             crate::transport::sender_table(runs, w, &mut h);
             summary_table(runs, w, &mut h);
         }
+        "fairness" => {
+            crate::fairness::intro(&mut h, DOCS);
+            section(
+                &mut h,
+                "Throughput per flow over time",
+                "One chart per mix × link × controller: the repetition whose Jain's index is the median of its cells. Filled: each flow's throughput as its client saw it, stacked (one colour per protocol, lighter shades for more flows of the same protocol), per window averaged onto common windows from the first flow's start; dashed: the same stack as the link delivered it (framing included); black: the link's rate. Below: the queueing delay toward the client at the bottleneck.",
+                crate::fairness::charts,
+            )?;
+            h.push_str("<h2>Shares</h2>\n<p>Medians of cells with their interval over cells (method and confidence beside each; <span class=\"warn\">*</span>: approximate, 3 to 5 cells). A group is a protocol, or protocol@controller when the mix runs several controllers. Share: the group's part of all bytes over the common span; normalised share: that part over the group's fair part (its flows / all flows), 1 = fair. Convergence: median over the cells that converged.</p>\n");
+            crate::fairness::shares_table(runs, &mut h);
+            summary_table(runs, w, &mut h);
+        }
         "udp" => {
             h.push_str("<p>Raw UDP echo probes: the link as it is, with no transport in between. This is the ground truth the other pages are measured against.</p>\n");
             section(&mut h, "Delay and loss", "Round-trip time of every echoed probe (nominal RTT marked), and the loss the probes saw against the configured loss.", wl::udp_charts)?;
@@ -734,6 +750,7 @@ fn workload_page(runs: &[RunData], labels: &[String], w: &str, out: &Path) -> an
             "migration" => "Migration".into(),
             "goodput" => "Goodput".into(),
             "udp" => "UDP baseline".into(),
+            "fairness" => "Fairness".into(),
             o => o.to_string(),
         },
         title: format!("quicbench: {title}"),
@@ -747,7 +764,7 @@ fn summary_table(runs: &[RunData], w: &str, h: &mut String) {
 
 // ---------------------------------------------------------- methodology
 
-const METRICS: [(&str, &str, &str); 48] = [
+const METRICS: [(&str, &str, &str); 60] = [
     ("ttfb_ms", "ms", "handshake: from the start of connecting to the first response byte"),
     ("ttfb_rtt", "RTT", "handshake: ttfb_ms divided by the link's configured RTT"),
     ("connect_ms", "ms", "handshake: transport ready (TCP established / QUIC handshake confirmed)"),
@@ -796,6 +813,18 @@ const METRICS: [(&str, &str, &str); 48] = [
     ("tx_congestion_events", "count", "h3: quinn's congestion events on the sender's side (TCP_INFO has no such count)"),
     ("tx_max_cwnd_bytes", "bytes", "HTTP workloads: the sender's largest congestion window seen (samples and end)"),
     ("tx_srtt_ms", "ms", "HTTP workloads: the sender's smoothed RTT at the end of its connection (largest over connections)"),
+    ("jain_index", "index", "fairness: Jain's index of the flows' rates over the span every flow was downloading, (Σx)² / (n·Σx²): 1 = equal, 1/n = one flow has all (clients' view)"),
+    ("link_jain_index", "index", "fairness: the same from the bytes the link delivered per flow"),
+    ("flow_mbps", "Mbit/s", "fairness: each flow's rate over the common span (one sample per flow)"),
+    ("total_mbps", "Mbit/s", "fairness: the flows' rates summed"),
+    ("utilisation", "fraction", "fairness: total_mbps / the link's rate"),
+    ("share_<group>", "fraction", "fairness: the group's part of all bytes over the common span (group: the protocol, or protocol@controller when the mix runs several)"),
+    ("norm_share_<group>", "ratio", "fairness: share over the group's fair part (its flows / all flows): 1 = fair"),
+    ("link_share_<group>", "fraction", "fairness: share_<group> from the bytes the link delivered"),
+    ("convergence_ms", "ms", "fairness: from the common start until every flow is within ±10% of the fair share over 2 s; absent when that never happened"),
+    ("converged", "fraction", "fairness: 1 when the cell converged (convergence_ms exists)"),
+    ("queue_delay_p50_ms", "ms", "fairness: median queueing delay toward the client at the bottleneck over the common span"),
+    ("queue_delay_p99_ms", "ms", "fairness: p99 of that queueing delay"),
 ];
 
 fn methodology_page(runs: &[RunData], labels: &[String]) -> Page {

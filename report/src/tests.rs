@@ -525,3 +525,201 @@ fn spread_text_holds_the_protocol_gap_against_the_implementation_spread() {
     );
     assert_eq!(spread_text(&rows[..1], "ms").matches(" vs ").count(), 0);
 }
+
+/// A small synthetic fairness run: `h3+h2` with Cubic (the matrix's
+/// controller) and `h3@bbr+h2@cubic` (controllers per flow), 3 repetitions
+/// each on one 20 Mbit/s link, with the metrics, timelines and `extra` the
+/// harness writes (harness/src/fairness/cell.rs).
+fn fairness_run(base: &Path) -> RunDir {
+    let rd = RunDir::create(base, "fair").unwrap();
+    let mut ids = Vec::new();
+    let l = LinkInfo {
+        rate_bps: Some(20_000_000),
+        up: "limit 51 delay 10ms rate 20mbit".into(),
+        down: "limit 51 delay 10ms rate 20mbit".into(),
+        ..link("rtt20-20mbit", 20.0, 0.0)
+    };
+    for (mix, cc, groups, h3_share) in [
+        ("h3+h2", Some("cubic"), ["h3", "h2"], 0.6),
+        ("h3@bbr+h2@cubic", None, ["h3@bbr", "h2@cubic"], 0.9),
+    ] {
+        for rep in 0..3u32 {
+            let id = format!("fairness-{}__h3__r{rep}", mix.replace('@', "="));
+            let mut c = CellResult::new(&id, "h3", "fairness", mix, l.clone(), rep, 3);
+            c.params = serde_json::json!({ "cc": cc, "window_ms": 500 });
+            let share = h3_share + 0.01 * rep as f64;
+            let (a, b) = (19.0 * share, 19.0 * (1.0 - share));
+            let jain = (a + b).powi(2) / (2.0 * (a * a + b * b));
+            for (m, u, v) in [
+                ("jain_index", "index", jain),
+                ("link_jain_index", "index", jain - 0.001),
+                ("total_mbps", "Mbit/s", 19.0),
+                ("utilisation", "fraction", 0.95),
+                ("queue_delay_p50_ms", "ms", 16.0 + rep as f64),
+                ("queue_delay_p99_ms", "ms", 20.0),
+                ("converged", "fraction", if rep == 0 { 1.0 } else { 0.0 }),
+            ] {
+                c.push_sample(m, u, v).unwrap();
+            }
+            if rep == 0 {
+                c.push_sample("convergence_ms", "ms", 1500.0).unwrap();
+            }
+            for (g, s) in groups.iter().zip([share, 1.0 - share]) {
+                c.push_sample(&format!("share_{g}"), "fraction", s).unwrap();
+                c.push_sample(&format!("norm_share_{g}"), "ratio", 2.0 * s)
+                    .unwrap();
+                c.push_sample(&format!("link_share_{g}"), "fraction", s + 0.002)
+                    .unwrap();
+            }
+            for (i, r) in [a, b].iter().enumerate() {
+                c.push_sample("flow_mbps", "Mbit/s", *r).unwrap();
+                let start = 7.0 * i as f64;
+                let tl: Vec<(f64, f64)> = (0..19).map(|k| (start + 500.0 * k as f64, *r)).collect();
+                c.timelines.insert(
+                    format!("link_flow{i}_mbps"),
+                    tl.iter().map(|p| (p.0, p.1 * 1.027)).collect(),
+                );
+                c.timelines.insert(format!("flow{i}_mbps"), tl);
+            }
+            c.timelines.insert(
+                "queue_delay_ms".into(),
+                (0..100)
+                    .map(|k| (k as f64 * 100.0, 15.0 + (k % 7) as f64))
+                    .collect(),
+            );
+            let flows: Vec<serde_json::Value> = groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    let (p, fcc) = g.split_once('@').unwrap_or((g, cc.unwrap_or("")));
+                    serde_json::json!({ "flow": i, "protocol": p, "cc": fcc, "label": g,
+                        "start_ms": 7.0 * i as f64, "end_ms": 10_000.0 })
+                })
+                .collect();
+            c.extra.insert("flows".into(), serde_json::json!(flows));
+            c.extra.insert(
+                "fairness".into(),
+                serde_json::json!({ "mix": mix, "duration_ms": 10_000, "stagger_ms": 0,
+                    "window_ms": 500, "tolerance": 0.1 }),
+            );
+            rd.write_cell(&c).unwrap();
+            ids.push(id);
+        }
+    }
+    rd.write_meta(&RunMeta {
+        schema_version: SCHEMA_VERSION,
+        quicbench_version: "0.1.0".into(),
+        git_commit: None,
+        started: quicbench_results::now_rfc3339(),
+        finished: None,
+        name: "fair".into(),
+        host: HostInfo::default(),
+        crate_versions: BTreeMap::new(),
+        backend: "userspace".into(),
+        backend_reason: "test".into(),
+        matrix: serde_json::json!({}),
+        shard: None,
+        seed: 1,
+        calibration: None,
+        transport_profile: None,
+        endpoints: Vec::new(),
+        planned_cells: ids.len() as u64,
+        cell_ids: ids,
+        order_seed: None,
+        drift: Vec::new(),
+        adaptive: Vec::new(),
+    })
+    .unwrap();
+    rd.resummarize().unwrap();
+    rd
+}
+
+#[test]
+fn fairness_page_has_stacked_charts_and_shares_with_intervals() -> anyhow::Result<()> {
+    let base = tempfile::tempdir()?;
+    let rd = fairness_run(base.path());
+    let run = load_run(rd.path())?;
+    let out = base.path().join("site");
+    build_site(&[rd.path().to_path_buf()], &out)?;
+    let page = fs::read_to_string(out.join("fairness.html"))?;
+    assert!(page.contains("<h1>Sharing a bottleneck</h1>"));
+    assert!(page.contains("methodology.md#fairness"));
+    // One stacked chart per mix × link × controller.
+    for chart in [
+        "charts/r0-fairness-h3_h2-cubic-rtt20-20mbit.svg",
+        "charts/r0-fairness-h3_bbr_h2_cubic-rtt20-20mbit.svg",
+    ] {
+        assert!(page.contains(chart), "{chart} on the page");
+        let svg = fs::read_to_string(out.join(chart))?;
+        assert!(svg.contains("<polygon"), "{chart}: stacked areas");
+        assert!(svg.contains("link rate 20 Mbit/s") && svg.contains("queueing delay"));
+        assert!(svg.contains("#0072B2") && svg.contains("#D55E00"));
+    }
+    let svg = fs::read_to_string(out.join("charts/r0-fairness-h3_bbr_h2_cubic-rtt20-20mbit.svg"))?;
+    assert!(svg.contains("flow 0 h3@bbr") && svg.contains("flow 1 h2@cubic"));
+    // The median Jain's index of 3 repetitions is r1's.
+    assert!(svg.contains("r1 of 3 cells"), "representative cell named");
+    // The shares table: each group's share and normalised share with the
+    // summary row's interval; convergence counted over cells.
+    let share = run
+        .rows
+        .iter()
+        .find(|r| r.variant == "h3@bbr+h2@cubic" && r.metric == "share_h3@bbr")
+        .expect("share row");
+    assert!(share.ci_low.is_some(), "3 cells: an interval");
+    assert!(page.contains("share of the bytes (clients)"));
+    assert!(
+        page.contains(&html::median_ci(share)),
+        "share with its interval"
+    );
+    let norm = run
+        .rows
+        .iter()
+        .find(|r| r.variant == "h3+h2" && r.cc == "cubic" && r.metric == "norm_share_h2")
+        .expect("normalised share row");
+    assert!(page.contains(&html::median_ci(norm)));
+    assert!(page.contains("h3@bbr:") && page.contains("h2@cubic:"));
+    assert!(page.contains("1 of 3 cells converged"));
+    // The summary table keeps the controller apart.
+    assert!(page.contains("<th>controller</th>"));
+    // The finding on the overview.
+    let index = fs::read_to_string(out.join("index.html"))?;
+    assert!(
+        index.contains("Sharing a bottleneck (20 ms RTT, 20 Mbit/s):"),
+        "{index}"
+    );
+    assert!(
+        index.contains(
+            "got 0.61 of the bottleneck against h2 (fair: 0.5, cubic for all; Jain 0.95)"
+        ),
+        "{index}"
+    );
+    assert!(index.contains("href=\"fairness.html\""));
+    Ok(())
+}
+
+#[test]
+fn a_run_without_fairness_cells_has_no_fairness_page() -> anyhow::Result<()> {
+    let base = tempfile::tempdir()?;
+    let rd = synthetic_run(base.path());
+    let out = base.path().join("site");
+    build_site(&[rd.path().to_path_buf()], &out)?;
+    assert!(!out.join("fairness.html").exists());
+    let index = fs::read_to_string(out.join("index.html"))?;
+    assert!(!index.contains("fairness.html") && !index.contains("Sharing a bottleneck"));
+    assert!(!fs::read_dir(out.join("charts"))?
+        .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().contains("fairness"))));
+    Ok(())
+}
+
+#[test]
+fn per_group_metrics_rank_by_their_pattern() {
+    let r = |m: &str| metric_rank("fairness", m);
+    assert!(r("jain_index") < r("share_h3"));
+    assert!(r("share_h3@bbr") < r("norm_share_h2@cubic"));
+    assert!(r("norm_share_h2") < r("convergence_ms"));
+    assert!(r("queue_delay_p50_ms") < r("link_share_h3"));
+    assert_eq!(r("link_share_h3").0, r("link_share_h2@cubic").0);
+    assert!(r("link_share_h3") < r("zzz"));
+    assert_eq!(r("share_").0, r("zzz").0, "a prefix alone is no metric");
+}

@@ -63,6 +63,13 @@ pub fn summary_table(
     html: &mut String,
 ) {
     let mut rows_out = Vec::new();
+    // A controller column only where some row names one (a matrix with a
+    // `cc` axis, fairness mixes): rows that differ only by it stay apart.
+    let with_cc = runs.iter().any(|run| {
+        run.rows
+            .iter()
+            .any(|r| r.workload == workload && !r.cc.is_empty())
+    });
     for (ri, run) in runs.iter().enumerate() {
         let h3: BTreeMap<(&str, &str, &str), &SummaryRow> = run
             .rows
@@ -80,6 +87,7 @@ pub fn summary_table(
         sel.sort_by_key(|r| {
             (
                 r.variant.clone(),
+                r.cc.clone(),
                 order.iter().position(|l| *l == r.link),
                 crate::metric_rank(workload, &r.metric),
                 protocol_rank(&r.protocol),
@@ -110,8 +118,11 @@ pub fn summary_table(
             if runs.len() > 1 {
                 row.push(format!("{}", ri + 1));
             }
+            row.push(esc(&r.variant));
+            if with_cc {
+                row.push(esc(&r.cc));
+            }
             row.extend([
-                esc(&r.variant),
                 esc(&r.link),
                 esc(&r.metric),
                 proto_cell(&r.protocol),
@@ -131,8 +142,11 @@ pub fn summary_table(
     if runs.len() > 1 {
         head.push("run");
     }
+    head.push("variant");
+    if with_cc {
+        head.push("controller");
+    }
     head.extend([
-        "variant",
         "link",
         "metric",
         "protocol",
