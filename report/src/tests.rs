@@ -643,7 +643,7 @@ fn fairness_page_has_stacked_charts_and_shares_with_intervals() -> anyhow::Resul
     build_site(&[rd.path().to_path_buf()], &out)?;
     let page = fs::read_to_string(out.join("fairness.html"))?;
     assert!(page.contains("<h1>Sharing a bottleneck</h1>"));
-    assert!(page.contains("methodology.md#fairness"));
+    assert!(page.contains("methodology.md#fairness-sharing-a-bottleneck"));
     // One stacked chart per mix × link × controller.
     for chart in [
         "charts/r0-fairness-h3_h2-cubic-rtt20-20mbit.svg",
