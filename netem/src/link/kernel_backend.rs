@@ -39,7 +39,46 @@ pub(super) fn build(
     };
     apply_netem(client_ns, CLIENT_DEV, &cfg.up)?;
     apply_netem(server_ns, SERVER_DEV, &cfg.down)?;
+    apply_drop_nth(client_ns, CLIENT_DEV, &cfg.up)?;
+    apply_drop_nth(server_ns, SERVER_DEV, &cfg.down)?;
     Ok(offloads)
+}
+
+/// Both directions' `drop-nth` can be built on this backend (else the reason).
+pub(super) fn check_drop_nth(cfg: &LinkConfig) -> Result<(), String> {
+    for spec in [&cfg.up, &cfg.down] {
+        if !spec.drop_nth.is_empty() {
+            crate::kernel::drop_nth_ruleset(CLIENT_DEV, spec)?;
+            super::kernel_nat::nft_available()
+                .map_err(|e| format!("drop-nth on the kernel backend needs nft: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `drop-nth` on `dev`'s egress, with nftables in `ns` (see
+/// `crate::kernel::drop_nth_ruleset`).
+fn apply_drop_nth(ns: &NetNs, dev: &str, spec: &LinkSpec) -> Result<(), LinkError> {
+    let Some(script) =
+        crate::kernel::drop_nth_ruleset(dev, spec).map_err(LinkError::Unsupported)?
+    else {
+        return Ok(());
+    };
+    ns.try_run(|| super::kernel_nat::nft(&script))
+        .map_err(setup(format!("entering namespace {}", ns.label())))?
+        .map_err(setup(format!("installing drop-nth on {dev} (nftables)")))
+}
+
+/// Packets `drop-nth` dropped on `dev`'s egress (0 without it, or unreadable).
+fn chosen_drops(ns: &NetNs, spec: &LinkSpec) -> u64 {
+    if spec.drop_nth.is_empty() {
+        return 0;
+    }
+    let table = crate::kernel::DROP_NTH_TABLE;
+    ns.try_run(|| super::kernel_nat::nft_output(&["list", "counters", "table", "inet", table]))
+        .ok()
+        .and_then(|r| r.ok())
+        .map_or(0, |out| crate::kernel::parse_drop_nth_counter(&out))
 }
 
 /// Offloads off and `gso_max_segs 1` on `dev`, verified: a link that would
@@ -141,7 +180,12 @@ fn no_dad(ns: &NetNs) -> Result<(), LinkError> {
 fn apply_netem(ns: &NetNs, dev: &str, spec: &LinkSpec) -> Result<(), LinkError> {
     // No impairment: a plain veth pair, so this also runs where the kernel has
     // no sch_netem (the reference the user-space relay is compared with).
-    if *spec == LinkSpec::default() {
+    // drop-nth is nftables' (apply_drop_nth), not netem's.
+    let netem_part = LinkSpec {
+        drop_nth: Vec::new(),
+        ..spec.clone()
+    };
+    if netem_part == LinkSpec::default() {
         return Ok(());
     }
     ns.try_run(|| crate::kernel::apply(dev, spec))
@@ -159,8 +203,13 @@ pub(super) fn counters(ns: &NetNs, dev: &str, spec: &LinkSpec) -> DirCounters {
         .exec("tc", &["-s", "qdisc", "show", "dev", dev])
         .unwrap_or_default();
     let stats = parse_tc_stats(&out);
+    let mut model = stats.map(|s| s.counters(spec)).unwrap_or_default();
+    // Dropped before the qdisc, so not in tc's figures.
+    let chosen = chosen_drops(ns, spec);
+    model.dropped_chosen = chosen;
+    model.packets_in += chosen;
     DirCounters {
-        model: stats.map(|s| s.counters(spec)).unwrap_or_default(),
+        model,
         relay: crate::relay::RelayCounters {
             // The qdisc's backlog: the standing queue now.
             queued: stats.map_or(0, |s| s.backlog_packets),
