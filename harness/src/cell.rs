@@ -294,7 +294,15 @@ fn execute_inner(
         // server in a child process.
         return crate::conns::cell::execute(ctx, m, cell, ldef, res);
     }
-    let mut cfg = LinkConfig::new(ldef.up.clone(), ldef.down.clone());
+    let mut cfg = match lost_flight(cell) {
+        // The handshake's lost-flight modes: this cell's link drops each
+        // flow's first client (or server) packet.
+        Some(lost) => {
+            let (up, down) = lost.link(&ldef.up, &ldef.down);
+            LinkConfig::new(up, down)
+        }
+        None => LinkConfig::new(ldef.up.clone(), ldef.down.clone()),
+    };
     cfg.seed = cell.seed;
     cfg.mtu = m.mtu;
     cfg.backend = ctx.backend;
@@ -393,8 +401,12 @@ fn execute_inner(
     record_link(res, &link, server_stats);
     let (t0, client_transport) = (out.t0_mono_ns, std::mem::take(&mut out.transport));
     fill(res, out);
-    if let Some(f) = link.flows() {
-        crate::link_metrics::record(res, &f);
+    let flows = link.flows();
+    if let Some(f) = &flows {
+        crate::link_metrics::record(res, f);
+    }
+    if lost_flight(cell).is_some() {
+        crate::link_metrics::record_chosen(res, &link.counters(), flows.as_ref());
     }
     record.apply(res);
     crate::ground_truth::record(res, t0, client_transport, server_transport);
@@ -406,6 +418,13 @@ fn execute_inner(
     phases.mark("link_down");
     phases.record(res);
     Ok(())
+}
+
+/// The handshake's lost-flight mode of a cell, if it is one.
+fn lost_flight(cell: &Cell) -> Option<workloads::lost::Lost> {
+    (cell.workload == Workload::Handshake)
+        .then(|| workloads::lost::Lost::of(&cell.variant))
+        .flatten()
 }
 
 /// `link_counters`: the link's own counters, the backend, its rebinding
@@ -530,13 +549,16 @@ fn run_ours(
     ports: Ports,
     static_server: bool,
 ) -> anyhow::Result<Output> {
-    // The NAT the migration workload rebinds (and asks to confirm the event).
-    let nat: Option<Arc<dyn workloads::LinkControl>> =
-        if cell.workload == Workload::Migration && !cell.variant.starts_with("active") {
-            Some(link.clone())
-        } else {
-            None
-        };
+    // The NAT the migration workload rebinds (and asks to confirm the
+    // event); the chosen drops the lost-flight handshakes arm.
+    let nat: Option<Arc<dyn workloads::LinkControl>> = if (cell.workload == Workload::Migration
+        && !cell.variant.starts_with("active"))
+        || lost_flight(cell).is_some()
+    {
+        Some(link.clone())
+    } else {
+        None
+    };
     let env = Env {
         server_ip: link.server_ip(),
         ports,

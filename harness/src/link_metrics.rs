@@ -123,3 +123,86 @@ pub fn record(res: &mut CellResult, report: &FlowsReport) {
         }
     }
 }
+
+/// One flow's chosen drop (`drop-nth`) in one direction, as the link saw it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChosenDrop {
+    pub protocol: &'static str,
+    pub client: String,
+    /// "up" (the client's packet) or "down" (the server's).
+    pub dir: &'static str,
+    /// Packets `drop-nth` dropped in this direction of the flow.
+    pub dropped: u64,
+    /// The first of them was the direction's first packet.
+    pub first_packet: bool,
+    /// TCP: it was the client's SYN (up) / a SYN-ACK-time first packet (down).
+    pub tcp_syn: bool,
+    /// QUIC: a datagram starting with an Initial.
+    pub quic_initial: bool,
+    /// Dropped → its resend offered (the sender's timer on the wire).
+    pub resent_after_ms: Option<f64>,
+}
+
+/// The chosen drops of a client flow, per direction that had any.
+pub fn chosen_drops(f: &FlowReport) -> Vec<ChosenDrop> {
+    let mut v = Vec::new();
+    for (dir, d, up) in [("up", &f.up, true), ("down", &f.down, false)] {
+        let Some(at) = d.chosen_drop_ns else { continue };
+        let quic = f.quic.as_ref().map(|q| if up { &q.up } else { &q.down });
+        v.push(ChosenDrop {
+            protocol: match f.protocol {
+                Proto::Tcp => "tcp",
+                Proto::Udp => "udp",
+            },
+            client: f.client.to_string(),
+            dir,
+            dropped: d.dropped_chosen_packets,
+            first_packet: d.first_offered_ns == Some(at),
+            tcp_syn: f.tcp.as_ref().is_some_and(|t| !up || t.syn_ns == Some(at)),
+            quic_initial: quic.is_some_and(|q| q.initial.first_offered_ns == Some(at)),
+            resent_after_ms: d.chosen_resent_ns.and_then(|r| r.checked_sub(at)).map(ms),
+        });
+    }
+    v
+}
+
+/// The lost-flight handshakes' link figures: `chosen_drops{,_up,_down}` (one
+/// sample each, from the link's counters: what `drop-nth` dropped) and
+/// `retransmit_gap_ms` (per flow: the dropped packet → its resend, offered
+/// times), with each flow's drops in `extra.chosen_drops`.
+pub fn record_chosen(
+    res: &mut CellResult,
+    counters: &quicbench_netem::LinkCounters,
+    report: Option<&FlowsReport>,
+) {
+    let (up, down) = (
+        counters.up.model.dropped_chosen,
+        counters.down.model.dropped_chosen,
+    );
+    let mut push = |name: &str, unit: &str, v: f64| {
+        res.metrics
+            .entry(name.to_string())
+            .or_insert_with(|| Metric::new(unit))
+            .samples
+            .push(v);
+    };
+    push("chosen_drops", "count", (up + down) as f64);
+    push("chosen_drops_up", "count", up as f64);
+    push("chosen_drops_down", "count", down as f64);
+    let Some(report) = report else { return };
+    let drops: Vec<ChosenDrop> = report
+        .flows
+        .iter()
+        .filter(|f| f.client_in == Side::ClientNs)
+        .flat_map(chosen_drops)
+        .collect();
+    for d in &drops {
+        if let Some(g) = d.resent_after_ms {
+            push("retransmit_gap_ms", "ms", g);
+        }
+    }
+    res.extra.insert(
+        "chosen_drops".into(),
+        serde_json::to_value(&drops).unwrap_or_default(),
+    );
+}

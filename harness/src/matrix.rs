@@ -217,7 +217,10 @@ pub struct HandshakeParams {
     /// Size of the object fetched on each connection.
     #[serde(default = "d_small")]
     pub size: u64,
-    /// "cold" (no session state) and/or "resumed" (TLS ticket; QUIC 0-RTT).
+    /// "cold" (no session state), "resumed" (TLS ticket; QUIC 0-RTT),
+    /// "first-flight-lost" / "server-flight-lost" (cold, with the client's /
+    /// the server's first packet of each measured connection dropped by the
+    /// link's `drop-nth 1`). Default: cold and resumed.
     #[serde(default = "d_modes")]
     pub modes: Vec<String>,
     pub protocols: Option<Vec<String>>,
@@ -667,12 +670,13 @@ impl Matrix {
         };
         if let Some(h) = &wl.handshake {
             check_subset("workloads.handshake", &h.protocols, &h.links)?;
+            let modes = crate::workloads::lost::HANDSHAKE_MODES;
             for m in &h.modes {
-                if m != "cold" && m != "resumed" {
+                if !modes.contains(&m.as_str()) {
                     return Err(err(
                         0,
                         "workloads.handshake.modes",
-                        format!("unknown mode {m:?}: expected cold, resumed"),
+                        format!("unknown mode {m:?}: expected {}", modes.join(", ")),
                     ));
                 }
             }
