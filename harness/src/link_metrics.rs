@@ -139,8 +139,26 @@ pub struct ChosenDrop {
     pub tcp_syn: bool,
     /// QUIC: a datagram starting with an Initial.
     pub quic_initial: bool,
+    /// QUIC: the type of the dropped datagram's first packet.
+    pub quic_kind: Option<&'static str>,
     /// Dropped → its resend offered (the sender's timer on the wire).
     pub resent_after_ms: Option<f64>,
+}
+
+/// The QUIC packet type whose first datagram was offered at `at`.
+fn quic_kind_at(q: &quicbench_netem::flows::QuicDirStats, at: u64) -> Option<&'static str> {
+    [
+        ("initial", &q.initial),
+        ("0rtt", &q.zero_rtt),
+        ("handshake", &q.handshake),
+        ("retry", &q.retry),
+        ("version_negotiation", &q.version_negotiation),
+        ("other_long", &q.other_long),
+        ("1rtt", &q.one_rtt),
+    ]
+    .into_iter()
+    .find(|(_, s)| s.first_offered_ns == Some(at))
+    .map(|(k, _)| k)
 }
 
 /// The chosen drops of a client flow, per direction that had any.
@@ -160,6 +178,7 @@ pub fn chosen_drops(f: &FlowReport) -> Vec<ChosenDrop> {
             first_packet: d.first_offered_ns == Some(at),
             tcp_syn: f.tcp.as_ref().is_some_and(|t| !up || t.syn_ns == Some(at)),
             quic_initial: quic.is_some_and(|q| q.initial.first_offered_ns == Some(at)),
+            quic_kind: quic.and_then(|q| quic_kind_at(q, at)),
             resent_after_ms: d.chosen_resent_ns.and_then(|r| r.checked_sub(at)).map(ms),
         });
     }

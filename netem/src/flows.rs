@@ -239,6 +239,11 @@ pub fn parse(pkt: &[u8]) -> Option<PacketMeta> {
 /// The QUIC type of a UDP payload's first packet, if it looks like QUIC: a
 /// long header (0x80) with a version (0 is version negotiation, whose fixed
 /// bit is unspecified), or a short header with the fixed bit (0x40) set.
+///
+/// A long header of a version we know (v1, its drafts, v2) is QUIC whatever
+/// its fixed bit: a peer that got `grease_quic_bit` (RFC 9287; quinn sends it)
+/// clears the bit at random, from the server's first Initial on. Unknown
+/// versions still need the bit.
 pub fn parse_quic(payload: &[u8]) -> Option<QuicPacket> {
     let first = *payload.first()?;
     if first & 0x80 == 0 {
@@ -249,9 +254,10 @@ pub fn parse_quic(payload: &[u8]) -> Option<QuicPacket> {
     }
     let v = payload.get(1..5)?;
     let version = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+    let known = version == QUIC_V1 || version >> 8 == 0x00ff_0000 || version == QUIC_V2;
     let kind = if version == 0 {
         QuicKind::VersionNegotiation
-    } else if first & 0x40 == 0 {
+    } else if first & 0x40 == 0 && !known {
         return None;
     } else {
         let bits = (first >> 4) & 0x03;
@@ -1346,7 +1352,15 @@ mod tests {
         assert_eq!(k(0xc0, QUIC_V2), Some(QuicKind::Retry));
         assert_eq!(k(0xc0, 0x1a2a_3a4a), Some(QuicKind::OtherLong));
         assert_eq!(k(0x80, 0), Some(QuicKind::VersionNegotiation));
-        assert_eq!(k(0x80, 1), None, "long header without the fixed bit");
+        assert_eq!(
+            k(0x80, 0x1a2a_3a4a),
+            None,
+            "unknown version without the fixed bit"
+        );
+        // RFC 9287 greasing: a known version's long header without the bit.
+        assert_eq!(k(0x80, 1), Some(QuicKind::Initial));
+        assert_eq!(k(0xa0, 1), Some(QuicKind::Handshake));
+        assert_eq!(k(0x90, QUIC_V2), Some(QuicKind::Initial));
         assert_eq!(long(0xc0, 1).unwrap().version, Some(1));
         assert_eq!(parse_quic(&[0xc0, 0, 0]), None, "truncated version");
         assert_eq!(parse_quic(&[0x41]).map(|q| q.kind), Some(QuicKind::OneRtt));

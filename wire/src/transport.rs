@@ -301,10 +301,7 @@ mod tests {
             Duration::from_micros(1100)
         );
         let t = Transport::new(CongestionControl::Cubic).quic();
-        assert!(
-            format!("{t:?}").contains("initial_rtt: 333ms"),
-            "{t:?}"
-        );
+        assert!(format!("{t:?}").contains("initial_rtt: 333ms"), "{t:?}");
     }
 
     #[test]

@@ -74,13 +74,29 @@ pub fn timer(p: Protocol) -> Option<Duration> {
     }
 }
 
-/// Theory of a lost-flight connection: (ttfb_ms, timer_ms) = (timer + k ×
-/// RTT, timer), k the protocol's cold round trips. The lost packet costs the
-/// timer and nothing else: the round trip it would have started is made by
-/// its retransmission.
-pub fn theory(p: Protocol, rtt_ms: f64) -> Option<(f64, f64)> {
-    let t = timer(p)?.as_secs_f64() * 1e3;
+/// Round trips after the timer: the protocol's cold round trips (the lost
+/// packet costs the timer, and its retransmission makes the round trip it
+/// would have made), plus one for QUIC when the server's flight is lost. The
+/// server's flight spans several datagrams; the client discards the Handshake
+/// packets that reach it before the Initial they follow (no Handshake keys
+/// yet), and the server's PTO probe resends only the oldest in-flight
+/// packet's data, the Initial (quinn-proto `PacketSpace::maybe_queue_probe`).
+/// The Handshake data go again when the client's ACK of the probe gives the
+/// server its first RTT sample: the Handshake space's PTO, now a few RTTs
+/// from the original send, has expired — one round trip after the probe.
+pub fn round_trips(lost: Lost, p: Protocol) -> Option<f64> {
     let k = p.theory_ttfb_rtt(false)?;
+    Some(match (lost, p) {
+        (Lost::Server, Protocol::H3) => k + 1.0,
+        _ => k,
+    })
+}
+
+/// Theory of a lost-flight connection: (ttfb_ms, timer_ms) = (timer + k ×
+/// RTT, timer), k from [`round_trips`].
+pub fn theory(lost: Lost, p: Protocol, rtt_ms: f64) -> Option<(f64, f64)> {
+    let t = timer(p)?.as_secs_f64() * 1e3;
+    let k = round_trips(lost, p)?;
     Some((t + k * rtt_ms, t))
 }
 
@@ -110,9 +126,12 @@ mod tests {
 
     #[test]
     fn theory_is_the_timer_plus_the_cold_round_trips() {
-        assert_eq!(theory(Protocol::H2, 20.0), Some((1060.0, 1000.0)));
-        assert_eq!(theory(Protocol::H11, 20.0), Some((1040.0, 1000.0)));
-        assert_eq!(theory(Protocol::H3, 20.0), Some((1039.0, 999.0)));
-        assert_eq!(theory(Protocol::Udp, 20.0), None);
+        let (c, s) = (Lost::Client, Lost::Server);
+        assert_eq!(theory(c, Protocol::H2, 20.0), Some((1060.0, 1000.0)));
+        assert_eq!(theory(s, Protocol::H2, 20.0), Some((1060.0, 1000.0)));
+        assert_eq!(theory(c, Protocol::H11, 20.0), Some((1040.0, 1000.0)));
+        assert_eq!(theory(c, Protocol::H3, 20.0), Some((1039.0, 999.0)));
+        assert_eq!(theory(s, Protocol::H3, 20.0), Some((1059.0, 999.0)));
+        assert_eq!(theory(c, Protocol::Udp, 20.0), None);
     }
 }

@@ -253,8 +253,8 @@ fn handshake_theory(
     resumed: bool,
     lost: Option<lost::Lost>,
 ) {
-    if lost.is_some() {
-        if let Some((ttfb_ms, timer_ms)) = lost::theory(p, env.rtt_ms) {
+    if let Some(lost) = lost {
+        if let Some((ttfb_ms, timer_ms)) = lost::theory(lost, p, env.rtt_ms) {
             out.theory.insert(lost::THEORY_TTFB_MS.into(), ttfb_ms);
             out.theory.insert(lost::THEORY_TIMER_MS.into(), timer_ms);
             if env.rtt_ms > 0.0 {
@@ -281,7 +281,8 @@ fn arm_chosen_drops(env: &Env, out: &mut Output, armed: bool) {
             "warm-up connections were not spared the chosen drop ({why})"
         ));
     } else if armed {
-        out.notes.push(format!("could not arm the chosen drop: {why}"));
+        out.notes
+            .push(format!("could not arm the chosen drop: {why}"));
     }
 }
 
