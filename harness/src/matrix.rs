@@ -1068,6 +1068,38 @@ pub fn link_def(label: String, up: LinkSpec, down: LinkSpec) -> LinkDef {
 mod tests {
     use super::*;
 
+    /// The lost-flight modes are handshake modes, each its own cell variant;
+    /// an unknown mode names them all.
+    #[test]
+    fn handshake_modes_include_the_lost_flights() {
+        let text = |modes: &str| {
+            format!(
+                "name = \"t\"\nprotocols = [\"h2\", \"h3\"]\n[[links]]\nlabel = \"l\"\n\
+                 spec = \"delay 10ms\"\n[workloads.handshake]\nmodes = {modes}\n"
+            )
+        };
+        let m = Matrix::parse(
+            &text("[\"cold\", \"first-flight-lost\", \"server-flight-lost\"]"),
+            "<t>",
+        )
+        .unwrap();
+        let variants: std::collections::BTreeSet<String> = crate::plan::cells(&m)
+            .into_iter()
+            .map(|c| c.variant)
+            .collect();
+        assert_eq!(
+            variants.into_iter().collect::<Vec<_>>(),
+            ["cold", "first-flight-lost", "server-flight-lost"]
+        );
+        let e = Matrix::parse(&text("[\"lost\"]"), "<t>")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("expected cold, resumed, first-flight-lost, server-flight-lost"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn presets_parse() {
         let q = Matrix::preset("quick").unwrap();
