@@ -76,18 +76,27 @@ pub fn timer(p: Protocol) -> Option<Duration> {
 
 /// Round trips after the timer: the protocol's cold round trips (the lost
 /// packet costs the timer, and its retransmission makes the round trip it
-/// would have made), plus one for QUIC when the server's flight is lost. The
-/// server's flight spans several datagrams; the client discards the Handshake
-/// packets that reach it before the Initial they follow (no Handshake keys
-/// yet), and the server's PTO probe resends only the oldest in-flight
+/// would have made), plus one when the server's flight is lost, for QUIC and
+/// for TLS over TCP.
+///
+/// TCP: both ends' 1 s timers fire, the client's SYN retransmission makes
+/// the server send its SYN-ACK a third time, and Linux starts a connection
+/// whose SYN-ACK went more than once with a congestion window of one segment
+/// (`tcp_init_transfer`, RFC 5681 §3.1; the server's TCP_INFO reads
+/// `total_retrans` 2): the TLS server flight, two segments or more, takes two
+/// round trips. A cleartext response of one segment does not notice.
+///
+/// QUIC: the server's flight spans several datagrams; the client discards
+/// the Handshake packets that reach it before the Initial they follow (no
+/// Handshake keys yet: quinn-proto `unprotect_header`), and the server's PTO probe resends only the oldest in-flight
 /// packet's data, the Initial (quinn-proto `PacketSpace::maybe_queue_probe`).
 /// The Handshake data go again when the client's ACK of the probe gives the
 /// server its first RTT sample: the Handshake space's PTO, now a few RTTs
 /// from the original send, has expired — one round trip after the probe.
 pub fn round_trips(lost: Lost, p: Protocol) -> Option<f64> {
     let k = p.theory_ttfb_rtt(false)?;
-    Some(match (lost, p) {
-        (Lost::Server, Protocol::H3) => k + 1.0,
+    Some(match lost {
+        Lost::Server if p == Protocol::H3 || p.uses_tls() => k + 1.0,
         _ => k,
     })
 }
@@ -128,7 +137,8 @@ mod tests {
     fn theory_is_the_timer_plus_the_cold_round_trips() {
         let (c, s) = (Lost::Client, Lost::Server);
         assert_eq!(theory(c, Protocol::H2, 20.0), Some((1060.0, 1000.0)));
-        assert_eq!(theory(s, Protocol::H2, 20.0), Some((1060.0, 1000.0)));
+        assert_eq!(theory(s, Protocol::H2, 20.0), Some((1080.0, 1000.0)));
+        assert_eq!(theory(s, Protocol::H11, 20.0), Some((1040.0, 1000.0)));
         assert_eq!(theory(c, Protocol::H11, 20.0), Some((1040.0, 1000.0)));
         assert_eq!(theory(c, Protocol::H3, 20.0), Some((1039.0, 999.0)));
         assert_eq!(theory(s, Protocol::H3, 20.0), Some((1059.0, 999.0)));
