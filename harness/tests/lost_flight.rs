@@ -125,3 +125,90 @@ fn lost_first_flights_cost_the_senders_timer() {
         }
     }
 }
+
+/// Third-party endpoints on a lost-flight link: the drop is the link's, so
+/// it works whoever is at either end (their own client runs its own
+/// handshake workload). Each cell completes, the link drops exactly one
+/// chosen packet per measured connection, every dropped packet is resent,
+/// and the cell carries no theory for the third party's own timers. Needs
+/// the Debian ngtcp2, nginx and curl (scripts/install-endpoints.sh).
+#[test]
+fn third_party_endpoints_lose_their_first_flight_too() {
+    if !common::can_build_links() {
+        return;
+    }
+    let need = [
+        "/usr/bin/gtlsclient",
+        "/usr/sbin/gtlsserver",
+        "/usr/sbin/nginx",
+        "/usr/bin/curl",
+    ];
+    if let Some(missing) = need.iter().find(|p| !std::path::Path::new(p).exists()) {
+        eprintln!("SKIPPED: {missing} missing; run scripts/install-endpoints.sh as root");
+        return;
+    }
+    let src = r#"
+protocols = ["h2", "h3"]
+cc = "cubic"
+cell_timeout_s = 40
+warmup = 1
+servers = ["quicbench", "ngtcp2", "nginx"]
+clients = ["quicbench", "ngtcp2", "curl"]
+[[links]]
+label = "rtt20ms"
+spec = "delay 10ms"
+[workloads.handshake]
+connections = 2
+modes = ["first-flight-lost", "server-flight-lost"]
+"#;
+    let m = Matrix::parse(src, "<test>").expect("matrix");
+    let cells = plan::cells_upto(&m, 1);
+    let pairs = [
+        ("h3", "ngtcp2", "quicbench"),
+        ("h3", "quicbench", "ngtcp2"),
+        ("h2", "nginx", "quicbench"),
+        ("h2", "quicbench", "curl"),
+    ];
+    let ctx = common::ctx();
+    for (p, s, c) in pairs {
+        for mode in ["first-flight-lost", "server-flight-lost"] {
+            let cell = cells
+                .iter()
+                .find(|x| {
+                    x.protocol.name() == p && x.server == s && x.client == c && x.variant == mode
+                })
+                .unwrap_or_else(|| panic!("no cell {p} {s}->{c} {mode}"));
+            let res = execute(&ctx, &m, cell);
+            let id = &res.cell_id;
+            let ttfb = samples(&res, "ttfb_ms");
+            let gaps = samples(&res, "retransmit_gap_ms");
+            eprintln!(
+                "{p} {s} -> {c} {mode:<18}: {:?}; ttfb_ms {ttfb:?}; retransmit gap {gaps:?}; theory {:?}; notes {:?}",
+                res.status, res.theory, res.notes
+            );
+            assert!(res.status.is_ok(), "{id}: {:?}", res.status);
+            let total = samples(&res, "chosen_drops");
+            assert_eq!(
+                total,
+                [2.0],
+                "{id}: one chosen drop per measured connection"
+            );
+            let key = if mode == "first-flight-lost" {
+                "chosen_drops_up"
+            } else {
+                "chosen_drops_down"
+            };
+            assert_eq!(samples(&res, key), [2.0], "{id}");
+            assert_eq!(gaps.len(), 2, "{id}: every drop resent");
+            if s != "quicbench" || c != "quicbench" {
+                let theirs = c != "quicbench";
+                assert_eq!(
+                    res.theory.contains_key("ttfb_ms"),
+                    !theirs,
+                    "{id}: {:?}",
+                    res.theory
+                );
+            }
+        }
+    }
+}
