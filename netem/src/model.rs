@@ -388,6 +388,45 @@ impl SlotState {
     }
 }
 
+/// The loss model of a spec's `loss` option (netem's `get_loss_clg`); a
+/// random loss with correlation draws its generator's start from `rng`.
+fn loss_model(loss: Option<Loss>, rng: &mut ChaCha8Rng) -> LossModel {
+    match loss {
+        None => LossModel::None,
+        Some(Loss::Random(c)) => LossModel::Random {
+            p: prob_u32(c.percent),
+            cor: Crnd::new(c.correlation, rng),
+        },
+        Some(Loss::State {
+            p13,
+            p31,
+            p32,
+            p23,
+            p14,
+        }) => LossModel::FourState {
+            state: FourState::TxInGap,
+            a1: prob_u32(p13) as u64,
+            a2: prob_u32(p31) as u64,
+            a3: prob_u32(p32) as u64,
+            a4: prob_u32(p14) as u64,
+            a5: prob_u32(p23) as u64,
+        },
+        Some(Loss::GilbertElliott {
+            p,
+            r,
+            one_minus_h,
+            one_minus_k,
+        }) => LossModel::Gilbert {
+            bad: false,
+            a1: prob_u32(p),
+            a2: prob_u32(r),
+            // tc sends h = UINT32_MAX - (1-h)
+            a3: u32::MAX - prob_u32(one_minus_h),
+            a4: prob_u32(one_minus_k),
+        },
+    }
+}
+
 /// The model of one direction of the link.
 #[derive(Debug)]
 pub struct LinkModel {
@@ -430,40 +469,7 @@ impl LinkModel {
         });
         // The correlated generators start from a random value, as netem's init_crandom.
         let delay_cor = Crnd::new(delay.correlation, &mut rng);
-        let loss = match spec.loss {
-            None => LossModel::None,
-            Some(Loss::Random(c)) => LossModel::Random {
-                p: prob_u32(c.percent),
-                cor: Crnd::new(c.correlation, &mut rng),
-            },
-            Some(Loss::State {
-                p13,
-                p31,
-                p32,
-                p23,
-                p14,
-            }) => LossModel::FourState {
-                state: FourState::TxInGap,
-                a1: prob_u32(p13) as u64,
-                a2: prob_u32(p31) as u64,
-                a3: prob_u32(p32) as u64,
-                a4: prob_u32(p14) as u64,
-                a5: prob_u32(p23) as u64,
-            },
-            Some(Loss::GilbertElliott {
-                p,
-                r,
-                one_minus_h,
-                one_minus_k,
-            }) => LossModel::Gilbert {
-                bad: false,
-                a1: prob_u32(p),
-                a2: prob_u32(r),
-                // tc sends h = UINT32_MAX - (1-h)
-                a3: u32::MAX - prob_u32(one_minus_h),
-                a4: prob_u32(one_minus_k),
-            },
-        };
+        let loss = loss_model(spec.loss, &mut rng);
         let dup = spec
             .duplicate
             .map_or((0, 0.0), |c| (prob_u32(c.percent), c.correlation));

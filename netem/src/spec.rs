@@ -564,40 +564,8 @@ impl LinkSpec {
                 push(d.distribution.name().into());
             }
         }
-        match &self.loss {
-            None => {}
-            Some(Loss::Random(c)) => {
-                push("loss".into());
-                push(fmt_pct(c.percent));
-                if c.correlation != 0.0 {
-                    push(fmt_pct(c.correlation));
-                }
-            }
-            Some(Loss::State {
-                p13,
-                p31,
-                p32,
-                p23,
-                p14,
-            }) => {
-                push("loss".into());
-                push("state".into());
-                for p in [p13, p31, p32, p23, p14] {
-                    push(fmt_pct(*p));
-                }
-            }
-            Some(Loss::GilbertElliott {
-                p,
-                r,
-                one_minus_h,
-                one_minus_k,
-            }) => {
-                push("loss".into());
-                push("gemodel".into());
-                for v in [p, r, one_minus_h, one_minus_k] {
-                    push(fmt_pct(*v));
-                }
-            }
+        if let Some(l) = &self.loss {
+            loss_tokens(l, &mut push);
         }
         for (kw, c) in [("duplicate", &self.duplicate), ("corrupt", &self.corrupt)] {
             if let Some(c) = c {
@@ -620,54 +588,10 @@ impl LinkSpec {
             }
         }
         if let Some(r) = &self.rate {
-            push("rate".into());
-            push(fmt_rate(r.bits_per_sec));
-            let n = if r.cell_overhead != 0 {
-                3
-            } else if r.cell_size != 0 {
-                2
-            } else if r.packet_overhead != 0 {
-                1
-            } else {
-                0
-            };
-            let extra = [
-                r.packet_overhead.to_string(),
-                r.cell_size.to_string(),
-                r.cell_overhead.to_string(),
-            ];
-            for e in extra.into_iter().take(n) {
-                push(e);
-            }
+            rate_tokens(r, &mut push);
         }
-        if let Some(s) = &self.slot {
-            push("slot".into());
-            match s.delay {
-                SlotDelay::Range { min_ns, max_ns } => {
-                    push(fmt_time_ns(min_ns));
-                    if max_ns != min_ns {
-                        push(fmt_time_ns(max_ns));
-                    }
-                }
-                SlotDelay::Distribution {
-                    distribution,
-                    delay_ns,
-                    jitter_ns,
-                } => {
-                    push("distribution".into());
-                    push(distribution.name().into());
-                    push(fmt_time_ns(delay_ns));
-                    push(fmt_time_ns(jitter_ns));
-                }
-            }
-            if s.max_packets != 0 {
-                push("packets".into());
-                push(s.max_packets.to_string());
-            }
-            if s.max_bytes != 0 {
-                push("bytes".into());
-                push(s.max_bytes.to_string());
-            }
+        if let Some(sl) = &self.slot {
+            slot_tokens(sl, &mut push);
         }
         if self.ecn {
             push("ecn".into());
@@ -681,6 +605,98 @@ impl LinkSpec {
             push(fmt_indices(&self.drop_nth));
         }
         t
+    }
+}
+
+/// `loss ...` tokens of [`LinkSpec::to_tokens`].
+fn loss_tokens(l: &Loss, push: &mut impl FnMut(String)) {
+    match l {
+        Loss::Random(c) => {
+            push("loss".into());
+            push(fmt_pct(c.percent));
+            if c.correlation != 0.0 {
+                push(fmt_pct(c.correlation));
+            }
+        }
+        Loss::State {
+            p13,
+            p31,
+            p32,
+            p23,
+            p14,
+        } => {
+            push("loss".into());
+            push("state".into());
+            for p in [p13, p31, p32, p23, p14] {
+                push(fmt_pct(*p));
+            }
+        }
+        Loss::GilbertElliott {
+            p,
+            r,
+            one_minus_h,
+            one_minus_k,
+        } => {
+            push("loss".into());
+            push("gemodel".into());
+            for v in [p, r, one_minus_h, one_minus_k] {
+                push(fmt_pct(*v));
+            }
+        }
+    }
+}
+
+/// `rate ...` tokens of [`LinkSpec::to_tokens`].
+fn rate_tokens(r: &Rate, push: &mut impl FnMut(String)) {
+    push("rate".into());
+    push(fmt_rate(r.bits_per_sec));
+    let n = if r.cell_overhead != 0 {
+        3
+    } else if r.cell_size != 0 {
+        2
+    } else if r.packet_overhead != 0 {
+        1
+    } else {
+        0
+    };
+    let extra = [
+        r.packet_overhead.to_string(),
+        r.cell_size.to_string(),
+        r.cell_overhead.to_string(),
+    ];
+    for e in extra.into_iter().take(n) {
+        push(e);
+    }
+}
+
+/// `slot ...` tokens of [`LinkSpec::to_tokens`].
+fn slot_tokens(s: &Slot, push: &mut impl FnMut(String)) {
+    push("slot".into());
+    match s.delay {
+        SlotDelay::Range { min_ns, max_ns } => {
+            push(fmt_time_ns(min_ns));
+            if max_ns != min_ns {
+                push(fmt_time_ns(max_ns));
+            }
+        }
+        SlotDelay::Distribution {
+            distribution,
+            delay_ns,
+            jitter_ns,
+        } => {
+            push("distribution".into());
+            push(distribution.name().into());
+            push(fmt_time_ns(delay_ns));
+            push(fmt_time_ns(jitter_ns));
+        }
+    }
+    if s.max_packets != 0 {
+        push("packets".into());
+        push(s.max_packets.to_string());
+    }
+    if s.max_bytes != 0 {
+        push("bytes".into());
+        push(s.max_bytes.to_string());
     }
 }
 
@@ -873,75 +889,7 @@ impl FromStr for LinkSpec {
                 });
             }
             seen.push((kw, pos, tok));
-            match kw {
-                Kw::Limit => {
-                    spec.limit = t.value("a packet count like 1000 after \"limit\"", |v| {
-                        let n: u32 = parse_uint(v, "packet count")?;
-                        if n == 0 {
-                            return Err("a limit of at least 1 packet".into());
-                        }
-                        Ok(n)
-                    })?;
-                }
-                Kw::Delay => {
-                    let latency_ns = t.value("a time like 20ms after \"delay\"", parse_time_us)?;
-                    let mut d = Delay {
-                        latency_ns,
-                        jitter_ns: 0,
-                        correlation: 0.0,
-                        distribution: Distribution::Uniform,
-                    };
-                    if t.peek_is_number() {
-                        d.jitter_ns =
-                            t.value("a jitter like 5ms after the delay", parse_time_us)?;
-                        if t.peek_is_number() {
-                            d.correlation = t.value(
-                                "a delay correlation like 25% after the jitter",
-                                parse_percent,
-                            )?;
-                        }
-                    }
-                    spec.delay = Some(d);
-                }
-                Kw::Distribution => {
-                    distribution = Some(t.value(
-                        "a distribution (uniform, normal, pareto or paretonormal) after \
-                         \"distribution\"",
-                        |v| Distribution::from_name(v).ok_or_else(|| "a known distribution".into()),
-                    )?);
-                }
-                Kw::Loss => spec.loss = Some(parse_loss(&mut t)?),
-                Kw::Duplicate => {
-                    spec.duplicate = Some(parse_chance(&mut t, "duplicate")?);
-                }
-                Kw::Corrupt => spec.corrupt = Some(parse_chance(&mut t, "corrupt")?),
-                Kw::Reorder => {
-                    let c = parse_chance(&mut t, "reorder")?;
-                    spec.reorder = Some(Reorder {
-                        percent: c.percent,
-                        correlation: c.correlation,
-                        gap: 1,
-                    });
-                }
-                Kw::Gap => {
-                    gap = Some(t.value("a packet distance like 5 after \"gap\"", |v| {
-                        parse_uint::<u32>(v, "packet distance")
-                    })?);
-                }
-                Kw::Rate => spec.rate = Some(parse_rate_opt(&mut t)?),
-                Kw::Slot => spec.slot = Some(parse_slot(&mut t)?),
-                Kw::Ecn => spec.ecn = true,
-                Kw::Seed => {
-                    spec.seed =
-                        Some(t.value("a number after \"seed\"", |v| parse_uint::<u64>(v, "seed"))?);
-                }
-                Kw::DropNth => {
-                    spec.drop_nth = t.value(
-                        "packet indices like 1 or 1,2 after \"drop-nth\"",
-                        parse_indices,
-                    )?;
-                }
-            }
+            parse_option(kw, &mut t, &mut spec, &mut distribution, &mut gap)?;
         }
 
         let at = |kw: Kw| -> (String, usize) {
@@ -995,6 +943,86 @@ impl FromStr for LinkSpec {
             })?;
         Ok(spec)
     }
+}
+
+/// One option's values (the keyword `kw` already taken) into `spec`;
+/// `distribution` and `gap` are held until the whole spec is read (they
+/// qualify `delay` and `reorder`, which may come after them).
+fn parse_option(
+    kw: Kw,
+    t: &mut Tokens<'_>,
+    spec: &mut LinkSpec,
+    distribution: &mut Option<Distribution>,
+    gap: &mut Option<u32>,
+) -> Result<(), SpecError> {
+    match kw {
+        Kw::Limit => {
+            spec.limit = t.value("a packet count like 1000 after \"limit\"", |v| {
+                let n: u32 = parse_uint(v, "packet count")?;
+                if n == 0 {
+                    return Err("a limit of at least 1 packet".into());
+                }
+                Ok(n)
+            })?;
+        }
+        Kw::Delay => {
+            let latency_ns = t.value("a time like 20ms after \"delay\"", parse_time_us)?;
+            let mut d = Delay {
+                latency_ns,
+                jitter_ns: 0,
+                correlation: 0.0,
+                distribution: Distribution::Uniform,
+            };
+            if t.peek_is_number() {
+                d.jitter_ns = t.value("a jitter like 5ms after the delay", parse_time_us)?;
+                if t.peek_is_number() {
+                    d.correlation = t.value(
+                        "a delay correlation like 25% after the jitter",
+                        parse_percent,
+                    )?;
+                }
+            }
+            spec.delay = Some(d);
+        }
+        Kw::Distribution => {
+            *distribution = Some(t.value(
+                "a distribution (uniform, normal, pareto or paretonormal) after \
+                 \"distribution\"",
+                |v| Distribution::from_name(v).ok_or_else(|| "a known distribution".into()),
+            )?);
+        }
+        Kw::Loss => spec.loss = Some(parse_loss(t)?),
+        Kw::Duplicate => {
+            spec.duplicate = Some(parse_chance(t, "duplicate")?);
+        }
+        Kw::Corrupt => spec.corrupt = Some(parse_chance(t, "corrupt")?),
+        Kw::Reorder => {
+            let c = parse_chance(t, "reorder")?;
+            spec.reorder = Some(Reorder {
+                percent: c.percent,
+                correlation: c.correlation,
+                gap: 1,
+            });
+        }
+        Kw::Gap => {
+            *gap = Some(t.value("a packet distance like 5 after \"gap\"", |v| {
+                parse_uint::<u32>(v, "packet distance")
+            })?);
+        }
+        Kw::Rate => spec.rate = Some(parse_rate_opt(t)?),
+        Kw::Slot => spec.slot = Some(parse_slot(t)?),
+        Kw::Ecn => spec.ecn = true,
+        Kw::Seed => {
+            spec.seed = Some(t.value("a number after \"seed\"", |v| parse_uint::<u64>(v, "seed"))?);
+        }
+        Kw::DropNth => {
+            spec.drop_nth = t.value(
+                "packet indices like 1 or 1,2 after \"drop-nth\"",
+                parse_indices,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn parse_chance(t: &mut Tokens<'_>, kw: &str) -> Result<Chance, SpecError> {
