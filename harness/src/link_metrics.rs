@@ -7,6 +7,8 @@ use quicbench_netem::flows::{Handshake, Proto, Side};
 use quicbench_netem::{FlowReport, FlowsReport};
 use quicbench_results::{CellResult, Metric};
 
+use crate::workloads::names;
+
 /// A flow carries a transfer worth a rate when this many payload bytes
 /// reached the client.
 const MIN_RATE_BYTES: u64 = 64 * 1024;
@@ -205,9 +207,9 @@ pub fn record_chosen(
             .samples
             .push(v);
     };
-    push("chosen_drops", "count", (up + down) as f64);
-    push("chosen_drops_up", "count", up as f64);
-    push("chosen_drops_down", "count", down as f64);
+    push(names::CHOSEN_DROPS, "count", (up + down) as f64);
+    push(names::CHOSEN_DROPS_UP, "count", up as f64);
+    push(names::CHOSEN_DROPS_DOWN, "count", down as f64);
     let Some(report) = report else { return };
     let drops: Vec<ChosenDrop> = report
         .flows
@@ -217,7 +219,7 @@ pub fn record_chosen(
         .collect();
     for d in &drops {
         if let Some(g) = d.resent_after_ms {
-            push("retransmit_gap_ms", "ms", g);
+            push(names::RETRANSMIT_GAP_MS, "ms", g);
         }
     }
     res.extra.insert(

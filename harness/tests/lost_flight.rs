@@ -12,6 +12,7 @@
 mod common;
 
 use quicbench_harness::cell::execute;
+use quicbench_harness::workloads::names;
 use quicbench_harness::{plan, Matrix};
 use quicbench_results::CellResult;
 
@@ -52,8 +53,8 @@ fn check_drops(res: &CellResult, dir: &str, h3: bool) {
     } else {
         (0.0, CONNECTIONS as f64)
     };
-    assert_eq!(samples(res, "chosen_drops_up"), [want_up], "{id}");
-    assert_eq!(samples(res, "chosen_drops_down"), [want_down], "{id}");
+    assert_eq!(samples(res, names::CHOSEN_DROPS_UP), [want_up], "{id}");
+    assert_eq!(samples(res, names::CHOSEN_DROPS_DOWN), [want_down], "{id}");
     let drops = res.extra["chosen_drops"].as_array().expect("chosen_drops");
     assert_eq!(drops.len(), CONNECTIONS, "{id}: one flow each: {drops:?}");
     for d in drops {
@@ -93,7 +94,7 @@ fn lost_first_flights_cost_the_senders_timer() {
             v => panic!("unexpected variant {v}"),
         };
         let ttfb = samples(&res, "ttfb_ms");
-        let gaps = samples(&res, "retransmit_gap_ms");
+        let gaps = samples(&res, names::RETRANSMIT_GAP_MS);
         let theory = res.theory["ttfb_ms"];
         let timer = res.theory["retransmit_timer_ms"];
         eprintln!(
@@ -181,22 +182,22 @@ modes = ["first-flight-lost", "server-flight-lost"]
             let res = execute(&ctx, &m, cell);
             let id = &res.cell_id;
             let ttfb = samples(&res, "ttfb_ms");
-            let gaps = samples(&res, "retransmit_gap_ms");
+            let gaps = samples(&res, names::RETRANSMIT_GAP_MS);
             eprintln!(
                 "{p} {s} -> {c} {mode:<18}: {:?}; ttfb_ms {ttfb:?}; retransmit gap {gaps:?}; theory {:?}; notes {:?}",
                 res.status, res.theory, res.notes
             );
             assert!(res.status.is_ok(), "{id}: {:?}", res.status);
-            let total = samples(&res, "chosen_drops");
+            let total = samples(&res, names::CHOSEN_DROPS);
             assert_eq!(
                 total,
                 [2.0],
                 "{id}: one chosen drop per measured connection"
             );
             let key = if mode == "first-flight-lost" {
-                "chosen_drops_up"
+                names::CHOSEN_DROPS_UP
             } else {
-                "chosen_drops_down"
+                names::CHOSEN_DROPS_DOWN
             };
             assert_eq!(samples(&res, key), [2.0], "{id}");
             assert_eq!(gaps.len(), 2, "{id}: every drop resent");
