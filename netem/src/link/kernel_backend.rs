@@ -319,6 +319,57 @@ mod tests {
         assert!(out.contains("mtu 1500"), "{out}");
     }
 
+    /// `drop-nth 1` with nftables on the veth (no netem needed): each UDP
+    /// flow's first datagram up is dropped and counted, its second passes,
+    /// v4 and v6; the other direction is untouched.
+    #[test]
+    fn drop_nth_first_packet_with_nftables() {
+        let (Ok(c), Ok(s)) = (NetNs::with_label("kc"), NetNs::with_label("ks")) else {
+            eprintln!(
+                "SKIPPED: drop_nth_first_packet_with_nftables: cannot create network namespaces"
+            );
+            return;
+        };
+        if super::super::kernel_nat::nft_available().is_err() {
+            eprintln!("SKIPPED: drop_nth_first_packet_with_nftables: nft not installed");
+            return;
+        }
+        let cfg = LinkConfig::default();
+        wire_veth(&cfg, &c, &s).unwrap();
+        let spec: LinkSpec = "drop-nth 1".parse().unwrap();
+        apply_drop_nth(&c, CLIENT_DEV, &spec).unwrap();
+        for (cip, sip) in [
+            (addr::CLIENT_V4.into(), addr::SERVER_V4.into()),
+            (addr::CLIENT_V6.into(), addr::SERVER_V6.into()),
+        ] {
+            let (cip, sip): (std::net::IpAddr, std::net::IpAddr) = (cip, sip);
+            let srv = s.run(|| UdpSocket::bind(SocketAddr::new(sip, 0))).unwrap();
+            srv.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            for _flow in 0..2 {
+                let cli = c.run(|| UdpSocket::bind(SocketAddr::new(cip, 0))).unwrap();
+                cli.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                let to = srv.local_addr().unwrap();
+                let mut buf = [0u8; 16];
+                for msg in [&b"first"[..], b"second"] {
+                    // The first may fail with EPERM (dropped on output).
+                    let _ = cli.send_to(msg, to);
+                }
+                let (n, from) = srv.recv_from(&mut buf).unwrap();
+                assert_eq!(
+                    (&buf[..n], from),
+                    (&b"second"[..], cli.local_addr().unwrap())
+                );
+                assert!(srv.recv_from(&mut buf).is_err(), "nothing else arrived");
+                // Down is not the rule's direction.
+                srv.send_to(b"down", from).unwrap();
+                let (n, _) = cli.recv_from(&mut buf).unwrap();
+                assert_eq!(&buf[..n], b"down");
+            }
+        }
+        assert_eq!(chosen_drops(&c, &spec), 4, "two flows in each family");
+    }
+
     #[test]
     fn nat_pools_match_the_nat() {
         assert_eq!(NAT_POOL_V4, format!("{}/16", crate::nat::NAT_V4_BASE));
