@@ -371,6 +371,17 @@ mod tests {
     }
 
     #[test]
+    fn drop_nth_beyond_the_first_is_user_space_only() {
+        let cfg = LinkConfig {
+            down: "delay 10ms drop-nth 1,3".parse().unwrap(),
+            ..Default::default()
+        };
+        let e = check_drop_nth(&cfg).unwrap_err();
+        assert!(e.contains("supports only `drop-nth 1`"), "{e}");
+        assert_eq!(check_drop_nth(&LinkConfig::default()), Ok(()));
+    }
+
+    #[test]
     fn nat_pools_match_the_nat() {
         assert_eq!(NAT_POOL_V4, format!("{}/16", crate::nat::NAT_V4_BASE));
         assert_eq!(NAT_POOL_V6, format!("{}/64", crate::nat::NAT_V6_BASE));
