@@ -294,21 +294,7 @@ fn execute_inner(
         // server in a child process.
         return crate::conns::cell::execute(ctx, m, cell, ldef, res);
     }
-    let mut cfg = match lost_flight(cell) {
-        // The handshake's lost-flight modes: this cell's link drops each
-        // flow's first client (or server) packet.
-        Some(lost) => {
-            let (up, down) = lost.link(&ldef.up, &ldef.down);
-            LinkConfig::new(up, down)
-        }
-        None => LinkConfig::new(ldef.up.clone(), ldef.down.clone()),
-    };
-    cfg.seed = cell.seed;
-    cfg.mtu = m.mtu;
-    cfg.backend = ctx.backend;
-    if let Some(d) = &ctx.pcap_dir {
-        cfg.pcap_dir = Some(d.join(&cell.id));
-    }
+    let cfg = link_config(ctx, m, cell, ldef);
     let mut phases = Phases::start();
     let link = Arc::new(Link::build(cfg)?);
     phases.mark("link_up");
@@ -401,13 +387,7 @@ fn execute_inner(
     record_link(res, &link, server_stats);
     let (t0, client_transport) = (out.t0_mono_ns, std::mem::take(&mut out.transport));
     fill(res, out);
-    let flows = link.flows();
-    if let Some(f) = &flows {
-        crate::link_metrics::record(res, f);
-    }
-    if lost_flight(cell).is_some() {
-        crate::link_metrics::record_chosen(res, &link.counters(), flows.as_ref());
-    }
+    record_flows(res, &link, cell);
     record.apply(res);
     crate::ground_truth::record(res, t0, client_transport, server_transport);
     ends.record(ctx, res, server_tcp_cc, client_tcp_cc);
@@ -418,6 +398,42 @@ fn execute_inner(
     phases.mark("link_down");
     phases.record(res);
     Ok(())
+}
+
+/// The cell's link: the matrix's, with the handshake's lost-flight modes'
+/// `drop-nth 1` on the side whose first packet is lost.
+fn link_config(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef) -> LinkConfig {
+    let mut cfg = match lost_flight(cell) {
+        Some(lost) => {
+            let (up, down) = lost.link(&ldef.up, &ldef.down);
+            LinkConfig::new(up, down)
+        }
+        None => LinkConfig::new(ldef.up.clone(), ldef.down.clone()),
+    };
+    cfg.seed = cell.seed;
+    cfg.mtu = m.mtu;
+    cfg.backend = ctx.backend;
+    if let Some(d) = &ctx.pcap_dir {
+        cfg.pcap_dir = Some(d.join(&cell.id));
+    }
+    cfg
+}
+
+/// The link's per-flow metrics, and in the lost-flight modes its chosen
+/// drops and the link as it was.
+fn record_flows(res: &mut CellResult, link: &Link, cell: &Cell) {
+    let flows = link.flows();
+    if let Some(f) = &flows {
+        crate::link_metrics::record(res, f);
+    }
+    if lost_flight(cell).is_some() {
+        crate::link_metrics::record_chosen(res, &link.counters(), flows.as_ref());
+        let c = link.config();
+        res.notes.push(format!(
+            "lost flight: the cell's link was up \"{}\", down \"{}\"",
+            c.up, c.down
+        ));
+    }
 }
 
 /// The handshake's lost-flight mode of a cell, if it is one.
