@@ -411,9 +411,7 @@ fn execute_inner(
     record_link(res, &link, server_stats);
     let (t0, client_transport) = (out.t0_mono_ns, std::mem::take(&mut out.transport));
     fill(res, out);
-    if let Some(f) = link.flows() {
-        crate::link_metrics::record(res, &f);
-    }
+    record_flows(res, &link, cell);
     record.apply(res);
     crate::ground_truth::record(res, t0, client_transport, server_transport);
     ends.record(ctx, res, server_tcp_cc, client_tcp_cc);
@@ -426,10 +424,16 @@ fn execute_inner(
     Ok(())
 }
 
-/// The link of a cell: its matrix definition, the cell's seed, the run's
-/// backend and capture directory.
+/// The cell's link: the matrix's, with the handshake's lost-flight modes'
+/// `drop-nth 1` on the side whose first packet is lost.
 pub(crate) fn link_config(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef) -> LinkConfig {
-    let mut cfg = LinkConfig::new(ldef.up.clone(), ldef.down.clone());
+    let mut cfg = match lost_flight(cell) {
+        Some(lost) => {
+            let (up, down) = lost.link(&ldef.up, &ldef.down);
+            LinkConfig::new(up, down)
+        }
+        None => LinkConfig::new(ldef.up.clone(), ldef.down.clone()),
+    };
     cfg.seed = cell.seed;
     cfg.mtu = m.mtu;
     cfg.backend = ctx.backend;
@@ -437,6 +441,30 @@ pub(crate) fn link_config(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef
         cfg.pcap_dir = Some(d.join(&cell.id));
     }
     cfg
+}
+
+/// The link's per-flow metrics, and in the lost-flight modes its chosen
+/// drops and the link as it was.
+fn record_flows(res: &mut CellResult, link: &Link, cell: &Cell) {
+    let flows = link.flows();
+    if let Some(f) = &flows {
+        crate::link_metrics::record(res, f);
+    }
+    if lost_flight(cell).is_some() {
+        crate::link_metrics::record_chosen(res, &link.counters(), flows.as_ref());
+        let c = link.config();
+        res.notes.push(format!(
+            "lost flight: the cell's link was up \"{}\", down \"{}\"",
+            c.up, c.down
+        ));
+    }
+}
+
+/// The handshake's lost-flight mode of a cell, if it is one.
+fn lost_flight(cell: &Cell) -> Option<workloads::lost::Lost> {
+    (cell.workload == Workload::Handshake)
+        .then(|| workloads::lost::Lost::of(&cell.variant))
+        .flatten()
 }
 
 /// `link_counters`: the link's own counters, the backend, its rebinding
@@ -585,13 +613,16 @@ fn run_ours(
     ports: Ports,
     static_server: bool,
 ) -> anyhow::Result<Output> {
-    // The NAT the migration workload rebinds (and asks to confirm the event).
-    let nat: Option<Arc<dyn workloads::LinkControl>> =
-        if cell.workload == Workload::Migration && !cell.variant.starts_with("active") {
-            Some(link.clone())
-        } else {
-            None
-        };
+    // The NAT the migration workload rebinds (and asks to confirm the
+    // event); the chosen drops the lost-flight handshakes arm.
+    let nat: Option<Arc<dyn workloads::LinkControl>> = if (cell.workload == Workload::Migration
+        && !cell.variant.starts_with("active"))
+        || lost_flight(cell).is_some()
+    {
+        Some(link.clone())
+    } else {
+        None
+    };
     let mut env = env_of(ctx, m, cell, ldef, link, ports, static_server);
     env.link = nat;
     let w = m.workloads.clone();

@@ -413,7 +413,7 @@ fn protocols_headline(cells: &[CellResult], a: &Analysis) -> String {
             "Handshake: time to first byte in RTTs on {l} (median of cells, interval over cells; theory)"
         );
         for (p, cc) in &protos {
-            for mode in ["cold", "resumed"] {
+            for mode in crate::workloads::lost::HANDSHAKE_MODES.iter().copied() {
                 let Some(r) = row(rows, (p, cc), "handshake", mode, l, "ttfb_rtt") else {
                     continue;
                 };

@@ -7,6 +7,8 @@ use quicbench_netem::flows::{Handshake, Proto, Side};
 use quicbench_netem::{FlowReport, FlowsReport};
 use quicbench_results::{CellResult, Metric};
 
+use crate::workloads::names;
+
 /// A flow carries a transfer worth a rate when this many payload bytes
 /// reached the client.
 const MIN_RATE_BYTES: u64 = 64 * 1024;
@@ -122,4 +124,106 @@ pub fn record(res: &mut CellResult, report: &FlowsReport) {
             res.timelines.insert("link_goodput_mbps".into(), pts);
         }
     }
+}
+
+/// One flow's chosen drop (`drop-nth`) in one direction, as the link saw it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChosenDrop {
+    pub protocol: &'static str,
+    pub client: String,
+    /// "up" (the client's packet) or "down" (the server's).
+    pub dir: &'static str,
+    /// Packets `drop-nth` dropped in this direction of the flow.
+    pub dropped: u64,
+    /// The first of them was the direction's first packet.
+    pub first_packet: bool,
+    /// TCP: it was the client's SYN (up) / a SYN-ACK-time first packet (down).
+    pub tcp_syn: bool,
+    /// QUIC: a datagram starting with an Initial.
+    pub quic_initial: bool,
+    /// QUIC: the type of the dropped datagram's first packet.
+    pub quic_kind: Option<&'static str>,
+    /// Dropped → its resend offered (the sender's timer on the wire).
+    pub resent_after_ms: Option<f64>,
+}
+
+/// The QUIC packet type whose first datagram was offered at `at`.
+fn quic_kind_at(q: &quicbench_netem::flows::QuicDirStats, at: u64) -> Option<&'static str> {
+    [
+        ("initial", &q.initial),
+        ("0rtt", &q.zero_rtt),
+        ("handshake", &q.handshake),
+        ("retry", &q.retry),
+        ("version_negotiation", &q.version_negotiation),
+        ("other_long", &q.other_long),
+        ("1rtt", &q.one_rtt),
+    ]
+    .into_iter()
+    .find(|(_, s)| s.first_offered_ns == Some(at))
+    .map(|(k, _)| k)
+}
+
+/// The chosen drops of a client flow, per direction that had any.
+pub fn chosen_drops(f: &FlowReport) -> Vec<ChosenDrop> {
+    let mut v = Vec::new();
+    for (dir, d, up) in [("up", &f.up, true), ("down", &f.down, false)] {
+        let Some(at) = d.chosen_drop_ns else { continue };
+        let quic = f.quic.as_ref().map(|q| if up { &q.up } else { &q.down });
+        v.push(ChosenDrop {
+            protocol: match f.protocol {
+                Proto::Tcp => "tcp",
+                Proto::Udp => "udp",
+            },
+            client: f.client.to_string(),
+            dir,
+            dropped: d.dropped_chosen_packets,
+            first_packet: d.first_offered_ns == Some(at),
+            tcp_syn: f.tcp.as_ref().is_some_and(|t| !up || t.syn_ns == Some(at)),
+            quic_initial: quic.is_some_and(|q| q.initial.first_offered_ns == Some(at)),
+            quic_kind: quic.and_then(|q| quic_kind_at(q, at)),
+            resent_after_ms: d.chosen_resent_ns.and_then(|r| r.checked_sub(at)).map(ms),
+        });
+    }
+    v
+}
+
+/// The lost-flight handshakes' link figures: `chosen_drops{,_up,_down}` (one
+/// sample each, from the link's counters: what `drop-nth` dropped) and
+/// `retransmit_gap_ms` (per flow: the dropped packet → its resend, offered
+/// times), with each flow's drops in `extra.chosen_drops`.
+pub fn record_chosen(
+    res: &mut CellResult,
+    counters: &quicbench_netem::LinkCounters,
+    report: Option<&FlowsReport>,
+) {
+    let (up, down) = (
+        counters.up.model.dropped_chosen,
+        counters.down.model.dropped_chosen,
+    );
+    let mut push = |name: &str, unit: &str, v: f64| {
+        res.metrics
+            .entry(name.to_string())
+            .or_insert_with(|| Metric::new(unit))
+            .samples
+            .push(v);
+    };
+    push(names::CHOSEN_DROPS, "count", (up + down) as f64);
+    push(names::CHOSEN_DROPS_UP, "count", up as f64);
+    push(names::CHOSEN_DROPS_DOWN, "count", down as f64);
+    let Some(report) = report else { return };
+    let drops: Vec<ChosenDrop> = report
+        .flows
+        .iter()
+        .filter(|f| f.client_in == Side::ClientNs)
+        .flat_map(chosen_drops)
+        .collect();
+    for d in &drops {
+        if let Some(g) = d.resent_after_ms {
+            push(names::RETRANSMIT_GAP_MS, "ms", g);
+        }
+    }
+    res.extra.insert(
+        "chosen_drops".into(),
+        serde_json::to_value(&drops).unwrap_or_default(),
+    );
 }

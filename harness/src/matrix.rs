@@ -219,7 +219,10 @@ pub struct HandshakeParams {
     /// Size of the object fetched on each connection.
     #[serde(default = "d_small")]
     pub size: u64,
-    /// "cold" (no session state) and/or "resumed" (TLS ticket; QUIC 0-RTT).
+    /// "cold" (no session state), "resumed" (TLS ticket; QUIC 0-RTT),
+    /// "first-flight-lost" / "server-flight-lost" (cold, with the client's /
+    /// the server's first packet of each measured connection dropped by the
+    /// link's `drop-nth 1`). Default: cold and resumed.
     #[serde(default = "d_modes")]
     pub modes: Vec<String>,
     pub protocols: Option<Vec<String>>,
@@ -670,12 +673,13 @@ impl Matrix {
         };
         if let Some(h) = &wl.handshake {
             check_subset("workloads.handshake", &h.protocols, &h.links)?;
+            let modes = crate::workloads::lost::HANDSHAKE_MODES;
             for m in &h.modes {
-                if m != "cold" && m != "resumed" {
+                if !modes.contains(&m.as_str()) {
                     return Err(err(
                         0,
                         "workloads.handshake.modes",
-                        format!("unknown mode {m:?}: expected cold, resumed"),
+                        format!("unknown mode {m:?}: expected {}", modes.join(", ")),
                     ));
                 }
             }
@@ -1107,6 +1111,38 @@ pub fn link_def(label: String, up: LinkSpec, down: LinkSpec) -> LinkDef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lost-flight modes are handshake modes, each its own cell variant;
+    /// an unknown mode names them all.
+    #[test]
+    fn handshake_modes_include_the_lost_flights() {
+        let text = |modes: &str| {
+            format!(
+                "name = \"t\"\nprotocols = [\"h2\", \"h3\"]\n[[links]]\nlabel = \"l\"\n\
+                 spec = \"delay 10ms\"\n[workloads.handshake]\nmodes = {modes}\n"
+            )
+        };
+        let m = Matrix::parse(
+            &text("[\"cold\", \"first-flight-lost\", \"server-flight-lost\"]"),
+            "<t>",
+        )
+        .unwrap();
+        let variants: std::collections::BTreeSet<String> = crate::plan::cells(&m)
+            .into_iter()
+            .map(|c| c.variant)
+            .collect();
+        assert_eq!(
+            variants.into_iter().collect::<Vec<_>>(),
+            ["cold", "first-flight-lost", "server-flight-lost"]
+        );
+        let e = Matrix::parse(&text("[\"lost\"]"), "<t>")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("expected cold, resumed, first-flight-lost, server-flight-lost"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn presets_parse() {

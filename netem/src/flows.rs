@@ -239,6 +239,11 @@ pub fn parse(pkt: &[u8]) -> Option<PacketMeta> {
 /// The QUIC type of a UDP payload's first packet, if it looks like QUIC: a
 /// long header (0x80) with a version (0 is version negotiation, whose fixed
 /// bit is unspecified), or a short header with the fixed bit (0x40) set.
+///
+/// A long header of a version we know (v1, its drafts, v2) is QUIC whatever
+/// its fixed bit: a peer that got `grease_quic_bit` (RFC 9287; quinn sends it)
+/// clears the bit at random, from the server's first Initial on. Unknown
+/// versions still need the bit.
 pub fn parse_quic(payload: &[u8]) -> Option<QuicPacket> {
     let first = *payload.first()?;
     if first & 0x80 == 0 {
@@ -249,9 +254,10 @@ pub fn parse_quic(payload: &[u8]) -> Option<QuicPacket> {
     }
     let v = payload.get(1..5)?;
     let version = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+    let known = version == QUIC_V1 || version >> 8 == 0x00ff_0000 || version == QUIC_V2;
     let kind = if version == 0 {
         QuicKind::VersionNegotiation
-    } else if first & 0x40 == 0 {
+    } else if first & 0x40 == 0 && !known {
         return None;
     } else {
         let bits = (first >> 4) & 0x03;
@@ -295,6 +301,8 @@ pub enum DropCause {
     /// mapping any more (after a rebind), or the destination device refusing
     /// the write (a corrupted version nibble).
     Relay,
+    /// `drop-nth` chose it (see [`crate::chosen`]).
+    Chosen,
 }
 
 impl From<crate::model::DropReason> for DropCause {
@@ -302,6 +310,7 @@ impl From<crate::model::DropReason> for DropCause {
         match r {
             crate::model::DropReason::Loss => DropCause::Loss,
             crate::model::DropReason::QueueFull => DropCause::Queue,
+            crate::model::DropReason::Chosen => DropCause::Chosen,
         }
     }
 }
@@ -329,6 +338,8 @@ pub struct Stamp {
     /// TCP flags (0 for UDP).
     tcp_flags: u8,
     quic: Option<QuicKind>,
+    offered_ns: u64,
+    sig: Sig,
 }
 
 /// One direction of one flow. Bytes are IP total lengths ("wire") or
@@ -352,6 +363,23 @@ pub struct DirStats {
     /// Dropped by the relay (queue bound, NAT without mapping, write refused).
     pub dropped_relay_packets: u64,
     pub dropped_relay_bytes: u64,
+    /// Dropped by `drop-nth` (see [`crate::chosen`]).
+    #[serde(default)]
+    pub dropped_chosen_packets: u64,
+    #[serde(default)]
+    pub dropped_chosen_bytes: u64,
+    /// Offered time of the first packet `drop-nth` dropped in this direction.
+    #[serde(default)]
+    pub chosen_drop_ns: Option<u64>,
+    /// Offered time of its resend: the next packet in this direction of the same
+    /// kind (TCP: the same SYN/FIN/RST flags and sequence number; QUIC: a datagram
+    /// whose first packet has the same type; other UDP: any). The gap to
+    /// `chosen_drop_ns` is the sender's retransmission timer as the wire saw it.
+    #[serde(default)]
+    pub chosen_resent_ns: Option<u64>,
+    /// What the resend must look like (set by the first chosen drop).
+    #[serde(skip)]
+    chosen_sig: Option<Sig>,
     pub first_offered_ns: Option<u64>,
     pub last_offered_ns: Option<u64>,
     /// First packet carrying payload offered.
@@ -389,6 +417,10 @@ impl DirStats {
                 &mut self.dropped_relay_packets,
                 &mut self.dropped_relay_bytes,
             ),
+            DropCause::Chosen => (
+                &mut self.dropped_chosen_packets,
+                &mut self.dropped_chosen_bytes,
+            ),
         };
         *p += 1;
         *b += bytes;
@@ -420,6 +452,31 @@ impl DirStats {
         match self.tcp_high {
             Some(h) if seq_le(end, h) => {}
             _ => self.tcp_high = Some(end),
+        }
+    }
+}
+
+/// What a resend of a chosen-dropped packet looks like (see
+/// `DirStats::chosen_resent_ns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sig {
+    Tcp { seq: u32, flags: u8 },
+    Quic(QuicKind),
+    Udp,
+}
+
+impl Sig {
+    /// TCP flags that tell a handshake or closing segment from a plain one.
+    const TCP_KIND: u8 = TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST;
+
+    fn of(l4: &L4Meta) -> Sig {
+        match *l4 {
+            L4Meta::Tcp { seq, flags } => Sig::Tcp {
+                seq,
+                flags: flags & Sig::TCP_KIND,
+            },
+            L4Meta::Udp { quic: Some(q) } => Sig::Quic(q.kind),
+            L4Meta::Udp { quic: None } => Sig::Udp,
         }
     }
 }
@@ -912,6 +969,10 @@ impl FlowTable {
         d.offered_payload_bytes += m.payload_len as u64;
         first(&mut d.first_offered_ns, now_ns);
         d.last_offered_ns = Some(now_ns);
+        let sig = Sig::of(&m.l4);
+        if d.chosen_resent_ns.is_none() && d.chosen_sig == Some(sig) {
+            d.chosen_resent_ns = Some(now_ns);
+        }
         if m.payload_len > 0 {
             first(&mut d.first_payload_offered_ns, now_ns);
         }
@@ -957,6 +1018,8 @@ impl FlowTable {
             payload_len: m.payload_len,
             tcp_flags,
             quic,
+            offered_ns: now_ns,
+            sig,
         })
     }
 
@@ -978,6 +1041,10 @@ impl FlowTable {
             &mut f.down
         };
         d.dropped(cause, s.wire_len as u64);
+        if cause == DropCause::Chosen && d.chosen_drop_ns.is_none() {
+            d.chosen_drop_ns = Some(s.offered_ns);
+            d.chosen_sig = Some(s.sig);
+        }
     }
 
     /// One copy of the packet of `s` left the link at `now_ns`.
@@ -1285,7 +1352,15 @@ mod tests {
         assert_eq!(k(0xc0, QUIC_V2), Some(QuicKind::Retry));
         assert_eq!(k(0xc0, 0x1a2a_3a4a), Some(QuicKind::OtherLong));
         assert_eq!(k(0x80, 0), Some(QuicKind::VersionNegotiation));
-        assert_eq!(k(0x80, 1), None, "long header without the fixed bit");
+        assert_eq!(
+            k(0x80, 0x1a2a_3a4a),
+            None,
+            "unknown version without the fixed bit"
+        );
+        // RFC 9287 greasing: a known version's long header without the bit.
+        assert_eq!(k(0x80, 1), Some(QuicKind::Initial));
+        assert_eq!(k(0xa0, 1), Some(QuicKind::Handshake));
+        assert_eq!(k(0x90, QUIC_V2), Some(QuicKind::Initial));
         assert_eq!(long(0xc0, 1).unwrap().version, Some(1));
         assert_eq!(parse_quic(&[0xc0, 0, 0]), None, "truncated version");
         assert_eq!(parse_quic(&[0x41]).map(|q| q.kind), Some(QuicKind::OneRtt));
@@ -1354,6 +1429,62 @@ mod tests {
         assert_eq!(r.flows[1].down.delivered_payload_bytes, 3);
         assert_eq!(r.flows[1].client, SocketAddr::new(IpAddr::V6(c6()), 50001));
         assert_eq!(r.flows[3].client.port(), 50002);
+    }
+
+    /// A chosen drop is counted apart, and its resend (same kind, same
+    /// direction) gives the sender's retransmission gap: SYN, SYN-ACK, and a
+    /// QUIC Initial whose flight's next datagram (a Handshake) is no resend.
+    #[test]
+    fn chosen_drops_and_their_resend() {
+        const CHOSEN: Fate = Fate::Dropped(DropCause::Chosen);
+        let mut t = table();
+        let syn = tcp4(true, 100, TCP_SYN, b"");
+        t.record(0, Dir::Up, &syn, CHOSEN);
+        t.record(2 * MS, Dir::Up, &tcp4(true, 500, TCP_ACK, b"x"), D); // not a SYN
+        t.record(1000 * MS, Dir::Up, &syn, D);
+        t.record(
+            1020 * MS,
+            Dir::Down,
+            &tcp4(false, 9, TCP_SYN | TCP_ACK, b""),
+            CHOSEN,
+        );
+        t.record(1021 * MS, Dir::Down, &tcp4(false, 10, TCP_ACK, b""), D);
+        t.record(
+            2020 * MS,
+            Dir::Down,
+            &tcp4(false, 9, TCP_SYN | TCP_ACK, b""),
+            D,
+        );
+        let f = &t.report(3000 * MS).flows[0];
+        assert_eq!(
+            (f.up.dropped_chosen_packets, f.up.dropped_chosen_bytes),
+            (1, 40)
+        );
+        assert_eq!(f.up.dropped_loss_packets, 0);
+        assert_eq!(
+            (f.up.chosen_drop_ns, f.up.chosen_resent_ns),
+            (Some(0), Some(1000 * MS))
+        );
+        assert_eq!(
+            (f.down.chosen_drop_ns, f.down.chosen_resent_ns),
+            (Some(1020 * MS), Some(2020 * MS))
+        );
+        // QUIC: the server's first datagram (Initial) dropped; its second
+        // (Handshake) is not the resend, the next Initial is.
+        let mut t = table();
+        let initial = [0xc0, 0, 0, 0, 1, 0];
+        let handshake = [0xe0, 0, 0, 0, 1, 0];
+        t.record(0, Dir::Up, &udp6(true, &initial), D);
+        t.record(20 * MS, Dir::Down, &udp6(false, &initial), CHOSEN);
+        t.record(20 * MS, Dir::Down, &udp6(false, &handshake), D);
+        t.record(1000 * MS, Dir::Down, &udp6(false, &initial), D);
+        let f = &t.report(2000 * MS).flows[0];
+        assert_eq!(f.down.dropped_chosen_packets, 1);
+        assert_eq!(
+            (f.down.chosen_drop_ns, f.down.chosen_resent_ns),
+            (Some(20 * MS), Some(1000 * MS))
+        );
+        assert_eq!((f.up.chosen_drop_ns, f.up.chosen_resent_ns), (None, None));
     }
 
     #[test]

@@ -23,8 +23,12 @@ const UNKNOWN_QDISC: &str = "Specified qdisc kind is unknown";
 /// One translation: `slot distribution uniform D J` becomes `slot D-J D+J` (the same
 /// uniform law), because tc has no uniform.dist table file to load. (`distribution
 /// uniform` for the delay is netem's default and is simply left out.)
+///
+/// `drop-nth` is not tc's: it is left out here and installed with nftables
+/// ([`drop_nth_ruleset`]).
 pub fn tc_args(dev: &str, spec: &LinkSpec) -> Vec<String> {
     let mut spec = spec.clone();
+    spec.drop_nth.clear();
     if let Some(slot) = spec.slot.as_mut() {
         if let SlotDelay::Distribution {
             distribution: Distribution::Uniform,
@@ -48,6 +52,80 @@ pub fn tc_args(dev: &str, spec: &LinkSpec) -> Vec<String> {
     }
     args.extend(spec.to_tokens());
     args
+}
+
+/// The nftables table that holds `drop-nth` on the kernel backend.
+pub const DROP_NTH_TABLE: &str = "quicbench_drop_nth";
+/// Its counter of chosen drops.
+pub const DROP_NTH_COUNTER: &str = "chosen";
+/// Flows its sets remember at most (as [`crate::chosen::MAX_FLOWS`]): when full,
+/// the `add` fails and the packet of a new flow passes.
+const DROP_NTH_SET_SIZE: usize = crate::chosen::MAX_FLOWS;
+
+/// The `nft -f -` script that drops the first packet of every TCP/UDP flow leaving
+/// `dev` (run in the namespace that owns `dev`), for a spec with `drop-nth 1`.
+///
+/// A dynamic set per family remembers the flows (5-tuples) seen: a packet of a flow
+/// in the set passes; the first packet of a new flow is added to it, counted and
+/// dropped, so its retransmission passes. Conntrack cannot do this alone: a dropped
+/// first packet never confirms its conntrack entry, so the retransmission would be
+/// `ct state new` (and dropped) again. Later indices would need a per-flow count
+/// nftables does not keep (`ct original packets` skips the unconfirmed drops), so
+/// they are refused: only the user-space backend has them.
+///
+/// `Ok(None)` for a spec without `drop-nth`.
+pub fn drop_nth_ruleset(dev: &str, spec: &LinkSpec) -> Result<Option<String>, String> {
+    match spec.drop_nth.as_slice() {
+        [] => return Ok(None),
+        [1] => {}
+        other => {
+            let list: Vec<String> = other.iter().map(|n| n.to_string()).collect();
+            return Err(format!(
+                "drop-nth {}: the kernel backend supports only `drop-nth 1` (the first packet \
+                 of each flow, with an nftables set); use the user-space backend for other \
+                 indices",
+                list.join(",")
+            ));
+        }
+    }
+    let t = DROP_NTH_TABLE;
+    let c = DROP_NTH_COUNTER;
+    let n = DROP_NTH_SET_SIZE;
+    let mut s = format!("table inet {t} {{\n\tcounter {c} {{ }}\n");
+    for (set, addr) in [("seen4", "ipv4_addr"), ("seen6", "ipv6_addr")] {
+        s += &format!(
+            "\tset {set} {{\n\t\ttype {addr} . {addr} . inet_proto . inet_service . inet_service\n\
+             \t\tflags dynamic\n\t\tsize {n}\n\t}}\n"
+        );
+    }
+    // Before the NAT (srcnat): flows as the sender addressed them.
+    s += "\tchain egress {\n\t\ttype filter hook postrouting priority filter; policy accept;\n";
+    for (set, ip) in [("seen4", "ip"), ("seen6", "ip6")] {
+        let tuple = format!("{ip} saddr . {ip} daddr . meta l4proto . th sport . th dport");
+        let head = format!("oifname \"{dev}\" meta l4proto {{ tcp, udp }} {tuple}");
+        s += &format!("\t\t{head} @{set} accept\n");
+        s += &format!(
+            "\t\toifname \"{dev}\" meta l4proto {{ tcp, udp }} add @{set} {{ {tuple} }} \
+             counter name \"{c}\" drop\n"
+        );
+    }
+    s += "\t}\n}\n";
+    Ok(Some(s))
+}
+
+/// The packets `drop-nth` dropped, from `nft list counters table inet
+/// quicbench_drop_nth` (0 when the counter is not in it).
+pub fn parse_drop_nth_counter(out: &str) -> u64 {
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let mut name = "";
+    for w in words.windows(2) {
+        match w[0] {
+            "counter" => name = w[1],
+            "packets" if name == DROP_NTH_COUNTER => return w[1].parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    0
 }
 
 /// The arguments after `tc` that remove the root qdisc of `dev`.
@@ -435,5 +513,59 @@ mod tests {
         let e = apply("lo", &bad).unwrap_err();
         assert!(matches!(e, TcError::Spec(_)), "{e}");
         assert!(e.to_string().contains("limit"), "{e}");
+    }
+
+    #[test]
+    fn drop_nth_stays_out_of_tc() {
+        assert_eq!(
+            args("delay 10ms drop-nth 1"),
+            "qdisc replace dev veth0 root netem limit 1000 delay 10ms"
+        );
+    }
+
+    #[test]
+    fn drop_nth_first_packet_is_an_nftables_set_of_seen_flows() {
+        let spec: LinkSpec = "delay 10ms drop-nth 1".parse().unwrap();
+        let script = drop_nth_ruleset("qbc", &spec).unwrap().unwrap();
+        let want = "table inet quicbench_drop_nth {
+\tcounter chosen { }
+\tset seen4 {
+\t\ttype ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service
+\t\tflags dynamic
+\t\tsize 65536
+\t}
+\tset seen6 {
+\t\ttype ipv6_addr . ipv6_addr . inet_proto . inet_service . inet_service
+\t\tflags dynamic
+\t\tsize 65536
+\t}
+\tchain egress {
+\t\ttype filter hook postrouting priority filter; policy accept;
+\t\toifname \"qbc\" meta l4proto { tcp, udp } ip saddr . ip daddr . meta l4proto . th sport . th dport @seen4 accept
+\t\toifname \"qbc\" meta l4proto { tcp, udp } add @seen4 { ip saddr . ip daddr . meta l4proto . th sport . th dport } counter name \"chosen\" drop
+\t\toifname \"qbc\" meta l4proto { tcp, udp } ip6 saddr . ip6 daddr . meta l4proto . th sport . th dport @seen6 accept
+\t\toifname \"qbc\" meta l4proto { tcp, udp } add @seen6 { ip6 saddr . ip6 daddr . meta l4proto . th sport . th dport } counter name \"chosen\" drop
+\t}
+}
+";
+        assert_eq!(script, want);
+        assert_eq!(drop_nth_ruleset("qbc", &LinkSpec::default()), Ok(None));
+    }
+
+    #[test]
+    fn drop_nth_beyond_the_first_is_refused_on_the_kernel_backend() {
+        for text in ["drop-nth 2", "drop-nth 1,2"] {
+            let spec: LinkSpec = text.parse().unwrap();
+            let e = drop_nth_ruleset("qbc", &spec).unwrap_err();
+            assert!(e.contains("supports only `drop-nth 1`"), "{e}");
+            assert!(e.contains(text), "{e}");
+        }
+    }
+
+    #[test]
+    fn drop_nth_counter_from_nft() {
+        let out = "table inet quicbench_drop_nth {\n\tcounter chosen {\n\t\tpackets 3 bytes 180\n\t}\n}\n";
+        assert_eq!(parse_drop_nth_counter(out), 3);
+        assert_eq!(parse_drop_nth_counter(""), 0);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! * [`spec`]: the tc-netem option language (parse and print back).
 //! * [`model`]: a sans-IO per-direction link model: `(now, packet) -> verdict`,
-//!   seeded RNG, simulated clock, no I/O.
+//!   seeded RNG, simulated clock, no I/O; [`chosen`]: its `drop-nth` part (drop the
+//!   N-th packet of every flow).
 //! * [`flows`]: sans-IO per-flow metrics on the link (5-tuple table, TCP and
 //!   QUIC milestones, goodput curves), fed by the user-space relay.
 //! * [`kernel`]: the kernel tc-netem backend (qdisc construction, detection).
@@ -12,6 +13,7 @@
 //!
 //! netem knows nothing of HTTP.
 
+pub mod chosen;
 pub mod flows;
 pub mod kernel;
 pub mod link;

@@ -343,6 +343,18 @@ impl Link {
                 "pcap capture needs the user-space backend".into(),
             ));
         }
+        // drop-nth beyond the first packet is user-space only: auto falls
+        // back, an explicit kernel request is refused.
+        let (backend, reason) = match (cfg.backend, backend) {
+            (Backend::Auto, Backend::Kernel) => match kernel_backend::check_drop_nth(&cfg) {
+                Ok(()) => (backend, reason),
+                Err(e) => (Backend::UserSpace, format!("{e}: user-space TUN relay")),
+            },
+            _ => (backend, reason),
+        };
+        if backend == Backend::Kernel {
+            kernel_backend::check_drop_nth(&cfg).map_err(LinkError::Unsupported)?;
+        }
         if backend == Backend::Kernel && cfg.nat.is_some() {
             kernel_nat::nft_available().map_err(LinkError::Unsupported)?;
         }
@@ -499,6 +511,27 @@ impl Link {
                 .try_run(|| k.nat.rebind(kind, false))
                 .map_err(setup("entering the client namespace"))?
                 .map_err(setup("rebinding the kernel NAT (nftables)")),
+        }
+    }
+
+    /// Arm (drop) or disarm (only count) the `drop-nth` of both directions
+    /// (see [`crate::chosen`]): a harness disarms it around traffic it does not
+    /// want hit (warm-up connections). Returns whether any direction has
+    /// `drop-nth`. The kernel backend's nftables rule is always armed: it
+    /// answers `Unsupported`.
+    pub fn arm_chosen_drops(&self, armed: bool) -> Result<bool, LinkError> {
+        match &self.inner {
+            Inner::User(u) => {
+                let mut any = false;
+                for s in [&u.up, &u.down] {
+                    let mut g = s.lock().unwrap_or_else(|p| p.into_inner());
+                    any |= g.model.set_chosen_armed(armed);
+                }
+                Ok(any)
+            }
+            Inner::Kernel(_) => Err(LinkError::Unsupported(
+                "the kernel backend's drop-nth (an nftables rule) cannot be disarmed".into(),
+            )),
         }
     }
 

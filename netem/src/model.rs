@@ -26,6 +26,7 @@ use std::sync::OnceLock;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::chosen::ChosenDrops;
 use crate::spec::{Distribution, LinkSpec, Loss, SlotDelay};
 
 /// Why a packet was not delivered.
@@ -35,6 +36,8 @@ pub enum DropReason {
     Loss,
     /// The queue held `limit` packets already (tail drop).
     QueueFull,
+    /// `drop-nth` chose it (its index in its flow): see [`crate::chosen`].
+    Chosen,
 }
 
 /// One copy of a packet leaving the link.
@@ -73,7 +76,7 @@ impl Verdict {
 /// Per-direction counters: ground truth of what the link did.
 ///
 /// Counted per copy, so that `packets_in + duplicated == delivered + dropped_loss +
-/// dropped_queue` always holds (a packet whose duplicate draw and loss draw both fired
+/// dropped_queue + dropped_chosen` always holds (a packet whose duplicate draw and loss draw both fired
 /// counts one duplicate, one loss and one delivery, as in netem where the two cancel).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
@@ -101,6 +104,10 @@ pub struct Counters {
     /// time-sorted queue). Each counts once, however many it overtakes.
     #[serde(default)]
     pub overtaking: u64,
+    /// Packets dropped by `drop-nth` (their index in their flow), apart from
+    /// `dropped_loss`: see [`crate::chosen`].
+    #[serde(default)]
+    pub dropped_chosen: u64,
 }
 
 /// netem's `NETEM_DIST_SCALE`: table entries are in units of sigma / 8192.
@@ -386,6 +393,45 @@ impl SlotState {
     }
 }
 
+/// The loss model of a spec's `loss` option (netem's `get_loss_clg`); a
+/// random loss with correlation draws its generator's start from `rng`.
+fn loss_model(loss: Option<Loss>, rng: &mut ChaCha8Rng) -> LossModel {
+    match loss {
+        None => LossModel::None,
+        Some(Loss::Random(c)) => LossModel::Random {
+            p: prob_u32(c.percent),
+            cor: Crnd::new(c.correlation, rng),
+        },
+        Some(Loss::State {
+            p13,
+            p31,
+            p32,
+            p23,
+            p14,
+        }) => LossModel::FourState {
+            state: FourState::TxInGap,
+            a1: prob_u32(p13) as u64,
+            a2: prob_u32(p31) as u64,
+            a3: prob_u32(p32) as u64,
+            a4: prob_u32(p14) as u64,
+            a5: prob_u32(p23) as u64,
+        },
+        Some(Loss::GilbertElliott {
+            p,
+            r,
+            one_minus_h,
+            one_minus_k,
+        }) => LossModel::Gilbert {
+            bad: false,
+            a1: prob_u32(p),
+            a2: prob_u32(r),
+            // tc sends h = UINT32_MAX - (1-h)
+            a3: u32::MAX - prob_u32(one_minus_h),
+            a4: prob_u32(one_minus_k),
+        },
+    }
+}
+
 /// The model of one direction of the link.
 #[derive(Debug)]
 pub struct LinkModel {
@@ -413,6 +459,8 @@ pub struct LinkModel {
     /// Latest departure handed out so far (for `Counters::overtaking`).
     latest_departure_ns: u64,
     counters: Counters,
+    /// `drop-nth`, asked before everything else by [`LinkModel::enqueue_packet`].
+    chosen: Option<ChosenDrops>,
 }
 
 impl LinkModel {
@@ -428,40 +476,7 @@ impl LinkModel {
         });
         // The correlated generators start from a random value, as netem's init_crandom.
         let delay_cor = Crnd::new(delay.correlation, &mut rng);
-        let loss = match spec.loss {
-            None => LossModel::None,
-            Some(Loss::Random(c)) => LossModel::Random {
-                p: prob_u32(c.percent),
-                cor: Crnd::new(c.correlation, &mut rng),
-            },
-            Some(Loss::State {
-                p13,
-                p31,
-                p32,
-                p23,
-                p14,
-            }) => LossModel::FourState {
-                state: FourState::TxInGap,
-                a1: prob_u32(p13) as u64,
-                a2: prob_u32(p31) as u64,
-                a3: prob_u32(p32) as u64,
-                a4: prob_u32(p14) as u64,
-                a5: prob_u32(p23) as u64,
-            },
-            Some(Loss::GilbertElliott {
-                p,
-                r,
-                one_minus_h,
-                one_minus_k,
-            }) => LossModel::Gilbert {
-                bad: false,
-                a1: prob_u32(p),
-                a2: prob_u32(r),
-                // tc sends h = UINT32_MAX - (1-h)
-                a3: u32::MAX - prob_u32(one_minus_h),
-                a4: prob_u32(one_minus_k),
-            },
-        };
+        let loss = loss_model(spec.loss, &mut rng);
         let dup = spec
             .duplicate
             .map_or((0, 0.0), |c| (prob_u32(c.percent), c.correlation));
@@ -530,6 +545,7 @@ impl LinkModel {
             last_tts: i64::MIN,
             latest_departure_ns: 0,
             counters: Counters::default(),
+            chosen: ChosenDrops::new(&spec.drop_nth),
         }
     }
 
@@ -584,6 +600,32 @@ impl LinkModel {
             self.latest_departure_ns = self.latest_departure_ns.max(d.at_ns);
         }
         Verdict::Deliver(out)
+    }
+
+    /// Offer one whole IP packet arriving at `now_ns`: `drop-nth` decides first (a
+    /// chosen packet is counted `dropped_chosen` and draws nothing from the random
+    /// impairments), then [`LinkModel::enqueue`] with its length.
+    pub fn enqueue_packet(&mut self, now_ns: u64, pkt: &[u8]) -> Verdict {
+        if let Some(c) = self.chosen.as_mut() {
+            if c.decide(pkt) {
+                self.counters.packets_in += 1;
+                self.counters.bytes_in += pkt.len() as u64;
+                self.counters.dropped_chosen += 1;
+                return Verdict::Drop(DropReason::Chosen);
+            }
+        }
+        self.enqueue(now_ns, pkt.len())
+    }
+
+    /// Arm (drop) or disarm (only count) `drop-nth`; false when the spec has none.
+    pub fn set_chosen_armed(&mut self, armed: bool) -> bool {
+        match self.chosen.as_mut() {
+            Some(c) => {
+                c.set_armed(armed);
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn counters(&self) -> &Counters {
@@ -860,9 +902,45 @@ mod tests {
     fn assert_invariant(c: &Counters) {
         assert_eq!(
             c.packets_in + c.duplicated,
-            c.delivered + c.dropped_loss + c.dropped_queue,
+            c.delivered + c.dropped_loss + c.dropped_queue + c.dropped_chosen,
             "{c:?}"
         );
+    }
+
+    /// `drop-nth` drops the chosen index of each flow before the random impairments,
+    /// counts it apart, and leaves the random streams as they would be without the
+    /// dropped packet.
+    #[test]
+    fn chosen_drops_come_first_and_are_counted_apart() {
+        use crate::testpkt::{l4, v4, C4, S4};
+        let syn = |port: u16| v4(6, C4, S4, l4(6, port, 443, 1, 0x02, &[]));
+        let mut m = LinkModel::new(&spec("delay 10ms loss 30% drop-nth 1"), 5);
+        let mut plain = LinkModel::new(&spec("delay 10ms loss 30%"), 5);
+        let mut chosen = 0;
+        for i in 0..2000u64 {
+            let p = syn(1000 + (i % 100) as u16);
+            let v = m.enqueue_packet(i * US, &p);
+            if i < 100 {
+                // Each of the 100 flows' first packet.
+                assert_eq!(v, Verdict::Drop(DropReason::Chosen), "packet {i}");
+                chosen += 1;
+            } else {
+                // Same random draws as a model that never saw the chosen packets.
+                assert_eq!(v, plain.enqueue_packet(i * US, &p), "packet {i}");
+            }
+            assert_invariant(m.counters());
+        }
+        let c = m.counters();
+        assert_eq!((c.dropped_chosen, c.packets_in), (chosen, 2000));
+        assert_eq!(c.dropped_loss, plain.counters().dropped_loss);
+        // A spec without drop-nth has nothing to arm.
+        assert!(!plain.set_chosen_armed(true));
+        assert!(m.set_chosen_armed(false));
+        assert!(matches!(
+            m.enqueue_packet(1_000_000 * US, &syn(9)),
+            Verdict::Deliver(_) | Verdict::Drop(DropReason::Loss)
+        ));
+        assert_eq!(m.counters().dropped_chosen, chosen);
     }
 
     #[test]

@@ -602,7 +602,7 @@ impl Worker {
                 }
                 (None, _) => None,
             };
-            match g.model.enqueue(t, n) {
+            match g.model.enqueue_packet(t, &buf[..n]) {
                 Verdict::Drop(r) => {
                     if let (Some(ft), Some(s)) = (ft.as_mut(), stamp.as_ref()) {
                         ft.dropped(s, r.into());

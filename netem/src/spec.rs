@@ -13,8 +13,12 @@
 //! [ reorder PERCENT [ CORRELATION ]] [ gap DISTANCE ]
 //! [ rate RATE [ PACKETOVERHEAD [ CELLSIZE [ CELLOVERHEAD ]]]]
 //! [ slot MIN_DELAY [ MAX_DELAY ] | slot distribution DIST DELAY JITTER ] [ packets N ] [ bytes N ]
-//! [ ecn ] [ seed SEED ]
+//! [ ecn ] [ seed SEED ] [ drop-nth N[,N...] ]
 //! ```
+//!
+//! `drop-nth` is ours, not tc's: drop the N-th packet (1-based) of every flow in this
+//! direction, a flow being a TCP/UDP 5-tuple (see [`crate::chosen`]). It is decided
+//! before (and apart from) the random impairments and never sent to tc.
 //!
 //! As in tc: options come in any order; keywords may be abbreviated to any prefix, tried in
 //! tc's order (`d` is `delay`, `r` is `reorder`); `latency` is `delay` and `drop` is `loss`.
@@ -55,6 +59,10 @@ pub struct LinkSpec {
     /// netem's `seed`: fixes the PRNG. In the user-space model it overrides the seed given
     /// to [`crate::LinkModel::new`].
     pub seed: Option<u64>,
+    /// `drop-nth 1,2`: the per-flow packet indices (1-based, sorted, distinct) this
+    /// direction drops deterministically (ours, not tc's: see [`crate::chosen`]).
+    /// Empty: none.
+    pub drop_nth: Vec<u32>,
 }
 
 impl Default for LinkSpec {
@@ -70,6 +78,7 @@ impl Default for LinkSpec {
             slot: None,
             ecn: false,
             seed: None,
+            drop_nth: Vec::new(),
         }
     }
 }
@@ -485,6 +494,53 @@ fn fmt_pct(p: f64) -> String {
     format!("{p}%")
 }
 
+/// Most indices a `drop-nth` list may have, and the largest index.
+pub const MAX_DROP_NTH: usize = 64;
+pub const MAX_DROP_INDEX: u32 = 1_000_000;
+
+/// `1,2,5`: positive per-flow packet indices, comma-separated, returned sorted and
+/// distinct.
+fn parse_indices(tok: &str) -> Result<Vec<u32>, String> {
+    let mut v = Vec::new();
+    for part in tok.split(',') {
+        let n: u32 = parse_uint(part, "packet index")?;
+        if n == 0 {
+            return Err("indices from 1 (the flow's first packet)".into());
+        }
+        v.push(n);
+    }
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
+fn fmt_indices(v: &[u32]) -> String {
+    v.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The rules [`parse_indices`] holds a parsed list to, for a list built in code.
+fn check_indices(v: &[u32]) -> Result<(), SpecError> {
+    if v.len() > MAX_DROP_NTH {
+        return Err(invalid(
+            "drop-nth",
+            format!("at most {MAX_DROP_NTH} indices"),
+        ));
+    }
+    if v.iter().any(|n| *n == 0 || *n > MAX_DROP_INDEX) {
+        return Err(invalid(
+            "drop-nth",
+            format!("indices from 1 to {MAX_DROP_INDEX}"),
+        ));
+    }
+    if v.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(invalid("drop-nth", "indices sorted and distinct"));
+    }
+    Ok(())
+}
+
 impl LinkSpec {
     /// The spec as tc-netem option tokens, in canonical order (what `Display` joins).
     pub fn to_tokens(&self) -> Vec<String> {
@@ -508,40 +564,8 @@ impl LinkSpec {
                 push(d.distribution.name().into());
             }
         }
-        match &self.loss {
-            None => {}
-            Some(Loss::Random(c)) => {
-                push("loss".into());
-                push(fmt_pct(c.percent));
-                if c.correlation != 0.0 {
-                    push(fmt_pct(c.correlation));
-                }
-            }
-            Some(Loss::State {
-                p13,
-                p31,
-                p32,
-                p23,
-                p14,
-            }) => {
-                push("loss".into());
-                push("state".into());
-                for p in [p13, p31, p32, p23, p14] {
-                    push(fmt_pct(*p));
-                }
-            }
-            Some(Loss::GilbertElliott {
-                p,
-                r,
-                one_minus_h,
-                one_minus_k,
-            }) => {
-                push("loss".into());
-                push("gemodel".into());
-                for v in [p, r, one_minus_h, one_minus_k] {
-                    push(fmt_pct(*v));
-                }
-            }
+        if let Some(l) = &self.loss {
+            loss_tokens(l, &mut push);
         }
         for (kw, c) in [("duplicate", &self.duplicate), ("corrupt", &self.corrupt)] {
             if let Some(c) = c {
@@ -564,54 +588,10 @@ impl LinkSpec {
             }
         }
         if let Some(r) = &self.rate {
-            push("rate".into());
-            push(fmt_rate(r.bits_per_sec));
-            let n = if r.cell_overhead != 0 {
-                3
-            } else if r.cell_size != 0 {
-                2
-            } else if r.packet_overhead != 0 {
-                1
-            } else {
-                0
-            };
-            let extra = [
-                r.packet_overhead.to_string(),
-                r.cell_size.to_string(),
-                r.cell_overhead.to_string(),
-            ];
-            for e in extra.into_iter().take(n) {
-                push(e);
-            }
+            rate_tokens(r, &mut push);
         }
-        if let Some(s) = &self.slot {
-            push("slot".into());
-            match s.delay {
-                SlotDelay::Range { min_ns, max_ns } => {
-                    push(fmt_time_ns(min_ns));
-                    if max_ns != min_ns {
-                        push(fmt_time_ns(max_ns));
-                    }
-                }
-                SlotDelay::Distribution {
-                    distribution,
-                    delay_ns,
-                    jitter_ns,
-                } => {
-                    push("distribution".into());
-                    push(distribution.name().into());
-                    push(fmt_time_ns(delay_ns));
-                    push(fmt_time_ns(jitter_ns));
-                }
-            }
-            if s.max_packets != 0 {
-                push("packets".into());
-                push(s.max_packets.to_string());
-            }
-            if s.max_bytes != 0 {
-                push("bytes".into());
-                push(s.max_bytes.to_string());
-            }
+        if let Some(sl) = &self.slot {
+            slot_tokens(sl, &mut push);
         }
         if self.ecn {
             push("ecn".into());
@@ -620,7 +600,103 @@ impl LinkSpec {
             push("seed".into());
             push(seed.to_string());
         }
+        if !self.drop_nth.is_empty() {
+            push("drop-nth".into());
+            push(fmt_indices(&self.drop_nth));
+        }
         t
+    }
+}
+
+/// `loss ...` tokens of [`LinkSpec::to_tokens`].
+fn loss_tokens(l: &Loss, push: &mut impl FnMut(String)) {
+    match l {
+        Loss::Random(c) => {
+            push("loss".into());
+            push(fmt_pct(c.percent));
+            if c.correlation != 0.0 {
+                push(fmt_pct(c.correlation));
+            }
+        }
+        Loss::State {
+            p13,
+            p31,
+            p32,
+            p23,
+            p14,
+        } => {
+            push("loss".into());
+            push("state".into());
+            for p in [p13, p31, p32, p23, p14] {
+                push(fmt_pct(*p));
+            }
+        }
+        Loss::GilbertElliott {
+            p,
+            r,
+            one_minus_h,
+            one_minus_k,
+        } => {
+            push("loss".into());
+            push("gemodel".into());
+            for v in [p, r, one_minus_h, one_minus_k] {
+                push(fmt_pct(*v));
+            }
+        }
+    }
+}
+
+/// `rate ...` tokens of [`LinkSpec::to_tokens`].
+fn rate_tokens(r: &Rate, push: &mut impl FnMut(String)) {
+    push("rate".into());
+    push(fmt_rate(r.bits_per_sec));
+    let n = if r.cell_overhead != 0 {
+        3
+    } else if r.cell_size != 0 {
+        2
+    } else if r.packet_overhead != 0 {
+        1
+    } else {
+        0
+    };
+    let extra = [
+        r.packet_overhead.to_string(),
+        r.cell_size.to_string(),
+        r.cell_overhead.to_string(),
+    ];
+    for e in extra.into_iter().take(n) {
+        push(e);
+    }
+}
+
+/// `slot ...` tokens of [`LinkSpec::to_tokens`].
+fn slot_tokens(s: &Slot, push: &mut impl FnMut(String)) {
+    push("slot".into());
+    match s.delay {
+        SlotDelay::Range { min_ns, max_ns } => {
+            push(fmt_time_ns(min_ns));
+            if max_ns != min_ns {
+                push(fmt_time_ns(max_ns));
+            }
+        }
+        SlotDelay::Distribution {
+            distribution,
+            delay_ns,
+            jitter_ns,
+        } => {
+            push("distribution".into());
+            push(distribution.name().into());
+            push(fmt_time_ns(delay_ns));
+            push(fmt_time_ns(jitter_ns));
+        }
+    }
+    if s.max_packets != 0 {
+        push("packets".into());
+        push(s.max_packets.to_string());
+    }
+    if s.max_bytes != 0 {
+        push("bytes".into());
+        push(s.max_bytes.to_string());
     }
 }
 
@@ -650,9 +726,11 @@ const KEYWORDS: &[(&str, Kw)] = &[
     ("distribution", Kw::Distribution),
     ("rate", Kw::Rate),
     ("slot", Kw::Slot),
+    // Ours, last: `drop` (a prefix of it) stays `loss`, as in tc.
+    ("drop-nth", Kw::DropNth),
 ];
 const KEYWORD_LIST: &str = "a netem option (limit, delay, distribution, loss, duplicate, \
-                            corrupt, reorder, gap, rate, slot, ecn, seed)";
+                            corrupt, reorder, gap, rate, slot, ecn, seed, drop-nth)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kw {
@@ -668,6 +746,7 @@ enum Kw {
     Distribution,
     Rate,
     Slot,
+    DropNth,
 }
 
 impl Kw {
@@ -685,6 +764,7 @@ impl Kw {
             Kw::Distribution => "distribution",
             Kw::Rate => "rate",
             Kw::Slot => "slot",
+            Kw::DropNth => "drop-nth",
         }
     }
 }
@@ -809,69 +889,7 @@ impl FromStr for LinkSpec {
                 });
             }
             seen.push((kw, pos, tok));
-            match kw {
-                Kw::Limit => {
-                    spec.limit = t.value("a packet count like 1000 after \"limit\"", |v| {
-                        let n: u32 = parse_uint(v, "packet count")?;
-                        if n == 0 {
-                            return Err("a limit of at least 1 packet".into());
-                        }
-                        Ok(n)
-                    })?;
-                }
-                Kw::Delay => {
-                    let latency_ns = t.value("a time like 20ms after \"delay\"", parse_time_us)?;
-                    let mut d = Delay {
-                        latency_ns,
-                        jitter_ns: 0,
-                        correlation: 0.0,
-                        distribution: Distribution::Uniform,
-                    };
-                    if t.peek_is_number() {
-                        d.jitter_ns =
-                            t.value("a jitter like 5ms after the delay", parse_time_us)?;
-                        if t.peek_is_number() {
-                            d.correlation = t.value(
-                                "a delay correlation like 25% after the jitter",
-                                parse_percent,
-                            )?;
-                        }
-                    }
-                    spec.delay = Some(d);
-                }
-                Kw::Distribution => {
-                    distribution = Some(t.value(
-                        "a distribution (uniform, normal, pareto or paretonormal) after \
-                         \"distribution\"",
-                        |v| Distribution::from_name(v).ok_or_else(|| "a known distribution".into()),
-                    )?);
-                }
-                Kw::Loss => spec.loss = Some(parse_loss(&mut t)?),
-                Kw::Duplicate => {
-                    spec.duplicate = Some(parse_chance(&mut t, "duplicate")?);
-                }
-                Kw::Corrupt => spec.corrupt = Some(parse_chance(&mut t, "corrupt")?),
-                Kw::Reorder => {
-                    let c = parse_chance(&mut t, "reorder")?;
-                    spec.reorder = Some(Reorder {
-                        percent: c.percent,
-                        correlation: c.correlation,
-                        gap: 1,
-                    });
-                }
-                Kw::Gap => {
-                    gap = Some(t.value("a packet distance like 5 after \"gap\"", |v| {
-                        parse_uint::<u32>(v, "packet distance")
-                    })?);
-                }
-                Kw::Rate => spec.rate = Some(parse_rate_opt(&mut t)?),
-                Kw::Slot => spec.slot = Some(parse_slot(&mut t)?),
-                Kw::Ecn => spec.ecn = true,
-                Kw::Seed => {
-                    spec.seed =
-                        Some(t.value("a number after \"seed\"", |v| parse_uint::<u64>(v, "seed"))?);
-                }
-            }
+            parse_option(kw, &mut t, &mut spec, &mut distribution, &mut gap)?;
         }
 
         let at = |kw: Kw| -> (String, usize) {
@@ -925,6 +943,86 @@ impl FromStr for LinkSpec {
             })?;
         Ok(spec)
     }
+}
+
+/// One option's values (the keyword `kw` already taken) into `spec`;
+/// `distribution` and `gap` are held until the whole spec is read (they
+/// qualify `delay` and `reorder`, which may come after them).
+fn parse_option(
+    kw: Kw,
+    t: &mut Tokens<'_>,
+    spec: &mut LinkSpec,
+    distribution: &mut Option<Distribution>,
+    gap: &mut Option<u32>,
+) -> Result<(), SpecError> {
+    match kw {
+        Kw::Limit => {
+            spec.limit = t.value("a packet count like 1000 after \"limit\"", |v| {
+                let n: u32 = parse_uint(v, "packet count")?;
+                if n == 0 {
+                    return Err("a limit of at least 1 packet".into());
+                }
+                Ok(n)
+            })?;
+        }
+        Kw::Delay => {
+            let latency_ns = t.value("a time like 20ms after \"delay\"", parse_time_us)?;
+            let mut d = Delay {
+                latency_ns,
+                jitter_ns: 0,
+                correlation: 0.0,
+                distribution: Distribution::Uniform,
+            };
+            if t.peek_is_number() {
+                d.jitter_ns = t.value("a jitter like 5ms after the delay", parse_time_us)?;
+                if t.peek_is_number() {
+                    d.correlation = t.value(
+                        "a delay correlation like 25% after the jitter",
+                        parse_percent,
+                    )?;
+                }
+            }
+            spec.delay = Some(d);
+        }
+        Kw::Distribution => {
+            *distribution = Some(t.value(
+                "a distribution (uniform, normal, pareto or paretonormal) after \
+                 \"distribution\"",
+                |v| Distribution::from_name(v).ok_or_else(|| "a known distribution".into()),
+            )?);
+        }
+        Kw::Loss => spec.loss = Some(parse_loss(t)?),
+        Kw::Duplicate => {
+            spec.duplicate = Some(parse_chance(t, "duplicate")?);
+        }
+        Kw::Corrupt => spec.corrupt = Some(parse_chance(t, "corrupt")?),
+        Kw::Reorder => {
+            let c = parse_chance(t, "reorder")?;
+            spec.reorder = Some(Reorder {
+                percent: c.percent,
+                correlation: c.correlation,
+                gap: 1,
+            });
+        }
+        Kw::Gap => {
+            *gap = Some(t.value("a packet distance like 5 after \"gap\"", |v| {
+                parse_uint::<u32>(v, "packet distance")
+            })?);
+        }
+        Kw::Rate => spec.rate = Some(parse_rate_opt(t)?),
+        Kw::Slot => spec.slot = Some(parse_slot(t)?),
+        Kw::Ecn => spec.ecn = true,
+        Kw::Seed => {
+            spec.seed = Some(t.value("a number after \"seed\"", |v| parse_uint::<u64>(v, "seed"))?);
+        }
+        Kw::DropNth => {
+            spec.drop_nth = t.value(
+                "packet indices like 1 or 1,2 after \"drop-nth\"",
+                parse_indices,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn parse_chance(t: &mut Tokens<'_>, kw: &str) -> Result<Chance, SpecError> {
@@ -1235,6 +1333,7 @@ impl LinkSpec {
                 return Err(invalid("slot", "slot packet and byte budgets below 2^31"));
             }
         }
+        check_indices(&self.drop_nth)?;
         if self.ecn && self.loss.is_none() {
             return Err(invalid(
                 "ecn",
@@ -2394,6 +2493,14 @@ mod tests {
             if rng.random_bool(0.2) {
                 s.seed = Some(rng.random());
             }
+            if rng.random_bool(0.2) {
+                let mut v: Vec<u32> = (0..rng.random_range(1..5))
+                    .map(|_| rng.random_range(1..=MAX_DROP_INDEX))
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                s.drop_nth = v;
+            }
             assert!(s.validate().is_ok(), "{s:?}: {:?}", s.validate());
             assert_round_trip(&s);
         }
@@ -2413,5 +2520,50 @@ mod tests {
         ] {
             assert_round_trip(&p(text));
         }
+    }
+
+    #[test]
+    fn drop_nth_parses_prints_and_validates() {
+        let s = p("delay 10ms drop-nth 2,1,2");
+        assert_eq!(s.drop_nth, vec![1, 2]);
+        assert_eq!(s.to_string(), "delay 10ms drop-nth 1,2");
+        assert_round_trip(&s);
+        // Any order, abbreviated past `drop` (which stays `loss`, as in tc).
+        assert_eq!(p("drop-n 3 delay 10ms").drop_nth, vec![3]);
+        assert_eq!(
+            p("drop 1%").loss,
+            Some(Loss::Random(Chance {
+                percent: 1.0,
+                correlation: 0.0
+            }))
+        );
+        assert!(p("drop 1% drop-nth 1").drop_nth == vec![1]);
+        // Not a random impairment: the spec stays lossless.
+        assert!(p("delay 10ms drop-nth 1").is_lossless());
+        for (text, token, expected) in [
+            ("drop-nth", "", "packet indices like 1"),
+            ("drop-nth 0", "0", "indices from 1"),
+            ("drop-nth 1,,2", "1,,2", "whole-number packet index"),
+            ("drop-nth -1", "-1", "non-negative"),
+            ("drop-nth x", "x", "whole-number"),
+            ("drop-nth 2000000", "drop-nth", "indices from 1 to 1000000"),
+            ("drop-nth 1 drop-nth 2", "drop-nth", "at most once"),
+        ] {
+            let e = err(text);
+            assert_eq!(e.token, token, "{text}: {e}");
+            assert!(e.expected.contains(expected), "{text}: {e}");
+        }
+        let many = (1..=65)
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(err(&format!("drop-nth {many}"))
+            .expected
+            .contains("at most 64"));
+        let built = LinkSpec {
+            drop_nth: vec![2, 1],
+            ..LinkSpec::default()
+        };
+        assert!(built.validate().unwrap_err().expected.contains("sorted"));
     }
 }

@@ -659,8 +659,8 @@ fn workload_page(runs: &[RunData], labels: &[String], w: &str, out: &Path) -> an
     };
     match w {
         "handshake" => {
-            h.push_str("<p>Sequential fresh connections, each fetching one small object. Time to first byte from the start of connecting, divided by the link's configured RTT. <em>cold</em>: full handshake; <em>resumed</em>: TLS session resumption (TCP) or QUIC 0-RTT (h3). The black mark on each bar is the protocol's theoretical minimum in round trips.</p>\n");
-            section(&mut h, "Time to first byte in round trips", "One chart per RTT; bars: medians over every handshake of every repetition, whiskers: 95% CIs.", wl::handshake_charts)?;
+            h.push_str("<p>Sequential fresh connections, each fetching one small object. Time to first byte from the start of connecting, divided by the link's configured RTT. <em>cold</em>: full handshake; <em>resumed</em>: TLS session resumption (TCP) or QUIC 0-RTT (h3); <em>first-flight-lost</em> / <em>server-flight-lost</em>: cold, with the link dropping the client's / the server's first packet of each connection (drop-nth 1), so the sender's retransmission timer (TCP's 1 s initial RTO, QUIC's first PTO) comes on top of the round trips. The black mark on each bar is the protocol's theoretical minimum in round trips (for the lost-flight modes: timer plus round trips, in RTTs).</p>\n");
+            section(&mut h, "Time to first byte in round trips", "One chart per RTT (the lost-flight modes on a chart of their own); bars: medians over every handshake of every repetition, whiskers: 95% CIs.", wl::handshake_charts)?;
             summary_table(runs, w, &mut h);
         }
         "hol" => {

@@ -723,3 +723,54 @@ fn per_group_metrics_rank_by_their_pattern() {
     assert!(r("link_share_h3") < r("zzz"));
     assert_eq!(r("share_").0, r("zzz").0, "a prefix alone is no metric");
 }
+
+/// The lost-flight handshake modes (tens of RTTs) get a chart of their own
+/// beside cold and resumed, with their theory marked.
+#[test]
+fn lost_flight_handshakes_have_their_own_chart() -> anyhow::Result<()> {
+    let base = tempfile::tempdir()?;
+    let rd = synthetic_run(base.path());
+    for rep in 0..3u32 {
+        for (proto, theory_ms) in [("h2", 1080.0), ("h3", 1059.0)] {
+            let id = format!("{proto}-handshake-server-flight-lost-rtt20-r{rep}");
+            let mut c = CellResult::new(
+                &id,
+                proto,
+                "handshake",
+                "server-flight-lost",
+                link("rtt20", 20.0, 0.0),
+                rep,
+                rep as u64,
+            );
+            for i in 0..3 {
+                let ms = theory_ms + 5.0 + i as f64;
+                c.push_sample("ttfb_ms", "ms", ms).unwrap();
+                c.push_sample("ttfb_rtt", "RTT", ms / 20.0).unwrap();
+            }
+            c.theory.insert("ttfb_ms".into(), theory_ms);
+            c.theory.insert("ttfb_rtt".into(), theory_ms / 20.0);
+            rd.write_cell(&c).unwrap();
+        }
+    }
+    rd.resummarize().unwrap();
+    let run = crate::data::load_run(rd.path())?;
+    let out = base.path().join("site");
+    fs::create_dir_all(out.join("charts"))?;
+    let figs = crate::workloads::handshake_charts(&run, 0, &out)?;
+    let keys: Vec<&str> = figs.iter().map(|f| f.key.as_str()).collect();
+    assert!(keys.contains(&"handshake-rtt20000-rate0"), "{keys:?}");
+    assert!(keys.contains(&"handshake-rtt20000-rate0-lost"), "{keys:?}");
+    assert!(
+        !keys.contains(&"handshake-rtt200000-rate0-lost"),
+        "{keys:?}"
+    );
+    let lost = fs::read_to_string(out.join("charts/r0-handshake-rtt20000-rate0-lost.svg"))?;
+    assert!(
+        lost.contains("server-flight-lost"),
+        "the mode labels its group"
+    );
+    assert!(!lost.contains(">cold<"), "cold stays on the other chart");
+    let plain = fs::read_to_string(out.join("charts/r0-handshake-rtt20000-rate0.svg"))?;
+    assert!(!plain.contains("flight-lost"));
+    Ok(())
+}

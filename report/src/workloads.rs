@@ -168,9 +168,10 @@ pub fn summary_table(
 // ---------------------------------------------------------------- handshake
 
 /// Handshake: per RTT (and rate), bars of TTFB in RTTs for each mode and loss,
-/// theory marked on each bar.
+/// theory marked on each bar. The lost-flight modes (a retransmission timer
+/// of about 1 s on top: tens of RTTs) get a chart of their own, so the
+/// round trips of the others stay readable.
 pub fn handshake_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<Vec<Fig>> {
-    let links = run.links();
     let hs: Vec<&CellResult> = run
         .ok_cells()
         .filter(|c| c.workload == "handshake")
@@ -186,81 +187,116 @@ pub fn handshake_charts(run: &RunData, ri: usize, out: &Path) -> anyhow::Result<
             .or_default()
             .insert(c.link.label.clone());
     }
+    let (lost, plain): (Vec<String>, Vec<String>) = run
+        .variants("handshake")
+        .into_iter()
+        .partition(|v| v.ends_with("-flight-lost"));
     let mut figs = Vec::new();
     for ((rtt_us, rate), labels) in by_rtt {
         let labels = run.link_order(labels.iter());
-        let variants = run.variants("handshake");
-        let mut protocols = Vec::new();
-        let mut groups = Vec::new();
-        let mut ns = Vec::new();
-        for link in &labels {
-            let loss = links.get(link).map(|l| l.loss).unwrap_or(0.0);
-            for v in &variants {
-                let mut bars = Vec::new();
-                for r in run.rows.iter().filter(|r| {
-                    r.workload == "handshake"
-                        && &r.variant == v
-                        && &r.link == link
-                        && r.metric == "ttfb_rtt"
-                }) {
-                    protocols.push(r.protocol.clone());
-                    ns.push(r.n);
-                    bars.push(Bar {
-                        protocol: r.protocol.clone(),
-                        value: r.median,
-                        ci: r.ci_low.zip(r.ci_high),
-                        ci_exact: r.ci_method == "order-statistic",
-                        theory: theory_of(&hs, &r.protocol, v, link, "ttfb_rtt"),
-                    });
-                }
-                if bars.is_empty() {
-                    continue;
-                }
-                bars.sort_by_key(|b| protocol_rank(&b.protocol));
-                let label = if loss > 0.0 {
-                    format!("{v}, loss {}%", num_short(loss * 100.0))
-                } else {
-                    v.clone()
-                };
-                groups.push(Group { label, bars });
+        for (variants, suffix) in [(&plain, ""), (&lost, "-lost")] {
+            let key = format!("handshake-rtt{rtt_us}-rate{rate}{suffix}");
+            let at = HandshakeChart {
+                rtt_us,
+                rate,
+                labels: &labels,
+                variants,
+                lost: !suffix.is_empty(),
+            };
+            if let Some(svg) = handshake_svg(run, &hs, &at)? {
+                figs.push(write_fig(out, ri, &key, &svg.0, true, &svg.1)?);
             }
         }
-        if groups.is_empty() {
-            continue;
-        }
-        let protocols = sort_protocols(protocols);
-        let rate_s = if rate > 0 {
-            format!(", {} Mbit/s", num_short(rate as f64 / 1e6))
-        } else {
-            String::new()
-        };
-        let title = format!(
-            "Time to first byte in round trips, {} ms RTT{rate_s}",
-            num_short(rtt_us as f64 / 1000.0)
-        );
-        let infos: Vec<&LinkInfo> = labels.iter().filter_map(|l| links.get(l)).collect();
-        let note = format!(
-            "{} · {} per bar ({})",
-            specs_note(&infos),
-            n_range(ns.into_iter())
-                .trim_start_matches("n = ")
-                .replace(" per protocol", ""),
-            "median of cells; whisker: interval over cells, grey when approximate, none when n < 3"
-        );
-        let svg = charts::grouped_bars_svg(
-            Frame {
-                title: &title,
-                note: &note,
-            },
-            "connection mode (and link loss)",
-            "time to first byte [RTT]",
-            &protocols,
-            &groups,
-        )?;
-        let key = format!("handshake-rtt{rtt_us}-rate{rate}");
-        figs.push(write_fig(out, ri, &key, &title, true, &svg)?);
     }
     Ok(figs)
+}
+
+/// One handshake chart: an RTT (and rate), its links, the modes it shows.
+struct HandshakeChart<'a> {
+    rtt_us: u64,
+    rate: u64,
+    labels: &'a [String],
+    variants: &'a [String],
+    /// The lost-flight modes (titled as such).
+    lost: bool,
+}
+
+/// (title, SVG) of one handshake chart; None when it has no bars.
+fn handshake_svg(
+    run: &RunData,
+    hs: &[&CellResult],
+    at: &HandshakeChart<'_>,
+) -> anyhow::Result<Option<(String, String)>> {
+    let links = run.links();
+    let mut protocols = Vec::new();
+    let mut groups = Vec::new();
+    let mut ns = Vec::new();
+    for link in at.labels {
+        let loss = links.get(link).map(|l| l.loss).unwrap_or(0.0);
+        for v in at.variants {
+            let mut bars = Vec::new();
+            for r in run.rows.iter().filter(|r| {
+                r.workload == "handshake"
+                    && &r.variant == v
+                    && &r.link == link
+                    && r.metric == "ttfb_rtt"
+            }) {
+                protocols.push(r.protocol.clone());
+                ns.push(r.n);
+                bars.push(Bar {
+                    protocol: r.protocol.clone(),
+                    value: r.median,
+                    ci: r.ci_low.zip(r.ci_high),
+                    ci_exact: r.ci_method == "order-statistic",
+                    theory: theory_of(hs, &r.protocol, v, link, "ttfb_rtt"),
+                });
+            }
+            if bars.is_empty() {
+                continue;
+            }
+            bars.sort_by_key(|b| protocol_rank(&b.protocol));
+            let label = if loss > 0.0 {
+                format!("{v}, loss {}%", num_short(loss * 100.0))
+            } else {
+                v.clone()
+            };
+            groups.push(Group { label, bars });
+        }
+    }
+    if groups.is_empty() {
+        return Ok(None);
+    }
+    let protocols = sort_protocols(protocols);
+    let rate_s = if at.rate > 0 {
+        format!(", {} Mbit/s", num_short(at.rate as f64 / 1e6))
+    } else {
+        String::new()
+    };
+    let title = format!(
+        "Time to first byte in round trips{}, {} ms RTT{rate_s}",
+        if at.lost { ", first flight lost" } else { "" },
+        num_short(at.rtt_us as f64 / 1000.0)
+    );
+    let infos: Vec<&LinkInfo> = at.labels.iter().filter_map(|l| links.get(l)).collect();
+    let note = format!(
+        "{} · {} per bar ({})",
+        specs_note(&infos),
+        n_range(ns.into_iter())
+            .trim_start_matches("n = ")
+            .replace(" per protocol", ""),
+        "median of cells; whisker: interval over cells, grey when approximate, none when n < 3"
+    );
+    let svg = charts::grouped_bars_svg(
+        Frame {
+            title: &title,
+            note: &note,
+        },
+        "connection mode (and link loss)",
+        "time to first byte [RTT]",
+        &protocols,
+        &groups,
+    )?;
+    Ok(Some((title, svg)))
 }
 
 /// The theoretical value of `metric` for a cell group, if its cells agree on one.

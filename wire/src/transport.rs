@@ -36,6 +36,25 @@ pub const QUIC_MIN_PAYLOAD: u16 = 1200;
 /// overflowed at 60 Mbit/s bursts here: drops outside the link model. 16 MiB
 /// holds 100 ms at 1 Gbit/s.
 pub const QUIC_SOCKET_BUFFER: usize = 16 << 20;
+/// quinn's initial RTT estimate before any sample (set explicitly in
+/// [`Transport::quic`]; RFC 9002's recommended 333 ms, quinn's default).
+pub const QUIC_INITIAL_RTT: Duration = Duration::from_millis(333);
+/// quinn's timer granularity (quinn-proto's `TIMER_GRANULARITY`).
+pub const QUIC_TIMER_GRANULARITY: Duration = Duration::from_millis(1);
+
+/// The first probe timeout of a QUIC handshake with no RTT sample yet, as
+/// quinn-proto 0.11 computes it: `RttEstimator::pto_base` = smoothed RTT (the
+/// initial RTT until a sample) + max(4 × rttvar, granularity) with rttvar =
+/// initial RTT / 2 (`RttEstimator::new`), and no `max_ack_delay` in the
+/// Initial and Handshake spaces (`Connection::pto`): 3 × the initial RTT,
+/// 999 ms with [`QUIC_INITIAL_RTT`].
+pub fn quic_first_pto(initial_rtt: Duration) -> Duration {
+    initial_rtt + (initial_rtt * 2).max(QUIC_TIMER_GRANULARITY)
+}
+
+/// Linux's initial retransmission timeout of a SYN and a SYN-ACK
+/// (`TCP_TIMEOUT_INIT`, RFC 6298's 1 s).
+pub const TCP_INITIAL_RTO: Duration = Duration::from_secs(1);
 
 /// What a cell's endpoints share: the congestion controller of both
 /// transports, and the link MTU when the harness knows it.
@@ -86,6 +105,7 @@ impl Transport {
         t.send_window(SEND_WINDOW);
         t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_STREAMS));
         t.max_concurrent_uni_streams(quinn::VarInt::from_u32(100));
+        t.initial_rtt(QUIC_INITIAL_RTT);
         if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
             t.max_idle_timeout(Some(idle));
         }
@@ -269,6 +289,20 @@ pub fn normalize_cc_name(kernel: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The handshake's first PTO is 3 × the initial RTT, and the transport
+    /// config carries the initial RTT the theory uses (read back from quinn's
+    /// own Debug output: it has no getter).
+    #[test]
+    fn quic_first_pto_is_three_initial_rtts() {
+        assert_eq!(quic_first_pto(QUIC_INITIAL_RTT), Duration::from_millis(999));
+        assert_eq!(
+            quic_first_pto(Duration::from_micros(100)),
+            Duration::from_micros(1100)
+        );
+        let t = Transport::new(CongestionControl::Cubic).quic();
+        assert!(format!("{t:?}").contains("initial_rtt: 333ms"), "{t:?}");
+    }
 
     #[test]
     fn payload_for_mtu() {

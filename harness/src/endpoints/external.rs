@@ -179,7 +179,14 @@ pub fn handshake(c: &Ctx, mode: &str, hp: &HandshakeParams) -> Output {
     let mut out = Output::default();
     let resumed = mode == "resumed";
     let early = resumed && c.protocol == Protocol::H3;
-    if let Some(t) = c.protocol.theory_ttfb_rtt(early) {
+    if crate::workloads::lost::Lost::of(mode).is_some() {
+        // The link drops the first packet as for ours; the timer that
+        // resends it is the third-party stack's own.
+        out.notes.push(format!(
+            "{mode}: no theory for {}: its retransmission timer is its own (the link's chosen_drops and retransmit_gap_ms show it)",
+            c.endpoint.name
+        ));
+    } else if let Some(t) = c.protocol.theory_ttfb_rtt(early) {
         out.theory.insert("ttfb_rtt".into(), t);
     }
     let mut run = 0;

@@ -63,6 +63,12 @@ pub trait LinkControl: Send + Sync {
     /// Whether the link's log holds the rebind of this generation.
     fn logged(&self, generation: u32) -> bool;
     fn nat_tally(&self) -> NatTally;
+    /// Arm (drop) or disarm (only count) the link's `drop-nth` (the
+    /// handshake's lost-flight modes spare warm-up connections): Ok(false)
+    /// when the link has none, Err when it cannot be switched.
+    fn arm_chosen_drops(&self, _armed: bool) -> Result<bool, String> {
+        Err("this link cannot switch its chosen drops".into())
+    }
 }
 
 fn tally(l: &Link) -> NatTally {
@@ -102,6 +108,9 @@ impl LinkControl for Link {
     fn nat_tally(&self) -> NatTally {
         tally(self)
     }
+    fn arm_chosen_drops(&self, armed: bool) -> Result<bool, String> {
+        Link::arm_chosen_drops(self, armed).map_err(|e| e.to_string())
+    }
 }
 
 impl<T: LinkControl + ?Sized> LinkControl for Arc<T> {
@@ -110,6 +119,9 @@ impl<T: LinkControl + ?Sized> LinkControl for Arc<T> {
     }
     fn logged(&self, generation: u32) -> bool {
         (**self).logged(generation)
+    }
+    fn arm_chosen_drops(&self, armed: bool) -> Result<bool, String> {
+        (**self).arm_chosen_drops(armed)
     }
     fn nat_tally(&self) -> NatTally {
         (**self).nat_tally()

@@ -5,6 +5,7 @@
 
 mod goodput;
 mod hol;
+pub mod lost;
 mod migration;
 pub mod names;
 
@@ -194,9 +195,12 @@ fn ms(ns: u64) -> f64 {
 }
 
 /// Handshake: sequential fresh connections, each fetching one small object.
+/// `mode`: `cold`, `resumed`, or a lost-flight mode ([`lost`]: the cell's
+/// link drops each measured connection's first client or server packet).
 pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams) -> Output {
     let mut out = Output::default();
     let resumed = mode == "resumed";
+    let lost = lost::Lost::of(mode);
     let epoch = Epoch::new();
     out.t0_mono_ns = epoch.mono_ns();
     let c = match client(env, p, resumed, false, epoch) {
@@ -206,75 +210,29 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
             return out;
         }
     };
-    if let Some(t) = p.theory_ttfb_rtt(resumed && p == Protocol::H3) {
-        out.theory.insert("ttfb_rtt".into(), t);
-    }
-    // Warm-up connections: in resumed mode they also obtain the ticket.
+    handshake_theory(&mut out, env, p, resumed, lost);
+    // Warm-up connections: in resumed mode they also obtain the ticket. A
+    // lost-flight link drops nothing while they run: only measured
+    // connections lose their first packet.
     let warm = env.warmup.max(if resumed { 1 } else { 0 });
+    if lost.is_some() {
+        arm_chosen_drops(env, &mut out, false);
+    }
     for _ in 0..warm {
         if let Ok(mut conn) = c.connect().await {
             let _ = conn.run(&[Request::bytes(hp.size)]).await;
             conn.close().await;
         }
     }
+    if lost.is_some() {
+        arm_chosen_drops(env, &mut out, true);
+    }
     let (mut resumed_n, mut early_n) = (0u64, 0u64);
     for i in 0..hp.connections {
-        let t0 = epoch.now_ns();
-        let mut conn = match c.connect().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                out.fail(format!("connection {i}: {e}"));
-                continue;
-            }
-        };
-        let recs = conn.run(&[Request::bytes(hp.size)]).await;
-        let info = conn.info().clone();
-        out.keep_transport(&conn);
-        conn.close().await;
-        let Some(r) = recs.into_iter().next() else {
-            out.fail(format!("connection {i}: no record"));
-            continue;
-        };
-        if !r.ok() {
-            out.fail(format!(
-                "connection {i}: {}",
-                r.error
-                    .clone()
-                    .unwrap_or_else(|| format!("status {:?}", r.status))
-            ));
-            out.records.push(r);
-            continue;
+        if let Some((r, e)) = measure_connection(env, p, &c, hp, epoch, i, &mut out).await {
+            resumed_n += r as u64;
+            early_n += e as u64;
         }
-        let transport = r.transport_ready_ns.or(info.transport_ready_ns);
-        let tls = r.tls_ready_ns.or(info.tls_ready_ns);
-        if let Some(t) = transport {
-            out.push("connect_ms", "ms", ms(t.saturating_sub(t0)));
-        }
-        if p.uses_tls() {
-            if let Some(t) = tls {
-                out.push("tls_ms", "ms", ms(t.saturating_sub(t0)));
-            }
-        }
-        if let Some(fb) = r.first_byte_ns {
-            let v = ms(fb.saturating_sub(t0));
-            out.push("ttfb_ms", "ms", v);
-            if env.rtt_ms > 0.0 {
-                out.push("ttfb_rtt", "RTT", v / env.rtt_ms);
-            }
-        }
-        if let Some(lb) = r.last_byte_ns {
-            out.push("total_ms", "ms", ms(lb.saturating_sub(t0)));
-        }
-        if info.resumed == Some(true) {
-            resumed_n += 1;
-        }
-        if info.early_data_accepted == Some(true) {
-            early_n += 1;
-        }
-        if out.conn.is_none() {
-            out.conn = Some(info);
-        }
-        out.records.push(r);
     }
     let n = hp.connections.max(1) as f64;
     if p.uses_tls() {
@@ -284,6 +242,116 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
         out.push("zero_rtt_share", "fraction", early_n as f64 / n);
     }
     out
+}
+
+/// The handshake's theory: round trips (`ttfb_rtt`), and for the lost-flight
+/// modes also the retransmission timer and the TTFB in ms it predicts.
+fn handshake_theory(
+    out: &mut Output,
+    env: &Env,
+    p: Protocol,
+    resumed: bool,
+    lost: Option<lost::Lost>,
+) {
+    if let Some(lost) = lost {
+        if let Some((ttfb_ms, timer_ms)) = lost::theory(lost, p, env.rtt_ms) {
+            out.theory.insert(lost::THEORY_TTFB_MS.into(), ttfb_ms);
+            out.theory.insert(lost::THEORY_TIMER_MS.into(), timer_ms);
+            if env.rtt_ms > 0.0 {
+                out.theory.insert("ttfb_rtt".into(), ttfb_ms / env.rtt_ms);
+            }
+        }
+    } else if let Some(t) = p.theory_ttfb_rtt(resumed && p == Protocol::H3) {
+        out.theory.insert("ttfb_rtt".into(), t);
+    }
+}
+
+/// Arm or disarm the link's `drop-nth`; a link that cannot (the kernel
+/// backend, or no link handle) leaves a note: its warm-up connections lose
+/// their first packet too.
+fn arm_chosen_drops(env: &Env, out: &mut Output, armed: bool) {
+    let why = match env.link.as_ref().map(|l| l.arm_chosen_drops(armed)) {
+        Some(Ok(true)) => return,
+        Some(Ok(false)) => "the link has no drop-nth".to_string(),
+        Some(Err(e)) => e,
+        None => "no link handle".to_string(),
+    };
+    if !armed && env.warmup > 0 {
+        out.notes.push(format!(
+            "warm-up connections were not spared the chosen drop ({why})"
+        ));
+    } else if armed {
+        out.notes
+            .push(format!("could not arm the chosen drop: {why}"));
+    }
+}
+
+/// One measured connection of the handshake workload: its metrics go into
+/// `out`; returns (resumed, early data accepted), None when it failed.
+async fn measure_connection(
+    env: &Env,
+    p: Protocol,
+    c: &Client,
+    hp: &HandshakeParams,
+    epoch: Epoch,
+    i: u32,
+    out: &mut Output,
+) -> Option<(bool, bool)> {
+    let t0 = epoch.now_ns();
+    let mut conn = match c.connect().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            out.fail(format!("connection {i}: {e}"));
+            return None;
+        }
+    };
+    let recs = conn.run(&[Request::bytes(hp.size)]).await;
+    let info = conn.info().clone();
+    out.keep_transport(&conn);
+    conn.close().await;
+    let Some(r) = recs.into_iter().next() else {
+        out.fail(format!("connection {i}: no record"));
+        return None;
+    };
+    if !r.ok() {
+        out.fail(format!(
+            "connection {i}: {}",
+            r.error
+                .clone()
+                .unwrap_or_else(|| format!("status {:?}", r.status))
+        ));
+        out.records.push(r);
+        return None;
+    }
+    let transport = r.transport_ready_ns.or(info.transport_ready_ns);
+    let tls = r.tls_ready_ns.or(info.tls_ready_ns);
+    if let Some(t) = transport {
+        out.push("connect_ms", "ms", ms(t.saturating_sub(t0)));
+    }
+    if p.uses_tls() {
+        if let Some(t) = tls {
+            out.push("tls_ms", "ms", ms(t.saturating_sub(t0)));
+        }
+    }
+    if let Some(fb) = r.first_byte_ns {
+        let v = ms(fb.saturating_sub(t0));
+        out.push("ttfb_ms", "ms", v);
+        if env.rtt_ms > 0.0 {
+            out.push("ttfb_rtt", "RTT", v / env.rtt_ms);
+        }
+    }
+    if let Some(lb) = r.last_byte_ns {
+        out.push("total_ms", "ms", ms(lb.saturating_sub(t0)));
+    }
+    let flags = (
+        info.resumed == Some(true),
+        info.early_data_accepted == Some(true),
+    );
+    if out.conn.is_none() {
+        out.conn = Some(info);
+    }
+    out.records.push(r);
+    Some(flags)
 }
 
 /// The raw UDP baseline: the probe in echo mode.

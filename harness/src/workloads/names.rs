@@ -1,4 +1,5 @@
-//! Metric names of the hol, migration and goodput workloads, in one place: the
+//! Metric names of the hol, migration, goodput and lost-flight handshake
+//! workloads, in one place: the
 //! workloads write them, `headline` reads them (the report crate, which does
 //! not depend on the harness, spells the same strings). Definitions:
 //! docs/methodology.md.
@@ -50,3 +51,11 @@ pub const RATE_RATIO: &str = "rate_ratio";
 pub const SETUP_MS: &str = "setup_ms";
 pub const COMPLETION_EXCL_SETUP_MS: &str = "completion_excl_setup_ms";
 pub const GOODPUT_EXCL_SETUP_MBPS: &str = "goodput_excl_setup_mbps";
+
+// handshake, lost-flight modes: measured at the link (`link_metrics::record_chosen`).
+/// Packets the link's `drop-nth` dropped (both directions; `_UP`, `_DOWN` each).
+pub const CHOSEN_DROPS: &str = "chosen_drops";
+pub const CHOSEN_DROPS_UP: &str = "chosen_drops_up";
+pub const CHOSEN_DROPS_DOWN: &str = "chosen_drops_down";
+/// Per flow: the dropped packet → its resend, both as offered to the link.
+pub const RETRANSMIT_GAP_MS: &str = "retransmit_gap_ms";

@@ -39,7 +39,46 @@ pub(super) fn build(
     };
     apply_netem(client_ns, CLIENT_DEV, &cfg.up)?;
     apply_netem(server_ns, SERVER_DEV, &cfg.down)?;
+    apply_drop_nth(client_ns, CLIENT_DEV, &cfg.up)?;
+    apply_drop_nth(server_ns, SERVER_DEV, &cfg.down)?;
     Ok(offloads)
+}
+
+/// Both directions' `drop-nth` can be built on this backend (else the reason).
+pub(super) fn check_drop_nth(cfg: &LinkConfig) -> Result<(), String> {
+    for spec in [&cfg.up, &cfg.down] {
+        if !spec.drop_nth.is_empty() {
+            crate::kernel::drop_nth_ruleset(CLIENT_DEV, spec)?;
+            super::kernel_nat::nft_available()
+                .map_err(|e| format!("drop-nth on the kernel backend needs nft: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `drop-nth` on `dev`'s egress, with nftables in `ns` (see
+/// `crate::kernel::drop_nth_ruleset`).
+fn apply_drop_nth(ns: &NetNs, dev: &str, spec: &LinkSpec) -> Result<(), LinkError> {
+    let Some(script) =
+        crate::kernel::drop_nth_ruleset(dev, spec).map_err(LinkError::Unsupported)?
+    else {
+        return Ok(());
+    };
+    ns.try_run(|| super::kernel_nat::nft(&script))
+        .map_err(setup(format!("entering namespace {}", ns.label())))?
+        .map_err(setup(format!("installing drop-nth on {dev} (nftables)")))
+}
+
+/// Packets `drop-nth` dropped on `dev`'s egress (0 without it, or unreadable).
+fn chosen_drops(ns: &NetNs, spec: &LinkSpec) -> u64 {
+    if spec.drop_nth.is_empty() {
+        return 0;
+    }
+    let table = crate::kernel::DROP_NTH_TABLE;
+    ns.try_run(|| super::kernel_nat::nft_output(&["list", "counters", "table", "inet", table]))
+        .ok()
+        .and_then(|r| r.ok())
+        .map_or(0, |out| crate::kernel::parse_drop_nth_counter(&out))
 }
 
 /// Offloads off and `gso_max_segs 1` on `dev`, verified: a link that would
@@ -141,7 +180,12 @@ fn no_dad(ns: &NetNs) -> Result<(), LinkError> {
 fn apply_netem(ns: &NetNs, dev: &str, spec: &LinkSpec) -> Result<(), LinkError> {
     // No impairment: a plain veth pair, so this also runs where the kernel has
     // no sch_netem (the reference the user-space relay is compared with).
-    if *spec == LinkSpec::default() {
+    // drop-nth is nftables' (apply_drop_nth), not netem's.
+    let netem_part = LinkSpec {
+        drop_nth: Vec::new(),
+        ..spec.clone()
+    };
+    if netem_part == LinkSpec::default() {
         return Ok(());
     }
     ns.try_run(|| crate::kernel::apply(dev, spec))
@@ -159,8 +203,13 @@ pub(super) fn counters(ns: &NetNs, dev: &str, spec: &LinkSpec) -> DirCounters {
         .exec("tc", &["-s", "qdisc", "show", "dev", dev])
         .unwrap_or_default();
     let stats = parse_tc_stats(&out);
+    let mut model = stats.map(|s| s.counters(spec)).unwrap_or_default();
+    // Dropped before the qdisc, so not in tc's figures.
+    let chosen = chosen_drops(ns, spec);
+    model.dropped_chosen = chosen;
+    model.packets_in += chosen;
     DirCounters {
-        model: stats.map(|s| s.counters(spec)).unwrap_or_default(),
+        model,
         relay: crate::relay::RelayCounters {
             // The qdisc's backlog: the standing queue now.
             queued: stats.map_or(0, |s| s.backlog_packets),
@@ -268,6 +317,68 @@ mod tests {
             .exec("ip", &["-o", "link", "show", "dev", SERVER_DEV])
             .unwrap();
         assert!(out.contains("mtu 1500"), "{out}");
+    }
+
+    /// `drop-nth 1` with nftables on the veth (no netem needed): each UDP
+    /// flow's first datagram up is dropped and counted, its second passes,
+    /// v4 and v6; the other direction is untouched.
+    #[test]
+    fn drop_nth_first_packet_with_nftables() {
+        let (Ok(c), Ok(s)) = (NetNs::with_label("kc"), NetNs::with_label("ks")) else {
+            eprintln!(
+                "SKIPPED: drop_nth_first_packet_with_nftables: cannot create network namespaces"
+            );
+            return;
+        };
+        if super::super::kernel_nat::nft_available().is_err() {
+            eprintln!("SKIPPED: drop_nth_first_packet_with_nftables: nft not installed");
+            return;
+        }
+        let cfg = LinkConfig::default();
+        wire_veth(&cfg, &c, &s).unwrap();
+        let spec: LinkSpec = "drop-nth 1".parse().unwrap();
+        apply_drop_nth(&c, CLIENT_DEV, &spec).unwrap();
+        for (cip, sip) in [
+            (addr::CLIENT_V4.into(), addr::SERVER_V4.into()),
+            (addr::CLIENT_V6.into(), addr::SERVER_V6.into()),
+        ] {
+            let (cip, sip): (std::net::IpAddr, std::net::IpAddr) = (cip, sip);
+            let srv = s.run(|| UdpSocket::bind(SocketAddr::new(sip, 0))).unwrap();
+            srv.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            for _flow in 0..2 {
+                let cli = c.run(|| UdpSocket::bind(SocketAddr::new(cip, 0))).unwrap();
+                cli.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                let to = srv.local_addr().unwrap();
+                let mut buf = [0u8; 16];
+                for msg in [&b"first"[..], b"second"] {
+                    // The first may fail with EPERM (dropped on output).
+                    let _ = cli.send_to(msg, to);
+                }
+                let (n, from) = srv.recv_from(&mut buf).unwrap();
+                assert_eq!(
+                    (&buf[..n], from),
+                    (&b"second"[..], cli.local_addr().unwrap())
+                );
+                assert!(srv.recv_from(&mut buf).is_err(), "nothing else arrived");
+                // Down is not the rule's direction.
+                srv.send_to(b"down", from).unwrap();
+                let (n, _) = cli.recv_from(&mut buf).unwrap();
+                assert_eq!(&buf[..n], b"down");
+            }
+        }
+        assert_eq!(chosen_drops(&c, &spec), 4, "two flows in each family");
+    }
+
+    #[test]
+    fn drop_nth_beyond_the_first_is_user_space_only() {
+        let cfg = LinkConfig {
+            down: "delay 10ms drop-nth 1,3".parse().unwrap(),
+            ..Default::default()
+        };
+        let e = check_drop_nth(&cfg).unwrap_err();
+        assert!(e.contains("supports only `drop-nth 1`"), "{e}");
+        assert_eq!(check_drop_nth(&LinkConfig::default()), Ok(()));
     }
 
     #[test]

@@ -199,7 +199,7 @@ fn nft_missing(e: io::Error) -> io::Error {
 }
 
 /// `nft -f -` with `script` on stdin.
-fn nft(script: &str) -> io::Result<()> {
+pub(super) fn nft(script: &str) -> io::Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -221,7 +221,7 @@ fn nft(script: &str) -> io::Result<()> {
     Ok(())
 }
 
-fn nft_output(args: &[&str]) -> io::Result<String> {
+pub(super) fn nft_output(args: &[&str]) -> io::Result<String> {
     let out = Command::new("nft")
         .args(args)
         .stdin(Stdio::null())
