@@ -227,6 +227,9 @@ pub struct HandshakeParams {
     pub modes: Vec<String>,
     pub protocols: Option<Vec<String>>,
     pub links: Option<Vec<String>>,
+    /// The lost-flight modes only on these of `links` (labels as written;
+    /// default: all of them). Links with random loss never run them.
+    pub lost_flight_links: Option<Vec<String>>,
     /// Only the links with these buffers (of the matrix's `buffer` sweep;
     /// links without a rate always qualify).
     pub buffer: Option<OneOrMany>,
@@ -673,6 +676,11 @@ impl Matrix {
         };
         if let Some(h) = &wl.handshake {
             check_subset("workloads.handshake", &h.protocols, &h.links)?;
+            check_subset(
+                "workloads.handshake.lost_flight_links",
+                &None,
+                &h.lost_flight_links,
+            )?;
             let modes = crate::workloads::lost::HANDSHAKE_MODES;
             for m in &h.modes {
                 if !modes.contains(&m.as_str()) {
@@ -1003,6 +1011,7 @@ fn filter_buffers(
     };
     if let Some(h) = wl.handshake.as_mut() {
         restrict("workloads.handshake.buffer", &mut h.links, &h.buffer)?;
+        expand(&mut h.lost_flight_links);
     }
     if let Some(h) = wl.hol.as_mut() {
         restrict("workloads.hol.buffer", &mut h.links, &h.buffer)?;
@@ -1193,8 +1202,12 @@ mod tests {
             "no rate: no bottleneck"
         );
         // The quick preset's cells: 180 before issue 14's reordering link
-        // (goodput: 7 protocols, udp: 1) and fairness mix (1), 2 repetitions.
-        assert_eq!(crate::plan::cells(&q).len(), 180 + 2 * (7 + 1 + 1));
+        // (goodput: 7 protocols, udp: 1) and fairness mix (1), and the two
+        // lost-flight handshakes (7 protocols, the lossless link), 2 repetitions.
+        assert_eq!(
+            crate::plan::cells(&q).len(),
+            180 + 2 * (7 + 1 + 1) + 2 * 7 * 2
+        );
         let f = Matrix::preset("grid").unwrap();
         let full = Matrix::preset("full").unwrap();
         // Every link with a rate (all but the full preset's jitter link,

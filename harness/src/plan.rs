@@ -287,6 +287,14 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
                 if !wants_link(links, &link.label) {
                     continue;
                 }
+                // A lost flight is the cell's only loss: on a link that also
+                // loses at random the timer measured could be any packet's.
+                if *w == Workload::Handshake
+                    && crate::workloads::lost::Lost::of(variant).is_some()
+                    && (link.loss > 0.0 || !lost_flight_link(m, &link.label))
+                {
+                    continue;
+                }
                 for p in protos {
                     // The UDP probe has no controller: one cell, not one per cc.
                     let ccs: Vec<Option<CongestionControl>> = if *p == Protocol::Udp {
@@ -344,6 +352,17 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
         shuffle_block(m, rep, &mut out[start..]);
     }
     out
+}
+
+/// Whether the handshake's `lost_flight_links` (buffer variants expanded
+/// by the matrix) name `label`; all do by default.
+fn lost_flight_link(m: &Matrix, label: &str) -> bool {
+    let list = m
+        .workloads
+        .handshake
+        .as_ref()
+        .and_then(|h| h.lost_flight_links.clone());
+    wants_link(&list, label)
 }
 
 /// A variant as a cell id writes it: ids are file names of a restricted
@@ -722,7 +741,7 @@ cc = "cubic"
     }
 
     /// The full and grid presets are adaptive: their plan is the minimum (6
-    /// repetitions; full: 250 cells each, grid: 7752, docs/matrix.md § wall
+    /// repetitions; full: 264 cells each, grid: 7752, docs/matrix.md § wall
     /// time); more come group by group.
     #[test]
     fn full_and_grid_presets_are_adaptive() {
@@ -730,7 +749,17 @@ cc = "cubic"
         assert_eq!(f.repetitions, 6);
         assert!(f.adaptive.is_some_and(|a| a.max == 8 && a.target == 0.05));
         let cs = cells(&f);
-        assert_eq!(cs.len(), 6 * 250);
+        assert_eq!(cs.len(), 6 * 264);
+        // The lost-flight handshakes: 7 protocols × 2 modes, on the one link
+        // `lost_flight_links` names (its buffer variant the section keeps).
+        let lost: Vec<&Cell> = cs
+            .iter()
+            .filter(|c| c.variant.ends_with("flight-lost") && c.repetition == 0)
+            .collect();
+        assert_eq!(lost.len(), 14);
+        assert!(lost
+            .iter()
+            .all(|c| f.links[c.link].label == "rtt50ms-100mbit-buf1bdp"));
         // BBR only where it is asked for: goodput and fairness.
         assert!(cs
             .iter()
