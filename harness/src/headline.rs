@@ -267,7 +267,7 @@ fn fairness_headline(s: &mut String, rows: &[SummaryRow]) {
         let shares: Vec<String> = rows
             .iter()
             .filter(same)
-            .map(|r| format!("{} {}", &r.metric["share_".len()..], interval_text(r, 2)))
+            .map(|r| format!("{} {}", &r.metric["share_".len()..], short(r)))
             .collect();
         let cc = if j.cc.is_empty() {
             String::new()
@@ -280,8 +280,18 @@ fn fairness_headline(s: &mut String, rows: &[SummaryRow]) {
             format!("{}{cc}", j.variant),
             j.link,
             shares.join(", "),
-            interval_text(j, 2)
+            short(j)
         );
+    }
+}
+
+/// A median with its interval where it has one (the footnote on intervals
+/// says why most quick-preset rows have none).
+fn short(r: &SummaryRow) -> String {
+    if r.has_interval() {
+        interval_text(r, 2)
+    } else {
+        format!("{:.2}", r.median)
     }
 }
 
