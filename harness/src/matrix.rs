@@ -6,6 +6,7 @@ use std::path::Path;
 
 use quicbench_netem::{Buffer, LinkSpec};
 use quicbench_wire::{CongestionControl, Protocol};
+use quicbench_wire::transport::TcpFastStart;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -148,6 +149,27 @@ pub struct Workloads {
     pub udp: Option<UdpParams>,
     /// >65,535 connections at one server port (slow: not in the presets).
     pub conns: Option<crate::conns::ConnsParams>,
+}
+
+/// The handshake workload's modes (docs/matrix.md): `cold` (full
+/// handshake), `resumed` (TLS resumption; QUIC 0-RTT), and TCP's answer to
+/// 0-RTT: `resumed-tfo` (TCP Fast Open + resumption) and `resumed-tfo-0rtt`
+/// (Fast Open + TLS 1.3 early data carrying the request).
+pub const HANDSHAKE_MODES: &[&str] = &["cold", "resumed", "resumed-tfo", "resumed-tfo-0rtt"];
+
+/// What a handshake mode asks of TCP (both ends): Fast Open, early data.
+pub fn tcp_fast_start(mode: &str) -> TcpFastStart {
+    match mode {
+        "resumed-tfo" => TcpFastStart::new(true, false),
+        "resumed-tfo-0rtt" => TcpFastStart::new(true, true),
+        _ => TcpFastStart::default(),
+    }
+}
+
+/// Whether a handshake mode applies to a protocol: the Fast Open modes only
+/// to TLS over TCP with a connection kept for its request (h1.1-tls, h2).
+pub fn handshake_mode_applies(mode: &str, p: Protocol) -> bool {
+    tcp_fast_start(mode) == TcpFastStart::default() || matches!(p, Protocol::H11Tls | Protocol::H2)
 }
 
 fn d_connections() -> u32 {
@@ -668,11 +690,14 @@ impl Matrix {
         if let Some(h) = &wl.handshake {
             check_subset("workloads.handshake", &h.protocols, &h.links)?;
             for m in &h.modes {
-                if m != "cold" && m != "resumed" {
+                if !HANDSHAKE_MODES.contains(&m.as_str()) {
                     return Err(err(
                         0,
                         "workloads.handshake.modes",
-                        format!("unknown mode {m:?}: expected cold, resumed"),
+                        format!(
+                            "unknown mode {m:?}: expected {}",
+                            HANDSHAKE_MODES.join(", ")
+                        ),
                     ));
                 }
             }

@@ -1,5 +1,6 @@
 //! From a matrix to the list of cells, and the deterministic shard of it.
 
+use quicbench_wire::transport::TcpFastStart;
 use quicbench_wire::{CongestionControl, Protocol};
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +61,16 @@ fn ours() -> String {
 }
 
 impl Cell {
+    /// TCP Fast Open and TLS early data as the cell asks (both ends): only
+    /// the handshake workload's `resumed-tfo*` modes turn them on.
+    pub fn fast_start(&self) -> TcpFastStart {
+        if self.workload == Workload::Handshake {
+            crate::matrix::tcp_fast_start(&self.variant)
+        } else {
+            TcpFastStart::default()
+        }
+    }
+
     /// Both ends are ours.
     pub fn ours(&self) -> bool {
         self.server == crate::endpoints::OURS && self.client == crate::endpoints::OURS
@@ -192,6 +203,7 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
                 .iter()
                 .copied()
                 .filter(|p| wants(&h.protocols, *p))
+                .filter(|p| crate::matrix::handshake_mode_applies(mode, *p))
                 .collect();
             kinds.push((Workload::Handshake, mode.clone(), ps, h.links.clone()));
         }

@@ -3,6 +3,7 @@
 //! in the client namespace. `crate::cell` calls in here only when one end
 //! is not ours.
 
+use quicbench_wire::transport::TcpFastStart;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -148,6 +149,12 @@ pub fn applicability(m: &Matrix, cell: &Cell) -> Option<String> {
         Err(e) => return Some(e.to_string()),
     };
     let v = cell.variant.as_str();
+    if cell.fast_start() != TcpFastStart::default() {
+        // The endpoint contract has no capability for either yet.
+        return Some(format!(
+            "handshake mode {v} (TCP Fast Open, TLS early data over TCP) needs quicbench's own client and server: the endpoint contract cannot ask for them"
+        ));
+    }
     let resumed = cell.workload == Workload::Handshake && v == "resumed";
     let n = Needs {
         protocol: cell.protocol,

@@ -27,6 +27,7 @@ use quicbench_clients::{
     Client, ClientOptions, ConnInfo, Connection, Epoch, Request, RequestRecord,
 };
 use quicbench_wire::sockinfo::TransportRecord;
+use quicbench_wire::transport::TcpFastStart;
 use quicbench_wire::{CongestionControl, Protocol};
 use rustls_pki_types::CertificateDer;
 
@@ -152,6 +153,18 @@ fn client(
     progress: bool,
     epoch: Epoch,
 ) -> Result<Client, String> {
+    client_with(env, p, resume, progress, epoch, TcpFastStart::default())
+}
+
+/// As [`client`], with TCP Fast Open / early data as `fast` says.
+fn client_with(
+    env: &Env,
+    p: Protocol,
+    resume: bool,
+    progress: bool,
+    epoch: Epoch,
+    fast: TcpFastStart,
+) -> Result<Client, String> {
     let server = SocketAddr::new(env.server_ip, port_of(p, &env.ports));
     let mut o = ClientOptions::new(server, env.trust.clone());
     o.cc = env.cc;
@@ -161,6 +174,7 @@ fn client(
     o.capture_dir = env.capture_dir.clone();
     o.stall_timeout = env.stall_timeout;
     o.transport_sample = env.transport_sample;
+    o.fast_start = fast;
     Client::with_epoch(p, o, epoch).map_err(|e| e.to_string())
 }
 
@@ -196,20 +210,28 @@ fn ms(ns: u64) -> f64 {
 /// Handshake: sequential fresh connections, each fetching one small object.
 pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams) -> Output {
     let mut out = Output::default();
-    let resumed = mode == "resumed";
+    // TCP's answer to 0-RTT (the server runs the same settings: cell.rs).
+    let fast = crate::matrix::tcp_fast_start(mode);
+    let resumed = mode == "resumed" || fast != TcpFastStart::default();
     let epoch = Epoch::new();
     out.t0_mono_ns = epoch.mono_ns();
-    let c = match client(env, p, resumed, false, epoch) {
+    let c = match client_with(env, p, resumed, false, epoch, fast) {
         Ok(c) => c,
         Err(e) => {
             out.fail(e);
             return out;
         }
     };
-    if let Some(t) = p.theory_ttfb_rtt(resumed && p == Protocol::H3) {
+    let theory = if fast == TcpFastStart::default() {
+        p.theory_ttfb_rtt(resumed && p == Protocol::H3)
+    } else {
+        p.theory_ttfb_rtt_tcp(fast.fast_open, fast.early_data > 0)
+    };
+    if let Some(t) = theory {
         out.theory.insert("ttfb_rtt".into(), t);
     }
-    // Warm-up connections: in resumed mode they also obtain the ticket.
+    // Warm-up connections: in resumed modes they also obtain the ticket
+    // (and the Fast Open cookie).
     let warm = env.warmup.max(if resumed { 1 } else { 0 });
     for _ in 0..warm {
         if let Ok(mut conn) = c.connect().await {
@@ -217,7 +239,7 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
             conn.close().await;
         }
     }
-    let (mut resumed_n, mut early_n) = (0u64, 0u64);
+    let (mut resumed_n, mut early_n, mut syn_n) = (0u64, 0u64, 0u64);
     for i in 0..hp.connections {
         let t0 = epoch.now_ns();
         let mut conn = match c.connect().await {
@@ -271,6 +293,9 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
         if info.early_data_accepted == Some(true) {
             early_n += 1;
         }
+        if info.tcp_syn_data == Some(true) {
+            syn_n += 1;
+        }
         if out.conn.is_none() {
             out.conn = Some(info);
         }
@@ -283,7 +308,20 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
     if p == Protocol::H3 {
         out.push("zero_rtt_share", "fraction", early_n as f64 / n);
     }
+    push_fast_start_shares(&mut out, fast, syn_n, early_n, n);
     out
+}
+
+/// `tfo_share` (SYN data acknowledged) and `early_data_share` (the server
+/// accepted TLS early data), read back per connection, for the modes that
+/// ask for them.
+fn push_fast_start_shares(out: &mut Output, fast: TcpFastStart, syn: u64, early: u64, n: f64) {
+    if fast.fast_open {
+        out.push("tfo_share", "fraction", syn as f64 / n);
+    }
+    if fast.early_data > 0 {
+        out.push("early_data_share", "fraction", early as f64 / n);
+    }
 }
 
 /// The raw UDP baseline: the probe in echo mode.
