@@ -11,11 +11,9 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::task::JoinHandle;
 
-use crate::h1::read_hyper_body;
 use crate::h1::fastopen::Flight;
-use crate::h1::transport::{
-    authority, check_target, fill_handshake, open, range_value, Schedule,
-};
+use crate::h1::read_hyper_body;
+use crate::h1::transport::{authority, check_target, fill_handshake, open, range_value, Schedule};
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
 use quicbench_wire::sockinfo::ConnProbe;
 

@@ -330,8 +330,14 @@ fn execute_inner(
             // The server samples the transfers whose charts show the window over time.
             let sample = matches!(cell.workload, Workload::Goodput | Workload::Migration)
                 .then_some(workloads::TRANSPORT_SAMPLE);
-            let (t, ports) =
-                start_servers(&link, server_ip, ctx.identity.clone(), (cc, fast), m.mtu, sample)?;
+            let (t, ports) = start_servers(
+                &link,
+                server_ip,
+                ctx.identity.clone(),
+                (cc, fast),
+                m.mtu,
+                sample,
+            )?;
             Servers::Ours(t, ports)
         }
         Some(e) => {

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use quicbench_netem::{Buffer, LinkSpec};
-use quicbench_wire::{CongestionControl, Protocol};
 use quicbench_wire::transport::TcpFastStart;
+use quicbench_wire::{CongestionControl, Protocol};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 

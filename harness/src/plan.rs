@@ -458,6 +458,39 @@ mod tests {
     }
 
     #[test]
+    fn fast_open_modes_are_planned_for_tls_over_tcp_only() {
+        let src = r#"
+protocols = ["h1.1", "h1.0-tls", "h1.1-tls", "h2", "h3"]
+repetitions = 1
+[[links]]
+spec = "delay 5ms"
+[workloads.handshake]
+modes = ["resumed", "resumed-tfo", "resumed-tfo-0rtt"]
+"#;
+        let m = Matrix::parse(src, "t.toml").unwrap();
+        let cs = cells(&m);
+        let of = |v: &str| -> Vec<Protocol> {
+            cs.iter()
+                .filter(|c| c.variant == v)
+                .map(|c| c.protocol)
+                .collect()
+        };
+        assert_eq!(of("resumed").len(), 5);
+        for v in ["resumed-tfo", "resumed-tfo-0rtt"] {
+            let mut ps = of(v);
+            ps.sort_by_key(|p| p.name());
+            assert_eq!(ps, vec![Protocol::H11Tls, Protocol::H2], "{v}");
+        }
+        let c = cs.iter().find(|c| c.variant == "resumed-tfo-0rtt").unwrap();
+        assert_eq!(c.fast_start(), TcpFastStart::new(true, true));
+        let c = cs.iter().find(|c| c.variant == "resumed").unwrap();
+        assert_eq!(c.fast_start(), TcpFastStart::default());
+        let bad = src.replace("\"resumed-tfo\",", "\"tfo\",");
+        let e = Matrix::parse(&bad, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("resumed-tfo-0rtt"), "{e}");
+    }
+
+    #[test]
     fn a_cc_list_is_an_axis() {
         let src = r#"
 protocols = ["h2", "h3", "udp"]

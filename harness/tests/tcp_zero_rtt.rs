@@ -59,10 +59,21 @@ fn fast_open_and_early_data_take_one_and_two_round_trips_off() {
     let ctx = common::ctx();
     let cells = plan::cells(&m);
     // h3 runs `resumed` only: the Fast Open modes are TCP's.
-    assert_eq!(cells.len(), 7, "{:?}", cells.iter().map(|c| &c.id).collect::<Vec<_>>());
+    assert_eq!(
+        cells.len(),
+        7,
+        "{:?}",
+        cells.iter().map(|c| &c.id).collect::<Vec<_>>()
+    );
     for cell in cells {
         let res = execute(&ctx, &m, &cell);
-        assert!(res.status.is_ok(), "{}: {:?} {:?}", cell.id, res.status, res.notes);
+        assert!(
+            res.status.is_ok(),
+            "{}: {:?} {:?}",
+            cell.id,
+            res.status,
+            res.notes
+        );
         let rtt = median(&res, "ttfb_rtt");
         eprintln!(
             "{:<9} {:<17} ttfb {:6.2} ms = {rtt:.2} RTT (theory {:?}), connect {:.2} ms, tls {:.2} ms, resumed {:?}, tfo {:?}, early data {:?}; server: SYN data {}, early data {}, TFO queue {}",
@@ -84,14 +95,22 @@ fn fast_open_and_early_data_take_one_and_two_round_trips_off() {
         }
         match cell.variant.as_str() {
             "resumed-tfo-0rtt" => {
-                assert!((rtt - 1.0).abs() <= 0.1, "{}: {rtt:.3} RTT, want 1 ± 10%", cell.id);
+                assert!(
+                    (rtt - 1.0).abs() <= 0.1,
+                    "{}: {rtt:.3} RTT, want 1 ± 10%",
+                    cell.id
+                );
                 assert_eq!(first(&res, "early_data_share"), Some(1.0), "{}", cell.id);
                 assert_eq!(first(&res, "tfo_share"), Some(1.0), "{}", cell.id);
                 assert!(server(&res, "tls_early_data") >= 5, "{}: server", cell.id);
                 assert_eq!(res.theory.get("ttfb_rtt"), Some(&1.0));
             }
             "resumed-tfo" => {
-                assert!((rtt - 2.0).abs() <= 0.2, "{}: {rtt:.3} RTT, want 2 ± 10%", cell.id);
+                assert!(
+                    (rtt - 2.0).abs() <= 0.2,
+                    "{}: {rtt:.3} RTT, want 2 ± 10%",
+                    cell.id
+                );
                 assert_eq!(first(&res, "tfo_share"), Some(1.0), "{}", cell.id);
                 assert_eq!(first(&res, "resumed_share"), Some(1.0), "{}", cell.id);
                 assert!(server(&res, "tcp_syn_data") >= 5, "{}: server", cell.id);

@@ -418,7 +418,10 @@ mod tests {
         assert_eq!(off.max_early_data_size, 0);
         assert!(off.ticketer.enabled());
         let on = tcp_server_config(&id, &[ALPN_H2], TcpFastStart::new(true, true)).unwrap();
-        assert_eq!(on.max_early_data_size, crate::transport::TCP_EARLY_DATA_SIZE);
+        assert_eq!(
+            on.max_early_data_size,
+            crate::transport::TCP_EARLY_DATA_SIZE
+        );
         // rustls offers early data only without a stateless ticketer.
         assert!(!on.ticketer.enabled() && on.send_half_rtt_data);
         quic_server_config(&id, Transport::new(crate::CongestionControl::Bbr)).unwrap();

@@ -449,7 +449,10 @@ mod tests {
     fn fast_start_sets_and_reads_back_the_options() {
         let off = TcpFastStart::default();
         assert_eq!(off, TcpFastStart::new(false, false));
-        assert_eq!(TcpFastStart::new(true, true).early_data, TCP_EARLY_DATA_SIZE);
+        assert_eq!(
+            TcpFastStart::new(true, true).early_data,
+            TCP_EARLY_DATA_SIZE
+        );
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         off.apply_listener(&l).unwrap();
         assert_eq!(tcp_fast_open(&l).0, Some(0));
