@@ -272,8 +272,8 @@ impl H11Conn {
             .body(Empty::<Bytes>::new())
             .map_err(|e| ClientError::Setup(format!("request for {:?}: {e}", req.path)))?;
         let issued_ns = epoch.now_ns();
-        // Early data: the request's write sends the held first flight.
-        self.flight.release();
+        // Early data: the request's write releases the held first flight.
+        self.flight.arm(false);
         let resp = sender
             .send_request(hreq)
             .await

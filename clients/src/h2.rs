@@ -137,8 +137,8 @@ impl H2Conn {
                         ClientError::Setup(format!("request for {:?}: {e}", req.path))
                     })?;
                     let k = submitted.fetch_add(1, Ordering::Relaxed);
-                    // Early data: these HEADERS' write sends the held flight.
-                    flight.release();
+                    // Early data: these HEADERS' write releases the held flight.
+                    flight.arm(true);
                     let resp_fut = sender.send_request(hreq);
                     // hyper has queued the HEADERS for its connection task, which
                     // writes them at once (HEADERS are not flow-controlled).

@@ -90,7 +90,15 @@ impl AsyncWrite for Stream {
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Tls(s) => {
+                let r = Pin::new(s.as_mut()).poll_write(cx, buf);
+                if let Poll::Ready(Ok(n)) = r {
+                    // The request is in TLS now: an armed flight may go.
+                    let wrote = buf.get(..n).unwrap_or(buf);
+                    s.get_ref().0.get_ref().flight().wrote_above(wrote);
+                }
+                r
+            }
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
