@@ -24,7 +24,12 @@ async fn early_data(proto: Protocol) {
     let mut first = c.connect().await.unwrap();
     let r = first.run(&[Request::bytes(1024)]).await;
     assert!(r[0].ok(), "{:?}", r[0]);
-    assert_eq!(first.info().early_data_accepted, Some(false), "{:?}", first.info());
+    assert_eq!(
+        first.info().early_data_accepted,
+        Some(false),
+        "{:?}",
+        first.info()
+    );
     first.close().await;
     for _ in 0..2 {
         let mut conn = c.connect().await.unwrap();
@@ -33,7 +38,11 @@ async fn early_data(proto: Protocol) {
         let info = conn.info().clone();
         assert_eq!(info.early_data_accepted, Some(true), "{info:?}");
         assert_eq!(info.resumed, Some(true), "{info:?}");
-        let alpn = if proto == Protocol::H2 { "h2" } else { "http/1.1" };
+        let alpn = if proto == Protocol::H2 {
+            "h2"
+        } else {
+            "http/1.1"
+        };
         assert_eq!(info.alpn.as_deref(), Some(alpn));
         assert!(info.tls_ready_ns.is_some());
         // A large body after the handshake, through the same stream.

@@ -26,9 +26,12 @@ label = "rtt20ms"
 spec = "delay 10ms"
 
 [workloads.handshake]
-connections = 5
+connections = 4
 modes = ["resumed", "resumed-tfo", "resumed-tfo-0rtt"]
 "#;
+
+/// Measured connections per cell (the matrix's `connections`).
+const CONNECTIONS: u64 = 4;
 
 /// The median of a cell's metric.
 fn median(res: &quicbench_results::CellResult, k: &str) -> f64 {
@@ -39,7 +42,12 @@ fn median(res: &quicbench_results::CellResult, k: &str) -> f64 {
         .unwrap_or_default();
     assert!(!v.is_empty(), "{}: no {k}", res.cell_id);
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let h = v.len() / 2;
+    if v.len() % 2 == 0 {
+        (v[h - 1] + v[h]) / 2.0
+    } else {
+        v[h]
+    }
 }
 
 /// A counter of our server's (`link_counters.servers`).
@@ -90,6 +98,10 @@ fn fast_open_and_early_data_take_one_and_two_round_trips_off() {
             server(&res, "tls_early_data"),
             server(&res, "tcp_fast_open_queue"),
         );
+        eprintln!(
+            "          ttfb_ms samples {:?}",
+            res.metrics["ttfb_ms"].samples
+        );
         if cell.protocol != quicbench_wire::Protocol::H2 {
             continue;
         }
@@ -100,9 +112,16 @@ fn fast_open_and_early_data_take_one_and_two_round_trips_off() {
                     "{}: {rtt:.3} RTT, want 1 ± 10%",
                     cell.id
                 );
-                assert_eq!(first(&res, "early_data_share"), Some(1.0), "{}", cell.id);
                 assert_eq!(first(&res, "tfo_share"), Some(1.0), "{}", cell.id);
-                assert!(server(&res, "tls_early_data") >= 5, "{}: server", cell.id);
+                // Tickets come after the client's Finished, a round trip
+                // after a 0-RTT response: a connection closed at once gets
+                // none, and after the warm-up's 4 are spent one connection
+                // resumes without early data (as h3's 0-RTT does). The
+                // server's count confirms the client's.
+                let share = first(&res, "early_data_share").unwrap_or(0.0);
+                assert!(share >= 0.75, "{}: early data share {share}", cell.id);
+                let n = (share * CONNECTIONS as f64).round() as u64;
+                assert_eq!(server(&res, "tls_early_data"), n, "{}: server", cell.id);
                 assert_eq!(res.theory.get("ttfb_rtt"), Some(&1.0));
             }
             "resumed-tfo" => {
@@ -113,7 +132,11 @@ fn fast_open_and_early_data_take_one_and_two_round_trips_off() {
                 );
                 assert_eq!(first(&res, "tfo_share"), Some(1.0), "{}", cell.id);
                 assert_eq!(first(&res, "resumed_share"), Some(1.0), "{}", cell.id);
-                assert!(server(&res, "tcp_syn_data") >= 5, "{}: server", cell.id);
+                assert!(
+                    server(&res, "tcp_syn_data") >= CONNECTIONS,
+                    "{}: server",
+                    cell.id
+                );
                 assert_eq!(server(&res, "tls_early_data"), 0, "{}", cell.id);
                 assert_eq!(res.theory.get("ttfb_rtt"), Some(&2.0));
             }
