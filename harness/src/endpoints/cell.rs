@@ -518,3 +518,38 @@ pub fn run_client(
     };
     Ok((out, tcp_cc))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_open_modes_are_not_applicable_to_third_party_pairs() {
+        let src = r#"
+protocols = ["h2"]
+servers = ["quicbench", "nginx"]
+clients = ["quicbench", "curl"]
+repetitions = 1
+[[links]]
+spec = "delay 5ms"
+[workloads.handshake]
+modes = ["resumed", "resumed-tfo", "resumed-tfo-0rtt"]
+"#;
+        let m = Matrix::parse(src, "t.toml").unwrap();
+        let cells = crate::plan::cells(&m);
+        let tfo: Vec<_> = cells
+            .iter()
+            .filter(|c| c.variant.starts_with("resumed-tfo") && !c.ours())
+            .collect();
+        assert!(!tfo.is_empty());
+        for c in tfo {
+            let why = applicability(&m, c).expect("not applicable");
+            assert!(why.contains("TCP Fast Open"), "{why}");
+        }
+        // Plain resumption is judged by the pair's own capabilities.
+        for c in cells.iter().filter(|c| c.variant == "resumed" && !c.ours()) {
+            let why = applicability(&m, c).unwrap_or_default();
+            assert!(!why.contains("Fast Open"), "{why}");
+        }
+    }
+}
