@@ -239,7 +239,9 @@ pub struct HandshakeParams {
     /// Size of the object fetched on each connection.
     #[serde(default = "d_small")]
     pub size: u64,
-    /// "cold" (no session state) and/or "resumed" (TLS ticket; QUIC 0-RTT).
+    /// Any of [`HANDSHAKE_MODES`]: "cold" (no session state), "resumed" (TLS
+    /// ticket; QUIC 0-RTT), "resumed-tfo" and "resumed-tfo-0rtt" (TCP Fast
+    /// Open, and TLS 1.3 early data too: TLS over TCP only).
     #[serde(default = "d_modes")]
     pub modes: Vec<String>,
     pub protocols: Option<Vec<String>>,
