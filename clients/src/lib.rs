@@ -89,7 +89,8 @@ pub struct ClientOptions {
     /// when the connection closes.
     pub transport_sample: Option<Duration>,
     /// TCP Fast Open (`TCP_FASTOPEN_CONNECT`) and TLS 1.3 early data over
-    /// TCP (the request in the first flight; needs `resume`): the settings
+    /// TCP (the request in the first flight; needs `resume`; h1.1-tls and h2
+    /// only, the clients that keep their connection for it): the settings
     /// the server shares (`wire::transport::TcpFastStart`). Default both off.
     /// What ran is read back into [`ConnInfo::tcp_syn_data`] and
     /// [`ConnInfo::early_data_accepted`].

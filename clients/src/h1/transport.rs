@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use quicbench_wire::pattern::Verifier;
 use quicbench_wire::resource::Resource;
+use quicbench_wire::Protocol;
 use quicbench_wire::sockinfo::{ConnProbe, Probed, Side};
 use rustls::HandshakeKind;
 use rustls_pki_types::ServerName;
@@ -242,7 +243,11 @@ pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnI
     info.socket_buffers = Some(quicbench_wire::transport::socket_buffers(&tcp));
     // The probe (TCP_INFO, options read back) goes on once the socket is set
     // up, so what it records is what carried the data.
-    let early = fast.early_data > 0 && shared.tls.is_some();
+    // Early data only where the client arms the first flight with its
+    // request (HTTP/1.1 keep-alive, HTTP/2): elsewhere it would stay held.
+    let early = fast.early_data > 0
+        && shared.tls.is_some()
+        && matches!(shared.proto, Protocol::H11Tls | Protocol::H2);
     let tcp = Probed::new(
         TcpIo::new(tcp),
         Side::Client,
