@@ -8,6 +8,7 @@
 //! HTTP/1.0 mode still offers keep-alive. HTTP/1.1 uses hyper's
 //! `client::conn::http1`.
 
+pub(crate) mod fastopen;
 pub(crate) mod transport;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +25,8 @@ use tokio::task::JoinHandle;
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
 use quicbench_wire::sockinfo::ConnProbe;
 use transport::{
-    authority, check_target, keep_probe, open, range_value, request_head, BodySink, ResponseReader,
-    Schedule, Stream, TimedIo,
+    authority, check_target, fill_handshake, keep_probe, open, range_value, request_head, BodySink,
+    ResponseReader, Schedule, Stream, TimedIo,
 };
 
 /// HTTP/1.0: every request opens its own TCP (+TLS) connection and the server
@@ -168,12 +169,15 @@ pub struct H11Conn {
     position: u64,
     broken: Option<String>,
     probe: Arc<ConnProbe>,
+    /// Fast Open / early data: the first flight and what they did.
+    flight: Arc<fastopen::Flight>,
 }
 
 impl H11Conn {
     pub async fn connect(shared: Arc<Shared>) -> Result<Self, ClientError> {
         let (stream, info) = open(&shared, shared.next_conn_id()).await?;
         let probe = stream.probe();
+        let flight = stream.flight();
         let (io, last_write_ns) = TimedIo::new(stream, shared.epoch);
         let (sender, conn) = http1::handshake(TokioIo::new(io))
             .await
@@ -193,6 +197,7 @@ impl H11Conn {
             position: 0,
             broken: None,
             probe,
+            flight,
         })
     }
 
@@ -244,6 +249,7 @@ impl H11Conn {
             }
             records[i] = Some(rec);
         }
+        fill_handshake(&mut self.info, &self.flight, &epoch);
         records.into_iter().flatten().collect()
     }
 
@@ -266,6 +272,8 @@ impl H11Conn {
             .body(Empty::<Bytes>::new())
             .map_err(|e| ClientError::Setup(format!("request for {:?}: {e}", req.path)))?;
         let issued_ns = epoch.now_ns();
+        // Early data: the request's write releases the held first flight.
+        self.flight.arm(false);
         let resp = sender
             .send_request(hreq)
             .await

@@ -11,8 +11,9 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::task::JoinHandle;
 
+use crate::h1::fastopen::Flight;
 use crate::h1::read_hyper_body;
-use crate::h1::transport::{authority, check_target, open, range_value, Schedule};
+use crate::h1::transport::{authority, check_target, fill_handshake, open, range_value, Schedule};
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
 use quicbench_wire::sockinfo::ConnProbe;
 
@@ -34,6 +35,8 @@ pub struct H2Conn {
     /// order, so request k's stream id is 2k+1 (hyper does not expose it).
     submitted: u64,
     probe: Arc<ConnProbe>,
+    /// Fast Open / early data: the first flight and what they did.
+    flight: Arc<Flight>,
 }
 
 impl H2Conn {
@@ -45,7 +48,11 @@ impl H2Conn {
         }
         let (stream, info) = open(&shared, shared.next_conn_id()).await?;
         let probe = stream.probe();
-        if info.alpn.as_deref() != Some("h2") {
+        let flight = stream.flight();
+        // With early data the handshake (and ALPN) ends after the request;
+        // only h2 was offered, and the ticket is h2's.
+        let pending = info.tls_ready_ns.is_none();
+        if !pending && info.alpn.as_deref() != Some("h2") {
             return Err(ClientError::Protocol(format!(
                 "server did not negotiate h2 by ALPN (got {:?})",
                 info.alpn
@@ -71,6 +78,7 @@ impl H2Conn {
             conn_task: Some(conn_task),
             submitted: 0,
             probe,
+            flight,
         })
     }
 
@@ -105,6 +113,7 @@ impl H2Conn {
         // broken by index: the futures are polled in this order).
         let submitted = AtomicU64::new(self.submitted);
         let authority = &self.authority;
+        let flight = &self.flight;
         let futs = sched.order.iter().map(|&i| {
             let mut sender = sender.clone();
             let req = &reqs[i];
@@ -128,6 +137,8 @@ impl H2Conn {
                         ClientError::Setup(format!("request for {:?}: {e}", req.path))
                     })?;
                     let k = submitted.fetch_add(1, Ordering::Relaxed);
+                    // Early data: these HEADERS' write releases the held flight.
+                    flight.arm(true);
                     let resp_fut = sender.send_request(hreq);
                     // hyper has queued the HEADERS for its connection task, which
                     // writes them at once (HEADERS are not flow-controlled).
@@ -154,6 +165,7 @@ impl H2Conn {
         });
         let done = futures::future::join_all(futs).await;
         self.submitted = submitted.load(Ordering::Relaxed);
+        fill_handshake(&mut self.info, &self.flight, &epoch);
         let mut out: Vec<Option<RequestRecord>> = vec![None; reqs.len()];
         for rec in done {
             let i = rec.index;

@@ -400,6 +400,7 @@ impl H3Conn {
             alpn: None,
             resumed: None,
             early_data_accepted: None,
+            tcp_syn_data: None,
             // Read back from quinn's state, not the option we passed.
             congestion_control: Some(quicbench_wire::transport::quic_controller(&est.conn)),
             socket_buffers: Some(est.socket_buffers),

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use quicbench_wire::sockinfo::TransportRecord;
 use quicbench_wire::tls::{self, ALPN_H1, ALPN_H2, ALPN_H3};
+use quicbench_wire::transport::TcpFastStart;
 use quicbench_wire::{CongestionControl, Protocol};
 use rustls_pki_types::CertificateDer;
 
@@ -87,6 +88,13 @@ pub struct ClientOptions {
     /// Default None: only a snapshot when asked ([`Connection::transport`]) and
     /// when the connection closes.
     pub transport_sample: Option<Duration>,
+    /// TCP Fast Open (`TCP_FASTOPEN_CONNECT`) and TLS 1.3 early data over
+    /// TCP (the request in the first flight; needs `resume`; h1.1-tls and h2
+    /// only, the clients that keep their connection for it): the settings
+    /// the server shares (`wire::transport::TcpFastStart`). Default both off.
+    /// What ran is read back into [`ConnInfo::tcp_syn_data`] and
+    /// [`ConnInfo::early_data_accepted`].
+    pub fast_start: TcpFastStart,
 }
 
 impl ClientOptions {
@@ -104,6 +112,7 @@ impl ClientOptions {
             capture_dir: None,
             local_ip: None,
             transport_sample: None,
+            fast_start: TcpFastStart::default(),
         }
     }
 }
@@ -159,7 +168,8 @@ impl Client {
         let mut h3_tickets = None;
         let tls = match alpn {
             None => None,
-            Some((alpn, early)) => {
+            Some((alpn, quic_early)) => {
+                let early = quic_early || opts.fast_start.early_data > 0;
                 let mut cfg = tls::client_config(&opts.trust, alpn, early && opts.resume)
                     .map_err(|e| ClientError::Setup(e.to_string()))?;
                 if !opts.resume {

@@ -157,8 +157,13 @@ pub struct ConnInfo {
     pub alpn: Option<String>,
     /// The TLS session was resumed (ticket accepted).
     pub resumed: Option<bool>,
-    /// 0-RTT data was sent and accepted by the server (QUIC).
+    /// 0-RTT data was sent and accepted by the server (QUIC; TLS 1.3 early
+    /// data over TCP), read back from the TLS state.
     pub early_data_accepted: Option<bool>,
+    /// TCP Fast Open: the SYN carried data the server acknowledged
+    /// (`TCP_INFO`'s `TCPI_OPT_SYN_DATA`), read back once data came back.
+    #[serde(default)]
+    pub tcp_syn_data: Option<bool>,
     /// Congestion controller read back from the connection (TCP:
     /// `getsockopt(TCP_CONGESTION)`; QUIC: quinn's state), in our names.
     pub congestion_control: Option<String>,

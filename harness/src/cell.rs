@@ -14,6 +14,7 @@ use quicbench_results::{CellResult, CellStatus, LinkInfo, Metric};
 use quicbench_servers::{ServerOptions, StatsSnapshot};
 use quicbench_wire::sockinfo::TransportRecord;
 use quicbench_wire::tls::Identity;
+use quicbench_wire::transport::TcpFastStart;
 use quicbench_wire::CongestionControl;
 
 use crate::matrix::{LinkDef, Matrix};
@@ -129,11 +130,22 @@ pub(crate) struct ServerThread {
 }
 
 /// Start the servers on a thread inside the server namespace; returns their ports.
+/// Let both namespaces use TCP Fast Open (`net.ipv4.tcp_fastopen`: client
+/// and server); each end's profile reads the value back.
+fn allow_fast_open(link: &Link) -> anyhow::Result<()> {
+    let (name, value) = quicbench_wire::transport::TFO_SYSCTL;
+    for ns in [link.client_ns(), link.server_ns()] {
+        ns.set_sysctl(name, value)
+            .map_err(|e| anyhow::anyhow!("TCP Fast Open in namespace {}: {e}", ns.label()))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn start_servers(
     link: &Link,
     ip: IpAddr,
     identity: Identity,
-    cc: CongestionControl,
+    (cc, fast): (CongestionControl, TcpFastStart),
     link_mtu: u32,
     transport_sample: Option<Duration>,
     port_shift: u16,
@@ -171,6 +183,7 @@ pub(crate) fn start_servers(
             o.link_mtu = Some(link_mtu);
             o.record_transport = true;
             o.transport_sample = transport_sample;
+            o.tcp_fast_start = fast;
             let servers = match quicbench_servers::start(o).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -321,6 +334,10 @@ fn execute_inner(
     }
     let mut phases = Phases::start();
     let link = Arc::new(Link::build(link_config(ctx, m, cell, ldef))?);
+    let fast = cell.fast_start();
+    if fast.fast_open {
+        allow_fast_open(&link)?;
+    }
     phases.mark("link_up");
     let ends = Ends::of(ctx, m, cell)?;
     let server_ip = link.server_ip();
@@ -331,8 +348,15 @@ fn execute_inner(
             // The server samples the transfers whose charts show the window over time.
             let sample = matches!(cell.workload, Workload::Goodput | Workload::Migration)
                 .then_some(workloads::TRANSPORT_SAMPLE);
-            let (t, ports) =
-                start_servers(&link, server_ip, ctx.identity.clone(), cc, m.mtu, sample, 0)?;
+            let (t, ports) = start_servers(
+                &link,
+                server_ip,
+                ctx.identity.clone(),
+                (cc, fast),
+                m.mtu,
+                sample,
+                0,
+            )?;
             Servers::Ours(t, ports)
         }
         Some(e) => {

@@ -423,7 +423,7 @@ fn protocols_headline(cells: &[CellResult], a: &Analysis) -> String {
             "Handshake: time to first byte in RTTs on {l} (median of cells, interval over cells; theory)"
         );
         for (p, cc) in &protos {
-            for mode in crate::workloads::lost::HANDSHAKE_MODES.iter().copied() {
+            for &mode in crate::matrix::HANDSHAKE_MODES {
                 let Some(r) = row(rows, (p, cc), "handshake", mode, l, "ttfb_rtt") else {
                     continue;
                 };
@@ -432,7 +432,7 @@ fn protocols_headline(cells: &[CellResult], a: &Analysis) -> String {
                     .map(|t| format!("; theory {t}"))
                     .unwrap_or_default();
                 let name = who(r, several_cc);
-                let _ = writeln!(s, "  {name:<21} {mode:<7} {}{t}", interval_text(r, 2));
+                let _ = writeln!(s, "  {name:<21} {mode:<16} {}{t}", interval_text(r, 2));
             }
         }
     }

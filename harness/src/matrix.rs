@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use quicbench_netem::{Buffer, LinkSpec};
+use quicbench_wire::transport::TcpFastStart;
 use quicbench_wire::{CongestionControl, Protocol};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -152,6 +153,36 @@ pub struct Workloads {
     pub fairness: Option<crate::fairness::FairnessParams>,
 }
 
+/// The handshake workload's modes (docs/matrix.md): `cold` (full
+/// handshake), `resumed` (TLS resumption; QUIC 0-RTT), and TCP's answer to
+/// 0-RTT: `resumed-tfo` (TCP Fast Open + resumption) and `resumed-tfo-0rtt`
+/// (Fast Open + TLS 1.3 early data carrying the request).
+/// Also the lost-flight modes (`crate::workloads::lost`): cold, with the
+/// link dropping the client's or the server's first packet.
+pub const HANDSHAKE_MODES: &[&str] = &[
+    "cold",
+    "resumed",
+    crate::workloads::lost::FIRST_FLIGHT_LOST,
+    crate::workloads::lost::SERVER_FLIGHT_LOST,
+    "resumed-tfo",
+    "resumed-tfo-0rtt",
+];
+
+/// What a handshake mode asks of TCP (both ends): Fast Open, early data.
+pub fn tcp_fast_start(mode: &str) -> TcpFastStart {
+    match mode {
+        "resumed-tfo" => TcpFastStart::new(true, false),
+        "resumed-tfo-0rtt" => TcpFastStart::new(true, true),
+        _ => TcpFastStart::default(),
+    }
+}
+
+/// Whether a handshake mode applies to a protocol: the Fast Open modes only
+/// to TLS over TCP with a connection kept for its request (h1.1-tls, h2).
+pub fn handshake_mode_applies(mode: &str, p: Protocol) -> bool {
+    tcp_fast_start(mode) == TcpFastStart::default() || matches!(p, Protocol::H11Tls | Protocol::H2)
+}
+
 fn d_connections() -> u32 {
     5
 }
@@ -219,10 +250,12 @@ pub struct HandshakeParams {
     /// Size of the object fetched on each connection.
     #[serde(default = "d_small")]
     pub size: u64,
-    /// "cold" (no session state), "resumed" (TLS ticket; QUIC 0-RTT),
-    /// "first-flight-lost" / "server-flight-lost" (cold, with the client's /
-    /// the server's first packet of each measured connection dropped by the
-    /// link's `drop-nth 1`). Default: cold and resumed.
+    /// Any of [`HANDSHAKE_MODES`]: "cold" (no session state), "resumed" (TLS
+    /// ticket; QUIC 0-RTT), "first-flight-lost" / "server-flight-lost" (cold,
+    /// with the client's / the server's first packet of each measured
+    /// connection dropped by the link's `drop-nth 1`), "resumed-tfo" and
+    /// "resumed-tfo-0rtt" (TCP Fast Open, and TLS 1.3 early data too: TLS over
+    /// TCP only). Default: cold and resumed.
     #[serde(default = "d_modes")]
     pub modes: Vec<String>,
     pub protocols: Option<Vec<String>>,
@@ -681,13 +714,15 @@ impl Matrix {
                 &None,
                 &h.lost_flight_links,
             )?;
-            let modes = crate::workloads::lost::HANDSHAKE_MODES;
             for m in &h.modes {
-                if !modes.contains(&m.as_str()) {
+                if !HANDSHAKE_MODES.contains(&m.as_str()) {
                     return Err(err(
                         0,
                         "workloads.handshake.modes",
-                        format!("unknown mode {m:?}: expected {}", modes.join(", ")),
+                        format!(
+                            "unknown mode {m:?}: expected {}",
+                            HANDSHAKE_MODES.join(", ")
+                        ),
                     ));
                 }
             }
@@ -1203,10 +1238,11 @@ mod tests {
         );
         // The quick preset's cells: 180 before issue 14's reordering link
         // (goodput: 7 protocols, udp: 1) and fairness mix (1), and the two
-        // lost-flight handshakes (7 protocols, the lossless link), 2 repetitions.
+        // lost-flight handshakes (7 protocols, the lossless link) and the two
+        // Fast Open ones (h1.1-tls and h2, both links), 2 repetitions.
         assert_eq!(
             crate::plan::cells(&q).len(),
-            180 + 2 * (7 + 1 + 1) + 2 * 7 * 2
+            180 + 2 * (7 + 1 + 1) + 2 * 7 * 2 + 2 * 2 * 2 * 2
         );
         let f = Matrix::preset("grid").unwrap();
         let full = Matrix::preset("full").unwrap();

@@ -1,5 +1,6 @@
 //! From a matrix to the list of cells, and the deterministic shard of it.
 
+use quicbench_wire::transport::TcpFastStart;
 use quicbench_wire::{CongestionControl, Protocol};
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +65,16 @@ fn ours() -> String {
 }
 
 impl Cell {
+    /// TCP Fast Open and TLS early data as the cell asks (both ends): only
+    /// the handshake workload's `resumed-tfo*` modes turn them on.
+    pub fn fast_start(&self) -> TcpFastStart {
+        if self.workload == Workload::Handshake {
+            crate::matrix::tcp_fast_start(&self.variant)
+        } else {
+            TcpFastStart::default()
+        }
+    }
+
     /// Both ends are ours.
     pub fn ours(&self) -> bool {
         self.server == crate::endpoints::OURS && self.client == crate::endpoints::OURS
@@ -197,6 +208,7 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
                 .iter()
                 .copied()
                 .filter(|p| wants(&h.protocols, *p))
+                .filter(|p| crate::matrix::handshake_mode_applies(mode, *p))
                 .collect();
             kinds.push((Workload::Handshake, mode.clone(), ps, h.links.clone()));
         }
@@ -503,6 +515,39 @@ mod tests {
     }
 
     #[test]
+    fn fast_open_modes_are_planned_for_tls_over_tcp_only() {
+        let src = r#"
+protocols = ["h1.1", "h1.0-tls", "h1.1-tls", "h2", "h3"]
+repetitions = 1
+[[links]]
+spec = "delay 5ms"
+[workloads.handshake]
+modes = ["resumed", "resumed-tfo", "resumed-tfo-0rtt"]
+"#;
+        let m = Matrix::parse(src, "t.toml").unwrap();
+        let cs = cells(&m);
+        let of = |v: &str| -> Vec<Protocol> {
+            cs.iter()
+                .filter(|c| c.variant == v)
+                .map(|c| c.protocol)
+                .collect()
+        };
+        assert_eq!(of("resumed").len(), 5);
+        for v in ["resumed-tfo", "resumed-tfo-0rtt"] {
+            let mut ps = of(v);
+            ps.sort_by_key(|p| p.name());
+            assert_eq!(ps, vec![Protocol::H11Tls, Protocol::H2], "{v}");
+        }
+        let c = cs.iter().find(|c| c.variant == "resumed-tfo-0rtt").unwrap();
+        assert_eq!(c.fast_start(), TcpFastStart::new(true, true));
+        let c = cs.iter().find(|c| c.variant == "resumed").unwrap();
+        assert_eq!(c.fast_start(), TcpFastStart::default());
+        let bad = src.replace("\"resumed-tfo\",", "\"tfo\",");
+        let e = Matrix::parse(&bad, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("resumed-tfo-0rtt"), "{e}");
+    }
+
+    #[test]
     fn a_cc_list_is_an_axis() {
         let src = r#"
 protocols = ["h2", "h3", "udp"]
@@ -741,7 +786,7 @@ cc = "cubic"
     }
 
     /// The full and grid presets are adaptive: their plan is the minimum (6
-    /// repetitions; full: 264 cells each, grid: 7752, docs/matrix.md § wall
+    /// repetitions; full: 280 cells each, grid: 7752, docs/matrix.md § wall
     /// time); more come group by group.
     #[test]
     fn full_and_grid_presets_are_adaptive() {
@@ -749,7 +794,7 @@ cc = "cubic"
         assert_eq!(f.repetitions, 6);
         assert!(f.adaptive.is_some_and(|a| a.max == 8 && a.target == 0.05));
         let cs = cells(&f);
-        assert_eq!(cs.len(), 6 * 264);
+        assert_eq!(cs.len(), 6 * 280);
         // The lost-flight handshakes: 7 protocols × 2 modes, on the one link
         // `lost_flight_links` names (its buffer variant the section keeps).
         let lost: Vec<&Cell> = cs

@@ -31,6 +31,7 @@ pub const SYSCTLS: &[&str] = &[
     "net/ipv4/tcp_timestamps",
     "net/ipv4/tcp_no_metrics_save",
     "net/ipv4/tcp_min_tso_segs",
+    "net/ipv4/tcp_fastopen",
     "net/core/rmem_default",
     "net/core/rmem_max",
     "net/core/wmem_default",

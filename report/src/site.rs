@@ -316,16 +316,21 @@ fn findings(r: &RunData, h: &mut String) {
             .iter()
             .filter_map(|p| {
                 let c = r.row(p, "handshake", "cold", l, "ttfb_rtt")?;
-                let res = r.row(p, "handshake", "resumed", l, "ttfb_rtt");
+                // Then every other mode measured (resumed; TCP's Fast Open ones).
+                let others: String = ["resumed", "resumed-tfo", "resumed-tfo-0rtt"]
+                    .iter()
+                    .filter_map(|m| {
+                        let x = r.row(p, "handshake", m, l, "ttfb_rtt")?;
+                        Some(format!(
+                            " / {} {m}",
+                            num_short((x.median * 100.0).round() / 100.0)
+                        ))
+                    })
+                    .collect();
                 Some(format!(
-                    "{} {} cold{}",
+                    "{} {} cold{others}",
                     proto_cell(p),
                     num_short((c.median * 100.0).round() / 100.0),
-                    res.map(|x| format!(
-                        " / {} resumed",
-                        num_short((x.median * 100.0).round() / 100.0)
-                    ))
-                    .unwrap_or_default()
                 ))
             })
             .collect();
@@ -659,7 +664,7 @@ fn workload_page(runs: &[RunData], labels: &[String], w: &str, out: &Path) -> an
     };
     match w {
         "handshake" => {
-            h.push_str("<p>Sequential fresh connections, each fetching one small object. Time to first byte from the start of connecting, divided by the link's configured RTT. <em>cold</em>: full handshake; <em>resumed</em>: TLS session resumption (TCP) or QUIC 0-RTT (h3); <em>first-flight-lost</em> / <em>server-flight-lost</em>: cold, with the link dropping the client's / the server's first packet of each connection (drop-nth 1), so the sender's retransmission timer (TCP's 1 s initial RTO, QUIC's first PTO) comes on top of the round trips. The black mark on each bar is the protocol's theoretical minimum in round trips (for the lost-flight modes: timer plus round trips, in RTTs).</p>\n");
+            h.push_str("<p>Sequential fresh connections, each fetching one small object. Time to first byte from the start of connecting, divided by the link's configured RTT. <em>cold</em>: full handshake; <em>resumed</em>: TLS session resumption (TCP) or QUIC 0-RTT (h3); <em>resumed-tfo</em>: TCP Fast Open with TLS resumption; <em>resumed-tfo-0rtt</em>: Fast Open with TLS 1.3 early data carrying the request, TCP's answer to QUIC 0-RTT (h1.1-tls, h2; rarely deployed, see the methodology); <em>first-flight-lost</em> / <em>server-flight-lost</em>: cold, with the link dropping the client's / the server's first packet of each connection (drop-nth 1), so the sender's retransmission timer (TCP's 1 s initial RTO, QUIC's first PTO) comes on top of the round trips. The black mark on each bar is the protocol's theoretical minimum in round trips (for the lost-flight modes: timer plus round trips, in RTTs).</p>\n");
             section(&mut h, "Time to first byte in round trips", "One chart per RTT (the lost-flight modes on a chart of their own); bars: medians over every handshake of every repetition, whiskers: 95% CIs.", wl::handshake_charts)?;
             summary_table(runs, w, &mut h);
         }
@@ -764,7 +769,7 @@ fn summary_table(runs: &[RunData], w: &str, h: &mut String) {
 
 // ---------------------------------------------------------- methodology
 
-const METRICS: [(&str, &str, &str); 60] = [
+const METRICS: [(&str, &str, &str); 62] = [
     ("ttfb_ms", "ms", "handshake: from the start of connecting to the first response byte"),
     ("ttfb_rtt", "RTT", "handshake: ttfb_ms divided by the link's configured RTT"),
     ("connect_ms", "ms", "handshake: transport ready (TCP established / QUIC handshake confirmed)"),
@@ -772,6 +777,8 @@ const METRICS: [(&str, &str, &str); 60] = [
     ("total_ms", "ms", "handshake: to the last byte of the small object"),
     ("resumed_share", "fraction", "handshake: share of connections whose TLS session was resumed"),
     ("zero_rtt_share", "fraction", "handshake: share of h3 connections whose 0-RTT data was accepted"),
+    ("tfo_share", "fraction", "handshake (resumed-tfo*): share of connections whose SYN carried data the server acknowledged (TCP Fast Open, read back from TCP_INFO)"),
+    ("early_data_share", "fraction", "handshake (resumed-tfo-0rtt): share of TCP connections whose TLS 1.3 early data the server accepted"),
     ("latency_ms", "ms", "hol/paced: per-request latency from its scheduled send to its last byte = queue_ms + service_ms (migration -paced: from the original schedule)"),
     ("queue_ms", "ms", "hol/paced: scheduled send to the moment the request could start (HTTP/1.x: waiting for its connection to be free)"),
     ("service_ms", "ms", "hol/paced: request start to its last byte"),

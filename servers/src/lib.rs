@@ -10,6 +10,7 @@
 //! [`start`] binds them all on one or more addresses. Servers know nothing of
 //! namespaces: the caller picks the addresses (and the namespace it runs in).
 
+mod early;
 pub mod h3;
 pub mod respond;
 pub mod tcp;
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use quicbench_wire::sockinfo::{ConnProbe, TransportRecord};
 use quicbench_wire::tls::{self, Identity, ALPN_H1, ALPN_H1_0, ALPN_H2};
-use quicbench_wire::transport::Transport;
+use quicbench_wire::transport::{TcpFastStart, Transport};
 use quicbench_wire::CongestionControl;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -79,6 +80,10 @@ pub struct ServerOptions {
     /// With `record_transport`, also sample each connection this often
     /// (bounded: see `quicbench_wire::sockinfo::Series`). Default None.
     pub transport_sample: Option<Duration>,
+    /// TCP Fast Open on the TCP listeners and TLS 1.3 early data over TCP
+    /// (`wire::transport::TcpFastStart`, the settings the client shares).
+    /// Default both off.
+    pub tcp_fast_start: TcpFastStart,
 }
 
 impl ServerOptions {
@@ -102,6 +107,7 @@ impl ServerOptions {
             tcp_reuse_port: false,
             record_transport: false,
             transport_sample: None,
+            tcp_fast_start: TcpFastStart::default(),
         }
     }
 
@@ -128,6 +134,13 @@ pub struct Stats {
     pub requests: AtomicU64,
     pub bad_requests: AtomicU64,
     pub tls_failures: AtomicU64,
+    /// TCP connections whose SYN carried acknowledged data (Fast Open),
+    /// read back from each accepted socket (`TCP_INFO`).
+    pub tcp_syn_data: AtomicU64,
+    /// TLS-over-TCP connections whose early data this server accepted.
+    pub tls_early_data: AtomicU64,
+    /// The TLS listener's Fast Open queue, read back (0: off).
+    pub tcp_fast_open_queue: AtomicU64,
     pub udp_datagrams: AtomicU64,
     pub udp_garbage: AtomicU64,
     pub bytes_sent: AtomicU64,
@@ -161,6 +174,9 @@ impl Stats {
             requests: l(&self.requests),
             bad_requests: l(&self.bad_requests),
             tls_failures: l(&self.tls_failures),
+            tcp_syn_data: l(&self.tcp_syn_data),
+            tls_early_data: l(&self.tls_early_data),
+            tcp_fast_open_queue: l(&self.tcp_fast_open_queue),
             udp_datagrams: l(&self.udp_datagrams),
             udp_garbage: l(&self.udp_garbage),
             bytes_sent: l(&self.bytes_sent),
@@ -193,6 +209,15 @@ pub struct StatsSnapshot {
     pub requests: u64,
     pub bad_requests: u64,
     pub tls_failures: u64,
+    /// Accepted TCP connections opened by a Fast Open SYN (`TCP_INFO`).
+    #[serde(default)]
+    pub tcp_syn_data: u64,
+    /// TLS-over-TCP connections whose early data was accepted.
+    #[serde(default)]
+    pub tls_early_data: u64,
+    /// The TLS listener's `TCP_FASTOPEN` queue, read back (0: off).
+    #[serde(default)]
+    pub tcp_fast_open_queue: u64,
     pub udp_datagrams: u64,
     pub udp_garbage: u64,
     pub bytes_sent: u64,
@@ -314,6 +339,28 @@ pub enum ServeError {
     Tls(#[from] quicbench_wire::tls::TlsError),
     #[error("{0}")]
     CongestionControl(#[from] quicbench_wire::transport::CcError),
+    #[error("TCP Fast Open on the listener: {0}")]
+    FastOpen(std::io::Error),
+}
+
+/// Fast Open on a TCP listener as `opts` says; the TLS listener's queue is
+/// read back into the stats.
+fn fast_open(
+    opts: &ServerOptions,
+    l: &tokio::net::TcpListener,
+    ctx: &ServerCtx,
+    tls: bool,
+) -> Result<(), ServeError> {
+    opts.tcp_fast_start
+        .apply_listener(l)
+        .map_err(ServeError::FastOpen)?;
+    if tls {
+        let q = quicbench_wire::transport::tcp_fast_open(l).0.unwrap_or(0);
+        ctx.stats
+            .tcp_fast_open_queue
+            .store(u64::from(q), Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Bind and start every server on every address in `opts.listen`.
@@ -333,10 +380,10 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
     });
     // http/1.0 too: curl --http1.0 offers only that over TLS, and rustls refuses
     // a handshake with no ALPN overlap. The TCP server treats it as HTTP/1.x.
-    let tls_cfg = Arc::new(tls::server_config(
+    let tls_cfg = Arc::new(tls::tcp_server_config(
         &opts.identity,
         &[ALPN_H2, ALPN_H1, ALPN_H1_0],
-        false,
+        opts.tcp_fast_start,
     )?);
     let transport = Transport {
         cc: opts.cc,
@@ -354,6 +401,7 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
             source,
         })?;
         transport.apply_tcp(&l)?;
+        fast_open(&opts, &l, &ctx, false)?;
         addrs.http.push(l.local_addr().unwrap_or(a));
         tasks.push(tcp::spawn(l, None, ctx.clone()));
 
@@ -364,6 +412,7 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
             source,
         })?;
         transport.apply_tcp(&l)?;
+        fast_open(&opts, &l, &ctx, true)?;
         let tls_addr = l.local_addr().unwrap_or(a);
         addrs.tls.push(tls_addr);
         tasks.push(tcp::spawn(l, Some(tls_cfg.clone()), ctx.clone()));

@@ -141,6 +141,10 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<S
         };
         // Responses are written whole by hyper; Nagle would only delay the tail.
         let _ = stream.set_nodelay(true);
+        // Opened by a Fast Open SYN (its data acknowledged), read back.
+        if quicbench_wire::transport::tcp_syn_data(&stream).unwrap_or(false) {
+            ctx.stats.tcp_syn_data.fetch_add(1, Ordering::Relaxed);
+        }
         // What this connection really runs (inherited from the listener).
         if let Ok(cc) = quicbench_wire::transport::tcp_congestion(&stream) {
             crate::count_name(
@@ -207,6 +211,10 @@ async fn serve<S>(
         serve_h1(stream, ctx, refuse).await;
         return;
     };
+    if acceptor.config().max_early_data_size > 0 {
+        serve_early(stream, peer, acceptor.config().clone(), ctx, refuse).await;
+        return;
+    }
     let tls_stream = match tokio::time::timeout(ctx.header_timeout, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -228,6 +236,40 @@ async fn serve<S>(
         serve_h2(tls_stream, ctx, refuse).await;
     } else {
         serve_h1(tls_stream, ctx, refuse).await;
+    }
+}
+
+/// TLS that answers early data before the handshake ends (0-RTT over TCP,
+/// [`crate::early`]), then HTTP/1.x or HTTP/2.
+async fn serve_early<S>(
+    stream: S,
+    peer: SocketAddr,
+    cfg: Arc<rustls::ServerConfig>,
+    ctx: Arc<ServerCtx>,
+    refuse: bool,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let accept = crate::early::EarlyTls::accept(stream, cfg);
+    let mut tls = match tokio::time::timeout(ctx.header_timeout, accept).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            ctx.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("TLS handshake with {peer}: {e}");
+            return;
+        }
+        Err(_) => {
+            ctx.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    if tls.early_data_accepted() {
+        ctx.stats.tls_early_data.fetch_add(1, Ordering::Relaxed);
+    }
+    if tls.connection().alpn_protocol() == Some(quicbench_wire::tls::ALPN_H2) {
+        serve_h2(tls, ctx, refuse).await;
+    } else {
+        serve_h1(tls, ctx, refuse).await;
     }
 }
 

@@ -91,6 +91,19 @@ impl Protocol {
             Protocol::Udp => None,
         }
     }
+
+    /// As [`Protocol::theory_ttfb_rtt`] for a resumed TCP connection with TCP
+    /// Fast Open (the first flight rides in the SYN: one round trip less) and
+    /// TLS 1.3 early data (the request rides in the first flight: one less
+    /// again). TLS over TCP: 3, 2 with either, 1 with both (QUIC 0-RTT's).
+    pub fn theory_ttfb_rtt_tcp(self, fast_open: bool, early_data: bool) -> Option<f64> {
+        let base = self.theory_ttfb_rtt(false)?;
+        if matches!(self, Protocol::H3 | Protocol::Udp) {
+            return Some(base);
+        }
+        let early = early_data && self.uses_tls();
+        Some(base - f64::from(u8::from(fast_open)) - f64::from(u8::from(early)))
+    }
 }
 
 impl fmt::Display for Protocol {
@@ -197,6 +210,17 @@ impl From<CongestionControl> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_fast_start_theory() {
+        let t = |p: Protocol, f, e| p.theory_ttfb_rtt_tcp(f, e);
+        assert_eq!(t(Protocol::H2, false, false), Some(3.0));
+        assert_eq!(t(Protocol::H2, true, false), Some(2.0));
+        assert_eq!(t(Protocol::H11Tls, true, true), Some(1.0));
+        assert_eq!(t(Protocol::H11, true, true), Some(1.0));
+        assert_eq!(t(Protocol::H3, true, true), Some(2.0));
+        assert_eq!(t(Protocol::Udp, true, true), None);
+    }
 
     #[test]
     fn names_round_trip() {

@@ -282,7 +282,7 @@ impl TcpInfo {
 ///
 /// Only for plain-data `T` (integers, `#[repr(C)]` structs of integers), for
 /// which any bytes the kernel writes are a valid value.
-fn getsockopt_raw<T: Copy>(
+pub(crate) fn getsockopt_raw<T: Copy>(
     fd: RawFd,
     level: libc::c_int,
     name: libc::c_int,

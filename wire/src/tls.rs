@@ -9,7 +9,7 @@ use rustls::crypto::CryptoProvider;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::transport::Transport;
+use crate::transport::{TcpFastStart, Transport};
 
 pub const ALPN_H1: &[u8] = b"http/1.1";
 pub const ALPN_H1_0: &[u8] = b"http/1.0";
@@ -225,8 +225,9 @@ pub fn load_trust(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 /// Server TLS config: TLS 1.3 only, session tickets, key log (SSLKEYLOGFILE).
 /// `quic` allows 0-RTT (quinn requires `max_early_data_size = u32::MAX`; rustls
 /// then needs stateful, single-use tickets instead of a ticketer); over
-/// TCP early data stays off (hyper has no 0-RTT replay protection), so TCP
-/// resumption is 1-RTT TLS resumption.
+/// TCP early data stays off here (hyper has no 0-RTT replay protection), so
+/// TCP resumption is 1-RTT TLS resumption; [`tcp_server_config`] turns it on
+/// for the handshake cells that measure it.
 pub fn server_config(
     id: &Identity,
     alpn: &[&[u8]],
@@ -254,6 +255,27 @@ pub fn server_config(
         cfg.ticketer =
             rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
     }
+    Ok(cfg)
+}
+
+/// The TCP (TLS-over-TCP) server config for a cell's [`TcpFastStart`]: as
+/// [`server_config`], and with early data on (`start.early_data` > 0) the
+/// server accepts that many bytes of TLS 1.3 early data, with the same
+/// stateful single-use tickets as QUIC's 0-RTT (rustls's anti-replay; it
+/// refuses early data with stateless tickets), and sends its response before
+/// the client's Finished (0.5-RTT data), as a 0-RTT server must to answer in
+/// one round trip. Off: 1-RTT resumption with stateless tickets.
+pub fn tcp_server_config(
+    id: &Identity,
+    alpn: &[&[u8]],
+    start: TcpFastStart,
+) -> Result<rustls::ServerConfig, TlsError> {
+    if start.early_data == 0 {
+        return server_config(id, alpn, false);
+    }
+    let mut cfg = server_config(id, alpn, true)?;
+    cfg.max_early_data_size = start.early_data;
+    cfg.send_half_rtt_data = true;
     Ok(cfg)
 }
 
@@ -392,6 +414,16 @@ mod tests {
         assert_eq!(id.chain.len(), 2);
         assert!(id.trust_anchors().len() >= 2);
         server_config(&id, &[ALPN_H2, ALPN_H1], false).unwrap();
+        let off = tcp_server_config(&id, &[ALPN_H2], TcpFastStart::default()).unwrap();
+        assert_eq!(off.max_early_data_size, 0);
+        assert!(off.ticketer.enabled());
+        let on = tcp_server_config(&id, &[ALPN_H2], TcpFastStart::new(true, true)).unwrap();
+        assert_eq!(
+            on.max_early_data_size,
+            crate::transport::TCP_EARLY_DATA_SIZE
+        );
+        // rustls offers early data only without a stateless ticketer.
+        assert!(!on.ticketer.enabled() && on.send_half_rtt_data);
         quic_server_config(&id, Transport::new(crate::CongestionControl::Bbr)).unwrap();
         let c = client_config(&id.trust_anchors(), &[ALPN_H3], true).unwrap();
         quic_client_config(Arc::new(c), Transport::default()).unwrap();

@@ -130,6 +130,95 @@ impl Transport {
     }
 }
 
+/// Pending TCP Fast Open requests a listener queues (`TCP_FASTOPEN`'s value).
+pub const TFO_QUEUE: libc::c_int = 256;
+/// Most TLS 1.3 early-data bytes a TCP server accepts (and advertises in its
+/// tickets): room for any of our GET requests with HTTP/2's preface.
+pub const TCP_EARLY_DATA_SIZE: u32 = 16 << 10;
+/// The namespace sysctl TCP Fast Open needs, and the value both ends set:
+/// bit 1 client, bit 2 server.
+pub const TFO_SYSCTL: (&str, &str) = ("net/ipv4/tcp_fastopen", "3");
+/// `tcpi_options` bit: the SYN's data was acknowledged (client: the cookie
+/// was accepted; server: the connection was opened by a Fast Open SYN).
+pub const TCPI_OPT_SYN_DATA: u8 = 32;
+
+/// TCP's answer to QUIC's 0-RTT, as both ends of a cell set it: TCP Fast
+/// Open (the request's first bytes in the SYN, with a cookie from an earlier
+/// connection) and TLS 1.3 early data (the request in the first flight, with
+/// a ticket from an earlier connection). Default: both off, as TCP runs in
+/// most of the world. The one place these settings are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct TcpFastStart {
+    /// Server: `TCP_FASTOPEN` on the listener; client: `TCP_FASTOPEN_CONNECT`.
+    pub fast_open: bool,
+    /// TLS 1.3 early data over TCP: the bytes a server accepts (0: off); a
+    /// client sends its request as early data when > 0.
+    pub early_data: u32,
+}
+
+impl TcpFastStart {
+    /// Fast Open on or off, early data on ([`TCP_EARLY_DATA_SIZE`]) or off.
+    pub fn new(fast_open: bool, early_data: bool) -> Self {
+        TcpFastStart {
+            fast_open,
+            early_data: if early_data { TCP_EARLY_DATA_SIZE } else { 0 },
+        }
+    }
+
+    /// On a listener (before `listen`): accept Fast Open SYNs when on.
+    pub fn apply_listener<S: AsFd>(&self, sock: &S) -> std::io::Result<()> {
+        if !self.fast_open {
+            return Ok(());
+        }
+        set_int(sock, libc::TCP_FASTOPEN, TFO_QUEUE)
+    }
+
+    /// On a client socket (before `connect`): the first write goes in the
+    /// SYN once a cookie is cached (the first connection asks for one).
+    pub fn apply_connect<S: AsFd>(&self, sock: &S) -> std::io::Result<()> {
+        if !self.fast_open {
+            return Ok(());
+        }
+        set_int(sock, libc::TCP_FASTOPEN_CONNECT, 1)
+    }
+}
+
+fn set_int<S: AsFd>(sock: &S, opt: libc::c_int, v: libc::c_int) -> std::io::Result<()> {
+    let fd = sock.as_fd().as_raw_fd();
+    // SAFETY: a valid socket fd and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `getsockopt(TCP_FASTOPEN)` (a listener's Fast Open queue, 0 off) and
+/// `getsockopt(TCP_FASTOPEN_CONNECT)` (0/1), read back (None: unreadable).
+pub fn tcp_fast_open<S: AsFd>(sock: &S) -> (Option<u32>, Option<u32>) {
+    let fd = sock.as_fd().as_raw_fd();
+    let get = |opt| crate::sockinfo::int_opt(fd, libc::IPPROTO_TCP, opt);
+    (get(libc::TCP_FASTOPEN), get(libc::TCP_FASTOPEN_CONNECT))
+}
+
+/// Whether a connected socket's SYN carried data that was acknowledged
+/// (`TCP_INFO`'s `tcpi_options & TCPI_OPT_SYN_DATA`), read back.
+pub fn tcp_syn_data<S: AsFd>(sock: &S) -> std::io::Result<bool> {
+    let fd = sock.as_fd().as_raw_fd();
+    let mut raw = crate::sockinfo::RawTcpInfo::default();
+    crate::sockinfo::getsockopt_raw(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut raw)?;
+    Ok(raw.options & TCPI_OPT_SYN_DATA != 0)
+}
+
 /// Ask for socket buffers of `bytes` (receive and send): `SO_*BUFFORCE`
 /// (privileged: not capped by `net.core.rmem_max`/`wmem_max`), else
 /// `SO_RCVBUF`/`SO_SNDBUF` (capped). Returns what the kernel granted, read
@@ -388,6 +477,37 @@ mod tests {
     fn nix_is_root() -> bool {
         // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() == 0 }
+    }
+
+    #[test]
+    fn fast_start_sets_and_reads_back_the_options() {
+        let off = TcpFastStart::default();
+        assert_eq!(off, TcpFastStart::new(false, false));
+        assert_eq!(
+            TcpFastStart::new(true, true).early_data,
+            TCP_EARLY_DATA_SIZE
+        );
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        off.apply_listener(&l).unwrap();
+        assert_eq!(tcp_fast_open(&l).0, Some(0));
+        TcpFastStart::new(true, false).apply_listener(&l).unwrap();
+        assert_eq!(tcp_fast_open(&l).0, Some(TFO_QUEUE as u32));
+        let c = socket2_free_tcp();
+        TcpFastStart::new(true, false).apply_connect(&c).unwrap();
+        assert_eq!(tcp_fast_open(&c).1, Some(1));
+        // A loopback connection without Fast Open: no SYN data.
+        let s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert!(!tcp_syn_data(&s).unwrap());
+    }
+
+    /// An unconnected TCP socket (std has none): a raw fd owned here.
+    fn socket2_free_tcp() -> std::os::fd::OwnedFd {
+        use std::os::fd::FromRawFd;
+        // SAFETY: socket(2) returns a new fd we own, checked below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        assert!(fd >= 0);
+        // SAFETY: fd is a fresh, valid descriptor nobody else owns.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
     }
 
     #[test]

@@ -14,12 +14,15 @@ use bytes::{Buf, BytesMut};
 use quicbench_wire::pattern::Verifier;
 use quicbench_wire::resource::Resource;
 use quicbench_wire::sockinfo::{ConnProbe, Probed, Side};
+use quicbench_wire::Protocol;
 use rustls::HandshakeKind;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+
+use super::fastopen::{Flight, TcpIo};
 
 use crate::pipelined::parse::{Event, ResponseParser};
 use crate::{ClientError, ConnInfo, Epoch, Request, RequestRecord, Shared};
@@ -27,8 +30,8 @@ use crate::{ClientError, ConnInfo, Epoch, Request, RequestRecord, Shared};
 /// A TCP connection, with or without TLS, with a probe on its socket.
 #[derive(Debug)]
 pub(crate) enum Stream {
-    Plain(Probed<TcpStream>),
-    Tls(Box<TlsStream<Probed<TcpStream>>>),
+    Plain(Probed<TcpIo>),
+    Tls(Box<TlsStream<Probed<TcpIo>>>),
 }
 
 impl Stream {
@@ -37,6 +40,14 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.probe().clone(),
             Stream::Tls(s) => s.get_ref().0.probe().clone(),
+        }
+    }
+
+    /// The first flight's hold and what Fast Open and early data did.
+    pub(crate) fn flight(&self) -> Arc<Flight> {
+        match self {
+            Stream::Plain(s) => s.get_ref().flight().clone(),
+            Stream::Tls(s) => s.get_ref().0.get_ref().flight().clone(),
         }
     }
 }
@@ -60,7 +71,14 @@ impl AsyncRead for Stream {
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Tls(s) => {
+                let r = Pin::new(s.as_mut()).poll_read(cx, buf);
+                if r.is_ready() {
+                    let (io, conn) = s.get_ref();
+                    io.get_ref().flight().note_handshake(conn);
+                }
+                r
+            }
         }
     }
 }
@@ -73,7 +91,15 @@ impl AsyncWrite for Stream {
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Tls(s) => {
+                let r = Pin::new(s.as_mut()).poll_write(cx, buf);
+                if let Poll::Ready(Ok(n)) = r {
+                    // The request is in TLS now: an armed flight may go.
+                    let wrote = buf.get(..n).unwrap_or(buf);
+                    s.get_ref().0.get_ref().flight().wrote_above(wrote);
+                }
+                r
+            }
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -192,6 +218,9 @@ pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnI
     // the SYN so the whole connection runs it.
     quicbench_wire::transport::set_tcp_congestion(&sock, shared.opts.cc)
         .map_err(|e| ClientError::Setup(e.to_string()))?;
+    let fast = shared.opts.fast_start;
+    fast.apply_connect(&sock)
+        .map_err(|e| ClientError::Setup(format!("TCP_FASTOPEN_CONNECT: {e}")))?;
     if let Some(ip) = shared.opts.local_ip {
         sock.bind(SocketAddr::new(ip, 0))
             .map_err(|e| ClientError::Connect {
@@ -200,6 +229,8 @@ pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnI
             })?;
     }
     let tcp = sock.connect(addr).await.map_err(connect_err)?;
+    // With Fast Open the SYN leaves at the first write: the transport is
+    // "ready" here only in the sense that it may be written to.
     info.transport_ready_ns = Some(epoch.now_ns());
     // Requests are small single writes: never hold them back for an ACK.
     tcp.set_nodelay(true).map_err(connect_err)?;
@@ -212,8 +243,13 @@ pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnI
     info.socket_buffers = Some(quicbench_wire::transport::socket_buffers(&tcp));
     // The probe (TCP_INFO, options read back) goes on once the socket is set
     // up, so what it records is what carried the data.
+    // Early data only where the client arms the first flight with its
+    // request (HTTP/1.1 keep-alive, HTTP/2): elsewhere it would stay held.
+    let early = fast.early_data > 0
+        && shared.tls.is_some()
+        && matches!(shared.proto, Protocol::H11Tls | Protocol::H2);
     let tcp = Probed::new(
-        tcp,
+        TcpIo::new(tcp),
         Side::Client,
         Some(conn_id),
         (info.local, Some(addr)),
@@ -232,14 +268,23 @@ pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnI
         ))
     })?;
     let tls = TlsConnector::from(cfg.clone())
+        .early_data(early)
         .connect(name, tcp)
         .await
         .map_err(|e| ClientError::Tls {
             addr,
             detail: e.to_string(),
         })?;
-    info.tls_ready_ns = Some(epoch.now_ns());
     let conn = tls.get_ref().1;
+    if conn.is_handshaking() {
+        // Early data (a ticket allowing it was there): nothing is sent yet.
+        // The ClientHello waits for the request, to leave in one flight
+        // (see `fastopen`); the handshake ends under the request's reads,
+        // its facts are filled in then ([`fill_handshake`]).
+        tls.get_ref().0.get_ref().flight().hold();
+        return Ok((Stream::Tls(Box::new(tls)), info));
+    }
+    info.tls_ready_ns = Some(epoch.now_ns());
     info.tls_version = conn.protocol_version().map(|v| format!("{v:?}"));
     info.cipher = conn
         .negotiated_cipher_suite()
@@ -249,6 +294,24 @@ pub(crate) async fn open(shared: &Shared, conn_id: u64) -> Result<(Stream, ConnI
         .map(|a| String::from_utf8_lossy(a).into_owned());
     info.resumed = Some(conn.handshake_kind() == Some(HandshakeKind::Resumed));
     Ok((Stream::Tls(Box::new(tls)), info))
+}
+
+/// What Fast Open and a handshake that ended after `open` (early data) did,
+/// read back into `info`: the SYN's data acknowledged, early data accepted,
+/// when TLS was done, resumption, ALPN.
+pub(crate) fn fill_handshake(info: &mut ConnInfo, flight: &Flight, epoch: &Epoch) {
+    if info.tcp_syn_data.is_none() {
+        info.tcp_syn_data = flight.syn_data();
+    }
+    let Some(h) = flight.handshake() else {
+        return;
+    };
+    info.early_data_accepted = Some(h.early_data_accepted);
+    if info.tls_ready_ns.is_none() {
+        info.tls_ready_ns = Some(epoch.ns(h.at));
+        info.resumed = Some(h.resumed);
+        info.alpn = h.alpn.clone();
+    }
 }
 
 /// When each request of a batch is due, and the order to issue them in

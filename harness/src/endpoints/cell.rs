@@ -3,6 +3,7 @@
 //! in the client namespace. `crate::cell` calls in here only when one end
 //! is not ours.
 
+use quicbench_wire::transport::TcpFastStart;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -148,6 +149,12 @@ pub fn applicability(m: &Matrix, cell: &Cell) -> Option<String> {
         Err(e) => return Some(e.to_string()),
     };
     let v = cell.variant.as_str();
+    if cell.fast_start() != TcpFastStart::default() {
+        // The endpoint contract has no capability for either yet.
+        return Some(format!(
+            "handshake mode {v} (TCP Fast Open, TLS early data over TCP) needs quicbench's own client and server: the endpoint contract cannot ask for them"
+        ));
+    }
     let resumed = cell.workload == Workload::Handshake && v == "resumed";
     let n = Needs {
         protocol: cell.protocol,
@@ -510,4 +517,39 @@ pub fn run_client(
         Workload::Udp | Workload::Conns | Workload::Fairness => missing(),
     };
     Ok((out, tcp_cc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_open_modes_are_not_applicable_to_third_party_pairs() {
+        let src = r#"
+protocols = ["h2"]
+servers = ["quicbench", "nginx"]
+clients = ["quicbench", "curl"]
+repetitions = 1
+[[links]]
+spec = "delay 5ms"
+[workloads.handshake]
+modes = ["resumed", "resumed-tfo", "resumed-tfo-0rtt"]
+"#;
+        let m = Matrix::parse(src, "t.toml").unwrap();
+        let cells = crate::plan::cells(&m);
+        let tfo: Vec<_> = cells
+            .iter()
+            .filter(|c| c.variant.starts_with("resumed-tfo") && !c.ours())
+            .collect();
+        assert!(!tfo.is_empty());
+        for c in tfo {
+            let why = applicability(&m, c).expect("not applicable");
+            assert!(why.contains("TCP Fast Open"), "{why}");
+        }
+        // Plain resumption is judged by the pair's own capabilities.
+        for c in cells.iter().filter(|c| c.variant == "resumed" && !c.ours()) {
+            let why = applicability(&m, c).unwrap_or_default();
+            assert!(!why.contains("Fast Open"), "{why}");
+        }
+    }
 }

@@ -58,7 +58,7 @@ pub fn execute(
             &link,
             link.server_ip(),
             ctx.identity.clone(),
-            *cc,
+            (*cc, Default::default()),
             m.mtu,
             None,
             100 * i as u16,

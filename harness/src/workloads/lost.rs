@@ -21,8 +21,6 @@ use quicbench_wire::Protocol;
 pub const FIRST_FLIGHT_LOST: &str = "first-flight-lost";
 /// The server's first packet of each measured connection is dropped.
 pub const SERVER_FLIGHT_LOST: &str = "server-flight-lost";
-/// Every `[workloads.handshake] modes` value.
-pub const HANDSHAKE_MODES: &[&str] = &["cold", "resumed", FIRST_FLIGHT_LOST, SERVER_FLIGHT_LOST];
 
 /// Theory keys these modes add to `out.theory`.
 pub const THEORY_TTFB_MS: &str = "ttfb_ms";

@@ -28,6 +28,7 @@ use quicbench_clients::{
     Client, ClientOptions, ConnInfo, Connection, Epoch, Request, RequestRecord,
 };
 use quicbench_wire::sockinfo::TransportRecord;
+use quicbench_wire::transport::TcpFastStart;
 use quicbench_wire::{CongestionControl, Protocol};
 use rustls_pki_types::CertificateDer;
 
@@ -153,6 +154,18 @@ pub(crate) fn client(
     progress: bool,
     epoch: Epoch,
 ) -> Result<Client, String> {
+    client_with(env, p, resume, progress, epoch, TcpFastStart::default())
+}
+
+/// As [`client`], with TCP Fast Open / early data as `fast` says.
+fn client_with(
+    env: &Env,
+    p: Protocol,
+    resume: bool,
+    progress: bool,
+    epoch: Epoch,
+    fast: TcpFastStart,
+) -> Result<Client, String> {
     let server = SocketAddr::new(env.server_ip, port_of(p, &env.ports));
     let mut o = ClientOptions::new(server, env.trust.clone());
     o.cc = env.cc;
@@ -162,6 +175,7 @@ pub(crate) fn client(
     o.capture_dir = env.capture_dir.clone();
     o.stall_timeout = env.stall_timeout;
     o.transport_sample = env.transport_sample;
+    o.fast_start = fast;
     Client::with_epoch(p, o, epoch).map_err(|e| e.to_string())
 }
 
@@ -199,21 +213,23 @@ fn ms(ns: u64) -> f64 {
 /// link drops each measured connection's first client or server packet).
 pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams) -> Output {
     let mut out = Output::default();
-    let resumed = mode == "resumed";
     let lost = lost::Lost::of(mode);
+    // TCP's answer to 0-RTT (the server runs the same settings: cell.rs).
+    let fast = crate::matrix::tcp_fast_start(mode);
+    let resumed = mode == "resumed" || fast != TcpFastStart::default();
     let epoch = Epoch::new();
     out.t0_mono_ns = epoch.mono_ns();
-    let c = match client(env, p, resumed, false, epoch) {
+    let c = match client_with(env, p, resumed, false, epoch, fast) {
         Ok(c) => c,
         Err(e) => {
             out.fail(e);
             return out;
         }
     };
-    handshake_theory(&mut out, env, p, resumed, lost);
-    // Warm-up connections: in resumed mode they also obtain the ticket. A
-    // lost-flight link drops nothing while they run: only measured
-    // connections lose their first packet.
+    handshake_theory(&mut out, env, p, resumed, lost, fast);
+    // Warm-up connections: in resumed modes they also obtain the ticket (and
+    // the Fast Open cookie). A lost-flight link drops nothing while they run:
+    // only measured connections lose their first packet.
     let warm = env.warmup.max(if resumed { 1 } else { 0 });
     if lost.is_some() {
         arm_chosen_drops(env, &mut out, false);
@@ -227,11 +243,12 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
     if lost.is_some() {
         arm_chosen_drops(env, &mut out, true);
     }
-    let (mut resumed_n, mut early_n) = (0u64, 0u64);
+    let (mut resumed_n, mut early_n, mut syn_n) = (0u64, 0u64, 0u64);
     for i in 0..hp.connections {
-        if let Some((r, e)) = measure_connection(env, p, &c, hp, epoch, i, &mut out).await {
+        if let Some((r, e, syn)) = measure_connection(env, p, &c, hp, epoch, i, &mut out).await {
             resumed_n += r as u64;
             early_n += e as u64;
+            syn_n += syn as u64;
         }
     }
     let n = hp.connections.max(1) as f64;
@@ -241,6 +258,7 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
     if p == Protocol::H3 {
         out.push("zero_rtt_share", "fraction", early_n as f64 / n);
     }
+    push_fast_start_shares(&mut out, fast, syn_n, early_n, n);
     out
 }
 
@@ -252,6 +270,7 @@ fn handshake_theory(
     p: Protocol,
     resumed: bool,
     lost: Option<lost::Lost>,
+    fast: TcpFastStart,
 ) {
     if let Some(lost) = lost {
         if let Some((ttfb_ms, timer_ms)) = lost::theory(lost, p, env.rtt_ms) {
@@ -260,6 +279,10 @@ fn handshake_theory(
             if env.rtt_ms > 0.0 {
                 out.theory.insert("ttfb_rtt".into(), ttfb_ms / env.rtt_ms);
             }
+        }
+    } else if fast != TcpFastStart::default() {
+        if let Some(t) = p.theory_ttfb_rtt_tcp(fast.fast_open, fast.early_data > 0) {
+            out.theory.insert("ttfb_rtt".into(), t);
         }
     } else if let Some(t) = p.theory_ttfb_rtt(resumed && p == Protocol::H3) {
         out.theory.insert("ttfb_rtt".into(), t);
@@ -287,7 +310,8 @@ fn arm_chosen_drops(env: &Env, out: &mut Output, armed: bool) {
 }
 
 /// One measured connection of the handshake workload: its metrics go into
-/// `out`; returns (resumed, early data accepted), None when it failed.
+/// `out`; returns (resumed, early data accepted, SYN data acknowledged), None
+/// when it failed.
 async fn measure_connection(
     env: &Env,
     p: Protocol,
@@ -296,7 +320,7 @@ async fn measure_connection(
     epoch: Epoch,
     i: u32,
     out: &mut Output,
-) -> Option<(bool, bool)> {
+) -> Option<(bool, bool, bool)> {
     let t0 = epoch.now_ns();
     let mut conn = match c.connect().await {
         Ok(conn) => conn,
@@ -346,12 +370,25 @@ async fn measure_connection(
     let flags = (
         info.resumed == Some(true),
         info.early_data_accepted == Some(true),
+        info.tcp_syn_data == Some(true),
     );
     if out.conn.is_none() {
         out.conn = Some(info);
     }
     out.records.push(r);
     Some(flags)
+}
+
+/// `tfo_share` (SYN data acknowledged) and `early_data_share` (the server
+/// accepted TLS early data), read back per connection, for the modes that
+/// ask for them.
+fn push_fast_start_shares(out: &mut Output, fast: TcpFastStart, syn: u64, early: u64, n: f64) {
+    if fast.fast_open {
+        out.push("tfo_share", "fraction", syn as f64 / n);
+    }
+    if fast.early_data > 0 {
+        out.push("early_data_share", "fraction", early as f64 / n);
+    }
 }
 
 /// The raw UDP baseline: the probe in echo mode.
