@@ -263,6 +263,8 @@ pub struct HandshakeParams {
     /// The lost-flight modes only on these of `links` (labels as written;
     /// default: all of them). Links with random loss never run them.
     pub lost_flight_links: Option<Vec<String>>,
+    /// The lost-flight modes only for these of `protocols` (default: all).
+    pub lost_flight_protocols: Option<Vec<String>>,
     /// Only the links with these buffers (of the matrix's `buffer` sweep;
     /// links without a rate always qualify).
     pub buffer: Option<OneOrMany>,
@@ -713,6 +715,11 @@ impl Matrix {
                 "workloads.handshake.lost_flight_links",
                 &None,
                 &h.lost_flight_links,
+            )?;
+            check_subset(
+                "workloads.handshake.lost_flight_protocols",
+                &h.lost_flight_protocols,
+                &None,
             )?;
             for m in &h.modes {
                 if !HANDSHAKE_MODES.contains(&m.as_str()) {
@@ -1238,11 +1245,11 @@ mod tests {
         );
         // The quick preset's cells: 180 before issue 14's reordering link
         // (goodput: 7 protocols, udp: 1) and fairness mix (1), and the two
-        // lost-flight handshakes (7 protocols, the lossless link) and the two
+        // lost-flight handshakes (h2 and h3, the lossless link) and the two
         // Fast Open ones (h1.1-tls and h2, both links), 2 repetitions.
         assert_eq!(
             crate::plan::cells(&q).len(),
-            180 + 2 * (7 + 1 + 1) + 2 * 7 * 2 + 2 * 2 * 2 * 2
+            180 + 2 * (7 + 1 + 1) + 2 * 2 * 2 + 2 * 2 * 2 * 2
         );
         let f = Matrix::preset("grid").unwrap();
         let full = Matrix::preset("full").unwrap();

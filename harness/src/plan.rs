@@ -308,6 +308,12 @@ pub fn cells_upto(m: &Matrix, reps: u32) -> Vec<Cell> {
                     continue;
                 }
                 for p in protos {
+                    if *w == Workload::Handshake
+                        && crate::workloads::lost::Lost::of(variant).is_some()
+                        && !lost_flight_protocol(m, *p)
+                    {
+                        continue;
+                    }
                     // The UDP probe has no controller: one cell, not one per cc.
                     let ccs: Vec<Option<CongestionControl>> = if *p == Protocol::Udp {
                         vec![None]
@@ -375,6 +381,16 @@ fn lost_flight_link(m: &Matrix, label: &str) -> bool {
         .as_ref()
         .and_then(|h| h.lost_flight_links.clone());
     wants_link(&list, label)
+}
+
+/// Whether the handshake's `lost_flight_protocols` name `p`; all do by default.
+fn lost_flight_protocol(m: &Matrix, p: Protocol) -> bool {
+    let list = m
+        .workloads
+        .handshake
+        .as_ref()
+        .and_then(|h| h.lost_flight_protocols.clone());
+    wants(&list, p)
 }
 
 /// A variant as a cell id writes it: ids are file names of a restricted
@@ -783,6 +799,29 @@ cc = "cubic"
         let mut partial = whole.clone();
         partial.retain(|c| c.repetition < min + 1);
         assert_eq!(early, adaptive_status(&groups, &partial, min, target));
+    }
+
+    /// The lost-flight handshakes leave out links with random loss and
+    /// follow `lost_flight_protocols`: quick runs h2 and h3 on its lossless
+    /// link only.
+    #[test]
+    fn lost_flight_cells_skip_lossy_links_and_follow_their_filters() {
+        let q = Matrix::preset("quick").unwrap();
+        let lost: Vec<Cell> = cells(&q)
+            .into_iter()
+            .filter(|c| c.variant.ends_with("flight-lost"))
+            .collect();
+        assert_eq!(lost.len(), 2 * 2 * 2, "{lost:?}");
+        assert!(lost
+            .iter()
+            .all(|c| matches!(c.protocol, Protocol::H2 | Protocol::H3)
+                && q.links[c.link].label == "rtt20ms"));
+        let bad = Matrix::parse(
+            "[[links]]\nspec = \"delay 1ms\"\n[workloads.handshake]\nlost_flight_protocols = [\"h4\"]\n",
+            "<t>",
+        )
+        .unwrap_err();
+        assert!(bad.field.contains("lost_flight_protocols"), "{bad:?}");
     }
 
     /// The full and grid presets are adaptive: their plan is the minimum (6
