@@ -473,6 +473,7 @@ fn record_flows(res: &mut CellResult, link: &Link, cell: &Cell) {
     let flows = link.flows();
     if let Some(f) = &flows {
         crate::link_metrics::record(res, f);
+        crate::link_metrics::record_reordering(res, &link.counters());
     }
     if lost_flight(cell).is_some() {
         crate::link_metrics::record_chosen(res, &link.counters(), flows.as_ref());
@@ -494,24 +495,7 @@ fn lost_flight(cell: &Cell) -> Option<workloads::lost::Lost> {
 /// `link_counters`: the link's own counters, the backend, its rebinding
 /// log, and our servers' counters when they ran.
 pub(crate) fn record_link(res: &mut CellResult, link: &Link, server_stats: Option<StatsSnapshot>) {
-    let counters = link.counters();
-    // The model's count of copies that left ahead of earlier ones (netem's
-    // reorder branch, or jitter): the user-space link counts them; tc does not.
-    if link.backend() == Backend::UserSpace {
-        for (name, d) in [
-            ("link_reordered_down_share", &counters.down.model),
-            ("link_reordered_up_share", &counters.up.model),
-        ] {
-            if d.delivered > 0 {
-                res.metrics
-                    .entry(name.to_string())
-                    .or_insert_with(|| Metric::new("fraction"))
-                    .samples
-                    .push(d.overtaking as f64 / d.delivered as f64);
-            }
-        }
-    }
-    res.link_counters = serde_json::to_value(counters).ok();
+    res.link_counters = serde_json::to_value(link.counters()).ok();
     if let Some(o) = res.link_counters.as_mut().and_then(|v| v.as_object_mut()) {
         if let Some(s) = server_stats {
             o.insert(

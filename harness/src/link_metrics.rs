@@ -227,3 +227,23 @@ pub fn record_chosen(
         serde_json::to_value(&drops).unwrap_or_default(),
     );
 }
+
+/// `link_reordered_down_share`, `link_reordered_up_share`: the copies that
+/// left ahead of an earlier one (the reorder branch, or jitter) ÷ the copies
+/// delivered, per direction. User-space link only (tc counts no such thing).
+/// After the workload's own metrics: a cell whose workload measured nothing
+/// has failed, whatever the link counted.
+pub fn record_reordering(res: &mut CellResult, c: &quicbench_netem::link::LinkCounters) {
+    for (name, d) in [
+        ("link_reordered_down_share", &c.down.model),
+        ("link_reordered_up_share", &c.up.model),
+    ] {
+        if d.delivered > 0 {
+            res.metrics
+                .entry(name.to_string())
+                .or_insert_with(|| Metric::new("fraction"))
+                .samples
+                .push(d.overtaking as f64 / d.delivered as f64);
+        }
+    }
+}

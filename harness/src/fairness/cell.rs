@@ -127,6 +127,7 @@ pub fn execute(
     c::fill(res, out);
     if let Some(f) = link.flows() {
         crate::link_metrics::record(res, &f);
+        crate::link_metrics::record_reordering(res, &link.counters());
     }
     record.apply(res);
     ctx.reaper.bury(link);
