@@ -213,15 +213,30 @@ pub(crate) fn synthetic_run_with(base: &Path, pairs: bool) -> RunDir {
     };
     rd.write_cell(&failed).unwrap();
     ids.push(failed.cell_id.clone());
+    finish_run(
+        rd,
+        "synthetic <run>",
+        BTreeMap::from([("quinn".into(), "0.11.12".into())]),
+        ids,
+    )
+}
+
+/// Write a test run's run.json (its cells are written) and its summary.
+fn finish_run(
+    rd: RunDir,
+    name: &str,
+    crate_versions: BTreeMap<String, String>,
+    ids: Vec<String>,
+) -> RunDir {
     rd.write_meta(&RunMeta {
         schema_version: SCHEMA_VERSION,
         quicbench_version: "0.1.0".into(),
         git_commit: None,
         started: quicbench_results::now_rfc3339(),
         finished: None,
-        name: "synthetic <run>".into(),
+        name: name.into(),
         host: HostInfo::default(),
-        crate_versions: BTreeMap::from([("quinn".into(), "0.11.12".into())]),
+        crate_versions,
         backend: "userspace".into(),
         backend_reason: "test".into(),
         matrix: serde_json::json!({}),
@@ -606,32 +621,7 @@ fn fairness_run(base: &Path) -> RunDir {
             ids.push(id);
         }
     }
-    rd.write_meta(&RunMeta {
-        schema_version: SCHEMA_VERSION,
-        quicbench_version: "0.1.0".into(),
-        git_commit: None,
-        started: quicbench_results::now_rfc3339(),
-        finished: None,
-        name: "fair".into(),
-        host: HostInfo::default(),
-        crate_versions: BTreeMap::new(),
-        backend: "userspace".into(),
-        backend_reason: "test".into(),
-        matrix: serde_json::json!({}),
-        shard: None,
-        seed: 1,
-        calibration: None,
-        transport_profile: None,
-        endpoints: Vec::new(),
-        planned_cells: ids.len() as u64,
-        cell_ids: ids,
-        order_seed: None,
-        drift: Vec::new(),
-        adaptive: Vec::new(),
-    })
-    .unwrap();
-    rd.resummarize().unwrap();
-    rd
+    finish_run(rd, "fair", BTreeMap::new(), ids)
 }
 
 #[test]
