@@ -41,7 +41,13 @@ pub struct Shared {
 
 impl Default for Shared {
     fn default() -> Self {
-        let work = std::env::temp_dir().join(format!("quicbench-endpoints-{}", std::process::id()));
+        // One directory per context, not per process: two contexts in one
+        // process (tests running side by side) must not remove each other's
+        // certificate files when the first is dropped.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let work =
+            std::env::temp_dir().join(format!("quicbench-endpoints-{}-{n}", std::process::id()));
         Shared {
             objects: ObjectStore::new(work.join("objects")),
             work,
