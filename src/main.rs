@@ -43,8 +43,27 @@ enum Command {
     Doctor,
 }
 
+impl Command {
+    fn builds_links(&self) -> bool {
+        matches!(
+            self,
+            Command::Run(_)
+                | Command::Link(_)
+                | Command::Calibrate(_)
+                | Command::Conns(_)
+                | Command::Doctor
+        )
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The commands that build links need namespaces: an ordinary user enters a
+    // user namespace of its own, which must happen while this process has one
+    // thread (before logging, runtimes, anything).
+    if cli.cmd.builds_links() {
+        quicbench_netem::privileges::acquire();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
     tracing_subscriber::fmt()

@@ -30,19 +30,7 @@ fn loud(line: &str) {
 }
 
 fn can_run_links(test: &str) -> bool {
-    match quicbench_netem::ns::can_create() {
-        Ok(()) if std::fs::metadata("/dev/net/tun").is_ok() => true,
-        Ok(()) => {
-            loud(&format!("SKIPPED: {test}: no /dev/net/tun"));
-            false
-        }
-        Err(e) => {
-            loud(&format!(
-                "SKIPPED: {test}: fault tests need network namespaces ({e}); run as root"
-            ));
-            false
-        }
-    }
+    quicbench_netem::test_gate::links(test)
 }
 
 /// Three cells on a rate-limited link: two goodput transfers of 8 MiB at

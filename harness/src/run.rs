@@ -119,6 +119,11 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         host: host_info(),
         crate_versions: crate_versions(),
         backend: backend.to_string(),
+        privileges: Some(
+            quicbench_netem::privileges::privileges()
+                .label()
+                .to_string(),
+        ),
         backend_reason: backend_reason.clone(),
         matrix: serde_json::json!({"resolved": m, "source": m.source}),
         shard: opts.shard.map(|s| (s.index, s.count)),

@@ -14,13 +14,7 @@ use quicbench_results::{CellResult, LinkInfo};
 use quicbench_wire::{CongestionControl, Protocol};
 
 fn can_run() -> bool {
-    match quicbench_netem::ns::can_create() {
-        Ok(()) if std::fs::metadata("/dev/net/tun").is_ok() => true,
-        other => {
-            eprintln!("SKIPPED: unaccounted-drops test needs network namespaces and /dev/net/tun ({other:?}); run as root");
-            false
-        }
-    }
+    quicbench_netem::test_gate::links("unaccounted-drops test")
 }
 
 #[test]

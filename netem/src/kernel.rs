@@ -169,7 +169,7 @@ pub fn netem_available() -> NetemProbe {
         };
     }
     let args = ["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"];
-    let mut cmd = Command::new("tc");
+    let mut cmd = crate::tools::command("tc");
     cmd.args(args).stdin(Stdio::null());
     if let Err(e) = in_throwaway_netns(&mut cmd) {
         return NetemProbe {
@@ -309,7 +309,7 @@ pub fn clear(dev: &str) -> Result<(), TcError> {
 }
 
 fn run_tc(dev: &str, args: &[String]) -> Result<(), TcError> {
-    let out: Output = Command::new("tc")
+    let out: Output = crate::tools::command("tc")
         .args(args)
         .stdin(Stdio::null())
         .output()

@@ -11,6 +11,9 @@
 //!   (namespaces held by file descriptors, TUN devices, the timed relay and NAT)
 //!   and the `Link` that joins a client and a server namespace.
 //!
+//! * [`privileges`]: root, or a user namespace entered at start (no sudo);
+//!   [`test_gate`]: the one gate of every test that builds links.
+//!
 //! netem knows nothing of HTTP.
 
 pub mod chosen;
@@ -21,10 +24,13 @@ pub mod model;
 pub mod nat;
 pub mod ns;
 pub mod pcap;
+pub mod privileges;
 pub mod relay;
 pub mod spec;
+pub mod test_gate;
 #[cfg(test)]
 mod testpkt;
+pub mod tools;
 pub mod tun;
 
 pub use flows::{FlowReport, FlowTable, FlowsConfig, FlowsReport, Handshake};

@@ -27,15 +27,10 @@ use nix::sched::{setns, unshare, CloneFlags};
 /// Why a namespace could not be created or entered.
 #[derive(Debug, thiserror::Error)]
 pub enum NsError {
-    /// The process may not create network namespaces.
-    #[error(
-        "creating a network namespace was refused ({source}): run as root (or with \
-         CAP_SYS_ADMIN and CAP_NET_ADMIN), or call \
-         quicbench_netem::ns::enter_user_namespace() at the start of main, before any \
-         other thread starts, on a kernel that allows unprivileged user namespaces \
-         (user.max_user_namespaces > 0, kernel.unprivileged_userns_clone = 1 where present)"
-    )]
-    NotPermitted { source: nix::Error },
+    /// The process may not create network namespaces; `hint` says what this
+    /// process is and what would let it (crate::privileges::refusal_hint).
+    #[error("creating a network namespace was refused ({source}): {hint}")]
+    NotPermitted { source: nix::Error, hint: String },
     /// A system call failed for another reason.
     #[error("{what}: {source}")]
     Sys { what: String, source: io::Error },
@@ -85,7 +80,10 @@ impl NetNs {
             .spawn(move || {
                 let fd = match unshare(CloneFlags::CLONE_NEWNET) {
                     Err(e @ (nix::Error::EPERM | nix::Error::EACCES)) => {
-                        Err(NsError::NotPermitted { source: e })
+                        Err(NsError::NotPermitted {
+                            source: e,
+                            hint: crate::privileges::refusal_hint(),
+                        })
                     }
                     Err(e) => Err(NsError::sys("unshare(CLONE_NEWNET)", e)),
                     Ok(()) => std::fs::File::open("/proc/thread-self/ns/net")
@@ -262,7 +260,8 @@ impl NetNs {
     /// Run `program args...` inside the namespace, wait, and fail with its
     /// stderr when it exits non-zero.
     pub fn exec(&self, program: &str, args: &[&str]) -> io::Result<String> {
-        let mut cmd = self.command(program);
+        // A system tool (ip, tc, nft): found in sbin where PATH lacks it.
+        let mut cmd = self.command(crate::tools::locate(program));
         cmd.args(args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -354,55 +353,7 @@ pub(crate) fn ifreq_named(name: &str) -> io::Result<libc::ifreq> {
     Ok(ifr)
 }
 
-/// `unshare(CLONE_NEWUSER)`, retried for a moment on EINVAL: a thread that
-/// has just ended (joined) stays in the thread group until the kernel reaps
-/// it, and meanwhile the process still counts as multi-threaded (a test that
-/// probed `NetNs::new` first failed on this now and then).
-fn unshare_user_namespace() -> nix::Result<()> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
-    loop {
-        match unshare(CloneFlags::CLONE_NEWUSER) {
-            Err(nix::Error::EINVAL) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            r => return r,
-        }
-    }
-}
-
-/// Make this process root of a new user namespace (mapping the current uid and
-/// gid to 0) so that it may create network namespaces and TUN devices without
-/// being root. A no-op when already root.
-///
-/// Must be called before the process starts any other thread (the kernel
-/// refuses `CLONE_NEWUSER` in a multi-threaded process): at the top of `main`.
-pub fn enter_user_namespace() -> Result<(), NsError> {
-    let uid = nix::unistd::geteuid();
-    let gid = nix::unistd::getegid();
-    if uid.is_root() {
-        return Ok(());
-    }
-    match unshare_user_namespace() {
-        Ok(()) => {}
-        Err(nix::Error::EINVAL) => {
-            return Err(NsError::sys(
-                "unshare(CLONE_NEWUSER)",
-                io::Error::other(
-                    "the process is multi-threaded: call enter_user_namespace() before \
-                     starting any thread",
-                ),
-            ))
-        }
-        Err(e) => return Err(NsError::NotPermitted { source: e }),
-    }
-    let w = |path: &str, s: String| {
-        std::fs::write(path, s).map_err(|e| NsError::sys(format!("writing {path}"), e))
-    };
-    w("/proc/self/setgroups", "deny".into())?;
-    w("/proc/self/uid_map", format!("0 {uid} 1"))?;
-    w("/proc/self/gid_map", format!("0 {gid} 1"))?;
-    Ok(())
-}
+pub use crate::privileges::enter_user_namespace;
 
 /// Whether this process can create network namespaces (tries once).
 pub fn can_create() -> Result<(), NsError> {

@@ -165,6 +165,14 @@ pub enum RelayPriority {
     Normal,
 }
 
+/// What a relay thread would get here ("fifo", "nice" or "normal"), tried on
+/// a throwaway thread (`quicbench doctor`).
+pub fn realtime_available() -> &'static str {
+    std::thread::spawn(|| apply_priority(RelayPriority::Realtime))
+        .join()
+        .unwrap_or("normal")
+}
+
 /// Apply `p` to the calling thread; returns what it got.
 fn apply_priority(p: RelayPriority) -> &'static str {
     if p == RelayPriority::Realtime {

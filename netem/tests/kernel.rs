@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use quicbench_netem::link::CLIENT_DEV;
-use quicbench_netem::{Backend, Link, LinkConfig, NetNs};
+use quicbench_netem::{Backend, Link, LinkConfig};
 
 #[path = "../../tests/support/install_deps.rs"]
 mod install_deps;
@@ -28,9 +28,7 @@ fn nft_runs() -> bool {
 
 /// Namespaces can be made here, and `nft` runs (installed when missing).
 fn ready(test: &str) -> bool {
-    if let Err(e) = NetNs::new() {
-        assert!(!install_deps::is_root(), "root, yet no namespace: {e}");
-        eprintln!("SKIPPED: {test}: cannot create a network namespace: {e}");
+    if !quicbench_netem::test_gate::links(test) {
         return false;
     }
     if nft_runs() {

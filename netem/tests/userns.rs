@@ -81,7 +81,7 @@ fn child() {
             Err(e) => {
                 let msg = e.to_string();
                 assert!(
-                    msg.contains("enter_user_namespace") && msg.contains("root"),
+                    msg.contains("privileges::acquire()") && msg.contains("root"),
                     "{msg}"
                 );
             }

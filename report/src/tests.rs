@@ -239,6 +239,7 @@ fn finish_run(
         crate_versions,
         backend: "userspace".into(),
         backend_reason: "test".into(),
+        privileges: None,
         matrix: serde_json::json!({}),
         shard: None,
         seed: 1,

@@ -63,6 +63,10 @@ pub struct RunMeta {
     pub crate_versions: BTreeMap<String, String>,
     /// Link emulation backend: `"userspace"` or `"kernel"`.
     pub backend: String,
+    /// How the run got the right to build links: "root", "user namespace"
+    /// (an ordinary user, no sudo) or "none". Absent in runs made before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileges: Option<String>,
     /// Why that backend was chosen (e.g. "sch_netem not available").
     #[serde(default)]
     pub backend_reason: String,
@@ -133,6 +137,9 @@ pub struct ShardSource {
     pub host: HostInfo,
     pub backend: String,
     pub backend_reason: String,
+    /// The shard's `privileges` (see [`RunMeta::privileges`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileges: Option<String>,
     pub started: String,
     pub finished: Option<String>,
     #[serde(default)]

@@ -604,6 +604,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunMeta, ResultsError> {
             ),
         )
     };
+    let privileges: BTreeSet<Option<&str>> =
+        shards.iter().map(|s| s.2.privileges.as_deref()).collect();
+    let privileges = match privileges.len() {
+        1 => first.privileges.clone(),
+        _ => Some("mixed".to_string()),
+    };
     let merged_from: Vec<ShardSource> = shards
         .iter()
         .map(|(d, _, m, cs)| ShardSource {
@@ -612,6 +618,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunMeta, ResultsError> {
             host: m.host.clone(),
             backend: m.backend.clone(),
             backend_reason: m.backend_reason.clone(),
+            privileges: m.privileges.clone(),
             started: m.started.clone(),
             finished: m.finished.clone(),
             calibration: m.calibration.clone(),
@@ -631,6 +638,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunMeta, ResultsError> {
         finished,
         backend,
         backend_reason,
+        privileges,
         cell_ids,
         ..first.clone()
     };

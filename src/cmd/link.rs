@@ -2,7 +2,7 @@
 //! `quicbench calibrate` (is the link what it claims?) and `quicbench doctor`.
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -184,46 +184,42 @@ pub fn doctor() -> anyhow::Result<ExitCode> {
         }
     };
     println!("quicbench doctor");
-    let root = nix::unistd::geteuid().is_root();
+    let privileges = quicbench_netem::privileges::privileges();
     say(
-        root,
-        &format!("running as root: {root}"),
-        "run as root (sudo), or rely on unprivileged user namespaces below",
-    );
-    let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
-        .map(|s| s.trim() != "0")
-        .unwrap_or(false)
-        && std::fs::read_to_string("/proc/sys/kernel/unprivileged_userns_clone")
-            .map(|s| s.trim() != "0")
-            .unwrap_or(true);
-    say(
-        root || userns,
-        &format!(
-            "unprivileged user namespaces: {}",
-            if userns { "enabled" } else { "disabled" }
-        ),
-        "sysctl -w kernel.unprivileged_userns_clone=1 user.max_user_namespaces=10000",
+        privileges.sufficient(),
+        &format!("privileges: {privileges}"),
+        "run as root (sudo), or allow unprivileged user namespaces (the line above names the setting)",
     );
     let ns = quicbench_netem::ns::can_create();
-    say(ns.is_ok(), &format!("network namespaces: {}", match &ns { Ok(()) => "can be created".to_string(), Err(e) => e.to_string() }), "needs CAP_SYS_ADMIN + CAP_NET_ADMIN (root), or user namespaces; in Docker: --cap-add NET_ADMIN --cap-add SYS_ADMIN, seccomp=unconfined");
+    say(ns.is_ok(), &format!("network namespaces: {}", match &ns { Ok(()) => "can be created".to_string(), Err(e) => e.to_string() }), "needs CAP_SYS_ADMIN + CAP_NET_ADMIN (root), or a user namespace; in Docker: --cap-add NET_ADMIN --cap-add SYS_ADMIN, seccomp=unconfined");
     ok &= ns.is_ok();
-    let tun = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/net/tun");
+    let tun = quicbench_netem::privileges::tun_access();
     say(
         tun.is_ok(),
-        &format!(
-            "/dev/net/tun: {}",
-            match &tun {
-                Ok(_) => "opens".to_string(),
-                Err(e) => e.to_string(),
-            }
-        ),
-        "modprobe tun; in Docker: --device /dev/net/tun",
+        &match &tun {
+            Ok(()) => "/dev/net/tun: opens".to_string(),
+            Err(e) => e.clone(),
+        },
+        "",
     );
     ok &= tun.is_ok();
-    let ipcmd = Command::new("ip")
+    let sched = quicbench_netem::relay::realtime_available();
+    let fifo = sched == "fifo";
+    println!(
+        "  [{}] relay scheduling: {}",
+        if fifo { "ok" } else { "!!" },
+        match sched {
+            "fifo" => "SCHED_FIFO (real-time)".to_string(),
+            s =>
+                format!(
+                "{} only: SCHED_FIFO needs real root or an RLIMIT_RTPRIO (ulimit -r); the relay \
+                 then waits for a core like any thread, which costs delay precision on a busy \
+                 machine (docs/rootless.md)",
+                if s == "nice" { "nice -10" } else { "normal priority" }
+            ),
+        }
+    );
+    let ipcmd = quicbench_netem::tools::command("ip")
         .arg("-V")
         .output()
         .map(|o| o.status.success())
@@ -257,10 +253,12 @@ pub fn doctor() -> anyhow::Result<ExitCode> {
     );
     println!(
         "{}",
-        if ok {
-            "ready: `quicbench run` can run here"
-        } else {
-            "not ready: fix the [--] lines above"
+        match (ok, &privileges) {
+            (true, quicbench_netem::privileges::Privileges::UserNamespace { .. }) => {
+                "ready (no root needed: user namespace): `quicbench run` can run here"
+            }
+            (true, _) => "ready: `quicbench run` can run here",
+            (false, _) => "not ready: fix the [--] lines above",
         }
     );
     Ok(if ok {

@@ -60,16 +60,22 @@ pub fn provision_with(script: &Path) -> Provisioned {
     p
 }
 
-/// Effective uid 0 (read from /proc: no libc needed by every includer).
+/// Real root: effective uid 0 in the initial user namespace (read from
+/// /proc: no libc needed by every includer). Root of a user namespace (a test
+/// re-executed by the link gate) cannot install packages.
 pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
+    let uid0 = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("Uid:"))
                 .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
         })
-        .unwrap_or(false)
+        .unwrap_or(false);
+    let identity = std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        .unwrap_or(false);
+    uid0 && identity
 }
 
 /// `what` is still missing after `p`: as root (CI), where the installer can

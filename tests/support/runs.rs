@@ -26,21 +26,10 @@ pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
     MACHINE.read().unwrap_or_else(|p| p.into_inner())
 }
 
-/// True when links can be built here; otherwise says loudly what is skipped.
+/// True when links can be built here (or, false, when the test already ran in
+/// a child user namespace); otherwise says loudly what is skipped.
 pub fn can_run_links(what: &str) -> bool {
-    match quicbench_netem::ns::can_create() {
-        Ok(()) if std::fs::metadata("/dev/net/tun").is_ok() => true,
-        Ok(()) => {
-            eprintln!("SKIPPED: {what}: /dev/net/tun is missing");
-            false
-        }
-        Err(e) => {
-            eprintln!(
-                "SKIPPED: {what}: needs network namespaces and /dev/net/tun ({e}); run as root"
-            );
-            false
-        }
-    }
+    quicbench_netem::test_gate::links(what)
 }
 
 /// The newest run directory under `base`.

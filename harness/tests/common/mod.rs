@@ -8,19 +8,11 @@ use std::sync::Arc;
 use quicbench_harness::cell::CellCtx;
 use quicbench_netem::link::Backend;
 
-/// True when links can be built. As root a failure is a bug (panics);
-/// otherwise the test says loudly what it skipped.
+/// True when links can be built here; false when the test already ran in a
+/// child user namespace, or (said loudly) cannot run: see
+/// `quicbench_netem::test_gate`.
 pub fn can_build_links() -> bool {
-    match quicbench_netem::ns::can_create() {
-        Ok(()) => true,
-        Err(e) if nix::unistd::Uid::effective().is_root() => {
-            panic!("root, but no network namespace: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: needs network namespaces and /dev/net/tun ({e}); run as root");
-            false
-        }
-    }
+    quicbench_netem::test_gate::links("harness test")
 }
 
 /// A run's shared context on the user-space link, the server's addresses in

@@ -20,7 +20,7 @@
 
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -200,7 +200,7 @@ fn nft_missing(e: io::Error) -> io::Error {
 
 /// `nft -f -` with `script` on stdin.
 pub(super) fn nft(script: &str) -> io::Result<()> {
-    let mut child = Command::new("nft")
+    let mut child = crate::tools::command("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -222,7 +222,7 @@ pub(super) fn nft(script: &str) -> io::Result<()> {
 }
 
 pub(super) fn nft_output(args: &[&str]) -> io::Result<String> {
-    let out = Command::new("nft")
+    let out = crate::tools::command("nft")
         .args(args)
         .stdin(Stdio::null())
         .output()

@@ -23,18 +23,10 @@ pub fn client_udp(link: &Link, ip: std::net::IpAddr) -> UdpSocket {
     s
 }
 
-/// True (after a loud message) when this machine cannot create namespaces and
-/// TUN devices for us: the caller returns.
+/// True (after a loud message) when links cannot be built for `test` here,
+/// or when it already ran in a child user namespace: the caller returns.
 pub fn skip(test: &str) -> bool {
-    if let Err(e) = NetNs::new() {
-        eprintln!("SKIPPED: {test}: cannot create a network namespace: {e}");
-        return true;
-    }
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        eprintln!("SKIPPED: {test}: /dev/net/tun does not exist");
-        return true;
-    }
-    false
+    !quicbench_netem::test_gate::links(test)
 }
 
 pub fn userspace(mut cfg: LinkConfig) -> Link {

@@ -76,6 +76,7 @@ fn meta(name: &str, shard: Option<(u32, u32)>, ids: Vec<String>) -> RunMeta {
         crate_versions: BTreeMap::from([("quinn".to_string(), "0.11.12".to_string())]),
         backend: "userspace".into(),
         backend_reason: "no sch_netem".into(),
+        privileges: None,
         matrix: serde_json::json!({"protocols": ["h2", "h3"], "reps": 3}),
         shard,
         seed: 1,
