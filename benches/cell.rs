@@ -8,12 +8,15 @@
 //! Besides criterion's totals, the bench prints the median of each phase of
 //! a whole cell (`extra.fixed_cost` of its result).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, BenchmarkId, Criterion};
 use quicbench_harness::cell::{self, CellCtx};
 use quicbench_harness::matrix::Matrix;
 use quicbench_harness::plan;
@@ -41,19 +44,7 @@ size = 200
 "#;
 
 fn privileged() -> bool {
-    match quicbench_netem::ns::can_create() {
-        Ok(()) if std::fs::metadata("/dev/net/tun").is_ok() => true,
-        Ok(()) => {
-            eprintln!("SKIPPED: cell fixed-cost bench: /dev/net/tun is missing");
-            false
-        }
-        Err(e) => {
-            eprintln!(
-                "SKIPPED: cell fixed-cost bench: needs network namespaces ({e}); run as root"
-            );
-            false
-        }
-    }
+    support::can_build_links("cell fixed-cost bench")
 }
 
 fn link_up_down(c: &mut Criterion) {
@@ -129,4 +120,4 @@ fn whole_cell(c: &mut Criterion) {
 }
 
 criterion_group!(benches, link_up_down, whole_cell);
-criterion_main!(benches);
+bench_main!(benches);

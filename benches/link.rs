@@ -2,11 +2,14 @@
 //! TCP bulk throughput through the user-space relay vs a direct veth-free
 //! loopback baseline. Names are stable for `--save-baseline` / `--baseline`.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use quicbench_netem::link::{Backend, Link, LinkConfig};
 use quicbench_netem::{LinkModel, LinkSpec, Verdict};
 
@@ -90,8 +93,7 @@ fn bulk(link: &Link, bytes: u64) -> Duration {
 }
 
 fn relay(c: &mut Criterion) {
-    if let Err(e) = quicbench_netem::ns::can_create() {
-        eprintln!("SKIPPED: relay benches need network namespaces (root or user namespaces): {e}");
+    if !support::can_build_links("relay benches") {
         return;
     }
     const BYTES: u64 = 128 << 20;
@@ -118,4 +120,4 @@ fn relay(c: &mut Criterion) {
 }
 
 criterion_group!(benches, model, relay);
-criterion_main!(benches);
+bench_main!(benches);

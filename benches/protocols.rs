@@ -1,15 +1,19 @@
 //! Per-protocol benches: handshake (fresh connection to first byte, cold and
 //! resumed/0-RTT), request/response on a warm connection, 1 MiB and 100 MiB
-//! transfers. On loopback by default (and say so); with privileges and
-//! `QUICBENCH_LINK="delay 10ms loss 1%"`, across the emulated link.
+//! transfers. On loopback by default (and say so); with
+//! `QUICBENCH_LINK="delay 10ms loss 1%"`, across the emulated link (as root,
+//! or as an ordinary user through a user namespace entered at start).
 //!
 //! Names are stable (`handshake/<proto>/cold`, `request/<proto>/warm`,
 //! `transfer/<proto>/1MiB`...): compare runs with `--save-baseline` / `--baseline`.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use quicbench_clients::{Client, ClientOptions, Request};
 use quicbench_netem::link::{Link, LinkConfig};
 use quicbench_netem::LinkSpec;
@@ -47,16 +51,20 @@ fn setup() -> Setup {
         .ok()
         .filter(|s| !s.trim().is_empty());
     if let Some(spec) = link_spec {
-        match (spec.parse::<LinkSpec>(), quicbench_netem::ns::can_create()) {
-            (Ok(spec), Ok(())) => match Link::build(LinkConfig::symmetric(spec.clone())) {
+        let spec = match spec.parse::<LinkSpec>() {
+            Ok(s) => s,
+            Err(e) => panic!("QUICBENCH_LINK: {e}"),
+        };
+        if support::can_build_links("the emulated link (falling back to loopback)") {
+            match Link::build(LinkConfig::symmetric(spec.clone())) {
                 Ok(link) => return setup_link(link, &spec),
-                Err(e) => eprintln!("quicbench bench: cannot build the link ({e}); falling back to loopback"),
-            },
-            (Err(e), _) => panic!("QUICBENCH_LINK: {e}"),
-            (_, Err(e)) => eprintln!("quicbench bench: QUICBENCH_LINK needs network namespaces ({e}); falling back to loopback"),
+                Err(e) => eprintln!(
+                    "quicbench bench: cannot build the link ({e}); falling back to loopback"
+                ),
+            }
         }
     } else {
-        eprintln!("quicbench bench: on loopback (set QUICBENCH_LINK=\"delay 10ms loss 1%\" and run as root for the emulated link)");
+        eprintln!("quicbench bench: on loopback (set QUICBENCH_LINK=\"delay 10ms loss 1%\" for the emulated link: root, or an ordinary user where user namespaces are allowed)");
     }
     let identity = Identity::generate(&[]).expect("identity");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -269,4 +277,4 @@ fn protocols(cr: &mut Criterion) {
 }
 
 criterion_group!(benches, protocols);
-criterion_main!(benches);
+bench_main!(benches);

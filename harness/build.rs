@@ -2,9 +2,14 @@
 //! say exactly what was measured.
 
 fn main() {
-    let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    // At run time, not env!(): a build script compiled in another checkout
+    // (a copied target directory) would read that checkout's Cargo.lock.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let lock = std::path::Path::new(&dir).join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());
-    let text = std::fs::read_to_string(&lock).unwrap_or_default();
+    // No versions would make every run.json silently incomplete: fail the build.
+    let text = std::fs::read_to_string(&lock)
+        .unwrap_or_else(|e| panic!("reading {} for the stack versions: {e}", lock.display()));
     let wanted = [
         "quinn",
         "quinn-proto",
@@ -28,6 +33,11 @@ fn main() {
             }
         }
     }
+    assert!(
+        !found.is_empty(),
+        "{} names none of the protocol stacks",
+        lock.display()
+    );
     println!(
         "cargo:rustc-env=QUICBENCH_STACK_VERSIONS={}",
         found.join(";")
