@@ -11,15 +11,9 @@
 //! addresses, so that the test shows the 4-tuple at work.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::PathBuf;
 
 use quicbench_harness::conns::{self, ConnsConfig, ConnsParams, PhaseReport};
-
-/// Straight to stderr: a skip must be seen, not captured away.
-fn loud(line: &str) {
-    let _ = writeln!(std::io::stderr(), "!!! {line}");
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -29,21 +23,10 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 fn can_run(test: &str) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        loud(&format!(
-            "SKIPPED: {test}: needs root (namespaces, TUN, RLIMIT_NOFILE hard limit)"
-        ));
-        return false;
-    }
-    if let Err(e) = quicbench_netem::ns::can_create() {
-        loud(&format!("SKIPPED: {test}: no network namespaces ({e})"));
-        return false;
-    }
-    if std::fs::metadata("/dev/net/tun").is_err() {
-        loud(&format!("SKIPPED: {test}: no /dev/net/tun"));
-        return false;
-    }
-    true
+    // Root, or an ordinary user in the user namespace entered before main:
+    // the open-file hard limit then stays as given, and conns spreads the
+    // sockets over more processes (docs/rootless.md).
+    quicbench_netem::test_gate::links(test)
 }
 
 /// Every namespace inode some thread of some process is in.
@@ -167,3 +150,7 @@ fn conns_beyond_65535_at_one_port() {
         }
     }
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

@@ -626,3 +626,7 @@ fn server_connection_killed_mid_cell_fails_the_cell_and_the_run_goes_on() {
     }
     assert!(meta(&dir).finished.is_some());
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

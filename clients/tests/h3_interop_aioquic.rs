@@ -108,3 +108,7 @@ async fn our_client_fetches_from_aioquic() {
         let _ = child.kill().await;
     }
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

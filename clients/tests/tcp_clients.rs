@@ -521,3 +521,7 @@ async fn ipv6_loopback() {
     }
     srv.shutdown(Duration::from_secs(1)).await;
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

@@ -67,3 +67,7 @@ async fn h2_request_rides_in_early_data() {
 async fn h11_tls_request_rides_in_early_data() {
     early_data(Protocol::H11Tls).await;
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

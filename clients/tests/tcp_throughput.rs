@@ -58,3 +58,7 @@ async fn loopback_fetch_times() {
     }
     srv.shutdown(Duration::from_secs(1)).await;
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

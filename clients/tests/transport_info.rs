@@ -188,3 +188,7 @@ async fn sampling_cost_on_loopback() {
         }
     }
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

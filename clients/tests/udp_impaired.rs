@@ -297,3 +297,7 @@ async fn h3_survives_nat_rebinding() {
     c.close().await;
     s.shutdown(Duration::from_secs(1)).await;
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

@@ -138,3 +138,7 @@ async fn echo_and_source_over_ipv6_loopback() {
     assert_eq!((r.sent, r.received), (100, 100));
     s.shutdown(Duration::from_secs(1)).await;
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

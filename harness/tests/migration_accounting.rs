@@ -111,3 +111,7 @@ async fn a_rebind_that_translated_nothing_is_not_confirmed() {
     let out = run(Protocol::H11, false, false).await;
     assert_failed(&out, "translated no packet");
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

@@ -80,3 +80,7 @@ fn a_receive_buffer_overflow_is_counted_and_flagged() {
     let p = profile::read_profile(link.server_ns());
     assert!(p.devices.iter().any(|d| d.name != "lo"), "{p:?}");
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

@@ -98,3 +98,7 @@ async fn aioquic_client_fetches_from_our_server() {
     assert_eq!((st.quic_accepted, st.requests), (3, 3));
     s.shutdown(Duration::from_secs(1)).await;
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

@@ -210,3 +210,7 @@ async fn handshakes_above_the_retry_threshold_all_complete() {
     }
     s.shutdown(Duration::from_secs(1)).await;
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

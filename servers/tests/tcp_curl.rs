@@ -156,3 +156,7 @@ async fn curl_fetches_pattern_bytes_over_every_tcp_protocol() {
     assert!(st.tls_failures == 0, "{st:?}");
     srv.shutdown(Duration::from_secs(1)).await;
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

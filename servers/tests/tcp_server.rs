@@ -616,3 +616,7 @@ async fn many_concurrent_connections() {
     assert_eq!(srv.stats().open_connections, 0);
     srv.shutdown(Duration::from_secs(1)).await;
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

@@ -99,3 +99,7 @@ async fn random_datagrams_do_not_hurt() {
     assert_eq!(st.quic_accepted, 1);
     s.shutdown(Duration::from_secs(1)).await;
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

@@ -59,3 +59,7 @@ async fn shutdown_stops_a_slow_source_run_and_frees_the_port() {
     }
     assert!(rebound, "port {udp} still held after shutdown");
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();

@@ -23,3 +23,8 @@ pub mod transport;
 
 mod names;
 pub use names::{CongestionControl, Protocol, UnknownName};
+
+// Unit tests set TCP controllers: as an ordinary user, in a user and network
+// namespace of their own (quicbench_netem::test_gate).
+#[cfg(test)]
+quicbench_netem::test_binary_enters_user_namespace!();

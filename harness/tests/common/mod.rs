@@ -26,3 +26,7 @@ pub fn ctx() -> CellCtx {
 pub fn first(res: &quicbench_results::CellResult, k: &str) -> Option<f64> {
     res.metrics.get(k).and_then(|m| m.samples.first().copied())
 }
+
+// An ordinary user: a user and network namespace of its own, before main
+// (quicbench_netem::test_gate).
+quicbench_netem::test_binary_enters_user_namespace!();
