@@ -18,7 +18,7 @@ use quicbench_netem::{Backend, Link, LinkConfig};
 mod install_deps;
 
 fn nft_runs() -> bool {
-    std::process::Command::new("nft")
+    quicbench_netem::tools::command("nft")
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
