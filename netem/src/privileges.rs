@@ -203,42 +203,41 @@ fn refusing_settings() -> Vec<Setting> {
 /// `(sysctl name, value, what it means, how to allow it)`.
 type Setting = (&'static str, String, &'static str, &'static str);
 
+/// Each setting that can refuse: (sysctl name, the value that refuses, what
+/// it means, how to allow it). The /proc path follows from the name.
+const REFUSERS: [(&str, &str, &str, &str); 3] = [
+    (
+        "user.max_user_namespaces",
+        "0",
+        "no user namespaces may be created at all",
+        "sudo sysctl -w user.max_user_namespaces=10000",
+    ),
+    (
+        "kernel.unprivileged_userns_clone",
+        "0",
+        "Debian's switch: only root may create user namespaces",
+        "sudo sysctl -w kernel.unprivileged_userns_clone=1",
+    ),
+    (
+        "kernel.apparmor_restrict_unprivileged_userns",
+        "1",
+        "AppArmor (Ubuntu 23.10 and later) gives unconfined programs' user \
+         namespaces no capabilities",
+        "an AppArmor profile for the quicbench binary with `userns,` \
+         (docs/rootless.md), or sudo sysctl -w \
+         kernel.apparmor_restrict_unprivileged_userns=0",
+    ),
+];
+
 fn refusing_settings_from(read_setting: impl Fn(&str) -> Option<String>) -> Vec<Setting> {
-    let mut out = Vec::new();
-    if let Some(v) = read_setting("/proc/sys/user/max_user_namespaces") {
-        if v == "0" {
-            out.push((
-                "user.max_user_namespaces",
-                v,
-                "no user namespaces may be created at all",
-                "sudo sysctl -w user.max_user_namespaces=10000",
-            ));
-        }
-    }
-    if let Some(v) = read_setting("/proc/sys/kernel/unprivileged_userns_clone") {
-        if v == "0" {
-            out.push((
-                "kernel.unprivileged_userns_clone",
-                v,
-                "Debian's switch: only root may create user namespaces",
-                "sudo sysctl -w kernel.unprivileged_userns_clone=1",
-            ));
-        }
-    }
-    if let Some(v) = read_setting("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") {
-        if v == "1" {
-            out.push((
-                "kernel.apparmor_restrict_unprivileged_userns",
-                v,
-                "AppArmor (Ubuntu 23.10 and later) gives unconfined programs' user \
-                 namespaces no capabilities",
-                "an AppArmor profile for the quicbench binary with `userns,` \
-                 (docs/rootless.md), or sudo sysctl -w \
-                 kernel.apparmor_restrict_unprivileged_userns=0",
-            ));
-        }
-    }
-    out
+    REFUSERS
+        .iter()
+        .filter_map(|&(name, refusing, meaning, allow)| {
+            let path = format!("/proc/sys/{}", name.replace('.', "/"));
+            let v = read_setting(&path)?;
+            (v == refusing).then_some((name, v, meaning, allow))
+        })
+        .collect()
 }
 
 /// Why an ordinary user could not enter a user namespace, from the error and
