@@ -59,7 +59,7 @@ as_user() {
 	env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$work" LANG=C.UTF-8 \
 		setpriv --reuid "$uid" --regid "$gid" --init-groups -- "$@"
 }
-as_user sh -c 'test "$(id -u)" != 0' || fail "setpriv did not drop root"
+[ "$(as_user id -u)" != 0 ] || fail "setpriv did not drop root"
 
 say "doctor as $user (uid $uid)"
 as_user "$work/quicbench" doctor | tee "$work/doctor.txt"
@@ -127,8 +127,10 @@ EOF
 chown "$uid:$gid" "$work/matrix.toml"
 as_user "$work/quicbench" run --matrix "$work/matrix.toml" --out "$work/results" ||
 	fail "the matrix run as $user failed"
-dir=$(ls -d "$work"/results/*/ | head -1)
-[ -f "$dir/run.json" ] && [ -f "$dir/summary.csv" ] || fail "no run.json or summary.csv in $dir"
+dir=$(find "$work/results" -mindepth 1 -maxdepth 1 -type d | head -1)
+if [ ! -f "$dir/run.json" ] || [ ! -f "$dir/summary.csv" ]; then
+	fail "no run.json or summary.csv in $dir"
+fi
 python3 - "$dir" <<'EOF' || fail "the run directory is not what a rootless run must write"
 import json, pathlib, sys
 d = pathlib.Path(sys.argv[1])
