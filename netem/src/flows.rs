@@ -120,16 +120,55 @@ pub enum QuicKind {
     OneRtt,
 }
 
-/// The QUIC facts of one datagram. Only the first packet of a coalesced
-/// datagram is looked at (its long header says nothing of the packets after it
-/// without decoding its length field, and a datagram's first packet is the one
-/// that matters for the handshake milestones: a client's first Initial, a
-/// server's Initial+Handshake flight).
+/// The QUIC facts of one datagram: its first packet's type and version, and
+/// every packet type it carries. Coalesced packets (RFC 9000 §12.2) are found
+/// by walking the long headers' Length fields: a client's Handshake Finished
+/// and its first 1-RTT request usually leave in one datagram, and the
+/// handshake milestones need that 1-RTT packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuicPacket {
+    /// The first packet's type.
     pub kind: QuicKind,
     /// Long headers: the version field.
     pub version: Option<u32>,
+    /// Every packet type in the datagram, the first one's included.
+    pub carries: QuicKinds,
+}
+
+/// A set of [`QuicKind`]s (one bit each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QuicKinds(u8);
+
+impl QuicKinds {
+    const ALL: [QuicKind; 7] = [
+        QuicKind::Initial,
+        QuicKind::ZeroRtt,
+        QuicKind::Handshake,
+        QuicKind::Retry,
+        QuicKind::VersionNegotiation,
+        QuicKind::OtherLong,
+        QuicKind::OneRtt,
+    ];
+
+    fn bit(k: QuicKind) -> u8 {
+        1 << Self::ALL.iter().position(|x| *x == k).unwrap_or(0)
+    }
+
+    pub fn of(k: QuicKind) -> Self {
+        QuicKinds(Self::bit(k))
+    }
+
+    pub fn insert(&mut self, k: QuicKind) {
+        self.0 |= Self::bit(k);
+    }
+
+    pub fn contains(self, k: QuicKind) -> bool {
+        self.0 & Self::bit(k) != 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = QuicKind> {
+        Self::ALL.into_iter().filter(move |k| self.contains(*k))
+    }
 }
 
 /// Transport-specific header facts.
@@ -236,8 +275,8 @@ pub fn parse(pkt: &[u8]) -> Option<PacketMeta> {
     })
 }
 
-/// The QUIC type of a UDP payload's first packet, if it looks like QUIC: a
-/// long header (0x80) with a version (0 is version negotiation, whose fixed
+/// The QUIC packets of a UDP payload, if it looks like QUIC: the first
+/// packet is a long header (0x80) with a version (0 is version negotiation, whose fixed
 /// bit is unspecified), or a short header with the fixed bit (0x40) set.
 ///
 /// A long header of a version we know (v1, its drafts, v2) is QUIC whatever
@@ -245,12 +284,34 @@ pub fn parse(pkt: &[u8]) -> Option<PacketMeta> {
 /// clears the bit at random, from the server's first Initial on. Unknown
 /// versions still need the bit.
 pub fn parse_quic(payload: &[u8]) -> Option<QuicPacket> {
+    let (kind, version) = quic_header(payload)?;
+    let mut carries = QuicKinds::of(kind);
+    // Walk the coalesced packets after the first (bounded: a datagram holds
+    // at most one packet per long-header type, then one short header).
+    let mut rest = payload;
+    for _ in 0..4 {
+        let Some(len) = long_packet_len(rest) else {
+            break;
+        };
+        rest = &rest[len..];
+        match quic_header(rest) {
+            // Coalesced packets share the first one's version.
+            Some((k, v)) if v == version || v.is_none() => carries.insert(k),
+            _ => break,
+        }
+    }
+    Some(QuicPacket {
+        kind,
+        version,
+        carries,
+    })
+}
+
+/// The type and version of the QUIC packet at the start of `payload`.
+fn quic_header(payload: &[u8]) -> Option<(QuicKind, Option<u32>)> {
     let first = *payload.first()?;
     if first & 0x80 == 0 {
-        return (first & 0x40 != 0).then_some(QuicPacket {
-            kind: QuicKind::OneRtt,
-            version: None,
-        });
+        return (first & 0x40 != 0).then_some((QuicKind::OneRtt, None));
     }
     let v = payload.get(1..5)?;
     let version = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
@@ -279,10 +340,48 @@ pub fn parse_quic(payload: &[u8]) -> Option<QuicPacket> {
             QuicKind::OtherLong
         }
     };
-    Some(QuicPacket {
+    Some((kind, Some(version)))
+}
+
+/// A QUIC variable-length integer (RFC 9000 §16) at the start of `b`: its
+/// value and its length.
+fn varint(b: &[u8]) -> Option<(u64, usize)> {
+    let first = *b.first()?;
+    let len = 1usize << (first >> 6);
+    let bytes = b.get(..len)?;
+    let v = bytes[1..]
+        .iter()
+        .fold(u64::from(first & 0x3f), |v, x| (v << 8) | u64::from(*x));
+    Some((v, len))
+}
+
+/// The whole length of the Initial, 0-RTT or Handshake packet at the start
+/// of `p` (header through its Length field's end), when it is one and fits
+/// in `p`; None for short headers, Retry, version negotiation, unknown
+/// versions, or a length past the datagram.
+fn long_packet_len(p: &[u8]) -> Option<usize> {
+    let (kind, _) = quic_header(p)?;
+    if !matches!(
         kind,
-        version: Some(version),
-    })
+        QuicKind::Initial | QuicKind::ZeroRtt | QuicKind::Handshake
+    ) {
+        return None;
+    }
+    let dcid = *p.get(5)? as usize;
+    let mut off = 6 + dcid;
+    let scid = *p.get(off)? as usize;
+    off += 1 + scid;
+    if kind == QuicKind::Initial {
+        let (token, n) = varint(p.get(off..)?)?;
+        off = off
+            .checked_add(n)?
+            .checked_add(usize::try_from(token).ok()?)?;
+    }
+    let (len, n) = varint(p.get(off..)?)?;
+    let end = off
+        .checked_add(n)?
+        .checked_add(usize::try_from(len).ok()?)?;
+    (end <= p.len()).then_some(end)
 }
 
 /// `a` at or before `b` in TCP sequence space (RFC 1982 serial arithmetic).
@@ -337,7 +436,8 @@ pub struct Stamp {
     payload_len: u32,
     /// TCP flags (0 for UDP).
     tcp_flags: u8,
-    quic: Option<QuicKind>,
+    /// The QUIC packet types the datagram carries.
+    quic: Option<QuicKinds>,
     offered_ns: u64,
     sig: Sig,
 }
@@ -507,7 +607,8 @@ pub struct TcpFacts {
     pub rst_down: u64,
 }
 
-/// Per QUIC packet type: datagrams whose first packet has it.
+/// Per QUIC packet type: datagrams carrying a packet of it (a datagram of
+/// coalesced packets counts once under each of their types).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QuicTypeStats {
     pub offered: u64,
@@ -544,8 +645,8 @@ impl QuicDirStats {
 
 /// QUIC facts of a UDP flow (reported once a long header with a version was
 /// seen: a UDP flow whose payloads merely have the 0x40 bit set is not QUIC).
-/// Counts are of datagrams by their first packet's type (coalesced packets
-/// after the first are not parsed).
+/// Counts are of datagrams by the packet types they carry (coalesced packets
+/// found by their Length fields).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QuicFacts {
     /// The first non-zero version seen in a long header.
@@ -1003,10 +1104,12 @@ impl FlowTable {
                 } else {
                     &mut f.quic.down
                 };
-                let s = qd.get(q.kind);
-                s.offered += 1;
-                first(&mut s.first_offered_ns, now_ns);
-                (0, Some(q.kind))
+                for k in q.carries.iter() {
+                    let s = qd.get(k);
+                    s.offered += 1;
+                    first(&mut s.first_offered_ns, now_ns);
+                }
+                (0, Some(q.carries))
             }
             L4Meta::Udp { quic: None } => (0, None),
         };
@@ -1097,15 +1200,17 @@ impl FlowTable {
                 t.rst_down += 1;
             }
         }
-        if let Some(k) = s.quic {
+        if let Some(kinds) = s.quic {
             let qd = if s.from_client {
                 &mut f.quic.up
             } else {
                 &mut f.quic.down
             };
-            let q = qd.get(k);
-            q.delivered += 1;
-            first(&mut q.first_delivered_ns, now_ns);
+            for k in kinds.iter() {
+                let q = qd.get(k);
+                q.delivered += 1;
+                first(&mut q.first_delivered_ns, now_ns);
+            }
         }
         self.total_bins = self.total_bins.saturating_add_signed(grew);
     }
@@ -1263,7 +1368,8 @@ mod tests {
             L4Meta::Udp {
                 quic: Some(QuicPacket {
                     kind: QuicKind::OneRtt,
-                    version: None
+                    version: None,
+                    carries: QuicKinds::of(QuicKind::OneRtt),
                 })
             }
         );
@@ -1366,6 +1472,99 @@ mod tests {
         assert_eq!(parse_quic(&[0x41]).map(|q| q.kind), Some(QuicKind::OneRtt));
         assert_eq!(parse_quic(&[0x01]), None);
         assert_eq!(parse_quic(&[]), None);
+    }
+
+    /// A long-header packet: `first`, version, 8-byte DCID, 0-byte SCID,
+    /// (Initial: an empty token), a 2-byte Length, `body` bytes.
+    fn long_packet(first: u8, v: u32, body: usize) -> Vec<u8> {
+        let mut b = vec![first];
+        b.extend_from_slice(&v.to_be_bytes());
+        b.push(8);
+        b.extend_from_slice(&[0xaa; 8]);
+        b.push(0);
+        let initial_bits = if v == QUIC_V2 { 0x10 } else { 0 };
+        if first & 0x30 == initial_bits {
+            b.push(0); // token length
+        }
+        b.extend_from_slice(&(0x4000u16 | body as u16).to_be_bytes());
+        b.extend(std::iter::repeat_n(0x11, body));
+        b
+    }
+
+    #[test]
+    fn coalesced_packets_are_all_seen() {
+        let kinds = |d: &[u8]| parse_quic(d).map(|q| q.carries.iter().collect::<Vec<_>>());
+        // A server's first flight: Initial + Handshake.
+        let mut d = long_packet(0xc0, 1, 100);
+        d.extend(long_packet(0xe0, 1, 200));
+        assert_eq!(
+            kinds(&d),
+            Some(vec![QuicKind::Initial, QuicKind::Handshake])
+        );
+        // A client's Finished with its first request: Handshake + 1-RTT.
+        let mut d = long_packet(0xe0, 1, 50);
+        d.extend_from_slice(&[0x41; 60]);
+        let q = parse_quic(&d).unwrap();
+        assert_eq!(q.kind, QuicKind::Handshake);
+        assert!(q.carries.contains(QuicKind::OneRtt));
+        // Initial + 0-RTT (with a token-carrying Initial).
+        let mut i = vec![0xc0, 0, 0, 0, 1, 0, 0, 0x05, 1, 2, 3, 4, 5, 0x0a];
+        i.extend_from_slice(&[0; 10]);
+        i.extend(long_packet(0xd0, 1, 30));
+        assert_eq!(kinds(&i), Some(vec![QuicKind::Initial, QuicKind::ZeroRtt]));
+        // Zero padding after the last packet ends the walk.
+        let mut d = long_packet(0xc0, 1, 20);
+        d.extend_from_slice(&[0; 1000]);
+        assert_eq!(kinds(&d), Some(vec![QuicKind::Initial]));
+        // A Length past the datagram, a truncated varint, a Retry, another
+        // version after the first: nothing more is claimed.
+        let mut d = long_packet(0xe0, 1, 50);
+        d.truncate(40);
+        assert_eq!(kinds(&d), Some(vec![QuicKind::Handshake]));
+        assert_eq!(
+            kinds(&[0xc0, 0, 0, 0, 1, 0, 0, 0xc0]),
+            Some(vec![QuicKind::Initial])
+        );
+        let mut d = long_packet(0xf0, 1, 0);
+        d.extend_from_slice(&[0x41; 8]);
+        assert_eq!(kinds(&d), Some(vec![QuicKind::Retry]));
+        let mut d = long_packet(0xe0, 1, 10);
+        d.extend(long_packet(0xe0, 0x1a2a_3a4a, 10));
+        assert_eq!(kinds(&d), Some(vec![QuicKind::Handshake]));
+        // v2's type bits differ: Initial is 0b01.
+        let mut d = long_packet(0xd0, QUIC_V2, 10);
+        d.extend_from_slice(&[0x41; 8]);
+        assert_eq!(kinds(&d), Some(vec![QuicKind::Initial, QuicKind::OneRtt]));
+    }
+
+    #[test]
+    fn a_coalesced_request_ends_the_quic_handshake() {
+        let mut t = table();
+        t.record(
+            0,
+            Dir::Up,
+            &udp4(true, &long_packet(0xc0, 1, 1100)),
+            at(10 * MS),
+        );
+        let mut flight = long_packet(0xc0, 1, 100);
+        flight.extend(long_packet(0xe0, 1, 900));
+        t.record(10 * MS, Dir::Down, &udp4(false, &flight), at(20 * MS));
+        // Finished + request in one datagram, and nothing 1-RTT-first after.
+        let mut fin = long_packet(0xe0, 1, 50);
+        fin.extend_from_slice(&[0x41; 80]);
+        t.record(21 * MS, Dir::Up, &udp4(true, &fin), at(31 * MS));
+        let f = &t.report(40 * MS).flows[0];
+        let q = f.quic.as_ref().unwrap();
+        assert_eq!((q.up.handshake.offered, q.up.one_rtt.offered), (1, 1));
+        assert_eq!(
+            (q.down.initial.delivered, q.down.handshake.delivered),
+            (1, 1)
+        );
+        assert_eq!(q.up.one_rtt.first_delivered_ns, Some(31 * MS));
+        let Some(Handshake::Quic(h)) = f.handshake() else {
+            panic!("no QUIC handshake: {f:?}");
+        };
+        assert_eq!(h.client_data_after_ns, Some(21 * MS));
     }
 
     #[test]
