@@ -156,6 +156,7 @@ cleanup() {
 	exit "$rc"
 }
 trap cleanup EXIT
+trap 'printf "docker-e2e: FAILED: unexpected error at line %s (exit status %s)\n" "$LINENO" "$?" >&2' ERR
 trap 'exit 130' INT TERM
 
 # ---- engine -------------------------------------------------------------------------
@@ -282,8 +283,8 @@ local)
 			command -v debootstrap >/dev/null 2>&1 ||
 				timeout 600 apt-get install -y --no-install-recommends debootstrap >"$WORK/apt-debootstrap.log" 2>&1 ||
 				die "debootstrap is missing and could not be installed"
-			mirror=${QUICBENCH_E2E_MIRROR:-$(sed -n 's|^URIs: \(http[^ ]*/debian\)$|\1|p; s|^deb \(http[^ ]*/debian\) bookworm main.*|\1|p' \
-				/etc/apt/sources.list.d/debian.sources /etc/apt/sources.list 2>/dev/null | head -n 1)}
+			mirror=${QUICBENCH_E2E_MIRROR:-$(cat /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list 2>/dev/null |
+				sed -n 's|^URIs: \(http[^ ]*/debian\)$|\1|p; s|^deb \(http[^ ]*/debian\) bookworm main.*|\1|p' | head -n 1 || true)}
 			mirror=${mirror:-http://deb.debian.org/debian}
 			say "debootstrap --variant=minbase bookworm from $mirror (about a minute)"
 			rootfs=$WORK/rootfs
