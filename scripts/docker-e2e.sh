@@ -375,16 +375,26 @@ P1=quicbench-e2e
 COMPOSE_PROJECTS+=("$P1")
 
 phase "doctor in a container (docker/compose.yml)"
-compose_t 300 "$P1" -f docker/compose.yml run --rm -T quicbench doctor 2>&1 | tee "$WORK/doctor.log" | sed 's/^/    /' ||
-	die "quicbench doctor failed in the container (output above)"
+compose_t 300 "$P1" -f docker/compose.yml run --rm -T quicbench doctor >"$WORK/doctor.log" 2>&1 ||
+	{
+		sed 's/^/    /' "$WORK/doctor.log"
+		die "quicbench doctor failed in the container (output above)"
+	}
+grep -v -E '^(Creating|Starting) |^[0-9]+$' "$WORK/doctor.log" | sed 's/^/    /'
+grep -q 'backend that .run. will use' "$WORK/doctor.log" || die "quicbench doctor did not say which backend run will use"
 grep -q . "$WORK/doctor.log" || die "quicbench doctor printed nothing"
 
 phase "calibrate in a container"
-if compose_t 300 "$P1" -f docker/compose.yml run --rm -T quicbench calibrate --spec "delay 5ms" --seconds 1 --pps 2000 >"$WORK/calibrate.log" 2>&1; then
-	sed 's/^/    /' "$WORK/calibrate.log"
-else
-	sed 's/^/    /' "$WORK/calibrate.log"
-	die "quicbench calibrate failed in the container (output above)"
+# The verdict depends on the machine (a loaded 2-core host makes the relay
+# late): it is reported, not judged. Failing to measure at all is a failure.
+calibrate_rc=0
+compose_t 300 "$P1" -f docker/compose.yml run --rm -T quicbench calibrate --spec "delay 5ms" --seconds 1 --pps 2000 \
+	>"$WORK/calibrate.log" 2>&1 || calibrate_rc=$?
+grep -v -E '^(Creating|Starting) |^[0-9]+$' "$WORK/calibrate.log" | sed 's/^/    /'
+CALIBRATION=$(grep -m1 '^ *verdict:' "$WORK/calibrate.log" | sed 's/^ *//' || true)
+[ -n "$CALIBRATION" ] || die "quicbench calibrate printed no verdict (exit status $calibrate_rc; output above)"
+if [ "$calibrate_rc" -ne 0 ]; then
+	say "NOTE: calibrate exited with $calibrate_rc: the link missed its spec on this machine now (reported, not a failure of the image)"
 fi
 
 phase "smoke matrix in a container (docker/compose.yml)"
@@ -498,4 +508,5 @@ fi
 echo
 say "timings:"
 printf '    %s\n' "${TIMINGS[@]}"
+say "calibration in the container: $CALIBRATION"
 say "PASSED in $(($(date +%s) - T0)) s (bases: $BASES, inputs $HASH); results in $OUT"
