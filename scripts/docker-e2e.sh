@@ -412,7 +412,7 @@ rundir=$(find "$OUT" -mindepth 2 -maxdepth 2 -name run.json -printf '%h\n' | LC_
 say "run directory: $rundir"
 [ -s "$rundir/summary.csv" ] || die "$rundir/summary.csv is missing or empty"
 command -v python3 >/dev/null 2>&1 || die "python3 is needed to check $rundir/run.json"
-python3 - "$rundir" <<'EOF' || die "the run directory $rundir failed its checks (above)"
+python3 - "$rundir" <<'EOF' | tee "$WORK/rundir-check.txt" || die "the run directory $rundir failed its checks (above)"
 import csv, glob, json, os, sys
 rundir = sys.argv[1]
 problems = []
@@ -460,38 +460,50 @@ netem_probe() {
 }
 if netem_probe; then
 	NETEM_REQUIRED=1
+	TWO_HOST_LINK="tc netem delay 10ms on each side (20 ms RTT)"
 	say "the host kernel has sch_netem: each side shapes its egress with netem (delay 10ms + 10ms)"
 else
 	NETEM_REQUIRED=0
+	TWO_HOST_LINK="UNSHAPED (host kernel has no sch_netem)"
 	say "NOTE: the host kernel has no sch_netem: the two containers run UNSHAPED (QB_NETEM_REQUIRED=0); the user-space link lives in the coordinator, not in this topology"
 fi
-before=$(find "$OUT/two-host" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+before=$( (find "$OUT/two-host" -mindepth 1 -maxdepth 1 2>/dev/null || true) | wc -l)
 if ! QB_REPS=1 QB_NETEM_REQUIRED=$NETEM_REQUIRED compose_t 600 "$P2" -f docker/compose.two-host.yml \
 	up --no-build --abort-on-container-exit --exit-code-from client >"$WORK/two-host.log" 2>&1; then
 	tail -n 40 "$WORK/two-host.log" >&2
 	die "the two-host compose failed (last lines above)"
 fi
-grep -E 'quicbench-two-host:' "$WORK/two-host.log" | sed 's/^/    /' | tail -n 14
+grep -E 'quicbench-two-host: .*(netem|qdisc|failed|warning)' "$WORK/two-host.log" | sed 's/^/    /' | head -n 8
 compose_t 120 "$P2" -f docker/compose.two-host.yml down -v --remove-orphans >/dev/null 2>&1 || true
 thdir=$(find "$OUT/two-host" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | LC_ALL=C sort | tail -n 1)
 if [ -z "$thdir" ] || [ "$(find "$OUT/two-host" -mindepth 1 -maxdepth 1 | wc -l)" -le "$before" ]; then
 	die "the two-host client wrote no output directory under $OUT/two-host"
 fi
-python3 - "$thdir" <<'EOF' || die "the two-host outputs in $thdir failed their checks (above)"
-import glob, json, os, sys
+python3 - "$thdir" <<'EOF' | tee "$WORK/two-host-check.txt" || die "the two-host outputs in $thdir failed their checks (above)"
+import json, os, statistics, sys
 d = sys.argv[1]
 problems = []
-want = ["h1.1-1.out", "h1.1-tls-1.out", "h2-1.out", "h3-1.out", "udp-probe-1.out"]
-for name in want:
+for proto in ("h1.1", "h1.1-tls", "h2", "h3"):
+    name = f"{proto}-1.out"
     p = os.path.join(d, name)
     if not os.path.exists(p) or os.path.getsize(p) == 0:
         problems.append(f"{name} missing or empty")
         continue
-    lines = [json.loads(l) for l in open(p) if l.strip().startswith("{")]
-    if not lines:
-        problems.append(f"{name}: no JSON line")
+    gets = [json.loads(l) for l in open(p) if l.strip()]
+    ok = [g for g in gets if g.get("verified") and g.get("status") == 200 and not g.get("error")]
+    if not gets or len(ok) != len(gets):
+        problems.append(f"{name}: {len(ok)} of {len(gets)} GETs verified with status 200")
         continue
-    print(f"    {name}: {len(lines)} JSON lines; last: {json.dumps(lines[-1])[:200]}")
+    ms = statistics.median((g["last_byte_ns"] - g["request_sent_ns"]) / 1e6 for g in ok)
+    print(f"    {proto:9} {len(ok)} GETs of {ok[0]['bytes']} bytes, all verified; median request-to-last-byte {ms:.2f} ms")
+p = os.path.join(d, "udp-probe-1.out")
+try:
+    probe = json.load(open(p))
+    print(f"    udp-probe  sent {probe['sent']}, received {probe['received']}, loss {probe['loss_rate']:.2%}, RTT p50 {probe['rtt']['p50_us']:.0f} us, p99 {probe['rtt']['p99_us']:.0f} us")
+    if probe["received"] == 0:
+        problems.append("udp-probe-1.out: nothing received")
+except (OSError, ValueError, KeyError) as e:
+    problems.append(f"udp-probe-1.out: {e}")
 for p in problems:
     print(f"    problem: {p}")
 sys.exit(1 if problems else 0)
@@ -508,5 +520,10 @@ fi
 echo
 say "timings:"
 printf '    %s\n' "${TIMINGS[@]}"
-say "calibration in the container: $CALIBRATION"
+say "summary:"
+echo "    image: $IMAGE from bases $RUST_IMAGE -> $RUNTIME_IMAGE ($BASES)"
+grep -E '^ +(backend|cells):' "$WORK/rundir-check.txt"
+echo "    calibrate (delay 5ms): $CALIBRATION"
+echo "    two-host: $TWO_HOST_LINK"
+sed 's/^    /      /' "$WORK/two-host-check.txt"
 say "PASSED in $(($(date +%s) - T0)) s (bases: $BASES, inputs $HASH); results in $OUT"
