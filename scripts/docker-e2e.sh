@@ -184,7 +184,6 @@ else
 				}
 		fi
 	fi
-	[ -x /usr/bin/docker ] && ! engine_up && DOCKER=/usr/bin/docker
 	# No init system here to start it: run it in the background for this
 	# script only. No iptables rules, no masquerading and no default bridge:
 	# the matrix container has no network, the two-host network is internal.
@@ -472,7 +471,7 @@ else
 fi
 before=$( (find "$OUT/two-host" -mindepth 1 -maxdepth 1 2>/dev/null || true) | wc -l)
 if ! QB_REPS=1 QB_NETEM_REQUIRED=$NETEM_REQUIRED compose_t 600 "$P2" -f docker/compose.two-host.yml \
-	up --no-build --abort-on-container-exit --exit-code-from client >"$WORK/two-host.log" 2>&1; then
+	up --no-build --no-color --abort-on-container-exit --exit-code-from client >"$WORK/two-host.log" 2>&1; then
 	tail -n 40 "$WORK/two-host.log" >&2
 	die "the two-host compose failed (last lines above)"
 fi
