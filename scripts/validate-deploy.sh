@@ -343,6 +343,34 @@ fi
 run "container scripts against a stub quicbench (scripts/deploy-scripts-test.sh)" \
 	bash scripts/deploy-scripts-test.sh
 
+# ---- docker-e2e's change detection (what .ci/run relies on) -------------------------------
+# In a copy of its inputs (no .git: the script hashes what `find` lists),
+# nothing is built or started: only --hash and the SKIPPED paths run.
+e2e_detection() {
+	local d=$WORK/e2e h h2 out
+	rm -rf "$d" && mkdir -p "$d/scripts" "$d/.ci" "$d/state" &&
+		cp -r docker .dockerignore Cargo.lock "$d/" && cp scripts/docker-e2e.sh "$d/scripts/" || return 1
+	h=$(bash "$d/scripts/docker-e2e.sh" --hash) || return 1
+	[[ $h =~ ^[0-9a-f]{64}$ ]] || { echo "--hash printed '$h', not a SHA-256"; return 1; }
+	echo "$h  recorded" >"$d/.ci/docker-e2e.sha256"
+	out=$(QUICBENCH_E2E_STATE=$d/state timeout 10 bash "$d/scripts/docker-e2e.sh" --if-changed) ||
+		{ echo "--if-changed with a matching record exited $?: $out"; return 1; }
+	[[ $out == SKIPPED:*"recorded in .ci/docker-e2e.sha256"* ]] || { echo "matching record, but: $out"; return 1; }
+	echo "  matching .ci/docker-e2e.sha256: $out"
+	echo "# changed" >>"$d/docker/smoke.toml"
+	h2=$(bash "$d/scripts/docker-e2e.sh" --hash)
+	[ "$h2" != "$h" ] || { echo "editing docker/smoke.toml left the hash at $h"; return 1; }
+	mv "$d/docker/smoke.toml" "$d/docker/smoke2.toml"
+	[ "$(bash "$d/scripts/docker-e2e.sh" --hash)" != "$h2" ] || { echo "renaming an input left the hash unchanged"; return 1; }
+	h2=$(bash "$d/scripts/docker-e2e.sh" --hash)
+	date -u >"$d/state/passed-$h2"
+	out=$(QUICBENCH_E2E_STATE=$d/state timeout 10 bash "$d/scripts/docker-e2e.sh" --if-changed) ||
+		{ echo "--if-changed with a stamp exited $?: $out"; return 1; }
+	[[ $out == SKIPPED:*"passed on this machine"* ]] || { echo "stamp present, but: $out"; return 1; }
+	echo "  changed inputs: the hash changes (edit, rename); with this machine's stamp: $out"
+}
+run "docker-e2e --if-changed: skips on a matching record or stamp, the hash follows every input" e2e_detection
+
 # ---- not checkable here ----------------------------------------------------------------
 if docker info >/dev/null 2>&1; then
 	echo "NOTE: a Docker engine is reachable; build the image and run it with: bash scripts/docker-e2e.sh"
