@@ -230,6 +230,8 @@ def check_compose(path, dockerfile):
     services = doc.get("services") or {}
     if not services:
         bad(f"{path}: no services")
+    if "name" in doc:
+        bad(f"{path}: top-level `name:` is rejected by docker-compose 1.29 (Debian's); pass -p instead")
     nets = {}
     for nname, net in (doc.get("networks") or {}).items():
         for c in ((net or {}).get("ipam") or {}).get("config") or []:
@@ -301,6 +303,17 @@ def check_dockerfile(dockerfile, dockerignore, root):
         bad("Cargo.lock is missing: `cargo build --locked` in the image would fail")
     if "--locked" not in text:
         bad("the image build should use `cargo build --locked`")
+    # A parser directive makes every build fetch a frontend image from a
+    # registry, which a registry-less machine cannot; the frontend built into
+    # the engine's BuildKit is enough (scripts/docker-e2e.sh builds without).
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        if re.match(r"^#\s*syntax\s*=", line, re.I):
+            bad(f"{dockerfile}: `{line.strip()}` fetches a Dockerfile frontend from a registry at build time; drop it")
+    for m in re.finditer(r"^FROM\s+(\S+)", text, re.M):
+        if not m.group(1).startswith("${"):
+            bad(f"{dockerfile}: `FROM {m.group(1)}` is not a build argument: a machine without a registry cannot pass a local base")
     for line in text.splitlines():
         m = re.match(r"^\s*COPY\s+(.*)$", line)
         if not m or "--from=" in line:

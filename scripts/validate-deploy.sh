@@ -16,8 +16,8 @@
 #                      against GitHub's workflow schema (check-jsonschema's
 #                      bundled copies: no download)
 #   docker compose     `config` on both compose files (Compose v2 when present,
-#                      else docker-compose 1.29 from Debian, which predates the
-#                      top-level `name:` key, so it gets a copy without it)
+#                      else docker-compose 1.29 from Debian; the files have no
+#                      top-level `name:`, which 1.29 rejects)
 #   kubectl kustomize  the base, each component, and the SHARDS knob at another
 #                      value; kubectl never contacts a server here
 #   Kubernetes schema  the built manifests against the API's OpenAPI schemas,
@@ -149,6 +149,13 @@ if [ "$PY" = 1 ]; then
 	else
 		ok "negative case '.dockerignore excludes the results crate' rejected: $(grep -m1 problem: "$WORK/neg.out" | sed 's/^ *//')"
 	fi
+	# A registry-less machine must be able to build: no `# syntax=` line.
+	{ echo '# syntax=docker/dockerfile:1'; cat docker/Dockerfile; } >"$WORK/syntax.Dockerfile"
+	if python3 scripts/deploy_checks.py dockerfile "$WORK/syntax.Dockerfile" .dockerignore "$ROOT" >"$WORK/neg.out" 2>&1; then
+		fail "negative case 'Dockerfile with a # syntax= line' was accepted"
+	else
+		ok "negative case 'Dockerfile with a # syntax= line' rejected: $(grep -m1 problem: "$WORK/neg.out" | sed 's/^ *//')"
+	fi
 	# What `COPY . .` gives the build stage must be a complete workspace:
 	# copy the context as .dockerignore filters it and let cargo resolve it
 	# against the committed Cargo.lock (`cargo metadata`; nothing is built).
@@ -166,6 +173,12 @@ if [ "$PY" = 1 ]; then
 		run "$f: privileges, volumes, benchmark-range network, installed entrypoints" \
 			python3 scripts/deploy_checks.py compose "$f" docker/Dockerfile
 	done
+	{ echo 'name: quicbench'; cat docker/compose.yml; } >"$WORK/named-compose.yml"
+	if python3 scripts/deploy_checks.py compose "$WORK/named-compose.yml" docker/Dockerfile >"$WORK/neg.out" 2>&1; then
+		fail "negative case 'compose file with a top-level name:' was accepted"
+	else
+		ok "negative case 'compose file with a top-level name:' rejected: $(grep -m1 problem: "$WORK/neg.out" | sed 's/^ *//')"
+	fi
 fi
 
 have_jsonschema() { command -v check-jsonschema >/dev/null; }
@@ -179,13 +192,12 @@ else
 fi
 
 compose_config() { # compose_config FILE
+	# Both Compose v2 and docker-compose 1.29 (which predates the top-level
+	# `name:` key; the files have none, the project name comes from -p).
 	if docker compose version >/dev/null 2>&1; then
-		docker compose -f "$1" config -q
+		docker compose -p quicbench -f "$1" config -q
 	else
-		# docker-compose 1.29 rejects the Compose v2 `name:` key; validate
-		# the rest. Relative paths resolve against docker/ as they would.
-		python3 scripts/deploy_checks.py strip-name "$1" "$WORK/$(basename "$1")" &&
-			docker-compose --project-directory "$(dirname "$1")" -f "$WORK/$(basename "$1")" config -q
+		docker-compose -p quicbench -f "$1" config -q
 	fi
 }
 if docker compose version >/dev/null 2>&1; then
@@ -331,11 +343,39 @@ fi
 run "container scripts against a stub quicbench (scripts/deploy-scripts-test.sh)" \
 	bash scripts/deploy-scripts-test.sh
 
+# ---- docker-e2e's change detection (what .ci/run relies on) -------------------------------
+# In a copy of its inputs (no .git: the script hashes what `find` lists),
+# nothing is built or started: only --hash and the SKIPPED paths run.
+e2e_detection() {
+	local d=$WORK/e2e h h2 out
+	rm -rf "$d" && mkdir -p "$d/scripts" "$d/.ci" "$d/state" &&
+		cp -r docker .dockerignore Cargo.lock "$d/" && cp scripts/docker-e2e.sh "$d/scripts/" || return 1
+	h=$(bash "$d/scripts/docker-e2e.sh" --hash) || return 1
+	[[ $h =~ ^[0-9a-f]{64}$ ]] || { echo "--hash printed '$h', not a SHA-256"; return 1; }
+	echo "$h  recorded" >"$d/.ci/docker-e2e.sha256"
+	out=$(QUICBENCH_E2E_STATE=$d/state timeout 10 bash "$d/scripts/docker-e2e.sh" --if-changed) ||
+		{ echo "--if-changed with a matching record exited $?: $out"; return 1; }
+	[[ $out == SKIPPED:*"recorded in .ci/docker-e2e.sha256"* ]] || { echo "matching record, but: $out"; return 1; }
+	echo "  matching .ci/docker-e2e.sha256: $out"
+	echo "# changed" >>"$d/docker/smoke.toml"
+	h2=$(bash "$d/scripts/docker-e2e.sh" --hash)
+	[ "$h2" != "$h" ] || { echo "editing docker/smoke.toml left the hash at $h"; return 1; }
+	mv "$d/docker/smoke.toml" "$d/docker/smoke2.toml"
+	[ "$(bash "$d/scripts/docker-e2e.sh" --hash)" != "$h2" ] || { echo "renaming an input left the hash unchanged"; return 1; }
+	h2=$(bash "$d/scripts/docker-e2e.sh" --hash)
+	date -u >"$d/state/passed-$h2"
+	out=$(QUICBENCH_E2E_STATE=$d/state timeout 10 bash "$d/scripts/docker-e2e.sh" --if-changed) ||
+		{ echo "--if-changed with a stamp exited $?: $out"; return 1; }
+	[[ $out == SKIPPED:*"passed on this machine"* ]] || { echo "stamp present, but: $out"; return 1; }
+	echo "  changed inputs: the hash changes (edit, rename); with this machine's stamp: $out"
+}
+run "docker-e2e --if-changed: skips on a matching record or stamp, the hash follows every input" e2e_detection
+
 # ---- not checkable here ----------------------------------------------------------------
 if docker info >/dev/null 2>&1; then
-	echo "NOTE: a Docker engine is reachable; build the image with: docker build -f docker/Dockerfile -t quicbench ."
+	echo "NOTE: a Docker engine is reachable; build the image and run it with: bash scripts/docker-e2e.sh"
 else
-	skip "docker build and a containerised run: no Docker engine here (CI's deploy-files job builds the image)"
+	skip "docker build and a containerised run: not done here (scripts/docker-e2e.sh does both, and installs an engine; .ci/run runs it when docker inputs change)"
 fi
 
 total=$((passed + failed))
