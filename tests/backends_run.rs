@@ -13,7 +13,7 @@ use runs::{cells, quicbench, run_dir_in, samples};
 
 /// Every cheap workload kind, a few cells each (9 cells): the lossy link
 /// for the request workloads, a lossless rate-limited one for migration (the
-/// 1 MiB transfer takes ~0.9 s at 10 Mbit/s: still running at the 300 ms
+/// 2 MiB transfer takes ~1.8 s at 10 Mbit/s: still running at the 300 ms
 /// event).
 const MATRIX: &str = r#"
 name = "backends"
@@ -48,7 +48,7 @@ steady_after_rtts = 10
 [workloads.migration]
 protocols = ["h1.1", "h3"]
 links = ["rtt20ms-10mbit"]
-size = 1048576
+size = 2097152
 at_ms = 300
 kinds = ["port"]
 paced = false
@@ -104,7 +104,7 @@ fn run_on(backend: &str) {
         "{ids:?}"
     );
     for c in &cs {
-        assert_eq!(c["status"]["kind"], "ok", "{}: {}", c["cell_id"], c["status"]);
+        assert_eq!(c["status"]["kind"], "ok", "{}: {}\n{c}", c["cell_id"], c["status"]);
     }
     let mut figures = Vec::new();
     for c in cs.iter().filter(|c| c["workload"] == "migration") {
