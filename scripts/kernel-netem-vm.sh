@@ -139,7 +139,10 @@ modprobe -a sch_netem tun veth nf_tables nft_chain_nat nf_nat || { echo "guest: 
 export QUICBENCH_REQUIRE_KERNEL_NETEM=1 RUST_BACKTRACE=1
 status=0
 run() { dir="\$1"; shift; echo "guest: running \$*"; ( cd "\$dir" && "\$@" ) || { echo "guest: FAILED: \$*"; status=1; }; }
-run "$ROOT/netem" "$(bin kernel)" --test-threads=1 --nocapture
+# The scheduled-rebind test there checks timing to 20 ms, a host-only check
+# (the emulated guest runs late by up to a second); backends.rs checks the
+# same behaviour with a VM-sized schedule.
+run "$ROOT/netem" "$(bin kernel)" --test-threads=1 --nocapture --skip kernel_nat_scheduled_rebinds_change_a_live_udp_flow
 run "$ROOT/netem" "$(bin backends)" --test-threads=1 --nocapture
 run "$ROOT" "$(bin backends_run)" --test-threads=1 --nocapture
 echo "guest: done, status \$status"

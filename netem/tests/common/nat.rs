@@ -116,7 +116,8 @@ pub fn scheduled_rebinds_at(link: &Link, ms: u64, tolerance_ms: i64) {
     let c = client_udp(link, link.client_ip());
     let mut ports = Vec::new();
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(3 * ms + 200) {
+    let watch = 2 * ms + tolerance_ms.unsigned_abs() + 500;
+    while t0.elapsed() < Duration::from_millis(watch) {
         // A reply in flight at a rebind is dropped (old mapping): short timeout.
         if let Some((seen, _)) =
             super::udp_roundtrip_within(&c, echo.addr, b"tick", Duration::from_millis(100))
