@@ -18,6 +18,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 export CARGO_TERM_COLOR=never
 OUT="$ROOT/target/kernel-netem-vm"
 mkdir -p "$OUT"
+# One run at a time: two VMs on one machine would share its log and slow
+# each other's emulated CPUs.
+exec 8>"$OUT/.lock"
+if command -v flock >/dev/null 2>&1; then flock 8; fi
 started=$(date +%s)
 say() { echo "=== kernel-netem-vm: $* ($(( $(date +%s) - started )) s)"; }
 skip() { echo "SKIPPED: kernel-netem-vm: $*"; exit 0; }
@@ -135,7 +139,11 @@ GUEST="$OUT/guest.sh"
 cat > "$GUEST" <<EOF
 #!/bin/sh
 echo "guest: up, kernel \$(uname -r)"
-modprobe -a sch_netem tun veth nf_tables nft_chain_nat nf_nat || { echo "guest: modprobe failed"; exit 90; }
+# The nftables NAT's modules too: autoloaded, they cost the first rebind of
+# the boot ~9 s here (nft replays its transaction after each load), long
+# enough for a migration cell's transfer to finish before the NAT changed.
+modprobe -a sch_netem tun veth nf_tables nft_chain_nat nf_nat nft_nat nft_ct nft_objref nf_conntrack_netlink \
+  || { echo "guest: modprobe failed"; exit 90; }
 export QUICBENCH_REQUIRE_KERNEL_NETEM=1 RUST_BACKTRACE=1
 status=0
 run() { dir="\$1"; shift; echo "guest: running \$*"; ( cd "\$dir" && "\$@" ) || { echo "guest: FAILED: \$*"; status=1; }; }

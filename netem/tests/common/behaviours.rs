@@ -488,20 +488,22 @@ pub fn queue_drops_are_not_loss(backend: Backend) {
 /// The NAT checks of tests/common/nat.rs on a delayed link (on the kernel
 /// backend: nftables SNAT and the netem qdisc together).
 pub fn nat_rebinding(backend: Backend) {
-    // Rebinds 1 s apart: building a link and its first round trip take
-    // hundreds of ms in an emulated VM. That they fire on time is a
-    // host-only check (netem/tests/link.rs, kernel.rs: within 20 ms): in the
-    // VM a kernel rebind runs `nft`, which took ~0.5 s there, and the first
-    // fired ~1 s late. Here: they fire, in order, within 1.5 s.
-    let mut cfg = super::nat::schedule_config_at(1000);
+    // Rebinds at 4 and 8 s: the link clock starts before the link is set
+    // up, and in the emulated VM a kernel link took up to 2.8 s to set up
+    // (ip, tc, ethtool, each an exec). That they fire on time is a host-only
+    // check (netem/tests/link.rs, kernel.rs: within 20 ms); in the VM a
+    // kernel rebind runs `nft` (~0.5-0.9 s there). Here: they fire, in
+    // order, within 1 s, and a live UDP flow sees each.
+    let mut cfg = super::nat::schedule_config_at(4000);
     cfg.up = spec("delay 5ms");
     cfg.down = spec("delay 5ms");
     cfg.backend = backend;
     let link = Link::build(cfg).expect("link with a NAT schedule");
-    super::nat::scheduled_rebinds_at(&link, 1000, 1500);
+    let ready_ms = link.now_ns() / 1_000_000;
+    super::nat::scheduled_rebinds_at(&link, 4000, 1000);
     let ev = link.rebind_events();
     eprintln!(
-        "FIGURE {} nat-schedule: rebinds due at 1000 and 2000 ms fired at {:?} ms",
+        "FIGURE {} nat-schedule: link ready at {ready_ms} ms; rebinds due at 4000 and 8000 ms fired at {:?} ms",
         name(backend),
         ev.iter().map(|e| e.at_ns / 1_000_000).collect::<Vec<_>>()
     );
