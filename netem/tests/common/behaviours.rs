@@ -402,7 +402,14 @@ pub fn reorder_rate(backend: Backend) {
     );
     binomial(backend, "reorder", "25%", overtook, n.into(), 0.25, 0.25);
     if backend != Backend::Kernel {
-        assert_eq!(c.reordered, overtook, "{c:?}");
+        // A reordered probe with no delayed one in flight (the first, or
+        // after the sender stalled 50 ms in an emulated VM: seen once) cannot
+        // overtake: allow 1%.
+        assert!(
+            c.reordered >= overtook && c.reordered - overtook <= u64::from(n) / 100,
+            "model reordered {}, {overtook} overtook: {c:?}",
+            c.reordered
+        );
     }
 }
 
