@@ -10,7 +10,6 @@
 # Run as root (apt, and the tests need namespaces). See docs/kernel-vm.md.
 #
 #   bash scripts/kernel-netem-vm.sh            # installs, builds, boots, tests
-#   KEEP_GOING=1 ...                           # (default) run every binary
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
