@@ -17,9 +17,9 @@ use runs::{cells, quicbench, run_dir_in, samples};
 /// event's NAT change lands. On the kernel backend in the emulated VM that
 /// took up to ~4 s: the harness reads the link's counters first (tc, nft:
 /// each an exec, ~2.3 s there), then the first rebind installs the nftables
-/// table (~1.4 s). With 4 MiB the change landed after the transfer's end in
-/// 2 of 5 runs: "migration event not confirmed: the link translated no
-/// packet after rebind #1").
+/// table (~1.4 s). With 1-4 MiB one kernel migration cell failed in 4 of 5
+/// runs, "migration event not confirmed: the link translated no packet
+/// after rebind #1": the change landed after the transfer's end).
 const MATRIX: &str = r#"
 name = "backends"
 seed = 1
