@@ -1,6 +1,8 @@
 //! The kernel backend on a plain veth pair (no impairment: this runs where the
 //! kernel has no sch_netem): offloads off so a qdisc sees single packets, and
 //! NAT rebinding with nftables, checked with the same tests as user space.
+//! With sch_netem (the VM of scripts/kernel-netem-vm.sh) tests/backends.rs
+//! checks the impairments themselves on both backends.
 //! Needs root (veth, nftables) and `nft` (scripts/install-test-deps.sh); as
 //! root a missing `nft` fails the test with the installer's output.
 
@@ -157,29 +159,5 @@ fn kernel_nat_port_rebind_breaks_a_tcp_connection_like_a_real_nat() {
     common::nat::port_rebind_breaks_tcp(&kernel(LinkConfig::default()));
 }
 
-/// Where the kernel has netem: a burst into a small rate-limited queue is
-/// counted as queue drops, not link loss (tc reports one `dropped` figure).
-/// Skipped here, with the reason, where the kernel has no sch_netem.
-#[test]
-fn kernel_queue_drops_are_not_loss() {
-    let (available, why) = quicbench_netem::link::kernel_netem_available();
-    if !available {
-        eprintln!("SKIPPED: kernel_queue_drops_are_not_loss: {why}");
-        return;
-    }
-    if !ready("kernel_queue_drops_are_not_loss") {
-        return;
-    }
-    let spec: quicbench_netem::LinkSpec = "delay 5ms rate 1mbit limit 20".parse().unwrap();
-    let link = kernel(LinkConfig::symmetric(spec));
-    let echo = common::UdpEcho::start(link.server_ns(), link.server_ip());
-    let c = common::client_udp(&link, link.client_ip());
-    for _ in 0..200 {
-        let _ = c.send_to(&[0u8; 1200], echo.addr);
-    }
-    std::thread::sleep(Duration::from_secs(3));
-    let k = link.counters();
-    assert!(k.up.model.dropped_queue > 0, "{k:?}");
-    assert_eq!(k.up.model.dropped_loss, 0, "{k:?}");
-    assert_eq!(k.up.model.dropped_unattributed, 0, "{k:?}");
-}
+// Queue drops apart from loss, and the impairment rates, are checked on both
+// backends by tests/backends.rs (one behaviour list).

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use quicbench_netem::{Link, LinkConfig, NetNs};
 
+pub mod behaviours;
 pub mod nat;
 
 /// A UDP socket on `ip` in the client namespace (200 ms read timeout).

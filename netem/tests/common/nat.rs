@@ -88,11 +88,16 @@ pub fn rebinding_on_demand(link: &Link, port_kept: bool) {
 
 /// Two port rebinds, at 300 and 600 ms.
 pub fn schedule_config() -> LinkConfig {
+    schedule_config_at(300)
+}
+
+/// Two port rebinds, at `ms` and 2 × `ms` after the link is built.
+pub fn schedule_config_at(ms: u64) -> LinkConfig {
     LinkConfig {
         nat: Some(NatSchedule {
             kind: RebindKind::Port,
-            first_at: Duration::from_millis(300),
-            every: Some(Duration::from_millis(300)),
+            first_at: Duration::from_millis(ms),
+            every: Some(Duration::from_millis(ms)),
             count: Some(2),
         }),
         ..Default::default()
@@ -101,11 +106,20 @@ pub fn schedule_config() -> LinkConfig {
 
 /// A link built from [`schedule_config`]: a live UDP flow sees three ports.
 pub fn scheduled_rebinds(link: &Link) {
+    scheduled_rebinds_at(link, 300, 20);
+}
+
+/// A link built from [`schedule_config_at`]`(ms)`: a live UDP flow sees three
+/// ports, the rebinds fired within `tolerance_ms` of their times.
+pub fn scheduled_rebinds_at(link: &Link, ms: u64, tolerance_ms: i64) {
     let echo = UdpEcho::start(link.server_ns(), link.server_ip());
     let c = client_udp(link, link.client_ip());
     let mut ports = Vec::new();
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(1100) {
+    let watch = 2 * ms + tolerance_ms.unsigned_abs() + 500;
+    while t0.elapsed() < Duration::from_millis(watch)
+        && (ports.len() < 3 || link.rebind_events().len() < 2)
+    {
         // A reply in flight at a rebind is dropped (old mapping): short timeout.
         if let Some((seen, _)) =
             super::udp_roundtrip_within(&c, echo.addr, b"tick", Duration::from_millis(100))
@@ -126,14 +140,13 @@ pub fn scheduled_rebinds(link: &Link) {
     assert_eq!(ev.len(), 2);
     assert!(ev.iter().all(|e| e.scheduled));
     // Fired on time (the relay's timer, not a millisecond tick).
-    assert!(
-        (ev[0].at_ns as i64 - 300_000_000).abs() < 20_000_000,
-        "{ev:?}"
-    );
-    assert!(
-        (ev[1].at_ns as i64 - 600_000_000).abs() < 20_000_000,
-        "{ev:?}"
-    );
+    for (e, k) in ev.iter().zip([1, 2]) {
+        let want = (k * ms * 1_000_000) as i64;
+        assert!(
+            (e.at_ns as i64 - want).abs() < tolerance_ms * 1_000_000,
+            "{ev:?}"
+        );
+    }
 }
 
 /// TCP cannot migrate: after a port rebind the server resets the flow.
