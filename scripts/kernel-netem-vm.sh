@@ -151,7 +151,8 @@ run() { dir="\$1"; shift; echo "guest: running \$*"; ( cd "\$dir" && "\$@" ) || 
 # same behaviour with a VM-sized schedule.
 run "$ROOT/netem" "$(bin kernel)" --test-threads=1 --nocapture --skip kernel_nat_scheduled_rebinds_change_a_live_udp_flow
 run "$ROOT/netem" "$(bin backends)" --test-threads=1 --nocapture
-run "$ROOT" "$(bin backends_run)" --test-threads=1 --nocapture
+# The kernel run only: the user-space run is checked on the host.
+run "$ROOT" "$(bin backends_run)" --test-threads=1 --nocapture kernel_backend
 echo "guest: done, status \$status"
 exit \$status
 EOF
