@@ -321,6 +321,21 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
             ok: None,
         });
     }
+    if link.backend() == quicbench_netem::Backend::UserSpace {
+        checks.push(Check {
+            name: "path cost".into(),
+            detail: match link.path_cost() {
+                Ok(c) => format!(
+                    "measured at build: up {:.0} µs, down {:.0} µs, taken off every departure \
+                     (--no-path-compensation keeps it)",
+                    c.up_ns as f64 / 1000.0,
+                    c.down_ns as f64 / 1000.0
+                ),
+                Err(why) => format!("not compensated: {why}"),
+            },
+            ok: None,
+        });
+    }
     let pass = checks.iter().all(|c| c.ok != Some(false));
     let hint = if pass {
         None

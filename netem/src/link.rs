@@ -16,6 +16,7 @@
 mod kernel_backend;
 mod kernel_nat;
 pub mod offload;
+pub mod path_cost;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -31,6 +32,7 @@ use crate::model::LinkModel;
 use crate::nat::{Nat, NatCounters};
 use crate::ns::{NetNs, NsError};
 use crate::pcap::PcapWriter;
+pub use path_cost::PathCost;
 use crate::relay::{Clock, Dir, DirPcap, DirShared, DirectionCfg, NatShared, Relay};
 use crate::spec::LinkSpec;
 use crate::tun::Tun;
@@ -158,6 +160,14 @@ pub struct LinkConfig {
     /// off). See [`Link::flows`].
     #[serde(default)]
     pub flows: FlowsConfig,
+    /// User space: measure the path's fixed cost when the link is built and
+    /// take it off every departure ([`path_cost`]). On by default.
+    #[serde(default = "yes")]
+    pub compensate_path: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl LinkConfig {
@@ -173,6 +183,7 @@ impl LinkConfig {
             client_addrs: 1,
             relay_priority: RelayPriority::default(),
             flows: FlowsConfig::default(),
+            compensate_path: true,
         }
     }
 
@@ -263,6 +274,8 @@ struct UserSpace {
     down: Arc<Mutex<DirShared>>,
     nat: Arc<NatShared>,
     flows: Option<Arc<Mutex<FlowTable>>>,
+    /// The path's fixed cost taken off departures, or why it is not.
+    path_cost: Result<PathCost, String>,
     _tuns: (Arc<Tun>, Arc<Tun>),
 }
 
@@ -487,6 +500,16 @@ impl Link {
         }
     }
 
+    /// User space: the path's fixed cost measured at build and taken off every
+    /// departure, or why not. Kernel backend: Err (netem's delay is not
+    /// compensated).
+    pub fn path_cost(&self) -> Result<PathCost, String> {
+        match &self.inner {
+            Inner::User(u) => u.path_cost.clone(),
+            Inner::Kernel(_) => Err("kernel backend: tc-netem's delay is applied as configured".into()),
+        }
+    }
+
     /// Kernel backend: the veth ends' offload state (None in user space, where
     /// the TUN devices hand the relay single packets).
     pub fn offloads(&self) -> Option<&VethOffloads> {
@@ -690,19 +713,29 @@ fn build_userspace(
     }
     let [pcap_up, pcap_down] = pcaps;
 
-    let up = Arc::new(Mutex::new(DirShared::new(LinkModel::new(
-        &cfg.up, cfg.seed,
-    ))));
     // A distinct, fixed derivation so the directions draw independent streams.
     let down_seed = cfg.seed ^ 0x9e37_79b9_7f4a_7c15;
-    let down = Arc::new(Mutex::new(DirShared::new(LinkModel::new(
-        &cfg.down, down_seed,
-    ))));
+    let models = || {
+        (
+            LinkModel::new(&cfg.up, cfg.seed),
+            LinkModel::new(&cfg.down, down_seed),
+        )
+    };
+    // Measuring the path first: pass-through models until then.
+    let (up0, down0) = if cfg.compensate_path {
+        let clear = LinkSpec::default();
+        (LinkModel::new(&clear, 0), LinkModel::new(&clear, 0))
+    } else {
+        models()
+    };
+    let up = Arc::new(Mutex::new(DirShared::new(up0)));
+    let down = Arc::new(Mutex::new(DirShared::new(down0)));
     let nat = Arc::new(NatShared::new(new_nat(cfg), cfg.nat.clone()));
     let flows =
         (cfg.flows.max_flows > 0).then(|| Arc::new(Mutex::new(FlowTable::new(cfg.flows.clone()))));
     let tun_c = Arc::new(tun_c);
     let tun_s = Arc::new(tun_s);
+    let probing = Arc::new(std::sync::atomic::AtomicBool::new(cfg.compensate_path));
     // Room for the largest packet the devices can hand us.
     let buf_len = cfg.mtu as usize + 64;
     let relay = Relay::start(
@@ -717,6 +750,7 @@ fn build_userspace(
             buf_len,
             priority: cfg.relay_priority,
             flows: flows.clone(),
+            probing: probing.clone(),
         },
         DirectionCfg {
             dir: Dir::Down,
@@ -729,17 +763,52 @@ fn build_userspace(
             buf_len,
             priority: cfg.relay_priority,
             flows: flows.clone(),
+            probing: probing.clone(),
         },
     )
     .map_err(setup("starting the relay threads"))?;
+    let path_cost = if cfg.compensate_path {
+        let measured = path_cost::measure(
+            client_ns,
+            server_ns,
+            IpAddr::V4(addr::CLIENT_V4),
+            IpAddr::V4(addr::SERVER_V4),
+            clock,
+            &up,
+            &down,
+        );
+        let (c_up, c_down) = match &measured {
+            Ok(c) => (c.up_ns, c.down_ns),
+            Err(why) => {
+                tracing::warn!("the link's path cost is not compensated: {why}");
+                (0, 0)
+            }
+        };
+        let (m_up, m_down) = models();
+        lock(&up).restart(m_up, c_up);
+        lock(&down).restart(m_down, c_down);
+        // The probes are no flow of the cell's.
+        if let Some(f) = &flows {
+            *lock(f) = FlowTable::new(cfg.flows.clone());
+        }
+        probing.store(false, Ordering::Relaxed);
+        measured
+    } else {
+        Err("turned off (LinkConfig::compensate_path)".into())
+    };
     Ok(UserSpace {
         relay: Some(relay),
         up,
         down,
         nat,
         flows,
+        path_cost,
         _tuns: (tun_c, tun_s),
     })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Run `ip -batch -` inside `ns` with `script` on stdin.

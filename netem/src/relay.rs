@@ -137,7 +137,14 @@ pub struct RelayCounters {
     pub queueing_p99_ns: u64,
     #[serde(default)]
     pub queueing_max_ns: u64,
-    /// Write time minus scheduled departure time, over all written packets.
+    /// The path's fixed cost, measured when the link was built and taken off
+    /// every scheduled departure (never earlier than the packet's arrival),
+    /// so the delay seen from socket to socket is the configured one
+    /// (`link::path_cost`). 0: not measured (or nothing to take off).
+    #[serde(default)]
+    pub path_compensation_ns: u64,
+    /// Write time minus scheduled departure time (after the compensation),
+    /// over all written packets.
     pub lateness_p50_ns: u64,
     pub lateness_p99_ns: u64,
     pub lateness_max_ns: u64,
@@ -255,6 +262,13 @@ impl DirShared {
         }
     }
 
+    /// Start over with `model` and no counts (after the path-cost probes),
+    /// taking `compensation_ns` off every departure from now on.
+    pub fn restart(&mut self, model: LinkModel, compensation_ns: u64) {
+        *self = DirShared::new(model);
+        self.relay.path_compensation_ns = compensation_ns;
+    }
+
     /// One delivered copy's time in the link and its queueing part (ns).
     pub fn record_departure(&mut self, sojourn_ns: u64, queueing_ns: u64) {
         // 0 is recorded as 1 ns: the histograms start at 1.
@@ -332,6 +346,9 @@ pub(crate) struct DirectionCfg {
     pub priority: RelayPriority,
     /// The flow table both directions feed (None: flow metrics off).
     pub flows: Option<Arc<Mutex<FlowTable>>>,
+    /// Set while the link measures its path cost (`link::path_cost`): those
+    /// probes are not captured.
+    pub probing: Arc<AtomicBool>,
 }
 
 /// The two relay threads; stopped and joined on drop.
@@ -550,7 +567,8 @@ impl Worker {
         }
         let full = self.batch.len() == READ_BATCH;
         let mut batch = std::mem::take(&mut self.batch);
-        if let Some(w) = self.cfg.pcap.input.as_mut() {
+        let capture = !self.cfg.probing.load(Ordering::Relaxed);
+        if let Some(w) = self.cfg.pcap.input.as_mut().filter(|_| capture) {
             for (buf, n, t) in &batch {
                 let _ = w.write(self.cfg.clock.realtime_ns(*t), &buf[..*n]);
             }
@@ -599,6 +617,7 @@ impl Worker {
         g.relay.read_errors += read_errors;
         let mut overflow = 0u64;
         let mut unattributed = 0u64;
+        let compensation = g.relay.path_compensation_ns;
         for (j, (buf, n, t)) in batch.drain(..).enumerate() {
             g.relay.packets_read += 1;
             g.relay.bytes_read += n as u64;
@@ -647,7 +666,9 @@ impl Worker {
                         };
                         self.seq += 1;
                         self.heap.push(Pending {
-                            at_ns: d.at_ns,
+                            // Earlier by the path's own cost, never before
+                            // arrival: order is kept (a monotone shift).
+                            at_ns: d.at_ns.saturating_sub(compensation).max(t),
                             seq: self.seq,
                             len: n,
                             corrupt: d.corrupt,
@@ -713,7 +734,13 @@ impl Worker {
                     .push((now, s, (!sent).then_some(DropCause::Relay)));
             }
             self.lateness.push(now.saturating_sub(p.at_ns));
-            if let Some(w) = self.cfg.pcap.output.as_mut() {
+            if let Some(w) = self
+                .cfg
+                .pcap
+                .output
+                .as_mut()
+                .filter(|_| !self.cfg.probing.load(Ordering::Relaxed))
+            {
                 let _ = w.write(self.cfg.clock.realtime_ns(now), pkt);
             }
             self.recycle(p.buf);

@@ -359,3 +359,69 @@ fn relay_records_sojourn_and_queueing_per_direction() {
     assert!(down.queueing_p99_ns < 5_000_000, "{down:?}");
     assert_eq!(up.queued, 0, "nothing left in the queue: {up:?}");
 }
+
+/// The path's fixed cost is measured when the link is built, leaves nothing in
+/// the counters, flows or captures, and is taken off each departure: in the
+/// capture, a packet leaves the relay `delay − cost` after it came in (plus
+/// the relay's own lateness), never earlier.
+#[test]
+fn the_path_cost_is_measured_at_build_and_taken_off_departures() {
+    if skip("the_path_cost_is_measured_at_build_and_taken_off_departures") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec: quicbench_netem::LinkSpec = "delay 5ms".parse().unwrap();
+    let link = userspace(LinkConfig {
+        pcap_dir: Some(dir.path().join("cap")),
+        ..LinkConfig::symmetric(spec)
+    });
+    let cost = link.path_cost().expect("the path cost is measured");
+    eprintln!("path cost {cost:?}");
+    let max = quicbench_netem::link::path_cost::MAX_COST_NS;
+    assert!(cost.up_ns > 0 && cost.up_ns <= max, "{cost:?}");
+    assert!(cost.down_ns > 0 && cost.down_ns <= max, "{cost:?}");
+    let k = link.counters();
+    for (d, c) in [(&k.up, cost.up_ns), (&k.down, cost.down_ns)] {
+        assert_eq!(d.relay.path_compensation_ns, c);
+        assert_eq!((d.relay.packets_read, d.model.packets_in), (0, 0), "{d:?}");
+    }
+    let flows = link.flows().expect("flow metrics are on");
+    assert!(flows.flows.is_empty() && flows.flows_known == 0, "{flows:?}");
+
+    let echo = UdpEcho::start(link.server_ns(), link.server_ip());
+    let c = client_udp(&link, link.client_ip());
+    for i in 0..40 {
+        udp_roundtrip(&c, echo.addr, format!("probe {i}").as_bytes()).unwrap();
+    }
+    drop(echo);
+    drop(link); // flushes the captures
+    let read = |n: &str| quicbench_netem::pcap::read_file(&dir.path().join("cap").join(n)).unwrap();
+    let (inp, out) = (read("up-in.pcap"), read("up-out.pcap"));
+    assert_eq!((inp.len(), out.len()), (40, 40), "only the test's packets");
+    let held: Vec<i64> = inp
+        .iter()
+        .zip(&out)
+        .map(|(a, b)| b.ts_ns as i64 - a.ts_ns as i64)
+        .collect();
+    let min = *held.iter().min().unwrap();
+    let target = 5_000_000 - cost.up_ns as i64;
+    eprintln!("held up: min {min} ns, scheduled {target} ns");
+    assert!(min >= target, "a packet left before delay − cost: {held:?}");
+    if cost.up_ns > 50_000 {
+        assert!(min < 5_000_000, "no packet left earlier than the uncompensated delay: {held:?}");
+    }
+}
+
+#[test]
+fn the_path_cost_can_be_turned_off() {
+    if skip("the_path_cost_can_be_turned_off") {
+        return;
+    }
+    let link = userspace(LinkConfig {
+        compensate_path: false,
+        ..Default::default()
+    });
+    let why = link.path_cost().expect_err("not measured");
+    assert!(why.contains("compensate_path"), "{why}");
+    assert_eq!(link.counters().up.relay.path_compensation_ns, 0);
+}

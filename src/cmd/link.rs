@@ -34,6 +34,11 @@ pub struct LinkShape {
     /// Capture the link's traffic (before and after impairment) into DIR.
     #[arg(long)]
     pcap: Option<PathBuf>,
+    /// Do not measure and take off the user-space path's fixed cost: every
+    /// packet then arrives its path's cost (tens of µs) after the configured
+    /// delay (docs/link.md, "Delay precision").
+    #[arg(long)]
+    no_path_compensation: bool,
 }
 
 impl LinkShape {
@@ -47,6 +52,7 @@ impl LinkShape {
         c.seed = self.seed;
         c.mtu = self.mtu;
         c.pcap_dir = self.pcap.clone();
+        c.compensate_path = !self.no_path_compensation;
         c
     }
 }
