@@ -34,7 +34,8 @@ skip() { echo "SKIPPED: kernel-netem-vm: $*"; exit 0; }
 # One stock kernel that has sch_netem (Debian 12's 6.1); the newest installed.
 guest_kernel() {
   local k
-  for k in $(ls -1 /boot/vmlinuz-*-amd64 2>/dev/null | sort -V -r); do
+  for k in $(printf '%s\n' /boot/vmlinuz-*-amd64 | sort -V -r); do
+    [ -e "$k" ] || continue
     local v="${k#/boot/vmlinuz-}"
     if ls "/lib/modules/$v/kernel/net/sched/sch_netem.ko"* >/dev/null 2>&1; then
       echo "$k"

@@ -295,12 +295,22 @@ fn epoch() -> Instant {
 }
 
 #[test]
-#[ignore = "measurement: one-way delay error with delay 20ms"]
+#[ignore = "measurement: one-way delay error with delay 20ms, path cost compensated and not"]
 fn measure_delay_20ms_one_way_error() {
     if skip("measure_delay_20ms_one_way_error") {
         return;
     }
-    let link = userspace(LinkConfig::new(spec("delay 20ms"), LinkSpec::default()));
+    // Alternating, so both see the same machine.
+    for compensate in [true, false, true, false] {
+        one_way_error_20ms(compensate);
+    }
+}
+
+fn one_way_error_20ms(compensate: bool) {
+    let link = userspace(LinkConfig {
+        compensate_path: compensate,
+        ..LinkConfig::new(spec("delay 20ms"), LinkSpec::default())
+    });
     let sink = link
         .server_ns()
         .run(|| UdpSocket::bind(SocketAddr::new(link.server_ip(), 0)))
@@ -324,8 +334,9 @@ fn measure_delay_20ms_one_way_error() {
     });
     let c = client_udp(&link);
     // 2000 packets/s for 2 s: departures overlap (many in flight at once).
+    let start = epoch().elapsed();
     for i in 0..n {
-        let target = Duration::from_micros(500 * i);
+        let target = start + Duration::from_micros(500 * i);
         while epoch().elapsed() < target {
             std::thread::sleep(Duration::from_micros(100));
         }
@@ -336,7 +347,9 @@ fn measure_delay_20ms_one_way_error() {
     errs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let k = link.counters();
     eprintln!(
-        "MEASURE delay 20ms one-way error (sendto -> recvfrom minus 20 ms), {} pkts: p1 {:.1} µs p50 {:.1} µs p99 {:.1} µs max {:.1} µs; relay lateness p50 {} ns p99 {} ns max {} ns, spin margin {} ns",
+        "MEASURE delay 20ms one-way error (sendto -> recvfrom minus 20 ms), path cost {} ({} ns), {} pkts: p1 {:.1} µs p50 {:.1} µs p99 {:.1} µs max {:.1} µs; relay lateness p50 {} ns p99 {} ns max {} ns, spin margin {} ns",
+        if compensate { "compensated" } else { "NOT compensated" },
+        k.up.relay.path_compensation_ns,
         errs.len(),
         q(&errs, 0.01),
         q(&errs, 0.5),
