@@ -32,10 +32,10 @@ use crate::model::LinkModel;
 use crate::nat::{Nat, NatCounters};
 use crate::ns::{NetNs, NsError};
 use crate::pcap::PcapWriter;
-pub use path_cost::PathCost;
 use crate::relay::{Clock, Dir, DirPcap, DirShared, DirectionCfg, NatShared, Relay};
 use crate::spec::LinkSpec;
 use crate::tun::Tun;
+pub use path_cost::PathCost;
 
 pub use crate::nat::{Binding, NatSchedule, RebindEvent, RebindKind};
 pub use crate::relay::{DirCounters, RelayCounters, RelayPriority};
@@ -506,7 +506,9 @@ impl Link {
     pub fn path_cost(&self) -> Result<PathCost, String> {
         match &self.inner {
             Inner::User(u) => u.path_cost.clone(),
-            Inner::Kernel(_) => Err("kernel backend: tc-netem's delay is applied as configured".into()),
+            Inner::Kernel(_) => {
+                Err("kernel backend: tc-netem's delay is applied as configured".into())
+            }
         }
     }
 
@@ -721,10 +723,12 @@ fn build_userspace(
             LinkModel::new(&cfg.down, down_seed),
         )
     };
-    // Measuring the path first: pass-through models until then.
+    // Measuring the path first: the probes' own models until then.
     let (up0, down0) = if cfg.compensate_path {
-        let clear = LinkSpec::default();
-        (LinkModel::new(&clear, 0), LinkModel::new(&clear, 0))
+        let probe: LinkSpec = path_cost::PROBE_SPEC
+            .parse()
+            .map_err(|e| LinkError::Config(format!("the path-cost probes' spec: {e}")))?;
+        (LinkModel::new(&probe, 0), LinkModel::new(&probe, 0))
     } else {
         models()
     };

@@ -386,7 +386,10 @@ fn the_path_cost_is_measured_at_build_and_taken_off_departures() {
         assert_eq!((d.relay.packets_read, d.model.packets_in), (0, 0), "{d:?}");
     }
     let flows = link.flows().expect("flow metrics are on");
-    assert!(flows.flows.is_empty() && flows.flows_known == 0, "{flows:?}");
+    assert!(
+        flows.flows.is_empty() && flows.flows_known == 0,
+        "{flows:?}"
+    );
 
     let echo = UdpEcho::start(link.server_ns(), link.server_ip());
     let c = client_udp(&link, link.client_ip());
@@ -408,7 +411,10 @@ fn the_path_cost_is_measured_at_build_and_taken_off_departures() {
     eprintln!("held up: min {min} ns, scheduled {target} ns");
     assert!(min >= target, "a packet left before delay − cost: {held:?}");
     if cost.up_ns > 50_000 {
-        assert!(min < 5_000_000, "no packet left earlier than the uncompensated delay: {held:?}");
+        assert!(
+            min < 5_000_000,
+            "no packet left earlier than the uncompensated delay: {held:?}"
+        );
     }
 }
 

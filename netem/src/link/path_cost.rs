@@ -5,14 +5,15 @@
 //! Crossing the link costs more than the model's schedule: the sender's
 //! syscall and routing into the TUN device, the relay's wake-up and read, its
 //! write into the other TUN device, and the receiver's wake-up (~40-120 µs
-//! per direction on the project's 2-core machine). tc-netem on a veth pays
-//! only a little of this. The relay first runs with pass-through models while
-//! one thread sends UDP probes across and another echoes them; per direction,
-//! cost = median one-way time (sender's clock reading before `send` to the
-//! receiver's after `recv`, one monotonic clock) minus the relay's own
-//! median residence (read to write). Then the real models are installed and
-//! the relay schedules each departure `cost` earlier, never before arrival:
-//! a delay shorter than the cost cannot be compensated in full (documented).
+//! per direction on the project's 2-core machine, with the relay's own
+//! lateness against its schedule). tc-netem on a veth pays only a little of
+//! this. The relay first runs a `delay 1ms` model each way while one thread
+//! sends UDP probes across (paced, several in flight) and another echoes
+//! them; per direction, cost = median one-way time (the sender's clock
+//! reading before `send` to the receiver's after `recv`, one monotonic clock)
+//! minus 1 ms. Then the real models are installed and the relay schedules
+//! each departure `cost` earlier, never before its arrival: a delay shorter
+//! than the cost cannot be compensated in full (docs/link.md).
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
@@ -21,9 +22,15 @@ use std::time::{Duration, Instant};
 use crate::ns::NetNs;
 use crate::relay::{Clock, DirShared};
 
-/// Round trips measured (after [`WARM_UP`] unmeasured ones): ~10 ms in all.
+/// Probes measured (after [`WARM_UP`] unmeasured ones), one every
+/// [`SPACING`] each way through [`PROBE_DELAY_NS`]: ~20 ms in all.
 const PROBES: usize = 64;
 const WARM_UP: usize = 8;
+const SPACING: Duration = Duration::from_micros(250);
+/// The probes' link: a delay, so the relay schedules and waits as it does for
+/// a real link, and its own lateness is part of what is measured.
+pub(crate) const PROBE_DELAY_NS: u64 = 1_000_000;
+pub(crate) const PROBE_SPEC: &str = "delay 1ms";
 /// One probe's answer is awaited at most this long; the whole measurement at
 /// most [`BUDGET`].
 const PROBE_TIMEOUT: Duration = Duration::from_millis(100);
@@ -45,14 +52,6 @@ fn median(v: &mut [u64]) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
-fn lateness_p50(d: &Arc<Mutex<DirShared>>) -> u64 {
-    d.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .snapshot()
-        .relay
-        .lateness_p50_ns
-}
-
 /// Both directions' counts of written packets have caught up with the reads
 /// (the relay flushes its counters after writing: wait, bounded, so the
 /// restart that follows drops no late flush into the real counters).
@@ -70,8 +69,8 @@ fn settle(dirs: [&Arc<Mutex<DirShared>>; 2]) {
     }
 }
 
-/// Measure with the relay running pass-through models. Err: why not (the
-/// link then runs uncompensated and says so).
+/// Measure with the relay running [`PROBE_DELAY_NS`] models. Err: why not
+/// (the link then runs uncompensated and says so).
 pub(crate) fn measure(
     client_ns: &NetNs,
     server_ns: &NetNs,
@@ -116,47 +115,61 @@ pub(crate) fn measure(
             }
         })
         .map_err(|e| format!("starting the probe echo: {e}"))?;
+    // Paced, several in flight: the relay, the echo and this thread wake
+    // and sleep as they do under a real flow (cross-core wake-ups included),
+    // not in the lock-step of a ping-pong.
+    let sender = client.try_clone().map_err(|e| e.to_string())?;
+    let send = std::thread::Builder::new()
+        .name("path-cost-send".into())
+        .spawn(move || {
+            let t0 = Instant::now();
+            for i in 0..total {
+                let due = SPACING * i as u32;
+                if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+                let mut probe = [0u8; PROBE_LEN];
+                probe[..8].copy_from_slice(&clock.now_ns().to_le_bytes());
+                probe[24..32].copy_from_slice(&(i as u64).to_le_bytes());
+                let _ = sender.send_to(&probe, to);
+            }
+        })
+        .map_err(|e| format!("starting the probe sender: {e}"))?;
     let (mut ups, mut downs) = (Vec::with_capacity(PROBES), Vec::with_capacity(PROBES));
     let t0 = Instant::now();
     let mut buf = [0u8; PROBE_LEN];
-    for i in 0..total {
-        if t0.elapsed() > BUDGET {
-            break;
-        }
-        let mut probe = [0u8; PROBE_LEN];
-        let sent = clock.now_ns();
-        probe[..8].copy_from_slice(&sent.to_le_bytes());
-        if client.send_to(&probe, to).is_err() {
-            continue;
-        }
+    let mut seen = 0;
+    while seen < total && t0.elapsed() < BUDGET {
         let Ok(n) = client.recv(&mut buf) else {
-            continue;
+            break; // nothing for PROBE_TIMEOUT: the rest are lost
         };
         let back = clock.now_ns();
+        seen += 1;
         let word = |k: usize| {
             let mut w = [0u8; 8];
             w.copy_from_slice(&buf[8 * k..8 * k + 8]);
             u64::from_le_bytes(w)
         };
-        // A late answer to an earlier probe is not this one's.
-        if n < 24 || word(0) != sent || i < WARM_UP {
+        if n < 32 || word(3) < WARM_UP as u64 {
             continue;
         }
-        ups.push(word(1).saturating_sub(sent));
-        downs.push(back.saturating_sub(word(2)));
+        let one_way = |from: u64, to: u64| to.saturating_sub(from).saturating_sub(PROBE_DELAY_NS);
+        ups.push(one_way(word(0), word(1)));
+        downs.push(one_way(word(2), back));
     }
+    let _ = send.join();
     let _ = echo.join();
     if ups.len() < PROBES / 2 {
         return Err(format!(
-            "{} of {PROBES} probes answered within {} ms each",
+            "{} of {PROBES} probes came back within {} ms",
             ups.len(),
             PROBE_TIMEOUT.as_millis()
         ));
     }
     settle([up, down]);
     let cost = PathCost {
-        up_ns: median(&mut ups).saturating_sub(lateness_p50(up)),
-        down_ns: median(&mut downs).saturating_sub(lateness_p50(down)),
+        up_ns: median(&mut ups),
+        down_ns: median(&mut downs),
     };
     if cost.up_ns.max(cost.down_ns) > MAX_COST_NS {
         return Err(format!(
