@@ -87,9 +87,10 @@ fn delay_hint(
         ));
     }
     Some(format!(
-        "the relay sent on time (departure lateness p99 ≤ {:.0} µs): the extra delay is outside its schedule, in the path's \
-         own cost (socket → TUN → relay wake-up → TUN → socket: a few tens of µs at the median) and, when other work \
-         holds the CPUs{}, in the probe's endpoints waiting for a core",
+        "the relay sent on time (departure lateness p99 ≤ {:.0} µs): the extra delay is outside its schedule: the path's \
+         own cost (socket → TUN → relay wake-up → TUN → socket) beyond what the link measured at build and takes off \
+         (\"path cost\" below), higher at this probe rate than for one flow, and, when other work holds the CPUs{}, \
+         the probe's endpoints waiting for a core",
         worst_p99 as f64 / 1000.0,
         load.map(|l| format!(" (load average {l:.2})")).unwrap_or_default()
     ))
