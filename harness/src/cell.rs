@@ -156,6 +156,7 @@ pub(crate) fn start_servers(
         let rt = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
+            .on_thread_stop(crate::cpu_use::ends_as(crate::cpu_use::SERVER))
             .build()
         {
             Ok(rt) => rt,
@@ -164,7 +165,7 @@ pub(crate) fn start_servers(
                 return None;
             }
         };
-        rt.block_on(async move {
+        let r = rt.block_on(async move {
             let mut o = ServerOptions::new(identity);
             o.listen = vec![ip];
             o.cc = cc;
@@ -205,7 +206,11 @@ pub(crate) fn start_servers(
             servers.shutdown(Duration::from_millis(500)).await;
             // After the shutdown: connections closed by then have their final snapshot.
             Some((stats, ctx.transport_records()))
-        })
+        });
+        // Its workers end (and are counted) with it; then this thread.
+        drop(rt);
+        quicbench_netem::cpu::on_thread_end(crate::cpu_use::SERVER);
+        r
     })?;
     let ports = ready_rx
         .recv_timeout(Duration::from_secs(10))
@@ -333,6 +338,7 @@ fn execute_inner(
         return crate::fairness::cell::execute(ctx, m, cell, ldef, res);
     }
     let mut phases = Phases::start();
+    let cpu = crate::cpu_use::CpuMark::now();
     let link = Arc::new(Link::build(link_config(ctx, m, cell, ldef))?);
     let fast = cell.fast_start();
     if fast.fast_open {
@@ -433,8 +439,10 @@ fn execute_inner(
         &drops_after,
     );
     record_link(res, &link, server_stats);
+    let link_now = link.counters();
     let (t0, client_transport) = (out.t0_mono_ns, std::mem::take(&mut out.transport));
     fill(res, out);
+    cpu.record(res, &link_now);
     record_flows(res, &link, cell);
     record.apply(res);
     crate::ground_truth::record(res, t0, client_transport, server_transport);
@@ -684,8 +692,12 @@ where
     let cell_limit = Duration::from_secs(m.cell_timeout_s.max(5));
     let stop = ctx.stop.clone();
     link.client_ns().try_run(move || -> anyhow::Result<T> {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        rt.block_on(async move {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .on_thread_stop(crate::cpu_use::ends_as(crate::cpu_use::CLIENT))
+            .build()?;
+        let r = rt.block_on(async move {
             let stopper = async {
                 while !stop.load(Ordering::Relaxed) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -695,7 +707,11 @@ where
                 r = tokio::time::timeout(cell_limit, work()) => r.map_err(|_| anyhow::anyhow!("cell timed out after {} s (cell_timeout_s)", cell_limit.as_secs())),
                 _ = stopper => Err(anyhow::anyhow!("interrupted")),
             }
-        })
+        });
+        // Its workers end (and are counted) with it; then this thread.
+        drop(rt);
+        quicbench_netem::cpu::on_thread_end(crate::cpu_use::CLIENT);
+        r
     })?
 }
 

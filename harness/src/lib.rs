@@ -5,6 +5,7 @@
 pub mod calibrate;
 pub mod cell;
 pub mod conns;
+pub mod cpu_use;
 pub mod endpoints;
 pub mod fairness;
 pub mod ground_truth;

@@ -58,5 +58,17 @@ modes = ["cold"]
         );
         assert!((19.0..25.0).contains(&link), "{}: {link}", cell.id);
         assert_eq!(r.metrics["link_flows"].samples, vec![7.0], "{}", cell.id);
+        // Where the CPU went: our client's, our servers' and the relay's
+        // threads each used some (extra.cpu, harness::cpu_use).
+        let cpu = &r.extra["cpu"];
+        eprintln!("{}: cpu {cpu}", cell.protocol.name());
+        for k in ["client_cpu_ms", "server_cpu_ms", "relay_cpu_ms"] {
+            let v = cpu[k].as_f64().unwrap_or(0.0);
+            assert!(
+                v > 0.0 && v < cpu["wall_ms"].as_f64().unwrap_or(0.0) * 2.0,
+                "{}: {k} {cpu}",
+                cell.id
+            );
+        }
     }
 }

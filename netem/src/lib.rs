@@ -17,6 +17,7 @@
 //! netem knows nothing of HTTP.
 
 pub mod chosen;
+pub mod cpu;
 pub mod flows;
 pub mod kernel;
 pub mod link;

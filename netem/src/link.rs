@@ -477,7 +477,16 @@ impl Link {
         match &self.inner {
             Inner::User(u) => {
                 let snap = |s: &Arc<Mutex<DirShared>>| {
-                    s.lock().unwrap_or_else(|p| p.into_inner()).snapshot()
+                    let (mut c, tid) = {
+                        let g = lock(s);
+                        (g.snapshot(), g.tid)
+                    };
+                    // Read outside the lock: the relay keeps moving packets.
+                    if let Some(t) = (tid > 0).then(|| crate::cpu::thread(tid)).flatten() {
+                        c.relay.cpu_ns = t.cpu_ns;
+                        c.relay.run_wait_ns = t.wait_ns;
+                    }
+                    c
                 };
                 LinkCounters {
                     backend: self.backend.to_string(),

@@ -152,6 +152,12 @@ pub struct RelayCounters {
     pub spin_margin_ns: u64,
     /// Time spent spinning before deadlines (CPU cost of precision).
     pub spin_ns: u64,
+    /// The relay thread's CPU time and run-queue wait since the link was
+    /// built (`crate::cpu`; 0 where /proc has no schedstat).
+    #[serde(default)]
+    pub cpu_ns: u64,
+    #[serde(default)]
+    pub run_wait_ns: u64,
     /// Scheduling the relay thread got: "fifo" (SCHED_FIFO), "nice" or "normal".
     pub scheduling: String,
 }
@@ -229,6 +235,8 @@ impl Dir {
 /// State a direction shares with the `Link` (behind a mutex, taken once per batch).
 #[derive(Debug)]
 pub(crate) struct DirShared {
+    /// The direction's relay thread (0 until it started).
+    pub tid: i32,
     pub model: LinkModel,
     pub relay: RelayCounters,
     lateness: hdrhistogram::Histogram<u64>,
@@ -254,6 +262,7 @@ fn quantiles(h: &hdrhistogram::Histogram<u64>) -> (u64, u64, u64) {
 impl DirShared {
     pub fn new(model: LinkModel) -> Self {
         DirShared {
+            tid: 0,
             model,
             relay: RelayCounters::default(),
             lateness: histogram(),
@@ -265,7 +274,9 @@ impl DirShared {
     /// Start over with `model` and no counts (after the path-cost probes),
     /// taking `compensation_ns` off every departure from now on.
     pub fn restart(&mut self, model: LinkModel, compensation_ns: u64) {
+        let tid = self.tid;
         *self = DirShared::new(model);
+        self.tid = tid;
         self.relay.path_compensation_ns = compensation_ns;
     }
 
@@ -513,6 +524,7 @@ impl Worker {
     }
 
     fn run(mut self) {
+        self.shared().tid = crate::cpu::gettid();
         // ppoll's timeout is padded by the thread's timer slack (50 µs by
         // default): ask for none.
         // SAFETY: prctl with integer arguments.

@@ -1,0 +1,117 @@
+//! CPU time and run-queue wait of threads (`/proc/<pid>/task/<tid>/schedstat`:
+//! ns on a CPU, ns runnable but waiting for one, timeslices), so a result can
+//! show when the machine, not the protocol, set a number: an endpoint that
+//! waited for a core while the relay spun, a relay that did not get one.
+//!
+//! Threads are summed by role as they end ([`on_thread_end`], called by the
+//! harness's tokio runtimes and thread closures) into process-wide totals;
+//! a cell reads [`totals`] before and after (cells run one at a time in a
+//! process). The relay's threads are read while they run (`Link::counters`).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// One thread's (or a sum of threads') accounting, ns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ThreadCpu {
+    /// Time on a CPU.
+    pub cpu_ns: u64,
+    /// Time runnable, waiting for a CPU (the run queue).
+    pub wait_ns: u64,
+}
+
+impl ThreadCpu {
+    pub fn saturating_sub(self, o: ThreadCpu) -> ThreadCpu {
+        ThreadCpu {
+            cpu_ns: self.cpu_ns.saturating_sub(o.cpu_ns),
+            wait_ns: self.wait_ns.saturating_sub(o.wait_ns),
+        }
+    }
+
+    fn add(&mut self, o: ThreadCpu) {
+        self.cpu_ns = self.cpu_ns.saturating_add(o.cpu_ns);
+        self.wait_ns = self.wait_ns.saturating_add(o.wait_ns);
+    }
+}
+
+/// Parse a schedstat line: "<cpu ns> <wait ns> <timeslices>".
+pub fn parse_schedstat(s: &str) -> Option<ThreadCpu> {
+    let mut it = s.split_ascii_whitespace();
+    let cpu_ns = it.next()?.parse().ok()?;
+    let wait_ns = it.next()?.parse().ok()?;
+    Some(ThreadCpu { cpu_ns, wait_ns })
+}
+
+/// The calling thread's accounting (None where /proc has no schedstat:
+/// a kernel without CONFIG_SCHED_INFO).
+pub fn current_thread() -> Option<ThreadCpu> {
+    parse_schedstat(&std::fs::read_to_string("/proc/thread-self/schedstat").ok()?)
+}
+
+/// A thread of this process, by its kernel thread id.
+pub fn thread(tid: i32) -> Option<ThreadCpu> {
+    parse_schedstat(&std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?)
+}
+
+/// The calling thread's kernel id.
+pub fn gettid() -> i32 {
+    nix::unistd::gettid().as_raw()
+}
+
+static ENDED: Mutex<BTreeMap<&'static str, ThreadCpu>> = Mutex::new(BTreeMap::new());
+
+/// Add the calling thread's accounting to `role`'s total: call it last
+/// thing in the thread (tokio: `on_thread_stop`).
+pub fn on_thread_end(role: &'static str) {
+    if let Some(c) = current_thread() {
+        ENDED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(role)
+            .or_default()
+            .add(c);
+    }
+}
+
+/// Process-wide totals per role of the threads ended so far.
+pub fn totals() -> BTreeMap<&'static str, ThreadCpu> {
+    ENDED.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedstat_lines() {
+        assert_eq!(
+            parse_schedstat("481593 614078 2\n"),
+            Some(ThreadCpu {
+                cpu_ns: 481_593,
+                wait_ns: 614_078
+            })
+        );
+        assert_eq!(parse_schedstat(""), None);
+        assert_eq!(parse_schedstat("12"), None);
+        assert_eq!(parse_schedstat("x 1 2"), None);
+    }
+
+    #[test]
+    fn a_busy_thread_is_accounted_when_it_ends() {
+        let before = totals().get("cpu-test").copied().unwrap_or_default();
+        std::thread::spawn(|| {
+            let t0 = std::time::Instant::now();
+            let mut x = 0u64;
+            while t0.elapsed() < std::time::Duration::from_millis(20) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            on_thread_end("cpu-test");
+        })
+        .join()
+        .expect("the spinning thread");
+        let got = totals()["cpu-test"].saturating_sub(before);
+        // It spun 20 ms of wall time: on a CPU for some of it, runnable the rest.
+        assert!(got.cpu_ns + got.wait_ns >= 5_000_000, "{got:?}");
+        assert!(thread(gettid()).is_some());
+    }
+}
