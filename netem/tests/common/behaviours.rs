@@ -449,36 +449,37 @@ pub fn rate_10mbit(backend: Backend) {
     assert!((9.8..=10.2).contains(&mbps), "{mbps} Mbit/s");
 }
 
-/// A burst into a short rate-limited queue: the overflow is counted as queue
-/// drops, not link loss, and the receiver misses exactly those. With a loss
-/// model as well, user space splits the two; tc has one `dropped` figure,
-/// which the kernel backend leaves unattributed (never loss).
-pub fn queue_drops_are_not_loss(backend: Backend) {
+/// 200 probes at once into `spec`: how many never arrived, and the up
+/// direction's counters (one FIGURE line).
+fn burst(backend: Backend, spec: &str, what: &str) -> (u64, Counters) {
     let n = 200;
-    let link = build(backend, "delay 5ms rate 1mbit limit 20");
+    let link = build(backend, spec);
     let (arr, c, _) = probe(&link, n, 1200, 0, Duration::ZERO);
     let missing = u64::from(n) - arr.len() as u64;
     eprintln!(
-        "FIGURE {} queue: limit 20, 200-probe burst at 1 Mbit/s: {missing} missing, counters queue {} loss {} unattributed {}",
+        "FIGURE {} {what}, 200-probe burst at 1 Mbit/s: {missing} missing, counters queue {} loss {} unattributed {}",
         name(backend),
         c.dropped_queue,
         c.dropped_loss,
         c.dropped_unattributed
     );
+    (missing, c)
+}
+
+/// A burst into a short rate-limited queue: the overflow is counted as queue
+/// drops, not link loss, and the receiver misses exactly those. With a loss
+/// model as well, user space splits the two; tc has one `dropped` figure,
+/// which the kernel backend leaves unattributed (never loss).
+pub fn queue_drops_are_not_loss(backend: Backend) {
+    let (missing, c) = burst(backend, "delay 5ms rate 1mbit limit 20", "queue: limit 20");
     assert!(missing > 100, "a 20-packet queue held 200? {c:?}");
     assert_eq!(c.dropped_queue, missing, "{c:?}");
     assert_eq!(c.dropped_loss + c.dropped_unattributed, 0, "{c:?}");
-    drop(link);
 
-    let link = build(backend, "loss 20% delay 5ms rate 1mbit limit 20");
-    let (arr, c, _) = probe(&link, n, 1200, 0, Duration::ZERO);
-    let missing = u64::from(n) - arr.len() as u64;
-    eprintln!(
-        "FIGURE {} queue+loss: loss 20% limit 20: {missing} missing, counters queue {} loss {} unattributed {}",
-        name(backend),
-        c.dropped_queue,
-        c.dropped_loss,
-        c.dropped_unattributed
+    let (missing, c) = burst(
+        backend,
+        "loss 20% delay 5ms rate 1mbit limit 20",
+        "queue+loss: loss 20% limit 20",
     );
     match backend {
         Backend::Kernel => {
