@@ -44,6 +44,7 @@ run)
 	while [ $# -gt 0 ]; do
 		case "$1" in
 		--out) out=$2; shift ;;
+		--out=*) out=${1#--out=} ;;
 		--name) name=$2; shift ;;
 		--shard) shard=$2; shift ;;
 		--resume) resume=$2; shift ;;
