@@ -42,8 +42,8 @@ size = 100
 modes = ["cold", "resumed"]
 "#;
 
-/// Median of a cell's per-connection samples of `metric`.
-fn cell_median(c: &serde_json::Value, metric: &str) -> f64 {
+/// A cell's 5 per-connection samples of `metric`.
+fn cell_samples(c: &serde_json::Value, metric: &str) -> Vec<f64> {
     let samples: Vec<f64> = c["metrics"][metric]["samples"]
         .as_array()
         .unwrap_or_else(|| panic!("{}: no {metric} samples", c["cell_id"]))
@@ -51,13 +51,18 @@ fn cell_median(c: &serde_json::Value, metric: &str) -> f64 {
         .map(|v| v.as_f64().unwrap())
         .collect();
     assert_eq!(samples.len(), 5, "{}: {metric}", c["cell_id"]);
-    median(samples)
+    samples
+}
+
+/// Median of a cell's per-connection samples of `metric`.
+fn cell_median(c: &serde_json::Value, metric: &str) -> f64 {
+    median(cell_samples(c, metric))
 }
 
 /// The first-byte time on a lossless 40 ms link is theory × RTT (2 RTT h1
 /// cleartext, 3 RTT TLS over TCP, 2 RTT h3, 1 RTT h3 0-RTT) plus the
-/// endpoints' own fixed cost, measured on a 0 ms link in the same run: within
-/// 10% once that cost is taken off (an extra round trip is 50-100%). The fixed
+/// endpoints' own fixed cost, measured on a 0 ms link in the same run (its
+/// fastest connection): within 10% once that cost is taken off (an extra round trip is 50-100%). The fixed
 /// cost is what the endpoints spend (crypto, sockets, the relay's crossings),
 /// not round trips; it is bounded here and printed (h3 1.6-3.2 ms, TLS over
 /// TCP ≈ 0.9 ms on this 2-core machine). What is left above theory (h3 0-RTT
@@ -78,8 +83,16 @@ fn handshake_ttfb_matches_theory_and_cells_leave_nothing_behind() {
     for c in cs.iter().filter(|c| c["link"]["label"] == "rtt0") {
         let id = c["cell_id"].as_str().unwrap();
         assert_eq!(c["status"]["kind"], "ok", "{id}: {}", c["status"]);
-        let m = cell_median(c, "ttfb_ms");
-        eprintln!("{id}: fixed cost {m:.3} ms");
+        // The fastest connection: the endpoints' work is a floor, and a
+        // core taken away for a moment only adds (a CI run once saw a
+        // median of 8.2 ms for h3 0-RTT here, 1.3-2.0 ms otherwise).
+        let m = cell_samples(c, "ttfb_ms")
+            .into_iter()
+            .fold(f64::INFINITY, f64::min);
+        eprintln!(
+            "{id}: fixed cost {m:.3} ms (fastest of 5; median {:.3} ms)",
+            cell_median(c, "ttfb_ms")
+        );
         assert!(m < 10.0, "{id}: {m:.3} ms to the first byte on a 0 ms link");
         let key = (c["protocol"].to_string(), c["variant"].to_string());
         fixed_ms.insert(key, m);
