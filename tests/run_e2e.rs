@@ -89,9 +89,12 @@ fn handshake_ttfb_matches_theory_and_cells_leave_nothing_behind() {
         let m = cell_samples(c, "ttfb_ms")
             .into_iter()
             .fold(f64::INFINITY, f64::min);
+        let cpu = &c["extra"]["cpu"];
         eprintln!(
-            "{id}: fixed cost {m:.3} ms (fastest of 5; median {:.3} ms)",
-            cell_median(c, "ttfb_ms")
+            "{id}: fixed cost {m:.3} ms (fastest of 5; median {:.3} ms; endpoints' CPU {:.1} ms, waited {:.1} ms)",
+            cell_median(c, "ttfb_ms"),
+            cpu["client_cpu_ms"].as_f64().unwrap_or(f64::NAN) + cpu["server_cpu_ms"].as_f64().unwrap_or(f64::NAN),
+            cpu["client_wait_ms"].as_f64().unwrap_or(f64::NAN) + cpu["server_wait_ms"].as_f64().unwrap_or(f64::NAN),
         );
         assert!(m < 10.0, "{id}: {m:.3} ms to the first byte on a 0 ms link");
         let key = (c["protocol"].to_string(), c["variant"].to_string());
