@@ -709,6 +709,7 @@ impl Worker {
     fn write_due(&mut self) {
         let mut now = self.cfg.clock.now_ns();
         let mut did = false;
+        let capture = !self.cfg.probing.load(Ordering::Relaxed);
         while self.heap.peek().is_some_and(|p| p.at_ns <= now) {
             let Some(mut p) = self.heap.pop() else { break };
             did = true;
@@ -746,13 +747,7 @@ impl Worker {
                     .push((now, s, (!sent).then_some(DropCause::Relay)));
             }
             self.lateness.push(now.saturating_sub(p.at_ns));
-            if let Some(w) = self
-                .cfg
-                .pcap
-                .output
-                .as_mut()
-                .filter(|_| !self.cfg.probing.load(Ordering::Relaxed))
-            {
+            if let Some(w) = self.cfg.pcap.output.as_mut().filter(|_| capture) {
                 let _ = w.write(self.cfg.clock.realtime_ns(now), pkt);
             }
             self.recycle(p.buf);
