@@ -18,7 +18,9 @@
 
 pub mod chosen;
 pub mod cpu;
+pub mod csum;
 pub mod flows;
+pub mod gso;
 pub mod kernel;
 pub mod link;
 pub mod model;

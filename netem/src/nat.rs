@@ -24,6 +24,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::csum::fold;
+pub use crate::csum::{csum_update, ones_sum};
+
 /// First address of the pool external IPv4 bindings come from (RFC 2544 range,
 /// outside the client's and server's own addresses).
 pub const NAT_V4_BASE: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
@@ -31,8 +34,8 @@ pub const NAT_V4_BASE: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
 pub const NAT_V6_BASE: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 0);
 
 const PORT_STEP: u32 = 7919;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
 
 /// What changes at a rebind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -457,33 +460,6 @@ fn rewrite(pkt: &mut [u8], h: &L4Header, side: Side, addr: IpAddr, port: u16) {
     }
     pkt[addr_off..addr_off + alen].copy_from_slice(&new_addr);
     pkt[port_off..port_off + 2].copy_from_slice(&new_port);
-}
-
-/// RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')` over 16-bit words (`old` and
-/// `new` have the same even length).
-pub fn csum_update(hc: u16, old: &[u8], new: &[u8]) -> u16 {
-    debug_assert_eq!(old.len(), new.len());
-    let mut sum: u64 = (!hc) as u64;
-    for (o, n) in old.chunks(2).zip(new.chunks(2)) {
-        let ow = u16::from_be_bytes([o[0], *o.get(1).unwrap_or(&0)]);
-        let nw = u16::from_be_bytes([n[0], *n.get(1).unwrap_or(&0)]);
-        sum += (!ow) as u64 + nw as u64;
-    }
-    !fold(sum)
-}
-
-fn fold(mut s: u64) -> u16 {
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
-}
-
-/// One's-complement sum of `data` (odd length padded with a zero byte).
-pub fn ones_sum(data: &[u8]) -> u64 {
-    data.chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u64)
-        .sum()
 }
 
 /// Whether the IPv4 header checksum and the TCP/UDP checksum of `pkt` verify

@@ -30,7 +30,7 @@
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,6 +38,7 @@ use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::flows::{self, DropCause, FlowTable, PacketMeta, Stamp};
+use crate::gso::{self, Run, Split, VnetHdr};
 use crate::model::{Counters, LinkModel, Verdict};
 use crate::nat::{DownAction, Nat, NatSchedule};
 use crate::pcap::PcapWriter;
@@ -160,6 +161,26 @@ pub struct RelayCounters {
     pub run_wait_ns: u64,
     /// Scheduling the relay thread got: "fifo" (SCHED_FIFO), "nice" or "normal".
     pub scheduling: String,
+    /// Segmentation offload on the TUN devices: "off", "tso" or "tso+uso"
+    /// (`tun::Offload`). With offloads one read or write may carry many wire
+    /// packets; every packet count above is still per wire packet.
+    #[serde(default)]
+    pub offload: String,
+    /// Super-packets read, and the wire packets they were split into.
+    #[serde(default)]
+    pub gso_reads: u64,
+    #[serde(default)]
+    pub gso_read_segments: u64,
+    /// Writes that carried a run of wire packets as one super-packet, and the
+    /// wire packets they carried.
+    #[serde(default)]
+    pub gso_writes: u64,
+    #[serde(default)]
+    pub gso_write_segments: u64,
+    /// Super-packets that could not be split (dropped), and joined writes the
+    /// kernel refused (after which the direction writes packets one by one).
+    #[serde(default)]
+    pub offload_errors: u64,
 }
 
 /// How hard the relay threads ask the kernel for CPU when they wake up.
@@ -274,9 +295,16 @@ impl DirShared {
     /// Start over with `model` and no counts (after the path-cost probes),
     /// taking `compensation_ns` off every departure from now on.
     pub fn restart(&mut self, model: LinkModel, compensation_ns: u64) {
-        let tid = self.tid;
+        let (tid, scheduling, offload) = (
+            self.tid,
+            std::mem::take(&mut self.relay.scheduling),
+            std::mem::take(&mut self.relay.offload),
+        );
         *self = DirShared::new(model);
         self.tid = tid;
+        // Set once by the relay thread as it starts.
+        self.relay.scheduling = scheduling;
+        self.relay.offload = offload;
         self.relay.path_compensation_ns = compensation_ns;
     }
 
@@ -466,10 +494,28 @@ struct Worker {
     spin_in_window: u64,
     spin_allowed: bool,
     spin_total: u64,
+    /// Bytes of virtio-net header before each packet in every buffer (0
+    /// without offloads): the IP packet of `(buf, n)` is `buf[off..off + n]`.
+    off: usize,
+    /// Where super-packets are read before they are split.
+    scratch: Vec<u8>,
+    /// Departures being written (kept to reuse its allocation).
+    due: Vec<Pending>,
+    /// A joined write's virtio-net and IP/L4 headers.
+    run_hdr: [u8; 160],
+    /// Set when the kernel refused a joined write: packets go one by one.
+    join_refused: bool,
+    gso_reads: u64,
+    gso_read_segments: u64,
+    gso_writes: u64,
+    gso_write_segments: u64,
+    offload_errors: u64,
 }
 
 impl Worker {
     fn new(cfg: DirectionCfg, stop: Arc<AtomicBool>, stop_fd: Arc<OwnedFd>) -> Worker {
+        let off = cfg.src.vnet_hdr_len();
+        debug_assert_eq!(off, cfg.dst.vnet_hdr_len(), "both devices offload alike");
         Worker {
             cfg,
             stop,
@@ -491,6 +537,20 @@ impl Worker {
             spin_in_window: 0,
             spin_allowed: true,
             spin_total: 0,
+            off,
+            scratch: if off > 0 {
+                vec![0u8; off + 65_536 + 64]
+            } else {
+                Vec::new()
+            },
+            due: Vec::with_capacity(256),
+            run_hdr: [0; 160],
+            join_refused: false,
+            gso_reads: 0,
+            gso_read_segments: 0,
+            gso_writes: 0,
+            gso_write_segments: 0,
+            offload_errors: 0,
         }
     }
 
@@ -532,7 +592,12 @@ impl Worker {
             libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
         }
         let sched = apply_priority(self.cfg.priority);
-        self.shared().relay.scheduling = sched.to_string();
+        let offload = self.cfg.src.offload().name();
+        {
+            let mut g = self.shared();
+            g.relay.scheduling = sched.to_string();
+            g.relay.offload = offload.to_string();
+        }
         while !self.stop.load(Ordering::Relaxed) {
             let full = self.read_batch();
             self.write_due();
@@ -554,35 +619,98 @@ impl Worker {
     }
 
     /// Read up to READ_BATCH packets; true if the batch filled (more may wait).
-    fn read_batch(&mut self) -> bool {
-        let mut read_errors = 0u64;
-        while self.batch.len() < READ_BATCH {
+    /// Read one packet into the batch: a plain read, or with offloads a
+    /// virtio-net header and a packet, split into its wire packets.
+    fn read_one(&mut self) -> io::Result<()> {
+        let off = self.off;
+        if off == 0 {
             let mut buf = self.buffer();
-            match self.cfg.src.recv(&mut buf) {
+            return match self.cfg.src.recv(&mut buf) {
                 Ok(n) => {
                     let t = self.cfg.clock.now_ns();
                     self.batch.push((buf, n, t));
+                    Ok(())
                 }
                 Err(e) => {
                     self.recycle(buf);
-                    if e.kind() != io::ErrorKind::WouldBlock
-                        && e.kind() != io::ErrorKind::Interrupted
-                    {
-                        read_errors += 1;
+                    Err(e)
+                }
+            };
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let got = self.cfg.src.recv(&mut scratch).map(|n| {
+            let t = self.cfg.clock.now_ns();
+            self.split_into_batch(&scratch[..n], t);
+        });
+        self.scratch = scratch;
+        got
+    }
+
+    fn split_into_batch(&mut self, data: &[u8], t: u64) {
+        let off = self.off;
+        let Some(h) = VnetHdr::read(data) else {
+            self.offload_errors += 1;
+            return;
+        };
+        let pkt = &data[off..];
+        if h.gso_type == gso::GSO_NONE {
+            let mut buf = self.buffer();
+            if buf.len() < data.len() {
+                buf.resize(data.len(), 0);
+            }
+            buf[..data.len()].copy_from_slice(data);
+            self.batch.push((buf, pkt.len(), t));
+            return;
+        }
+        match Split::new(&h, pkt) {
+            Ok(split) => {
+                self.gso_reads += 1;
+                self.gso_read_segments += split.count() as u64;
+                for i in 0..split.count() {
+                    let mut buf = self.buffer();
+                    let need = off + split.segment_len(i);
+                    if buf.len() < need {
+                        buf.resize(need, 0);
                     }
-                    break;
+                    let n = split.write(i, &mut buf);
+                    self.batch.push((buf, n, t));
                 }
             }
+            Err(e) => {
+                self.offload_errors += 1;
+                tracing::debug!("relay: super-packet of {} bytes not split: {e}", pkt.len());
+            }
         }
-        if self.batch.is_empty() && read_errors == 0 {
+    }
+
+    /// Read up to READ_BATCH packets; true if the batch filled (more may wait).
+    fn read_batch(&mut self) -> bool {
+        let mut read_errors = 0u64;
+        let errors_before = self.offload_errors;
+        while self.batch.len() < READ_BATCH {
+            if let Err(e) = self.read_one() {
+                if e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted {
+                    read_errors += 1;
+                }
+                break;
+            }
+        }
+        if self.batch.is_empty() && read_errors == 0 && self.offload_errors == errors_before {
             return false;
         }
-        let full = self.batch.len() == READ_BATCH;
+        let full = self.batch.len() >= READ_BATCH;
         let mut batch = std::mem::take(&mut self.batch);
+        let off = self.off;
         let capture = !self.cfg.probing.load(Ordering::Relaxed);
+        if off > 0 && (self.cfg.pcap.input.is_some() || self.cfg.pcap.output.is_some()) {
+            // A capture shows each packet as it is on the wire, checksum done.
+            for (buf, n, _) in batch.iter_mut() {
+                gso::finalize(&mut buf[..off + *n]);
+            }
+        }
         if let Some(w) = self.cfg.pcap.input.as_mut().filter(|_| capture) {
             for (buf, n, t) in &batch {
-                let _ = w.write(self.cfg.clock.realtime_ns(*t), &buf[..*n]);
+                let _ = w.write(self.cfg.clock.realtime_ns(*t), &buf[off..off + *n]);
             }
         }
         // Flow metrics see the client-side tuple: parse before the NAT
@@ -590,15 +718,22 @@ impl Worker {
         self.metas.clear();
         let tracking = self.cfg.flows.is_some();
         if tracking {
-            self.metas
-                .extend(batch.iter().map(|(buf, n, _)| flows::parse(&buf[..*n])));
+            self.metas.extend(
+                batch
+                    .iter()
+                    .map(|(buf, n, _)| flows::parse(&buf[off..off + *n])),
+            );
         }
         if self.cfg.nat.generation.load(Ordering::Acquire) != 0 {
             let mut nat = self.cfg.nat.lock();
             match self.cfg.dir {
                 Dir::Up => {
                     for (buf, n, _) in batch.iter_mut() {
-                        nat.translate_up(&mut buf[..*n]);
+                        // The NAT fixes complete checksums, not partial ones.
+                        if off > 0 {
+                            gso::finalize(&mut buf[..off + *n]);
+                        }
+                        nat.translate_up(&mut buf[off..off + *n]);
                     }
                 }
                 // Going down the destination is the external binding: map it
@@ -627,6 +762,9 @@ impl Worker {
             .as_ref()
             .map(|f| f.lock().unwrap_or_else(|p| p.into_inner()));
         g.relay.read_errors += read_errors;
+        g.relay.gso_reads += std::mem::take(&mut self.gso_reads);
+        g.relay.gso_read_segments += std::mem::take(&mut self.gso_read_segments);
+        g.relay.offload_errors += std::mem::take(&mut self.offload_errors);
         let mut overflow = 0u64;
         let mut unattributed = 0u64;
         let compensation = g.relay.path_compensation_ns;
@@ -641,7 +779,7 @@ impl Worker {
                 }
                 (None, _) => None,
             };
-            match g.model.enqueue_packet(t, &buf[..n]) {
+            match g.model.enqueue_packet(t, &buf[off..off + n]) {
                 Verdict::Drop(r) => {
                     if let (Some(ft), Some(s)) = (ft.as_mut(), stamp.as_ref()) {
                         ft.dropped(s, r.into());
@@ -670,7 +808,10 @@ impl Worker {
                             match buf.as_ref() {
                                 Some(src) => {
                                     let mut c = self.buffer();
-                                    c[..n].copy_from_slice(&src[..n]);
+                                    if c.len() < off + n {
+                                        c.resize(off + n, 0);
+                                    }
+                                    c[..off + n].copy_from_slice(&src[..off + n]);
                                     c
                                 }
                                 None => continue,
@@ -707,15 +848,22 @@ impl Worker {
     }
 
     fn write_due(&mut self) {
-        let mut now = self.cfg.clock.now_ns();
+        let now = self.cfg.clock.now_ns();
+        let off = self.off;
         let mut did = false;
-        let capture = !self.cfg.probing.load(Ordering::Relaxed);
+        let mut due = std::mem::take(&mut self.due);
         while self.heap.peek().is_some_and(|p| p.at_ns <= now) {
             let Some(mut p) = self.heap.pop() else { break };
             did = true;
-            let pkt = &mut p.buf[..p.len];
             if self.cfg.dir == Dir::Down && self.cfg.nat.generation.load(Ordering::Acquire) != 0 {
-                let action = self.cfg.nat.lock().translate_down(pkt);
+                if off > 0 {
+                    gso::finalize(&mut p.buf[..off + p.len]);
+                }
+                let action = self
+                    .cfg
+                    .nat
+                    .lock()
+                    .translate_down(&mut p.buf[off..off + p.len]);
                 if action == DownAction::Drop {
                     self.nat_dropped += 1;
                     if let Some(s) = p.stamp {
@@ -726,32 +874,44 @@ impl Worker {
                 }
             }
             if let Some((byte, bit)) = p.corrupt {
-                if let Some(b) = pkt.get_mut(byte) {
+                // Complete the checksum first, or the receiver would compute
+                // it over the flipped bit and never see the corruption.
+                if off > 0 {
+                    gso::finalize(&mut p.buf[..off + p.len]);
+                }
+                if let Some(b) = p.buf[off..off + p.len].get_mut(byte) {
                     *b ^= 1 << (bit & 7);
                 }
             }
-            let sent = match self.cfg.dst.send(pkt) {
-                Ok(n) => {
+            due.push(p);
+        }
+        let capture = !self.cfg.probing.load(Ordering::Relaxed);
+        let mut i = 0;
+        while i < due.len() {
+            let (k, sent) = self.send_head(&due[i..]);
+            let now = self.cfg.clock.now_ns();
+            for p in &due[i..i + k] {
+                if sent {
                     self.written += 1;
-                    self.bytes_written += n as u64;
-                    true
-                }
-                Err(_) => {
+                    self.bytes_written += p.len as u64;
+                } else {
                     self.write_errors += 1;
-                    false
                 }
-            };
-            now = self.cfg.clock.now_ns();
-            if let Some(s) = p.stamp {
-                self.fates
-                    .push((now, s, (!sent).then_some(DropCause::Relay)));
+                if let Some(s) = p.stamp {
+                    self.fates
+                        .push((now, s, (!sent).then_some(DropCause::Relay)));
+                }
+                self.lateness.push(now.saturating_sub(p.at_ns));
+                if let Some(w) = self.cfg.pcap.output.as_mut().filter(|_| capture) {
+                    let _ = w.write(self.cfg.clock.realtime_ns(now), &p.buf[off..off + p.len]);
+                }
             }
-            self.lateness.push(now.saturating_sub(p.at_ns));
-            if let Some(w) = self.cfg.pcap.output.as_mut().filter(|_| capture) {
-                let _ = w.write(self.cfg.clock.realtime_ns(now), pkt);
-            }
+            i += k;
+        }
+        for p in due.drain(..) {
             self.recycle(p.buf);
         }
+        self.due = due;
         if did {
             let margin = self.margin_ns();
             let (written, bytes, errs, natd) = (
@@ -761,6 +921,9 @@ impl Worker {
                 self.nat_dropped,
             );
             let lateness = std::mem::take(&mut self.lateness);
+            let gso_writes = std::mem::take(&mut self.gso_writes);
+            let gso_write_segments = std::mem::take(&mut self.gso_write_segments);
+            let offload_errors = std::mem::take(&mut self.offload_errors);
             {
                 let mut g = self.shared();
                 g.relay.packets_written += written;
@@ -770,6 +933,9 @@ impl Worker {
                 g.relay.spin_margin_ns = margin;
                 g.relay.spin_ns = self.spin_total;
                 g.relay.queued = self.heap.len() as u64;
+                g.relay.gso_writes += gso_writes;
+                g.relay.gso_write_segments += gso_write_segments;
+                g.relay.offload_errors += offload_errors;
                 for l in &lateness {
                     let _ = g.lateness.record((*l).max(1));
                 }
@@ -791,6 +957,59 @@ impl Worker {
             self.bytes_written = 0;
             self.write_errors = 0;
             self.nat_dropped = 0;
+        }
+    }
+
+    /// Write the departures at the head of `due`: with offloads, the longest
+    /// run of them that forms one super-packet ([`Run`]) in one write, else
+    /// the first alone. Returns how many it wrote and whether the write
+    /// succeeded. Only packets already due are joined: none waits for another.
+    fn send_head(&mut self, due: &[Pending]) -> (usize, bool) {
+        let off = self.off;
+        let first = &due[0];
+        let alone = |w: &Self| w.cfg.dst.send(&first.buf[..off + first.len]).is_ok();
+        if off == 0 || self.join_refused || first.corrupt.is_some() || due.len() < 2 {
+            return (1, alone(self));
+        }
+        let head = &first.buf[off..off + first.len];
+        let Some(mut run) = Run::start(head) else {
+            return (1, alone(self));
+        };
+        for p in &due[1..] {
+            // A corrupted packet goes alone: its checksum must stay complete.
+            if p.corrupt.is_some() || !run.push(head, &p.buf[off..off + p.len]) {
+                break;
+            }
+        }
+        let k = run.segments();
+        if k == 1 {
+            return (1, alone(self));
+        }
+        let hl = run.header_len();
+        let n = run.header(head, &mut self.run_hdr);
+        let mut iov = Vec::with_capacity(k + 1);
+        iov.push(IoSlice::new(&self.run_hdr[..n]));
+        iov.extend(
+            due[..k]
+                .iter()
+                .map(|p| IoSlice::new(&p.buf[off + hl..off + p.len])),
+        );
+        match self.cfg.dst.send_vectored(&iov) {
+            Ok(_) => {
+                self.gso_writes += 1;
+                self.gso_write_segments += k as u64;
+                (k, true)
+            }
+            Err(e) => {
+                // Never seen on Linux 5.x-6.x; if a kernel refuses joined
+                // writes, lose no packet and stop joining.
+                tracing::warn!(
+                    "relay: joined write of {k} packets refused ({e}); writing them one by one"
+                );
+                self.offload_errors += 1;
+                self.join_refused = true;
+                (1, alone(self))
+            }
         }
     }
 
