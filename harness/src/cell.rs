@@ -35,6 +35,8 @@ pub struct CellCtx {
     /// Certificate files, pattern objects and versions for third-party
     /// endpoints (docs/endpoints.md).
     pub endpoints: crate::endpoints::cell::Shared,
+    /// Pin the user-space relay to this CPU (`LinkConfig::relay_cpu`).
+    pub relay_cpu: Option<usize>,
 }
 
 impl CellCtx {
@@ -54,6 +56,7 @@ impl CellCtx {
             stop,
             reaper: Reaper::default(),
             endpoints: Default::default(),
+            relay_cpu: None,
         })
     }
 }
@@ -469,6 +472,7 @@ pub(crate) fn link_config(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef
     cfg.seed = cell.seed;
     cfg.mtu = m.mtu;
     cfg.backend = ctx.backend;
+    cfg.relay_cpu = ctx.relay_cpu;
     if let Some(d) = &ctx.pcap_dir {
         cfg.pcap_dir = Some(d.join(&cell.id));
     }
@@ -480,7 +484,9 @@ pub(crate) fn link_config(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef
 fn record_flows(res: &mut CellResult, link: &Link, cell: &Cell) {
     let flows = link.flows();
     if let Some(f) = &flows {
-        crate::link_metrics::record(res, f);
+        let k = link.counters();
+        let cost = k.up.relay.path_compensation_ns + k.down.relay.path_compensation_ns;
+        crate::link_metrics::record(res, f, cost);
         crate::link_metrics::record_reordering(res, &link.counters());
     }
     if lost_flight(cell).is_some() {

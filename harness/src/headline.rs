@@ -432,7 +432,25 @@ fn protocols_headline(cells: &[CellResult], a: &Analysis) -> String {
                     .map(|t| format!("; theory {t}"))
                     .unwrap_or_default();
                 let name = who(r, several_cc);
-                let _ = writeln!(s, "  {name:<21} {mode:<16} {}{t}", interval_text(r, 2));
+                // Where the time went, from the link's own timestamps: whole
+                // round trips on the wire, and the endpoints' turns.
+                let at = |m: &str| row(rows, (p, cc), "handshake", mode, l, m).map(|r| r.median);
+                let split = match (
+                    at(n::LINK_ROUND_TRIPS),
+                    at(n::LINK_WIRE_RTTS),
+                    at(n::LINK_CLIENT_MS),
+                    at(n::LINK_SERVER_MS),
+                ) {
+                    (Some(k), Some(w), Some(c), Some(sv)) => format!(
+                        " = {k:.0} round trips ({w:.2} RTT on the wire) + client {c:.2} ms + server {sv:.2} ms"
+                    ),
+                    _ => String::new(),
+                };
+                let _ = writeln!(
+                    s,
+                    "  {name:<21} {mode:<16} {}{t}{split}",
+                    interval_text(r, 2)
+                );
             }
         }
     }

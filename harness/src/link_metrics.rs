@@ -3,7 +3,7 @@
 //! (`quicbench_netem::flows`), one sample per flow the cell's client opened.
 //! Definitions: docs/methodology.md, "Measured at the link".
 
-use quicbench_netem::flows::{Handshake, Proto, Side};
+use quicbench_netem::flows::{Handshake, Proto, ResponsePath, Side};
 use quicbench_netem::{FlowReport, FlowsReport};
 use quicbench_results::{CellResult, Metric};
 
@@ -44,13 +44,33 @@ pub fn handshake_ns(f: &FlowReport) -> Option<u64> {
     }
 }
 
+/// A flow's first-response path with the path's fixed cost put back on the
+/// wire: the relay's clock sees a packet from its read to its write, so
+/// each transit's cost (`relay.path_compensation_ns`, the socket ⇄ relay
+/// part) sat in the endpoints' turns; moved half from each side's, the wire
+/// is socket to socket, i.e. the configured delay on a quiet link.
+fn corrected(p: &ResponsePath, path_cost_ns: u64) -> ResponsePath {
+    let c = path_cost_ns * p.round_trips as u64;
+    let from_server = (c / 2).min(p.server_ns);
+    let from_client = (c - from_server).min(p.client_ns);
+    ResponsePath {
+        wire_ns: p.wire_ns + from_server + from_client,
+        server_ns: p.server_ns - from_server,
+        client_ns: p.client_ns - from_client,
+        ..*p
+    }
+}
+
 /// Add the link's metrics (`link_*`) and `extra.link_flows` to a cell.
-pub fn record(res: &mut CellResult, report: &FlowsReport) {
+/// `path_cost_ns`: one round trip's fixed path cost taken off by the relay
+/// (up + down `relay.path_compensation_ns`).
+pub fn record(res: &mut CellResult, report: &FlowsReport, path_cost_ns: u64) {
     let flows: Vec<&FlowReport> = report
         .flows
         .iter()
         .filter(|f| f.client_in == Side::ClientNs && f.up.offered_packets > 0)
         .collect();
+    let rtt_ms = res.link.rtt_ms;
     let mut push = |name: &str, unit: &str, v: Option<f64>| {
         if let Some(v) = v.filter(|v| v.is_finite()) {
             res.metrics
@@ -72,6 +92,14 @@ pub fn record(res: &mut CellResult, report: &FlowsReport) {
             "fraction",
             f.retransmitted_share(),
         );
+        if let Some(p) = f.response_path.map(|p| corrected(&p, path_cost_ns)) {
+            push(names::LINK_ROUND_TRIPS, "count", Some(p.round_trips as f64));
+            push(names::LINK_WIRE_MS, "ms", Some(ms(p.wire_ns)));
+            let rtts = (rtt_ms > 0.0).then(|| ms(p.wire_ns) / rtt_ms);
+            push(names::LINK_WIRE_RTTS, "RTT", rtts);
+            push(names::LINK_CLIENT_MS, "ms", Some(ms(p.client_ns)));
+            push(names::LINK_SERVER_MS, "ms", Some(ms(p.server_ns)));
+        }
     }
     let listed: Vec<serde_json::Value> = flows
         .iter()
@@ -93,6 +121,13 @@ pub fn record(res: &mut CellResult, report: &FlowsReport) {
                 "quic_version": f.quic.as_ref().and_then(|q| q.version),
                 "zero_rtt": f.quic.as_ref().map(|q| q.up.zero_rtt.offered > 0),
                 "goodput_mbps": down_rate_mbps(f),
+                "response_path": f.response_path.map(|p| corrected(&p, path_cost_ns)).map(|p| serde_json::json!({
+                    "round_trips": p.round_trips,
+                    "wire_ms": ms(p.wire_ns),
+                    "client_ms": ms(p.client_ns),
+                    "server_ms": ms(p.server_ns),
+                    "packets": p.packets,
+                })),
             })
         })
         .collect();

@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub resume: Option<PathBuf>,
     pub backend: Backend,
     pub pcap: bool,
+    /// Pin the user-space relay to this CPU (`LinkConfig::relay_cpu`).
+    pub relay_cpu: Option<usize>,
     /// Show a progress bar (else one line per cell on stderr).
     pub progress_bar: bool,
     /// Stop after this many cells (tests, smoke runs).
@@ -165,7 +167,8 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
         meta.transport_profile = host_transport_profile();
     }
     let pcap_dir = opts.pcap.then(|| dir.path().join("pcap"));
-    let ctx = CellCtx::new(backend, pcap_dir, stop.clone())?;
+    let mut ctx = CellCtx::new(backend, pcap_dir, stop.clone())?;
+    ctx.relay_cpu = opts.relay_cpu;
     meta.endpoints = endpoints;
     dir.write_meta(&meta)?;
 

@@ -2,10 +2,17 @@
 //! the transport handshake the relay saw (TCP SYN → SYN-ACK delivered; QUIC
 //! first Initial → the client's first 1-RTT packet) is within 1 ms of the
 //! client's own `connect_ms` for TCP (measured: 0.14-0.19 ms apart), per
-//! protocol (medians over the cell's connections). QUIC is allowed 1.5 ms:
+//! protocol (medians over the cell's connections). QUIC is allowed 2 ms:
 //! quinn's client spends 0.5-1 ms building its first Initial (key shares,
 //! ClientHello) before the link sees anything (measured: 0.80 ms apart). So the link-side figures of a third-party black box can be
 //! read like our client-side ones (docs/methodology.md).
+//!
+//! And the first response's critical path (netem `flows::ResponsePath`)
+//! splits time to first byte into whole round trips on the wire and the
+//! endpoints' turns: 2 round trips for h1.1 and h3, 3 for TLS over TCP,
+//! wire within 0.1 RTT of that (measured: 2.000-2.004 and 3.001-3.004 RTT;
+//! turns: h1.1 0.2 + 0.1 ms, h1.1-tls 0.7-0.8 + 0.5 ms, h2 0.9 + 0.7 ms,
+//! h3 0.6-0.9 + 1.0-1.6 ms, client + server).
 
 mod common;
 
@@ -46,8 +53,10 @@ modes = ["cold"]
             "{}: client connect {client:.3} ms, link handshake {link:.3} ms",
             cell.protocol.name()
         );
+        // h3: 0.67-0.80 ms apart here; once 1.57 ms with the machine's load
+        // at 3 (quinn's client work before its first Initial waits for a core).
         let bound = if cell.protocol.name() == "h3" {
-            1.5
+            2.0
         } else {
             1.0
         };
@@ -58,6 +67,35 @@ modes = ["cold"]
         );
         assert!((19.0..25.0).contains(&link), "{}: {link}", cell.id);
         assert_eq!(r.metrics["link_flows"].samples, vec![7.0], "{}", cell.id);
+        // The first response's path: whole round trips on the wire, the rest
+        // the endpoints' turns (flows::ResponsePath).
+        let proto = cell.protocol.name();
+        let want = match proto {
+            "h1.1" | "h3" => 2.0,
+            _ => 3.0, // TCP + TLS 1.3
+        };
+        let rt = &r.metrics["link_round_trips"].samples;
+        assert_eq!(rt.len(), 7, "{}: {rt:?}", cell.id);
+        assert!(
+            rt.iter().all(|x| *x == want),
+            "{}: round trips {rt:?}",
+            cell.id
+        );
+        let rtts = median(&r.metrics["link_wire_rtts"].samples);
+        let (cl, sv, wire) = (
+            median(&r.metrics["link_client_ms"].samples),
+            median(&r.metrics["link_server_ms"].samples),
+            median(&r.metrics["link_wire_ms"].samples),
+        );
+        eprintln!(
+            "{proto}: {want} round trips, wire {wire:.3} ms = {rtts:.3} RTT, client {cl:.3} ms, server {sv:.3} ms; path {}",
+            r.extra["link_flows"]["flows"][1]["response_path"]
+        );
+        assert!(
+            (want - 0.01..want + 0.1).contains(&rtts),
+            "{}: wire {rtts} RTT for {want} round trips",
+            cell.id
+        );
         // Where the CPU went: our client's, our servers' and the relay's
         // threads each used some (extra.cpu, harness::cpu_use).
         let cpu = &r.extra["cpu"];

@@ -51,6 +51,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::relay::Dir;
 
+mod path;
+pub use path::ResponsePath;
+use path::{LogEntry, LOG_MAX};
+
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
 
@@ -174,8 +178,16 @@ impl QuicKinds {
 /// Transport-specific header facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L4Meta {
-    Tcp { seq: u32, flags: u8 },
-    Udp { quic: Option<QuicPacket> },
+    /// `tls_record`: the payload starts like a TLS handshake record
+    /// (0x16 0x03: a ClientHello or ServerHello).
+    Tcp {
+        seq: u32,
+        flags: u8,
+        tls_record: bool,
+    },
+    Udp {
+        quic: Option<QuicPacket>,
+    },
 }
 
 /// What the table needs from one packet: [`parse`] fills it from the headers.
@@ -239,12 +251,18 @@ pub fn parse(pkt: &[u8]) -> Option<PacketMeta> {
             let t = pkt.get(l4..l4 + 20)?;
             let doff = (t[12] >> 4) as usize * 4;
             let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+            let tls_record =
+                pkt.get(l4 + doff.max(20)..l4 + doff.max(20) + 2) == Some(&[0x16, 0x03]);
             (
                 Proto::Tcp,
                 u16::from_be_bytes([t[0], t[1]]),
                 u16::from_be_bytes([t[2], t[3]]),
                 l4_len.saturating_sub(doff.max(20)),
-                L4Meta::Tcp { seq, flags: t[13] },
+                L4Meta::Tcp {
+                    seq,
+                    flags: t[13],
+                    tls_record,
+                },
             )
         }
         PROTO_UDP => {
@@ -277,12 +295,16 @@ pub fn parse(pkt: &[u8]) -> Option<PacketMeta> {
 
 /// The QUIC packets of a UDP payload, if it looks like QUIC: the first
 /// packet is a long header (0x80) with a version (0 is version negotiation, whose fixed
-/// bit is unspecified), or a short header with the fixed bit (0x40) set.
+/// bit is unspecified), or a short header (a 1-RTT packet).
 ///
 /// A long header of a version we know (v1, its drafts, v2) is QUIC whatever
 /// its fixed bit: a peer that got `grease_quic_bit` (RFC 9287; quinn sends it)
 /// clears the bit at random, from the server's first Initial on. Unknown
-/// versions still need the bit.
+/// versions still need the bit. A short header's fixed bit is not looked at
+/// either: quinn clears it on about half its 1-RTT packets (measured), and
+/// taking those for non-QUIC made a flow's first 1-RTT packet, and so its
+/// link-side handshake, a round trip late now and then. A flow is reported as
+/// QUIC only once a long header with a version was seen (`QuicFacts`).
 pub fn parse_quic(payload: &[u8]) -> Option<QuicPacket> {
     let (kind, version) = quic_header(payload)?;
     let mut carries = QuicKinds::of(kind);
@@ -311,7 +333,10 @@ pub fn parse_quic(payload: &[u8]) -> Option<QuicPacket> {
 fn quic_header(payload: &[u8]) -> Option<(QuicKind, Option<u32>)> {
     let first = *payload.first()?;
     if first & 0x80 == 0 {
-        return (first & 0x40 != 0).then_some((QuicKind::OneRtt, None));
+        // Zeros are padding after coalesced packets (or not QUIC at all): a
+        // 1-RTT packet's protected bytes are never all zero.
+        let greased_or_set = first & 0x40 != 0 || payload.iter().any(|b| *b != 0);
+        return greased_or_set.then_some((QuicKind::OneRtt, None));
     }
     let v = payload.get(1..5)?;
     let version = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
@@ -440,6 +465,8 @@ pub struct Stamp {
     quic: Option<QuicKinds>,
     offered_ns: u64,
     sig: Sig,
+    /// Its place in the flow's packet log (`path`), if logged.
+    log: Option<u8>,
 }
 
 /// One direction of one flow. Bytes are IP total lengths ("wire") or
@@ -571,7 +598,7 @@ impl Sig {
 
     fn of(l4: &L4Meta) -> Sig {
         match *l4 {
-            L4Meta::Tcp { seq, flags } => Sig::Tcp {
+            L4Meta::Tcp { seq, flags, .. } => Sig::Tcp {
                 seq,
                 flags: flags & Sig::TCP_KIND,
             },
@@ -729,6 +756,12 @@ struct Flow {
     quic: QuicFacts,
     down_curve: Curve,
     up_curve: Option<Curve>,
+    /// The first packets, until the first response byte reached the client
+    /// (`path`).
+    log: Vec<LogEntry>,
+    log_done: bool,
+    /// TCP: the client's first payload was a TLS handshake record.
+    tls: bool,
 }
 
 impl Flow {
@@ -745,6 +778,9 @@ impl Flow {
             quic: QuicFacts::default(),
             down_curve: Curve::new(cfg.bin_ns),
             up_curve: cfg.up_curve.then(|| Curve::new(cfg.bin_ns)),
+            log: Vec::new(),
+            log_done: false,
+            tls: false,
         }
     }
 
@@ -765,6 +801,18 @@ impl Flow {
             quic: self.quic.version.is_some().then(|| self.quic.clone()),
             goodput_down: self.down_curve.clone(),
             goodput_up: self.up_curve.clone(),
+            response_path: if self.quic.version.is_some() {
+                path::encrypted_response_end(&self.log, 0)
+            } else if self.tls {
+                // The request follows the handshake: it leaves after the
+                // server's first flight (ServerHello...) reached the client.
+                self.down
+                    .first_payload_delivered_ns
+                    .and_then(|t| path::encrypted_response_end(&self.log, t))
+            } else {
+                self.first_response_ns
+            }
+            .and_then(|t| path::response_path(&self.log, t)),
         }
     }
 }
@@ -807,6 +855,11 @@ pub struct FlowReport {
     pub goodput_down: Curve,
     /// Up payload bytes delivered per bin (with `FlowsConfig::up_curve`).
     pub goodput_up: Option<Curve>,
+    /// The client's first packet → the first response byte, split into time
+    /// on the wire, the server's turns and the client's turns (see
+    /// [`ResponsePath`]).
+    #[serde(default)]
+    pub response_path: Option<ResponsePath>,
 }
 
 /// TCP handshake milestones, ns after the SYN (client view).
@@ -1078,7 +1131,19 @@ impl FlowTable {
             first(&mut d.first_payload_offered_ns, now_ns);
         }
         let (tcp_flags, quic) = match m.l4 {
-            L4Meta::Tcp { seq, flags } => {
+            L4Meta::Tcp {
+                seq,
+                flags,
+                tls_record,
+            } => {
+                if from_client
+                    && m.payload_len > 0
+                    && d.first_payload_offered_ns == Some(now_ns)
+                    && d.offered_payload_bytes == m.payload_len as u64
+                {
+                    // The client's first payload: TLS or not.
+                    f.tls = tls_record;
+                }
                 d.tcp_offered(seq, flags, m.payload_len);
                 if from_client {
                     let t = &mut f.tcp;
@@ -1113,6 +1178,26 @@ impl FlowTable {
             }
             L4Meta::Udp { quic: None } => (0, None),
         };
+        let log = (!f.log_done && f.log.len() < LOG_MAX).then(|| {
+            f.log.push(LogEntry {
+                from_client,
+                offered_ns: now_ns,
+                delivered_ns: None,
+                // A pure TCP acknowledgement is never what an endpoint acted on.
+                trigger: m.payload_len > 0
+                    || tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0
+                    || m.proto == Proto::Udp,
+                // QUIC: what may carry application data; TCP: any payload.
+                app: match quic {
+                    Some(k) => {
+                        k.contains(QuicKind::OneRtt)
+                            || (from_client && k.contains(QuicKind::ZeroRtt))
+                    }
+                    None => m.proto == Proto::Tcp && m.payload_len > 0,
+                },
+            });
+            (f.log.len() - 1) as u8
+        });
         Some(Stamp {
             flow: id,
             epoch: self.epoch,
@@ -1123,6 +1208,7 @@ impl FlowTable {
             quic,
             offered_ns: now_ns,
             sig,
+            log,
         })
     }
 
@@ -1164,6 +1250,9 @@ impl FlowTable {
         };
         d.delivered_packets += 1;
         d.delivered_bytes += s.wire_len as u64;
+        if let Some(e) = s.log.and_then(|i| f.log.get_mut(i as usize)) {
+            first(&mut e.delivered_ns, now_ns);
+        }
         first(&mut d.first_delivered_ns, now_ns);
         d.last_delivered_ns = Some(now_ns);
         let mut grew = 0isize;
@@ -1179,6 +1268,9 @@ impl FlowTable {
                     && f.up.first_payload_offered_ns.is_some_and(|t| t <= now_ns)
                 {
                     f.first_response_ns = Some(now_ns);
+                    // QUIC's first payload is its handshake: its response is
+                    // found in the log later (`path::quic_response_end`).
+                    f.log_done = f.quic.version.is_none() && !f.tls;
                 }
                 Some(&mut f.down_curve)
             };
@@ -1355,7 +1447,8 @@ mod tests {
             m.l4,
             L4Meta::Tcp {
                 seq: 7,
-                flags: TCP_SYN
+                flags: TCP_SYN,
+                tls_record: false,
             }
         );
         let m = parse(&udp4(false, b"hello")).unwrap();
@@ -1470,7 +1563,12 @@ mod tests {
         assert_eq!(long(0xc0, 1).unwrap().version, Some(1));
         assert_eq!(parse_quic(&[0xc0, 0, 0]), None, "truncated version");
         assert_eq!(parse_quic(&[0x41]).map(|q| q.kind), Some(QuicKind::OneRtt));
-        assert_eq!(parse_quic(&[0x01]), None);
+        assert_eq!(
+            parse_quic(&[0x01]).map(|q| q.kind),
+            Some(QuicKind::OneRtt),
+            "a greased short header (RFC 9287)"
+        );
+        assert_eq!(parse_quic(&[0x00, 0x00, 0x00]), None, "zeros: padding");
         assert_eq!(parse_quic(&[]), None);
     }
 
@@ -1735,6 +1833,55 @@ mod tests {
     }
 
     #[test]
+    fn tls_over_tcp_path_ends_at_the_answer_to_the_request() {
+        let mut t = table();
+        let hello = |rest: usize| {
+            let mut p = vec![0x16, 0x03, 0x01];
+            p.resize(3 + rest, 7);
+            p
+        };
+        let app = |n: usize| {
+            let mut p = vec![0x17, 0x03, 0x03];
+            p.resize(3 + n, 9);
+            p
+        };
+        let mut rec = |t0: u64, up: bool, seq: u32, flags: u8, payload: &[u8]| {
+            let dir = if up { Dir::Up } else { Dir::Down };
+            t.record(t0, dir, &tcp4(up, seq, flags, payload), at(t0 + 10 * MS));
+        };
+        rec(0, true, 100, TCP_SYN, b"");
+        rec(10 * MS, false, 500, TCP_SYN | TCP_ACK, b"");
+        rec(20 * MS, true, 101, TCP_ACK, &hello(300)); // ClientHello
+        rec(30 * MS + 500_000, false, 501, TCP_ACK, &hello(2000)); // ServerHello..Finished
+        rec(41 * MS, true, 404, TCP_ACK, &app(80)); // Finished + request
+        rec(51 * MS + 200_000, false, 2504, TCP_ACK, &app(200)); // ticket
+        rec(52 * MS, false, 2707, TCP_ACK, &app(1000)); // response
+        rec(62 * MS, true, 487, TCP_ACK, &app(30)); // the client's next
+        rec(72 * MS + 100_000, false, 3710, TCP_ACK, &app(30));
+        let f = &t.report(90 * MS).flows[0];
+        assert_eq!(
+            f.first_response_ns,
+            Some(40 * MS + 500_000),
+            "the ServerHello"
+        );
+        let p = f.response_path.expect("a path");
+        assert_eq!(p.round_trips, 3);
+        assert_eq!(p.wire_ns, 60 * MS);
+        assert_eq!(p.server_ns, 500_000 + MS);
+        assert_eq!(p.client_ns, 500_000);
+        assert_eq!(p.total_ns(), 62 * MS);
+        // parse sees the TLS record.
+        let m = parse(&tcp4(true, 1, TCP_ACK, &hello(10))).unwrap();
+        assert!(matches!(
+            m.l4,
+            L4Meta::Tcp {
+                tls_record: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn tcp_events_and_handshake() {
         let mut t = table();
         t.record(0, Dir::Up, &tcp4(true, 1000, TCP_SYN, b""), at(10 * MS));
@@ -1799,6 +1946,10 @@ mod tests {
             }))
         );
         assert_eq!(f.completion_ns(), Some(42 * MS));
+        // Cleartext: the response path ends at the first response byte.
+        let p = f.response_path.unwrap();
+        assert_eq!((p.round_trips, p.wire_ns), (2, 40 * MS));
+        assert_eq!((p.client_ns, p.server_ns), (MS, 0));
         assert_eq!(f.down.delivered_payload_bytes, 1500);
         assert_eq!(
             f.wire_overhead(),

@@ -169,6 +169,11 @@ pub struct LinkConfig {
     /// packet (`gso`). On by default; off reads one packet per syscall.
     #[serde(default = "yes")]
     pub offload: bool,
+    /// User space: pin both relay threads to this CPU (where a machine has
+    /// cores to spare, so the relay never competes with the endpoints).
+    /// None: the scheduler places them.
+    #[serde(default)]
+    pub relay_cpu: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -190,6 +195,7 @@ impl LinkConfig {
             flows: FlowsConfig::default(),
             compensate_path: true,
             offload: true,
+            relay_cpu: None,
         }
     }
 
@@ -324,6 +330,14 @@ impl fmt::Debug for Link {
 impl Link {
     /// Create both namespaces, the path between them and (user space) the relay.
     pub fn build(cfg: LinkConfig) -> Result<Link, LinkError> {
+        if let Some(cpu) = cfg.relay_cpu {
+            let allowed = crate::cpu::allowed_cpus();
+            if !allowed.contains(&cpu) {
+                return Err(LinkError::Config(format!(
+                    "relay CPU {cpu}: not one this process may run on ({allowed:?})"
+                )));
+            }
+        }
         if !(1280..=65_535).contains(&cfg.mtu) {
             return Err(LinkError::Config(format!(
                 "mtu {} outside 1280..=65535 (IPv6 needs at least 1280)",
@@ -797,6 +811,7 @@ fn build_userspace(
             clock,
             buf_len,
             priority: cfg.relay_priority,
+            cpu: cfg.relay_cpu,
             flows: flows.clone(),
             probing: probing.clone(),
         },
@@ -810,6 +825,7 @@ fn build_userspace(
             clock,
             buf_len,
             priority: cfg.relay_priority,
+            cpu: cfg.relay_cpu,
             flows: flows.clone(),
             probing: probing.clone(),
         },

@@ -181,6 +181,9 @@ pub struct RelayCounters {
     /// kernel refused (after which the direction writes packets one by one).
     #[serde(default)]
     pub offload_errors: u64,
+    /// The CPU the relay thread is pinned to (`LinkConfig::relay_cpu`).
+    #[serde(default)]
+    pub pinned_cpu: Option<u32>,
 }
 
 /// How hard the relay threads ask the kernel for CPU when they wake up.
@@ -295,16 +298,18 @@ impl DirShared {
     /// Start over with `model` and no counts (after the path-cost probes),
     /// taking `compensation_ns` off every departure from now on.
     pub fn restart(&mut self, model: LinkModel, compensation_ns: u64) {
-        let (tid, scheduling, offload) = (
+        let (tid, scheduling, offload, pinned) = (
             self.tid,
             std::mem::take(&mut self.relay.scheduling),
             std::mem::take(&mut self.relay.offload),
+            self.relay.pinned_cpu,
         );
         *self = DirShared::new(model);
         self.tid = tid;
         // Set once by the relay thread as it starts.
         self.relay.scheduling = scheduling;
         self.relay.offload = offload;
+        self.relay.pinned_cpu = pinned;
         self.relay.path_compensation_ns = compensation_ns;
     }
 
@@ -383,6 +388,8 @@ pub(crate) struct DirectionCfg {
     pub clock: Clock,
     pub buf_len: usize,
     pub priority: RelayPriority,
+    /// Pin the thread to this CPU (`LinkConfig::relay_cpu`).
+    pub cpu: Option<usize>,
     /// The flow table both directions feed (None: flow metrics off).
     pub flows: Option<Arc<Mutex<FlowTable>>>,
     /// Set while the link measures its path cost (`link::path_cost`): those
@@ -593,10 +600,21 @@ impl Worker {
         }
         let sched = apply_priority(self.cfg.priority);
         let offload = self.cfg.src.offload().name();
+        let pinned = self
+            .cfg
+            .cpu
+            .filter(|c| match crate::cpu::pin_current_thread(*c) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!("relay: cannot pin to CPU {c}: {e}");
+                    false
+                }
+            });
         {
             let mut g = self.shared();
             g.relay.scheduling = sched.to_string();
             g.relay.offload = offload.to_string();
+            g.relay.pinned_cpu = pinned.map(|c| c as u32);
         }
         while !self.stop.load(Ordering::Relaxed) {
             let full = self.read_batch();
@@ -888,8 +906,11 @@ impl Worker {
         let capture = !self.cfg.probing.load(Ordering::Relaxed);
         let mut i = 0;
         while i < due.len() {
-            let (k, sent) = self.send_head(&due[i..]);
+            // Stamped as the write starts: the receiving stack takes the
+            // packet inside the write, and its answer may be read by the
+            // other direction's thread before this one's write returns.
             let now = self.cfg.clock.now_ns();
+            let (k, sent) = self.send_head(&due[i..]);
             for p in &due[i..i + k] {
                 if sent {
                     self.written += 1;

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use common::{skip, tcp_client, tcp_server, udp_roundtrip, userspace, UdpEcho};
 use quicbench_netem::link::addr;
-use quicbench_netem::{LinkConfig, RebindKind};
+use quicbench_netem::{Link, LinkConfig, RebindKind};
 
 use common::client_udp;
 
@@ -430,4 +430,52 @@ fn the_path_cost_can_be_turned_off() {
     let why = link.path_cost().expect_err("not measured");
     assert!(why.contains("compensate_path"), "{why}");
     assert_eq!(link.counters().up.relay.path_compensation_ns, 0);
+}
+
+#[test]
+fn the_relay_can_be_pinned_to_a_cpu() {
+    if skip("the_relay_can_be_pinned_to_a_cpu") {
+        return;
+    }
+    let cpus = quicbench_netem::cpu::allowed_cpus();
+    let last = *cpus.last().expect("at least one CPU");
+    let link = userspace(LinkConfig {
+        relay_cpu: Some(last),
+        ..Default::default()
+    });
+    let echo = UdpEcho::start(link.server_ns(), link.server_ip());
+    let c = client_udp(&link, link.client_ip());
+    udp_roundtrip(&c, echo.addr, b"pinned").expect("a round trip");
+    let k = link.counters();
+    assert_eq!(k.up.relay.pinned_cpu, Some(last as u32), "{:?}", k.up.relay);
+    assert_eq!(k.down.relay.pinned_cpu, Some(last as u32));
+    // Each relay thread may run on that CPU only (its affinity, read back).
+    let mut seen = 0;
+    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "relay-up" || comm.trim() == "relay-down" {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap();
+            let allowed = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_string();
+            // Other tests' links run beside this one, unpinned.
+            if allowed == last.to_string() {
+                seen += 1;
+            }
+        }
+    }
+    assert!(
+        seen >= 2,
+        "both relay threads pinned to CPU {last} ({seen} found)"
+    );
+    let err = Link::build(LinkConfig {
+        backend: quicbench_netem::Backend::UserSpace,
+        relay_cpu: Some(100_000),
+        ..Default::default()
+    })
+    .expect_err("a CPU the process cannot use is refused");
+    assert!(err.to_string().contains("relay CPU 100000"), "{err}");
 }

@@ -45,6 +45,10 @@ pub struct LinkShape {
     /// "Segmentation offload").
     #[arg(long)]
     no_offload: bool,
+    /// Pin the user-space relay's threads to this CPU, where the machine has
+    /// one to spare: the relay then never competes with the endpoints.
+    #[arg(long, value_name = "N")]
+    relay_cpu: Option<usize>,
 }
 
 impl LinkShape {
@@ -60,6 +64,7 @@ impl LinkShape {
         c.pcap_dir = self.pcap.clone();
         c.compensate_path = !self.no_path_compensation;
         c.offload = !self.no_offload;
+        c.relay_cpu = self.relay_cpu;
         c
     }
 }

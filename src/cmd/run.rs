@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Capture each cell's link traffic (pcap) in the run directory.
     #[arg(long)]
     pcap: bool,
+    /// Pin the user-space relay's threads to this CPU, where the machine has
+    /// one to spare (recorded per cell as `relay.pinned_cpu`).
+    #[arg(long, value_name = "N")]
+    relay_cpu: Option<usize>,
     /// Override the matrix seed.
     #[arg(long)]
     seed: Option<u64>,
@@ -126,6 +130,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         resume: a.resume.clone(),
         backend: a.backend,
         pcap: a.pcap,
+        relay_cpu: a.relay_cpu,
         progress_bar: std::io::stderr().is_terminal(),
         max_cells: a.max_cells,
         calibrate: !a.no_calibrate,

@@ -126,7 +126,9 @@ pub fn execute(
     out.t0_mono_ns = run.t0_mono_ns;
     c::fill(res, out);
     if let Some(f) = link.flows() {
-        crate::link_metrics::record(res, &f);
+        let k = link.counters();
+        let cost = k.up.relay.path_compensation_ns + k.down.relay.path_compensation_ns;
+        crate::link_metrics::record(res, &f, cost);
         crate::link_metrics::record_reordering(res, &link.counters());
     }
     record.apply(res);

@@ -59,3 +59,14 @@ pub const CHOSEN_DROPS_UP: &str = "chosen_drops_up";
 pub const CHOSEN_DROPS_DOWN: &str = "chosen_drops_down";
 /// Per flow: the dropped packet → its resend, both as offered to the link.
 pub const RETRANSMIT_GAP_MS: &str = "retransmit_gap_ms";
+
+// Every cell on the user-space link: the first response's critical path
+// (`link_metrics::record`, netem's `flows::ResponsePath`).
+/// Round trips on the path (the server's turns).
+pub const LINK_ROUND_TRIPS: &str = "link_round_trips";
+/// The path's time in the link, and in units of the link's configured RTT.
+pub const LINK_WIRE_MS: &str = "link_wire_ms";
+pub const LINK_WIRE_RTTS: &str = "link_wire_rtts";
+/// The endpoints' turns on the path.
+pub const LINK_CLIENT_MS: &str = "link_client_ms";
+pub const LINK_SERVER_MS: &str = "link_server_ms";
