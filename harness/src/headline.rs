@@ -441,9 +441,24 @@ fn protocols_headline(cells: &[CellResult], a: &Analysis) -> String {
                     at(n::LINK_CLIENT_MS),
                     at(n::LINK_SERVER_MS),
                 ) {
-                    (Some(k), Some(w), Some(c), Some(sv)) => format!(
-                        " = {k:.0} round trips ({w:.2} RTT on the wire) + client {c:.2} ms + server {sv:.2} ms"
-                    ),
+                    (Some(k), Some(w), Some(c), Some(sv)) => {
+                        // What the link cannot see: the client's work before
+                        // its first packet and after the response arrived.
+                        let off_link = match (at("ttfb_ms"), at(n::LINK_WIRE_MS)) {
+                            (Some(t), Some(wm)) => {
+                                format!(" + {:.2} ms off the link", t - wm - c - sv)
+                            }
+                            _ => String::new(),
+                        };
+                        let trips = if k == 1.0 {
+                            "round trip"
+                        } else {
+                            "round trips"
+                        };
+                        format!(
+                            " = {k:.0} {trips} ({w:.2} RTT on the wire) + client {c:.2} ms + server {sv:.2} ms{off_link}"
+                        )
+                    }
                     _ => String::new(),
                 };
                 let _ = writeln!(
