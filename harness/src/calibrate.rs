@@ -11,6 +11,13 @@ use quicbench_clients::udp::{ProbeConfig, ProbeMode, ProbeReport};
 use quicbench_netem::link::{Link, LinkConfig};
 use serde::Serialize;
 
+
+/// The one-way delay a link must keep, socket to socket, for its verdict:
+/// the median within ±10 µs of the configured delay, the 99th percentile
+/// within ±100 µs (issue 15's targets; on a noisy VM the p99 is often the
+/// host's, and the check then says so).
+pub const P50_TARGET_US: f64 = 10.0;
+pub const P99_TARGET_US: f64 = 100.0;
 /// One check: what was compared and whether it held.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -258,14 +265,18 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
                 format!("configured base {up_ms:.3} ms with jitter; measured p50 {:.3} ms, p99 {:.3} ms", ow.p50_us / 1000.0, ow.p99_us / 1000.0)
             } else {
                 format!(
-                    "configured {up_ms:.3} ms; measured p50 {:.3} ms (error {:+.0} µs, target ±50 µs), p99 {:.3} ms (error {:+.0} µs, target ±300 µs)",
+                    "configured {up_ms:.3} ms; measured p50 {:.3} ms (error {:+.0} µs, target ±{P50_TARGET_US} µs), p99 {:.3} ms (error {:+.0} µs, target ±{P99_TARGET_US} µs)",
                     ow.p50_us / 1000.0,
                     e50 * 1000.0,
                     ow.p99_us / 1000.0,
                     e99 * 1000.0
                 )
             },
-            ok: if jitter { None } else { Some(e50.abs() <= 0.05 && e99.abs() <= 0.3) },
+            ok: if jitter {
+                None
+            } else {
+                Some(e50.abs() * 1000.0 <= P50_TARGET_US && e99.abs() * 1000.0 <= P99_TARGET_US)
+            },
         });
     }
     // Round-trip loss expected from both directions' nominal loss.
