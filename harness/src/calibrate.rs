@@ -11,7 +11,6 @@ use quicbench_clients::udp::{ProbeConfig, ProbeMode, ProbeReport};
 use quicbench_netem::link::{Link, LinkConfig};
 use serde::Serialize;
 
-
 /// The one-way delay a link must keep, socket to socket, for its verdict:
 /// the median within ±10 µs of the configured delay, the 99th percentile
 /// within ±100 µs (issue 15's targets; on a noisy VM the p99 is often the

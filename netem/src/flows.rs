@@ -55,13 +55,7 @@ mod path;
 pub use path::ResponsePath;
 use path::{LogEntry, LOG_MAX};
 
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
+use crate::ip::{PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 /// QUIC versions whose long-header type bits follow RFC 9000 (v1 and the
 /// IETF drafts 0xff0000xx), and RFC 9369's v2, which permutes them.

@@ -21,7 +21,10 @@
 //! [`finalize`].
 
 use crate::csum::{fold, ipv4_header, ones_sum};
-use crate::nat::{self, PROTO_TCP, PROTO_UDP};
+use crate::ip::{
+    PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_CWR, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
+};
+use crate::nat;
 
 /// Bytes of `struct virtio_net_hdr` (the TUN default, set explicitly).
 pub const VNET_HDR_LEN: usize = 10;
@@ -36,14 +39,6 @@ pub const GSO_ECN: u8 = 0x80;
 /// Most segments joined in one write (Linux's default `gso_max_segs` is 64K,
 /// GRO stops at 64: a receiver sees nothing bigger from a real NIC).
 pub const MAX_RUN: usize = 64;
-
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_PSH: u8 = 0x08;
-const TCP_ACK: u8 = 0x10;
-const TCP_URG: u8 = 0x20;
-const TCP_CWR: u8 = 0x80;
 
 /// `struct virtio_net_hdr` (legacy layout: native byte order, which is what
 /// TUN uses unless told otherwise).

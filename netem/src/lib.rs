@@ -21,6 +21,7 @@ pub mod cpu;
 pub mod csum;
 pub mod flows;
 pub mod gso;
+pub mod ip;
 pub mod kernel;
 pub mod link;
 pub mod model;

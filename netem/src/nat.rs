@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use crate::csum::fold;
 pub use crate::csum::{csum_update, ones_sum};
+use crate::ip::{PROTO_TCP, PROTO_UDP};
 
 /// First address of the pool external IPv4 bindings come from (RFC 2544 range,
 /// outside the client's and server's own addresses).
@@ -34,8 +35,6 @@ pub const NAT_V4_BASE: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
 pub const NAT_V6_BASE: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 0);
 
 const PORT_STEP: u32 = 7919;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
 
 /// What changes at a rebind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
