@@ -435,17 +435,22 @@ fn protocols_headline(cells: &[CellResult], a: &Analysis) -> String {
                 // Where the time went, from the link's own timestamps: whole
                 // round trips on the wire, and the endpoints' turns.
                 let at = |m: &str| row(rows, (p, cc), "handshake", mode, l, m).map(|r| r.median);
+                // Lost-flight modes wait for a retransmission timer, which
+                // the path counts as the waiting endpoint's turn: no split.
+                let lossless_mode = !mode.contains("lost");
                 let split = match (
                     at(n::LINK_ROUND_TRIPS),
                     at(n::LINK_WIRE_RTTS),
                     at(n::LINK_CLIENT_MS),
                     at(n::LINK_SERVER_MS),
                 ) {
-                    (Some(k), Some(w), Some(c), Some(sv)) => {
+                    (Some(k), Some(w), Some(c), Some(sv)) if lossless_mode => {
                         // What the link cannot see: the client's work before
                         // its first packet and after the response arrived.
+                        // Medians of parts need not add up: shown when
+                        // they leave a positive rest.
                         let off_link = match (at("ttfb_ms"), at(n::LINK_WIRE_MS)) {
-                            (Some(t), Some(wm)) => {
+                            (Some(t), Some(wm)) if t - wm - c - sv >= 0.0 => {
                                 format!(" + {:.2} ms off the link", t - wm - c - sv)
                             }
                             _ => String::new(),

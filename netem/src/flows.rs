@@ -173,11 +173,11 @@ impl QuicKinds {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L4Meta {
     /// `tls_record`: the payload starts like a TLS handshake record
-    /// (0x16 0x03: a ClientHello or ServerHello).
+    /// (0x16 0x03: a ClientHello or ServerHello): that record's length.
     Tcp {
         seq: u32,
         flags: u8,
-        tls_record: bool,
+        tls_record: Option<u16>,
     },
     Udp {
         quic: Option<QuicPacket>,
@@ -245,8 +245,10 @@ pub fn parse(pkt: &[u8]) -> Option<PacketMeta> {
             let t = pkt.get(l4..l4 + 20)?;
             let doff = (t[12] >> 4) as usize * 4;
             let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
-            let tls_record =
-                pkt.get(l4 + doff.max(20)..l4 + doff.max(20) + 2) == Some(&[0x16, 0x03]);
+            let tls_record = match pkt.get(l4 + doff.max(20)..l4 + doff.max(20) + 5) {
+                Some([0x16, 0x03, _, hi, lo]) => Some(u16::from_be_bytes([*hi, *lo])),
+                _ => None,
+            };
             (
                 Proto::Tcp,
                 u16::from_be_bytes([t[0], t[1]]),
@@ -754,8 +756,12 @@ struct Flow {
     /// (`path`).
     log: Vec<LogEntry>,
     log_done: bool,
-    /// TCP: the client's first payload was a TLS handshake record.
-    tls: bool,
+    /// TCP: the client's first payload began a TLS handshake record of this
+    /// many bytes (its ClientHello), and the payload it sent before anything
+    /// came back: more than the ClientHello (and a 6-byte ChangeCipherSpec)
+    /// is TLS 1.3 early data.
+    tls_hello: Option<u64>,
+    first_flight_bytes: u64,
 }
 
 impl Flow {
@@ -774,7 +780,8 @@ impl Flow {
             up_curve: cfg.up_curve.then(|| Curve::new(cfg.bin_ns)),
             log: Vec::new(),
             log_done: false,
-            tls: false,
+            tls_hello: None,
+            first_flight_bytes: 0,
         }
     }
 
@@ -797,12 +804,17 @@ impl Flow {
             goodput_up: self.up_curve.clone(),
             response_path: if self.quic.version.is_some() {
                 path::encrypted_response_end(&self.log, 0)
-            } else if self.tls {
-                // The request follows the handshake: it leaves after the
-                // server's first flight (ServerHello...) reached the client.
-                self.down
-                    .first_payload_delivered_ns
-                    .and_then(|t| path::encrypted_response_end(&self.log, t))
+            } else if let Some(hello) = self.tls_hello {
+                if self.first_flight_bytes > hello + 6 {
+                    // Early data: the request left with the ClientHello.
+                    path::encrypted_response_end(&self.log, 0)
+                } else {
+                    // The request follows the handshake: it leaves after the
+                    // server's first flight (ServerHello...) reached the client.
+                    self.down
+                        .first_payload_delivered_ns
+                        .and_then(|t| path::encrypted_response_end(&self.log, t))
+                }
             } else {
                 self.first_response_ns
             }
@@ -1136,8 +1148,9 @@ impl FlowTable {
                     && d.offered_payload_bytes == m.payload_len as u64
                 {
                     // The client's first payload: TLS or not.
-                    f.tls = tls_record;
+                    f.tls_hello = tls_record.map(|len| 5 + len as u64);
                 }
+
                 d.tcp_offered(seq, flags, m.payload_len);
                 if from_client {
                     let t = &mut f.tcp;
@@ -1172,6 +1185,9 @@ impl FlowTable {
             }
             L4Meta::Udp { quic: None } => (0, None),
         };
+        if from_client && m.proto == Proto::Tcp && f.down.first_payload_delivered_ns.is_none() {
+            f.first_flight_bytes += m.payload_len as u64;
+        }
         let log = (!f.log_done && f.log.len() < LOG_MAX).then(|| {
             f.log.push(LogEntry {
                 from_client,
@@ -1264,7 +1280,7 @@ impl FlowTable {
                     f.first_response_ns = Some(now_ns);
                     // QUIC's first payload is its handshake: its response is
                     // found in the log later (`path::quic_response_end`).
-                    f.log_done = f.quic.version.is_none() && !f.tls;
+                    f.log_done = f.quic.version.is_none() && f.tls_hello.is_none();
                 }
                 Some(&mut f.down_curve)
             };
@@ -1442,7 +1458,7 @@ mod tests {
             L4Meta::Tcp {
                 seq: 7,
                 flags: TCP_SYN,
-                tls_record: false,
+                tls_record: None,
             }
         );
         let m = parse(&udp4(false, b"hello")).unwrap();
@@ -1864,12 +1880,38 @@ mod tests {
         assert_eq!(p.server_ns, 500_000 + MS);
         assert_eq!(p.client_ns, 500_000);
         assert_eq!(p.total_ns(), 62 * MS);
+        // Early data (TLS 1.3 0-RTT, here in a TCP Fast Open SYN): the
+        // request left with the ClientHello, one round trip.
+        let mut t = table();
+        let mut rec = |t0: u64, up: bool, seq: u32, flags: u8, payload: &[u8]| {
+            let dir = if up { Dir::Up } else { Dir::Down };
+            t.record(t0, dir, &tcp4(up, seq, flags, payload), at(t0 + 10 * MS));
+        };
+        let mut first = vec![0x16, 0x03, 0x01, 0x01, 0x00]; // a 256-byte ClientHello
+        first.resize(5 + 256, 7);
+        first.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x50]); // early data
+        first.resize(5 + 256 + 5 + 80, 9);
+        rec(0, true, 100, TCP_SYN, &first);
+        rec(
+            10 * MS + 300_000,
+            false,
+            500,
+            TCP_SYN | TCP_ACK,
+            &hello(2000),
+        );
+        rec(10 * MS + 900_000, false, 2504, TCP_ACK, &app(1000)); // response
+        rec(21 * MS, true, 438, TCP_ACK, &app(30)); // Finished
+        rec(31 * MS + 200_000, false, 3507, TCP_ACK, &app(200)); // ticket
+        let f = &t.report(90 * MS).flows[0];
+        let p = f.response_path.expect("a path");
+        assert_eq!((p.round_trips, p.wire_ns), (1, 20 * MS));
+        assert_eq!((p.server_ns, p.client_ns), (900_000, 0));
         // parse sees the TLS record.
         let m = parse(&tcp4(true, 1, TCP_ACK, &hello(10))).unwrap();
         assert!(matches!(
             m.l4,
             L4Meta::Tcp {
-                tls_record: true,
+                tls_record: Some(_),
                 ..
             }
         ));
