@@ -291,9 +291,16 @@ fn quic_shaped_datagrams_counted_by_type() {
         .unwrap();
     srv.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let saddr = srv.local_addr().unwrap();
-    // A long header: first byte, version 1, then filler.
+    // A long header: first byte, version 1, empty connection IDs (and an
+    // Initial's empty token), a Length covering the rest of the datagram,
+    // then filler: one packet, nothing coalesced after it.
     let long = |first: u8, len: usize| {
-        let mut d = vec![first, 0, 0, 0, 1];
+        let mut d = vec![first, 0, 0, 0, 1, 0, 0];
+        if first & 0x30 == 0 {
+            d.push(0); // token length
+        }
+        let rest = len - d.len() - 2;
+        d.extend_from_slice(&(0x4000 | rest as u16).to_be_bytes());
         d.resize(len, 0x11);
         d
     };
