@@ -42,6 +42,12 @@ pub struct GetArgs {
     /// Per-request timeout, seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// Runtime threads: 1 runs the client on one thread (a current-thread
+    /// runtime, like curl and quinn's perf tool: a worker per core hands
+    /// every packet of a fast QUIC connection between threads, see
+    /// docs/h3.md); N > 1 gives N workers; 0 one per core.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Print every request's record as JSON lines.
     #[arg(long)]
     json: bool,
@@ -159,7 +165,7 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(a.proto, o)?;
     let tls_config = setup_start.elapsed();
     let rt_start = Instant::now();
-    let rt = super::runtime()?;
+    let rt = super::runtime_with(a.threads)?;
     let runtime = rt_start.elapsed();
     let (records, infos, connect, wall) = rt.block_on(async {
         let started = Instant::now();
