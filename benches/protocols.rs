@@ -1,15 +1,20 @@
 //! Per-protocol benches: handshake (fresh connection to first byte, cold and
 //! resumed/0-RTT), request/response on a warm connection, 1 MiB and 100 MiB
-//! transfers. On loopback by default (and say so); with
+//! transfers, with a raw-QUIC baseline beside h3's (`transfer/quic-raw/...`:
+//! quinn streams, no HTTP/3, `support/rawquic.rs`) and the ratio of the two
+//! printed after each transfer group: the h3 layer's own cost. On loopback by default (and say so); with
 //! `QUICBENCH_LINK="delay 10ms loss 1%"`, across the emulated link (as root,
 //! or as an ordinary user through a user namespace entered at start).
 //!
 //! Names are stable (`handshake/<proto>/cold`, `request/<proto>/warm`,
 //! `transfer/<proto>/1MiB`...): compare runs with `--save-baseline` / `--baseline`.
 
+#[path = "support/rawquic.rs"]
+mod rawquic;
 #[path = "support/mod.rs"]
 mod support;
 
+use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -19,6 +24,7 @@ use quicbench_netem::link::{Link, LinkConfig};
 use quicbench_netem::LinkSpec;
 use quicbench_servers::ServerOptions;
 use quicbench_wire::tls::Identity;
+use quicbench_wire::transport::Transport;
 use quicbench_wire::Protocol;
 use tokio::runtime::Runtime;
 
@@ -42,6 +48,8 @@ struct Setup {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     ip: IpAddr,
     ports: [u16; 3], // http, tls, quic
+    /// The raw-QUIC baseline server's port.
+    raw_port: u16,
     identity: Identity,
     label: String,
 }
@@ -71,11 +79,18 @@ fn setup() -> Setup {
         .enable_all()
         .build()
         .expect("runtime");
+    let opts = ServerOptions::ephemeral(identity.clone());
+    let raw_transport = Transport {
+        cc: opts.cc,
+        link_mtu: opts.link_mtu,
+    };
     let servers = rt
-        .block_on(quicbench_servers::start(ServerOptions::ephemeral(
-            identity.clone(),
-        )))
+        .block_on(quicbench_servers::start(opts))
         .expect("servers");
+    let raw_port = rt
+        .block_on(async { rawquic::start(IpAddr::from([127, 0, 0, 1]), &identity, raw_transport) })
+        .expect("raw-QUIC server")
+        .port();
     let ports = [
         servers.addrs.http[0].port(),
         servers.addrs.tls[0].port(),
@@ -91,6 +106,7 @@ fn setup() -> Setup {
         stop: None,
         ip: IpAddr::from([127, 0, 0, 1]),
         ports,
+        raw_port,
         identity,
         label: "loopback".into(),
     }
@@ -115,20 +131,27 @@ fn setup_link(link: Link, spec: &LinkSpec) -> Setup {
                 .build()
                 .expect("server runtime");
             rt.block_on(async move {
-                let mut o = ServerOptions::ephemeral(id2);
+                let mut o = ServerOptions::ephemeral(id2.clone());
                 o.listen = vec![ip];
+                let t = Transport {
+                    cc: o.cc,
+                    link_mtu: o.link_mtu,
+                };
                 let s = quicbench_servers::start(o).await.expect("servers");
+                let raw = rawquic::start(ip, &id2, t).expect("raw-QUIC server");
                 let _ = tx.send([
                     s.addrs.http[0].port(),
                     s.addrs.tls[0].port(),
                     s.addrs.quic[0].port(),
+                    raw.port(),
                 ]);
                 let _ = stop_rx.await;
                 s.shutdown(Duration::from_millis(200)).await;
             })
         })
         .expect("server thread");
-    let ports = rx.recv().expect("server ports");
+    let [http, tls, quic, raw_port] = rx.recv().expect("server ports");
+    let ports = [http, tls, quic];
     // A runtime whose workers live in the client namespace: sockets are created
     // by tasks spawned onto it (never by block_on on the main thread).
     let client_rt = link
@@ -149,6 +172,7 @@ fn setup_link(link: Link, spec: &LinkSpec) -> Setup {
         stop: Some(stop_tx),
         ip,
         ports,
+        raw_port,
         identity,
         label: format!("link [{spec}]"),
     }
@@ -161,12 +185,18 @@ impl Setup {
             Protocol::H3 => self.ports[2],
             _ => self.ports[1],
         };
-        let mut o = ClientOptions::new(
-            SocketAddr::new(self.ip, port),
-            self.identity.trust_anchors(),
-        );
+        let mut o = self.options(port);
         o.resume = resume;
         Client::new(p, o).expect("client")
+    }
+
+    /// The clients' options (the raw-QUIC client takes its settings from
+    /// them as the h3 client does).
+    fn options(&self, port: u16) -> ClientOptions {
+        ClientOptions::new(
+            SocketAddr::new(self.ip, port),
+            self.identity.trust_anchors(),
+        )
     }
 
     /// Run a future on a worker of the client runtime (so its sockets are
@@ -253,12 +283,20 @@ fn protocols(cr: &mut Criterion) {
         let mut g = cr.benchmark_group("transfer");
         g.throughput(Throughput::Bytes(size));
         g.sample_size(samples);
+        // Time and transfers of every sample (warm-up included) of h3 and
+        // raw QUIC, for the ratio printed below.
+        let h3_time = Cell::new((Duration::ZERO, 0u64));
+        let raw_time = Cell::new((Duration::ZERO, 0u64));
+        let add = |c: &Cell<(Duration, u64)>, d: Duration, n: u64| {
+            let (t, k) = c.get();
+            c.set((t + d, k + n));
+        };
         for p in PROTOCOLS {
             g.bench_function(format!("{}/{name}", p.name()), |b| {
                 let c = s.client(p, true);
                 b.iter_custom(|iters| {
                     let c = c.clone();
-                    s.run(async move {
+                    let d = s.run(async move {
                         let mut conn = c.connect().await.expect("connect");
                         let t = std::time::Instant::now();
                         for _ in 0..iters {
@@ -268,11 +306,48 @@ fn protocols(cr: &mut Criterion) {
                         let d = t.elapsed();
                         conn.close().await;
                         d
-                    })
+                    });
+                    if p == Protocol::H3 {
+                        add(&h3_time, d, iters);
+                    }
+                    d
                 })
             });
         }
+        g.bench_function(format!("quic-raw/{name}"), |b| {
+            let server = SocketAddr::new(s.ip, s.raw_port);
+            let o = s.options(s.raw_port);
+            b.iter_custom(|iters| {
+                let o = o.clone();
+                let d = s.run(async move {
+                    let conn = rawquic::RawConn::connect(server, &o)
+                        .await
+                        .expect("raw-QUIC connect");
+                    let t = std::time::Instant::now();
+                    for _ in 0..iters {
+                        conn.fetch(size).await.expect("raw-QUIC fetch");
+                    }
+                    let d = t.elapsed();
+                    conn.close();
+                    d
+                });
+                add(&raw_time, d, iters);
+                d
+            })
+        });
         g.finish();
+        let rate = |c: &Cell<(Duration, u64)>| {
+            let (t, n) = c.get();
+            (n as f64 * size as f64 * 8.0 / t.as_secs_f64().max(1e-9)) / 1e9
+        };
+        // Only when a filter let both run.
+        if h3_time.get().1 > 0 && raw_time.get().1 > 0 {
+            let (h3, raw) = (rate(&h3_time), rate(&raw_time));
+            eprintln!(
+                "quicbench bench: transfer/{name}: h3 {h3:.2} Gbit/s, raw QUIC {raw:.2} Gbit/s: h3 = {:.0}% of raw QUIC (the h3 layer's own cost; target >= 90%)",
+                100.0 * h3 / raw
+            );
+        }
     }
 }
 
