@@ -42,6 +42,11 @@ for _ in $(seq 50); do
     [ -s "$tmp/t1.pem" ] && [ -s "$tmp/t0.pem" ] && break
     sleep 0.1
 done
+sleep 0.5
+for p in "${pids[@]}"; do
+    # A port already taken ends a server at once: measure nothing else's.
+    kill -0 "$p" 2>/dev/null || { tail -n 3 "$tmp"/*.log; echo "a server did not start" >&2; exit 1; }
+done
 
 perf_rate() { # per-stream AVG download, Mbit/s
     flock "$LOCK" timeout 30 "$QP" client --download-size 100M --upload-size 0 --duration 4 "$@" 2>&1 |
