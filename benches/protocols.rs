@@ -1,15 +1,21 @@
 //! Per-protocol benches: handshake (fresh connection to first byte, cold and
 //! resumed/0-RTT), request/response on a warm connection, 1 MiB and 100 MiB
-//! transfers. On loopback by default (and say so); with
+//! transfers, with a raw-QUIC baseline beside h3's (`transfer/quic-raw/...`:
+//! quinn streams, no HTTP/3, `support/rawquic.rs`); after each transfer
+//! group, h3's rate as a share of raw QUIC's over alternating pairs of
+//! fetches is printed: the h3 layer's own cost. On loopback by default (and say so); with
 //! `QUICBENCH_LINK="delay 10ms loss 1%"`, across the emulated link (as root,
 //! or as an ordinary user through a user namespace entered at start).
 //!
 //! Names are stable (`handshake/<proto>/cold`, `request/<proto>/warm`,
 //! `transfer/<proto>/1MiB`...): compare runs with `--save-baseline` / `--baseline`.
 
+#[path = "support/rawquic.rs"]
+mod rawquic;
 #[path = "support/mod.rs"]
 mod support;
 
+use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -19,6 +25,7 @@ use quicbench_netem::link::{Link, LinkConfig};
 use quicbench_netem::LinkSpec;
 use quicbench_servers::ServerOptions;
 use quicbench_wire::tls::Identity;
+use quicbench_wire::transport::Transport;
 use quicbench_wire::Protocol;
 use tokio::runtime::Runtime;
 
@@ -42,6 +49,8 @@ struct Setup {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     ip: IpAddr,
     ports: [u16; 3], // http, tls, quic
+    /// The raw-QUIC baseline server's port.
+    raw_port: u16,
     identity: Identity,
     label: String,
 }
@@ -71,11 +80,18 @@ fn setup() -> Setup {
         .enable_all()
         .build()
         .expect("runtime");
+    let opts = ServerOptions::ephemeral(identity.clone());
+    let raw_transport = Transport {
+        cc: opts.cc,
+        link_mtu: opts.link_mtu,
+    };
     let servers = rt
-        .block_on(quicbench_servers::start(ServerOptions::ephemeral(
-            identity.clone(),
-        )))
+        .block_on(quicbench_servers::start(opts))
         .expect("servers");
+    let raw_port = rt
+        .block_on(async { rawquic::start(IpAddr::from([127, 0, 0, 1]), &identity, raw_transport) })
+        .expect("raw-QUIC server")
+        .port();
     let ports = [
         servers.addrs.http[0].port(),
         servers.addrs.tls[0].port(),
@@ -91,6 +107,7 @@ fn setup() -> Setup {
         stop: None,
         ip: IpAddr::from([127, 0, 0, 1]),
         ports,
+        raw_port,
         identity,
         label: "loopback".into(),
     }
@@ -115,20 +132,27 @@ fn setup_link(link: Link, spec: &LinkSpec) -> Setup {
                 .build()
                 .expect("server runtime");
             rt.block_on(async move {
-                let mut o = ServerOptions::ephemeral(id2);
+                let mut o = ServerOptions::ephemeral(id2.clone());
                 o.listen = vec![ip];
+                let t = Transport {
+                    cc: o.cc,
+                    link_mtu: o.link_mtu,
+                };
                 let s = quicbench_servers::start(o).await.expect("servers");
+                let raw = rawquic::start(ip, &id2, t).expect("raw-QUIC server");
                 let _ = tx.send([
                     s.addrs.http[0].port(),
                     s.addrs.tls[0].port(),
                     s.addrs.quic[0].port(),
+                    raw.port(),
                 ]);
                 let _ = stop_rx.await;
                 s.shutdown(Duration::from_millis(200)).await;
             })
         })
         .expect("server thread");
-    let ports = rx.recv().expect("server ports");
+    let [http, tls, quic, raw_port] = rx.recv().expect("server ports");
+    let ports = [http, tls, quic];
     // A runtime whose workers live in the client namespace: sockets are created
     // by tasks spawned onto it (never by block_on on the main thread).
     let client_rt = link
@@ -149,6 +173,7 @@ fn setup_link(link: Link, spec: &LinkSpec) -> Setup {
         stop: Some(stop_tx),
         ip,
         ports,
+        raw_port,
         identity,
         label: format!("link [{spec}]"),
     }
@@ -161,12 +186,18 @@ impl Setup {
             Protocol::H3 => self.ports[2],
             _ => self.ports[1],
         };
-        let mut o = ClientOptions::new(
-            SocketAddr::new(self.ip, port),
-            self.identity.trust_anchors(),
-        );
+        let mut o = self.options(port);
         o.resume = resume;
         Client::new(p, o).expect("client")
+    }
+
+    /// The clients' options (the raw-QUIC client takes its settings from
+    /// them as the h3 client does).
+    fn options(&self, port: u16) -> ClientOptions {
+        ClientOptions::new(
+            SocketAddr::new(self.ip, port),
+            self.identity.trust_anchors(),
+        )
     }
 
     /// Run a future on a worker of the client runtime (so its sockets are
@@ -253,12 +284,16 @@ fn protocols(cr: &mut Criterion) {
         let mut g = cr.benchmark_group("transfer");
         g.throughput(Throughput::Bytes(size));
         g.sample_size(samples);
+        // Whether the filter let h3's and raw QUIC's benches run: then the
+        // two are also measured in alternation, below.
+        let h3_ran = Cell::new(false);
+        let raw_ran = Cell::new(false);
         for p in PROTOCOLS {
             g.bench_function(format!("{}/{name}", p.name()), |b| {
                 let c = s.client(p, true);
                 b.iter_custom(|iters| {
                     let c = c.clone();
-                    s.run(async move {
+                    let d = s.run(async move {
                         let mut conn = c.connect().await.expect("connect");
                         let t = std::time::Instant::now();
                         for _ in 0..iters {
@@ -268,12 +303,101 @@ fn protocols(cr: &mut Criterion) {
                         let d = t.elapsed();
                         conn.close().await;
                         d
-                    })
+                    });
+                    if p == Protocol::H3 {
+                        h3_ran.set(true);
+                    }
+                    d
                 })
             });
         }
+        g.bench_function(format!("quic-raw/{name}"), |b| {
+            let server = SocketAddr::new(s.ip, s.raw_port);
+            let o = s.options(s.raw_port);
+            b.iter_custom(|iters| {
+                let o = o.clone();
+                let d = s.run(async move {
+                    let conn = rawquic::RawConn::connect(server, &o)
+                        .await
+                        .expect("raw-QUIC connect");
+                    let t = std::time::Instant::now();
+                    for _ in 0..iters {
+                        conn.fetch(size).await.expect("raw-QUIC fetch");
+                    }
+                    let d = t.elapsed();
+                    conn.close();
+                    d
+                });
+                raw_ran.set(true);
+                d
+            })
+        });
         g.finish();
+        if h3_ran.get() && raw_ran.get() {
+            h3_against_raw(&s, name, size);
+        }
     }
+}
+
+/// Alternating pairs, one h3 then one raw-QUIC fetch of `size`, each on
+/// its own warm connection: the ratio is taken within a pair, so a load that
+/// changes during the run (criterion measures one bench after the other)
+/// moves both sides alike. A few milliseconds' fetch is moved by one
+/// scheduling delay: small objects get more pairs (about 0.2 s of them).
+fn pairs(size: u64) -> usize {
+    if size <= 8 << 20 {
+        31
+    } else {
+        7
+    }
+}
+
+/// Print the h3 layer's own cost: h3's rate as a share of raw QUIC's, over
+/// [`pairs`] alternating fetches.
+fn h3_against_raw(s: &Setup, name: &str, size: u64) {
+    let c = s.client(Protocol::H3, true);
+    let server = SocketAddr::new(s.ip, s.raw_port);
+    let o = s.options(s.raw_port);
+    let times = s.run(async move {
+        let mut h3 = c.connect().await.expect("connect");
+        let raw = rawquic::RawConn::connect(server, &o)
+            .await
+            .expect("raw-QUIC connect");
+        let mut times = Vec::new();
+        // The first pair warms both connections (congestion window, buffers).
+        for i in 0..=pairs(size) {
+            let t = std::time::Instant::now();
+            let r = h3.run(&[Request::bytes(size)]).await;
+            assert!(r[0].ok() && r[0].bytes == size, "{:?}", r[0].error);
+            let h3_t = t.elapsed();
+            let t = std::time::Instant::now();
+            raw.fetch(size).await.expect("raw-QUIC fetch");
+            let raw_t = t.elapsed();
+            if i > 0 {
+                times.push((h3_t, raw_t));
+            }
+        }
+        h3.close().await;
+        raw.close();
+        times
+    });
+    let gbps = |d: Duration| size as f64 * 8.0 / d.as_secs_f64().max(1e-9) / 1e9;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let (h3, _, _) = median(times.iter().map(|t| gbps(t.0)).collect());
+    let (raw, _, _) = median(times.iter().map(|t| gbps(t.1)).collect());
+    let (share, lo, hi) = median(
+        times
+            .iter()
+            .map(|t| 100.0 * t.1.as_secs_f64() / t.0.as_secs_f64().max(1e-9))
+            .collect(),
+    );
+    eprintln!(
+        "quicbench bench: transfer/{name}, {} alternating pairs: h3 {h3:.2} Gbit/s, raw QUIC {raw:.2} Gbit/s (medians); h3 = {share:.0}% of raw QUIC (per pair {lo:.0}-{hi:.0}%; target >= 90%): the h3 layer's own cost",
+        pairs(size)
+    );
 }
 
 criterion_group!(benches, protocols);

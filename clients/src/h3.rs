@@ -205,6 +205,8 @@ struct Established {
     driver: JoinHandle<()>,
     /// Some: used in 0-RTT, verdict pending.
     pending_0rtt: Option<JoinHandle<(Instant, bool)>>,
+    /// The endpoint was bound and the handshake started.
+    handshake_start: Instant,
     /// Handshake completed (1-RTT case).
     ready: Option<Instant>,
     /// A first attempt in 0-RTT was rejected; this is the second, 1-RTT one.
@@ -309,6 +311,7 @@ async fn establish_once(
         quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
             .map_err(bind_err)?;
     endpoint.set_default_client_config(cfg);
+    let handshake_start = Instant::now();
     let connecting = endpoint.connect(addr, &opts.server_name).map_err(|e| {
         fail(ClientError::Connect {
             addr,
@@ -364,6 +367,7 @@ async fn establish_once(
         send,
         driver,
         pending_0rtt,
+        handshake_start,
         ready,
         rejected_0rtt: false,
     })
@@ -392,6 +396,7 @@ impl H3Conn {
             local: est.endpoint.local_addr().ok(),
             peer: Some(est.conn.remote_address()),
             start_ns: epoch.ns(start),
+            handshake_start_ns: Some(epoch.ns(est.handshake_start)),
             transport_ready_ns: est.ready.map(|t| epoch.ns(t)),
             tls_ready_ns: est.ready.map(|t| epoch.ns(t)),
             // QUIC v1 is TLS 1.3 only (RFC 9001 §4.2), and our config allows nothing else.
@@ -562,6 +567,7 @@ impl H3Conn {
                 self.send = est.send;
                 self.driver = est.driver;
                 self.info.local = self.endpoint.local_addr().ok();
+                self.info.handshake_start_ns = Some(self.shared.epoch.ns(est.handshake_start));
                 self.watch();
                 if let Some(t) = est.ready {
                     let epoch = self.shared.epoch;

@@ -146,6 +146,12 @@ pub struct ConnInfo {
     pub peer: Option<SocketAddr>,
     /// Connect started (ns since epoch).
     pub start_ns: u64,
+    /// QUIC: the endpoint is bound and the first Initial is about to leave
+    /// (`start_ns` to here is the client's own set-up: UDP socket, buffers,
+    /// quinn endpoint, transport config). None for TCP, whose connect is
+    /// `start_ns`.
+    #[serde(default)]
+    pub handshake_start_ns: Option<u64>,
     /// TCP connected / QUIC handshake complete.
     pub transport_ready_ns: Option<u64>,
     /// TLS handshake complete (QUIC: same as transport).

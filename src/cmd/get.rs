@@ -3,12 +3,12 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use quicbench_clients::udp::{ProbeConfig, ProbeMode};
-use quicbench_clients::{Client, ClientOptions, Request, RequestRecord};
+use quicbench_clients::{Client, ClientOptions, ConnInfo, Request, RequestRecord};
 use quicbench_wire::{CongestionControl, Protocol};
 
 use crate::safety::check_target;
@@ -42,6 +42,12 @@ pub struct GetArgs {
     /// Per-request timeout, seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// Runtime threads: 1 runs the client on one thread (a current-thread
+    /// runtime, like curl and quinn's perf tool: a worker per core hands
+    /// every packet of a fast QUIC connection between threads, see
+    /// docs/h3.md); N > 1 gives N workers; 0 one per core.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Print every request's record as JSON lines.
     #[arg(long)]
     json: bool,
@@ -143,6 +149,7 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
     }
     let t = parse_url(&a.url, a.proto)?;
     check_target(t.addr.ip(), a.allow_remote)?;
+    let setup_start = Instant::now();
     let trust = match &a.cacert {
         Some(p) => quicbench_wire::tls::load_trust(p)?,
         None if a.proto.uses_tls() => bail!(
@@ -156,9 +163,12 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
     o.cc = a.cc;
     o.timeout = Duration::from_secs(a.timeout);
     let client = Client::new(a.proto, o)?;
-    let rt = super::runtime()?;
-    let (records, infos, wall) = rt.block_on(async {
-        let started = std::time::Instant::now();
+    let tls_config = setup_start.elapsed();
+    let rt_start = Instant::now();
+    let rt = super::runtime_with(a.threads)?;
+    let runtime = rt_start.elapsed();
+    let (records, infos, connect, wall) = rt.block_on(async {
+        let started = Instant::now();
         let per_conn = matches!(
             a.proto,
             Protocol::H10 | Protocol::H10Tls | Protocol::H11 | Protocol::H11Tls
@@ -172,6 +182,7 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
         for _ in 0..nconn {
             conns.push(client.connect().await?);
         }
+        let connect = started.elapsed();
         let mut futs = Vec::new();
         for (ci, conn) in conns.iter_mut().enumerate() {
             let mine: Vec<u32> = (0..a.requests)
@@ -198,7 +209,7 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
         for c in conns {
             c.close().await;
         }
-        Ok::<_, anyhow::Error>((records, infos, started.elapsed()))
+        Ok::<_, anyhow::Error>((records, infos, connect, started.elapsed()))
     })?;
     if a.json {
         for r in &records {
@@ -238,6 +249,13 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
             println!("  tls ready  {v:>10.3} ms");
         }
     }
+    let setup = Setup {
+        tls_config,
+        runtime,
+        connect,
+        first: info,
+    };
+    println!("  set-up     {}", setup.line(infos.len()));
     line(
         "ttfb",
         ok.iter()
@@ -252,15 +270,15 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
             .map(|n| n as f64 / 1e6)
             .collect(),
     );
-    let bytes: u64 = ok.iter().map(|r| r.bytes).sum();
-    let secs = wall.as_secs_f64();
     println!(
-        "  bytes      {bytes} in {:.3} s = {:.1} Mbit/s; {:.1} req/s; verified {}/{}",
-        secs,
-        bytes as f64 * 8.0 / secs / 1e6,
-        records.len() as f64 / secs,
+        "  bytes      {}; verified {}/{}",
+        Transfer::of(&ok).line(),
         ok.iter().filter(|r| r.verified == Some(true)).count(),
         ok.iter().filter(|r| r.verified.is_some()).count()
+    );
+    println!(
+        "  wall       {:.3} ms from the first connect to the last close",
+        wall.as_secs_f64() * 1e3
     );
     if let Some(s) = ok.first().and_then(|r| r.status) {
         println!("  status     {s}");
@@ -279,6 +297,88 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The client's own set-up before its first request can leave: TLS
+/// configuration (trust store, rustls config), the runtime's start, and the
+/// connections (QUIC: endpoint bind, then handshake).
+struct Setup<'a> {
+    tls_config: Duration,
+    runtime: Duration,
+    /// Every connection, opened one after another.
+    connect: Duration,
+    /// The first connection, for the split of its connect.
+    first: Option<&'a ConnInfo>,
+}
+
+impl Setup<'_> {
+    fn line(&self, conns: usize) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let total = self.tls_config + self.runtime + self.connect;
+        let mut s = format!(
+            "{:.3} ms: tls config {:.3}, runtime {:.3}, connect {:.3}",
+            ms(total),
+            ms(self.tls_config),
+            ms(self.runtime),
+            ms(self.connect)
+        );
+        if conns > 1 {
+            s += &format!(" ({conns} connections)");
+        } else if let Some(i) = self.first {
+            let span = |a: u64, b: Option<u64>| b.map(|b| b.saturating_sub(a) as f64 / 1e6);
+            if let (Some(bind), Some(hs)) = (
+                span(i.start_ns, i.handshake_start_ns),
+                i.handshake_start_ns
+                    .and_then(|h| span(h, i.transport_ready_ns)),
+            ) {
+                s += &format!(" (endpoint {bind:.3}, handshake {hs:.3})");
+            }
+        }
+        s
+    }
+}
+
+/// The transfer itself: body bytes of the successful requests, from the
+/// first request's start to the last body byte, so neither the client's
+/// set-up nor the close counts against the rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Transfer {
+    bytes: u64,
+    requests: usize,
+    /// First request's start to the last byte, ns (None: no byte arrived).
+    span_ns: Option<u64>,
+}
+
+impl Transfer {
+    fn of(ok: &[&RequestRecord]) -> Self {
+        let first = ok.iter().map(|r| r.start_ns).min();
+        let last = ok.iter().filter_map(|r| r.last_byte_ns).max();
+        Transfer {
+            bytes: ok.iter().map(|r| r.bytes).sum(),
+            requests: ok.len(),
+            span_ns: first
+                .zip(last)
+                .map(|(a, b)| b.saturating_sub(a))
+                .filter(|s| *s > 0),
+        }
+    }
+
+    /// "N in T ms = R Mbit/s (first request to last byte); Q req/s".
+    fn line(&self) -> String {
+        match self.span_ns {
+            Some(ns) => {
+                let secs = ns as f64 / 1e9;
+                format!(
+                    "{} in {:.3} ms = {:.1} Mbit/s (first request to last byte); {:.1} req/s",
+                    self.bytes,
+                    secs * 1e3,
+                    self.bytes as f64 * 8.0 / secs / 1e6,
+                    self.requests as f64 / secs
+                )
+            }
+            None => format!("{} (no timed transfer)", self.bytes),
+        }
+    }
 }
 
 async fn futures_join<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
@@ -345,4 +445,64 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(start_ns: u64, last: Option<u64>, bytes: u64) -> RequestRecord {
+        let mut r = RequestRecord::new(0, "/bytes/1", 0, start_ns);
+        r.last_byte_ns = last;
+        r.bytes = bytes;
+        r
+    }
+
+    #[test]
+    fn transfer_rate_counts_first_start_to_last_byte() {
+        // Two requests: 1 MB each, 10 ms after set-up, last byte at 30 ms.
+        let a = rec(10_000_000, Some(25_000_000), 1_000_000);
+        let b = rec(12_000_000, Some(30_000_000), 1_000_000);
+        let t = Transfer::of(&[&a, &b]);
+        assert_eq!(t.span_ns, Some(20_000_000));
+        assert_eq!(t.bytes, 2_000_000);
+        // 2 MB in 20 ms = 800 Mbit/s, 100 req/s.
+        assert_eq!(
+            t.line(),
+            "2000000 in 20.000 ms = 800.0 Mbit/s (first request to last byte); 100.0 req/s"
+        );
+    }
+
+    #[test]
+    fn transfer_without_bytes_has_no_rate() {
+        let t = Transfer::of(&[]);
+        assert_eq!(t.span_ns, None);
+        assert_eq!(t.line(), "0 (no timed transfer)");
+        let r = rec(5, None, 0);
+        assert_eq!(Transfer::of(&[&r]).span_ns, None);
+    }
+
+    #[test]
+    fn setup_line_splits_a_quic_connect() {
+        let info = ConnInfo {
+            start_ns: 1_000_000,
+            handshake_start_ns: Some(1_200_000),
+            transport_ready_ns: Some(2_700_000),
+            ..Default::default()
+        };
+        let s = Setup {
+            tls_config: Duration::from_micros(300),
+            runtime: Duration::from_micros(200),
+            connect: Duration::from_micros(1_900),
+            first: Some(&info),
+        };
+        assert_eq!(
+            s.line(1),
+            "2.400 ms: tls config 0.300, runtime 0.200, connect 1.900 (endpoint 0.200, handshake 1.500)"
+        );
+        assert_eq!(
+            s.line(4),
+            "2.400 ms: tls config 0.300, runtime 0.200, connect 1.900 (4 connections)"
+        );
+    }
 }

@@ -51,6 +51,12 @@ pub struct ServeArgs {
     /// Most concurrent connections per server.
     #[arg(long, default_value_t = 100_000)]
     max_connections: usize,
+    /// Runtime threads: 0 is one worker per core (many clients at once); 1
+    /// runs every server on one thread (a current-thread runtime, as quinn's
+    /// perf server does: one fast connection is not handed between threads);
+    /// N > 1 gives N workers.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Stop after this many seconds (default: until Ctrl-C).
     #[arg(long)]
     duration: Option<u64>,
@@ -86,7 +92,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     opts.max_bytes = a.max_bytes;
     opts.cc = a.cc;
     opts.max_connections = a.max_connections;
-    let rt = super::runtime()?;
+    let rt = super::runtime_with(a.threads)?;
     rt.block_on(async move {
         let servers = quicbench_servers::start(opts)
             .await
