@@ -103,6 +103,14 @@ install_vng
 export PATH="$VENV/bin:$PATH"
 # ------------------------------------------------------------ end virtme-ng
 
+# ---------------------------------------------------------- test deps
+# The guest sees the host's filesystem read-only: a test that finds a tool
+# missing (nft for the kernel NAT) cannot install it from inside. Install
+# on the host first, as `cargo test` would on its own.
+say "installing the tests' own dependencies on the host"
+bash "$ROOT/scripts/install-test-deps.sh"
+# ------------------------------------------------------ end test deps
+
 # ------------------------------------------------------------------- build
 # The host builds; the guest runs these exact files (shared filesystem). The
 # paths come from cargo itself (--message-format=json), not guessed.

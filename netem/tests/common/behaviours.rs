@@ -473,7 +473,9 @@ fn burst(backend: Backend, spec: &str, what: &str) -> (u64, Counters) {
 pub fn queue_drops_are_not_loss(backend: Backend) {
     let (missing, c) = burst(backend, "delay 5ms rate 1mbit limit 20", "queue: limit 20");
     assert!(missing > 100, "a 20-packet queue held 200? {c:?}");
-    assert_eq!(c.dropped_queue, missing, "{c:?}");
+    // tc's counters also see what the kernel sends itself during the burst
+    // (in CI's VM once, a 201st packet dropped as well): `close` allows it.
+    assert!(close(backend, c.dropped_queue, missing), "{c:?}");
     assert_eq!(c.dropped_loss + c.dropped_unattributed, 0, "{c:?}");
 
     let (missing, c) = burst(
@@ -484,7 +486,7 @@ pub fn queue_drops_are_not_loss(backend: Backend) {
     match backend {
         Backend::Kernel => {
             assert_eq!(c.dropped_loss + c.dropped_queue, 0, "{c:?}");
-            assert_eq!(c.dropped_unattributed, missing, "{c:?}");
+            assert!(close(backend, c.dropped_unattributed, missing), "{c:?}");
         }
         _ => {
             assert!(c.dropped_loss > 0 && c.dropped_queue > 0, "{c:?}");
