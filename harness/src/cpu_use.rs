@@ -1,7 +1,9 @@
 //! Per cell: the CPU time and run-queue wait of our client's threads, our
 //! servers' threads and the relay's (`extra.cpu`), so a reader sees when the
 //! machine, not the protocol, set a number (docs/methodology.md, "CPU").
-//! Third-party endpoints run as child processes and are not counted here.
+//! Third-party endpoints run as child processes: theirs is added to the
+//! role's figures when they are reaped (`endpoints::process`), and also
+//! given on its own (`client_process_cpu_ms`...).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -13,6 +15,9 @@ use quicbench_results::CellResult;
 /// The roles the harness's threads report as (`cpu::on_thread_end`).
 pub const CLIENT: &str = "client";
 pub const SERVER: &str = "server";
+/// The roles third-party endpoints' processes report as.
+pub const CLIENT_PROCESS: &str = "client-process";
+pub const SERVER_PROCESS: &str = "server-process";
 
 /// Endpoints that waited for a core this share of the cell's wall time, and
 /// at least [`WAIT_NOTE_MS`], get a note. Below that every short cell on a
@@ -45,7 +50,15 @@ impl CpuMark {
             let b = self.ended.get(r).copied().unwrap_or_default();
             a.saturating_sub(b)
         };
-        let (client, server) = (role(CLIENT), role(SERVER));
+        let (client_proc, server_proc) = (role(CLIENT_PROCESS), role(SERVER_PROCESS));
+        let sum = |a: ThreadCpu, b: ThreadCpu| ThreadCpu {
+            cpu_ns: a.cpu_ns + b.cpu_ns,
+            wait_ns: a.wait_ns + b.wait_ns,
+        };
+        let (client, server) = (
+            sum(role(CLIENT), client_proc),
+            sum(role(SERVER), server_proc),
+        );
         let relay = ThreadCpu {
             cpu_ns: link.up.relay.cpu_ns + link.down.relay.cpu_ns,
             wait_ns: link.up.relay.run_wait_ns + link.down.relay.run_wait_ns,
@@ -61,6 +74,10 @@ impl CpuMark {
                 "server_wait_ms": ms(server.wait_ns),
                 "relay_cpu_ms": ms(relay.cpu_ns),
                 "relay_wait_ms": ms(relay.wait_ns),
+                "client_process_cpu_ms": ms(client_proc.cpu_ns),
+                "client_process_wait_ms": ms(client_proc.wait_ns),
+                "server_process_cpu_ms": ms(server_proc.cpu_ns),
+                "server_process_wait_ms": ms(server_proc.wait_ns),
             }),
         );
         if let Some(n) = wait_note(wall_ms, ms(client.wait_ns + server.wait_ns)) {

@@ -123,6 +123,18 @@ fn contract_endpoints_run_fail_and_say_why() {
         "{routes}"
     );
     assert_eq!(r.params["client"], "curl-h2");
+    // The third-party client's CPU is in extra.cpu: the shell's loop, curl
+    // and python3 (reaped by the shell), from wait4's rusage. python3's
+    // start alone costs more than 5 ms of CPU.
+    let cpu = &r.extra["cpu"];
+    eprintln!("FIGURE curl-h2 client cpu: {cpu}");
+    let proc_ms = cpu["client_process_cpu_ms"].as_f64().unwrap_or(0.0);
+    assert!(proc_ms > 5.0, "{cpu}");
+    assert!(
+        cpu["client_cpu_ms"].as_f64().unwrap_or(0.0) >= proc_ms,
+        "the client's total holds its processes': {cpu}"
+    );
+    assert_eq!(cpu["server_process_cpu_ms"].as_f64(), Some(0.0), "{cpu}");
     // Read back from curl's own socket (ss), not assumed: no mismatch, and
     // a 1 MB transfer at 10 ms RTT (~9 RTTs) lasts long enough to be seen.
     assert!(
@@ -140,6 +152,17 @@ fn contract_endpoints_run_fail_and_say_why() {
         r.metrics.keys()
     );
     assert_eq!(r.extra["endpoints"]["server"]["name"], "pyhttp");
+    // The third-party server's CPU: read from its group's threads before it
+    // was stopped and from its rusage when reaped.
+    let cpu = &r.extra["cpu"];
+    eprintln!("FIGURE pyhttp server cpu: {cpu}");
+    let proc_ms = cpu["server_process_cpu_ms"].as_f64().unwrap_or(0.0);
+    assert!(proc_ms > 5.0, "{cpu}");
+    assert!(
+        cpu["server_cpu_ms"].as_f64().unwrap_or(0.0) >= proc_ms,
+        "{cpu}"
+    );
+    assert_eq!(cpu["client_process_cpu_ms"].as_f64(), Some(0.0), "{cpu}");
 
     // A crash: the exit status and stderr are the reason.
     let r = execute(&ctx, &m, find("h2", "quicbench", "crash"));

@@ -7,6 +7,8 @@
 //! harness's tokio runtimes and thread closures) into process-wide totals;
 //! a cell reads [`totals`] before and after (cells run one at a time in a
 //! process). The relay's threads are read while they run (`Link::counters`).
+//! Child processes (third-party endpoints) are read by process group
+//! ([`group`]) and added by role ([`add`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -64,13 +66,68 @@ static ENDED: Mutex<BTreeMap<&'static str, ThreadCpu>> = Mutex::new(BTreeMap::ne
 /// thing in the thread (tokio: `on_thread_stop`).
 pub fn on_thread_end(role: &'static str) {
     if let Some(c) = current_thread() {
-        ENDED
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(role)
-            .or_default()
-            .add(c);
+        add(role, c);
     }
+}
+
+/// Add `c` to `role`'s total: what a role's child processes used
+/// ([`group`] and the reaped child's rusage), beside its threads.
+pub fn add(role: &'static str, c: ThreadCpu) {
+    ENDED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(role)
+        .or_default()
+        .add(c);
+}
+
+/// The process group id in a `/proc/<pid>/stat` line (its 5th field). The
+/// command name (2nd) is in parentheses and may hold spaces or ')': fields
+/// are counted from the last ')'.
+pub fn parse_stat_pgrp(s: &str) -> Option<i32> {
+    let rest = &s[s.rfind(')')? + 1..];
+    // state, ppid, pgrp
+    rest.split_ascii_whitespace().nth(2)?.parse().ok()
+}
+
+/// The summed accounting of every live thread of `pid`'s (`/proc/<pid>/task/*`).
+pub fn process(pid: i32) -> ThreadCpu {
+    let mut sum = ThreadCpu::default();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return sum;
+    };
+    for e in dir.flatten() {
+        if let Some(c) = std::fs::read_to_string(e.path().join("schedstat"))
+            .ok()
+            .and_then(|t| parse_schedstat(&t))
+        {
+            sum.add(c);
+        }
+    }
+    sum
+}
+
+/// The summed accounting of the live threads of every process in process
+/// group `pgid` (a child started with its own group and what it forked).
+/// Threads and processes that already ended are not in it.
+pub fn group(pgid: i32) -> ThreadCpu {
+    let mut sum = ThreadCpu::default();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return sum;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let in_group = std::fs::read_to_string(e.path().join("stat"))
+            .ok()
+            .and_then(|t| parse_stat_pgrp(&t))
+            == Some(pgid);
+        if in_group {
+            sum.add(process(pid));
+        }
+    }
+    sum
 }
 
 /// Process-wide totals per role of the threads ended so far.
@@ -124,6 +181,51 @@ mod tests {
         assert_eq!(parse_schedstat(""), None);
         assert_eq!(parse_schedstat("12"), None);
         assert_eq!(parse_schedstat("x 1 2"), None);
+    }
+
+    #[test]
+    fn stat_lines_give_the_process_group() {
+        assert_eq!(
+            parse_stat_pgrp("4242 (sh) S 1 4242 4242 0 -1 4194560"),
+            Some(4242)
+        );
+        // A command name with spaces and parentheses.
+        assert_eq!(parse_stat_pgrp("77 (a) b (c)) R 5 99 77 0"), Some(99));
+        assert_eq!(parse_stat_pgrp("77 (x) R 5"), None);
+        assert_eq!(parse_stat_pgrp("no parenthesis"), None);
+        assert_eq!(parse_stat_pgrp("1 (x) S 0 notanumber 1"), None);
+    }
+
+    #[test]
+    fn a_child_process_group_is_read_while_it_runs() {
+        use std::os::unix::process::CommandExt;
+        // A shell in its own group that forks a busy child and waits.
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5' & wait")
+            .process_group(0)
+            .spawn()
+            .expect("sh");
+        let pgid = child.id() as i32;
+        let t0 = std::time::Instant::now();
+        let mut got = ThreadCpu::default();
+        while t0.elapsed() < std::time::Duration::from_secs(5) {
+            got = group(pgid);
+            if got.cpu_ns >= 20_000_000 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // The leader only waits: the group's CPU is its child's.
+        let leader = process(pgid);
+        // SAFETY: the group is the one just started here.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = child.wait();
+        assert!(
+            got.cpu_ns >= 20_000_000,
+            "the busy grandchild's CPU: {got:?}"
+        );
+        assert!(leader.cpu_ns < got.cpu_ns / 2, "{leader:?} {got:?}");
     }
 
     #[test]

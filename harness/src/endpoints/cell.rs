@@ -439,6 +439,7 @@ pub fn start_server(
     let mut proc = Proc::start(
         link.server_ns(),
         &what,
+        crate::cpu_use::SERVER_PROCESS,
         command,
         &vars,
         &dirs.root,

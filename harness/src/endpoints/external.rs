@@ -122,7 +122,15 @@ impl Ctx<'_> {
             return fail("not a contract endpoint".into());
         };
         let what = format!("client {}", self.endpoint.name);
-        let mut p = match Proc::start(self.ns, &what, command, &vars, &dirs.root, &dirs.out()) {
+        let mut p = match Proc::start(
+            self.ns,
+            &what,
+            crate::cpu_use::CLIENT_PROCESS,
+            command,
+            &vars,
+            &dirs.root,
+            &dirs.out(),
+        ) {
             Ok(p) => p,
             Err(e) => return fail(format!("{e:#}")),
         };

@@ -3,6 +3,12 @@
 //! with them), stdout and stderr to files, readiness by the port being bound
 //! in their namespace, stopped by signal. Started from the namespace's keeper
 //! thread, a child is SIGKILLed (pdeathsig) if the coordinator dies.
+//!
+//! Each child's CPU is added to its role's total (`extra.cpu`, through
+//! [`cpu::add`]) when it is reaped: the larger of its rusage (`wait4`: every
+//! thread it ran, and the children it waited for) and the last reading of its
+//! group's live threads (what a server forked and did not wait for); its
+//! run-queue wait from that reading alone. Both are lower bounds.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -10,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
+use quicbench_netem::cpu::{self, ThreadCpu};
 use quicbench_netem::NetNs;
 
 /// How much of stderr a failure reason quotes.
@@ -38,6 +45,10 @@ pub struct Proc {
     pub stdout: PathBuf,
     pub stderr: PathBuf,
     done: Option<std::process::ExitStatus>,
+    /// Whose CPU it is (`cpu_use::CLIENT_PROCESS`, `SERVER_PROCESS`).
+    role: &'static str,
+    /// The largest reading so far of its live threads (see the module doc).
+    seen: ThreadCpu,
 }
 
 impl Proc {
@@ -45,6 +56,7 @@ impl Proc {
     pub fn start(
         ns: &NetNs,
         what: &str,
+        role: &'static str,
         command: &str,
         vars: &[(String, String)],
         dir: &Path,
@@ -71,6 +83,8 @@ impl Proc {
             stdout,
             stderr,
             done: None,
+            role,
+            seen: ThreadCpu::default(),
         })
     }
 
@@ -81,9 +95,45 @@ impl Proc {
     /// Its exit status, if it has exited.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         if self.done.is_none() {
-            self.done = self.child.try_wait().ok().flatten();
+            // The child's own threads only: cheap enough for every poll.
+            self.read_cpu(cpu::process(self.pid() as i32));
+            self.reap(false);
         }
         self.done
+    }
+
+    fn read_cpu(&mut self, now: ThreadCpu) {
+        self.seen.cpu_ns = self.seen.cpu_ns.max(now.cpu_ns);
+        self.seen.wait_ns = self.seen.wait_ns.max(now.wait_ns);
+    }
+
+    /// Reap the child with `wait4` (blocking or not), keeping its status
+    /// and adding its CPU to its role. Reaping it here, not through
+    /// [`Child`], is what gives its rusage.
+    fn reap(&mut self, block: bool) {
+        use std::os::unix::process::ExitStatusExt;
+        let pid = self.pid() as libc::pid_t;
+        let mut status: libc::c_int = 0;
+        // SAFETY: a zeroed rusage is valid; wait4 fills it.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let flags = if block { 0 } else { libc::WNOHANG };
+        let r = loop {
+            // SAFETY: our own child; status and ru outlive the call.
+            let r = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+            if r >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break r;
+            }
+        };
+        if r != pid {
+            return;
+        }
+        self.done = Some(std::process::ExitStatus::from_raw(status));
+        let tv_ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+        let used = ThreadCpu {
+            cpu_ns: (tv_ns(ru.ru_utime) + tv_ns(ru.ru_stime)).max(self.seen.cpu_ns),
+            wait_ns: self.seen.wait_ns,
+        };
+        cpu::add(self.role, used);
     }
 
     /// "`what` exited with status S: <stderr tail>".
@@ -170,6 +220,7 @@ impl Proc {
         if self.exited().is_some() {
             return;
         }
+        self.read_cpu(cpu::group(self.pid() as i32));
         signal_group(self.pid(), libc::SIGTERM);
         let t0 = Instant::now();
         while t0.elapsed() < grace {
@@ -185,9 +236,12 @@ impl Proc {
 
     /// SIGKILL to its process group, then reap it.
     pub fn kill(&mut self) {
+        if self.done.is_none() {
+            self.read_cpu(cpu::group(self.pid() as i32));
+        }
         signal_group(self.pid(), libc::SIGKILL);
         if self.done.is_none() {
-            self.done = self.child.wait().ok();
+            self.reap(true);
         }
     }
 }
