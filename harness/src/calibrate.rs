@@ -44,18 +44,33 @@ pub struct Calibration {
     pub hint: Option<String>,
 }
 
-/// The relay's departure lateness (p50, p99 in ns) per direction, from the
-/// link's counters (user-space backend only).
-fn relay_lateness(counters: &serde_json::Value) -> Vec<(&'static str, u64, u64)> {
+/// One direction of the relay, from the link's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RelayTiming {
+    dir: &'static str,
+    /// Departure lateness, ns.
+    p50: u64,
+    p99: u64,
+    /// Time spun before deadlines, and deadlines slept up to instead
+    /// because the other CPUs were taken.
+    spin_ns: u64,
+    spin_yielded: u64,
+}
+
+/// The relay's timing per direction (user-space backend only).
+fn relay_lateness(counters: &serde_json::Value) -> Vec<RelayTiming> {
     ["up", "down"]
         .into_iter()
-        .filter_map(|d| {
-            let r = counters.get(d)?.get("relay")?;
-            Some((
-                d,
-                r.get("lateness_p50_ns")?.as_u64()?,
-                r.get("lateness_p99_ns")?.as_u64()?,
-            ))
+        .filter_map(|dir| {
+            let r = counters.get(dir)?.get("relay")?;
+            let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+            Some(RelayTiming {
+                dir,
+                p50: r.get("lateness_p50_ns")?.as_u64()?,
+                p99: r.get("lateness_p99_ns")?.as_u64()?,
+                spin_ns: n("spin_ns"),
+                spin_yielded: n("spin_yielded"),
+            })
         })
         .collect()
 }
@@ -74,18 +89,14 @@ fn load_average() -> Option<f64> {
 /// extra delay was spent outside the relay's schedule: the path's fixed cost
 /// and the probe's endpoints (ordinary threads, which wait for a core when
 /// other work holds it). Say so, instead of blaming the link model.
-fn delay_hint(
-    checks: &[Check],
-    lateness: &[(&str, u64, u64)],
-    load: Option<f64>,
-) -> Option<String> {
+fn delay_hint(checks: &[Check], lateness: &[RelayTiming], load: Option<f64>) -> Option<String> {
     let delay_failed = checks
         .iter()
         .any(|c| c.name.starts_with("one-way delay") && c.ok == Some(false));
     if !delay_failed || lateness.is_empty() {
         return None;
     }
-    let worst_p99 = lateness.iter().map(|l| l.2).max().unwrap_or(0);
+    let worst_p99 = lateness.iter().map(|l| l.p99).max().unwrap_or(0);
     if worst_p99 > 100_000 {
         return Some(format!(
             "the relay itself sent late (departure lateness p99 {:.0} µs): its threads did not get a core in time",
@@ -320,11 +331,15 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
             name: "relay departures".into(),
             detail: lateness
                 .iter()
-                .map(|(d, p50, p99)| {
+                .map(|t| {
                     format!(
-                        "{d}: p50 {:.0} µs, p99 {:.0} µs late against the model's schedule",
-                        *p50 as f64 / 1000.0,
-                        *p99 as f64 / 1000.0
+                        "{}: p50 {:.0} µs, p99 {:.0} µs late against the model's schedule \
+                         (spun {:.0} ms; {} deadlines slept to, the other CPUs being taken)",
+                        t.dir,
+                        t.p50 as f64 / 1000.0,
+                        t.p99 as f64 / 1000.0,
+                        t.spin_ns as f64 / 1e6,
+                        t.spin_yielded
                     )
                 })
                 .collect::<Vec<_>>()
@@ -420,24 +435,34 @@ mod tests {
     #[test]
     fn lateness_is_read_from_the_counters() {
         let c = serde_json::json!({
-            "up": {"relay": {"lateness_p50_ns": 4000, "lateness_p99_ns": 42000}},
+            "up": {"relay": {"lateness_p50_ns": 4000, "lateness_p99_ns": 42000,
+                             "spin_ns": 7_000_000, "spin_yielded": 12}},
             "down": {"relay": {"lateness_p50_ns": 5000, "lateness_p99_ns": 54000}},
         });
-        assert_eq!(
-            relay_lateness(&c),
-            vec![("up", 4000, 42000), ("down", 5000, 54000)]
-        );
+        let mut up = timing("up", 4000, 42000);
+        (up.spin_ns, up.spin_yielded) = (7_000_000, 12);
+        assert_eq!(relay_lateness(&c), vec![up, timing("down", 5000, 54000)]);
         // Kernel backend: no relay, no lateness.
         assert!(relay_lateness(&serde_json::json!({"up": {}})).is_empty());
+    }
+
+    fn timing(dir: &'static str, p50: u64, p99: u64) -> RelayTiming {
+        RelayTiming {
+            dir,
+            p50,
+            p99,
+            spin_ns: 0,
+            spin_yielded: 0,
+        }
     }
 
     #[test]
     fn hint_blames_the_machine_only_when_the_relay_was_on_time() {
         let failed = [check("one-way delay (up)", Some(false))];
-        let on_time = [("up", 4000, 42000), ("down", 5000, 54000)];
+        let on_time = [timing("up", 4000, 42000), timing("down", 5000, 54000)];
         let h = delay_hint(&failed, &on_time, Some(3.5)).unwrap();
         assert!(h.contains("endpoints") && h.contains("3.50"), "{h}");
-        let late = [("up", 4000, 900_000)];
+        let late = [timing("up", 4000, 900_000)];
         let h = delay_hint(&failed, &late, None).unwrap();
         assert!(
             h.contains("relay itself sent late") && h.contains("900"),

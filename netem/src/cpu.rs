@@ -135,6 +135,75 @@ pub fn totals() -> BTreeMap<&'static str, ThreadCpu> {
     ENDED.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// Whether spinning would take a CPU another task wants: the relay spins the
+/// last tens of µs before a deadline only while this says no (issue 15:
+/// never while an endpoint is runnable). Read from `/proc/loadavg`'s
+/// "runnable/total" field (every CPU's run queue, this thread included, ~1.5
+/// µs a read), at most once per [`Contention::RECHECK_NS`].
+pub struct Contention {
+    file: Option<std::fs::File>,
+    cpus: u32,
+    checked_at: Option<u64>,
+    busy: bool,
+}
+
+impl Contention {
+    /// How long a reading is trusted: a spin slice is 4 µs, a spin at most
+    /// 150 µs.
+    pub const RECHECK_NS: u64 = 25_000;
+
+    pub fn new() -> Contention {
+        // SAFETY: sysconf has no memory effects.
+        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+        Contention {
+            file: std::fs::File::open("/proc/loadavg").ok(),
+            cpus: u32::try_from(n).unwrap_or(1).max(1),
+            checked_at: None,
+            busy: false,
+        }
+    }
+
+    /// True when, besides the calling thread, as many tasks are runnable as
+    /// there are other CPUs: a wake-up now would wait for the core this
+    /// thread would spin on. Without /proc: never busy (spin as before).
+    pub fn busy(&mut self, now_ns: u64) -> bool {
+        if self
+            .checked_at
+            .is_some_and(|t| now_ns.saturating_sub(t) < Self::RECHECK_NS)
+        {
+            return self.busy;
+        }
+        self.checked_at = Some(now_ns);
+        let Some(f) = &self.file else {
+            return false;
+        };
+        let mut buf = [0u8; 128];
+        let n = std::os::unix::fs::FileExt::read_at(f, &mut buf, 0).unwrap_or(0);
+        self.busy = std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(parse_loadavg_runnable)
+            .is_some_and(|r| others_fill_the_cpus(r, self.cpus));
+        self.busy
+    }
+}
+
+impl Default for Contention {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The runnable count in a `/proc/loadavg` line ("0.50 0.40 0.30 3/105 2475").
+pub fn parse_loadavg_runnable(s: &str) -> Option<u32> {
+    let field = s.split_ascii_whitespace().nth(3)?;
+    field.split_once('/')?.0.parse().ok()
+}
+
+/// `runnable` counts the asking thread: the others fill every other CPU.
+pub fn others_fill_the_cpus(runnable: u32, cpus: u32) -> bool {
+    runnable.saturating_sub(1) >= cpus.saturating_sub(1).max(1)
+}
+
 /// The CPUs this process may run on (its affinity mask).
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
@@ -181,6 +250,81 @@ mod tests {
         assert_eq!(parse_schedstat(""), None);
         assert_eq!(parse_schedstat("12"), None);
         assert_eq!(parse_schedstat("x 1 2"), None);
+    }
+
+    #[test]
+    fn loadavg_lines_give_the_runnable_count() {
+        assert_eq!(
+            parse_loadavg_runnable("2.34 2.17 1.45 3/105 24752\n"),
+            Some(3)
+        );
+        assert_eq!(parse_loadavg_runnable("0.00 0.00 0.00 1/80 1"), Some(1));
+        assert_eq!(parse_loadavg_runnable("0.00 0.00 0.00"), None);
+        assert_eq!(parse_loadavg_runnable("0.00 0.00 0.00 x/80 1"), None);
+        assert_eq!(parse_loadavg_runnable("0.00 0.00 0.00 380 1"), None);
+    }
+
+    #[test]
+    fn spinning_yields_when_the_other_cpus_are_taken() {
+        // 2 CPUs: the spinner alone spins; with one other runnable task
+        // (an endpoint on the other core) it does not: a second wake-up
+        // would wait for the spinner's core.
+        assert!(!others_fill_the_cpus(1, 2));
+        assert!(others_fill_the_cpus(2, 2));
+        assert!(others_fill_the_cpus(5, 2));
+        // 8 CPUs: spin while an idle core remains for a wake-up.
+        assert!(!others_fill_the_cpus(7, 8));
+        assert!(others_fill_the_cpus(8, 8));
+        // 1 CPU: any other runnable task waits for the spinner.
+        assert!(!others_fill_the_cpus(1, 1));
+        assert!(others_fill_the_cpus(2, 1));
+        // A reading of 0 (impossible from the asking thread) is not busy.
+        assert!(!others_fill_the_cpus(0, 2));
+    }
+
+    #[test]
+    fn contention_is_read_and_cached() {
+        let mut c = Contention::new();
+        // This thread is runnable: a reading exists; whatever it says, it
+        // is kept for RECHECK_NS.
+        let first = c.busy(1_000_000);
+        assert_eq!(c.checked_at, Some(1_000_000));
+        assert_eq!(c.busy(1_000_000 + Contention::RECHECK_NS - 1), first);
+        assert_eq!(c.checked_at, Some(1_000_000));
+        c.busy(1_000_000 + Contention::RECHECK_NS);
+        assert_eq!(c.checked_at, Some(1_000_000 + Contention::RECHECK_NS));
+    }
+
+    #[test]
+    fn busy_cpus_are_seen() {
+        // As many spinning threads as CPUs (bounded to 300 ms): every other
+        // CPU is taken whichever this thread runs on.
+        let cpus = Contention::new().cpus as usize;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hogs: Vec<_> = (0..cpus)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let t0 = std::time::Instant::now();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                        && t0.elapsed() < std::time::Duration::from_millis(300)
+                    {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut c = Contention::new();
+        let busy = c.busy(0);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for h in hogs {
+            h.join().expect("hog");
+        }
+        assert!(
+            busy,
+            "{cpus} spinning threads and this one: the CPUs are taken"
+        );
     }
 
     #[test]

@@ -174,6 +174,12 @@ pub struct LinkConfig {
     /// None: the scheduler places them.
     #[serde(default)]
     pub relay_cpu: Option<usize>,
+    /// User space: spin before deadlines even while every other CPU is taken
+    /// (by default the relay then sleeps to the deadline instead, so no
+    /// endpoint waits for its core: `relay.spin_yielded`). For measuring
+    /// what yielding costs in precision, or with a core to spare.
+    #[serde(default)]
+    pub spin_when_busy: bool,
 }
 
 fn yes() -> bool {
@@ -196,6 +202,7 @@ impl LinkConfig {
             compensate_path: true,
             offload: true,
             relay_cpu: None,
+            spin_when_busy: false,
         }
     }
 
@@ -812,6 +819,7 @@ fn build_userspace(
             buf_len,
             priority: cfg.relay_priority,
             cpu: cfg.relay_cpu,
+            spin_when_busy: cfg.spin_when_busy,
             flows: flows.clone(),
             probing: probing.clone(),
         },
@@ -826,6 +834,7 @@ fn build_userspace(
             buf_len,
             priority: cfg.relay_priority,
             cpu: cfg.relay_cpu,
+            spin_when_busy: cfg.spin_when_busy,
             flows: flows.clone(),
             probing: probing.clone(),
         },

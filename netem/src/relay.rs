@@ -17,6 +17,9 @@
 //!    The margin adapts to the measured wake-up lateness of `ppoll` (twice its
 //!    moving average, 15..150 µs): spinning only the last tens of µs keeps two
 //!    cores free for the endpoints while hitting deadlines within a few µs.
+//!    It never spins while the other CPUs are all taken (`cpu::Contention`,
+//!    counted as `spin_yielded`): it sleeps to the deadline instead, so an
+//!    endpoint never waits for a core the relay is spinning on.
 //!
 //! Tokio timers are never used: they tick in milliseconds.
 //!
@@ -153,6 +156,11 @@ pub struct RelayCounters {
     pub spin_margin_ns: u64,
     /// Time spent spinning before deadlines (CPU cost of precision).
     pub spin_ns: u64,
+    /// Deadlines slept up to instead of spun for, because as many other
+    /// tasks were runnable as there are other CPUs (`cpu::Contention`): an
+    /// endpoint would have waited for the relay's core.
+    #[serde(default)]
+    pub spin_yielded: u64,
     /// The relay thread's CPU time and run-queue wait since the link was
     /// built (`crate::cpu`; 0 where /proc has no schedstat).
     #[serde(default)]
@@ -390,6 +398,8 @@ pub(crate) struct DirectionCfg {
     pub priority: RelayPriority,
     /// Pin the thread to this CPU (`LinkConfig::relay_cpu`).
     pub cpu: Option<usize>,
+    /// Spin even while the other CPUs are taken (`LinkConfig::spin_when_busy`).
+    pub spin_when_busy: bool,
     /// The flow table both directions feed (None: flow metrics off).
     pub flows: Option<Arc<Mutex<FlowTable>>>,
     /// Set while the link measures its path cost (`link::path_cost`): those
@@ -501,6 +511,8 @@ struct Worker {
     spin_in_window: u64,
     spin_allowed: bool,
     spin_total: u64,
+    spin_yielded: u64,
+    contention: crate::cpu::Contention,
     /// Bytes of virtio-net header before each packet in every buffer (0
     /// without offloads): the IP packet of `(buf, n)` is `buf[off..off + n]`.
     off: usize,
@@ -544,6 +556,8 @@ impl Worker {
             spin_in_window: 0,
             spin_allowed: true,
             spin_total: 0,
+            spin_yielded: 0,
+            contention: crate::cpu::Contention::new(),
             off,
             scratch: if off > 0 {
                 vec![0u8; off + 65_536 + 64]
@@ -953,6 +967,7 @@ impl Worker {
                 g.relay.nat_dropped += natd;
                 g.relay.spin_margin_ns = margin;
                 g.relay.spin_ns = self.spin_total;
+                g.relay.spin_yielded = self.spin_yielded;
                 g.relay.queued = self.heap.len() as u64;
                 g.relay.gso_writes += gso_writes;
                 g.relay.gso_write_segments += gso_write_segments;
@@ -1099,6 +1114,11 @@ impl Worker {
                 // EWMA with weight 1/16: follows load changes within ~16 wake-ups.
                 self.late_avg_ns = (self.late_avg_ns * 15 + late) / 16;
             }
+        } else if !self.cfg.spin_when_busy && self.contention.busy(now) {
+            // Spinning now would keep an endpoint off a core: sleep to the
+            // deadline and pay the wake-up's lateness instead.
+            self.spin_yielded += 1;
+            self.poll(Some(left));
         } else {
             // Spin a short slice, then go round again (which re-reads the source,
             // so arrivals are stamped on time while we spin).

@@ -16,11 +16,9 @@ fn spec(s: &str) -> LinkSpec {
     s.parse().unwrap_or_else(|e| panic!("{s:?}: {e}"))
 }
 
+/// The common client socket, with a 500 ms read timeout.
 fn client_udp(link: &Link) -> UdpSocket {
-    let s = link
-        .client_ns()
-        .run(|| UdpSocket::bind(SocketAddr::new(link.client_ip(), 0)))
-        .unwrap();
+    let s = common::client_udp(link, link.client_ip());
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     s
@@ -392,6 +390,78 @@ fn measure_tcp_bulk_with_delay() {
         k.down.model.dropped_queue,
         k.down.model.dropped_loss,
     );
+}
+
+/// Threads that spin on every CPU until dropped (at most 5 s): the machine's
+/// cores all taken, as by busy endpoints.
+struct Hogs {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Hogs {
+    fn start() -> Hogs {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let t0 = Instant::now();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                        && t0.elapsed() < Duration::from_secs(5)
+                    {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Hogs { stop, threads }
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn the_relay_does_not_spin_while_the_cpus_are_taken() {
+    if skip("the_relay_does_not_spin_while_the_cpus_are_taken") {
+        return;
+    }
+    let _alone = MACHINE.write().unwrap_or_else(|p| p.into_inner());
+    // Every deadline of a ping through `delay 2ms` comes while a hog holds
+    // each CPU: the relay sleeps to it instead of spinning, and says so;
+    // asked to spin anyway, it does.
+    for spin_when_busy in [false, true] {
+        let mut cfg = LinkConfig::symmetric(spec("delay 2ms"));
+        cfg.spin_when_busy = spin_when_busy;
+        let link = userspace(cfg);
+        let hogs = Hogs::start();
+        let rtts = ping(&link, 50, 64);
+        drop(hogs);
+        assert_eq!(rtts.len(), 50, "every ping answered");
+        let k = link.counters();
+        let yielded = k.up.relay.spin_yielded + k.down.relay.spin_yielded;
+        let spun_ms = (k.up.relay.spin_ns + k.down.relay.spin_ns) as f64 / 1e6;
+        eprintln!(
+            "FIGURE spin_when_busy {spin_when_busy}, CPUs taken, 50 pings: {yielded} deadlines slept to (with the path-cost probes'), spun {spun_ms:.2} ms, RTT p50 {:.0} µs p99 {:.0} µs",
+            q(&rtts, 0.5),
+            q(&rtts, 0.99)
+        );
+        if spin_when_busy {
+            assert_eq!(yielded, 0, "{k:?}");
+        } else {
+            // Each ping has a deadline each way; the path-cost probes at
+            // build add theirs. Most of them find the CPUs taken.
+            assert!(yielded >= 50, "{yielded} of 100 deadlines slept to");
+        }
+    }
 }
 
 #[test]

@@ -49,6 +49,12 @@ pub struct LinkShape {
     /// one to spare: the relay then never competes with the endpoints.
     #[arg(long, value_name = "N")]
     relay_cpu: Option<usize>,
+    /// Let the user-space relay spin before its deadlines even while every
+    /// other CPU is taken (by default it then sleeps to the deadline, so no
+    /// endpoint waits for its core). To measure what that costs in
+    /// precision, or where the relay has a core of its own (--relay-cpu).
+    #[arg(long)]
+    spin_when_busy: bool,
 }
 
 impl LinkShape {
@@ -65,6 +71,7 @@ impl LinkShape {
         c.compensate_path = !self.no_path_compensation;
         c.offload = !self.no_offload;
         c.relay_cpu = self.relay_cpu;
+        c.spin_when_busy = self.spin_when_busy;
         c
     }
 }
