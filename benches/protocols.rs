@@ -239,8 +239,10 @@ fn protocols(cr: &mut Criterion) {
     eprintln!("quicbench bench: protocol benches on {}", s.label);
     let mut g = cr.benchmark_group("handshake");
     g.sample_size(20);
+    let cold_ran = Cell::new(false);
     for p in PROTOCOLS {
         g.bench_function(format!("{}/cold", p.name()), |b| {
+            cold_ran.set(true);
             b.iter_custom(|iters| {
                 let c = s.client(p, false);
                 s.run(handshakes(c, iters))
@@ -256,6 +258,9 @@ fn protocols(cr: &mut Criterion) {
         }
     }
     g.finish();
+    if cold_ran.get() {
+        handshake_cpu(&s);
+    }
 
     let mut g = cr.benchmark_group("request");
     for p in PROTOCOLS {
@@ -337,6 +342,42 @@ fn protocols(cr: &mut Criterion) {
             h3_against_raw(&s, name, size);
         }
     }
+}
+
+/// Print the CPU a cold connection costs, to its first byte and its close:
+/// client and server together (both run in this process on loopback; on a
+/// link, the relay's threads too). Protocols alternate by round, so a load
+/// that changes moves all alike; the median round is printed.
+fn handshake_cpu(s: &Setup) {
+    const ROUNDS: usize = 7;
+    const PER_ROUND: u64 = 20;
+    let protos = [Protocol::H11, Protocol::H11Tls, Protocol::H2, Protocol::H3];
+    let mut per: Vec<Vec<f64>> = vec![Vec::new(); protos.len()];
+    for _ in 0..ROUNDS {
+        for (i, p) in protos.iter().enumerate() {
+            let c = s.client(*p, false);
+            let t0 = quicbench_netem::cpu::self_cpu_ns();
+            s.run(handshakes(c, PER_ROUND));
+            per[i].push((quicbench_netem::cpu::self_cpu_ns() - t0) as f64 / PER_ROUND as f64 / 1e3);
+        }
+    }
+    let med: Vec<f64> = per
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect();
+    let line = protos
+        .iter()
+        .zip(&med)
+        .map(|(p, us)| format!("{} {us:.0} µs", p.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    eprintln!(
+        "quicbench bench: CPU per cold connection (handshake, 1-byte request, close; both ends; median of {ROUNDS} rounds of {PER_ROUND}): {line}; h3 = {:.2}x h1.1-tls (target <= 1.5x)",
+        med[3] / med[1].max(1e-9)
+    );
 }
 
 /// Alternating pairs, one h3 then one raw-QUIC fetch of `size`, each on

@@ -83,9 +83,7 @@ impl RawConn {
         });
         let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
         transport::set_socket_buffers(&socket, QUIC_SOCKET_BUFFER);
-        let runtime = quinn::default_runtime().ok_or("no async runtime")?;
-        let endpoint =
-            quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)?;
+        let endpoint = transport::quic_endpoint(quinn::EndpointConfig::default(), None, socket)?;
         let conn = endpoint.connect_with(cfg, server, &o.server_name)?.await?;
         Ok(RawConn {
             _endpoint: endpoint,

@@ -305,10 +305,8 @@ async fn establish_once(
         &socket,
         quicbench_wire::transport::QUIC_SOCKET_BUFFER,
     );
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| bind_err(std::io::Error::other("no async runtime")))?;
     let mut endpoint =
-        quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+        quicbench_wire::transport::quic_endpoint(quinn::EndpointConfig::default(), None, socket)
             .map_err(bind_err)?;
     endpoint.set_default_client_config(cfg);
     let handshake_start = Instant::now();

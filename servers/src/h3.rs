@@ -128,9 +128,7 @@ pub fn bind_with(
         Some(bytes) => set_recv_buffer(&socket, bytes),
         None => quicbench_wire::transport::socket_buffers(&socket),
     };
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
-    let ep = quinn::Endpoint::new(endpoint_config(), Some(cfg), socket, runtime)?;
+    let ep = quicbench_wire::transport::quic_endpoint(endpoint_config(), Some(cfg), socket)?;
     Ok((ep, granted))
 }
 

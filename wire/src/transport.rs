@@ -249,6 +249,54 @@ pub fn set_socket_buffers<S: AsFd>(sock: &S, bytes: usize) -> (u64, u64) {
     socket_buffers(sock)
 }
 
+/// A quinn endpoint on `socket` (a server's when `server` is set), on the
+/// current tokio runtime: every QUIC endpoint of the project is made here.
+pub fn quic_endpoint(
+    config: quinn::EndpointConfig,
+    server: Option<quinn::ServerConfig>,
+    socket: std::net::UdpSocket,
+) -> std::io::Result<quinn::Endpoint> {
+    hold_udp6_gro_key();
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
+    quinn::Endpoint::new(config, server, socket, runtime)
+}
+
+/// Keep the kernel's IPv6 UDP GRO static key on for the life of the process.
+///
+/// quinn-udp (0.5) probes GRO for every socket it wraps with a throwaway
+/// IPv6 socket on which it sets `UDP_GRO`. The first IPv6 socket with GRO
+/// turns a kernel static key on and closing it turns it off again, and each
+/// turn patches kernel text with an IPI to every CPU: in a profile of cold
+/// h3 connections (a client endpoint per connection) the two turns were 5%
+/// of both ends' CPU. One IPv6 socket with `UDP_GRO` held open keeps the key
+/// on, so a probe costs a socket and a close. Nothing is ever sent on it.
+/// Without IPv6 (or GRO) it does nothing. True when the socket is held.
+pub fn hold_udp6_gro_key() -> bool {
+    static HELD: std::sync::OnceLock<Option<std::net::UdpSocket>> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| {
+        let s = std::net::UdpSocket::bind((std::net::Ipv6Addr::LOCALHOST, 0))
+            .or_else(|_| std::net::UdpSocket::bind((std::net::Ipv6Addr::UNSPECIFIED, 0)))
+            .ok()?;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket fd and a c_int option value of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_UDP,
+                libc::UDP_GRO,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        (r == 0).then_some(s)
+    })
+    .as_ref()
+    .is_some_and(|s| {
+        crate::sockinfo::int_opt(s.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO) == Some(1)
+    })
+}
+
 /// `SO_RCVBUF` and `SO_SNDBUF` as the kernel reports them (0 if unreadable).
 pub fn socket_buffers<S: AsFd>(sock: &S) -> (u64, u64) {
     let fd = sock.as_fd().as_raw_fd();
@@ -378,6 +426,18 @@ pub fn normalize_cc_name(kernel: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The held IPv6 socket has GRO on, read back (where the kernel has IPv6
+    /// and UDP GRO, as every kernel since 5.0 built with IPv6 does).
+    #[test]
+    fn the_udp6_gro_key_is_held() {
+        if std::net::UdpSocket::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_err() {
+            eprintln!("SKIPPED: the_udp6_gro_key_is_held: no IPv6 here");
+            return;
+        }
+        assert!(hold_udp6_gro_key());
+        assert!(hold_udp6_gro_key(), "held once, for the process");
+    }
 
     /// The handshake's first PTO is 3 × the initial RTT, and the transport
     /// config carries the initial RTT the theory uses (read back from quinn's

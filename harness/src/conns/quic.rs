@@ -45,9 +45,7 @@ pub fn client_config(
 pub fn endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
     let socket = std::net::UdpSocket::bind(bind)?;
     quicbench_servers::h3::set_recv_buffer(&socket, super::UDP_RECV_BUFFER);
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+    quicbench_wire::transport::quic_endpoint(quinn::EndpointConfig::default(), None, socket)
 }
 
 /// One connection on `ep`.

@@ -128,9 +128,9 @@ impl Proc {
             return;
         }
         self.done = Some(std::process::ExitStatus::from_raw(status));
-        let tv_ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
         let used = ThreadCpu {
-            cpu_ns: (tv_ns(ru.ru_utime) + tv_ns(ru.ru_stime)).max(self.seen.cpu_ns),
+            cpu_ns: (cpu::timeval_ns(ru.ru_utime) + cpu::timeval_ns(ru.ru_stime))
+                .max(self.seen.cpu_ns),
             wait_ns: self.seen.wait_ns,
         };
         cpu::add(self.role, used);
