@@ -83,6 +83,22 @@ command = 'for u in $QB_REQUESTS; do head -c 1000 /dev/zero > "$QB_DOWNLOADS/$(b
     Matrix::parse(src, "<test>").expect("matrix")
 }
 
+/// A third-party `role`'s CPU is in extra.cpu, alone and in the role's
+/// total; `ours` (our own end) has no process part. Every third-party end
+/// here starts python3, which alone costs more than 5 ms of CPU.
+fn third_party_cpu(r: &quicbench_results::CellResult, role: &str, ours: &str) {
+    let cpu = &r.extra["cpu"];
+    eprintln!("FIGURE {role} cpu ({}): {cpu}", r.params[role]);
+    let ms = |k: String| cpu[k.as_str()].as_f64().unwrap_or(0.0);
+    let proc_ms = ms(format!("{role}_process_cpu_ms"));
+    assert!(proc_ms > 5.0, "{cpu}");
+    assert!(
+        ms(format!("{role}_cpu_ms")) >= proc_ms,
+        "the total holds it: {cpu}"
+    );
+    assert_eq!(ms(format!("{ours}_process_cpu_ms")), 0.0, "{cpu}");
+}
+
 #[test]
 fn contract_endpoints_run_fail_and_say_why() {
     if !common::can_build_links() {
@@ -123,18 +139,9 @@ fn contract_endpoints_run_fail_and_say_why() {
         "{routes}"
     );
     assert_eq!(r.params["client"], "curl-h2");
-    // The third-party client's CPU is in extra.cpu: the shell's loop, curl
-    // and python3 (reaped by the shell), from wait4's rusage. python3's
-    // start alone costs more than 5 ms of CPU.
-    let cpu = &r.extra["cpu"];
-    eprintln!("FIGURE curl-h2 client cpu: {cpu}");
-    let proc_ms = cpu["client_process_cpu_ms"].as_f64().unwrap_or(0.0);
-    assert!(proc_ms > 5.0, "{cpu}");
-    assert!(
-        cpu["client_cpu_ms"].as_f64().unwrap_or(0.0) >= proc_ms,
-        "the client's total holds its processes': {cpu}"
-    );
-    assert_eq!(cpu["server_process_cpu_ms"].as_f64(), Some(0.0), "{cpu}");
+    // The shell's loop, curl and python3 (reaped by the shell), from
+    // wait4's rusage.
+    third_party_cpu(&r, "client", "server");
     // Read back from curl's own socket (ss), not assumed: no mismatch, and
     // a 1 MB transfer at 10 ms RTT (~9 RTTs) lasts long enough to be seen.
     assert!(
@@ -152,17 +159,9 @@ fn contract_endpoints_run_fail_and_say_why() {
         r.metrics.keys()
     );
     assert_eq!(r.extra["endpoints"]["server"]["name"], "pyhttp");
-    // The third-party server's CPU: read from its group's threads before it
-    // was stopped and from its rusage when reaped.
-    let cpu = &r.extra["cpu"];
-    eprintln!("FIGURE pyhttp server cpu: {cpu}");
-    let proc_ms = cpu["server_process_cpu_ms"].as_f64().unwrap_or(0.0);
-    assert!(proc_ms > 5.0, "{cpu}");
-    assert!(
-        cpu["server_cpu_ms"].as_f64().unwrap_or(0.0) >= proc_ms,
-        "{cpu}"
-    );
-    assert_eq!(cpu["client_process_cpu_ms"].as_f64(), Some(0.0), "{cpu}");
+    // Read from its group's threads before it was stopped and from its
+    // rusage when reaped.
+    third_party_cpu(&r, "server", "client");
 
     // A crash: the exit status and stderr are the reason.
     let r = execute(&ctx, &m, find("h2", "quicbench", "crash"));

@@ -55,6 +55,23 @@ pub fn thread(tid: i32) -> Option<ThreadCpu> {
     parse_schedstat(&std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?)
 }
 
+/// This process's CPU time so far, every thread's, ended ones included
+/// (`getrusage(RUSAGE_SELF)`: user + system), ns.
+pub fn self_cpu_ns() -> u64 {
+    // SAFETY: a zeroed rusage is valid; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    timeval_ns(ru.ru_utime) + timeval_ns(ru.ru_stime)
+}
+
+/// A rusage time, ns.
+pub fn timeval_ns(t: libc::timeval) -> u64 {
+    (t.tv_sec.max(0) as u64) * 1_000_000_000 + (t.tv_usec.max(0) as u64) * 1_000
+}
+
 /// The calling thread's kernel id.
 pub fn gettid() -> i32 {
     nix::unistd::gettid().as_raw()
@@ -237,6 +254,17 @@ pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_cpu_grows_with_work() {
+        let a = self_cpu_ns();
+        let t0 = std::time::Instant::now();
+        let mut x = 0u64;
+        while t0.elapsed() < std::time::Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(self_cpu_ns() > a, "30 ms of spinning used no CPU?");
+    }
 
     #[test]
     fn schedstat_lines() {
