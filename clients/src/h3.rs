@@ -32,6 +32,43 @@ type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 
 /// Longest `close` waits for the endpoint to drain.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Drained endpoints a client keeps for its next connections.
+const POOL_MAX: usize = 8;
+
+/// A client's quinn endpoints whose connections have all closed and drained.
+///
+/// Every connection gets a UDP socket of its own (its own 5-tuple: the link
+/// follows flows by it, and a NAT rebinding moves one connection, not all).
+/// A quinn endpoint costs far more than its socket: it zeroes a 3 MB receive
+/// buffer (1472 B x 64 GRO segments x 32 datagrams a batch), 16% of a cold
+/// h3 connection's CPU, both ends counted (docs/h3.md). So a connection
+/// takes a drained endpoint when there is one and moves it onto its fresh
+/// socket (`Endpoint::rebind`), and its `close` gives the endpoint back once
+/// the draining period is over (no state of the old connection is left).
+#[derive(Debug, Default)]
+pub struct EndpointPool(std::sync::Mutex<Vec<quinn::Endpoint>>);
+
+impl EndpointPool {
+    fn take(&self) -> Option<quinn::Endpoint> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn put(&self, ep: quinn::Endpoint) {
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if v.len() < POOL_MAX && ep.open_connections() == 0 {
+            v.push(ep);
+        }
+    }
+
+    /// Endpoints held (for tests).
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 /// At most one progress sample per this interval.
 const PROGRESS_EVERY: Duration = Duration::from_millis(1);
 
@@ -298,24 +335,42 @@ async fn establish_once(
             detail: format!("cannot bind a UDP socket on {bind_ip}: {e}"),
         })
     };
-    let socket = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, 0)).map_err(bind_err)?;
-    // Buffers of the size the server's get (wire::transport): the default
-    // receive buffer drops datagrams at tens of Mbit/s, outside the link.
-    let socket_buffers = quicbench_wire::transport::set_socket_buffers(
-        &socket,
-        quicbench_wire::transport::QUIC_SOCKET_BUFFER,
-    );
-    let mut endpoint =
-        quicbench_wire::transport::quic_endpoint(quinn::EndpointConfig::default(), None, socket)
-            .map_err(bind_err)?;
-    endpoint.set_default_client_config(cfg);
-    let handshake_start = Instant::now();
-    let connecting = endpoint.connect(addr, &opts.server_name).map_err(|e| {
-        fail(ClientError::Connect {
-            addr,
-            detail: e.to_string(),
-        })
-    })?;
+    let mut pooled = shared.h3_endpoints.take();
+    let (endpoint, connecting, handshake_start, socket_buffers) = loop {
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, 0)).map_err(bind_err)?;
+        // Buffers of the size the server's get (wire::transport): the default
+        // receive buffer drops datagrams at tens of Mbit/s, outside the link.
+        let socket_buffers = quicbench_wire::transport::set_socket_buffers(
+            &socket,
+            quicbench_wire::transport::QUIC_SOCKET_BUFFER,
+        );
+        let reused = pooled.is_some();
+        let mut endpoint = match pooled.take() {
+            Some(ep) => {
+                ep.rebind(socket).map_err(bind_err)?;
+                ep
+            }
+            None => quicbench_wire::transport::quic_endpoint(
+                quinn::EndpointConfig::default(),
+                None,
+                socket,
+            )
+            .map_err(bind_err)?,
+        };
+        endpoint.set_default_client_config(cfg.clone());
+        let handshake_start = Instant::now();
+        match endpoint.connect(addr, &opts.server_name) {
+            Ok(c) => break (endpoint, c, handshake_start, socket_buffers),
+            // A pooled endpoint whose runtime has ended: a new one.
+            Err(quinn::ConnectError::EndpointStopping) if reused => continue,
+            Err(e) => {
+                return Err(fail(ClientError::Connect {
+                    addr,
+                    detail: e.to_string(),
+                }))
+            }
+        }
+    };
     let (conn, pending_0rtt, ready) = match connecting.into_0rtt() {
         Ok((conn, accepted)) if allow_0rtt => {
             // The verdict arrives with the handshake: note its time as it happens.
@@ -620,6 +675,7 @@ impl H3Conn {
     /// Close the connection and wait (bounded) for the endpoint to drain.
     pub async fn close(self) {
         let H3Conn {
+            shared,
             endpoint,
             conn,
             send,
@@ -641,8 +697,11 @@ impl H3Conn {
         // runs in the background until the runtime ends, so a workload that
         // opens connections one after another does not wait it out each time.
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(CLOSE_WAIT, endpoint.wait_idle()).await;
+            let drained = tokio::time::timeout(CLOSE_WAIT, endpoint.wait_idle()).await;
             driver.abort();
+            if drained.is_ok() {
+                shared.h3_endpoints.put(endpoint);
+            }
         });
         // Let the endpoint's driver run once: the close goes out now even if
         // the runtime is dropped right after.

@@ -129,6 +129,8 @@ pub struct Shared {
     /// HTTP/3 only: the session store inside `tls`, which also notes the cipher
     /// suite of the tickets received (quinn does not expose the negotiated suite).
     pub h3_tickets: Option<Arc<h3::TicketStore>>,
+    /// HTTP/3 only: endpoints whose connections have closed and drained.
+    pub h3_endpoints: h3::EndpointPool,
     next_conn: AtomicU64,
 }
 
@@ -196,6 +198,7 @@ impl Client {
                 epoch,
                 tls,
                 h3_tickets,
+                h3_endpoints: h3::EndpointPool::default(),
                 next_conn: AtomicU64::new(0),
             }),
         })

@@ -257,3 +257,32 @@ async fn over_ipv6_loopback() {
 // An ordinary user: a user and network namespace of its own, before main
 // (quicbench_netem::test_gate).
 quicbench_netem::test_binary_enters_user_namespace!();
+
+/// A connection's endpoint goes back to its client once it has drained, and
+/// the next connection takes it onto a socket of its own: a new local port
+/// (its own flow), the same endpoint (no new 3 MB receive buffer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drained_endpoints_are_reused_on_fresh_sockets() {
+    let (s, o) = server().await;
+    let client = Client::new(Protocol::H3, o).unwrap();
+    let pool = &client.shared().h3_endpoints;
+    let mut ports = Vec::new();
+    for i in 0..3 {
+        let mut c = client.connect().await.unwrap();
+        let port = c.info().local.expect("local address").port();
+        let r = c.run(&[Request::bytes(1000)]).await.remove(0);
+        assert!(r.ok() && r.verified == Some(true), "{i}: {r:?}");
+        ports.push(port);
+        c.close().await;
+        // The draining period (3 PTO: ~85 ms on loopback), bounded.
+        let t0 = std::time::Instant::now();
+        while pool.is_empty() && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(pool.len(), 1, "{i}: the drained endpoint is back");
+    }
+    ports.dedup();
+    assert_eq!(ports.len(), 3, "a fresh socket per connection: {ports:?}");
+    assert_eq!(s.stats().quic_accepted, 3);
+    s.shutdown(Duration::from_secs(1)).await;
+}
