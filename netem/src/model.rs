@@ -41,7 +41,7 @@ pub enum DropReason {
 }
 
 /// One copy of a packet leaving the link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Departure {
     /// Absolute departure time, ns on the caller's clock.
     pub at_ns: u64,
@@ -60,7 +60,75 @@ pub enum Verdict {
     Drop(DropReason),
     /// One departure, or two when netem's `duplicate` fired (the duplicate first: netem
     /// enqueues it before the original).
-    Deliver(Vec<Departure>),
+    Deliver(Departures),
+}
+
+/// The departures of one packet: one, or two with a duplicate. Held inline
+/// (the model is asked once per wire packet: no allocation each time); reads
+/// as a slice.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Departures {
+    len: u8,
+    items: [Departure; 2],
+}
+
+impl Departures {
+    /// Add one; a third is refused (false): a packet leaves at most twice.
+    pub fn push(&mut self, d: Departure) -> bool {
+        match self.items.get_mut(self.len as usize) {
+            Some(slot) => {
+                *slot = d;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[Departure] {
+        &self.items[..self.len as usize]
+    }
+}
+
+impl std::ops::Deref for Departures {
+    type Target = [Departure];
+    fn deref(&self) -> &[Departure] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for Departures {
+    fn eq(&self, o: &Self) -> bool {
+        self.as_slice() == o.as_slice()
+    }
+}
+impl Eq for Departures {}
+
+impl From<&[Departure]> for Departures {
+    /// The first two of `ds`.
+    fn from(ds: &[Departure]) -> Self {
+        let mut out = Departures::default();
+        for d in ds {
+            out.push(*d);
+        }
+        out
+    }
+}
+
+impl IntoIterator for Departures {
+    type Item = Departure;
+    type IntoIter = std::iter::Take<std::array::IntoIter<Departure, 2>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter().take(self.len as usize)
+    }
+}
+
+impl<'a> IntoIterator for &'a Departures {
+    type Item = &'a Departure;
+    type IntoIter = std::slice::Iter<'a, Departure>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
 }
 
 impl Verdict {
@@ -618,7 +686,7 @@ impl LinkModel {
             self.counters.dropped_queue += count as u64;
             return Verdict::Drop(DropReason::QueueFull);
         }
-        let mut out = Vec::with_capacity(count);
+        let mut out = Departures::default();
         if count > 1 {
             // netem re-enqueues the clone at the root qdisc (itself) before queueing the
             // original: a full pass of its own, without a second duplication.
@@ -1021,12 +1089,14 @@ mod tests {
         for (i, v) in v.iter().enumerate() {
             assert_eq!(
                 v,
-                &Verdict::Deliver(vec![Departure {
-                    at_ns: i as u64 * US,
-                    corrupt: None,
-                    reordered: false,
-                    queued_ns: 0,
-                }])
+                &Verdict::Deliver(Departures::from(
+                    &[Departure {
+                        at_ns: i as u64 * US,
+                        corrupt: None,
+                        reordered: false,
+                        queued_ns: 0,
+                    }][..]
+                ))
             );
         }
         let c = m.counters();
