@@ -215,39 +215,10 @@ impl<'a> Split<'a> {
         self.lay.hl + self.gso.min(self.payload.saturating_sub(i * self.gso))
     }
 
-    /// Bytes of IP and L4 headers in every segment.
-    pub fn header_len(&self) -> usize {
-        self.lay.hl
-    }
-
-    /// A TCP (not UDP) super-packet.
-    pub fn is_tcp(&self) -> bool {
-        self.lay.tcp
-    }
-
-    /// Where segment `i`'s payload lies in the super-packet (offsets into
-    /// the `pkt` given to [`Split::new`]).
-    pub fn payload(&self, i: usize) -> std::ops::Range<usize> {
-        let start = self.lay.hl + i * self.gso;
-        start..start + self.gso.min(self.payload.saturating_sub(i * self.gso))
-    }
-
     /// Write segment `i` (a virtio-net header, then the IP packet) into
     /// `out`, which holds at least `VNET_HDR_LEN + segment_len(i)` bytes;
     /// returns the IP length.
     pub fn write(&self, i: usize, out: &mut [u8]) -> usize {
-        let n = self.write_headers(i, out);
-        let hl = self.lay.hl;
-        let body = self.payload(i);
-        out[VNET_HDR_LEN + hl..VNET_HDR_LEN + n].copy_from_slice(&self.pkt[body]);
-        n
-    }
-
-    /// Write only segment `i`'s virtio-net header and IP/L4 headers (what
-    /// [`Split::write`] puts before the payload) into `out`, which holds at
-    /// least `VNET_HDR_LEN + header_len()` bytes; returns the segment's IP
-    /// length. Its payload is `pkt[payload(i)]`, left where it is.
-    pub fn write_headers(&self, i: usize, out: &mut [u8]) -> usize {
         let lay = &self.lay;
         let start = i * self.gso;
         let len = self.gso.min(self.payload.saturating_sub(start));
@@ -274,6 +245,9 @@ impl<'a> Split<'a> {
             }
         }
         fix_lengths(h, lay, len);
+        let body = lay.hl + start;
+        out[VNET_HDR_LEN + lay.hl..VNET_HDR_LEN + lay.hl + len]
+            .copy_from_slice(&self.pkt[body..body + len]);
         lay.hl + len
     }
 }
@@ -324,14 +298,8 @@ pub struct Run {
 impl Run {
     /// A run headed by `first` (an IP packet), or None when it cannot head one.
     pub fn start(first: &[u8]) -> Option<Run> {
-        Run::start_len(first, first.len())
-    }
-
-    /// [`Run::start`] for a packet of IP length `len` of which `first` holds
-    /// at least the IP and L4 headers (its payload may lie elsewhere).
-    pub fn start_len(first: &[u8], len: usize) -> Option<Run> {
         let lay = layout(first)?;
-        let gso = len.checked_sub(lay.hl)?;
+        let gso = first.len() - lay.hl;
         if gso == 0 {
             return None;
         }
@@ -372,19 +340,12 @@ impl Run {
     /// Add `next` when it continues the run headed by `first`; false (and
     /// nothing changes) when it does not.
     pub fn push(&mut self, first: &[u8], next: &[u8]) -> bool {
-        self.push_len(first, next, next.len())
-    }
-
-    /// [`Run::push`] for a packet of IP length `next_len` of which `next`
-    /// holds at least the headers; `first` holds at least the headers of the
-    /// run's first packet.
-    pub fn push_len(&mut self, first: &[u8], next: &[u8], next_len: usize) -> bool {
         let lay = &self.lay;
         let hl = lay.hl;
-        if self.closed || self.segs >= MAX_RUN || next_len <= hl || next.len() < hl {
+        if self.closed || self.segs >= MAX_RUN || next.len() <= hl {
             return false;
         }
-        let len = next_len - hl;
+        let len = next.len() - hl;
         if len > self.gso || hl + self.payload + len > 65_535 {
             return false;
         }
@@ -654,39 +615,6 @@ mod tests {
             assert_eq!(joined, want, "v6 {v6}");
             // And splitting the joined packet gives the same segments.
             assert_eq!(segments(&jh, &joined), segs);
-        }
-    }
-
-    /// The relay's zero-copy split: headers written apart, payload left in
-    /// the super-packet, joined with only the headers of each segment (plus
-    /// their lengths) gives what the copying split and join give.
-    #[test]
-    fn headers_apart_and_payload_in_place_match_the_copying_split() {
-        for v6 in [false, true] {
-            let (h, pkt) = tso(v6, &body(20 * MSS + 5), TCP_ACK | TCP_PSH);
-            let s = Split::new(&h, &pkt).unwrap();
-            let segs = segments(&h, &pkt);
-            let hl = s.header_len();
-            let mut heads = Vec::new();
-            for (i, seg) in segs.iter().enumerate() {
-                let mut out = vec![0u8; VNET_HDR_LEN + hl];
-                let n = s.write_headers(i, &mut out);
-                assert_eq!(n, seg.len() - VNET_HDR_LEN);
-                assert_eq!(out[..], seg[..VNET_HDR_LEN + hl]);
-                assert_eq!(pkt[s.payload(i)], seg[VNET_HDR_LEN + hl..]);
-                heads.push((out, n));
-            }
-            let first = &heads[0].0[VNET_HDR_LEN..];
-            let mut run = Run::start_len(first, heads[0].1).unwrap();
-            for (hd, n) in &heads[1..] {
-                assert!(run.push_len(first, &hd[VNET_HDR_LEN..], *n));
-            }
-            let (jh, joined, k) = join(&segs).unwrap();
-            assert_eq!(run.segments(), k);
-            let mut out = [0u8; 160];
-            let m = run.header(first, &mut out);
-            assert_eq!(VnetHdr::read(&out), Some(jh));
-            assert_eq!(out[VNET_HDR_LEN..m], joined[..hl]);
         }
     }
 

@@ -728,13 +728,6 @@ impl LinkModel {
         self.enqueue(now_ns, pkt.len())
     }
 
-    /// Whether [`LinkModel::enqueue_packet`] looks at the packet's bytes
-    /// (`drop-nth` parses its headers); when it does not, it is exactly
-    /// [`LinkModel::enqueue`] with the packet's length.
-    pub fn looks_at_packets(&self) -> bool {
-        self.chosen.is_some()
-    }
-
     /// Arm (drop) or disarm (only count) `drop-nth`; false when the spec has none.
     pub fn set_chosen_armed(&mut self, armed: bool) -> bool {
         match self.chosen.as_mut() {

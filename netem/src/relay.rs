@@ -33,7 +33,6 @@ use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -452,69 +451,9 @@ struct Pending {
     seq: u64,
     len: usize,
     corrupt: Option<(usize, u8)>,
-    /// The virtio-net header (with offloads) and the IP packet; with a
-    /// `body`, only its headers and the first [`BODY_PREFIX`] payload bytes.
     buf: Vec<u8>,
-    body: Option<Body>,
     /// The flow table's stamp of this packet (None: not tracked).
     stamp: Option<Stamp>,
-}
-
-impl Pending {
-    /// The IP packet's headers and at least its first payload bytes.
-    fn head(&self, off: usize) -> &[u8] {
-        head(&self.buf, off, self.len, &self.body)
-    }
-}
-
-/// Payload bytes copied after a shared-payload packet's headers: what
-/// parsers look at beyond the headers (`flows::parse` reads a 5-byte TLS
-/// record header).
-const BODY_PREFIX: usize = 16;
-/// Super-packet buffers kept for reuse once all their packets are gone.
-const MAX_SPARE_BIGS: usize = 64;
-
-/// A wire packet's payload left in the super-packet it was split from,
-/// shared with the other segments of that read (no per-segment copy).
-#[derive(Clone)]
-struct Body {
-    /// The virtio-net header and super-packet as read.
-    data: Rc<Vec<u8>>,
-    /// Where this packet's payload starts in `data`.
-    start: usize,
-    /// Bytes of IP and L4 headers before the payload.
-    hl: usize,
-}
-
-impl Body {
-    /// The payload of a packet of IP length `len`.
-    fn payload(&self, len: usize) -> &[u8] {
-        &self.data[self.start..self.start + len - self.hl]
-    }
-}
-
-/// The IP packet of `(buf, len, body)` as far as `buf` holds it: all of it,
-/// or with a shared payload its headers and first payload bytes.
-fn head<'a>(buf: &'a [u8], off: usize, len: usize, body: &Option<Body>) -> &'a [u8] {
-    match body {
-        None => &buf[off..off + len],
-        Some(b) => &buf[off..off + b.hl + (len - b.hl).min(BODY_PREFIX)],
-    }
-}
-
-/// A packet just read (or split from a super-packet), stamped `t`.
-struct Read {
-    buf: Vec<u8>,
-    /// IP length.
-    n: usize,
-    t: u64,
-    body: Option<Body>,
-}
-
-impl Read {
-    fn head(&self, off: usize) -> &[u8] {
-        head(&self.buf, off, self.n, &self.body)
-    }
 }
 
 // Reversed so that BinaryHeap (a max-heap) pops the earliest (at_ns, seq).
@@ -597,7 +536,7 @@ struct Worker {
     /// Moving average of ppoll's wake-up lateness (ns).
     late_avg_ns: u64,
     next_rebind: u32,
-    batch: Vec<Read>,
+    batch: Vec<(Vec<u8>, usize, u64)>,
     /// Parsed headers of `batch` (when flows are tracked), same order.
     metas: Vec<Option<PacketMeta>>,
     /// Fates of written/dropped copies, applied to the flow table once per
@@ -618,11 +557,8 @@ struct Worker {
     /// Bytes of virtio-net header before each packet in every buffer (0
     /// without offloads): the IP packet of `(buf, n)` is `buf[off..off + n]`.
     off: usize,
-    /// Where super-packets are read before they are split (its segments
-    /// then share it: a fresh one is taken for the next read).
+    /// Where super-packets are read before they are split.
     scratch: Vec<u8>,
-    /// Super-packet buffers no packet uses any more, for reuse.
-    bigs: Vec<Vec<u8>>,
     /// Departures being written (kept to reuse its allocation).
     due: Vec<Pending>,
     /// A joined write's virtio-net and IP/L4 headers.
@@ -667,7 +603,6 @@ impl Worker {
             } else {
                 Vec::new()
             },
-            bigs: Vec::new(),
             due: Vec::with_capacity(256),
             run_hdr: [0; 160],
             join_refused: false,
@@ -754,6 +689,7 @@ impl Worker {
         }
     }
 
+    /// Read up to READ_BATCH packets; true if the batch filled (more may wait).
     /// Read one packet into the batch: a plain read, or with offloads a
     /// virtio-net header and a packet, split into its wire packets.
     fn read_one(&mut self) -> io::Result<()> {
@@ -763,12 +699,7 @@ impl Worker {
             return match self.cfg.src.recv(&mut buf) {
                 Ok(n) => {
                     let t = self.cfg.clock.now_ns();
-                    self.batch.push(Read {
-                        buf,
-                        n,
-                        t,
-                        body: None,
-                    });
+                    self.batch.push((buf, n, t));
                     Ok(())
                 }
                 Err(e) => {
@@ -778,142 +709,49 @@ impl Worker {
             };
         }
         let mut scratch = std::mem::take(&mut self.scratch);
-        let got = self.cfg.src.recv(&mut scratch);
-        match got {
-            Ok(n) => {
-                let t = self.cfg.clock.now_ns();
-                // A fresh buffer for the next read when segments share this one.
-                self.scratch = match self.split_into_batch(scratch, n, t) {
-                    Some(s) => s,
-                    None => self.big_buffer(),
-                };
-                Ok(())
-            }
-            Err(e) => {
-                self.scratch = scratch;
-                Err(e)
-            }
-        }
+        let got = self.cfg.src.recv(&mut scratch).map(|n| {
+            let t = self.cfg.clock.now_ns();
+            self.split_into_batch(&scratch[..n], t);
+        });
+        self.scratch = scratch;
+        got
     }
 
-    /// A buffer for one super-packet (a recycled one when there is one).
-    fn big_buffer(&mut self) -> Vec<u8> {
-        self.bigs
-            .pop()
-            .unwrap_or_else(|| vec![0u8; self.off + 65_536 + 64])
-    }
-
-    /// Split the super-packet `data` (a virtio-net header and an IP packet)
-    /// into the batch. TCP segments keep their headers in a buffer of their
-    /// own and their payload where it was read, shared ([`Body`]): no copy.
-    /// `data[..len]` was read. Returns `data` when nothing kept it.
-    fn split_into_batch(&mut self, data: Vec<u8>, len: usize, t: u64) -> Option<Vec<u8>> {
+    fn split_into_batch(&mut self, data: &[u8], t: u64) {
         let off = self.off;
-        let Some(h) = VnetHdr::read(&data[..len]) else {
+        let Some(h) = VnetHdr::read(data) else {
             self.offload_errors += 1;
-            return Some(data);
+            return;
         };
-        let pkt = &data[off..len];
+        let pkt = &data[off..];
         if h.gso_type == gso::GSO_NONE {
             let mut buf = self.buffer();
-            if buf.len() < len {
-                buf.resize(len, 0);
+            if buf.len() < data.len() {
+                buf.resize(data.len(), 0);
             }
-            buf[..len].copy_from_slice(&data[..len]);
-            self.batch.push(Read {
-                buf,
-                n: pkt.len(),
-                t,
-                body: None,
-            });
-            return Some(data);
+            buf[..data.len()].copy_from_slice(data);
+            self.batch.push((buf, pkt.len(), t));
+            return;
         }
-        let split = match Split::new(&h, pkt) {
-            Ok(split) => split,
+        match Split::new(&h, pkt) {
+            Ok(split) => {
+                self.gso_reads += 1;
+                self.gso_read_segments += split.count() as u64;
+                for i in 0..split.count() {
+                    let mut buf = self.buffer();
+                    let need = off + split.segment_len(i);
+                    if buf.len() < need {
+                        buf.resize(need, 0);
+                    }
+                    let n = split.write(i, &mut buf);
+                    self.batch.push((buf, n, t));
+                }
+            }
             Err(e) => {
                 self.offload_errors += 1;
                 tracing::debug!("relay: super-packet of {} bytes not split: {e}", pkt.len());
-                return Some(data);
-            }
-        };
-        self.gso_reads += 1;
-        self.gso_read_segments += split.count() as u64;
-        // UDP datagrams are parsed whole (QUIC headers) by the flow table:
-        // they are copied out, as are packets a capture or the NAT will
-        // rewrite (checksums completed over the whole packet).
-        let whole = !split.is_tcp()
-            || self.cfg.pcap.input.is_some()
-            || self.cfg.pcap.output.is_some()
-            || self.cfg.nat.generation.load(Ordering::Acquire) != 0;
-        if whole {
-            for i in 0..split.count() {
-                let mut buf = self.buffer();
-                let need = off + split.segment_len(i);
-                if buf.len() < need {
-                    buf.resize(need, 0);
-                }
-                let n = split.write(i, &mut buf);
-                self.batch.push(Read {
-                    buf,
-                    n,
-                    t,
-                    body: None,
-                });
-            }
-            return Some(data);
-        }
-        let hl = split.header_len();
-        let ranges: Vec<_> = (0..split.count()).map(|i| split.payload(i)).collect();
-        let mut heads = Vec::with_capacity(ranges.len());
-        for (i, r) in ranges.iter().enumerate() {
-            let mut buf = self.buffer();
-            let need = off + hl + BODY_PREFIX;
-            if buf.len() < need {
-                buf.resize(need, 0);
-            }
-            let n = split.write_headers(i, &mut buf);
-            // The first payload bytes, for parsers that look at them
-            // (`flows::parse` reads a TLS record header).
-            let p = r.len().min(BODY_PREFIX);
-            buf[off + hl..off + hl + p].copy_from_slice(&pkt[r.start..r.start + p]);
-            heads.push((buf, n));
-        }
-        let data = Rc::new(data);
-        for ((buf, n), r) in heads.into_iter().zip(ranges) {
-            self.batch.push(Read {
-                buf,
-                n,
-                t,
-                body: Some(Body {
-                    data: Rc::clone(&data),
-                    start: off + r.start,
-                    hl,
-                }),
-            });
-        }
-        None
-    }
-
-    /// Give up a packet's share of a super-packet; the last one recycles it.
-    fn release(&mut self, body: Option<Body>) {
-        if let Some(Ok(v)) = body.map(|b| Rc::try_unwrap(b.data)) {
-            if self.bigs.len() < MAX_SPARE_BIGS {
-                self.bigs.push(v);
             }
         }
-    }
-
-    /// Make `buf` hold the whole packet (virtio-net header, headers and
-    /// payload) when its payload is shared: before anything that rewrites
-    /// it or reads it all (checksums, corruption, NAT, captures).
-    fn materialize(&mut self, buf: &mut Vec<u8>, n: usize, body: &mut Option<Body>) {
-        let Some(b) = body.take() else { return };
-        let off = self.off;
-        if buf.len() < off + n {
-            buf.resize(off + n, 0);
-        }
-        buf[off + b.hl..off + n].copy_from_slice(&b.data[b.start..b.start + n - b.hl]);
-        self.release(Some(b));
     }
 
     /// Read up to READ_BATCH packets; true if the batch filled (more may wait).
@@ -935,22 +773,15 @@ impl Worker {
         let mut batch = std::mem::take(&mut self.batch);
         let off = self.off;
         let capture = !self.cfg.probing.load(Ordering::Relaxed);
-        let nat_active = self.cfg.nat.generation.load(Ordering::Acquire) != 0;
-        let pcap = self.cfg.pcap.input.is_some() || self.cfg.pcap.output.is_some();
-        if pcap || (nat_active && self.cfg.dir == Dir::Up) {
-            for r in batch.iter_mut() {
-                self.materialize(&mut r.buf, r.n, &mut r.body);
-            }
-        }
-        if off > 0 && pcap {
+        if off > 0 && (self.cfg.pcap.input.is_some() || self.cfg.pcap.output.is_some()) {
             // A capture shows each packet as it is on the wire, checksum done.
-            for r in batch.iter_mut() {
-                gso::finalize(&mut r.buf[..off + r.n]);
+            for (buf, n, _) in batch.iter_mut() {
+                gso::finalize(&mut buf[..off + *n]);
             }
         }
         if let Some(w) = self.cfg.pcap.input.as_mut().filter(|_| capture) {
-            for r in &batch {
-                let _ = w.write(self.cfg.clock.realtime_ns(r.t), &r.buf[off..off + r.n]);
+            for (buf, n, t) in &batch {
+                let _ = w.write(self.cfg.clock.realtime_ns(*t), &buf[off..off + *n]);
             }
         }
         // Flow metrics see the client-side tuple: parse before the NAT
@@ -958,19 +789,22 @@ impl Worker {
         self.metas.clear();
         let tracking = self.cfg.flows.is_some();
         if tracking {
-            self.metas
-                .extend(batch.iter().map(|r| flows::parse(r.head(off))));
+            self.metas.extend(
+                batch
+                    .iter()
+                    .map(|(buf, n, _)| flows::parse(&buf[off..off + *n])),
+            );
         }
-        if nat_active {
+        if self.cfg.nat.generation.load(Ordering::Acquire) != 0 {
             let mut nat = self.cfg.nat.lock();
             match self.cfg.dir {
                 Dir::Up => {
-                    for r in batch.iter_mut() {
+                    for (buf, n, _) in batch.iter_mut() {
                         // The NAT fixes complete checksums, not partial ones.
                         if off > 0 {
-                            gso::finalize(&mut r.buf[..off + r.n]);
+                            gso::finalize(&mut buf[..off + *n]);
                         }
-                        nat.translate_up(&mut r.buf[off..off + r.n]);
+                        nat.translate_up(&mut buf[off..off + *n]);
                     }
                 }
                 // Going down the destination is the external binding: map it
@@ -1005,8 +839,7 @@ impl Worker {
         let mut overflow = 0u64;
         let mut unattributed = 0u64;
         let compensation = g.relay.path_compensation_ns;
-        for (j, mut r) in batch.drain(..).enumerate() {
-            let (n, t) = (r.n, r.t);
+        for (j, (buf, n, t)) in batch.drain(..).enumerate() {
             g.relay.packets_read += 1;
             g.relay.bytes_read += n as u64;
             let stamp = match (ft.as_mut(), self.metas.get(j).copied().flatten()) {
@@ -1017,25 +850,16 @@ impl Worker {
                 }
                 (None, _) => None,
             };
-            let verdict = if r.body.is_some() && !g.model.looks_at_packets() {
-                // Only the length matters to the model: the payload can stay
-                // where it is.
-                g.model.enqueue(t, n)
-            } else {
-                self.materialize(&mut r.buf, n, &mut r.body);
-                g.model.enqueue_packet(t, &r.buf[off..off + n])
-            };
-            match verdict {
-                Verdict::Drop(reason) => {
+            match g.model.enqueue_packet(t, &buf[off..off + n]) {
+                Verdict::Drop(r) => {
                     if let (Some(ft), Some(s)) = (ft.as_mut(), stamp.as_ref()) {
-                        ft.dropped(s, reason.into());
+                        ft.dropped(s, r.into());
                     }
-                    self.release(r.body);
-                    self.recycle(r.buf)
+                    self.recycle(buf)
                 }
                 Verdict::Deliver(deps) => {
                     let k = deps.len();
-                    let mut held = Some((r.buf, r.body));
+                    let mut buf = Some(buf);
                     for (i, d) in deps.into_iter().enumerate() {
                         g.record_departure(d.at_ns.saturating_sub(t), d.queued_ns);
                         if self.heap.len() >= MAX_QUEUED {
@@ -1045,25 +869,21 @@ impl Worker {
                             }
                             continue;
                         }
-                        // The last copy takes the buffer; duplicates copy it
-                        // (and share its payload).
-                        let (b, body) = if i + 1 == k {
-                            match held.take() {
-                                Some(h) => h,
+                        // The last copy takes the buffer; duplicates copy it.
+                        let b = if i + 1 == k {
+                            match buf.take() {
+                                Some(b) => b,
                                 None => continue,
                             }
                         } else {
-                            match held.as_ref() {
-                                Some((src, body)) => {
-                                    let used =
-                                        off + body.as_ref().map_or(n, |b| b.hl + BODY_PREFIX);
-                                    let used = used.min(src.len());
+                            match buf.as_ref() {
+                                Some(src) => {
                                     let mut c = self.buffer();
-                                    if c.len() < used {
-                                        c.resize(used, 0);
+                                    if c.len() < off + n {
+                                        c.resize(off + n, 0);
                                     }
-                                    c[..used].copy_from_slice(&src[..used]);
-                                    (c, body.clone())
+                                    c[..off + n].copy_from_slice(&src[..off + n]);
+                                    c
                                 }
                                 None => continue,
                             }
@@ -1077,12 +897,10 @@ impl Worker {
                             len: n,
                             corrupt: d.corrupt,
                             buf: b,
-                            body,
                             stamp,
                         });
                     }
-                    if let Some((b, body)) = held {
-                        self.release(body);
+                    if let Some(b) = buf {
                         self.recycle(b);
                     }
                 }
@@ -1109,7 +927,6 @@ impl Worker {
             let Some(mut p) = self.heap.pop() else { break };
             did = true;
             if self.cfg.dir == Dir::Down && self.cfg.nat.generation.load(Ordering::Acquire) != 0 {
-                self.materialize(&mut p.buf, p.len, &mut p.body);
                 if off > 0 {
                     gso::finalize(&mut p.buf[..off + p.len]);
                 }
@@ -1123,7 +940,6 @@ impl Worker {
                     if let Some(s) = p.stamp {
                         self.fates.push((now, s, Some(DropCause::Relay)));
                     }
-                    self.release(p.body);
                     self.recycle(p.buf);
                     continue;
                 }
@@ -1131,16 +947,12 @@ impl Worker {
             if let Some((byte, bit)) = p.corrupt {
                 // Complete the checksum first, or the receiver would compute
                 // it over the flipped bit and never see the corruption.
-                self.materialize(&mut p.buf, p.len, &mut p.body);
                 if off > 0 {
                     gso::finalize(&mut p.buf[..off + p.len]);
                 }
                 if let Some(b) = p.buf[off..off + p.len].get_mut(byte) {
                     *b ^= 1 << (bit & 7);
                 }
-            }
-            if self.cfg.pcap.output.is_some() {
-                self.materialize(&mut p.buf, p.len, &mut p.body);
             }
             due.push(p);
         }
@@ -1171,7 +983,6 @@ impl Worker {
             i += k;
         }
         for p in due.drain(..) {
-            self.release(p.body);
             self.recycle(p.buf);
         }
         self.due = due;
@@ -1230,26 +1041,17 @@ impl Worker {
     fn send_head(&mut self, due: &[Pending]) -> (usize, bool) {
         let off = self.off;
         let first = &due[0];
-        let alone = |w: &Self| match &first.body {
-            None => w.cfg.dst.send(&first.buf[..off + first.len]).is_ok(),
-            Some(b) => {
-                let iov = [
-                    IoSlice::new(&first.buf[..off + b.hl]),
-                    IoSlice::new(b.payload(first.len)),
-                ];
-                w.cfg.dst.send_vectored(&iov).is_ok()
-            }
-        };
+        let alone = |w: &Self| w.cfg.dst.send(&first.buf[..off + first.len]).is_ok();
         if off == 0 || self.join_refused || first.corrupt.is_some() || due.len() < 2 {
             return (1, alone(self));
         }
-        let head = first.head(off);
-        let Some(mut run) = Run::start_len(head, first.len) else {
+        let head = &first.buf[off..off + first.len];
+        let Some(mut run) = Run::start(head) else {
             return (1, alone(self));
         };
         for p in &due[1..] {
             // A corrupted packet goes alone: its checksum must stay complete.
-            if p.corrupt.is_some() || !run.push_len(head, p.head(off), p.len) {
+            if p.corrupt.is_some() || !run.push(head, &p.buf[off..off + p.len]) {
                 break;
             }
         }
@@ -1259,22 +1061,13 @@ impl Worker {
         }
         let hl = run.header_len();
         let n = run.header(head, &mut self.run_hdr);
-        // Payloads that follow each other in one shared buffer (segments of
-        // one super-packet) go as one slice: fewer, longer copies.
-        let mut parts: Vec<(&[u8], usize, usize)> = Vec::with_capacity(k);
-        for p in &due[..k] {
-            let (base, start, end) = match &p.body {
-                Some(b) => (&b.data[..], b.start, b.start + p.len - b.hl),
-                None => (&p.buf[..], off + hl, off + p.len),
-            };
-            match parts.last_mut() {
-                Some((pb, _, pe)) if std::ptr::eq(*pb, base) && *pe == start => *pe = end,
-                _ => parts.push((base, start, end)),
-            }
-        }
-        let mut iov = Vec::with_capacity(parts.len() + 1);
+        let mut iov = Vec::with_capacity(k + 1);
         iov.push(IoSlice::new(&self.run_hdr[..n]));
-        iov.extend(parts.iter().map(|(b, s, e)| IoSlice::new(&b[*s..*e])));
+        iov.extend(
+            due[..k]
+                .iter()
+                .map(|p| IoSlice::new(&p.buf[off + hl..off + p.len])),
+        );
         match self.cfg.dst.send_vectored(&iov) {
             Ok(_) => {
                 self.gso_writes += 1;
@@ -1426,7 +1219,6 @@ mod tests {
             len: 0,
             corrupt: None,
             buf: Vec::new(),
-            body: None,
             stamp: None,
         }
     }
