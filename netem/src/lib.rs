@@ -40,7 +40,7 @@ pub mod tun;
 pub use flows::{FlowReport, FlowTable, FlowsConfig, FlowsReport, Handshake};
 pub use kernel::{NetemProbe, TcError};
 pub use link::{Backend, Link, LinkConfig, LinkCounters, LinkError};
-pub use model::{Counters, Departure, DropReason, LinkModel, Verdict};
+pub use model::{Counters, Departure, Departures, DropReason, LinkModel, Verdict};
 pub use nat::{NatSchedule, RebindEvent, RebindKind};
 pub use ns::NetNs;
 pub use spec::{

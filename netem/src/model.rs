@@ -20,7 +20,7 @@
 //! departures.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::OnceLock;
 
 use rand::{Rng, RngCore, SeedableRng};
@@ -41,7 +41,7 @@ pub enum DropReason {
 }
 
 /// One copy of a packet leaving the link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Departure {
     /// Absolute departure time, ns on the caller's clock.
     pub at_ns: u64,
@@ -60,7 +60,75 @@ pub enum Verdict {
     Drop(DropReason),
     /// One departure, or two when netem's `duplicate` fired (the duplicate first: netem
     /// enqueues it before the original).
-    Deliver(Vec<Departure>),
+    Deliver(Departures),
+}
+
+/// The departures of one packet: one, or two with a duplicate. Held inline
+/// (the model is asked once per wire packet: no allocation each time); reads
+/// as a slice.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Departures {
+    len: u8,
+    items: [Departure; 2],
+}
+
+impl Departures {
+    /// Add one; a third is refused (false): a packet leaves at most twice.
+    pub fn push(&mut self, d: Departure) -> bool {
+        match self.items.get_mut(self.len as usize) {
+            Some(slot) => {
+                *slot = d;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[Departure] {
+        &self.items[..self.len as usize]
+    }
+}
+
+impl std::ops::Deref for Departures {
+    type Target = [Departure];
+    fn deref(&self) -> &[Departure] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for Departures {
+    fn eq(&self, o: &Self) -> bool {
+        self.as_slice() == o.as_slice()
+    }
+}
+impl Eq for Departures {}
+
+impl From<&[Departure]> for Departures {
+    /// The first two of `ds`.
+    fn from(ds: &[Departure]) -> Self {
+        let mut out = Departures::default();
+        for d in ds {
+            out.push(*d);
+        }
+        out
+    }
+}
+
+impl IntoIterator for Departures {
+    type Item = Departure;
+    type IntoIter = std::iter::Take<std::array::IntoIter<Departure, 2>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter().take(self.len as usize)
+    }
+}
+
+impl<'a> IntoIterator for &'a Departures {
+    type Item = &'a Departure;
+    type IntoIter = std::slice::Iter<'a, Departure>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
 }
 
 impl Verdict {
@@ -432,6 +500,49 @@ fn loss_model(loss: Option<Loss>, rng: &mut ChaCha8Rng) -> LossModel {
     }
 }
 
+/// The departure times of the copies still in the emulator, as a multiset:
+/// how many there are (what `limit` is compared with) and which have left.
+///
+/// Times handed out in order (no jitter, no reordering: the common case)
+/// go into a FIFO, O(1) each; one earlier than the FIFO's tail goes into a
+/// min-heap. Both stay sorted, so expiring from the front of each removes
+/// exactly the copies a single heap would.
+#[derive(Debug, Default)]
+struct InFlight {
+    fifo: VecDeque<u64>,
+    heap: BinaryHeap<Reverse<u64>>,
+}
+
+impl InFlight {
+    fn with_capacity(n: usize) -> Self {
+        InFlight {
+            fifo: VecDeque::with_capacity(n),
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.fifo.len() + self.heap.len()
+    }
+
+    fn push(&mut self, at_ns: u64) {
+        match self.fifo.back() {
+            Some(&b) if b > at_ns => self.heap.push(Reverse(at_ns)),
+            _ => self.fifo.push_back(at_ns),
+        }
+    }
+
+    /// Forget the copies that left at or before `now`.
+    fn expire(&mut self, now: u64) {
+        while self.fifo.front().is_some_and(|&t| t <= now) {
+            self.fifo.pop_front();
+        }
+        while self.heap.peek().is_some_and(|Reverse(t)| *t <= now) {
+            self.heap.pop();
+        }
+    }
+}
+
 /// The model of one direction of the link.
 #[derive(Debug)]
 pub struct LinkModel {
@@ -452,8 +563,8 @@ pub struct LinkModel {
     rate: Option<RateCfg>,
     slot: Option<SlotState>,
     limit: usize,
-    /// Departure times of the copies still in the emulator (min-heap).
-    queue: BinaryHeap<Reverse<u64>>,
+    /// Departure times of the copies still in the emulator.
+    queue: InFlight,
     /// Largest time_to_send handed out so far: netem's "last packet in the queue" for rate.
     last_tts: i64,
     /// Latest departure handed out so far (for `Counters::overtaking`).
@@ -541,7 +652,7 @@ impl LinkModel {
             rate,
             slot,
             limit,
-            queue: BinaryHeap::with_capacity(limit.min(4096)),
+            queue: InFlight::with_capacity(limit.min(4096)),
             last_tts: i64::MIN,
             latest_departure_ns: 0,
             counters: Counters::default(),
@@ -575,7 +686,7 @@ impl LinkModel {
             self.counters.dropped_queue += count as u64;
             return Verdict::Drop(DropReason::QueueFull);
         }
-        let mut out = Vec::with_capacity(count);
+        let mut out = Departures::default();
         if count > 1 {
             // netem re-enqueues the clone at the root qdisc (itself) before queueing the
             // original: a full pass of its own, without a second duplication.
@@ -653,12 +764,7 @@ impl LinkModel {
     }
 
     fn expire(&mut self, now: u64) {
-        while let Some(Reverse(t)) = self.queue.peek() {
-            if *t > now {
-                break;
-            }
-            self.queue.pop();
-        }
+        self.queue.expire(now);
     }
 
     /// netem's `loss_event()`.
@@ -793,7 +899,7 @@ impl LinkModel {
             self.counter = 0;
             now_ns
         };
-        self.queue.push(Reverse(at_ns));
+        self.queue.push(at_ns);
         Departure {
             at_ns,
             corrupt,
@@ -812,6 +918,33 @@ mod tests {
 
     fn spec(s: &str) -> LinkSpec {
         s.parse().unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    /// The in-flight set with its FIFO fast path counts exactly what one
+    /// min-heap would, in order and out of order.
+    #[test]
+    fn in_flight_counts_like_a_heap() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for shuffle in [0u32, 1, 20, 100] {
+            let (mut q, mut h) = (InFlight::default(), BinaryHeap::new());
+            let mut now = 0u64;
+            for _ in 0..20_000 {
+                now += rng.random_range(0..5);
+                let mut at = now + 30;
+                if rng.random_range(0..100) < shuffle {
+                    at = now + rng.random_range(0..60);
+                }
+                q.push(at);
+                h.push(Reverse(at));
+                if rng.random_range(0..4) == 0 {
+                    q.expire(now);
+                    while h.peek().is_some_and(|Reverse(t)| *t <= now) {
+                        h.pop();
+                    }
+                    assert_eq!(q.len(), h.len(), "shuffle {shuffle}%");
+                }
+            }
+        }
     }
 
     /// `n` packets of `len` bytes, one every `every_ns`, starting at 0.
@@ -949,12 +1082,14 @@ mod tests {
         for (i, v) in v.iter().enumerate() {
             assert_eq!(
                 v,
-                &Verdict::Deliver(vec![Departure {
-                    at_ns: i as u64 * US,
-                    corrupt: None,
-                    reordered: false,
-                    queued_ns: 0,
-                }])
+                &Verdict::Deliver(Departures::from(
+                    &[Departure {
+                        at_ns: i as u64 * US,
+                        corrupt: None,
+                        reordered: false,
+                        queued_ns: 0,
+                    }][..]
+                ))
             );
         }
         let c = m.counters();

@@ -8,7 +8,8 @@
 //! 1. drains its source TUN (non-blocking reads until `EAGAIN`, at most
 //!    [`READ_BATCH`] at a time), stamps each packet with the monotonic link clock,
 //!    offers it to the model (and, going up, to the NAT) and queues the
-//!    departures in a heap ordered by `(at_ns, seq)` (equal times keep FIFO order);
+//!    departures in `(at_ns, seq)` order (equal times keep FIFO order): a FIFO
+//!    for those that come in order, a heap for the rest (`DepartureQueue`);
 //! 2. writes every departure that is due (applying corruption; going down,
 //!    translating back through the NAT);
 //! 3. waits for the next packet or the next deadline: `ppoll` with a
@@ -32,7 +33,7 @@
 //! batch.
 
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -283,6 +284,33 @@ fn histogram() -> hdrhistogram::Histogram<u64> {
         .expect("constant histogram bounds are valid")
 }
 
+/// Consecutive equal values, recorded into a histogram as one `record_n`:
+/// packets split from one super-packet and written in one run mostly share
+/// their sojourn, queueing and lateness. The histogram ends up the same.
+#[derive(Debug, Default)]
+struct Runs {
+    value: u64,
+    count: u64,
+}
+
+impl Runs {
+    fn add(&mut self, h: &mut hdrhistogram::Histogram<u64>, v: u64) {
+        if self.count > 0 && self.value == v {
+            self.count += 1;
+            return;
+        }
+        self.flush(h);
+        (self.value, self.count) = (v, 1);
+    }
+
+    fn flush(&mut self, h: &mut hdrhistogram::Histogram<u64>) {
+        if self.count > 0 {
+            let _ = h.record_n(self.value, self.count);
+            self.count = 0;
+        }
+    }
+}
+
 /// (p50, p99, max) of `h`, zeros when empty.
 fn quantiles(h: &hdrhistogram::Histogram<u64>) -> (u64, u64, u64) {
     if h.is_empty() {
@@ -321,11 +349,18 @@ impl DirShared {
         self.relay.path_compensation_ns = compensation_ns;
     }
 
-    /// One delivered copy's time in the link and its queueing part (ns).
-    pub fn record_departure(&mut self, sojourn_ns: u64, queueing_ns: u64) {
+    /// One delivered copy's time in the link and its queueing part (ns),
+    /// equal neighbours in a batch recorded together: `runs` holds what is
+    /// not recorded yet, until [`DirShared::flush_departures`].
+    fn record_departure_run(&mut self, runs: &mut [Runs; 2], sojourn_ns: u64, queueing_ns: u64) {
         // 0 is recorded as 1 ns: the histograms start at 1.
-        let _ = self.sojourn.record(sojourn_ns.max(1));
-        let _ = self.queueing.record(queueing_ns.max(1));
+        runs[0].add(&mut self.sojourn, sojourn_ns.max(1));
+        runs[1].add(&mut self.queueing, queueing_ns.max(1));
+    }
+
+    fn flush_departures(&mut self, runs: &mut [Runs; 2]) {
+        runs[0].flush(&mut self.sojourn);
+        runs[1].flush(&mut self.queueing);
     }
 
     pub fn snapshot(&self) -> DirCounters {
@@ -483,11 +518,63 @@ impl PartialEq for Pending {
 }
 impl Eq for Pending {}
 
+/// The departures waiting to be written, popped in `(at_ns, seq)` order.
+///
+/// Most departures come in order (a link without jitter or reordering
+/// hands out non-decreasing times): those are appended to a FIFO, O(1)
+/// each, instead of paying a heap push and pop per wire packet. One that
+/// would go before the FIFO's tail goes into a heap. Each of the two is
+/// sorted, so taking the smaller of their heads gives exactly the order a
+/// single heap would.
+#[derive(Default)]
+struct DepartureQueue {
+    fifo: VecDeque<Pending>,
+    heap: BinaryHeap<Pending>,
+}
+
+impl DepartureQueue {
+    fn len(&self) -> usize {
+        self.fifo.len() + self.heap.len()
+    }
+
+    fn push(&mut self, p: Pending) {
+        match self.fifo.back() {
+            Some(b) if (b.at_ns, b.seq) > (p.at_ns, p.seq) => self.heap.push(p),
+            _ => self.fifo.push_back(p),
+        }
+    }
+
+    /// True when the FIFO's head is the earliest departure.
+    fn fifo_first(&self) -> bool {
+        match (self.fifo.front(), self.heap.peek()) {
+            (Some(f), Some(h)) => (f.at_ns, f.seq) < (h.at_ns, h.seq),
+            (f, _) => f.is_some(),
+        }
+    }
+
+    /// The earliest departure.
+    fn peek(&self) -> Option<&Pending> {
+        if self.fifo_first() {
+            self.fifo.front()
+        } else {
+            self.heap.peek()
+        }
+    }
+
+    fn pop(&mut self) -> Option<Pending> {
+        if self.fifo_first() {
+            self.fifo.pop_front()
+        } else {
+            self.heap.pop()
+        }
+    }
+}
+
 struct Worker {
     cfg: DirectionCfg,
     stop: Arc<AtomicBool>,
     stop_fd: Arc<OwnedFd>,
-    heap: BinaryHeap<Pending>,
+    heap: DepartureQueue,
     pool: Vec<Vec<u8>>,
     seq: u64,
     /// Moving average of ppoll's wake-up lateness (ns).
@@ -539,7 +626,7 @@ impl Worker {
             cfg,
             stop,
             stop_fd,
-            heap: BinaryHeap::new(),
+            heap: DepartureQueue::default(),
             pool: Vec::new(),
             seq: 0,
             late_avg_ns: 20_000,
@@ -799,6 +886,7 @@ impl Worker {
         g.relay.offload_errors += std::mem::take(&mut self.offload_errors);
         let mut overflow = 0u64;
         let mut unattributed = 0u64;
+        let mut runs: [Runs; 2] = Default::default();
         let compensation = g.relay.path_compensation_ns;
         for (j, (buf, n, t)) in batch.drain(..).enumerate() {
             g.relay.packets_read += 1;
@@ -822,7 +910,7 @@ impl Worker {
                     let k = deps.len();
                     let mut buf = Some(buf);
                     for (i, d) in deps.into_iter().enumerate() {
-                        g.record_departure(d.at_ns.saturating_sub(t), d.queued_ns);
+                        g.record_departure_run(&mut runs, d.at_ns.saturating_sub(t), d.queued_ns);
                         if self.heap.len() >= MAX_QUEUED {
                             overflow += 1;
                             if let (Some(ft), Some(s)) = (ft.as_mut(), stamp.as_ref()) {
@@ -871,6 +959,7 @@ impl Worker {
             ft.unattributed(unattributed);
         }
         drop(ft);
+        g.flush_departures(&mut runs);
         g.relay.dropped_overflow += overflow;
         g.relay.max_queued = g.relay.max_queued.max(self.heap.len() as u64);
         g.relay.queued = self.heap.len() as u64;
@@ -972,9 +1061,11 @@ impl Worker {
                 g.relay.gso_writes += gso_writes;
                 g.relay.gso_write_segments += gso_write_segments;
                 g.relay.offload_errors += offload_errors;
+                let mut run = Runs::default();
                 for l in &lateness {
-                    let _ = g.lateness.record((*l).max(1));
+                    run.add(&mut g.lateness, (*l).max(1));
                 }
+                run.flush(&mut g.lateness);
             }
             self.lateness = lateness;
             self.lateness.clear();
@@ -1171,5 +1262,84 @@ impl Worker {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         r == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn pending(at_ns: u64, seq: u64) -> Pending {
+        Pending {
+            at_ns,
+            seq,
+            len: 0,
+            corrupt: None,
+            buf: Vec::new(),
+            stamp: None,
+        }
+    }
+
+    /// Recording runs of equal values gives the histogram one record each
+    /// would.
+    #[test]
+    fn runs_record_what_single_records_would() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let (mut a, mut b) = (histogram(), histogram());
+        let mut run = Runs::default();
+        for _ in 0..10_000 {
+            let v = [1u64, 1, 1, 7, 7, 1_000_003][rng.random_range(0..6)];
+            let _ = a.record(v);
+            run.add(&mut b, v);
+        }
+        run.flush(&mut b);
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a.max(), b.max());
+        for q in [0.1, 0.5, 0.9, 0.99, 1.0] {
+            assert_eq!(a.value_at_quantile(q), b.value_at_quantile(q), "{q}");
+        }
+        assert!(a == b, "identical histograms");
+    }
+
+    /// The FIFO fast path pops exactly what one heap would, in order and
+    /// out of order, with pops interleaved with pushes.
+    #[test]
+    fn departure_queue_pops_in_heap_order() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for shuffle in [0u32, 1, 10, 50, 100] {
+            let (mut q, mut h) = (DepartureQueue::default(), BinaryHeap::new());
+            let (mut t, mut seq) = (0u64, 0u64);
+            let mut popped = (Vec::new(), Vec::new());
+            for _ in 0..5_000 {
+                t += rng.random_range(0..3);
+                seq += 1;
+                // Some departures go before earlier ones (jitter, reorder).
+                let at = if rng.random_range(0..100) < shuffle {
+                    t.saturating_sub(rng.random_range(0..20))
+                } else {
+                    t
+                };
+                q.push(pending(at, seq));
+                h.push(pending(at, seq));
+                assert_eq!(q.len(), h.len());
+                assert_eq!(
+                    q.peek().map(|p| (p.at_ns, p.seq)),
+                    h.peek().map(|p| (p.at_ns, p.seq))
+                );
+                if rng.random_range(0..3) == 0 {
+                    for _ in 0..rng.random_range(0..4) {
+                        popped.0.extend(q.pop().map(|p| (p.at_ns, p.seq)));
+                        popped.1.extend(h.pop().map(|p| (p.at_ns, p.seq)));
+                    }
+                }
+            }
+            while let Some(p) = h.pop() {
+                popped.1.push((p.at_ns, p.seq));
+                popped.0.extend(q.pop().map(|p| (p.at_ns, p.seq)));
+            }
+            assert!(q.pop().is_none());
+            assert_eq!(popped.0, popped.1, "shuffle {shuffle}%");
+        }
     }
 }
