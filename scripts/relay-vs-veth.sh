@@ -6,15 +6,21 @@
 # deleted on exit). Prints Gbit/s, retransmits, the controller iperf3 read
 # back, and the relay's CPU per Gbit (its threads' schedstat, from the
 # link's counters). Each run holds /work/.bench-lock when that exists, so
-# runs on a shared machine do not measure each other. Needs root and iperf3.
+# runs on a shared machine do not measure each other. Needs root; installs
+# iperf3 with apt when it is missing.
 #
 #   scripts/relay-vs-veth.sh [ROUNDS=3] [QUICBENCH_BINARY...]
 #   (default binary: target/release/quicbench)
 set -uo pipefail
 rounds=${1:-3}; shift || true
 bins=("$@"); [ ${#bins[@]} -gt 0 ] || bins=(target/release/quicbench)
-cd "$(dirname "$0")/.."
-command -v iperf3 >/dev/null || { echo "iperf3 missing (apt-get install iperf3)"; exit 1; }
+cd "$(dirname "$0")/.." || exit 1
+if ! command -v iperf3 >/dev/null; then
+  echo "iperf3: missing, installing it with apt"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null; } \
+    || { echo "iperf3 missing and apt could not install it" >&2; exit 1; }
+fi
 lock() { if [ -e /work/.bench-lock ]; then flock /work/.bench-lock "$@"; else "$@"; fi; }
 err=$(mktemp); trap 'rm -f "$err"; ip netns del qbr-c 2>/dev/null; ip netns del qbr-s 2>/dev/null' EXIT
 rate() {
@@ -32,6 +38,8 @@ cpu=k["up"]["relay"]["cpu_ns"]+k["down"]["relay"]["cpu_ns"]
 print(", relay %.1f ms CPU per Gbit (offload %s)" % (cpu/1e6/(k["up"]["relay"]["bytes_written"]*8/1e9), k["up"]["relay"]["offload"]))' "$err" 2>/dev/null || echo
 }
 link_run() {
+  # The client command expands QUICBENCH_SERVER_IP in the link's namespace.
+  # shellcheck disable=SC2016
   lock timeout 40 "$1" link --spec "delay 0ms" --server "iperf3 -s -1 >/dev/null" -- \
     sh -c 'iperf3 -c "$QUICBENCH_SERVER_IP" -t 4 -J' 2>"$err" | rate
   relay_cpu
