@@ -334,7 +334,7 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
                 .map(|t| {
                     format!(
                         "{}: p50 {:.0} µs, p99 {:.0} µs late against the model's schedule \
-                         (spun {:.0} ms; {} deadlines slept to, the other CPUs being taken)",
+                         (spun {:.0} ms; slept to {} deadlines while a task waited for a CPU)",
                         t.dir,
                         t.p50 as f64 / 1000.0,
                         t.p99 as f64 / 1000.0,

@@ -157,6 +157,13 @@ pub fn totals() -> BTreeMap<&'static str, ThreadCpu> {
 /// never while an endpoint is runnable). Read from `/proc/loadavg`'s
 /// "runnable/total" field (every CPU's run queue, this thread included, ~1.5
 /// µs a read), at most once per [`Contention::RECHECK_NS`].
+///
+/// Busy means more tasks are runnable than there are CPUs: one waits. Not
+/// merely all CPUs in use: an endpoint running on the other core does not
+/// wait for the spinner's, and yielding then costs precision for nothing
+/// (measured with ping, docs/link.md). A task that wakes while the relay
+/// spins makes it busy at the next reading, so it waits at most
+/// [`Contention::RECHECK_NS`] and a spin slice for the spinner's core.
 pub struct Contention {
     file: Option<std::fs::File>,
     cpus: u32,
@@ -180,9 +187,8 @@ impl Contention {
         }
     }
 
-    /// True when, besides the calling thread, as many tasks are runnable as
-    /// there are other CPUs: a wake-up now would wait for the core this
-    /// thread would spin on. Without /proc: never busy (spin as before).
+    /// True when a runnable task waits for a CPU (see the type's doc).
+    /// Without /proc: never busy (spin as before).
     pub fn busy(&mut self, now_ns: u64) -> bool {
         if self
             .checked_at
@@ -199,7 +205,7 @@ impl Contention {
         self.busy = std::str::from_utf8(&buf[..n])
             .ok()
             .and_then(parse_loadavg_runnable)
-            .is_some_and(|r| others_fill_the_cpus(r, self.cpus));
+            .is_some_and(|r| a_task_waits(r, self.cpus));
         self.busy
     }
 }
@@ -216,9 +222,9 @@ pub fn parse_loadavg_runnable(s: &str) -> Option<u32> {
     field.split_once('/')?.0.parse().ok()
 }
 
-/// `runnable` counts the asking thread: the others fill every other CPU.
-pub fn others_fill_the_cpus(runnable: u32, cpus: u32) -> bool {
-    runnable.saturating_sub(1) >= cpus.saturating_sub(1).max(1)
+/// `runnable` tasks (the asking one among them) on `cpus` CPUs: one waits.
+pub fn a_task_waits(runnable: u32, cpus: u32) -> bool {
+    runnable > cpus.max(1)
 }
 
 /// The CPUs this process may run on (its affinity mask).
@@ -293,21 +299,22 @@ mod tests {
     }
 
     #[test]
-    fn spinning_yields_when_the_other_cpus_are_taken() {
-        // 2 CPUs: the spinner alone spins; with one other runnable task
-        // (an endpoint on the other core) it does not: a second wake-up
-        // would wait for the spinner's core.
-        assert!(!others_fill_the_cpus(1, 2));
-        assert!(others_fill_the_cpus(2, 2));
-        assert!(others_fill_the_cpus(5, 2));
-        // 8 CPUs: spin while an idle core remains for a wake-up.
-        assert!(!others_fill_the_cpus(7, 8));
-        assert!(others_fill_the_cpus(8, 8));
+    fn spinning_yields_when_a_task_waits_for_a_cpu() {
+        // 2 CPUs: the spinner and an endpoint on the other core, or the
+        // relay's two threads, each have a CPU; a third task waits.
+        assert!(!a_task_waits(1, 2));
+        assert!(!a_task_waits(2, 2));
+        assert!(a_task_waits(3, 2));
+        assert!(a_task_waits(9, 2));
+        // 8 CPUs.
+        assert!(!a_task_waits(8, 8));
+        assert!(a_task_waits(9, 8));
         // 1 CPU: any other runnable task waits for the spinner.
-        assert!(!others_fill_the_cpus(1, 1));
-        assert!(others_fill_the_cpus(2, 1));
-        // A reading of 0 (impossible from the asking thread) is not busy.
-        assert!(!others_fill_the_cpus(0, 2));
+        assert!(!a_task_waits(1, 1));
+        assert!(a_task_waits(2, 1));
+        // A CPU count of 0 (unreadable) counts as 1.
+        assert!(a_task_waits(2, 0));
+        assert!(!a_task_waits(0, 2));
     }
 
     #[test]
@@ -325,8 +332,8 @@ mod tests {
 
     #[test]
     fn busy_cpus_are_seen() {
-        // As many spinning threads as CPUs (bounded to 300 ms): every other
-        // CPU is taken whichever this thread runs on.
+        // As many spinning threads as CPUs (bounded to 300 ms), and this
+        // one: a task waits for a CPU.
         let cpus = Contention::new().cpus as usize;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let hogs: Vec<_> = (0..cpus)

@@ -174,7 +174,7 @@ pub struct LinkConfig {
     /// None: the scheduler places them.
     #[serde(default)]
     pub relay_cpu: Option<usize>,
-    /// User space: spin before deadlines even while every other CPU is taken
+    /// User space: spin before deadlines even while a task waits for a CPU
     /// (by default the relay then sleeps to the deadline instead, so no
     /// endpoint waits for its core: `relay.spin_yielded`). For measuring
     /// what yielding costs in precision, or with a core to spare.

@@ -18,9 +18,10 @@
 //!    The margin adapts to the measured wake-up lateness of `ppoll` (twice its
 //!    moving average, 15..150 µs): spinning only the last tens of µs keeps two
 //!    cores free for the endpoints while hitting deadlines within a few µs.
-//!    It never spins while the other CPUs are all taken (`cpu::Contention`,
-//!    counted as `spin_yielded`): it sleeps to the deadline instead, so an
-//!    endpoint never waits for a core the relay is spinning on.
+//!    It never spins while a task waits for a CPU (`cpu::Contention`,
+//!    re-read every 25 µs; counted as `spin_yielded`): it sleeps to the
+//!    deadline instead, so an endpoint waits at most ~25 µs for a core the
+//!    relay is spinning on.
 //!
 //! Tokio timers are never used: they tick in milliseconds.
 //!
@@ -157,9 +158,9 @@ pub struct RelayCounters {
     pub spin_margin_ns: u64,
     /// Time spent spinning before deadlines (CPU cost of precision).
     pub spin_ns: u64,
-    /// Deadlines slept up to instead of spun for, because as many other
-    /// tasks were runnable as there are other CPUs (`cpu::Contention`): an
-    /// endpoint would have waited for the relay's core.
+    /// Deadlines slept up to instead of spun for, because a runnable task
+    /// waited for a CPU (`cpu::Contention`): an endpoint would have waited
+    /// for the relay's core.
     #[serde(default)]
     pub spin_yielded: u64,
     /// The relay thread's CPU time and run-queue wait since the link was

@@ -49,8 +49,8 @@ pub struct LinkShape {
     /// one to spare: the relay then never competes with the endpoints.
     #[arg(long, value_name = "N")]
     relay_cpu: Option<usize>,
-    /// Let the user-space relay spin before its deadlines even while every
-    /// other CPU is taken (by default it then sleeps to the deadline, so no
+    /// Let the user-space relay spin before its deadlines even while a task
+    /// waits for a CPU (by default it then sleeps to the deadline, so no
     /// endpoint waits for its core). To measure what that costs in
     /// precision, or where the relay has a core of its own (--relay-cpu).
     #[arg(long)]
