@@ -177,26 +177,8 @@ pub const SOCKET_BUFFER: usize = 8 << 20;
 /// datagrams (a busy machine delays the reader by milliseconds) is not dropped
 /// by the endpoint and counted as link loss. Tries SO_RCVBUFFORCE (root, above
 /// net.core.rmem_max) first, then SO_RCVBUF; failure is not an error.
-pub fn enlarge_buffers(sock: &impl std::os::fd::AsRawFd, bytes: usize) {
-    let v = bytes.min(i32::MAX as usize) as libc::c_int;
-    let set = |opt: libc::c_int| {
-        // SAFETY: setsockopt with a pointer to a c_int we own, its size given.
-        unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &v as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            ) == 0
-        }
-    };
-    if !set(libc::SO_RCVBUFFORCE) {
-        set(libc::SO_RCVBUF);
-    }
-    if !set(libc::SO_SNDBUFFORCE) {
-        set(libc::SO_SNDBUF);
-    }
+pub fn enlarge_buffers(sock: &impl std::os::fd::AsFd, bytes: usize) {
+    crate::transport::set_socket_buffers(sock, bytes);
 }
 
 /// Check a datagram size the probe may use.

@@ -340,6 +340,32 @@ pub(crate) fn tcp_congestion_raw(fd: RawFd) -> io::Result<String> {
     cc_name(&buf[..n.min(buf.len())]).ok_or_else(|| io::Error::other("empty TCP_CONGESTION"))
 }
 
+/// `setsockopt` of a `c_int` option: every integer socket option the
+/// project sets goes through here.
+pub fn set_int_opt(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a c_int option value of the right size, borrowed for the call;
+    // a bad `fd` is an error return, not UB.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 pub(crate) fn int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> Option<u32> {
     let mut v: libc::c_int = 0;
     getsockopt_raw(fd, level, name, &mut v).ok()?;

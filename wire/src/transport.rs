@@ -184,22 +184,7 @@ impl TcpFastStart {
 }
 
 fn set_int<S: AsFd>(sock: &S, opt: libc::c_int, v: libc::c_int) -> std::io::Result<()> {
-    let fd = sock.as_fd().as_raw_fd();
-    // SAFETY: a valid socket fd and a c_int option value of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            opt,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    crate::sockinfo::set_int_opt(sock.as_fd().as_raw_fd(), libc::IPPROTO_TCP, opt, v)
 }
 
 /// `getsockopt(TCP_FASTOPEN)` (a listener's Fast Open queue, 0 off) and
@@ -227,19 +212,7 @@ pub fn tcp_syn_data<S: AsFd>(sock: &S) -> std::io::Result<bool> {
 pub fn set_socket_buffers<S: AsFd>(sock: &S, bytes: usize) -> (u64, u64) {
     let fd = sock.as_fd().as_raw_fd();
     let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    let set = |opt: libc::c_int| {
-        // SAFETY: a valid socket fd and a c_int option value of the right size.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&v as *const libc::c_int).cast(),
-                len,
-            ) == 0
-        }
-    };
+    let set = |opt| crate::sockinfo::set_int_opt(fd, libc::SOL_SOCKET, opt, v).is_ok();
     if !set(libc::SO_RCVBUFFORCE) {
         set(libc::SO_RCVBUF);
     }
@@ -278,18 +251,9 @@ pub fn hold_udp6_gro_key() -> bool {
         let s = std::net::UdpSocket::bind((std::net::Ipv6Addr::LOCALHOST, 0))
             .or_else(|_| std::net::UdpSocket::bind((std::net::Ipv6Addr::UNSPECIFIED, 0)))
             .ok()?;
-        let on: libc::c_int = 1;
-        // SAFETY: a valid socket fd and a c_int option value of the right size.
-        let r = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_UDP,
-                libc::UDP_GRO,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        (r == 0).then_some(s)
+        crate::sockinfo::set_int_opt(s.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1)
+            .ok()
+            .map(|()| s)
     })
     .as_ref()
     .is_some_and(|s| {

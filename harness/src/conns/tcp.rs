@@ -107,17 +107,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// the address alone, and one address runs out at ~64k sockets whatever the
 /// destination. Best effort: without it the run still works up to that.
 fn bind_no_port(sock: &TcpSocket) {
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket fd and a c_int option value of the right size.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    let _ = quicbench_wire::sockinfo::set_int_opt(
+        sock.as_raw_fd(),
+        libc::IPPROTO_IP,
+        libc::IP_BIND_ADDRESS_NO_PORT,
+        1,
+    );
 }
 
 /// `EADDRNOTAVAIL`, `ECONNREFUSED`...: the errno's name, else the error text.
