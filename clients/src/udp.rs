@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quicbench_wire::clock::mono_ns;
+use quicbench_wire::clock::{mono_ns, stamp};
 use quicbench_wire::probe::{self, Header, Kind, SinkReport, SourceRequest, HEADER_LEN};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 pub use stats::{Delays, Jitter, SeqTracker, Summary};
@@ -188,11 +189,28 @@ fn open_socket(cfg: &ProbeConfig) -> Result<std::net::UdpSocket, ClientError> {
     Ok(s)
 }
 
+/// A tokio handle on the probe's socket, which has the kernel stamp each
+/// datagram it receives: one-way delays and RTTs end when a datagram entered
+/// the socket, not when this task woke up to read it (docs/udp-probe.md,
+/// "Timestamps").
 fn tokio_socket(s: &std::net::UdpSocket) -> Result<UdpSocket, ClientError> {
+    if let Err(e) = stamp::enable(s) {
+        tracing::warn!(
+            "udp probe: no kernel receive stamps ({e}): arrival is read after the wake-up"
+        );
+    }
     let c = s
         .try_clone()
         .map_err(|e| ClientError::Io(format!("probe socket: {e}")))?;
     UdpSocket::from_std(c).map_err(|e| ClientError::Io(format!("probe socket: {e}")))
+}
+
+/// One datagram and its arrival on the [`mono_ns`] clock (the kernel's stamp).
+async fn recv_arrival(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, u64)> {
+    let got = sock
+        .async_io(Interest::READABLE, || stamp::recv(sock, buf, true))
+        .await?;
+    Ok((got.len, got.arrival_on(mono_ns())))
 }
 
 /// Send on a non-blocking socket from a plain thread: retry briefly when full.
@@ -372,13 +390,12 @@ async fn echo(
                     Err(_) => return Err(ClientError::Io("probe sender thread died".into())),
                 }
             }
-            r = tokio::time::timeout_at(deadline.into(), sock.recv(&mut buf)) => {
-                let n = match r {
+            r = tokio::time::timeout_at(deadline.into(), recv_arrival(&sock, &mut buf)) => {
+                let (n, now) = match r {
                     Err(_) => break,
-                    Ok(Ok(n)) => n,
+                    Ok(Ok(x)) => x,
                     Ok(Err(_)) => continue, // ICMP error from a lost server: keep listening
                 };
-                let now = mono_ns();
                 match Header::read(&buf[..n]) {
                     Ok(h) if h.kind == Kind::EchoReply && h.session == cfg.session => {
                         if matches!(m.seq.observe(h.seq), stats::Seen::New | stats::Seen::Reordered) {
@@ -528,34 +545,31 @@ async fn source(
             Some(t) => t + run + cfg.timeout,
             None => next_request,
         };
-        match tokio::time::timeout_at(deadline.into(), sock.recv(&mut buf)).await {
+        match tokio::time::timeout_at(deadline.into(), recv_arrival(&sock, &mut buf)).await {
             Err(_) => {
                 if first_rx.is_some() {
                     break;
                 }
             }
             Ok(Err(_)) => {} // ICMP error: keep listening until the deadline
-            Ok(Ok(n)) => {
-                let now = mono_ns();
-                match Header::read(&buf[..n]) {
-                    Ok(h) if h.kind == Kind::SourceData && h.session == cfg.session => {
-                        first_rx.get_or_insert_with(Instant::now);
-                        if matches!(
-                            m.seq.observe(h.seq),
-                            stats::Seen::New | stats::Seen::Reordered
-                        ) {
-                            let owd = now.saturating_sub(h.server_send_ns);
-                            m.sample(owd);
-                            m.down.record(owd);
-                            m.jitter.update(h.server_send_ns, now);
-                        }
-                        if m.seq.received() == u64::from(count) {
-                            break;
-                        }
+            Ok(Ok((n, now))) => match Header::read(&buf[..n]) {
+                Ok(h) if h.kind == Kind::SourceData && h.session == cfg.session => {
+                    first_rx.get_or_insert_with(Instant::now);
+                    if matches!(
+                        m.seq.observe(h.seq),
+                        stats::Seen::New | stats::Seen::Reordered
+                    ) {
+                        let owd = now.saturating_sub(h.server_send_ns);
+                        m.sample(owd);
+                        m.down.record(owd);
+                        m.jitter.update(h.server_send_ns, now);
                     }
-                    _ => m.stray += 1,
+                    if m.seq.received() == u64::from(count) {
+                        break;
+                    }
                 }
-            }
+                _ => m.stray += 1,
+            },
         }
     }
     if first_rx.is_none() {

@@ -31,6 +31,7 @@ pub mod pcap;
 pub mod privileges;
 pub mod relay;
 pub mod spec;
+pub mod stamp;
 pub mod test_gate;
 #[cfg(test)]
 mod testpkt;

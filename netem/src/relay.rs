@@ -57,6 +57,14 @@ pub const MAX_QUEUED: usize = 65_536;
 const MARGIN_MIN_NS: u64 = 15_000;
 const MARGIN_MAX_NS: u64 = 150_000;
 const SPIN_SLICE_NS: u64 = 4_000;
+/// At most this much of a deadline is left to spin after a sleep aimed early
+/// while a task waits for a CPU (the rest of the time the task has the core).
+const BUSY_EARLY_MAX_NS: u64 = 40_000;
+const BUSY_AIM_STEP_NS: u64 = 2_000;
+/// Aimed at the quartile: three wake-ups in four come after the deadline and
+/// need no spin; the median departure is ~2 µs late instead of ~24 µs
+/// (`quicbench calibrate` at 10,000 echoes/s, docs/link.md).
+const BUSY_AIM_QUANTILE_PERMILLE: u64 = 250;
 /// At most this share (in 1/1000) of each [`SPIN_WINDOW_NS`] is spent spinning;
 /// past it the thread sleeps right up to the deadline for the rest of the
 /// window (precision then rests on the wake-up latency alone). With dense
@@ -580,6 +588,10 @@ struct Worker {
     seq: u64,
     /// Moving average of ppoll's wake-up lateness (ns).
     late_avg_ns: u64,
+    /// How early a sleep to a deadline is aimed while a task waits for a CPU:
+    /// a running estimate of the [`BUSY_AIM_QUANTILE_PERMILLE`] quantile of
+    /// those sleeps' wake-up lateness (see `wait`).
+    busy_aim_ns: u64,
     next_rebind: u32,
     batch: Vec<(Vec<u8>, usize, u64)>,
     /// Parsed headers of `batch` (when flows are tracked), same order.
@@ -631,6 +643,7 @@ impl Worker {
             pool: Vec::new(),
             seq: 0,
             late_avg_ns: 20_000,
+            busy_aim_ns: 20_000,
             next_rebind: 0,
             batch: Vec::with_capacity(READ_BATCH),
             metas: Vec::with_capacity(READ_BATCH),
@@ -1206,11 +1219,34 @@ impl Worker {
                 // EWMA with weight 1/16: follows load changes within ~16 wake-ups.
                 self.late_avg_ns = (self.late_avg_ns * 15 + late) / 16;
             }
-        } else if !self.cfg.spin_when_busy && self.contention.busy(now) {
-            // Spinning now would keep an endpoint off a core: sleep to the
-            // deadline and pay the wake-up's lateness instead.
+        } else if !self.cfg.spin_when_busy
+            && self.contention.busy(now)
+            && left > self.busy_early_ns()
+        {
+            // Spinning now would keep an endpoint off a core: sleep instead,
+            // aimed early by a low quantile of the wake-up's lateness so that
+            // the typical departure is ~on time, not ~24 µs late. The
+            // wake-ups that come early leave at most `busy_early_ns` to spin
+            // (the next round).
             self.spin_yielded += 1;
-            self.poll(Some(left));
+            let target = deadline - self.busy_early_ns();
+            if self.poll(Some(target - now)) {
+                let late = self
+                    .cfg
+                    .clock
+                    .now_ns()
+                    .saturating_sub(target)
+                    .min(10_000_000);
+                // A streaming quantile: up by q, down by 1 − q, so it
+                // settles where a share q of the wake-ups come earlier.
+                if late > self.busy_aim_ns {
+                    self.busy_aim_ns += BUSY_AIM_STEP_NS * BUSY_AIM_QUANTILE_PERMILLE / 1000;
+                } else {
+                    self.busy_aim_ns = self.busy_aim_ns.saturating_sub(
+                        BUSY_AIM_STEP_NS * (1000 - BUSY_AIM_QUANTILE_PERMILLE) / 1000,
+                    );
+                }
+            }
         } else {
             // Spin a short slice, then go round again (which re-reads the source,
             // so arrivals are stamped on time while we spin).
@@ -1223,6 +1259,11 @@ impl Worker {
             self.spin_in_window += t - now;
             self.spin_total += t - now;
         }
+    }
+
+    /// How early a sleep to a deadline is aimed while a task waits for a CPU.
+    fn busy_early_ns(&self) -> u64 {
+        self.busy_aim_ns.min(BUSY_EARLY_MAX_NS)
     }
 
     /// Wait until the source is readable, the relay is stopped, or `timeout_ns`

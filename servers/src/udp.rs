@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quicbench_wire::clock::mono_ns;
+use quicbench_wire::clock::{mono_ns, stamp};
 use quicbench_wire::probe::{self, Header, Kind, SinkReport, SourceRequest, HEADER_LEN};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
@@ -74,6 +75,11 @@ struct SinkState {
 }
 
 async fn serve(sock: UdpSocket, ctx: Arc<ServerCtx>) {
+    if let Err(e) = stamp::enable(&sock) {
+        tracing::warn!(
+            "udp probe: no kernel receive stamps ({e}): arrival is read after the wake-up"
+        );
+    }
     let sock = Arc::new(sock);
     let mut shutdown = ctx.shutdown.clone();
     let mut buf = vec![0u8; probe::MAX_DATAGRAM + 1];
@@ -87,9 +93,14 @@ async fn serve(sock: UdpSocket, ctx: Arc<ServerCtx>) {
         if *shutdown.borrow() {
             break;
         }
-        let (n, peer) = tokio::select! {
-            r = sock.recv_from(&mut buf) => match r {
-                Ok(x) => x,
+        let (n, peer, recv_ns) = tokio::select! {
+            r = sock.async_io(Interest::READABLE, || stamp::recv(&*sock, &mut buf, true)) => match r {
+                // A datagram's arrival is the kernel's stamp, not this task's
+                // wake-up (docs/udp-probe.md, "Timestamps").
+                Ok(got) => match got.from {
+                    Some(peer) => (got.len, peer, got.arrival_on(mono_ns())),
+                    None => continue,
+                },
                 Err(e) => {
                     // ICMP errors (port unreachable from a vanished client) surface
                     // here on Linux; they concern one peer, never the socket.
@@ -104,7 +115,6 @@ async fn serve(sock: UdpSocket, ctx: Arc<ServerCtx>) {
                 continue;
             }
         };
-        let recv_ns = mono_ns();
         ctx.stats.udp_datagrams.fetch_add(1, Ordering::Relaxed);
         let dgram = &mut buf[..n];
         let garbage = || ctx.stats.udp_garbage.fetch_add(1, Ordering::Relaxed);

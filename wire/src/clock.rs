@@ -1,4 +1,7 @@
-//! Monotonic nanosecond clock shared by every process on the machine.
+//! Monotonic nanosecond clock shared by every process on the machine, and the
+//! kernel's receive stamps on it ([`stamp`]).
+
+pub use quicbench_netem::stamp;
 
 /// `CLOCK_MONOTONIC` in ns. Namespaces on one host share this clock, so a server
 /// and a client in different network namespaces can compute one-way delays.

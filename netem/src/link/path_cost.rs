@@ -3,15 +3,17 @@
 //! configured (docs/link.md, "Delay precision").
 //!
 //! Crossing the link costs more than the model's schedule: the sender's
-//! syscall and routing into the TUN device, the relay's wake-up and read, its
-//! write into the other TUN device, and the receiver's wake-up (~40-120 µs
-//! per direction on the project's 2-core machine, with the relay's own
-//! lateness against its schedule). tc-netem on a veth pays only a little of
-//! this. The relay first runs a `delay 1ms` model each way while one thread
-//! sends UDP probes across (paced, several in flight) and another echoes
-//! them; per direction, cost = median one-way time (the sender's clock
-//! reading before `send` to the receiver's after `recv`, one monotonic clock)
-//! minus 1 ms. Then the real models are installed and the relay schedules
+//! syscall and routing into the TUN device, the relay's wake-up and read, and
+//! its write into the other TUN device, up to the receiving socket's queue
+//! (tens of µs per direction on the project's 2-core machine, with the
+//! relay's own lateness against its schedule). tc-netem on a veth pays only a
+//! little of this. The relay first runs a `delay 1ms` model each way while one
+//! thread sends UDP probes across (paced, several in flight) and another
+//! echoes them; per direction, cost = median one-way time (the sender's clock
+//! reading before `send` to the kernel's stamp of the datagram entering the
+//! receiver's socket, [`crate::stamp`]) minus 1 ms. The receiver's wake-up
+//! is not part of it: an endpoint pays that on any network, tc-netem's too.
+//! Then the real models are installed and the relay schedules
 //! each departure `cost` earlier, never before its arrival: a delay shorter
 //! than the cost cannot be compensated in full (docs/link.md).
 
@@ -91,6 +93,9 @@ pub(crate) fn measure(
     for s in [&server, &client] {
         s.set_read_timeout(Some(PROBE_TIMEOUT))
             .map_err(|e| e.to_string())?;
+        // Arrival is when the kernel queued the datagram: the reader's
+        // wake-up is the endpoint's cost on any network, not the path's.
+        crate::stamp::enable(s).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?;
     }
     let total = PROBES + WARM_UP;
     // The echo: stamps arrival and departure, bounded by count and time.
@@ -101,10 +106,13 @@ pub(crate) fn measure(
             let mut buf = [0u8; PROBE_LEN];
             let mut answered = 0;
             while answered < total && t0.elapsed() < BUDGET {
-                let Ok((n, from)) = server.recv_from(&mut buf) else {
+                let Ok(got) = crate::stamp::recv(&server, &mut buf, false) else {
                     continue;
                 };
-                let arrived = clock.now_ns();
+                let arrived = got.arrival_on(clock.now_ns());
+                let (n, Some(from)) = (got.len, got.from) else {
+                    continue;
+                };
                 if n < 24 {
                     continue;
                 }
@@ -140,10 +148,10 @@ pub(crate) fn measure(
     let mut buf = [0u8; PROBE_LEN];
     let mut seen = 0;
     while seen < total && t0.elapsed() < BUDGET {
-        let Ok(n) = client.recv(&mut buf) else {
+        let Ok(got) = crate::stamp::recv(&client, &mut buf, false) else {
             break; // nothing for PROBE_TIMEOUT: the rest are lost
         };
-        let back = clock.now_ns();
+        let (n, back) = (got.len, got.arrival_on(clock.now_ns()));
         seen += 1;
         let word = |k: usize| {
             let mut w = [0u8; 8];
