@@ -142,3 +142,50 @@ async fn echo_and_source_over_ipv6_loopback() {
 // An ordinary user: a user and network namespace of its own, before main
 // (quicbench_netem::test_gate).
 quicbench_netem::test_binary_enters_user_namespace!();
+
+/// One-way delays end when a datagram entered the receiving socket (the
+/// kernel's stamp), not when its reader woke up: with the server's runtime
+/// held for 80 ms when the request arrives, the up delay stays at loopback's
+/// µs and the hold shows in the round trip only.
+#[test]
+fn one_way_delays_end_in_the_socket_not_at_the_reader() {
+    let srv_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = srv_rt.block_on(server());
+    let addr = s.addrs.udp[0];
+    let handle = srv_rt.handle().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let driver = std::thread::spawn(move || {
+        srv_rt.block_on(async move {
+            let _ = stop_rx.await;
+            s.shutdown(Duration::from_millis(200)).await;
+        })
+    });
+    // Hold the server's only thread: it reads nothing for 80 ms.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    handle.spawn(async move {
+        let _ = held_tx.send(());
+        std::thread::sleep(Duration::from_millis(80));
+    });
+    held_rx.recv().unwrap();
+    let mut c = ProbeConfig::new(addr, ProbeMode::Echo);
+    c.count = 1;
+    c.timeout = Duration::from_secs(2);
+    let r = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(probe(c))
+        .unwrap();
+    let _ = stop_tx.send(());
+    driver.join().unwrap();
+    assert_eq!(r.received, 1, "{r:?}");
+    let (rtt, up, down) = (
+        r.rtt.clone().unwrap(),
+        r.owd_up.clone().unwrap(),
+        r.owd_down.clone().unwrap(),
+    );
+    assert!(rtt.p50_us >= 60_000.0, "the hold is in the round trip: {rtt:?}");
+    assert!(up.p50_us < 20_000.0, "the up delay ends in the socket: {up:?}");
+    assert!(down.p50_us < 20_000.0, "{down:?}");
+}
