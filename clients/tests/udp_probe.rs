@@ -185,7 +185,13 @@ fn one_way_delays_end_in_the_socket_not_at_the_reader() {
         r.owd_up.clone().unwrap(),
         r.owd_down.clone().unwrap(),
     );
-    assert!(rtt.p50_us >= 60_000.0, "the hold is in the round trip: {rtt:?}");
-    assert!(up.p50_us < 20_000.0, "the up delay ends in the socket: {up:?}");
+    assert!(
+        rtt.p50_us >= 60_000.0,
+        "the hold is in the round trip: {rtt:?}"
+    );
+    assert!(
+        up.p50_us < 20_000.0,
+        "the up delay ends in the socket: {up:?}"
+    );
     assert!(down.p50_us < 20_000.0, "{down:?}");
 }

@@ -361,6 +361,15 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
             },
             ok: None,
         });
+        checks.push(Check {
+            name: "idle CPUs".into(),
+            detail: match link.idle_poll() {
+                Ok(()) => "kept polling while the link was up, so the relay's wake-ups cost the same each time (--no-idle-poll lets them sleep)"
+                    .into(),
+                Err(why) => format!("may sleep deeply, the relay's wake-ups vary: {why}"),
+            },
+            ok: None,
+        });
     }
     let pass = checks.iter().all(|c| c.ok != Some(false));
     let hint = if pass {

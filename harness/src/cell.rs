@@ -37,6 +37,8 @@ pub struct CellCtx {
     pub endpoints: crate::endpoints::cell::Shared,
     /// Pin the user-space relay to this CPU (`LinkConfig::relay_cpu`).
     pub relay_cpu: Option<usize>,
+    /// Keep idle CPUs polling while a link is up (`LinkConfig::idle_poll`).
+    pub idle_poll: bool,
 }
 
 impl CellCtx {
@@ -57,6 +59,7 @@ impl CellCtx {
             reaper: Reaper::default(),
             endpoints: Default::default(),
             relay_cpu: None,
+            idle_poll: true,
         })
     }
 }
@@ -473,6 +476,7 @@ pub(crate) fn link_config(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef
     cfg.mtu = m.mtu;
     cfg.backend = ctx.backend;
     cfg.relay_cpu = ctx.relay_cpu;
+    cfg.idle_poll = ctx.idle_poll;
     if let Some(d) = &ctx.pcap_dir {
         cfg.pcap_dir = Some(d.join(&cell.id));
     }

@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub pcap: bool,
     /// Pin the user-space relay to this CPU (`LinkConfig::relay_cpu`).
     pub relay_cpu: Option<usize>,
+    /// Keep idle CPUs polling while a link is up (`LinkConfig::idle_poll`).
+    pub idle_poll: bool,
     /// Show a progress bar (else one line per cell on stderr).
     pub progress_bar: bool,
     /// Stop after this many cells (tests, smoke runs).
@@ -169,6 +171,7 @@ pub fn run(m: &Matrix, opts: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Resu
     let pcap_dir = opts.pcap.then(|| dir.path().join("pcap"));
     let mut ctx = CellCtx::new(backend, pcap_dir, stop.clone())?;
     ctx.relay_cpu = opts.relay_cpu;
+    ctx.idle_poll = opts.idle_poll;
     meta.endpoints = endpoints;
     dir.write_meta(&meta)?;
 

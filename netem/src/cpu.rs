@@ -216,6 +216,40 @@ impl Default for Contention {
     }
 }
 
+/// Keeps every CPU out of idle states deeper than polling while it lives: a
+/// PM QoS request of 0 µs wake-up latency (`/dev/cpu_dma_latency` held open
+/// with 0, as cyclictest does), dropped by the kernel when the file closes.
+///
+/// Why: a relay that sleeps is woken by the packet the sender writes into its
+/// TUN device, and when its CPU is idle that wake-up takes whatever the idle
+/// state costs to leave. In a VM halting is an exit to the host: on the
+/// project's 2-core VM a packet crossed the link in 10-80 µs depending on it,
+/// so the path cost measured at build ranged 12-227 µs from one link to the
+/// next; with the request, 13-19 µs. An idle CPU then polls instead of
+/// halting: it uses no CPU time of any task (endpoint CPU figures are
+/// unchanged) but draws power, and a VM's host sees its vCPU busy. It holds
+/// only while a user-space link is up (`LinkConfig::idle_poll`).
+#[derive(Debug)]
+pub struct IdlePoll {
+    _file: std::fs::File,
+}
+
+impl IdlePoll {
+    pub const DEVICE: &'static str = "/dev/cpu_dma_latency";
+
+    /// Ask for it. Err: why not (no device, not root), which the link records.
+    pub fn hold() -> Result<IdlePoll, String> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(Self::DEVICE)
+            .map_err(|e| format!("opening {}: {e}", Self::DEVICE))?;
+        file.write_all(&0i32.to_ne_bytes())
+            .map_err(|e| format!("writing 0 to {}: {e}", Self::DEVICE))?;
+        Ok(IdlePoll { _file: file })
+    }
+}
+
 /// The runnable count in a `/proc/loadavg` line ("0.50 0.40 0.30 3/105 2475").
 pub fn parse_loadavg_runnable(s: &str) -> Option<u32> {
     let field = s.split_ascii_whitespace().nth(3)?;

@@ -180,6 +180,12 @@ pub struct LinkConfig {
     /// what yielding costs in precision, or with a core to spare.
     #[serde(default)]
     pub spin_when_busy: bool,
+    /// User space: keep the CPUs out of deep idle states while the link is up
+    /// (`cpu::IdlePoll`), so the relay's wake-ups, and with them each
+    /// packet's crossing, cost the same every time. On by default; needs
+    /// root (without it the link says so and runs without).
+    #[serde(default = "yes")]
+    pub idle_poll: bool,
 }
 
 fn yes() -> bool {
@@ -203,6 +209,7 @@ impl LinkConfig {
             offload: true,
             relay_cpu: None,
             spin_when_busy: false,
+            idle_poll: true,
         }
     }
 
@@ -296,6 +303,8 @@ struct UserSpace {
     /// The path's fixed cost taken off departures, or why it is not.
     path_cost: Result<PathCost, String>,
     _tuns: (Arc<Tun>, Arc<Tun>),
+    /// Held while the link is up, or why not (`cpu::IdlePoll`).
+    idle_poll: Result<crate::cpu::IdlePoll, String>,
 }
 
 struct KernelSide {
@@ -548,6 +557,15 @@ impl Link {
         }
     }
 
+    /// User space: whether the CPUs are kept out of deep idle states while
+    /// the link is up (`cpu::IdlePoll`), or why not. Kernel backend: Err.
+    pub fn idle_poll(&self) -> Result<(), String> {
+        match &self.inner {
+            Inner::User(u) => u.idle_poll.as_ref().map(|_| ()).map_err(Clone::clone),
+            Inner::Kernel(_) => Err("kernel backend: no relay to wake".into()),
+        }
+    }
+
     /// Kernel backend: the veth ends' offload state (None in user space, where
     /// the TUN devices hand the relay single packets).
     pub fn offloads(&self) -> Option<&VethOffloads> {
@@ -731,6 +749,14 @@ fn build_userspace(
     clock: Clock,
 ) -> Result<UserSpace, LinkError> {
     let (tun_c, tun_s) = create_tuns(client_ns, server_ns, cfg.offload)?;
+    // Before the path cost is measured: it is measured as the link will run.
+    let idle_poll = if cfg.idle_poll {
+        crate::cpu::IdlePoll::hold().inspect_err(|why| {
+            tracing::warn!("CPUs may sleep deeply while the link is up (wake-ups vary): {why}")
+        })
+    } else {
+        Err("turned off (LinkConfig::idle_poll)".into())
+    };
 
     let n = cfg.client_addrs;
     let mut client = format!(
@@ -840,6 +866,9 @@ fn build_userspace(
         },
     )
     .map_err(setup("starting the relay threads"))?;
+    for d in [&up, &down] {
+        lock(d).relay.idle_poll = idle_poll.is_ok();
+    }
     let path_cost = if cfg.compensate_path {
         let measured = path_cost::measure(
             client_ns,
@@ -877,6 +906,7 @@ fn build_userspace(
         flows,
         path_cost,
         _tuns: (tun_c, tun_s),
+        idle_poll,
     })
 }
 

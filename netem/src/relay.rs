@@ -202,6 +202,10 @@ pub struct RelayCounters {
     /// The CPU the relay thread is pinned to (`LinkConfig::relay_cpu`).
     #[serde(default)]
     pub pinned_cpu: Option<u32>,
+    /// Whether the CPUs were kept out of deep idle states while the link was
+    /// up (`cpu::IdlePoll`, `LinkConfig::idle_poll`).
+    #[serde(default)]
+    pub idle_poll: bool,
 }
 
 /// How hard the relay threads ask the kernel for CPU when they wake up.
@@ -343,11 +347,12 @@ impl DirShared {
     /// Start over with `model` and no counts (after the path-cost probes),
     /// taking `compensation_ns` off every departure from now on.
     pub fn restart(&mut self, model: LinkModel, compensation_ns: u64) {
-        let (tid, scheduling, offload, pinned) = (
+        let (tid, scheduling, offload, pinned, idle_poll) = (
             self.tid,
             std::mem::take(&mut self.relay.scheduling),
             std::mem::take(&mut self.relay.offload),
             self.relay.pinned_cpu,
+            self.relay.idle_poll,
         );
         *self = DirShared::new(model);
         self.tid = tid;
@@ -355,6 +360,7 @@ impl DirShared {
         self.relay.scheduling = scheduling;
         self.relay.offload = offload;
         self.relay.pinned_cpu = pinned;
+        self.relay.idle_poll = idle_poll;
         self.relay.path_compensation_ns = compensation_ns;
     }
 

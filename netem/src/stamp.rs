@@ -26,7 +26,25 @@ use nix::sys::time::TimeSpec;
 
 /// Ask the kernel to stamp every datagram the socket receives.
 pub fn enable<S: AsFd>(socket: &S) -> io::Result<()> {
+    hold_key();
     setsockopt(socket, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)
+}
+
+/// The kernel stamps datagrams as they arrive only while some socket wants
+/// stamps (a static key), and turns that on from a deferred work item: for
+/// a moment after the first `setsockopt` a datagram is stamped when it is
+/// read instead, which is the very error this module exists to avoid (seen
+/// in `the_stamp_is_the_arrival_not_the_read`). One socket held with stamps
+/// for the process keeps the key on; the first call waits for it once.
+fn hold_key() {
+    static KEY: std::sync::OnceLock<Option<std::net::UdpSocket>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        // Bound to nothing in particular and never used: it only holds the key.
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+        setsockopt(&s, sockopt::ReceiveTimestampns, &true).ok()?;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        Some(s)
+    });
 }
 
 /// One received datagram.

@@ -479,3 +479,38 @@ fn the_relay_can_be_pinned_to_a_cpu() {
     .expect_err("a CPU the process cannot use is refused");
     assert!(err.to_string().contains("relay CPU 100000"), "{err}");
 }
+
+/// While a user-space link is up the CPUs are held out of deep idle states
+/// (a PM QoS request of 0 µs, read back from the device), recorded in the
+/// counters; `idle_poll: false` leaves them alone and says so.
+#[test]
+fn idle_cpus_poll_while_the_link_is_up() {
+    if skip("idle_cpus_poll_while_the_link_is_up") {
+        return;
+    }
+    let link = userspace(LinkConfig::default());
+    match link.idle_poll() {
+        Ok(()) => {
+            // The kernel's aggregate request, µs: the smallest holder's.
+            let now = std::fs::read(quicbench_netem::cpu::IdlePoll::DEVICE).unwrap();
+            let us = i32::from_ne_bytes(now[..4].try_into().unwrap());
+            assert_eq!(us, 0, "the request is in force");
+            assert!(link.counters().up.relay.idle_poll);
+            assert!(link.counters().down.relay.idle_poll);
+        }
+        Err(why) => {
+            // An ordinary user may not write the device: said, not hidden.
+            eprintln!("SKIPPED part of idle_cpus_poll_while_the_link_is_up: {why}");
+            assert!(why.contains("cpu_dma_latency"), "{why}");
+            assert!(!link.counters().up.relay.idle_poll);
+        }
+    }
+    drop(link);
+    let off = userspace(LinkConfig {
+        idle_poll: false,
+        ..Default::default()
+    });
+    let why = off.idle_poll().expect_err("not held");
+    assert!(why.contains("idle_poll"), "{why}");
+    assert!(!off.counters().up.relay.idle_poll);
+}

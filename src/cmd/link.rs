@@ -55,6 +55,13 @@ pub struct LinkShape {
     /// precision, or where the relay has a core of its own (--relay-cpu).
     #[arg(long)]
     spin_when_busy: bool,
+    /// Let the CPUs sleep deeply while the user-space link is up. By default
+    /// they are kept to polling when idle (PM QoS, as cyclictest does), so
+    /// waking the relay costs the same every time: a packet's crossing then
+    /// varies by µs instead of tens of µs on a VM (docs/link.md, "Delay
+    /// precision"). Polling draws power while the link is up.
+    #[arg(long)]
+    no_idle_poll: bool,
 }
 
 impl LinkShape {
@@ -72,6 +79,7 @@ impl LinkShape {
         c.offload = !self.no_offload;
         c.relay_cpu = self.relay_cpu;
         c.spin_when_busy = self.spin_when_busy;
+        c.idle_poll = !self.no_idle_poll;
         c
     }
 }

@@ -42,6 +42,11 @@ pub struct RunArgs {
     /// one to spare (recorded per cell as `relay.pinned_cpu`).
     #[arg(long, value_name = "N")]
     relay_cpu: Option<usize>,
+    /// Let the CPUs sleep deeply while a cell's user-space link is up (by
+    /// default they poll when idle, so the relay's wake-ups cost the same
+    /// every time; recorded per cell as `relay.idle_poll`).
+    #[arg(long)]
+    no_idle_poll: bool,
     /// Override the matrix seed.
     #[arg(long)]
     seed: Option<u64>,
@@ -131,6 +136,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         backend: a.backend,
         pcap: a.pcap,
         relay_cpu: a.relay_cpu,
+        idle_poll: !a.no_idle_poll,
         progress_bar: std::io::stderr().is_terminal(),
         max_cells: a.max_cells,
         calibrate: !a.no_calibrate,
