@@ -752,7 +752,14 @@ fn build_userspace(
     // Before the path cost is measured: it is measured as the link will run.
     let idle_poll = if cfg.idle_poll {
         crate::cpu::IdlePoll::hold().inspect_err(|why| {
-            tracing::warn!("CPUs may sleep deeply while the link is up (wake-ups vary): {why}")
+            // Once per process: a run builds a link per cell.
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "idle CPUs may sleep deeply while links are up, so the relay's wake-ups vary \
+                     (relay.idle_poll false): {why}"
+                )
+            }
         })
     } else {
         Err("turned off (LinkConfig::idle_poll)".into())
