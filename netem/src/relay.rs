@@ -1213,17 +1213,11 @@ impl Worker {
             0
         };
         if left > margin {
-            let target = deadline - margin;
-            let timed_out = self.poll(Some(left - margin));
-            if timed_out && margin > 0 {
-                let late = self
-                    .cfg
-                    .clock
-                    .now_ns()
-                    .saturating_sub(target)
-                    .min(10_000_000);
-                // EWMA with weight 1/16: follows load changes within ~16 wake-ups.
-                self.late_avg_ns = (self.late_avg_ns * 15 + late) / 16;
+            if let Some(late) = self.sleep_to(deadline - margin, now) {
+                if margin > 0 {
+                    // EWMA with weight 1/16: follows load changes within ~16 wake-ups.
+                    self.late_avg_ns = (self.late_avg_ns * 15 + late) / 16;
+                }
             }
         } else if !self.cfg.spin_when_busy
             && self.contention.busy(now)
@@ -1235,23 +1229,16 @@ impl Worker {
             // wake-ups that come early leave at most `busy_early_ns` to spin
             // (the next round).
             self.spin_yielded += 1;
-            let target = deadline - self.busy_early_ns();
-            if self.poll(Some(target - now)) {
-                let late = self
-                    .cfg
-                    .clock
-                    .now_ns()
-                    .saturating_sub(target)
-                    .min(10_000_000);
+            if let Some(late) = self.sleep_to(deadline - self.busy_early_ns(), now) {
                 // A streaming quantile: up by q, down by 1 − q, so it
                 // settles where a share q of the wake-ups come earlier.
-                if late > self.busy_aim_ns {
-                    self.busy_aim_ns += BUSY_AIM_STEP_NS * BUSY_AIM_QUANTILE_PERMILLE / 1000;
+                let q = BUSY_AIM_QUANTILE_PERMILLE;
+                self.busy_aim_ns = if late > self.busy_aim_ns {
+                    self.busy_aim_ns + BUSY_AIM_STEP_NS * q / 1000
                 } else {
-                    self.busy_aim_ns = self.busy_aim_ns.saturating_sub(
-                        BUSY_AIM_STEP_NS * (1000 - BUSY_AIM_QUANTILE_PERMILLE) / 1000,
-                    );
-                }
+                    self.busy_aim_ns
+                        .saturating_sub(BUSY_AIM_STEP_NS * (1000 - q) / 1000)
+                };
             }
         } else {
             // Spin a short slice, then go round again (which re-reads the source,
@@ -1265,6 +1252,21 @@ impl Worker {
             self.spin_in_window += t - now;
             self.spin_total += t - now;
         }
+    }
+
+    /// Sleep until `target` (or a packet, or the stop). Some(how late it
+    /// woke, ns, bounded at 10 ms) when the sleep ran to its end.
+    fn sleep_to(&mut self, target: u64, now: u64) -> Option<u64> {
+        if !self.poll(Some(target.saturating_sub(now))) {
+            return None;
+        }
+        Some(
+            self.cfg
+                .clock
+                .now_ns()
+                .saturating_sub(target)
+                .min(10_000_000),
+        )
     }
 
     /// How early a sleep to a deadline is aimed while a task waits for a CPU.
