@@ -123,10 +123,16 @@ pub struct Summary {
     pub mean_us: f64,
 }
 
-/// Delays recorded in ns (3 significant digits: 0.1 % resolution).
+/// Delays recorded in ns: a histogram (3 significant digits: 0.1 %
+/// resolution, i.e. 8 µs buckets around 10 ms, 16 µs around 20 ms) and, up to
+/// [`Delays::EXACT_UP_TO`] of them, the values themselves. A summary's
+/// quantiles are exact while every value is kept: `calibrate` judges a 20 ms
+/// link to ±10 µs, which the histogram's buckets alone cannot (and its
+/// `value_at_quantile` reports a bucket's top: up to one bucket high).
 #[derive(Debug, Clone)]
 pub struct Delays {
     hist: Histogram<u64>,
+    exact: Vec<u64>,
 }
 
 impl Default for Delays {
@@ -140,10 +146,21 @@ impl Delays {
         // 1 ns .. 1 h; `new_with_bounds` fails only on invalid constant bounds.
         let hist = Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
             .expect("valid constant histogram bounds");
-        Delays { hist }
+        Delays {
+            hist,
+            exact: Vec::new(),
+        }
     }
+
+    /// Values kept exactly (8 bytes each: 1.6 MB at most per direction).
+    pub const EXACT_UP_TO: usize = 200_000;
+
     pub fn record(&mut self, ns: u64) {
-        let _ = self.hist.record(ns.max(1));
+        let ns = ns.max(1);
+        let _ = self.hist.record(ns);
+        if self.exact.len() < Self::EXACT_UP_TO {
+            self.exact.push(ns);
+        }
     }
     pub fn len(&self) -> u64 {
         self.hist.len()
@@ -156,14 +173,41 @@ impl Delays {
             return None;
         }
         let us = |v: u64| v as f64 / 1000.0;
+        let all_kept = self.exact.len() as u64 == self.hist.len();
+        let mut sorted = if all_kept {
+            self.exact.clone()
+        } else {
+            Vec::new()
+        };
+        sorted.sort_unstable();
+        let quantile = |q: f64| -> u64 {
+            if all_kept {
+                // Nearest rank: the smallest value with a share ≥ q at or below it.
+                let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+                sorted[rank - 1]
+            } else {
+                // The bucket's middle, not its top: off by half a bucket at most.
+                self.hist.median_equivalent(self.hist.value_at_quantile(q))
+            }
+        };
+        let (min, max, mean) = if all_kept {
+            let sum: u128 = sorted.iter().map(|&v| u128::from(v)).sum();
+            (
+                sorted[0],
+                sorted[sorted.len() - 1],
+                sum as f64 / sorted.len() as f64,
+            )
+        } else {
+            (self.hist.min(), self.hist.max(), self.hist.mean())
+        };
         Some(Summary {
             count: self.hist.len(),
-            min_us: us(self.hist.min()),
-            p50_us: us(self.hist.value_at_quantile(0.50)),
-            p90_us: us(self.hist.value_at_quantile(0.90)),
-            p99_us: us(self.hist.value_at_quantile(0.99)),
-            max_us: us(self.hist.max()),
-            mean_us: self.hist.mean() / 1000.0,
+            min_us: us(min),
+            p50_us: us(quantile(0.50)),
+            p90_us: us(quantile(0.90)),
+            p99_us: us(quantile(0.99)),
+            max_us: us(max),
+            mean_us: mean / 1000.0,
         })
     }
     /// The histogram in HdrHistogram's V2 compressed format, hex-encoded (so it
@@ -281,5 +325,30 @@ mod tests {
         assert!((s.mean_us - 500.5).abs() < 1.0);
         let hex = d.to_v2_hex().unwrap();
         assert!(hex.len() > 20 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    /// Around 20 ms the histogram's buckets are 16 µs wide: the summary's
+    /// quantiles are the exact values while all are kept, and within half a
+    /// bucket once they are not.
+    #[test]
+    fn quantiles_are_exact_to_the_ns_around_20_ms() {
+        let mut d = Delays::new();
+        // 20.003000 .. 20.003999 ms, 1 ns apart, shuffled by a fixed stride.
+        for i in 0..1000u64 {
+            d.record(20_003_000 + (i * 617) % 1000);
+        }
+        let s = d.summary().unwrap();
+        assert_eq!(s.p50_us, 20_003.499);
+        assert_eq!(s.p90_us, 20_003.899);
+        assert_eq!(s.p99_us, 20_003.989);
+        assert_eq!((s.min_us, s.max_us), (20_003.0, 20_003.999));
+        assert!((s.mean_us - 20_003.4995).abs() < 1e-9, "{s:?}");
+        // Past the cap: the histogram, within half a 16 µs bucket.
+        let mut big = Delays::new();
+        for i in 0..(Delays::EXACT_UP_TO as u64 + 10) {
+            big.record(20_003_000 + i % 1000);
+        }
+        let s = big.summary().unwrap();
+        assert!((s.p50_us - 20_003.5).abs() <= 8.2, "{s:?}");
     }
 }
