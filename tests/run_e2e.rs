@@ -62,7 +62,9 @@ fn cell_median(c: &serde_json::Value, metric: &str) -> f64 {
 /// The first-byte time on a lossless 40 ms link is theory × RTT (2 RTT h1
 /// cleartext, 3 RTT TLS over TCP, 2 RTT h3, 1 RTT h3 0-RTT) plus the
 /// endpoints' own fixed cost, measured on a 0 ms link in the same run (its
-/// fastest connection): within 10% once that cost is taken off (an extra round trip is 50-100%). The fixed
+/// fastest connection): the cell's fastest connection within 10% once that
+/// cost is taken off (an extra round trip is 50-100%), and the median time on
+/// the wire, from the link's own timestamps, within 3%. The fixed
 /// cost is what the endpoints spend (crypto, sockets, the relay's crossings),
 /// not round trips; it is bounded here and printed (h3 1.6-3.2 ms, TLS over
 /// TCP ≈ 0.9 ms on this 2-core machine). What is left above theory (h3 0-RTT
@@ -109,12 +111,32 @@ fn handshake_ttfb_matches_theory_and_cells_leave_nothing_behind() {
         let fixed = fixed_ms[&key];
         let raw = cell_median(c, "ttfb_rtt");
         let net = (cell_median(c, "ttfb_ms") - fixed) / 40.0;
+        // The fastest connection, as for the fixed cost: a core taken away
+        // from an endpoint only adds (a CI run with other tests beside it saw
+        // h3 0-RTT's median at 1.16 RTT, its wire at 1.00).
+        let fastest = cell_samples(c, "ttfb_ms")
+            .into_iter()
+            .fold(f64::INFINITY, f64::min);
+        let net_fastest = (fastest - fixed) / 40.0;
+        // What the link controls, from its own timestamps: exact.
+        let wire: Vec<f64> = c["metrics"]["link_wire_rtts"]["samples"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{id}: no link_wire_rtts samples"))
+            .iter()
+            .filter_map(|v| v.as_f64())
+            .collect();
+        eprintln!("{id}: on the wire {wire:?} RTT (the warm-up's among them)");
+        let wire = median(wire);
         eprintln!(
-            "{id}: median TTFB {raw:.3} RTT, {net:.3} RTT without the fixed {fixed:.2} ms (theory {theory})"
+            "{id}: median TTFB {raw:.3} RTT, {net:.3} RTT without the fixed {fixed:.2} ms; fastest {net_fastest:.3}; on the wire {wire:.3} RTT (theory {theory})"
         );
         assert!(
-            (net - theory).abs() <= 0.10 * theory,
-            "{id}: median TTFB {net:.3} RTT after the fixed {fixed:.2} ms vs theory {theory} RTT"
+            (net_fastest - theory).abs() <= 0.10 * theory,
+            "{id}: fastest TTFB {net_fastest:.3} RTT after the fixed {fixed:.2} ms vs theory {theory} RTT"
+        );
+        assert!(
+            (wire - theory).abs() <= 0.03 * theory,
+            "{id}: {wire:.3} RTT on the wire vs theory {theory} RTT"
         );
         checked += 1;
         if c["protocol"] == "h3" && c["variant"] == "resumed" {
