@@ -32,6 +32,7 @@ pub mod privileges;
 pub mod relay;
 pub mod spec;
 pub mod stamp;
+pub mod tap;
 pub mod test_gate;
 #[cfg(test)]
 mod testpkt;

@@ -742,6 +742,25 @@ fn create_tuns(
     ))
 }
 
+/// The tap that dates packets as the stack hands them to `dev` (`tap.rs`);
+/// None, said once per process, where packet sockets are refused: the relay
+/// then dates them by its read, as it did before.
+fn open_tap(ns: &NetNs, dev: &'static str) -> Option<crate::tap::TxTap> {
+    match ns.try_run(move || crate::tap::TxTap::open(dev)) {
+        Ok(Ok(t)) => Some(t),
+        Ok(Err(e)) | Err(e) => {
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "packets are dated when the relay reads them, its wake-up included \
+                     (relay.arrivals_tapped 0): {e}"
+                );
+            }
+            None
+        }
+    }
+}
+
 fn build_userspace(
     cfg: &LinkConfig,
     client_ns: &NetNs,
@@ -749,6 +768,10 @@ fn build_userspace(
     clock: Clock,
 ) -> Result<UserSpace, LinkError> {
     let (tun_c, tun_s) = create_tuns(client_ns, server_ns, cfg.offload)?;
+    let (tap_c, tap_s) = (
+        open_tap(client_ns, CLIENT_DEV),
+        open_tap(server_ns, SERVER_DEV),
+    );
     // Before the path cost is measured: it is measured as the link will run.
     let idle_poll = if cfg.idle_poll {
         crate::cpu::IdlePoll::hold().inspect_err(|why| {
@@ -848,6 +871,7 @@ fn build_userspace(
             shared: up.clone(),
             nat: nat.clone(),
             pcap: pcap_up,
+            tap: tap_c,
             clock,
             buf_len,
             priority: cfg.relay_priority,
@@ -863,6 +887,7 @@ fn build_userspace(
             shared: down.clone(),
             nat: nat.clone(),
             pcap: pcap_down,
+            tap: tap_s,
             clock,
             buf_len,
             priority: cfg.relay_priority,

@@ -199,6 +199,16 @@ pub struct RelayCounters {
     /// kernel refused (after which the direction writes packets one by one).
     #[serde(default)]
     pub offload_errors: u64,
+    /// Reads dated by the device's tap (`tap.rs`: when the sender's stack
+    /// handed the packet to the device) rather than by the read itself, and
+    /// how long those packets waited in the device for the relay to read
+    /// them (its wake-up, mostly), which is then not part of their delay.
+    #[serde(default)]
+    pub arrivals_tapped: u64,
+    #[serde(default)]
+    pub read_wait_p50_ns: u64,
+    #[serde(default)]
+    pub read_wait_p99_ns: u64,
     /// The CPU the relay thread is pinned to (`LinkConfig::relay_cpu`).
     #[serde(default)]
     pub pinned_cpu: Option<u32>,
@@ -288,6 +298,7 @@ pub(crate) struct DirShared {
     lateness: hdrhistogram::Histogram<u64>,
     sojourn: hdrhistogram::Histogram<u64>,
     queueing: hdrhistogram::Histogram<u64>,
+    read_wait: hdrhistogram::Histogram<u64>,
 }
 
 /// 1 ns .. 100 s, 2 significant digits: small and cheap to record.
@@ -341,6 +352,7 @@ impl DirShared {
             lateness: histogram(),
             sojourn: histogram(),
             queueing: histogram(),
+            read_wait: histogram(),
         }
     }
 
@@ -395,6 +407,7 @@ impl DirShared {
             relay.queueing_p99_ns,
             relay.queueing_max_ns,
         ) = quantiles(&self.queueing);
+        (relay.read_wait_p50_ns, relay.read_wait_p99_ns, _) = quantiles(&self.read_wait);
         DirCounters {
             model: self.model.counters().clone(),
             relay,
@@ -443,6 +456,9 @@ pub(crate) struct DirectionCfg {
     pub shared: Arc<Mutex<DirShared>>,
     pub nat: Arc<NatShared>,
     pub pcap: DirPcap,
+    /// Dates each packet by when its sender's stack handed it to `src`
+    /// (`tap.rs`); None: by the relay's read.
+    pub tap: Option<crate::tap::TxTap>,
     pub clock: Clock,
     pub buf_len: usize,
     pub priority: RelayPriority,
@@ -594,6 +610,13 @@ struct Worker {
     seq: u64,
     /// Moving average of ppoll's wake-up lateness (ns).
     late_avg_ns: u64,
+    /// The last packet's arrival: arrivals never go back (two senders
+    /// racing can queue packets in another order than the tap saw them).
+    last_arrival: u64,
+    /// Reads the tap dated, and their waits in the device (ns), folded into
+    /// the shared counters under the lock.
+    tapped: u64,
+    read_waits: Vec<u64>,
     /// How early a sleep to a deadline is aimed while a task waits for a CPU:
     /// a running estimate of the [`BUSY_AIM_QUANTILE_PERMILLE`] quantile of
     /// those sleeps' wake-up lateness (see `wait`).
@@ -649,6 +672,9 @@ impl Worker {
             pool: Vec::new(),
             seq: 0,
             late_avg_ns: 20_000,
+            last_arrival: 0,
+            tapped: 0,
+            read_waits: Vec::with_capacity(READ_BATCH),
             busy_aim_ns: 20_000,
             next_rebind: 0,
             batch: Vec::with_capacity(READ_BATCH),
@@ -766,7 +792,7 @@ impl Worker {
             let mut buf = self.buffer();
             return match self.cfg.src.recv(&mut buf) {
                 Ok(n) => {
-                    let t = self.cfg.clock.now_ns();
+                    let t = self.arrival(&buf[..n], self.cfg.clock.now_ns());
                     self.batch.push((buf, n, t));
                     Ok(())
                 }
@@ -778,11 +804,31 @@ impl Worker {
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let got = self.cfg.src.recv(&mut scratch).map(|n| {
-            let t = self.cfg.clock.now_ns();
+            let now = self.cfg.clock.now_ns();
+            let t = self.arrival(scratch.get(off..n).unwrap_or_default(), now);
             self.split_into_batch(&scratch[..n], t);
         });
         self.scratch = scratch;
         got
+    }
+
+    /// When the packet just read (`pkt`, its IP bytes; read at `now`)
+    /// entered the link: the tap's stamp when it has one.
+    fn arrival(&mut self, pkt: &[u8], now: u64) -> u64 {
+        let tapped = self.cfg.tap.as_mut().and_then(|tap| tap.arrival(pkt, now));
+        let t = match tapped {
+            Some(at) => {
+                self.tapped += 1;
+                if self.read_waits.len() < 4 * READ_BATCH {
+                    self.read_waits.push(now - at);
+                }
+                at
+            }
+            None => now,
+        }
+        .max(self.last_arrival);
+        self.last_arrival = t;
+        t
     }
 
     fn split_into_batch(&mut self, data: &[u8], t: u64) {
@@ -904,6 +950,10 @@ impl Worker {
         g.relay.gso_reads += std::mem::take(&mut self.gso_reads);
         g.relay.gso_read_segments += std::mem::take(&mut self.gso_read_segments);
         g.relay.offload_errors += std::mem::take(&mut self.offload_errors);
+        g.relay.arrivals_tapped += std::mem::take(&mut self.tapped);
+        for w in self.read_waits.drain(..) {
+            let _ = g.read_wait.record(w.max(1));
+        }
         let mut overflow = 0u64;
         let mut unattributed = 0u64;
         let mut runs: [Runs; 2] = Default::default();

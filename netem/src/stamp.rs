@@ -36,7 +36,7 @@ pub fn enable<S: AsFd>(socket: &S) -> io::Result<()> {
 /// read instead, which is the very error this module exists to avoid (seen
 /// in `the_stamp_is_the_arrival_not_the_read`). One socket held with stamps
 /// for the process keeps the key on; the first call waits for it once.
-fn hold_key() {
+pub(crate) fn hold_key() {
     static KEY: std::sync::OnceLock<Option<std::net::UdpSocket>> = std::sync::OnceLock::new();
     KEY.get_or_init(|| {
         // Bound to nothing in particular and never used: it only holds the key.
@@ -69,7 +69,7 @@ impl Received {
     }
 }
 
-fn realtime_ns() -> u64 {
+pub(crate) fn realtime_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
