@@ -48,6 +48,15 @@ fn offloading(link: &Link) -> bool {
     k.up.relay.offload != "off"
 }
 
+/// Every read of `d` (a super-packet is one read) was dated by the device's
+/// tap, when its sender's stack handed it over (`tap.rs`), not by the read.
+fn every_read_dated_by_the_tap(name: &str, d: &quicbench_netem::link::DirCounters) {
+    let reads = d.relay.packets_read - d.relay.gso_read_segments + d.relay.gso_reads;
+    assert!(reads > 0, "{name}: nothing read");
+    assert_eq!(d.relay.arrivals_tapped, reads, "{name}: reads dated by the tap");
+    assert!(d.relay.read_wait_p50_ns > 0, "{name}: {:?}", d.relay);
+}
+
 #[test]
 fn bulk_tcp_under_loss_loses_single_wire_segments() {
     if skip("bulk_tcp_under_loss_loses_single_wire_segments") {
@@ -254,6 +263,7 @@ fn bulk_tcp_payload_arrives_intact_without_captures() {
         assert_eq!(d.relay.offload_errors, 0, "{name}");
         assert_eq!(d.relay.packets_read, d.model.packets_in, "{name}");
         assert_eq!(d.relay.packets_written, d.model.delivered, "{name}");
+        every_read_dated_by_the_tap(name, d);
     }
     let down = &k.down;
     assert!(
@@ -403,6 +413,7 @@ fn udp_gso_batches_arrive_as_datagrams() {
     assert_eq!(k.up.relay.gso_reads, 3, "{:?}", k.up);
     assert_eq!(k.up.relay.gso_read_segments, 60);
     assert_eq!(k.up.model.packets_in, 60, "the model saw each datagram");
+    every_read_dated_by_the_tap("up", &k.up);
 }
 
 #[test]
