@@ -45,10 +45,11 @@ pub fn handshake_ns(f: &FlowReport) -> Option<u64> {
 }
 
 /// A flow's first-response path with the path's fixed cost put back on the
-/// wire: the relay's clock sees a packet from its read to its write, so
-/// each transit's cost (`relay.path_compensation_ns`, the socket ⇄ relay
-/// part) sat in the endpoints' turns; moved half from each side's, the wire
-/// is socket to socket, i.e. the configured delay on a quiet link.
+/// wire: the relay's clock sees a packet from its arrival at the device to
+/// its write, so each transit's cost (`relay.path_compensation_ns`, the
+/// write up to the receiving socket) sat in its receiver's turn; moved half
+/// from each side's (a round trip has one transit each way), the wire is
+/// socket to socket, i.e. the configured delay on a quiet link.
 fn corrected(p: &ResponsePath, path_cost_ns: u64) -> ResponsePath {
     let c = path_cost_ns * p.round_trips as u64;
     let from_server = (c / 2).min(p.server_ns);

@@ -225,7 +225,9 @@ impl Default for Contention {
 /// state costs to leave. In a VM halting is an exit to the host: on the
 /// project's 2-core VM a packet crossed the link in 10-80 µs depending on it,
 /// so the path cost measured at build ranged 12-227 µs from one link to the
-/// next; with the request, 11-21 µs. An idle CPU then polls instead of
+/// next; with the request, 11-21 µs (5-9 µs either way since packets are
+/// dated at the device, `tap.rs`: the relay's wake-up is no longer part of
+/// it; the request still shortens every other wake-up). An idle CPU then polls instead of
 /// halting: it uses no CPU time of any task (endpoint CPU figures are
 /// unchanged) but draws power, and a VM's host sees its vCPU busy. It holds
 /// only while a user-space link is up (`LinkConfig::idle_poll`).

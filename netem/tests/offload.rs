@@ -53,7 +53,10 @@ fn offloading(link: &Link) -> bool {
 fn every_read_dated_by_the_tap(name: &str, d: &quicbench_netem::link::DirCounters) {
     let reads = d.relay.packets_read - d.relay.gso_read_segments + d.relay.gso_reads;
     assert!(reads > 0, "{name}: nothing read");
-    assert_eq!(d.relay.arrivals_tapped, reads, "{name}: reads dated by the tap");
+    assert_eq!(
+        d.relay.arrivals_tapped, reads,
+        "{name}: reads dated by the tap"
+    );
     assert!(d.relay.read_wait_p50_ns > 0, "{name}: {:?}", d.relay);
 }
 
