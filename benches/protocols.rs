@@ -83,7 +83,7 @@ fn setup() -> Setup {
     let opts = ServerOptions::ephemeral(identity.clone());
     let raw_transport = Transport {
         cc: opts.cc,
-        link_mtu: opts.link_mtu,
+        link: opts.link,
     };
     let servers = rt
         .block_on(quicbench_servers::start(opts))
@@ -136,7 +136,7 @@ fn setup_link(link: Link, spec: &LinkSpec) -> Setup {
                 o.listen = vec![ip];
                 let t = Transport {
                     cc: o.cc,
-                    link_mtu: o.link_mtu,
+                    link: o.link,
                 };
                 let s = quicbench_servers::start(o).await.expect("servers");
                 let raw = rawquic::start(ip, &id2, t).expect("raw-QUIC server");

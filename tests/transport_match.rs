@@ -75,6 +75,17 @@ fn every_cell_runs_the_controller_it_asks_for_on_both_ends() {
         );
         // Every connection of the cell was counted at the server.
         assert!(server[want].as_u64().unwrap() >= 2, "{id}: {server:?}");
+        // Both ends of QUIC send the link's packet size, and batch as TCP
+        // does: the client's datagram size is read back from quinn.
+        if c["protocol"] == "h3" {
+            assert_eq!(t["quic"]["udp_payload"], 1472, "{id}");
+            assert_eq!(c["tls"]["quic_mtu"], 1472, "{id}: client read-back");
+            let userspace = c["link_counters"]["backend"] == "userspace";
+            assert_eq!(
+                t["quic"]["gso"], userspace,
+                "{id}: GSO as the link splits batches"
+            );
+        }
         // The profile of both namespaces was read, and no packet was lost
         // outside the link model on a lossless link.
         for end in ["client", "server"] {
@@ -131,6 +142,15 @@ fn a_loss_limited_cubic_flow_agrees_with_mathis_on_both_transports() {
         assert_eq!(c["transport"]["matched"], true);
         let g = samples(c, "goodput_mbps");
         assert_eq!(g.len(), 1);
+        // The server hands the user-space link batches (TSO, UDP GSO) that
+        // it splits per wire packet: TCP and QUIC alike.
+        let relay = &c["link_counters"]["down"]["relay"];
+        if c["link_counters"]["backend"] == "userspace" {
+            assert!(
+                relay["gso_reads"].as_u64().unwrap() > 0,
+                "{proto}/{cc}: {relay}"
+            );
+        }
         // The data direction (server → client) is the link's "down".
         let down = &c["link_counters"]["down"]["model"];
         let lost = down["dropped_loss"].as_f64().unwrap();

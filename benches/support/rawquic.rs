@@ -73,7 +73,7 @@ impl RawConn {
         let tls_cfg = tls::client_config(&o.trust, &[ALPN_H3], false)?;
         let t = Transport {
             cc: o.cc,
-            link_mtu: o.link_mtu,
+            link: o.link,
         };
         let cfg = tls::quic_client_config_with_qlog(Arc::new(tls_cfg), t, None, o.stall_timeout)?;
         let ip = o.local_ip.unwrap_or(if server.is_ipv4() {

@@ -323,7 +323,7 @@ async fn establish_once(
     };
     let transport = quicbench_wire::transport::Transport {
         cc: opts.cc,
-        link_mtu: opts.link_mtu,
+        link: opts.link,
     };
     // The stall timeout of the TCP clients is the h3 client's keep-alive:
     // the same time to notice a silent path (a NAT rebinding).
@@ -462,6 +462,7 @@ impl H3Conn {
             // Read back from quinn's state, not the option we passed.
             congestion_control: Some(quicbench_wire::transport::quic_controller(&est.conn)),
             socket_buffers: Some(est.socket_buffers),
+            quic_mtu: Some(est.conn.stats().path.current_mtu),
         };
         if est.pending_0rtt.is_none() {
             // No 0-RTT: no ticket was held, resumption is off, or the server

@@ -61,9 +61,10 @@ pub struct ClientOptions {
     /// on every TCP socket before it connects. Default cubic. What ran is read
     /// back into [`ConnInfo::congestion_control`].
     pub cc: CongestionControl,
-    /// The link's MTU when known (QUIC then starts at the payload TCP's
-    /// segments have; `wire::transport::Transport`). Default None.
-    pub link_mtu: Option<u32>,
+    /// The emulated link, when the harness built it: QUIC's packet size and
+    /// batching follow it as the server's do (`wire::transport::LinkShape`).
+    /// Default None.
+    pub link: Option<quicbench_wire::transport::LinkShape>,
     /// Keep TLS sessions across connections (resumption, QUIC 0-RTT).
     pub resume: bool,
     /// Record per-request progress (bytes vs time) for waterfall and migration charts.
@@ -104,7 +105,7 @@ impl ClientOptions {
             server_name: server.ip().to_string(),
             trust,
             cc: CongestionControl::default(),
-            link_mtu: None,
+            link: None,
             resume: true,
             track_progress: false,
             timeout: Duration::from_secs(60),

@@ -177,6 +177,11 @@ pub struct ConnInfo {
     /// SO_SNDBUF), read back, bytes.
     #[serde(default)]
     pub socket_buffers: Option<(u64, u64)>,
+    /// QUIC: the UDP payload quinn's path used once the handshake was done
+    /// (`stats().path.current_mtu`), read back: the link's MTU less the
+    /// headers where the link is known, else quinn's 1200 before discovery.
+    #[serde(default)]
+    pub quic_mtu: Option<u16>,
 }
 
 /// Client failures, naming the step that failed.

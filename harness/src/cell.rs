@@ -152,10 +152,10 @@ pub(crate) fn start_servers(
     ip: IpAddr,
     identity: Identity,
     (cc, fast): (CongestionControl, TcpFastStart),
-    link_mtu: u32,
     transport_sample: Option<Duration>,
     port_shift: u16,
 ) -> anyhow::Result<(ServerThread, Ports)> {
+    let shape = quicbench_wire::transport::LinkShape::of(link);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Ports, String>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let join = link.server_ns().spawn_thread("qb-servers", move || {
@@ -187,7 +187,7 @@ pub(crate) fn start_servers(
                     *p = p.saturating_add(port_shift);
                 }
             }
-            o.link_mtu = Some(link_mtu);
+            o.link = Some(shape);
             o.record_transport = true;
             o.transport_sample = transport_sample;
             o.tcp_fast_start = fast;
@@ -365,7 +365,6 @@ fn execute_inner(
                 server_ip,
                 ctx.identity.clone(),
                 (cc, fast),
-                m.mtu,
                 sample,
                 0,
             )?;
@@ -679,6 +678,7 @@ pub(crate) fn env_of(
         warmup: m.warmup,
         timeout: Duration::from_secs(m.cell_timeout_s.clamp(5, 3600)),
         link: None,
+        link_shape: Some(quicbench_wire::transport::LinkShape::of(link)),
         capture_dir: ctx.pcap_dir.as_ref().map(|d| d.join(&cell.id)),
         stall_timeout: None,
         transport_sample: None,

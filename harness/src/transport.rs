@@ -63,8 +63,9 @@ pub struct QuicSettings {
     /// RFC 9000 default.
     pub pacing: &'static str,
     pub max_ack_delay_ms: u32,
-    /// UDP segmentation offload (GSO): off on an emulated link, so every
-    /// datagram meets the link model alone.
+    /// UDP segmentation offload (GSO): on where the link splits batches
+    /// into wire packets before its model (the user-space link, as TCP's
+    /// TSO is), off on the kernel backend (`LinkShape::batches`).
     pub gso: bool,
 }
 
@@ -79,7 +80,7 @@ impl QuicSettings {
             send_window: wt::SEND_WINDOW,
             pacing: "on (quinn paces at cwnd/RTT)",
             max_ack_delay_ms: 25,
-            gso: t.quic_udp_payload().is_none(),
+            gso: t.quic_gso(),
         }
     }
 }
@@ -129,7 +130,7 @@ impl CellTransport {
         let mtu = link.mtu();
         let t = Transport {
             cc: cc.unwrap_or_default(),
-            link_mtu: Some(mtu),
+            link: Some(quicbench_wire::transport::LinkShape::of(link)),
         };
         let mut unreadable = Vec::new();
         let mut drops = BTreeMap::new();
@@ -163,6 +164,14 @@ impl CellTransport {
                 )
             })
             .unwrap_or_default();
+        let mut mismatches = mismatches;
+        if let (Some(got), Some(want)) = (conn.and_then(|c| c.quic_mtu), t.quic_udp_payload()) {
+            if got != want {
+                mismatches.push(format!(
+                    "the client's QUIC datagrams carried {got} bytes, the link's MTU allows {want}"
+                ));
+            }
+        }
         CellTransport {
             controller: cc.map(|c| c.name().to_string()),
             client_connection,

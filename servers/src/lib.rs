@@ -48,9 +48,10 @@ pub struct ServerOptions {
     /// Congestion controller of both transports: QUIC's, and `TCP_CONGESTION`
     /// on the TCP listeners (accepted connections inherit it). Default cubic.
     pub cc: CongestionControl,
-    /// The link's MTU when known: QUIC then sends datagrams of the size TCP's
-    /// segments have on it (`wire::transport::Transport`). Default None.
-    pub link_mtu: Option<u32>,
+    /// The emulated link, when the harness built it: QUIC's packet size and
+    /// batching follow it as the client's do (`wire::transport::LinkShape`).
+    /// Default None.
+    pub link: Option<quicbench_wire::transport::LinkShape>,
     /// Close an HTTP/1.x connection whose request head has not fully arrived in
     /// this long (slowloris defence).
     pub header_timeout: Duration,
@@ -98,7 +99,7 @@ impl ServerOptions {
             identity,
             max_bytes: quicbench_wire::resource::DEFAULT_MAX_BYTES,
             cc: CongestionControl::default(),
-            link_mtu: None,
+            link: None,
             header_timeout: Duration::from_secs(10),
             max_connections: 100_000,
             max_header_bytes: 16 * 1024,
@@ -387,7 +388,7 @@ pub async fn start(opts: ServerOptions) -> Result<Servers, ServeError> {
     )?);
     let transport = Transport {
         cc: opts.cc,
-        link_mtu: opts.link_mtu,
+        link: opts.link,
     };
     let quic_cfg = tls::quic_server_config(&opts.identity, transport)?;
     let mut addrs = BoundAddrs::default();

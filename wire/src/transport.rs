@@ -57,27 +57,59 @@ pub fn quic_first_pto(initial_rtt: Duration) -> Duration {
 pub const TCP_INITIAL_RTO: Duration = Duration::from_secs(1);
 
 /// What a cell's endpoints share: the congestion controller of both
-/// transports, and the link MTU when the harness knows it.
+/// transports, and what they must know of the link when the harness built it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Transport {
     /// QUIC's controller, and `TCP_CONGESTION` on every TCP socket.
     pub cc: CongestionControl,
-    /// The link's MTU, bytes. Known: QUIC sends datagrams of the size TCP's
-    /// segments have on the same link from the first packet (initial MTU =
-    /// MTU − IP/UDP headers, no discovery). Unknown: quinn's default
-    /// (1200 bytes, then path MTU discovery).
-    pub link_mtu: Option<u32>,
+    /// The emulated link both ends run over (None: loopback or a network
+    /// quicbench did not build; quinn's defaults for packet size and
+    /// batching).
+    pub link: Option<LinkShape>,
+}
+
+/// What a transport must know of the link it runs over, read from the link
+/// itself ([`LinkShape::of`]): client and server take it from there, so
+/// both ends of a connection send alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LinkShape {
+    /// The link's MTU, bytes: QUIC sends datagrams of the size TCP's
+    /// segments have on it from the first packet (initial MTU = MTU −
+    /// IP/UDP headers, no discovery), where unknown it starts at quinn's
+    /// 1200 bytes and discovers the path MTU.
+    pub mtu: u32,
+    /// Whether senders may hand the link batches (TCP's segmentation
+    /// offload, QUIC's UDP GSO) that it still emulates per wire packet. The
+    /// user-space link splits every batch before its model (`netem::gso`),
+    /// so there TCP's TSO and QUIC's GSO are both on; a tc-netem qdisc on a
+    /// veth would drop or delay a batch as one packet, so that backend turns
+    /// TCP's offloads off on its devices and QUIC sends one datagram a call.
+    pub batches: bool,
+}
+
+impl LinkShape {
+    pub fn of(link: &quicbench_netem::link::Link) -> LinkShape {
+        LinkShape {
+            mtu: link.mtu(),
+            batches: link.backend() != quicbench_netem::link::Backend::Kernel,
+        }
+    }
 }
 
 impl Transport {
     pub fn new(cc: CongestionControl) -> Self {
-        Transport { cc, link_mtu: None }
+        Transport { cc, link: None }
     }
 
     /// The UDP payload QUIC uses on this link, if the MTU is known
     /// (IPv4 headers assumed: the benchmark hosts speak IPv4 first).
     pub fn quic_udp_payload(&self) -> Option<u16> {
-        self.link_mtu.map(udp_payload_for_mtu)
+        self.link.map(|l| udp_payload_for_mtu(l.mtu))
+    }
+
+    /// Whether QUIC hands the kernel batches of datagrams (UDP GSO).
+    pub fn quic_gso(&self) -> bool {
+        self.link.is_none_or(|l| l.batches)
     }
 
     /// quinn's transport parameters for these settings.
@@ -114,10 +146,10 @@ impl Transport {
             // do not spend probes discovering it.
             t.initial_mtu(p);
             t.mtu_discovery_config(None);
-            // One datagram per send: with UDP GSO the kernel hands a veth
-            // qdisc (the kernel netem backend) whole batches, which netem
-            // then drops and delays as one packet. TCP's offloads are off on
-            // that link for the same reason.
+        }
+        if !self.quic_gso() {
+            // One datagram per send where the link cannot split batches
+            // (`LinkShape::batches`), as TCP's offloads are off there.
             t.enable_segmentation_offload(false);
         }
         t
@@ -536,11 +568,23 @@ mod tests {
 
     #[test]
     fn known_mtu_fixes_quic_packet_size() {
+        let shape = |batches| LinkShape { mtu: 1500, batches };
         let t = Transport {
             cc: CongestionControl::Cubic,
-            link_mtu: Some(1500),
+            link: Some(shape(true)),
         };
         assert_eq!(t.quic_udp_payload(), Some(1472));
+        assert!(t.quic_gso(), "the user-space link splits batches");
+        let kernel = Transport {
+            link: Some(shape(false)),
+            ..t
+        };
+        assert_eq!(kernel.quic_udp_payload(), Some(1472));
+        assert!(
+            !kernel.quic_gso(),
+            "a netem qdisc would take a batch as one packet"
+        );
         assert_eq!(Transport::default().quic_udp_payload(), None);
+        assert!(Transport::default().quic_gso());
     }
 }

@@ -59,7 +59,6 @@ pub fn execute(
             link.server_ip(),
             ctx.identity.clone(),
             (*cc, Default::default()),
-            m.mtu,
             None,
             100 * i as u16,
         )?;

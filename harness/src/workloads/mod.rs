@@ -64,6 +64,9 @@ pub struct Env {
     /// The link's NAT, for the migration workload's rebinding events (None:
     /// not a rebinding cell, or a link that cannot rebind).
     pub link: Option<Arc<dyn LinkControl>>,
+    /// The link's MTU and batching, which our clients' QUIC follows as the
+    /// servers' does (`wire::transport::LinkShape`).
+    pub link_shape: Option<quicbench_wire::transport::LinkShape>,
     /// TLS key log and qlog go here (with `--pcap`).
     pub capture_dir: Option<std::path::PathBuf>,
     /// See `ClientOptions::stall_timeout` (set by the migration workload).
@@ -169,6 +172,7 @@ fn client_with(
     let server = SocketAddr::new(env.server_ip, port_of(p, &env.ports));
     let mut o = ClientOptions::new(server, env.trust.clone());
     o.cc = env.cc;
+    o.link = env.link_shape;
     o.resume = resume;
     o.track_progress = progress;
     o.timeout = env.timeout;
