@@ -65,6 +65,7 @@ async fn run(p: Protocol, refuse: bool, paced: bool) -> workloads::Output {
         warmup: 0,
         timeout: Duration::from_secs(20),
         link: Some(Arc::new(Fake { refuse })),
+        link_shape: None,
         capture_dir: None,
         stall_timeout: None,
         transport_sample: None,
