@@ -165,7 +165,10 @@ impl CellTransport {
             })
             .unwrap_or_default();
         let mut mismatches = mismatches;
-        if let (Some(got), Some(want)) = (conn.and_then(|c| c.quic_mtu), t.quic_udp_payload()) {
+        // Against our own server only: another's may advertise a smaller
+        // datagram limit (quic-go's is 1452), which quinn then honours.
+        let payload = servers.and(conn.and_then(|c| c.quic_mtu));
+        if let (Some(got), Some(want)) = (payload, t.quic_udp_payload()) {
             if got != want {
                 mismatches.push(format!(
                     "the client's QUIC datagrams carried {got} bytes, the link's MTU allows {want}"
@@ -203,7 +206,7 @@ impl CellTransport {
 
     /// Put the record into the cell: the `transport` field, the
     /// `unaccounted_drops` metric, a note naming the counters, and a failed
-    /// status when the controllers did not match.
+    /// status when the transports did not match.
     pub fn apply(self, res: &mut CellResult) {
         let total = self.unaccounted_total();
         if self.unreadable.is_empty() {
@@ -230,10 +233,7 @@ impl CellTransport {
         }
         if !self.matched && res.status.is_ok() {
             res.status = CellStatus::Failed {
-                reason: format!(
-                    "congestion controllers did not match: {}",
-                    self.mismatches.join("; ")
-                ),
+                reason: format!("transports did not match: {}", self.mismatches.join("; ")),
             };
         }
         res.transport = serde_json::to_value(&self).ok();
