@@ -361,6 +361,25 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
             },
             ok: None,
         });
+        let k = link.counters();
+        checks.push(Check {
+            name: "arrivals".into(),
+            detail: [("up", &k.up.relay), ("down", &k.down.relay)]
+                .iter()
+                .map(|(dir, r)| {
+                    let reads = (r.packets_read + r.gso_reads).saturating_sub(r.gso_read_segments);
+                    format!(
+                        "{dir}: {} of {reads} reads dated at the device, where they waited \
+                         p50 {:.0} µs, p99 {:.0} µs for the relay (not part of their delay)",
+                        r.arrivals_tapped,
+                        r.read_wait_p50_ns as f64 / 1000.0,
+                        r.read_wait_p99_ns as f64 / 1000.0
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            ok: None,
+        });
         checks.push(Check {
             name: "idle CPUs".into(),
             detail: match link.idle_poll() {
