@@ -25,7 +25,7 @@ use quicbench_netem::link::{Link, LinkConfig};
 use quicbench_netem::LinkSpec;
 use quicbench_servers::ServerOptions;
 use quicbench_wire::tls::Identity;
-use quicbench_wire::transport::Transport;
+use quicbench_wire::transport::{LinkShape, Transport};
 use quicbench_wire::Protocol;
 use tokio::runtime::Runtime;
 
@@ -53,7 +53,17 @@ struct Setup {
     raw_port: u16,
     identity: Identity,
     label: String,
+    /// What both ends' QUIC is told of the path (`wire::transport::LinkShape`).
+    shape: LinkShape,
 }
+
+/// Loopback's endpoints are set up as for the harness's default link (a
+/// 1500-byte MTU that takes batches): QUIC then starts at 1472-byte
+/// datagrams and spends no probes discovering the path, as in every cell.
+const LOOPBACK_SHAPE: LinkShape = LinkShape {
+    mtu: 1500,
+    batches: true,
+};
 
 fn setup() -> Setup {
     let link_spec = std::env::var("QUICBENCH_LINK")
@@ -80,7 +90,8 @@ fn setup() -> Setup {
         .enable_all()
         .build()
         .expect("runtime");
-    let opts = ServerOptions::ephemeral(identity.clone());
+    let mut opts = ServerOptions::ephemeral(identity.clone());
+    opts.link = Some(LOOPBACK_SHAPE);
     let raw_transport = Transport {
         cc: opts.cc,
         link: opts.link,
@@ -103,6 +114,7 @@ fn setup() -> Setup {
         client_rt: rt,
         _server_rt: None,
         link: None,
+        shape: LOOPBACK_SHAPE,
         _server_thread: None,
         stop: None,
         ip: IpAddr::from([127, 0, 0, 1]),
@@ -119,6 +131,7 @@ fn setup_link(link: Link, spec: &LinkSpec) -> Setup {
         link.backend_reason()
     );
     let ip = link.server_ip();
+    let shape = LinkShape::of(&link);
     let identity = Identity::generate(&[ip.to_string()]).expect("identity");
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -134,6 +147,7 @@ fn setup_link(link: Link, spec: &LinkSpec) -> Setup {
             rt.block_on(async move {
                 let mut o = ServerOptions::ephemeral(id2.clone());
                 o.listen = vec![ip];
+                o.link = Some(shape);
                 let t = Transport {
                     cc: o.cc,
                     link: o.link,
@@ -169,6 +183,7 @@ fn setup_link(link: Link, spec: &LinkSpec) -> Setup {
         client_rt,
         _server_rt: None,
         link: Some(link),
+        shape,
         _server_thread: Some(th),
         stop: Some(stop_tx),
         ip,
@@ -194,10 +209,12 @@ impl Setup {
     /// The clients' options (the raw-QUIC client takes its settings from
     /// them as the h3 client does).
     fn options(&self, port: u16) -> ClientOptions {
-        ClientOptions::new(
+        let mut o = ClientOptions::new(
             SocketAddr::new(self.ip, port),
             self.identity.trust_anchors(),
-        )
+        );
+        o.link = Some(self.shape);
+        o
     }
 
     /// The CPU this process's threads used so far, but the link's relay
