@@ -432,8 +432,9 @@ fn offload_can_be_turned_off() {
     tcp_client(link.client_ns(), addr, 4 << 20, 1 << 20);
     assert_eq!(server.join().unwrap(), 1 << 20);
     let k = link.counters();
-    for d in [&k.up, &k.down] {
+    for (name, d) in [("up", &k.up), ("down", &k.down)] {
         assert_eq!(d.relay.offload, "off");
         assert_eq!((d.relay.gso_reads, d.relay.gso_writes), (0, 0));
+        every_read_dated_by_the_tap(name, d);
     }
 }
