@@ -153,7 +153,7 @@ impl CellTransport {
             .unwrap_or_default();
         let client_connection = conn.and_then(|c| c.congestion_control.clone());
         let (client, server) = read_profiles(link);
-        let mismatches = cc
+        let mut mismatches = cc
             .map(|cc| {
                 mismatches(
                     cc,
@@ -164,7 +164,6 @@ impl CellTransport {
                 )
             })
             .unwrap_or_default();
-        let mut mismatches = mismatches;
         // Against our own server only: another's may advertise a smaller
         // datagram limit (quic-go's is 1452), which quinn then honours.
         let payload = servers.and(conn.and_then(|c| c.quic_mtu));
