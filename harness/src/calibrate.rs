@@ -367,11 +367,11 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
             detail: [("up", &k.up.relay), ("down", &k.down.relay)]
                 .iter()
                 .map(|(dir, r)| {
-                    let reads = (r.packets_read + r.gso_reads).saturating_sub(r.gso_read_segments);
                     format!(
-                        "{dir}: {} of {reads} reads dated at the device, where they waited \
+                        "{dir}: {} of {} reads dated at the device, where they waited \
                          p50 {:.0} µs, p99 {:.0} µs for the relay (not part of their delay)",
                         r.arrivals_tapped,
+                        r.reads(),
                         r.read_wait_p50_ns as f64 / 1000.0,
                         r.read_wait_p99_ns as f64 / 1000.0
                     )

@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::str::FromStr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::flows::{FlowTable, FlowsConfig, FlowsReport};
@@ -749,15 +749,22 @@ fn open_tap(ns: &NetNs, dev: &'static str) -> Option<crate::tap::TxTap> {
     match ns.try_run(move || crate::tap::TxTap::open(dev)) {
         Ok(Ok(t)) => Some(t),
         Ok(Err(e)) | Err(e) => {
-            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-            if !SAID.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
+            static SAID: AtomicBool = AtomicBool::new(false);
+            warn_once(&SAID, || {
+                format!(
                     "packets are dated when the relay reads them, its wake-up included \
                      (relay.arrivals_tapped 0): {e}"
-                );
-            }
+                )
+            });
             None
         }
+    }
+}
+
+/// Warn once per process (a run builds a link per cell).
+fn warn_once(said: &AtomicBool, msg: impl FnOnce() -> String) {
+    if !said.swap(true, Ordering::Relaxed) {
+        tracing::warn!("{}", msg());
     }
 }
 
@@ -775,14 +782,13 @@ fn build_userspace(
     // Before the path cost is measured: it is measured as the link will run.
     let idle_poll = if cfg.idle_poll {
         crate::cpu::IdlePoll::hold().inspect_err(|why| {
-            // Once per process: a run builds a link per cell.
-            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-            if !SAID.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
+            static SAID: AtomicBool = AtomicBool::new(false);
+            warn_once(&SAID, || {
+                format!(
                     "idle CPUs may sleep deeply while links are up, so the relay's wake-ups vary \
                      (relay.idle_poll false): {why}"
                 )
-            }
+            })
         })
     } else {
         Err("turned off (LinkConfig::idle_poll)".into())
@@ -859,7 +865,7 @@ fn build_userspace(
         (cfg.flows.max_flows > 0).then(|| Arc::new(Mutex::new(FlowTable::new(cfg.flows.clone()))));
     let tun_c = Arc::new(tun_c);
     let tun_s = Arc::new(tun_s);
-    let probing = Arc::new(std::sync::atomic::AtomicBool::new(cfg.compensate_path));
+    let probing = Arc::new(AtomicBool::new(cfg.compensate_path));
     // Room for the largest wire packet the devices can hand us (super-packets
     // are read elsewhere and split into buffers of this size).
     let buf_len = cfg.mtu as usize + 64 + tun_c.vnet_hdr_len();

@@ -218,6 +218,14 @@ pub struct RelayCounters {
     pub idle_poll: bool,
 }
 
+impl RelayCounters {
+    /// Reads from the source device: a super-packet is one read, however
+    /// many wire packets it held.
+    pub fn reads(&self) -> u64 {
+        (self.packets_read + self.gso_reads).saturating_sub(self.gso_read_segments)
+    }
+}
+
 /// How hard the relay threads ask the kernel for CPU when they wake up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

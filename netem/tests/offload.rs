@@ -51,7 +51,7 @@ fn offloading(link: &Link) -> bool {
 /// Every read of `d` (a super-packet is one read) was dated by the device's
 /// tap, when its sender's stack handed it over (`tap.rs`), not by the read.
 fn every_read_dated_by_the_tap(name: &str, d: &quicbench_netem::link::DirCounters) {
-    let reads = d.relay.packets_read - d.relay.gso_read_segments + d.relay.gso_reads;
+    let reads = d.relay.reads();
     assert!(reads > 0, "{name}: nothing read");
     assert_eq!(
         d.relay.arrivals_tapped, reads,
