@@ -16,7 +16,6 @@ fn main() {
         "rustls",
         "hyper",
         "h3",
-        "h3-quinn",
         "tokio",
         "h2",
     ];

@@ -1,4 +1,4 @@
-//! HTTP/3 over QUIC (quinn + h3 + h3-quinn).
+//! HTTP/3 over QUIC (quinn + h3, bound by `wire::h3quic`).
 //!
 //! * One quinn [`Endpoint`](quinn::Endpoint) per connection, bound to
 //!   `opts.local_ip` (or the unspecified address of the server's family), so
@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
+use quicbench_wire::h3quic;
 use quicbench_wire::pattern::Verifier;
 use quicbench_wire::resource::Resource;
 use quicbench_wire::sockinfo::{ConnProbe, QuicProbeGuard, Side};
@@ -28,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::{ClientError, ConnInfo, Request, RequestRecord, Shared};
 
-type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
+type SendRequest = h3::client::SendRequest<h3quic::OpenStreams, Bytes>;
 
 /// Longest `close` waits for the endpoint to drain.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -394,7 +395,7 @@ async fn establish_once(
         }
     };
     let built = h3::client::builder()
-        .build::<_, _, Bytes>(h3_quinn::Connection::new(conn.clone()))
+        .build::<_, _, Bytes>(h3quic::Connection::new(conn.clone()))
         .await;
     let (mut driver, send) = match built {
         Ok(x) => x,

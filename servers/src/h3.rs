@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use quicbench_wire::h3quic::{self, Body};
 use quicbench_wire::sockinfo::{ConnProbe, Side};
 use tokio::task::JoinHandle;
 
@@ -294,7 +294,7 @@ async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<ServerCtx>, hs_gua
 
     let mut h3 = match h3::server::builder()
         .max_field_section_size(ctx.max_header_bytes as u64)
-        .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone()))
+        .build::<_, Body>(h3quic::Connection::new(conn.clone()))
         .await
     {
         Ok(h) => h,
@@ -338,10 +338,10 @@ async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<ServerCtx>, hs_gua
 
 async fn serve_request<S>(
     req: http::Request<()>,
-    mut stream: h3::server::RequestStream<S, Bytes>,
+    mut stream: h3::server::RequestStream<S, Body>,
     ctx: &ServerCtx,
 ) where
-    S: h3::quic::BidiStream<Bytes>,
+    S: h3::quic::BidiStream<Body>,
 {
     ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
     let target = req
@@ -366,18 +366,18 @@ async fn serve_request<S>(
 
 async fn send<S>(
     reply: &Reply,
-    stream: &mut h3::server::RequestStream<S, Bytes>,
+    stream: &mut h3::server::RequestStream<S, Body>,
     ctx: &ServerCtx,
 ) -> Result<(), h3::error::StreamError>
 where
-    S: h3::quic::BidiStream<Bytes>,
+    S: h3::quic::BidiStream<Body>,
 {
     stream.send_response(reply.head()).await?;
     match &reply.body {
         BodyPlan::Empty => {}
         BodyPlan::Small(b) => {
             if !b.is_empty() {
-                stream.send_data(b.clone()).await?;
+                stream.send_data(Body::from(b.clone())).await?;
                 ctx.stats
                     .bytes_sent
                     .fetch_add(b.len() as u64, Ordering::Relaxed);
@@ -386,7 +386,7 @@ where
         BodyPlan::Pattern(r) => {
             for chunk in PatternChunks::new(*r) {
                 let n = chunk.len() as u64;
-                stream.send_data(chunk).await?;
+                stream.send_data(Body::from(chunk)).await?;
                 ctx.stats.bytes_sent.fetch_add(n, Ordering::Relaxed);
             }
         }

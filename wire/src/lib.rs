@@ -10,10 +10,13 @@
 //!   options read back, quinn's statistics), sampled over time.
 //! * [`transport`]: the settings both ends of every transport share (congestion
 //!   controller for QUIC *and* TCP, windows, packet size), and their read-back.
+//! * [`h3quic`]: HTTP/3's binding to quinn for both ends, which hands quinn
+//!   response bodies without a copy.
 //! * [`Protocol`] and [`CongestionControl`]: names used on the command line,
 //!   in matrices and in results.
 
 pub mod clock;
+pub mod h3quic;
 pub mod pattern;
 pub mod probe;
 pub mod resource;
