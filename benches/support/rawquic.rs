@@ -6,8 +6,8 @@
 //! servers' socket buffer), the same client socket buffers and keep-alive,
 //! the same body (`servers::respond::PatternChunks`, 64 KiB chunks) checked
 //! as the h3 client checks it (`wire::pattern::Verifier`). What is left is
-//! HTTP/3's own cost: h3's framing and QPACK, and h3-quinn, which copies each
-//! chunk into quinn's send buffer where this server hands quinn the chunk.
+//! HTTP/3's own cost: h3's framing, QPACK and control streams, and our
+//! binding of h3 to quinn (`wire::h3quic`).
 //!
 //! The exchange: the client opens a bidirectional stream, sends the body size
 //! (8 bytes, big-endian) and FIN; the server answers that many pattern bytes

@@ -362,7 +362,8 @@ impl<B: Buf> quic::SendStream<B> for SendStream<B> {
             // `write_chunks` is cancel-safe (nothing written unless it
             // resolves) and registers the waker itself.
             let rest = &mut self.queued[self.next..];
-            let written = ready!(pin!(self.stream.write_chunks(rest)).poll(cx)).map_err(write_error)?;
+            let written =
+                ready!(pin!(self.stream.write_chunks(rest)).poll(cx)).map_err(write_error)?;
             // A partly written chunk was cut to its unwritten tail in place.
             self.next += written.chunks;
         }
@@ -459,7 +460,10 @@ mod tests {
     fn a_body_chunk_is_passed_by_reference() {
         let body = Bytes::from(vec![7u8; 65536]);
         let mut out = Vec::new();
-        own_chunks(frame(b"\x00\x80\x01\x00\x00", Body::from(body.clone())), &mut out);
+        own_chunks(
+            frame(b"\x00\x80\x01\x00\x00", Body::from(body.clone())),
+            &mut out,
+        );
         assert_eq!(out.len(), 2);
         assert_eq!(&out[0][..], b"\x00\x80\x01\x00\x00");
         assert_eq!(out[1].as_ptr(), body.as_ptr(), "the body was copied");
