@@ -340,7 +340,7 @@ pub fn quic_client_config_with_qlog(
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TlsError::Config(format!("QUIC client TLS: {e}")))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut t = transport.quic();
+    let mut t = transport.quic_client();
     t.keep_alive_interval(keep_alive);
     if let Some(w) = qlog {
         let mut q = quinn::QlogConfig::default();

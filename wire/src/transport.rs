@@ -20,8 +20,11 @@ pub const STREAM_WINDOW: u32 = 6 << 20;
 pub const CONN_WINDOW: u32 = 24 << 20;
 /// QUIC send buffer per connection.
 pub const SEND_WINDOW: u64 = 24 << 20;
-/// Concurrent bidirectional streams a peer may open (QUIC, HTTP/2).
+/// Concurrent bidirectional streams a client may open (QUIC, HTTP/2).
 pub const MAX_STREAMS: u32 = 1024;
+/// Concurrent unidirectional streams either end may open (QUIC). HTTP/3 opens
+/// three (control, QPACK encoder and decoder), h3 one more to grease; no push.
+pub const MAX_UNI_STREAMS: u32 = 16;
 /// QUIC idle timeout (both ends advertise it).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// IPv4 + UDP header bytes: a QUIC datagram's payload is the MTU less these.
@@ -112,7 +115,20 @@ impl Transport {
         self.link.is_none_or(|l| l.batches)
     }
 
-    /// quinn's transport parameters for these settings.
+    /// quinn's transport parameters for these settings, as a client's:
+    /// the server's, except that it lets the server open no bidirectional
+    /// stream. HTTP/3 forbids them (RFC 9114 §6.1; quic-go's HTTP/3 client
+    /// allows none either), and quinn sets up every stream a peer may open
+    /// when a connection starts: 1024 of them cost each cold client
+    /// connection ~1024 hash-map inserts (docs/h3.md).
+    pub fn quic_client(&self) -> quinn::TransportConfig {
+        let mut t = self.quic();
+        t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
+        t
+    }
+
+    /// quinn's transport parameters for these settings (a server's; a client
+    /// takes [`Transport::quic_client`]).
     pub fn quic(&self) -> quinn::TransportConfig {
         let mut t = quinn::TransportConfig::default();
         match self.cc {
@@ -136,7 +152,7 @@ impl Transport {
         t.receive_window(quinn::VarInt::from_u32(CONN_WINDOW));
         t.send_window(SEND_WINDOW);
         t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_STREAMS));
-        t.max_concurrent_uni_streams(quinn::VarInt::from_u32(100));
+        t.max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_UNI_STREAMS));
         t.initial_rtt(QUIC_INITIAL_RTT);
         if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
             t.max_idle_timeout(Some(idle));

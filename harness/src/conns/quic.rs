@@ -28,14 +28,12 @@ pub fn client_config(
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     // The cell's controller (wire::transport), with small windows: thousands
     // of idle connections, not throughput.
-    let mut tr = quicbench_wire::transport::Transport::new(cc).quic();
+    // Stream limits are every client's (`quic_client`: none from the server
+    // but HTTP/3's unidirectional ones).
+    let mut tr = quicbench_wire::transport::Transport::new(cc).quic_client();
     tr.stream_receive_window(quinn::VarInt::from_u32(64 << 10));
     tr.receive_window(quinn::VarInt::from_u32(256 << 10));
     tr.send_window(256 << 10);
-    tr.max_concurrent_bidi_streams(quinn::VarInt::from_u32(8));
-    // The server's HTTP/3 layer opens three unidirectional streams (control,
-    // QPACK encoder and decoder).
-    tr.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
     tr.keep_alive_interval(keep_alive);
     cfg.transport_config(Arc::new(tr));
     Ok(cfg)
