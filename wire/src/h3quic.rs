@@ -107,14 +107,18 @@ impl Connection {
     }
 }
 
-/// Poll the future in `slot`, made by `make` when there is none; the slot is
-/// emptied when it resolves.
-fn poll_slot<T>(
+/// Poll the future in `slot`, started as `op(conn)` when there is none; the
+/// slot is emptied when it resolves.
+fn poll_slot<T, F>(
     slot: &mut Option<Pending<T>>,
+    conn: &quinn::Connection,
     cx: &mut Context<'_>,
-    make: impl FnOnce() -> Pending<T>,
-) -> Poll<T> {
-    let fut = slot.get_or_insert_with(make);
+    op: impl FnOnce(quinn::Connection) -> F,
+) -> Poll<T>
+where
+    F: Future<Output = T> + Send + Sync + 'static,
+{
+    let fut = slot.get_or_insert_with(|| Box::pin(op(conn.clone())));
     let out = ready!(fut.as_mut().poll(cx));
     *slot = None;
     Poll::Ready(out)
@@ -128,24 +132,20 @@ impl<B: Buf> quic::Connection<B> for Connection {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<RecvStream, ConnectionErrorIncoming>> {
-        let conn = &self.conn;
-        let r = ready!(poll_slot(&mut self.accepting_uni, cx, || {
-            let conn = conn.clone();
-            Box::pin(async move { conn.accept_uni().await })
-        }));
-        Poll::Ready(r.map(RecvStream::new).map_err(connection_error))
+        poll_slot(&mut self.accepting_uni, &self.conn, cx, |c| async move {
+            c.accept_uni().await
+        })
+        .map(|r| r.map(RecvStream::new).map_err(connection_error))
     }
 
     fn poll_accept_bidi(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<BidiStream<B>, ConnectionErrorIncoming>> {
-        let conn = &self.conn;
-        let r = ready!(poll_slot(&mut self.accepting_bi, cx, || {
-            let conn = conn.clone();
-            Box::pin(async move { conn.accept_bi().await })
-        }));
-        Poll::Ready(r.map(BidiStream::new).map_err(connection_error))
+        poll_slot(&mut self.accepting_bi, &self.conn, cx, |c| async move {
+            c.accept_bi().await
+        })
+        .map(|r| r.map(BidiStream::new).map_err(connection_error))
     }
 
     fn opener(&self) -> OpenStreams {
@@ -207,24 +207,20 @@ impl<B: Buf> quic::OpenStreams<B> for OpenStreams {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<BidiStream<B>, StreamErrorIncoming>> {
-        let conn = &self.conn;
-        let r = ready!(poll_slot(&mut self.opening_bi, cx, || {
-            let conn = conn.clone();
-            Box::pin(async move { conn.open_bi().await })
-        }));
-        Poll::Ready(r.map(BidiStream::new).map_err(stream_connection_error))
+        poll_slot(&mut self.opening_bi, &self.conn, cx, |c| async move {
+            c.open_bi().await
+        })
+        .map(|r| r.map(BidiStream::new).map_err(stream_connection_error))
     }
 
     fn poll_open_send(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<SendStream<B>, StreamErrorIncoming>> {
-        let conn = &self.conn;
-        let r = ready!(poll_slot(&mut self.opening_uni, cx, || {
-            let conn = conn.clone();
-            Box::pin(async move { conn.open_uni().await })
-        }));
-        Poll::Ready(r.map(SendStream::new).map_err(stream_connection_error))
+        poll_slot(&mut self.opening_uni, &self.conn, cx, |c| async move {
+            c.open_uni().await
+        })
+        .map(|r| r.map(SendStream::new).map_err(stream_connection_error))
     }
 
     fn close(&mut self, code: Code, reason: &[u8]) {
