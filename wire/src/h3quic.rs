@@ -90,7 +90,6 @@ type Uni<S> = Result<S, quinn::ConnectionError>;
 /// quinn's accept and open futures wait on a `Notify`, which forgets a waiter
 /// whose future is dropped, so each pending one is kept until it resolves.
 pub struct Connection {
-    conn: quinn::Connection,
     accepting_bi: Option<Pending<Bi>>,
     accepting_uni: Option<Pending<Uni<quinn::RecvStream>>>,
     opener: OpenStreams,
@@ -99,8 +98,7 @@ pub struct Connection {
 impl Connection {
     pub fn new(conn: quinn::Connection) -> Self {
         Connection {
-            opener: OpenStreams::new(conn.clone()),
-            conn,
+            opener: OpenStreams::new(conn),
             accepting_bi: None,
             accepting_uni: None,
         }
@@ -132,9 +130,12 @@ impl<B: Buf> quic::Connection<B> for Connection {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<RecvStream, ConnectionErrorIncoming>> {
-        poll_slot(&mut self.accepting_uni, &self.conn, cx, |c| async move {
-            c.accept_uni().await
-        })
+        poll_slot(
+            &mut self.accepting_uni,
+            &self.opener.conn,
+            cx,
+            |c| async move { c.accept_uni().await },
+        )
         .map(|r| r.map(RecvStream::new).map_err(connection_error))
     }
 
@@ -142,14 +143,17 @@ impl<B: Buf> quic::Connection<B> for Connection {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<BidiStream<B>, ConnectionErrorIncoming>> {
-        poll_slot(&mut self.accepting_bi, &self.conn, cx, |c| async move {
-            c.accept_bi().await
-        })
+        poll_slot(
+            &mut self.accepting_bi,
+            &self.opener.conn,
+            cx,
+            |c| async move { c.accept_bi().await },
+        )
         .map(|r| r.map(BidiStream::new).map_err(connection_error))
     }
 
     fn opener(&self) -> OpenStreams {
-        OpenStreams::new(self.conn.clone())
+        self.opener.clone()
     }
 }
 
