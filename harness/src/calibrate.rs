@@ -7,8 +7,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use quicbench_clients::udp::{ProbeConfig, ProbeMode, ProbeReport};
+use quicbench_clients::udp::{ProbeConfig, ProbeMode, ProbeReport, Summary};
 use quicbench_netem::link::{Link, LinkConfig};
+use quicbench_netem::LinkSpec;
 use serde::Serialize;
 
 /// The one-way delay a link must keep, socket to socket, for its verdict:
@@ -186,6 +187,99 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
     );
     quicbench_wire::probe::check_size(o.size)?;
     let link = Link::build(cfg.clone()).context("building the link")?;
+    let pace = ProbePace::new(cfg, &o);
+    let probe = run_probe(&link, cfg, &pace)?;
+    let bulk = match cfg.up.rate_bps() {
+        Some(_) if o.tcp_seconds > 0.0 => Some(tcp_bulk(&link, o.tcp_seconds)?),
+        _ => None,
+    };
+
+    let mut checks = Vec::new();
+    if pace.pps < o.pps {
+        checks.push(Check {
+            name: "probe rate".into(),
+            detail: format!(
+                "{} datagrams/s instead of {}: half of the link's rate",
+                pace.pps, o.pps
+            ),
+            ok: None,
+        });
+    }
+    let owd = [
+        ("up", &cfg.up, &probe.owd_up),
+        ("down", &cfg.down, &probe.owd_down),
+    ];
+    for (dir, spec, measured) in owd {
+        if let Some(m) = measured {
+            checks.push(delay_check(dir, spec, pace.wire_bits, m));
+        }
+    }
+    checks.push(loss_check(cfg, probe.sent, probe.loss_rate));
+    if let (Some(r), Some(b)) = (cfg.up.rate_bps(), bulk) {
+        checks.push(rate_check(r, cfg.mtu, b));
+    }
+    let counters = serde_json::to_value(link.counters()).unwrap_or_default();
+    let lateness = relay_lateness(&counters);
+    if link.backend() == quicbench_netem::Backend::UserSpace {
+        checks.extend(relay_checks(&link, &lateness));
+    }
+    let pass = checks.iter().all(|c| c.ok != Some(false));
+    let hint = if pass {
+        None
+    } else {
+        delay_hint(&checks, &lateness, load_average())
+    };
+    Ok(Calibration {
+        backend: link.backend().to_string(),
+        backend_reason: link.backend_reason().to_string(),
+        up: cfg.up.to_string(),
+        down: cfg.down.to_string(),
+        probe,
+        tcp_goodput_bps: bulk.map(|b| b * 8.0),
+        counters,
+        checks,
+        pass,
+        hint,
+    })
+}
+
+/// How fast the probe goes. A probe faster than the link's rate would
+/// measure its own queue: it is kept to half of the slower direction's rate
+/// (IP + UDP headers included).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ProbePace {
+    pps: u64,
+    count: u64,
+    interval: Duration,
+    size: usize,
+    /// Bits one probe datagram takes on the wire.
+    wire_bits: f64,
+}
+
+impl ProbePace {
+    fn new(cfg: &LinkConfig, o: &CalibrateOptions) -> ProbePace {
+        let wire_bits = ((o.size + 28) * 8) as f64;
+        let slowest = [cfg.up.rate_bps(), cfg.down.rate_bps()]
+            .into_iter()
+            .flatten()
+            .min();
+        let pps = match slowest {
+            Some(r) => o.pps.min(((r as f64 * 0.5) / wire_bits).max(1.0) as u64),
+            None => o.pps,
+        };
+        ProbePace {
+            pps,
+            count: ((pps as f64 * o.seconds) as u64).max(1),
+            interval: Duration::from_nanos(1_000_000_000 / pps),
+            size: o.size,
+            wire_bits,
+        }
+    }
+}
+
+/// Start the project's servers in the link's server namespace, run the UDP
+/// echo probe from its client namespace, and stop the servers again.
+fn run_probe(link: &Link, cfg: &LinkConfig, pace: &ProbePace) -> anyhow::Result<ProbeReport> {
     let ip = link.server_ip();
     let (ptx, prx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -211,22 +305,8 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
         .recv_timeout(Duration::from_secs(10))
         .context("the probe server did not start")?
         .context("the probe server has no address")?;
-    let up_ms = cfg.up.base_delay_ns() as f64 / 1e6;
-    let down_ms = cfg.down.base_delay_ns() as f64 / 1e6;
-    // A probe faster than the link's rate would measure its own queue: keep it
-    // to half of the slower direction's rate (IP + UDP headers included).
-    let wire_bits = ((o.size + 28) * 8) as f64;
-    let slowest = [cfg.up.rate_bps(), cfg.down.rate_bps()]
-        .into_iter()
-        .flatten()
-        .min();
-    let pps = match slowest {
-        Some(r) => o.pps.min(((r as f64 * 0.5) / wire_bits).max(1.0) as u64),
-        None => o.pps,
-    };
-    let count = ((pps as f64 * o.seconds) as u64).max(1);
-    let interval = Duration::from_nanos(1_000_000_000 / pps);
-    let size = o.size;
+    let rtt_ms = (cfg.up.base_delay_ns() + cfg.down.base_delay_ns()) as f64 / 1e6;
+    let pace = *pace;
     let probe = link
         .client_ns()
         .try_run(move || -> anyhow::Result<ProbeReport> {
@@ -234,98 +314,95 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
                 .enable_all()
                 .build()?;
             let mut pc = ProbeConfig::new(udp, ProbeMode::Echo);
-            pc.count = count;
-            pc.interval = interval;
-            pc.size = size;
-            pc.timeout = Duration::from_millis(((up_ms + down_ms) * 3.0) as u64 + 1000);
+            pc.count = pace.count;
+            pc.interval = pace.interval;
+            pc.size = pace.size;
+            pc.timeout = Duration::from_millis((rtt_ms * 3.0) as u64 + 1000);
             Ok(rt.block_on(quicbench_clients::udp::probe(pc))?)
-        })??;
-    let rate = cfg.up.rate_bps();
-    let bulk = match rate {
-        Some(_) if o.tcp_seconds > 0.0 => Some(tcp_bulk(&link, o.tcp_seconds)?),
-        _ => None,
-    };
+        });
     let _ = stop_tx.send(());
     let _ = srv.join();
+    probe?
+}
 
-    let mut checks = Vec::new();
-    if pps < o.pps {
-        checks.push(Check {
-            name: "probe rate".into(),
-            detail: format!(
-                "{pps} datagrams/s instead of {}: half of the link's rate",
-                o.pps
-            ),
-            ok: None,
-        });
-    }
-    // A datagram of the probe's size also takes its serialisation time at the rate.
-    let ser_ms = cfg
-        .up
+/// One direction's one-way delay against its spec: the base delay plus the
+/// probe datagram's serialisation time at the direction's rate. With jitter
+/// there is no single target, so the check only informs.
+fn delay_check(dir: &str, spec: &LinkSpec, wire_bits: f64, measured: &Summary) -> Check {
+    let ser_ms = spec
         .rate_bps()
         .map(|r| wire_bits / r as f64 * 1000.0)
         .unwrap_or(0.0);
-    let up_ms = up_ms + ser_ms;
-    if let Some(ow) = &probe.owd_up {
-        let (e50, e99) = (ow.p50_us / 1000.0 - up_ms, ow.p99_us / 1000.0 - up_ms);
-        let jitter = cfg.up.jitter_ns() > 0;
-        checks.push(Check {
-            name: "one-way delay (up)".into(),
-            detail: if jitter {
-                format!("configured base {up_ms:.3} ms with jitter; measured p50 {:.3} ms, p99 {:.3} ms", ow.p50_us / 1000.0, ow.p99_us / 1000.0)
-            } else {
-                format!(
-                    "configured {up_ms:.3} ms; measured p50 {:.3} ms (error {:+.0} µs, target ±{P50_TARGET_US} µs), p99 {:.3} ms (error {:+.0} µs, target ±{P99_TARGET_US} µs)",
-                    ow.p50_us / 1000.0,
-                    e50 * 1000.0,
-                    ow.p99_us / 1000.0,
-                    e99 * 1000.0
-                )
-            },
-            ok: if jitter {
-                None
-            } else {
-                Some(e50.abs() * 1000.0 <= P50_TARGET_US && e99.abs() * 1000.0 <= P99_TARGET_US)
-            },
-        });
+    let want_ms = spec.base_delay_ns() as f64 / 1e6 + ser_ms;
+    let (p50_ms, p99_ms) = (measured.p50_us / 1000.0, measured.p99_us / 1000.0);
+    let (e50_us, e99_us) = ((p50_ms - want_ms) * 1000.0, (p99_ms - want_ms) * 1000.0);
+    let name = format!("one-way delay ({dir})");
+    if spec.jitter_ns() > 0 {
+        return Check {
+            name,
+            detail: format!(
+                "configured base {want_ms:.3} ms with jitter; measured p50 {p50_ms:.3} ms, p99 {p99_ms:.3} ms"
+            ),
+            ok: None,
+        };
     }
-    // Round-trip loss expected from both directions' nominal loss.
+    Check {
+        name,
+        detail: format!(
+            "configured {want_ms:.3} ms; measured p50 {p50_ms:.3} ms (error {e50_us:+.0} µs, target ±{P50_TARGET_US} µs), \
+             p99 {p99_ms:.3} ms (error {e99_us:+.0} µs, target ±{P99_TARGET_US} µs)"
+        ),
+        ok: Some(e50_us.abs() <= P50_TARGET_US && e99_us.abs() <= P99_TARGET_US),
+    }
+}
+
+/// The probe's round-trip loss against both directions' nominal loss, with
+/// a 99% binomial interval for the number of echoes sent.
+fn loss_check(cfg: &LinkConfig, sent: u64, loss_rate: f64) -> Check {
     let p = 1.0 - (1.0 - cfg.up.loss_probability()) * (1.0 - cfg.down.loss_probability());
-    let n = probe.sent.max(1) as f64;
+    let n = sent.max(1) as f64;
     let sd = (p * (1.0 - p) / n).sqrt();
     let (lo, hi) = ((p - 2.576 * sd).max(0.0), (p + 2.576 * sd).min(1.0));
-    checks.push(Check {
+    Check {
         name: "round-trip loss".into(),
         detail: format!(
             "configured {:.3}%; measured {:.3}% of {} (99% binomial interval [{:.3}%, {:.3}%])",
             p * 100.0,
-            probe.loss_rate * 100.0,
-            probe.sent,
+            loss_rate * 100.0,
+            sent,
             lo * 100.0,
             hi * 100.0
         ),
-        ok: Some(probe.loss_rate >= lo - 1e-12 && probe.loss_rate <= hi + 1e-12),
-    });
-    if let (Some(r), Some(b)) = (rate, bulk) {
-        // TCP payload per packet at this MTU (IPv4 20 B + TCP 32 B with timestamps).
-        let eff = (cfg.mtu as f64 - 52.0) / cfg.mtu as f64;
-        let expect = r as f64 * eff;
-        let ratio = b * 8.0 / expect;
-        checks.push(Check {
-            name: "rate".into(),
-            detail: format!(
-                "configured {:.3} Mbit/s; TCP goodput {:.3} Mbit/s = {:.1}% of the payload rate at MTU {} ({:.3} Mbit/s), target within 2%",
-                r as f64 / 1e6,
-                b * 8.0 / 1e6,
-                ratio * 100.0,
-                cfg.mtu,
-                expect / 1e6
-            ),
-            ok: Some((ratio - 1.0).abs() <= 0.02),
-        });
+        ok: Some(loss_rate >= lo - 1e-12 && loss_rate <= hi + 1e-12),
     }
-    let counters = serde_json::to_value(link.counters()).unwrap_or_default();
-    let lateness = relay_lateness(&counters);
+}
+
+/// A TCP bulk transfer's goodput (bytes/s) against the configured rate
+/// (bit/s): the payload share of each packet at this MTU (IPv4 20 B + TCP
+/// 32 B with timestamps), within 2%.
+fn rate_check(rate_bps: u64, mtu: u32, goodput_bytes_per_s: f64) -> Check {
+    let eff = (mtu as f64 - 52.0) / mtu as f64;
+    let expect = rate_bps as f64 * eff;
+    let ratio = goodput_bytes_per_s * 8.0 / expect;
+    Check {
+        name: "rate".into(),
+        detail: format!(
+            "configured {:.3} Mbit/s; TCP goodput {:.3} Mbit/s = {:.1}% of the payload rate at MTU {} ({:.3} Mbit/s), target within 2%",
+            rate_bps as f64 / 1e6,
+            goodput_bytes_per_s * 8.0 / 1e6,
+            ratio * 100.0,
+            mtu,
+            expect / 1e6
+        ),
+        ok: Some((ratio - 1.0).abs() <= 0.02),
+    }
+}
+
+/// What the user-space relay says about itself: its departures against the
+/// model's schedule, the path cost it takes off, where arrivals were dated,
+/// and whether the CPUs were kept from sleeping deeply. Informative only.
+fn relay_checks(link: &Link, lateness: &[RelayTiming]) -> Vec<Check> {
+    let mut checks = Vec::new();
     if !lateness.is_empty() {
         checks.push(Check {
             name: "relay departures".into(),
@@ -347,67 +424,48 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
             ok: None,
         });
     }
-    if link.backend() == quicbench_netem::Backend::UserSpace {
-        checks.push(Check {
-            name: "path cost".into(),
-            detail: match link.path_cost() {
-                Ok(c) => format!(
-                    "measured at build: up {:.0} µs, down {:.0} µs, taken off every departure \
-                     (--no-path-compensation keeps it)",
-                    c.up_ns as f64 / 1000.0,
-                    c.down_ns as f64 / 1000.0
-                ),
-                Err(why) => format!("not compensated: {why}"),
-            },
-            ok: None,
-        });
-        let k = link.counters();
-        checks.push(Check {
-            name: "arrivals".into(),
-            detail: [("up", &k.up.relay), ("down", &k.down.relay)]
-                .iter()
-                .map(|(dir, r)| {
-                    format!(
-                        "{dir}: {} of {} reads dated at the device, where they waited \
-                         p50 {:.0} µs, p99 {:.0} µs for the relay (not part of their delay)",
-                        r.arrivals_tapped,
-                        r.reads(),
-                        r.read_wait_p50_ns as f64 / 1000.0,
-                        r.read_wait_p99_ns as f64 / 1000.0
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; "),
-            ok: None,
-        });
-        checks.push(Check {
-            name: "idle CPUs".into(),
-            detail: match link.idle_poll() {
-                Ok(()) => "kept polling while the link was up, so the relay's wake-ups cost the same each time (--no-idle-poll lets them sleep)"
-                    .into(),
-                Err(why) => format!("may sleep deeply, the relay's wake-ups vary: {why}"),
-            },
-            ok: None,
-        });
-    }
-    let pass = checks.iter().all(|c| c.ok != Some(false));
-    let hint = if pass {
-        None
-    } else {
-        delay_hint(&checks, &lateness, load_average())
-    };
-    Ok(Calibration {
-        backend: link.backend().to_string(),
-        backend_reason: link.backend_reason().to_string(),
-        up: cfg.up.to_string(),
-        down: cfg.down.to_string(),
-        probe,
-        tcp_goodput_bps: bulk.map(|b| b * 8.0),
-        counters,
-        checks,
-        pass,
-        hint,
-    })
+    checks.push(Check {
+        name: "path cost".into(),
+        detail: match link.path_cost() {
+            Ok(c) => format!(
+                "measured at build: up {:.0} µs, down {:.0} µs, taken off every departure \
+                 (--no-path-compensation keeps it)",
+                c.up_ns as f64 / 1000.0,
+                c.down_ns as f64 / 1000.0
+            ),
+            Err(why) => format!("not compensated: {why}"),
+        },
+        ok: None,
+    });
+    let k = link.counters();
+    checks.push(Check {
+        name: "arrivals".into(),
+        detail: [("up", &k.up.relay), ("down", &k.down.relay)]
+            .iter()
+            .map(|(dir, r)| {
+                format!(
+                    "{dir}: {} of {} reads dated at the device, where they waited \
+                     p50 {:.0} µs, p99 {:.0} µs for the relay (not part of their delay)",
+                    r.arrivals_tapped,
+                    r.reads(),
+                    r.read_wait_p50_ns as f64 / 1000.0,
+                    r.read_wait_p99_ns as f64 / 1000.0
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        ok: None,
+    });
+    checks.push(Check {
+        name: "idle CPUs".into(),
+        detail: match link.idle_poll() {
+            Ok(()) => "kept polling while the link was up, so the relay's wake-ups cost the same each time (--no-idle-poll lets them sleep)"
+                .into(),
+            Err(why) => format!("may sleep deeply, the relay's wake-ups vary: {why}"),
+        },
+        ok: None,
+    });
+    checks
 }
 
 impl std::fmt::Display for Calibration {
@@ -503,5 +561,107 @@ mod tests {
         ];
         assert!(delay_hint(&held, &on_time, None).is_none());
         assert!(delay_hint(&failed, &[], None).is_none());
+    }
+
+    fn spec(s: &str) -> LinkSpec {
+        s.parse().expect("a valid spec")
+    }
+
+    fn owd(p50_us: f64, p99_us: f64) -> Summary {
+        Summary {
+            count: 1000,
+            min_us: p50_us,
+            p50_us,
+            p90_us: p50_us,
+            p99_us,
+            max_us: p99_us,
+            mean_us: p50_us,
+        }
+    }
+
+    #[test]
+    fn the_probe_keeps_to_half_the_slower_direction_s_rate() {
+        let o = CalibrateOptions::default();
+        let fast = ProbePace::new(&LinkConfig::symmetric(spec("delay 5ms")), &o);
+        assert_eq!((fast.pps, fast.count), (10_000, 20_000));
+        assert_eq!(fast.interval, Duration::from_micros(100));
+        assert_eq!(fast.wire_bits, 228.0 * 8.0);
+        // 1 Mbit/s down: half of it is 274 datagrams of 228 wire bytes a second.
+        let cfg = LinkConfig::new(spec("delay 5ms"), spec("delay 5ms rate 1mbit"));
+        let slow = ProbePace::new(&cfg, &o);
+        assert_eq!((slow.pps, slow.count), (274, 548));
+        // Never below one datagram a second, never zero datagrams.
+        let o = CalibrateOptions {
+            pps: 1,
+            seconds: 0.1,
+            ..o
+        };
+        let p = ProbePace::new(&LinkConfig::symmetric(spec("delay 5ms rate 1kbit")), &o);
+        assert_eq!((p.pps, p.count), (1, 1));
+    }
+
+    #[test]
+    fn each_direction_s_delay_is_judged_against_its_own_spec() {
+        let bits = 228.0 * 8.0;
+        // 20 ms plus 1824 bits at 10 Mbit/s = 182.4 µs of serialisation.
+        let s = spec("delay 20ms rate 10mbit");
+        let want = 20_182.4;
+        let c = delay_check("down", &s, bits, &owd(want + 9.0, want + 99.0));
+        assert_eq!(
+            (c.name.as_str(), c.ok),
+            ("one-way delay (down)", Some(true))
+        );
+        assert!(c.detail.contains("configured 20.182 ms"), "{}", c.detail);
+        for (p50, p99) in [(11.0, 20.0), (-11.0, 20.0), (0.0, 101.0), (0.0, -101.0)] {
+            let c = delay_check("up", &s, bits, &owd(want + p50, want + p99));
+            assert_eq!(c.ok, Some(false), "p50 {p50:+} µs, p99 {p99:+} µs");
+        }
+        // Without a rate nothing is added for serialisation.
+        let c = delay_check("up", &spec("delay 20ms"), bits, &owd(20_005.0, 20_050.0));
+        assert_eq!(c.ok, Some(true), "{}", c.detail);
+        // With jitter there is no single target: informative only.
+        let c = delay_check(
+            "up",
+            &spec("delay 20ms 5ms"),
+            bits,
+            &owd(25_000.0, 29_000.0),
+        );
+        assert_eq!(c.ok, None);
+        assert!(c.detail.contains("with jitter"), "{}", c.detail);
+    }
+
+    #[test]
+    fn round_trip_loss_holds_within_its_binomial_interval() {
+        // 1% each way: 1.99% of round trips; 99% interval for 20,000 echoes
+        // is about [1.74%, 2.24%].
+        let lossy = LinkConfig::symmetric(spec("delay 5ms loss 1%"));
+        assert_eq!(loss_check(&lossy, 20_000, 0.0199).ok, Some(true));
+        assert_eq!(loss_check(&lossy, 20_000, 0.0175).ok, Some(true));
+        assert_eq!(loss_check(&lossy, 20_000, 0.0170).ok, Some(false));
+        assert_eq!(loss_check(&lossy, 20_000, 0.0230).ok, Some(false));
+        // A lossless link must lose nothing; nothing sent reads as one echo.
+        let clean = LinkConfig::symmetric(spec("delay 5ms"));
+        assert_eq!(loss_check(&clean, 20_000, 0.0).ok, Some(true));
+        assert_eq!(loss_check(&clean, 20_000, 0.00005).ok, Some(false));
+        assert_eq!(loss_check(&clean, 0, 0.0).ok, Some(true));
+    }
+
+    #[test]
+    fn rate_is_judged_on_tcp_payload_within_two_percent() {
+        // At MTU 1500 a TCP packet carries 1448 payload bytes: 10 Mbit/s of
+        // packets is 9.653 Mbit/s of goodput.
+        let payload = 10e6 * 1448.0 / 1500.0 / 8.0;
+        assert_eq!(rate_check(10_000_000, 1500, payload).ok, Some(true));
+        assert_eq!(rate_check(10_000_000, 1500, payload * 0.981).ok, Some(true));
+        assert_eq!(
+            rate_check(10_000_000, 1500, payload * 0.979).ok,
+            Some(false)
+        );
+        assert_eq!(
+            rate_check(10_000_000, 1500, payload * 1.021).ok,
+            Some(false)
+        );
+        let c = rate_check(10_000_000, 1500, payload);
+        assert!(c.detail.contains("9.653 Mbit/s"), "{}", c.detail);
     }
 }
