@@ -142,3 +142,49 @@ fn summary_rates_the_transfer_and_states_the_set_up() {
         line(&out, "wall");
     }
 }
+
+/// At `-c 1` every protocol carries one request at a time, and each is
+/// timed from its own start: the next one starts after the previous one's
+/// last byte (HTTP/1.x once timed all of a connection's requests from the
+/// first one's start, so their time-to-first-byte counted the queue).
+#[test]
+fn requests_at_concurrency_one_are_timed_one_after_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = dir.path().join("trust.pem");
+    let s = serve(&cert);
+    let cacert = cert.to_str().expect("utf-8 path");
+    for (proto, addr) in [
+        ("h1.1", &s.http),
+        ("h1.1-tls", &s.tls),
+        ("h2", &s.tls),
+        ("h3", &s.quic),
+    ] {
+        let scheme = if proto == "h1.1" { "http" } else { "https" };
+        let url = format!("{scheme}://{addr}/bytes/500000");
+        let out = get(&[
+            "--proto", proto, "-n", "4", "--json", "--cacert", cacert, &url,
+        ]);
+        let mut spans: Vec<(u64, u64)> = out
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| {
+                let r: serde_json::Value = serde_json::from_str(l).expect("a JSON record");
+                let ns = |k: &str| {
+                    r[k].as_u64()
+                        .unwrap_or_else(|| panic!("{proto}: no {k} in {l}"))
+                };
+                (ns("start_ns"), ns("last_byte_ns"))
+            })
+            .collect();
+        assert_eq!(spans.len(), 4, "{proto}: {out}");
+        spans.sort_unstable();
+        for w in spans.windows(2) {
+            assert!(
+                w[1].0 >= w[0].1,
+                "{proto}: a request timed from {} ns, before the previous one's last byte at {} ns",
+                w[1].0,
+                w[0].1
+            );
+        }
+    }
+}

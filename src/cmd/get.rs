@@ -188,11 +188,12 @@ pub fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
             let mine: Vec<u32> = (0..a.requests)
                 .filter(|i| *i % nconn == ci as u32)
                 .collect();
-            let batch = if per_conn {
-                mine.len().max(1)
-            } else {
-                a.concurrency as usize
-            };
+            // Each batch starts when the one before it is done, and its
+            // requests are timed from that start: an HTTP/1.x connection
+            // carries one request at a time, HTTP/2 and HTTP/3 `-c` at once.
+            // (One batch of all of a connection's requests would time each
+            // from the first one's start, queueing included.)
+            let batch = if per_conn { 1 } else { a.concurrency as usize };
             let path = t.path.clone();
             futs.push(async move {
                 let mut recs = Vec::new();
