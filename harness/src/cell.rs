@@ -446,9 +446,10 @@ fn execute_inner(
     record_link(res, &link, server_stats);
     let link_now = link.counters();
     let (t0, client_transport) = (out.t0_mono_ns, std::mem::take(&mut out.transport));
+    let measured_from = out.measured_from;
     fill(res, out);
     cpu.record(res, &link_now);
-    record_flows(res, &link, cell);
+    record_flows(res, &link, cell, measured_from);
     record.apply(res);
     crate::ground_truth::record(res, t0, client_transport, server_transport);
     ends.record(ctx, res, server_tcp_cc, client_tcp_cc);
@@ -482,14 +483,19 @@ pub(crate) fn link_config(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef
     cfg
 }
 
-/// The link's per-flow metrics, and in the lost-flight modes its chosen
-/// drops and the link as it was.
-fn record_flows(res: &mut CellResult, link: &Link, cell: &Cell) {
+/// The link's per-flow metrics (of the flows opened from `measured_from`
+/// on, when warm-up connections came first), and in the lost-flight modes
+/// its chosen drops and the link as it was.
+fn record_flows(res: &mut CellResult, link: &Link, cell: &Cell, measured_from: Option<Instant>) {
     let flows = link.flows();
     if let Some(f) = &flows {
         let k = link.counters();
         let cost = k.up.relay.path_compensation_ns + k.down.relay.path_compensation_ns;
-        crate::link_metrics::record(res, f, cost);
+        // On the link's clock (monotonic ns since the link was built).
+        let from_ns = measured_from.map_or(0, |t| {
+            t.saturating_duration_since(link.clock().epoch()).as_nanos() as u64
+        });
+        crate::link_metrics::record(res, f, cost, from_ns);
         crate::link_metrics::record_reordering(res, &link.counters());
     }
     if lost_flight(cell).is_some() {

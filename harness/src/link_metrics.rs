@@ -62,15 +62,29 @@ fn corrected(p: &ResponsePath, path_cost_ns: u64) -> ResponsePath {
     }
 }
 
-/// Add the link's metrics (`link_*`) and `extra.link_flows` to a cell.
-/// `path_cost_ns`: one round trip's fixed path cost taken off by the relay
-/// (up + down `relay.path_compensation_ns`).
-pub fn record(res: &mut CellResult, report: &FlowsReport, path_cost_ns: u64) {
-    let flows: Vec<&FlowReport> = report
+/// The flows the cell's client opened (its first packet offered), split
+/// into those that started from `measured_from_ns` on (link clock) and the
+/// number that started before: warm-up connections, which are not measured.
+fn measured_flows(report: &FlowsReport, measured_from_ns: u64) -> (Vec<&FlowReport>, usize) {
+    let (measured, warmup): (Vec<&FlowReport>, Vec<&FlowReport>) = report
         .flows
         .iter()
         .filter(|f| f.client_in == Side::ClientNs && f.up.offered_packets > 0)
-        .collect();
+        .partition(|f| f.start_ns >= measured_from_ns);
+    (measured, warmup.len())
+}
+
+/// Add the link's metrics (`link_*`) and `extra.link_flows` to a cell, of
+/// the flows opened from `measured_from_ns` (link clock; 0: all).
+/// `path_cost_ns`: one round trip's fixed path cost taken off by the relay
+/// (up + down `relay.path_compensation_ns`).
+pub fn record(
+    res: &mut CellResult,
+    report: &FlowsReport,
+    path_cost_ns: u64,
+    measured_from_ns: u64,
+) {
+    let (flows, warmup) = measured_flows(report, measured_from_ns);
     let rtt_ms = res.link.rtt_ms;
     let mut push = |name: &str, unit: &str, v: Option<f64>| {
         if let Some(v) = v.filter(|v| v.is_finite()) {
@@ -138,6 +152,7 @@ pub fn record(res: &mut CellResult, report: &FlowsReport, path_cost_ns: u64) {
             "flows": listed,
             "listed": listed.len(),
             "total": flows.len(),
+            "warmup": warmup,
             "overflowed": report.overflowed,
             "unattributed_packets": report.unattributed_packets,
         }),

@@ -212,6 +212,7 @@ pub fn handshake(c: &Ctx, mode: &str, hp: &HandshakeParams) -> Output {
             out.fail_cell(format!("warm-up run (for the ticket): {e}"));
             return out;
         }
+        out.measured_from = Some(Instant::now());
     }
     let (mut resumed_n, mut early_n, mut timed) = (0u64, 0u64, 0u64);
     for i in 0..hp.connections as usize {

@@ -127,7 +127,7 @@ pub fn execute(
     if let Some(f) = link.flows() {
         let k = link.counters();
         let cost = k.up.relay.path_compensation_ns + k.down.relay.path_compensation_ns;
-        crate::link_metrics::record(res, &f, cost);
+        crate::link_metrics::record(res, &f, cost, 0);
         crate::link_metrics::record_reordering(res, &link.counters());
     }
     record.apply(res);

@@ -100,6 +100,10 @@ pub struct Output {
     /// CLOCK_MONOTONIC ns of the workload's time zero (that of its timelines);
     /// transport records are put on that axis.
     pub t0_mono_ns: u64,
+    /// When the measured connections began, where warm-up connections of
+    /// their own came first: the link's per-flow metrics leave out the flows
+    /// that started before (they are counted, `extra.link_flows.warmup`).
+    pub measured_from: Option<std::time::Instant>,
 }
 
 /// Most client transport records a workload keeps.
@@ -247,6 +251,7 @@ pub async fn handshake(env: &Env, p: Protocol, mode: &str, hp: &HandshakeParams)
     if lost.is_some() {
         arm_chosen_drops(env, &mut out, true);
     }
+    out.measured_from = Some(std::time::Instant::now());
     let (mut resumed_n, mut early_n, mut syn_n) = (0u64, 0u64, 0u64);
     for i in 0..hp.connections {
         if let Some((r, e, syn)) = measure_connection(env, p, &c, hp, epoch, i, &mut out).await {
