@@ -16,6 +16,9 @@ struct Serve {
     http: String,
     tls: String,
     quic: String,
+    /// The server's certificate, for `--cacert`.
+    cacert: String,
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for Serve {
@@ -25,7 +28,9 @@ impl Drop for Serve {
     }
 }
 
-fn serve(cert: &std::path::Path) -> Serve {
+fn serve() -> Serve {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = dir.path().join("trust.pem");
     let mut child = Command::new(bin())
         .args([
             "serve",
@@ -43,7 +48,7 @@ fn serve(cert: &std::path::Path) -> Serve {
             "60",
             "--cert-out",
         ])
-        .arg(cert)
+        .arg(&cert)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start quicbench serve");
@@ -72,6 +77,8 @@ fn serve(cert: &std::path::Path) -> Serve {
         http,
         tls,
         quic,
+        cacert: cert.to_str().expect("utf-8 path").to_string(),
+        _dir: dir,
     }
 }
 
@@ -98,10 +105,8 @@ fn line<'a>(out: &'a str, label: &str) -> &'a str {
 
 #[test]
 fn summary_rates_the_transfer_and_states_the_set_up() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cert = dir.path().join("trust.pem");
-    let s = serve(&cert);
-    let cacert = cert.to_str().expect("utf-8 path");
+    let s = serve();
+    let cacert = s.cacert.as_str();
     for (proto, addr, threads) in [
         ("h3", &s.quic, "1"),
         ("h3", &s.quic, "0"),
@@ -149,10 +154,8 @@ fn summary_rates_the_transfer_and_states_the_set_up() {
 /// first one's start, so their time-to-first-byte counted the queue).
 #[test]
 fn requests_at_concurrency_one_are_timed_one_after_another() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cert = dir.path().join("trust.pem");
-    let s = serve(&cert);
-    let cacert = cert.to_str().expect("utf-8 path");
+    let s = serve();
+    let cacert = s.cacert.as_str();
     for (proto, addr) in [
         ("h1.1", &s.http),
         ("h1.1-tls", &s.tls),

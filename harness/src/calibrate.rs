@@ -27,6 +27,17 @@ pub struct Check {
     pub ok: Option<bool>,
 }
 
+impl Check {
+    /// A check that only informs: nothing to hold.
+    fn info(name: &str, detail: String) -> Check {
+        Check {
+            name: name.into(),
+            detail,
+            ok: None,
+        }
+    }
+}
+
 /// The calibration of one link.
 #[derive(Debug, Clone, Serialize)]
 pub struct Calibration {
@@ -196,14 +207,13 @@ pub fn calibrate(cfg: &LinkConfig, o: CalibrateOptions) -> anyhow::Result<Calibr
 
     let mut checks = Vec::new();
     if pace.pps < o.pps {
-        checks.push(Check {
-            name: "probe rate".into(),
-            detail: format!(
+        checks.push(Check::info(
+            "probe rate",
+            format!(
                 "{} datagrams/s instead of {}: half of the link's rate",
                 pace.pps, o.pps
             ),
-            ok: None,
-        });
+        ));
     }
     let owd = [
         ("up", &cfg.up, &probe.owd_up),
@@ -338,13 +348,12 @@ fn delay_check(dir: &str, spec: &LinkSpec, wire_bits: f64, measured: &Summary) -
     let (e50_us, e99_us) = ((p50_ms - want_ms) * 1000.0, (p99_ms - want_ms) * 1000.0);
     let name = format!("one-way delay ({dir})");
     if spec.jitter_ns() > 0 {
-        return Check {
-            name,
-            detail: format!(
+        return Check::info(
+            &name,
+            format!(
                 "configured base {want_ms:.3} ms with jitter; measured p50 {p50_ms:.3} ms, p99 {p99_ms:.3} ms"
             ),
-            ok: None,
-        };
+        );
     }
     Check {
         name,
@@ -404,9 +413,9 @@ fn rate_check(rate_bps: u64, mtu: u32, goodput_bytes_per_s: f64) -> Check {
 fn relay_checks(link: &Link, lateness: &[RelayTiming]) -> Vec<Check> {
     let mut checks = Vec::new();
     if !lateness.is_empty() {
-        checks.push(Check {
-            name: "relay departures".into(),
-            detail: lateness
+        checks.push(Check::info(
+            "relay departures",
+            lateness
                 .iter()
                 .map(|t| {
                     format!(
@@ -421,12 +430,11 @@ fn relay_checks(link: &Link, lateness: &[RelayTiming]) -> Vec<Check> {
                 })
                 .collect::<Vec<_>>()
                 .join("; "),
-            ok: None,
-        });
+        ));
     }
-    checks.push(Check {
-        name: "path cost".into(),
-        detail: match link.path_cost() {
+    checks.push(Check::info(
+        "path cost",
+        match link.path_cost() {
             Ok(c) => format!(
                 "measured at build: up {:.0} µs, down {:.0} µs, taken off every departure \
                  (--no-path-compensation keeps it)",
@@ -435,12 +443,11 @@ fn relay_checks(link: &Link, lateness: &[RelayTiming]) -> Vec<Check> {
             ),
             Err(why) => format!("not compensated: {why}"),
         },
-        ok: None,
-    });
+    ));
     let k = link.counters();
-    checks.push(Check {
-        name: "arrivals".into(),
-        detail: [("up", &k.up.relay), ("down", &k.down.relay)]
+    checks.push(Check::info(
+        "arrivals",
+        [("up", &k.up.relay), ("down", &k.down.relay)]
             .iter()
             .map(|(dir, r)| {
                 format!(
@@ -454,17 +461,15 @@ fn relay_checks(link: &Link, lateness: &[RelayTiming]) -> Vec<Check> {
             })
             .collect::<Vec<_>>()
             .join("; "),
-        ok: None,
-    });
-    checks.push(Check {
-        name: "idle CPUs".into(),
-        detail: match link.idle_poll() {
+    ));
+    checks.push(Check::info(
+        "idle CPUs",
+        match link.idle_poll() {
             Ok(()) => "kept polling while the link was up, so the relay's wake-ups cost the same each time (--no-idle-poll lets them sleep)"
                 .into(),
             Err(why) => format!("may sleep deeply, the relay's wake-ups vary: {why}"),
         },
-        ok: None,
-    });
+    ));
     checks
 }
 
