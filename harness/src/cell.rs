@@ -430,6 +430,8 @@ fn execute_inner(
         out.fail_cell(m);
     }
     phases.mark("workload");
+    drain_link(&link);
+    phases.mark("link_drained");
     let (server_stats, server_transport, server_tcp_cc) = servers.stop(&mut out);
     phases.mark("servers_down");
     let drops_after = transport::read_drops_both(&link);
@@ -481,6 +483,40 @@ pub(crate) fn link_config(ctx: &CellCtx, m: &Matrix, cell: &Cell, ldef: &LinkDef
         cfg.pcap_dir = Some(d.join(&cell.id));
     }
     cfg
+}
+
+/// Let what the client sent last reach the servers before they stop. A
+/// server stopped while the client's close is still in the link closes that
+/// connection itself, and the link took that packet (QUIC's
+/// CONNECTION_CLOSE, TLS's close_notify) as the end of the last connection's
+/// answer: its response path read one delay more of server turn (11 ms on a
+/// 20 ms link, in every cell). User-space link: until the relay holds no
+/// packet in either direction (a 1 ms pause first, for a packet not read
+/// yet); kernel netem: the longest one-way delay. Bounded either way.
+fn drain_link(link: &Link) {
+    let cfg = link.config();
+    let one_way = |s: &quicbench_netem::LinkSpec| {
+        Duration::from_nanos(
+            s.base_delay_ns()
+                .saturating_add(s.jitter_ns().saturating_mul(2)),
+        )
+    };
+    let longest = one_way(&cfg.up).max(one_way(&cfg.down)) + Duration::from_millis(1);
+    std::thread::sleep(Duration::from_millis(1));
+    if link.backend() != Backend::UserSpace {
+        std::thread::sleep(longest);
+        return;
+    }
+    // Rate-limited queues drain within their buffer's time; a second more
+    // is a bound, not a wait.
+    let deadline = Instant::now() + longest + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        let k = link.counters();
+        if k.up.relay.queued == 0 && k.down.relay.queued == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// The link's per-flow metrics (of the flows opened from `measured_from`

@@ -83,6 +83,20 @@ modes = ["cold"]
             "{}: round trips {rt:?}",
             cell.id
         );
+        // Every measured connection's server turns are the server's work,
+        // the last one's too: a turn of a whole one-way delay (10 ms) would
+        // be a packet sent after the exchange (the servers' own close when
+        // they stopped before the client's close reached them).
+        let slowest = r.metrics["link_server_ms"]
+            .samples
+            .iter()
+            .fold(0.0f64, |a, b| a.max(*b));
+        assert!(
+            slowest < 8.0,
+            "{}: a server turn of {slowest:.3} ms: {:?}",
+            cell.id,
+            r.metrics["link_server_ms"].samples
+        );
         let rtts = median(&r.metrics["link_wire_rtts"].samples);
         let (cl, sv, wire) = (
             median(&r.metrics["link_client_ms"].samples),
