@@ -503,19 +503,16 @@ fn drain_link(link: &Link) {
     };
     let longest = one_way(&cfg.up).max(one_way(&cfg.down)) + Duration::from_millis(1);
     std::thread::sleep(Duration::from_millis(1));
-    if link.backend() != Backend::UserSpace {
-        std::thread::sleep(longest);
-        return;
-    }
     // Rate-limited queues drain within their buffer's time; a second more
     // is a bound, not a wait.
     let deadline = Instant::now() + longest + Duration::from_secs(1);
-    while Instant::now() < deadline {
-        let k = link.counters();
-        if k.up.relay.queued == 0 && k.down.relay.queued == 0 {
-            return;
+    loop {
+        match link.queued() {
+            None => return std::thread::sleep(longest),
+            Some((0, 0)) => return,
+            Some(_) if Instant::now() >= deadline => return,
+            Some(_) => std::thread::sleep(Duration::from_millis(1)),
         }
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

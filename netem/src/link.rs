@@ -545,6 +545,16 @@ impl Link {
         }
     }
 
+    /// User space: the packets the relay holds now (up, down), waiting for
+    /// their departure; a lock of each direction, nothing read from the
+    /// system. None on the kernel backend.
+    pub fn queued(&self) -> Option<(u64, u64)> {
+        match &self.inner {
+            Inner::User(u) => Some((lock(&u.up).relay.queued, lock(&u.down).relay.queued)),
+            Inner::Kernel(_) => None,
+        }
+    }
+
     /// User space: the path's fixed cost measured at build and taken off every
     /// departure, or why not. Kernel backend: Err (netem's delay is not
     /// compensated).
